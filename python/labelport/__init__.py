@@ -1,0 +1,48 @@
+"""labelport: one vendor-neutral API to send records to data-labeling vendors and get the labels back.
+
+    import labelport as lp
+    client = lp.Client("alegion", project="<workflow id>", username=..., password=...)
+    batch = client.create_batch("cars-2026-11", exist_ok=True)
+    batch.upload(records, key="image_id").wait()
+    batch.wait()
+    for result in batch.results():
+        ...
+"""
+
+from labelport import sandbox
+from labelport._labelport import (
+    AuthError,
+    Batch,
+    Client,
+    DuplicateRecord,
+    InvalidInput,
+    Job,
+    LabelportError,
+    NotFound,
+    RateLimited,
+    ResultStream,
+    Stalled,
+    Timeout,
+    UnsupportedOperation,
+    VendorError,
+    __version__,
+)
+
+__all__ = [
+    "AuthError",
+    "Batch",
+    "Client",
+    "DuplicateRecord",
+    "InvalidInput",
+    "Job",
+    "LabelportError",
+    "NotFound",
+    "RateLimited",
+    "ResultStream",
+    "Stalled",
+    "Timeout",
+    "UnsupportedOperation",
+    "VendorError",
+    "__version__",
+    "sandbox",
+]

@@ -1,0 +1,197 @@
+"""Type stubs for the native module ``labelport._labelport`` (Rust, src/py/)."""
+
+from __future__ import annotations
+
+import datetime as _dt
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from os import PathLike
+from typing import Any, Literal
+
+__version__: str
+
+Record = Mapping[str, Any]
+Envelope = dict[str, Any]
+Status = Literal["pending", "in_progress", "completed", "exception", "canceled", "rejected", "failed"]
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Errors (src/py/errors.rs). Every error carries the facts a user needs to act; none carries a secret.
+
+
+class LabelportError(Exception):
+    vendor: str | None
+    operation: str | None
+    status: int | None  # HTTP status
+    code: str | None  # vendor error code
+    message: str
+    request_id: str | None
+    key: str | None  # record key, where one record is at fault
+    field: str | None  # record field, where one field is at fault
+    details: dict[str, Any] | None  # e.g. what an interrupted upload did and did not send
+
+class AuthError(LabelportError): ...
+class NotFound(LabelportError): ...
+class InvalidInput(LabelportError, ValueError): ...
+class DuplicateRecord(LabelportError): ...
+class RateLimited(LabelportError): ...
+class VendorError(LabelportError): ...
+class Timeout(LabelportError, TimeoutError): ...
+class Stalled(LabelportError): ...
+class UnsupportedOperation(LabelportError): ...
+
+# ---------------------------------------------------------------------------------------------------------------------
+# The synchronous API (src/py/client.rs)
+
+
+class Client:
+    """One vendor account and project. Thread-safe: share one per process.
+
+    Credentials are keyword arguments named as the vendor names them (alegion: ``username``, ``password``),
+    or come from ``LABELPORT_<VENDOR>_<NAME>`` environment variables; ``project`` and ``base_url`` likewise from
+    ``LABELPORT_<VENDOR>_PROJECT`` and ``LABELPORT_<VENDOR>_BASE_URL``. Keyword arguments win.
+    """
+
+    def __init__(
+        self,
+        vendor: str,
+        project: str | int | None = None,
+        *,
+        base_url: str | None = None,
+        timeout: float = 30.0,
+        max_retries: int = 5,
+        rate_limit: float | None = None,
+        allow_insecure: bool = False,
+        **credentials_and_options: Any,
+    ) -> None: ...
+    @property
+    def vendor(self) -> str: ...
+    @property
+    def project(self) -> str: ...
+    @property
+    def base_url(self) -> str: ...
+    @property
+    def capabilities(self) -> dict[str, Any]: ...
+    def create_batch(self, name: str, *, exist_ok: bool = False, **options: Any) -> Batch: ...
+    def batch(self, id: str) -> Batch:
+        """Re-attach to an existing batch by its id (raises NotFound if the vendor does not know it)."""
+    def batches(self) -> list[Batch]: ...
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        json: Any = None,
+        paginate: bool = False,
+        retry: bool | None = None,
+    ) -> Any:
+        """Authenticated escape hatch: the decoded JSON body, or an iterator of items with ``paginate=True``.
+        ``path`` is relative to the vendor's API root (alegion: ``/workflows`` means ``/api/v1/workflows``) or an
+        absolute path starting with the API prefix. Only GETs are retried unless ``retry=True``."""
+    def close(self) -> None: ...
+    def __enter__(self) -> Client: ...
+    def __exit__(self, *exc: object) -> None: ...
+
+
+class Batch:
+    @property
+    def id(self) -> str: ...
+    @property
+    def name(self) -> str | None: ...
+    @property
+    def vendor(self) -> str: ...
+    @property
+    def created_at(self) -> str | None: ...
+    @property
+    def raw(self) -> dict[str, Any]: ...
+    def upload(
+        self,
+        records: Iterable[Record],
+        key: str | None = None,
+        *,
+        on_error: Literal["raise", "collect"] = "raise",
+        **options: Any,
+    ) -> Job:
+        """Send records; returns once the vendor has accepted every one. Idempotent by key: records whose key the
+        batch already holds are skipped, so re-running an upload sends nothing twice. Without ``key`` the key is a
+        stable hash of the record's content."""
+    def status(self) -> dict[str, int | bool]:
+        """Counts from the vendor: total, pending, in_progress, completed, exception, canceled, rejected, failed,
+        and ``done`` (bool: every record is in a final state)."""
+    def wait(
+        self,
+        timeout: float | None = None,
+        *,
+        poll_interval: float = 2.0,
+        progress: Callable[[dict[str, int | bool]], object] | None = None,
+    ) -> dict[str, int | bool]:
+        """Block until every record is finished (done on two consecutive polls); raises Timeout."""
+    def results(
+        self, since: _dt.datetime | str | None = None, include_raw: bool = False
+    ) -> ResultStream:
+        """Finished records as envelope dicts, lazily, page by page. ``since`` is an exclusive lower bound on
+        completion time."""
+    def records(self, status: str | list[str] | None = None, include_raw: bool = False) -> ResultStream:
+        """Every record with its neutral status, where the vendor can list them."""
+    def cancel(self) -> None: ...
+    def accept(self, ids: Iterable[str]) -> None: ...
+    def reject(self, ids: Iterable[str], reason: str | None = None) -> None: ...
+
+
+class Job:
+    @property
+    def id(self) -> str: ...
+    @property
+    def batch_id(self) -> str: ...
+    def status(self) -> dict[str, Any]:
+        """{"state": "running" | "completed" | "failed", "done", "total", "failed", "skipped"}."""
+    def wait(self, timeout: float | None = None) -> dict[str, Any]: ...
+    def failures(self) -> list[dict[str, Any]]:
+        """Rejected records (with on_error="collect"): key, field, code, message."""
+
+
+class ResultStream(Iterator[Envelope]):
+    def __iter__(self) -> ResultStream: ...
+    def __next__(self) -> Envelope: ...
+    @property
+    def watermark(self) -> str | None:
+        """The greatest completion time seen so far (RFC 3339): pass it as ``since=`` next time."""
+    def to_list(self) -> list[Envelope]: ...
+    def to_jsonl(self, path: str | PathLike[str]) -> int:
+        """Write the remaining results as JSON lines; returns how many were written."""
+    def close(self) -> None:
+        """Stop fetching (also happens when the stream is dropped)."""
+
+
+class RequestPages(Iterator[Any]):
+    def __iter__(self) -> RequestPages: ...
+    def __next__(self) -> Any: ...
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# The sandbox server (src/py/sandbox.rs); users call labelport.sandbox.start(), which wraps this.
+
+
+class SandboxServer:
+    def __init__(
+        self,
+        vendor: str,
+        *,
+        seed: int = 0,
+        complete_after: float = 0.0,
+        exception_rate: float = 0.0,
+        faults: Mapping[str, float] | None = None,
+        latency: float | None = None,
+        port: int = 0,
+    ) -> None: ...
+    @property
+    def url(self) -> str: ...
+    @property
+    def vendor(self) -> str: ...
+    @property
+    def project(self) -> str: ...
+    @property
+    def credentials(self) -> dict[str, str]: ...
+    def stats(self) -> dict[str, Any]: ...
+    def advance(self, seconds: float) -> None: ...
+    def expire_tokens(self) -> None: ...
+    def stop(self) -> None: ...

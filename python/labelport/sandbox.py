@@ -1,0 +1,92 @@
+"""Local simulators of the vendors' APIs: try labelport without an account, test pipelines without a network.
+
+    with lp.sandbox.start("alegion", complete_after=2.0) as sb:
+        client = sb.client()
+        ...
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from labelport._labelport import Client, SandboxServer
+
+__all__ = ["Sandbox", "start"]
+
+
+class Sandbox:
+    """A running vendor simulator on 127.0.0.1. Stop it with ``.stop()`` or use it as a context manager."""
+
+    def __init__(self, server: SandboxServer) -> None:
+        self._server = server
+
+    @property
+    def url(self) -> str:
+        """Exactly what ``base_url=`` takes."""
+        return self._server.url
+
+    @property
+    def vendor(self) -> str:
+        return self._server.vendor
+
+    @property
+    def project(self) -> str:
+        return self._server.project
+
+    @property
+    def credentials(self) -> dict[str, str]:
+        """The credential keyword arguments of the seeded account, named as ``Client`` takes them."""
+        return self._server.credentials
+
+    def client(self, **overrides: Any) -> Client:
+        """A ``Client`` for this sandbox; keyword arguments override project, credentials and settings."""
+        kwargs: dict[str, Any] = {"project": self.project, "base_url": self.url, **self.credentials}
+        kwargs.update(overrides)
+        return Client(self.vendor, **kwargs)
+
+    def stats(self) -> dict[str, Any]:
+        """Requests per endpoint and status, records created per key, the peak request rate."""
+        return self._server.stats()
+
+    def advance(self, seconds: float) -> None:
+        """Move the sandbox clock forward: tokens expire, records complete."""
+        self._server.advance(seconds)
+
+    def expire_tokens(self) -> None:
+        self._server.expire_tokens()
+
+    def stop(self) -> None:
+        self._server.stop()
+
+    def __enter__(self) -> Sandbox:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        return f"<labelport.sandbox.Sandbox vendor={self.vendor!r} url={self.url!r}>"
+
+
+def start(
+    vendor: str,
+    *,
+    seed: int = 0,
+    complete_after: float = 0.0,
+    exception_rate: float = 0.0,
+    faults: Mapping[str, float] | None = None,
+    latency: float | None = None,
+    port: int = 0,
+) -> Sandbox:
+    """Start a local simulator of ``vendor``'s API; it is listening when this returns."""
+    server = SandboxServer(
+        vendor,
+        seed=seed,
+        complete_after=complete_after,
+        exception_rate=exception_rate,
+        faults=dict(faults) if faults else None,
+        latency=latency,
+        port=port,
+    )
+    return Sandbox(server)
