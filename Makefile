@@ -1,0 +1,76 @@
+# The daily commands. `make demo` and `make test` work on a fresh clone with only Rust and Python 3.11.
+#
+# Everything Python lives in .venv: .cargo/config.toml points PYO3_PYTHON at .venv/bin/python, so the venv
+# must exist before any cargo command (hence `venv` before `develop`, `test-rust`, `lint`).
+# One cargo profile (release) for everything, so dependencies are built once.
+
+PYTHON ?= python3.11
+VENV := .venv
+VENV_ABS := $(abspath $(VENV))
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.labelport-tools
+# maturin develop installs into the active virtualenv: activate it for every command that needs it.
+ACTIVATE := VIRTUAL_ENV=$(VENV_ABS) PATH=$(VENV_ABS)/bin:$$PATH
+TOOLS := "maturin>=1.7,<2" "pytest>=7"
+
+.PHONY: help venv develop demo test test-rust test-python lint format clean distclean
+
+help:
+	@echo "make demo         set up, build, and run the demo against the local Alegion sandbox"
+	@echo "make test         set up, build, and run every test (Rust, then Python)"
+	@echo "make venv         create .venv with maturin and pytest (once)"
+	@echo "make develop      build the Rust core (release) into .venv"
+	@echo "make test-rust    cargo test --release --no-default-features (no interpreter needed)"
+	@echo "make test-python  build, then pytest against the sandbox"
+	@echo "make lint         cargo fmt --check, clippy -D warnings, ruff (when installed in .venv)"
+	@echo "make format       cargo fmt, ruff format (when installed in .venv)"
+	@echo "make clean        remove build output and caches; distclean also removes .venv"
+
+venv: $(STAMP)
+
+$(STAMP):
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check $(TOOLS)
+	touch $(STAMP)
+
+develop: venv
+	$(ACTIVATE) $(BIN)/maturin develop --release
+
+demo: develop
+	$(BIN)/python -m labelport demo
+
+test: develop
+	$(ACTIVATE) cargo test --release --no-default-features
+	$(ACTIVATE) $(BIN)/pytest
+
+test-rust: venv
+	$(ACTIVATE) cargo test --release --no-default-features
+
+test-python: develop
+	$(ACTIVATE) $(BIN)/pytest
+
+lint: venv
+	cargo fmt --check
+	$(ACTIVATE) cargo clippy --release --all-targets -- -D warnings
+	@if [ -x $(BIN)/ruff ]; then \
+		$(BIN)/ruff check python tests && $(BIN)/ruff format --check python tests; \
+	else \
+		echo "ruff is not installed in $(VENV): skipped (install it with $(BIN)/pip install ruff)"; \
+	fi
+
+format: venv
+	cargo fmt
+	@if [ -x $(BIN)/ruff ]; then \
+		$(BIN)/ruff format python tests && $(BIN)/ruff check --fix python tests; \
+	else \
+		echo "ruff is not installed in $(VENV): skipped (install it with $(BIN)/pip install ruff)"; \
+	fi
+
+clean:
+	cargo clean
+	rm -rf .pytest_cache dist
+	find python tests -name __pycache__ -type d -prune -exec rm -rf {} +
+	rm -f python/labelport/*.so python/labelport/*.pyd
+
+distclean: clean
+	rm -rf $(VENV)
