@@ -13,40 +13,38 @@ from typing import Any
 import labelport as lp
 import pytest
 
-IMPORT = "POST /api/v1/batches/{batchId}/records/import"
-RESULTS = "GET /api/v1/batches/{batchId}/results"
-RECORDS = "GET /api/v1/batches/{batchId}/records"
 
+def request_counts(sb: lp.sandbox.Sandbox) -> dict[tuple[str, str], int]:
+    """The sandbox's own request counts as {("METHOD /route", "status"): n}.
 
-def request_counts(sb: lp.sandbox.Sandbox) -> dict[tuple[str, int], int]:
-    """The sandbox's own request counts as {("METHOD /route", status): n}."""
-    requests = sb.stats()["requests"]
-    counts: dict[tuple[str, int], int] = {}
-    for key, n in requests.items():
+    The sandbox counts per ``"METHOD /route/{template} STATUS"``; STATUS is the HTTP status, or ``reset``
+    for a connection it dropped on purpose.
+    """
+    counts: dict[tuple[str, str], int] = {}
+    for key, n in sb.stats()["requests"].items():
         endpoint, _, status = key.rpartition(" ")
-        counts[(endpoint, int(status))] = counts.get((endpoint, int(status)), 0) + int(
-            n
-        )
+        counts[(endpoint, status)] = counts.get((endpoint, status), 0) + int(n)
     return counts
 
 
 class RequestCounter:
-    """Counts the sandbox's requests to one endpoint made since ``start()`` (the sandbox is shared per module)."""
+    """Counts the sandbox's requests to one endpoint since ``start()`` (a sandbox is shared by a module)."""
 
     def __init__(self, sb: lp.sandbox.Sandbox) -> None:
         self.sb = sb
-        self.before: dict[tuple[str, int], int] = {}
+        self.before: dict[tuple[str, str], int] = {}
 
     def start(self) -> RequestCounter:
         self.before = request_counts(self.sb)
         return self
 
     def since_start(self, endpoint: str, status: int | None = None) -> int:
+        """Requests to ``endpoint`` ("METHOD /route") since start(), with ``status`` or any status."""
         now = request_counts(self.sb)
         return sum(
             n - self.before.get(k, 0)
             for k, n in now.items()
-            if k[0] == endpoint and (status is None or k[1] == status)
+            if k[0] == endpoint and (status is None or k[1] == str(status))
         )
 
 
