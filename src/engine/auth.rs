@@ -1,0 +1,200 @@
+//! Auth providers: how a request gets its credentials, how a refusal is recognised, and how a refused
+//! credential is renewed. Renewal is single-flight: many requests refused at once cause one new login.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use parking_lot::RwLock;
+use reqwest::RequestBuilder;
+use url::Url;
+
+use super::error::{Error, ErrorKind, Result};
+use super::redact::redact_url;
+use super::retry::{is_retryable, parse_retry_after, Outcome, RequestKind, RetryPolicy};
+
+/// Decides whether an answer means "your credential was refused" (vendors differ: Alegion answers a bad token
+/// with a 500).
+pub type RejectionTest = fn(status: u16, body: &[u8]) -> bool;
+
+#[async_trait]
+pub trait Auth: Send + Sync {
+    /// Adds the credential to a request; returns the request and the generation of the credential used.
+    async fn authorize(&self, http: &reqwest::Client, req: RequestBuilder) -> Result<(RequestBuilder, u64)>;
+    /// Whether this answer is a refusal of the credential (so renewing and replaying once may help).
+    fn is_rejection(&self, status: u16, body: &[u8]) -> bool;
+    /// The credential of `generation` was refused: forget it, so the next `authorize` gets a fresh one.
+    fn invalidate(&self, generation: u64);
+    /// How many times a credential was obtained (logins, token grants): for tests and logs.
+    fn renewals(&self) -> u64 {
+        0
+    }
+}
+
+/// A bearer token obtained by logging in with a JSON body (Alegion's `POST /api/v1/login`), renewed shortly
+/// before it expires and whenever the vendor refuses it.
+pub struct LoginToken {
+    vendor: &'static str,
+    login_url: Url,
+    /// The login body; holds the password, so it is never logged or quoted in an error.
+    body: serde_json::Value,
+    token_field: &'static str,
+    expires_field: &'static str,
+    rejection: RejectionTest,
+    retry: RetryPolicy,
+    current: RwLock<Option<Token>>,
+    login_lock: tokio::sync::Mutex<()>,
+    generation: AtomicU64,
+    logins: AtomicU64,
+}
+
+#[derive(Clone)]
+struct Token {
+    value: Arc<str>,
+    renew_at: Instant,
+    generation: u64,
+}
+
+impl LoginToken {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        vendor: &'static str,
+        login_url: Url,
+        body: serde_json::Value,
+        token_field: &'static str,
+        expires_field: &'static str,
+        rejection: RejectionTest,
+        retry: RetryPolicy,
+    ) -> Self {
+        LoginToken {
+            vendor,
+            login_url,
+            body,
+            token_field,
+            expires_field,
+            rejection,
+            retry,
+            current: RwLock::new(None),
+            login_lock: tokio::sync::Mutex::new(()),
+            generation: AtomicU64::new(0),
+            logins: AtomicU64::new(0),
+        }
+    }
+
+    fn valid_token(&self) -> Option<Token> {
+        self.current.read().as_ref().filter(|t| Instant::now() < t.renew_at).cloned()
+    }
+
+    async fn token(&self, http: &reqwest::Client) -> Result<Token> {
+        if let Some(t) = self.valid_token() {
+            return Ok(t);
+        }
+        let _single_flight = self.login_lock.lock().await;
+        if let Some(t) = self.valid_token() {
+            return Ok(t);
+        }
+        let token = self.login(http).await?;
+        *self.current.write() = Some(token.clone());
+        Ok(token)
+    }
+
+    async fn login(&self, http: &reqwest::Client) -> Result<Token> {
+        let mut retry = 0;
+        loop {
+            let sent = http.post(self.login_url.clone()).json(&self.body).send().await;
+            let outcome = match sent {
+                Ok(resp) => {
+                    let status = resp.status().as_u16();
+                    let retry_after = resp
+                        .headers()
+                        .get(reqwest::header::RETRY_AFTER)
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(parse_retry_after);
+                    let body = resp.bytes().await.unwrap_or_default();
+                    if (200..300).contains(&status) {
+                        return self.parse_token(&body);
+                    }
+                    // Logging in twice is harmless, so it retries like a read.
+                    if is_retryable(RequestKind::Read, Outcome::Status(status)) && retry < self.retry.max_retries {
+                        tokio::time::sleep(self.retry.delay(retry, retry_after)).await;
+                        retry += 1;
+                        continue;
+                    }
+                    let kind = if matches!(status, 400 | 401 | 403) { ErrorKind::Auth } else { ErrorKind::Vendor };
+                    let mut err = Error::new(
+                        kind,
+                        format!("login refused at {}: check the credentials", redact_url(&self.login_url)),
+                    )
+                    .vendor(self.vendor)
+                    .operation("login");
+                    err.status = Some(status);
+                    return Err(err);
+                }
+                Err(e) if e.is_connect() => Outcome::ConnectFailed,
+                Err(_) => Outcome::TransportFailed,
+            };
+            if is_retryable(RequestKind::Read, outcome) && retry < self.retry.max_retries {
+                tokio::time::sleep(self.retry.delay(retry, None)).await;
+                retry += 1;
+                continue;
+            }
+            return Err(Error::new(
+                ErrorKind::Vendor,
+                format!("could not reach {} to log in", redact_url(&self.login_url)),
+            )
+            .vendor(self.vendor)
+            .operation("login")
+            .code("connection"));
+        }
+    }
+
+    fn parse_token(&self, body: &[u8]) -> Result<Token> {
+        let bad = || {
+            Error::new(ErrorKind::Auth, "login answered without an access token")
+                .vendor(self.vendor)
+                .operation("login")
+        };
+        let v: serde_json::Value = serde_json::from_slice(body).map_err(|_| bad())?;
+        let value = v.get(self.token_field).and_then(|t| t.as_str()).ok_or_else(bad)?;
+        let ttl = v.get(self.expires_field).and_then(|e| e.as_f64()).unwrap_or(3600.0).max(0.0);
+        // Renew a little before expiry: 10 % of the lifetime, at most a minute.
+        let margin = (ttl * 0.1).min(60.0);
+        self.logins.fetch_add(1, Ordering::Relaxed);
+        log::debug!(target: "labelport.engine.auth", "{} login ok, token valid for {ttl} s", self.vendor);
+        Ok(Token {
+            value: Arc::from(value),
+            renew_at: Instant::now() + Duration::from_secs_f64(ttl - margin),
+            generation: self.generation.fetch_add(1, Ordering::Relaxed) + 1,
+        })
+    }
+}
+
+#[async_trait]
+impl Auth for LoginToken {
+    async fn authorize(&self, http: &reqwest::Client, req: RequestBuilder) -> Result<(RequestBuilder, u64)> {
+        let token = self.token(http).await?;
+        Ok((req.bearer_auth(&*token.value), token.generation))
+    }
+
+    fn is_rejection(&self, status: u16, body: &[u8]) -> bool {
+        (self.rejection)(status, body)
+    }
+
+    fn invalidate(&self, generation: u64) {
+        let mut current = self.current.write();
+        if current.as_ref().is_some_and(|t| t.generation == generation) {
+            *current = None;
+        }
+    }
+
+    fn renewals(&self) -> u64 {
+        self.logins.load(Ordering::Relaxed)
+    }
+}
+
+impl std::fmt::Debug for LoginToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "LoginToken({})", redact_url(&self.login_url))
+    }
+}

@@ -1,0 +1,135 @@
+//! One error type for every layer below Python. `py/errors.rs` maps `ErrorKind` onto the exception classes.
+
+use std::fmt;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    Auth,
+    NotFound,
+    InvalidInput,
+    DuplicateRecord,
+    RateLimited,
+    /// The vendor answered with an error, or could not be reached.
+    Vendor,
+    Timeout,
+    Stalled,
+    Unsupported,
+}
+
+/// What went wrong, with the facts a user needs to act. Never holds a secret: URLs are redacted before they
+/// get here and bodies of auth calls are never quoted.
+#[derive(Debug, Clone)]
+pub struct Error {
+    pub kind: ErrorKind,
+    pub vendor: Option<String>,
+    pub operation: Option<String>,
+    pub status: Option<u16>,
+    pub code: Option<String>,
+    pub message: String,
+    pub request_id: Option<String>,
+    pub key: Option<String>,
+    pub field: Option<String>,
+    /// Structured extras, e.g. which records an interrupted upload did and did not send.
+    pub details: Option<serde_json::Value>,
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Error {
+            kind,
+            vendor: None,
+            operation: None,
+            status: None,
+            code: None,
+            message: message.into(),
+            request_id: None,
+            key: None,
+            field: None,
+            details: None,
+        }
+    }
+
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::InvalidInput, message)
+    }
+
+    pub fn unsupported(vendor: &str, operation: &str, why: &str) -> Self {
+        Self::new(ErrorKind::Unsupported, format!("{vendor} cannot {operation}: {why}"))
+            .vendor(vendor)
+            .operation(operation)
+    }
+
+    pub fn vendor(mut self, vendor: &str) -> Self {
+        self.vendor = Some(vendor.to_string());
+        self
+    }
+
+    pub fn operation(mut self, operation: &str) -> Self {
+        self.operation = Some(operation.to_string());
+        self
+    }
+
+    /// Sets the operation only where a lower layer did not already name a more precise one.
+    pub fn in_operation(mut self, operation: &str) -> Self {
+        if self.operation.is_none() {
+            self.operation = Some(operation.to_string());
+        }
+        self
+    }
+
+    pub fn key(mut self, key: impl Into<String>) -> Self {
+        self.key = Some(key.into());
+        self
+    }
+
+    pub fn field(mut self, field: impl Into<String>) -> Self {
+        self.field = Some(field.into());
+        self
+    }
+
+    pub fn code(mut self, code: impl Into<String>) -> Self {
+        self.code = Some(code.into());
+        self
+    }
+
+    pub fn details(mut self, details: serde_json::Value) -> Self {
+        self.details = Some(details);
+        self
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (&self.vendor, &self.operation) {
+            (Some(v), Some(op)) => write!(f, "{v} {op}: ")?,
+            (Some(v), None) => write!(f, "{v}: ")?,
+            (None, Some(op)) => write!(f, "{op}: ")?,
+            (None, None) => {}
+        }
+        f.write_str(&self.message)?;
+        let mut facts = Vec::new();
+        if let Some(s) = self.status {
+            facts.push(format!("HTTP {s}"));
+        }
+        if let Some(c) = &self.code {
+            facts.push(format!("code {c}"));
+        }
+        if let Some(k) = &self.key {
+            facts.push(format!("record key {k:?}"));
+        }
+        if let Some(fl) = &self.field {
+            facts.push(format!("field {fl:?}"));
+        }
+        if let Some(r) = &self.request_id {
+            facts.push(format!("request id {r}"));
+        }
+        if !facts.is_empty() {
+            write!(f, " ({})", facts.join(", "))?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Error {}

@@ -1,0 +1,283 @@
+//! The HTTP client of one `Client`: one reqwest pool, timeouts, auth, retries, error mapping, redacted logs.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE, RETRY_AFTER};
+use reqwest::Method;
+use url::Url;
+
+use super::auth::Auth;
+use super::error::{Error, ErrorKind, Result};
+use super::redact::redact_url;
+use super::retry::{is_retryable, parse_retry_after, Outcome, RequestKind, RetryPolicy};
+
+pub const USER_AGENT: &str = concat!("labelport/", env!("CARGO_PKG_VERSION"));
+
+/// The vendor's error body turned into (vendor code, message).
+pub type ErrorParser = fn(status: u16, body: &[u8]) -> (Option<String>, Option<String>);
+
+#[derive(Debug, Clone)]
+pub struct HttpConfig {
+    pub vendor: &'static str,
+    pub timeout: Duration,
+    pub connect_timeout: Duration,
+    pub retry: RetryPolicy,
+}
+
+#[derive(Debug, Clone)]
+pub enum Body {
+    Empty,
+    Json(Bytes),
+    /// One file part of a multipart form, rebuilt for every attempt (reqwest forms cannot be cloned).
+    Multipart { part: &'static str, file_name: String, mime: &'static str, data: Bytes },
+}
+
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub method: Method,
+    pub url: Url,
+    pub body: Body,
+    pub kind: RequestKind,
+    /// The neutral operation this request serves, for errors and logs ("upload", "results", ...).
+    pub operation: &'static str,
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+}
+
+impl Request {
+    pub fn get(url: Url, operation: &'static str) -> Self {
+        Request { method: Method::GET, url, body: Body::Empty, kind: RequestKind::Read, operation, headers: vec![] }
+    }
+
+    pub fn json<T: serde::Serialize + ?Sized>(
+        method: Method,
+        url: Url,
+        body: &T,
+        kind: RequestKind,
+        operation: &'static str,
+    ) -> Result<Self> {
+        let bytes = serde_json::to_vec(body)
+            .map_err(|e| Error::invalid(format!("could not encode the request body as JSON: {e}")))?;
+        Ok(Request { method, url, body: Body::Json(bytes.into()), kind, operation, headers: vec![] })
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Response {
+    pub status: u16,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+    pub url: Url,
+}
+
+impl Response {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    pub fn json<T: serde::de::DeserializeOwned>(&self, vendor: &str, operation: &str) -> Result<T> {
+        serde_json::from_slice(&self.body).map_err(|e| {
+            Error::new(ErrorKind::Vendor, format!("unexpected answer from {}: {e}", redact_url(&self.url)))
+                .vendor(vendor)
+                .operation(operation)
+                .code("bad_response")
+        })
+    }
+}
+
+pub struct HttpClient {
+    inner: reqwest::Client,
+    config: HttpConfig,
+    auth: Arc<dyn Auth>,
+    parse_error: ErrorParser,
+}
+
+/// Plain HTTP is refused except to loopback (the sandbox) unless the user says otherwise.
+pub fn check_scheme(url: &Url, allow_insecure: bool) -> Result<()> {
+    match url.scheme() {
+        "https" => Ok(()),
+        "http" if allow_insecure || is_loopback(url) => Ok(()),
+        "http" => Err(Error::invalid(format!(
+            "refusing plain http to {}: credentials would travel unencrypted; use https or pass allow_insecure=True",
+            url.host_str().unwrap_or("?")
+        ))
+        .field("base_url")),
+        other => Err(Error::invalid(format!("unsupported URL scheme {other:?} in base_url")).field("base_url")),
+    }
+}
+
+fn is_loopback(url: &Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => IpAddr::V4(ip).is_loopback(),
+        Some(url::Host::Ipv6(ip)) => IpAddr::V6(ip).is_loopback(),
+        None => false,
+    }
+}
+
+impl HttpClient {
+    pub fn new(config: HttpConfig, auth: Arc<dyn Auth>, parse_error: ErrorParser) -> Result<Self> {
+        let inner = reqwest::Client::builder()
+            .user_agent(USER_AGENT)
+            .timeout(config.timeout)
+            .connect_timeout(config.connect_timeout)
+            .pool_idle_timeout(Duration::from_secs(60))
+            .gzip(true)
+            .build()
+            .map_err(|e| Error::new(ErrorKind::Vendor, format!("could not build the HTTP client: {e}")))?;
+        Ok(HttpClient { inner, config, auth, parse_error })
+    }
+
+    pub fn vendor(&self) -> &'static str {
+        self.config.vendor
+    }
+
+    pub fn auth(&self) -> &Arc<dyn Auth> {
+        &self.auth
+    }
+
+    /// A client without credentials for URLs that must not see them (pre-signed upload and download URLs).
+    pub fn raw(&self) -> &reqwest::Client {
+        &self.inner
+    }
+
+    fn build(&self, req: &Request) -> reqwest::RequestBuilder {
+        let mut rb = self.inner.request(req.method.clone(), req.url.clone());
+        for (name, value) in &req.headers {
+            rb = rb.header(name, value);
+        }
+        match &req.body {
+            Body::Empty => rb,
+            Body::Json(bytes) => rb.header(CONTENT_TYPE, "application/json").body(bytes.clone()),
+            Body::Multipart { part, file_name, mime, data } => {
+                let file = reqwest::multipart::Part::stream(data.clone())
+                    .file_name(file_name.clone())
+                    .mime_str(mime)
+                    .expect("static mime types are valid");
+                rb.multipart(reqwest::multipart::Form::new().part(*part, file))
+            }
+        }
+    }
+
+    /// Sends `req` with credentials, renewing them once on a refusal and retrying as `retry.rs` allows.
+    /// Returns the 2xx answer, or an error naming the operation, the status and the vendor's message.
+    pub async fn send(&self, req: &Request) -> Result<Response> {
+        let vendor = self.config.vendor;
+        let mut retry = 0u32;
+        let mut renewed = false;
+        loop {
+            let (rb, generation) = self.auth.authorize(&self.inner, self.build(req)).await.map_err(|e| e.in_operation(req.operation))?;
+            let started = Instant::now();
+            let outcome = match rb.send().await {
+                Ok(resp) => {
+                    let status = resp.status().as_u16();
+                    let headers = resp.headers().clone();
+                    match resp.bytes().await {
+                        Ok(body) => {
+                            log::debug!(
+                                target: "labelport.engine.http",
+                                "{} {} -> {} ({} bytes, {} ms)",
+                                req.method,
+                                redact_url(&req.url),
+                                status,
+                                body.len(),
+                                started.elapsed().as_millis()
+                            );
+                            if self.auth.is_rejection(status, &body) {
+                                if !renewed {
+                                    // Auth is checked before the vendor does anything, so replaying even a
+                                    // create after a refusal cannot create twice.
+                                    renewed = true;
+                                    self.auth.invalidate(generation);
+                                    continue;
+                                }
+                                let mut err = self.status_error(req, status, &headers, &body);
+                                err.kind = ErrorKind::Auth;
+                                return Err(err);
+                            }
+                            if (200..300).contains(&status) {
+                                return Ok(Response { status, headers, body, url: req.url.clone() });
+                            }
+                            if is_retryable(req.kind, Outcome::Status(status)) && retry < self.config.retry.max_retries {
+                                let after = headers.get(RETRY_AFTER).and_then(|v| v.to_str().ok()).and_then(parse_retry_after);
+                                let wait = self.config.retry.delay(retry, after);
+                                log::info!(
+                                    target: "labelport.engine.retry",
+                                    "{} {} answered {status}; retry {} in {:.2} s",
+                                    req.method, redact_url(&req.url), retry + 1, wait.as_secs_f64()
+                                );
+                                tokio::time::sleep(wait).await;
+                                retry += 1;
+                                continue;
+                            }
+                            return Err(self.status_error(req, status, &headers, &body));
+                        }
+                        Err(_) => Outcome::TransportFailed,
+                    }
+                }
+                Err(e) if e.is_connect() => Outcome::ConnectFailed,
+                Err(e) if e.is_timeout() => {
+                    if is_retryable(req.kind, Outcome::TransportFailed) && retry < self.config.retry.max_retries {
+                        Outcome::TransportFailed
+                    } else {
+                        return Err(Error::new(
+                            ErrorKind::Timeout,
+                            format!("{} {} got no answer within {:?}", req.method, redact_url(&req.url), self.config.timeout),
+                        )
+                        .vendor(vendor)
+                        .operation(req.operation)
+                        .code("request_timeout"));
+                    }
+                }
+                Err(_) => Outcome::TransportFailed,
+            };
+            if is_retryable(req.kind, outcome) && retry < self.config.retry.max_retries {
+                let wait = self.config.retry.delay(retry, None);
+                log::info!(
+                    target: "labelport.engine.retry",
+                    "{} {} failed ({outcome:?}); retry {} in {:.2} s",
+                    req.method, redact_url(&req.url), retry + 1, wait.as_secs_f64()
+                );
+                tokio::time::sleep(wait).await;
+                retry += 1;
+                continue;
+            }
+            let what = match outcome {
+                Outcome::ConnectFailed => "could not connect",
+                _ => "the connection failed before an answer arrived (the request may or may not have been applied)",
+            };
+            return Err(Error::new(ErrorKind::Vendor, format!("{} {}: {what}", req.method, redact_url(&req.url)))
+                .vendor(vendor)
+                .operation(req.operation)
+                .code(if outcome == Outcome::ConnectFailed { "connect_failed" } else { "connection_lost" }));
+        }
+    }
+
+    fn status_error(&self, req: &Request, status: u16, headers: &HeaderMap, body: &[u8]) -> Error {
+        let (code, message) = (self.parse_error)(status, body);
+        let kind = match status {
+            400 | 422 => ErrorKind::InvalidInput,
+            401 | 403 => ErrorKind::Auth,
+            404 | 410 => ErrorKind::NotFound,
+            409 => ErrorKind::DuplicateRecord,
+            429 => ErrorKind::RateLimited,
+            _ => ErrorKind::Vendor,
+        };
+        let message = message.unwrap_or_else(|| format!("{} {} answered HTTP {status}", req.method, redact_url(&req.url)));
+        let mut err = Error::new(kind, message).vendor(self.config.vendor).operation(req.operation);
+        err.status = Some(status);
+        err.code = code;
+        err.request_id = ["x-request-id", "x-amzn-requestid", "x-amz-request-id", "request-id", "x-correlation-id"]
+            .iter()
+            .find_map(|h| headers.get(*h).and_then(|v| v.to_str().ok()).map(str::to_string));
+        err
+    }
+}
+
+impl std::fmt::Debug for HttpClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "HttpClient({})", self.config.vendor)
+    }
+}

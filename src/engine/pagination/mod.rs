@@ -1,0 +1,7 @@
+//! Pagination strategies, each a small state machine tested without a network.
+
+pub mod link;
+pub mod page_number;
+
+pub use link::{parse_link_header, Links};
+pub use page_number::{with_query_param, PageInfo, PageNumberPaging, Step};

@@ -1,0 +1,175 @@
+//! Page-number pagination guided by `Link` and `X-Total-Count` (Alegion, and any API of that style).
+//!
+//! A small state machine: given what the last page said, the next page to fetch or the end. The total, when
+//! known, also lets the streamer fetch later pages concurrently (`plan`).
+
+use std::collections::HashSet;
+
+use url::Url;
+
+use super::link::Links;
+use crate::engine::error::{Error, ErrorKind, Result};
+
+/// What one page said about where the list goes on.
+#[derive(Debug, Clone, Default)]
+pub struct PageInfo {
+    pub items: usize,
+    pub total: Option<u64>,
+    pub links: Links,
+}
+
+#[derive(Debug, PartialEq)]
+pub enum Step {
+    Next(Url),
+    Done,
+}
+
+/// Walks pages `page=1,2,...` of one list.
+#[derive(Debug)]
+pub struct PageNumberPaging {
+    page_param: &'static str,
+    page_size: usize,
+    page: u64,
+    seen_items: u64,
+    seen_urls: HashSet<String>,
+}
+
+impl PageNumberPaging {
+    pub fn new(page_param: &'static str, page_size: usize) -> Self {
+        PageNumberPaging { page_param, page_size, page: 1, seen_items: 0, seen_urls: HashSet::new() }
+    }
+
+    /// The URL of page `n` of the list whose page 1 is `first`.
+    pub fn url_for_page(&self, first: &Url, n: u64) -> Url {
+        with_query_param(first, self.page_param, &n.to_string())
+    }
+
+    /// Records that `url` is being fetched; a URL fetched twice is an error (a vendor looping us).
+    pub fn visit(&mut self, url: &Url) -> Result<()> {
+        if !self.seen_urls.insert(url.to_string()) {
+            return Err(Error::new(ErrorKind::Vendor, "pagination returned a page URL that was already fetched")
+                .code("pagination_loop"));
+        }
+        Ok(())
+    }
+
+    /// Given the page just fetched (`current`), the next step. Ends on an empty or short page, on reaching the
+    /// total, or when there is no `next` link and no total to go by.
+    pub fn next(&mut self, current: &Url, info: &PageInfo) -> Result<Step> {
+        self.seen_items += info.items as u64;
+        if info.items == 0 || info.items < self.page_size {
+            return Ok(Step::Done);
+        }
+        if let Some(total) = info.total {
+            if self.seen_items >= total {
+                return Ok(Step::Done);
+            }
+        }
+        self.page += 1;
+        let next = match info.links.get("next") {
+            Some(url) => url.clone(),
+            None if info.total.is_some() || info.links.is_empty() => self.url_for_page(current, self.page),
+            None => return Ok(Step::Done),
+        };
+        self.visit(&next)?;
+        Ok(Step::Next(next))
+    }
+
+    /// How many pages a list of `total` items has.
+    pub fn page_count(&self, total: u64) -> u64 {
+        total.div_ceil(self.page_size as u64)
+    }
+}
+
+/// `url` with query parameter `name` set to `value` (replacing any earlier value).
+pub fn with_query_param(url: &Url, name: &str, value: &str) -> Url {
+    let pairs: Vec<(String, String)> = url
+        .query_pairs()
+        .filter(|(k, _)| k != name)
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    let mut out = url.clone();
+    out.query_pairs_mut().clear().extend_pairs(pairs).append_pair(name, value);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::pagination::link::parse_link_header;
+
+    fn first() -> Url {
+        Url::parse("http://h/api/v1/batches/b/results?page=1&pageSize=20&sort=%2BcreatedAt").unwrap()
+    }
+
+    fn info(items: usize, total: Option<u64>, link: &str, base: &Url) -> PageInfo {
+        PageInfo { items, total, links: parse_link_header([link], base) }
+    }
+
+    #[test]
+    fn follows_next_links_to_the_total() {
+        let mut p = PageNumberPaging::new("page", 20);
+        let u1 = first();
+        p.visit(&u1).unwrap();
+        let link = r#"<http://h/api/v1/batches/b/results?page=2&pageSize=20&sort=%2BcreatedAt>;rel="next""#;
+        let Step::Next(u2) = p.next(&u1, &info(20, Some(42), link, &u1)).unwrap() else { panic!() };
+        assert!(u2.as_str().contains("page=2"));
+        let link = r#"<http://h/api/v1/batches/b/results?page=3&pageSize=20&sort=%2BcreatedAt>;rel="next""#;
+        let Step::Next(u3) = p.next(&u2, &info(20, Some(42), link, &u2)).unwrap() else { panic!() };
+        assert!(u3.as_str().contains("page=3"));
+        assert_eq!(p.next(&u3, &info(2, Some(42), "", &u3)).unwrap(), Step::Done);
+    }
+
+    #[test]
+    fn full_last_page_ends_on_the_total() {
+        let mut p = PageNumberPaging::new("page", 20);
+        let u1 = first();
+        assert!(matches!(p.next(&u1, &info(20, Some(40), "", &u1)).unwrap(), Step::Next(_)));
+        assert_eq!(p.next(&u1, &info(20, Some(40), "", &u1)).unwrap(), Step::Done);
+    }
+
+    #[test]
+    fn empty_page_ends() {
+        let mut p = PageNumberPaging::new("page", 20);
+        assert_eq!(p.next(&first(), &info(0, None, "", &first())).unwrap(), Step::Done);
+    }
+
+    #[test]
+    fn without_total_or_links_counts_pages_until_a_short_one() {
+        let mut p = PageNumberPaging::new("page", 20);
+        let u1 = first();
+        let Step::Next(u2) = p.next(&u1, &info(20, None, "", &u1)).unwrap() else { panic!() };
+        assert!(u2.as_str().contains("page=2"));
+        assert!(u2.as_str().contains("sort=%2BcreatedAt"), "{u2}");
+        assert_eq!(p.next(&u2, &info(5, None, "", &u2)).unwrap(), Step::Done);
+    }
+
+    #[test]
+    fn links_without_next_and_no_total_end() {
+        let mut p = PageNumberPaging::new("page", 20);
+        let u1 = first();
+        let i = info(20, None, r#"<http://h/x?page=1>; rel="first""#, &u1);
+        assert_eq!(p.next(&u1, &i).unwrap(), Step::Done);
+    }
+
+    #[test]
+    fn a_page_url_seen_twice_is_an_error() {
+        let mut p = PageNumberPaging::new("page", 20);
+        let u1 = first();
+        p.visit(&u1).unwrap();
+        let link = format!("<{u1}>; rel=\"next\"");
+        let err = p.next(&u1, &info(20, Some(100), &link, &u1)).unwrap_err();
+        assert_eq!(err.code.as_deref(), Some("pagination_loop"));
+    }
+
+    #[test]
+    fn page_urls_and_counts() {
+        let p = PageNumberPaging::new("page", 1000);
+        assert_eq!(p.page_count(0), 0);
+        assert_eq!(p.page_count(1000), 1);
+        assert_eq!(p.page_count(1001), 2);
+        let u = p.url_for_page(&first(), 7);
+        assert_eq!(u.query_pairs().filter(|(k, _)| k == "page").count(), 1);
+        assert!(u.as_str().contains("page=7"));
+    }
+}

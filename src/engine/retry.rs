@@ -1,0 +1,157 @@
+//! When to try a request again, and how long to wait first.
+//!
+//! Reads retry on connect errors, timeouts, 429, 502, 503, 504. Creates (imports, uploads, batch creation)
+//! retry only where a retry cannot create twice: a connect error (nothing was sent), a 429 (the vendor
+//! refused before doing anything), or a vendor that deduplicates by key. Every other failure of a create
+//! goes back to the adapter, which reconciles against the vendor's own records before sending again.
+
+use std::time::Duration;
+
+use rand::Rng;
+
+/// What a request does, as far as retrying is concerned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestKind {
+    /// Safe to repeat: GET and friends.
+    Read,
+    /// May create something; repeating it after an ambiguous failure may create it twice.
+    Create,
+    /// Creates, but the vendor deduplicates by a key we send, so a repeat is harmless.
+    IdempotentCreate,
+}
+
+/// How a single attempt ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// The connection could not be made: nothing reached the vendor.
+    ConnectFailed,
+    /// The request may have reached the vendor (timeout, reset, broken body).
+    TransportFailed,
+    /// The vendor answered with this status.
+    Status(u16),
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct RetryPolicy {
+    pub max_retries: u32,
+    pub base: Duration,
+    pub cap: Duration,
+    /// The longest `Retry-After` we honour; a vendor asking for more gets an error instead of a hang.
+    pub max_retry_after: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            max_retries: 5,
+            base: Duration::from_millis(200),
+            cap: Duration::from_secs(20),
+            max_retry_after: Duration::from_secs(120),
+        }
+    }
+}
+
+/// Whether this outcome may be retried for this kind of request (the decision table).
+pub fn is_retryable(kind: RequestKind, outcome: Outcome) -> bool {
+    match (kind, outcome) {
+        (_, Outcome::ConnectFailed) => true,
+        (_, Outcome::Status(429)) => true,
+        (RequestKind::Read | RequestKind::IdempotentCreate, Outcome::TransportFailed) => true,
+        (RequestKind::Read | RequestKind::IdempotentCreate, Outcome::Status(s)) => matches!(s, 502..=504),
+        (RequestKind::Create, _) => false,
+    }
+}
+
+impl RetryPolicy {
+    /// The wait before retry number `retry` (0 for the first retry): exponential backoff with full jitter,
+    /// or the vendor's `Retry-After` when it gave one (plus a little jitter so clients do not stampede).
+    pub fn delay(&self, retry: u32, retry_after: Option<Duration>) -> Duration {
+        let mut rng = rand::rng();
+        if let Some(after) = retry_after {
+            let jitter = rng.random_range(0..=100u64);
+            return after.min(self.max_retry_after) + Duration::from_millis(jitter);
+        }
+        let ceiling = self.ceiling(retry);
+        Duration::from_micros(rng.random_range(0..=ceiling.as_micros() as u64))
+    }
+
+    /// The upper bound of the jittered wait before retry number `retry`: base * 2^retry, capped.
+    pub fn ceiling(&self, retry: u32) -> Duration {
+        let factor = 1u64.checked_shl(retry.min(30)).unwrap_or(u64::MAX);
+        let raw = self.base.as_micros().saturating_mul(factor as u128);
+        Duration::from_micros(raw.min(self.cap.as_micros()) as u64)
+    }
+}
+
+/// Parses `Retry-After` given in whole seconds (the HTTP-date form is rare in APIs and treated as absent).
+pub fn parse_retry_after(value: &str) -> Option<Duration> {
+    let secs: f64 = value.trim().parse().ok()?;
+    (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use Outcome::*;
+    use RequestKind::*;
+
+    #[test]
+    fn decision_table() {
+        let cases = [
+            (Read, ConnectFailed, true),
+            (Read, TransportFailed, true),
+            (Read, Status(429), true),
+            (Read, Status(500), false),
+            (Read, Status(502), true),
+            (Read, Status(503), true),
+            (Read, Status(504), true),
+            (Read, Status(404), false),
+            (Read, Status(422), false),
+            (Create, ConnectFailed, true),
+            (Create, Status(429), true),
+            (Create, TransportFailed, false),
+            (Create, Status(500), false),
+            (Create, Status(502), false),
+            (Create, Status(503), false),
+            (Create, Status(400), false),
+            (IdempotentCreate, TransportFailed, true),
+            (IdempotentCreate, Status(503), true),
+            (IdempotentCreate, Status(400), false),
+        ];
+        for (kind, outcome, want) in cases {
+            assert_eq!(is_retryable(kind, outcome), want, "{kind:?} {outcome:?}");
+        }
+    }
+
+    #[test]
+    fn backoff_grows_then_caps() {
+        let p = RetryPolicy {
+            base: Duration::from_millis(100),
+            cap: Duration::from_secs(1),
+            ..Default::default()
+        };
+        assert_eq!(p.ceiling(0), Duration::from_millis(100));
+        assert_eq!(p.ceiling(1), Duration::from_millis(200));
+        assert_eq!(p.ceiling(3), Duration::from_millis(800));
+        assert_eq!(p.ceiling(4), Duration::from_secs(1));
+        assert_eq!(p.ceiling(60), Duration::from_secs(1));
+        for retry in 0..10 {
+            for _ in 0..50 {
+                assert!(p.delay(retry, None) <= p.ceiling(retry));
+            }
+        }
+    }
+
+    #[test]
+    fn retry_after_is_honoured_and_bounded() {
+        let p = RetryPolicy::default();
+        let d = p.delay(0, Some(Duration::from_secs(2)));
+        assert!(d >= Duration::from_secs(2) && d <= Duration::from_millis(2100), "{d:?}");
+        let d = p.delay(0, Some(Duration::from_secs(100_000)));
+        assert!(d <= p.max_retry_after + Duration::from_millis(100));
+        assert_eq!(parse_retry_after("3"), Some(Duration::from_secs(3)));
+        assert_eq!(parse_retry_after(" 1.5 "), Some(Duration::from_millis(1500)));
+        assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"), None);
+        assert_eq!(parse_retry_after("-1"), None);
+    }
+}

@@ -1,0 +1,700 @@
+//! Alegion (legacy `app.alegion.com/api/v1`).
+//!
+//! Neutral model onto Alegion: `project` = workflow id; `Batch` = batch; record = input record
+//! (`{data, metadata}`), its key carried in `metadata`; `Job` = the import calls of one upload (Alegion's
+//! import is synchronous, so a job is complete when `upload` returns); result = result (`resultData`), its
+//! neutral `id` the input record's id. Auth: log in for a bearer token, again on 401 and on the 500
+//! "Incorrect token provided". Lists page by `page`/`pageSize` with `Link` and `X-Total-Count`.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use reqwest::Method;
+use serde::Deserialize;
+use serde_json::json;
+use serde_json::value::RawValue;
+use url::Url;
+
+use super::config::{check_options, ClientConfig, Options};
+use super::model::*;
+use super::{Adapter, UploadOptions, UploadProgress};
+use crate::engine::auth::LoginToken;
+use crate::engine::http::{Body, HttpClient, HttpConfig, Request, Response};
+use crate::engine::pagination::with_query_param;
+use crate::engine::retry::{RequestKind, RetryPolicy};
+use crate::engine::stream::{page_number_stream, Decoder, PageNumberList, PageStream};
+use crate::engine::{Error, ErrorKind, Result};
+
+const VENDOR: &str = "alegion";
+/// The import endpoints take at most 1,000 records per call.
+pub const IMPORT_LIMIT: usize = 1000;
+/// The largest page the API is known to serve (alegion.md section 4).
+const PAGE_SIZE: usize = 1000;
+const UPLOAD_CONCURRENCY: usize = 4;
+const READ_AHEAD: usize = 4;
+const TOTAL_HEADER: &str = "x-total-count";
+
+pub struct Alegion {
+    cfg: ClientConfig,
+    http: Arc<HttpClient>,
+    api: Url,
+    rt: tokio::runtime::Handle,
+}
+
+/// Alegion's error bodies are Spring's: `{"message", "error", "exception", "status", ...}`.
+fn parse_error(_status: u16, body: &[u8]) -> (Option<String>, Option<String>) {
+    #[derive(Deserialize)]
+    struct Spring {
+        message: Option<String>,
+        error: Option<String>,
+        exception: Option<String>,
+    }
+    match serde_json::from_slice::<Spring>(body) {
+        Ok(s) => {
+            let code = s.exception.map(|e| e.rsplit('.').next().unwrap_or(&e).to_string()).or(s.error);
+            (code, s.message)
+        }
+        Err(_) => (None, None),
+    }
+}
+
+/// 401, or the 500 Alegion answers for a malformed or unknown token.
+fn is_token_refused(status: u16, body: &[u8]) -> bool {
+    if status == 401 {
+        return true;
+    }
+    if status != 500 {
+        return false;
+    }
+    let (code, message) = parse_error(status, body);
+    message.as_deref() == Some("Incorrect token provided") || code.as_deref() == Some("AccessDeniedException")
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct BatchDto {
+    id: String,
+    name: Option<String>,
+    created_at: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RecordDto {
+    id: String,
+    created_at: Option<String>,
+    metadata: Option<String>,
+    data: Option<Box<RawValue>>,
+    status: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ResultDto {
+    created_at: Option<String>,
+    result_data: Option<Box<RawValue>>,
+    input_record: RecordDto,
+}
+
+#[derive(Deserialize)]
+struct KeyOnly {
+    metadata: Option<String>,
+}
+
+fn neutral_status(s: &str) -> Status {
+    match s {
+        "queued" => Status::Pending,
+        "in-progress" => Status::InProgress,
+        "complete" => Status::Completed,
+        "exception" => Status::Exception,
+        "canceled" | "cancelled" => Status::Canceled,
+        "error" => Status::Failed,
+        // An open enum (alegion.md 7.10): an unknown state is treated as still being worked.
+        _ => Status::InProgress,
+    }
+}
+
+fn alegion_status(s: Status) -> Option<&'static str> {
+    match s {
+        Status::Pending => Some("queued"),
+        Status::InProgress => Some("in-progress"),
+        Status::Completed => Some("complete"),
+        Status::Exception => Some("exception"),
+        Status::Canceled => Some("canceled"),
+        Status::Failed => Some("error"),
+        Status::Rejected => None,
+    }
+}
+
+fn batch_info(raw: serde_json::Value) -> Result<BatchInfo> {
+    let dto: BatchDto = serde_json::from_value(raw.clone())
+        .map_err(|e| Error::new(ErrorKind::Vendor, format!("unexpected batch object: {e}")).vendor(VENDOR))?;
+    Ok(BatchInfo { id: dto.id, name: dto.name, created_at: dto.created_at, raw })
+}
+
+/// Decodes a page of items as `T`, keeping each item's JSON text when `keep_raw`.
+fn decode_items<T: for<'de> Deserialize<'de>>(resp: &Response, keep_raw: bool, operation: &str) -> Result<Vec<(T, Option<Box<RawValue>>)>> {
+    let bad = |e: serde_json::Error| {
+        Error::new(ErrorKind::Vendor, format!("unexpected {operation} page: {e}"))
+            .vendor(VENDOR)
+            .operation(operation)
+            .code("bad_response")
+    };
+    if keep_raw {
+        let raws: Vec<Box<RawValue>> = serde_json::from_slice(&resp.body).map_err(bad)?;
+        raws.into_iter()
+            .map(|r| Ok((serde_json::from_str(r.get()).map_err(bad)?, Some(r))))
+            .collect()
+    } else {
+        let items: Vec<T> = serde_json::from_slice(&resp.body).map_err(bad)?;
+        Ok(items.into_iter().map(|t| (t, None)).collect())
+    }
+}
+
+impl Alegion {
+    pub fn new(cfg: ClientConfig, rt: tokio::runtime::Handle) -> Result<Self> {
+        let mut api = cfg.base_url.clone();
+        api.path_segments_mut()
+            .map_err(|_| Error::invalid("base_url cannot be a base").field("base_url"))?
+            .pop_if_empty()
+            .extend(["api", "v1"]);
+        let retry = RetryPolicy { max_retries: cfg.max_retries, ..RetryPolicy::default() };
+        let mut login_url = api.clone();
+        login_url.path_segments_mut().expect("checked above").push("login");
+        let body = json!({
+            "username": cfg.credentials["username"].expose(),
+            "password": cfg.credentials["password"].expose(),
+        });
+        let auth = LoginToken::new(VENDOR, login_url, body, "access_token", "expires_in", is_token_refused, retry);
+        let http = HttpClient::new(
+            HttpConfig { vendor: VENDOR, timeout: cfg.timeout, connect_timeout: Duration::from_secs(10), retry },
+            Arc::new(auth),
+            parse_error,
+        )?;
+        Ok(Alegion { cfg, http: Arc::new(http), api, rt })
+    }
+
+    fn url(&self, segments: &[&str]) -> Url {
+        let mut u = self.api.clone();
+        u.path_segments_mut().expect("api root is a base").extend(segments);
+        u
+    }
+
+    fn list(&self, segments: &[&str], query: &[(&str, &str)], operation: &'static str) -> PageNumberList {
+        let mut first = self.url(segments);
+        {
+            let mut q = first.query_pairs_mut();
+            for (k, v) in query {
+                q.append_pair(k, v);
+            }
+            q.append_pair("page", "1").append_pair("pageSize", &PAGE_SIZE.to_string()).append_pair("sort", "+createdAt");
+        }
+        PageNumberList {
+            first,
+            page_param: "page",
+            page_size: PAGE_SIZE,
+            total_header: TOTAL_HEADER,
+            operation,
+            read_ahead: READ_AHEAD,
+        }
+    }
+
+    /// `X-Total-Count` of a list, fetched with a one-item page.
+    async fn count(&self, segments: &[&str], query: &[(&str, &str)], operation: &'static str) -> Result<u64> {
+        let mut url = self.url(segments);
+        url.query_pairs_mut().extend_pairs(query).append_pair("page", "1").append_pair("pageSize", "1");
+        let resp = self.http.send(&Request::get(url, operation)).await?;
+        resp.header(TOTAL_HEADER).and_then(|t| t.trim().parse().ok()).ok_or_else(|| {
+            Error::new(ErrorKind::Vendor, "the list answered without X-Total-Count").vendor(VENDOR).operation(operation)
+        })
+    }
+
+    async fn collect<T: Send + 'static>(&self, list: PageNumberList, decode: Decoder<T>) -> Result<Vec<T>> {
+        let mut stream = page_number_stream(&self.rt, self.http.clone(), list, decode);
+        let mut out = Vec::new();
+        while let Some(page) = stream.next_page().await {
+            out.extend(page?);
+        }
+        Ok(out)
+    }
+
+    /// The keys (`metadata`) the batch already holds: how uploads stay idempotent and how they reconcile.
+    async fn existing_keys(&self, batch_id: &str) -> Result<HashSet<String>> {
+        if self.count(&["batches", batch_id, "records"], &[], "upload").await? == 0 {
+            return Ok(HashSet::new());
+        }
+        let decode: Decoder<Option<String>> = Arc::new(|resp: &Response| {
+            let items: Vec<KeyOnly> = resp.json(VENDOR, "upload")?;
+            Ok(items.into_iter().map(|k| k.metadata).collect())
+        });
+        let keys = self.collect(self.list(&["batches", batch_id, "records"], &[], "upload"), decode).await?;
+        Ok(keys.into_iter().flatten().collect())
+    }
+
+    fn check_batch_id(&self, id: &str) -> Result<()> {
+        if id.trim().is_empty() {
+            return Err(Error::invalid("a batch id cannot be empty").vendor(VENDOR).field("id"));
+        }
+        Ok(())
+    }
+
+    /// Imports one chunk. A failure that may or may not have stored the chunk (a 5xx, a dropped connection)
+    /// is reconciled: the batch is asked which keys it holds, and only the missing records are sent again.
+    async fn import_chunk(
+        &self,
+        batch_id: &str,
+        chunk: Vec<UploadRecord>,
+        collect: bool,
+        progress: &UploadProgress,
+    ) -> ChunkOutcome {
+        let mut pending = chunk;
+        let mut round = 0u32;
+        let retry = RetryPolicy { max_retries: self.cfg.max_retries, ..RetryPolicy::default() };
+        loop {
+            match self.post_import(batch_id, &pending).await {
+                Ok(()) => {
+                    progress.sent.fetch_add(pending.len() as u64, Ordering::Relaxed);
+                    return ChunkOutcome::default();
+                }
+                Err(e) if e.kind == ErrorKind::InvalidInput && collect => {
+                    return self.bisect(batch_id, pending, e, progress).await;
+                }
+                Err(e) if is_ambiguous(&e) && round < retry.max_retries => {
+                    tokio::time::sleep(retry.delay(round, None)).await;
+                    round += 1;
+                    match self.existing_keys(batch_id).await {
+                        Ok(present) => {
+                            let before = pending.len();
+                            pending.retain(|r| !present.contains(&r.key));
+                            progress.sent.fetch_add((before - pending.len()) as u64, Ordering::Relaxed);
+                            log::info!(
+                                target: "labelport.vendors.alegion",
+                                "import failed ambiguously ({e}); {} of {before} records were stored, resending the rest",
+                                before - pending.len()
+                            );
+                            if pending.is_empty() {
+                                return ChunkOutcome::default();
+                            }
+                        }
+                        Err(e2) => return ChunkOutcome::error(e2, pending),
+                    }
+                }
+                Err(e) => return ChunkOutcome::error(e, pending),
+            }
+        }
+    }
+
+    async fn post_import(&self, batch_id: &str, records: &[UploadRecord]) -> Result<()> {
+        let body: Vec<serde_json::Value> =
+            records.iter().map(|r| json!({"data": r.data, "metadata": r.key})).collect();
+        let req = Request::json(
+            Method::POST,
+            self.url(&["batches", batch_id, "records", "import"]),
+            &body,
+            RequestKind::Create,
+            "upload",
+        )?;
+        self.http.send(&req).await.map(|_| ())
+    }
+
+    /// Finds the records an all-or-nothing import refuses by splitting the chunk until each refusal names one
+    /// record; everything else goes through.
+    async fn bisect(&self, batch_id: &str, records: Vec<UploadRecord>, err: Error, progress: &UploadProgress) -> ChunkOutcome {
+        if records.len() == 1 {
+            let r = &records[0];
+            let failure = Failure { key: r.key.clone(), field: err.field.clone(), code: err.code.clone(), message: err.message.clone() };
+            return ChunkOutcome { failures: vec![failure], ..Default::default() };
+        }
+        let mut out = ChunkOutcome::default();
+        let mid = records.len() / 2;
+        let mut halves = records;
+        let second = halves.split_off(mid);
+        for half in [halves, second] {
+            let part = Box::pin(self.import_chunk(batch_id, half, true, progress)).await;
+            out.failures.extend(part.failures);
+            if part.error.is_some() {
+                out.error = part.error;
+                out.unsent.extend(part.unsent);
+            }
+        }
+        out
+    }
+}
+
+/// An error after which the vendor may or may not have stored the request.
+fn is_ambiguous(e: &Error) -> bool {
+    match e.kind {
+        ErrorKind::Timeout => true,
+        ErrorKind::Vendor => e.status.is_none_or(|s| s >= 500) && e.code.as_deref() != Some("connect_failed"),
+        _ => false,
+    }
+}
+
+#[derive(Default)]
+struct ChunkOutcome {
+    failures: Vec<Failure>,
+    error: Option<Error>,
+    unsent: Vec<String>,
+}
+
+impl ChunkOutcome {
+    fn error(e: Error, pending: Vec<UploadRecord>) -> Self {
+        ChunkOutcome { failures: vec![], error: Some(e), unsent: pending.into_iter().map(|r| r.key).collect() }
+    }
+}
+
+#[async_trait::async_trait]
+impl Adapter for Alegion {
+    fn vendor(&self) -> &'static str {
+        VENDOR
+    }
+
+    fn project(&self) -> &str {
+        &self.cfg.project
+    }
+
+    fn base_url(&self) -> &Url {
+        &self.cfg.base_url
+    }
+
+    fn http(&self) -> &Arc<HttpClient> {
+        &self.http
+    }
+
+    fn capabilities(&self) -> serde_json::Value {
+        json!({
+            "vendor": VENDOR,
+            "credentials": self.cfg.spec.credentials,
+            "client_options": self.cfg.spec.client_options,
+            "batch_options": self.cfg.spec.batch_options,
+            "upload_options": self.cfg.spec.upload_options,
+            "max_records_per_request": IMPORT_LIMIT,
+            "operations": {
+                "records": true,
+                "results_since": true,
+                "cancel": false,
+                "accept": false,
+                "reject": false,
+            },
+        })
+    }
+
+    async fn create_batch(&self, name: &str, exist_ok: bool, options: &Options) -> Result<BatchInfo> {
+        check_options(VENDOR, "create_batch", options, self.cfg.spec.batch_options)?;
+        if name.trim().is_empty() {
+            return Err(Error::invalid("a batch name cannot be empty").vendor(VENDOR).operation("create_batch").field("name"));
+        }
+        let is_enabled = match options.get("is_enabled") {
+            None => true,
+            Some(serde_json::Value::Bool(b)) => *b,
+            Some(_) => {
+                return Err(Error::invalid("is_enabled must be True or False").vendor(VENDOR).field("is_enabled"))
+            }
+        };
+        if let Some(existing) = self.list_batches().await?.into_iter().find(|b| b.name.as_deref() == Some(name)) {
+            if exist_ok {
+                return Ok(existing);
+            }
+            return Err(Error::new(
+                ErrorKind::DuplicateRecord,
+                format!("a batch named {name:?} already exists (id {}); pass exist_ok=True to use it", existing.id),
+            )
+            .vendor(VENDOR)
+            .operation("create_batch")
+            .key(name));
+        }
+        let url = self.url(&["workflows", &self.cfg.project, "batches"]);
+        let req = Request::json(Method::POST, url, &json!({"name": name, "isEnabled": is_enabled}), RequestKind::Create, "create_batch")?;
+        let resp = self.http.send(&req).await?;
+        batch_info(resp.json(VENDOR, "create_batch")?)
+    }
+
+    async fn get_batch(&self, id: &str) -> Result<BatchInfo> {
+        self.check_batch_id(id)?;
+        let resp = self.http.send(&Request::get(self.url(&["batches", id]), "batch")).await.map_err(|e| match e.kind {
+            ErrorKind::NotFound => Error { message: format!("no batch {id:?} in this account"), ..e },
+            _ => e,
+        })?;
+        batch_info(resp.json(VENDOR, "batch")?)
+    }
+
+    async fn list_batches(&self) -> Result<Vec<BatchInfo>> {
+        let decode: Decoder<serde_json::Value> = Arc::new(|resp: &Response| resp.json(VENDOR, "batches"));
+        let raws = self.collect(self.list(&["workflows", &self.cfg.project, "batches"], &[], "batches"), decode).await?;
+        raws.into_iter().map(batch_info).collect()
+    }
+
+    async fn upload(
+        &self,
+        batch: &BatchInfo,
+        records: Vec<UploadRecord>,
+        options: UploadOptions,
+        progress: Arc<UploadProgress>,
+    ) -> Result<JobState> {
+        check_options(VENDOR, "upload", &options.options, self.cfg.spec.upload_options)?;
+        let total = records.len() as u64;
+        let present = self.existing_keys(&batch.id).await?;
+        let to_send: Vec<UploadRecord> = records.into_iter().filter(|r| !present.contains(&r.key)).collect();
+        let skipped = total - to_send.len() as u64;
+        progress.skipped.store(skipped, Ordering::Relaxed);
+
+        let stop = AtomicBool::new(false);
+        let mut chunks = Vec::new();
+        let mut iter = to_send.into_iter().peekable();
+        while iter.peek().is_some() {
+            chunks.push(iter.by_ref().take(IMPORT_LIMIT).collect::<Vec<_>>());
+        }
+        let outcomes: Vec<ChunkOutcome> = futures::stream::iter(chunks)
+            .map(|chunk| {
+                let (stop, progress) = (&stop, &progress);
+                async move {
+                    // After a failure in raise mode, chunks not yet started are not sent at all.
+                    if stop.load(Ordering::Relaxed) {
+                        return ChunkOutcome { unsent: chunk.into_iter().map(|r| r.key).collect(), ..Default::default() };
+                    }
+                    let out = self.import_chunk(&batch.id, chunk, options.collect_errors, progress).await;
+                    if out.error.is_some() || (!options.collect_errors && !out.failures.is_empty()) {
+                        stop.store(true, Ordering::Relaxed);
+                    }
+                    out
+                }
+            })
+            .buffer_unordered(UPLOAD_CONCURRENCY)
+            .collect()
+            .await;
+
+        let mut failures = Vec::new();
+        let mut unsent = Vec::new();
+        let mut first_error = None;
+        for o in outcomes {
+            failures.extend(o.failures);
+            unsent.extend(o.unsent);
+            if first_error.is_none() {
+                first_error = o.error;
+            }
+        }
+        let sent = progress.sent.load(Ordering::Relaxed);
+        if let Some(e) = first_error {
+            let message = format!(
+                "{}; {sent} of {total} records are in the batch{}, {} were not sent: run the same upload again to send the rest (records already in the batch are skipped)",
+                e.message,
+                if skipped > 0 { format!(" ({skipped} were there already)") } else { String::new() },
+                unsent.len()
+            );
+            let details = json!({"sent": sent, "skipped": skipped, "not_sent": unsent.len(), "not_sent_keys": unsent.iter().take(100).collect::<Vec<_>>()});
+            return Err(Error { message, ..e }.in_operation("upload").details(details));
+        }
+        let job_id = format!("alegion-import-{}", uuid::Uuid::new_v4());
+        Ok(JobState {
+            id: job_id,
+            batch_id: batch.id.clone(),
+            state: if failures.is_empty() { JobPhase::Completed } else { JobPhase::Failed },
+            total,
+            done: sent + skipped,
+            failed: failures.len() as u64,
+            skipped,
+            failures,
+            vendor_job: None,
+        })
+    }
+
+    async fn batch_status(&self, batch_id: &str) -> Result<BatchCounts> {
+        self.check_batch_id(batch_id)?;
+        let records = ["batches", batch_id, "records"];
+        let results = ["batches", batch_id, "results"];
+        let by = |s: &'static str| [("status", s)];
+        let (q, ip, ex, ca, er) = (by("queued"), by("in-progress"), by("exception"), by("canceled"), by("error"));
+        let (total, completed, pending, in_progress, exception, canceled, failed) = futures::try_join!(
+            self.count(&records, &[], "status"),
+            self.count(&results, &[], "status"),
+            self.count(&records, &q, "status"),
+            self.count(&records, &ip, "status"),
+            self.count(&records, &ex, "status"),
+            self.count(&records, &ca, "status"),
+            self.count(&records, &er, "status"),
+        )?;
+        Ok(BatchCounts { total, pending, in_progress, completed, exception, canceled, rejected: 0, failed })
+    }
+
+    fn results(&self, batch_id: &str, since_us: Option<i64>, include_raw: bool) -> PageStream<Envelope> {
+        // minCreatedAt is inclusive and millisecond-precise: ask for a superset, then keep what is strictly newer.
+        let since_q = since_us.map(|us| format_rfc3339_us(us.div_euclid(1000) * 1000));
+        let query: Vec<(&str, &str)> = since_q.as_deref().map(|s| vec![("minCreatedAt", s)]).unwrap_or_default();
+        let list = self.list(&["batches", batch_id, "results"], &query, "results");
+        let batch = batch_id.to_string();
+        let decode: Decoder<Envelope> = Arc::new(move |resp: &Response| {
+            let items = decode_items::<ResultDto>(resp, include_raw, "results")?;
+            Ok(items
+                .into_iter()
+                .filter_map(|(r, raw)| {
+                    let completed_us = r.created_at.as_deref().and_then(parse_rfc3339_us);
+                    if let (Some(since), Some(done)) = (since_us, completed_us) {
+                        if done <= since {
+                            return None;
+                        }
+                    }
+                    let rec = r.input_record;
+                    Some(Envelope {
+                        key: rec.metadata.unwrap_or_else(|| rec.id.clone()),
+                        id: rec.id,
+                        batch_id: batch.clone(),
+                        status: Status::Completed,
+                        input: rec.data,
+                        output: r.result_data,
+                        created_at: rec.created_at,
+                        completed_at: r.created_at,
+                        vendor: VENDOR,
+                        raw,
+                        completed_us,
+                    })
+                })
+                .collect())
+        });
+        page_number_stream(&self.rt, self.http.clone(), list, decode)
+    }
+
+    fn records(&self, batch_id: &str, statuses: Option<Vec<Status>>, include_raw: bool) -> Result<PageStream<Envelope>> {
+        self.check_batch_id(batch_id)?;
+        let filter = statuses.map(|ss| ss.into_iter().filter_map(alegion_status).collect::<Vec<_>>().join(","));
+        if filter.as_deref() == Some("") {
+            // Only statuses Alegion never has (rejected) were asked for.
+            return Ok(PageStream::ready(&self.rt, Ok(vec![])));
+        }
+        let query: Vec<(&str, &str)> = filter.as_deref().map(|f| vec![("status", f)]).unwrap_or_default();
+        let list = self.list(&["batches", batch_id, "records"], &query, "records");
+        let batch = batch_id.to_string();
+        let decode: Decoder<Envelope> = Arc::new(move |resp: &Response| {
+            let items = decode_items::<RecordDto>(resp, include_raw, "records")?;
+            Ok(items
+                .into_iter()
+                .map(|(rec, raw)| Envelope {
+                    key: rec.metadata.unwrap_or_else(|| rec.id.clone()),
+                    id: rec.id,
+                    batch_id: batch.clone(),
+                    status: rec.status.as_deref().map(neutral_status).unwrap_or(Status::Pending),
+                    input: rec.data,
+                    output: None,
+                    created_at: rec.created_at,
+                    completed_at: None,
+                    vendor: VENDOR,
+                    raw,
+                    completed_us: None,
+                })
+                .collect())
+        });
+        Ok(page_number_stream(&self.rt, self.http.clone(), list, decode))
+    }
+
+    fn api_url(&self, path: &str) -> Result<Url> {
+        if path.contains("://") {
+            return Err(Error::invalid("request() takes a path, not a full URL: credentials only go to the client's own host").field("path"));
+        }
+        let mut url = if path.starts_with("/api/") {
+            self.cfg.base_url.join(path)
+        } else {
+            let mut root = self.api.clone();
+            root.set_path(&format!("{}/", self.api.path().trim_end_matches('/')));
+            root.join(path.trim_start_matches('/'))
+        }
+        .map_err(|e| Error::invalid(format!("bad path {path:?}: {e}")).field("path"))?;
+        url.set_fragment(None);
+        Ok(url)
+    }
+
+    fn paginate(&self, url: Url) -> PageStream<Box<RawValue>> {
+        let has = |k: &str| url.query_pairs().any(|(q, _)| q == k);
+        let page_size = url
+            .query_pairs()
+            .find(|(q, _)| q == "pageSize")
+            .and_then(|(_, v)| v.parse().ok())
+            .unwrap_or(PAGE_SIZE);
+        let mut first = with_query_param(&url, "page", "1");
+        if !has("pageSize") {
+            first = with_query_param(&first, "pageSize", &PAGE_SIZE.to_string());
+        }
+        let list = PageNumberList { first, page_param: "page", page_size, total_header: TOTAL_HEADER, operation: "request", read_ahead: READ_AHEAD };
+        let decode: Decoder<Box<RawValue>> = Arc::new(|resp: &Response| resp.json(VENDOR, "request"));
+        page_number_stream(&self.rt, self.http.clone(), list, decode)
+    }
+}
+
+impl Alegion {
+    /// Imports a CSV file's rows (multipart, part `file`), at most 1,000 rows per call; used by
+    /// `upload(path.csv)` where the file already has Alegion's column layout.
+    pub async fn import_csv(&self, batch_id: &str, file_name: &str, csv: bytes::Bytes) -> Result<u64> {
+        let req = Request {
+            method: Method::POST,
+            url: self.url(&["batches", batch_id, "records", "import-csv"]),
+            body: Body::Multipart { part: "file", file_name: file_name.to_string(), mime: "text/csv", data: csv },
+            kind: RequestKind::Create,
+            operation: "upload",
+            headers: vec![],
+        };
+        let resp = self.http.send(&req).await?;
+        let created: Vec<serde_json::Value> = resp.json(VENDOR, "upload")?;
+        Ok(created.len() as u64)
+    }
+
+    /// Creates one record (`POST /batches/{id}/records`).
+    pub async fn create_record(&self, batch_id: &str, record: &UploadRecord) -> Result<serde_json::Value> {
+        let req = Request::json(
+            Method::POST,
+            self.url(&["batches", batch_id, "records"]),
+            &json!({"data": record.data, "metadata": record.key}),
+            RequestKind::Create,
+            "upload",
+        )?;
+        self.http.send(&req).await?.json(VENDOR, "upload")
+    }
+
+    /// Updates a batch's name and `isEnabled` (`PUT /batches/{id}` wants every field).
+    pub async fn update_batch(&self, batch: &BatchInfo, name: Option<&str>, is_enabled: Option<bool>) -> Result<BatchInfo> {
+        let raw = &batch.raw;
+        let body = json!({
+            "id": batch.id,
+            "name": name.or(batch.name.as_deref()).unwrap_or_default(),
+            "workflowId": raw.get("workflowId").cloned().unwrap_or_else(|| json!(self.cfg.project)),
+            "createdAt": batch.created_at.as_deref().map(|c| c.get(..10).unwrap_or(c)).unwrap_or("1970-01-01"),
+            "isEnabled": is_enabled.or_else(|| raw.get("isEnabled").and_then(|v| v.as_bool())).unwrap_or(true),
+            "priority": "normal",
+            "isActive": true,
+        });
+        let req = Request::json(Method::PUT, self.url(&["batches", &batch.id]), &body, RequestKind::Read, "update_batch")?;
+        batch_info(self.http.send(&req).await?.json(VENDOR, "update_batch")?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_refusals() {
+        assert!(is_token_refused(401, b"{}"));
+        let bad = br#"{"timestamp":1,"status":500,"error":"Internal Server Error","exception":"org.springframework.security.access.AccessDeniedException","message":"Incorrect token provided","path":"/x"}"#;
+        assert!(is_token_refused(500, bad));
+        assert!(!is_token_refused(500, br#"{"message":"boom"}"#));
+        assert!(!is_token_refused(422, bad));
+    }
+
+    #[test]
+    fn spring_errors_are_parsed() {
+        let (code, msg) = parse_error(422, br#"{"message":"Invalid UUID string: x"}"#);
+        assert_eq!((code, msg.as_deref()), (None, Some("Invalid UUID string: x")));
+        let (code, _) = parse_error(500, br#"{"exception":"org.springframework.security.access.AccessDeniedException"}"#);
+        assert_eq!(code.as_deref(), Some("AccessDeniedException"));
+        assert_eq!(parse_error(500, b"<html>"), (None, None));
+    }
+
+    #[test]
+    fn statuses_map_both_ways() {
+        for s in Status::ALL {
+            if let Some(a) = alegion_status(s) {
+                assert_eq!(neutral_status(a), s);
+            }
+        }
+    }
+}

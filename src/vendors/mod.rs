@@ -1,0 +1,93 @@
+//! Vendor adapters: neutral operations onto each vendor's API, one file per vendor. Never imports pyo3 or
+//! `sandbox/`: adapters and simulators meet over HTTP only.
+
+pub mod alegion;
+pub mod config;
+pub mod model;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use serde_json::value::RawValue;
+use url::Url;
+
+pub use config::{check_options, resolve, ClientArgs, ClientConfig, Options, Secret, VendorSpec, SPECS};
+pub use model::*;
+
+use crate::engine::http::HttpClient;
+use crate::engine::stream::PageStream;
+use crate::engine::{Error, Result};
+
+/// What `upload` is asked to do beyond sending the records.
+#[derive(Debug, Clone, Default)]
+pub struct UploadOptions {
+    /// Keep going past rejected records and report them in `JobState::failures`.
+    pub collect_errors: bool,
+    pub options: Options,
+}
+
+/// Counts an upload's progress as it goes, for progress bars and for saying what an interrupted upload sent.
+#[derive(Debug, Default)]
+pub struct UploadProgress {
+    pub sent: std::sync::atomic::AtomicU64,
+    pub skipped: std::sync::atomic::AtomicU64,
+}
+
+/// The neutral operations. Every vendor implements what it can; the rest answers `Unsupported`.
+#[async_trait]
+pub trait Adapter: Send + Sync {
+    fn vendor(&self) -> &'static str;
+    fn project(&self) -> &str;
+    fn base_url(&self) -> &Url;
+    fn http(&self) -> &Arc<HttpClient>;
+    fn capabilities(&self) -> serde_json::Value;
+
+    async fn create_batch(&self, name: &str, exist_ok: bool, options: &Options) -> Result<BatchInfo>;
+    async fn get_batch(&self, id: &str) -> Result<BatchInfo>;
+    async fn list_batches(&self) -> Result<Vec<BatchInfo>>;
+
+    /// Sends records not already in the batch; returns once the vendor has accepted them (or holds its job).
+    async fn upload(
+        &self,
+        batch: &BatchInfo,
+        records: Vec<UploadRecord>,
+        options: UploadOptions,
+        progress: Arc<UploadProgress>,
+    ) -> Result<JobState>;
+    /// The current state of a job this adapter started.
+    async fn job_status(&self, job: &JobState) -> Result<JobState> {
+        Ok(job.clone())
+    }
+
+    async fn batch_status(&self, batch_id: &str) -> Result<BatchCounts>;
+    /// Finished records, oldest completion first; `since_us` is an exclusive lower bound on completion time.
+    fn results(&self, batch_id: &str, since_us: Option<i64>, include_raw: bool) -> PageStream<Envelope>;
+    fn records(&self, batch_id: &str, statuses: Option<Vec<Status>>, include_raw: bool) -> Result<PageStream<Envelope>>;
+
+    async fn cancel(&self, _batch_id: &str) -> Result<()> {
+        Err(Error::unsupported(self.vendor(), "cancel a batch", "the vendor's API has no way to stop work"))
+    }
+    async fn accept(&self, _batch_id: &str, _ids: Vec<String>) -> Result<()> {
+        Err(Error::unsupported(self.vendor(), "accept results", "the vendor's API has no review calls"))
+    }
+    async fn reject(&self, _batch_id: &str, _ids: Vec<String>, _reason: Option<String>) -> Result<()> {
+        Err(Error::unsupported(self.vendor(), "reject results", "the vendor's API has no review calls"))
+    }
+
+    /// The URL of `path` for `client.request`: relative to the API root, or absolute on the same host.
+    fn api_url(&self, path: &str) -> Result<Url>;
+    /// Pages of items of any list endpoint, for `client.request(..., paginate=True)`.
+    fn paginate(&self, url: Url) -> PageStream<Box<RawValue>>;
+}
+
+/// Builds the adapter for `config.vendor`.
+pub fn connect(config: ClientConfig, rt: tokio::runtime::Handle) -> Result<Arc<dyn Adapter>> {
+    match config.spec.name {
+        "alegion" => Ok(Arc::new(alegion::Alegion::new(config, rt)?)),
+        other => Err(Error::new(
+            crate::engine::ErrorKind::Unsupported,
+            format!("vendor {other:?} is not available in this version of labelport yet"),
+        )
+        .vendor(other)),
+    }
+}

@@ -1,0 +1,191 @@
+//! The neutral model every vendor adapter speaks: batches, records, jobs, statuses and the result envelope.
+
+use serde::Serialize;
+use serde_json::value::RawValue;
+
+/// Neutral record statuses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Pending,
+    InProgress,
+    Completed,
+    Exception,
+    Canceled,
+    Rejected,
+    Failed,
+}
+
+impl Status {
+    pub const ALL: [Status; 7] = [
+        Status::Pending,
+        Status::InProgress,
+        Status::Completed,
+        Status::Exception,
+        Status::Canceled,
+        Status::Rejected,
+        Status::Failed,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Pending => "pending",
+            Status::InProgress => "in_progress",
+            Status::Completed => "completed",
+            Status::Exception => "exception",
+            Status::Canceled => "canceled",
+            Status::Rejected => "rejected",
+            Status::Failed => "failed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Status> {
+        Status::ALL.into_iter().find(|st| st.as_str() == s)
+    }
+
+    /// A record in this status needs no more work.
+    pub fn is_final(self) -> bool {
+        !matches!(self, Status::Pending | Status::InProgress)
+    }
+}
+
+/// A batch as the vendor describes it.
+#[derive(Debug, Clone)]
+pub struct BatchInfo {
+    pub id: String,
+    pub name: Option<String>,
+    pub created_at: Option<String>,
+    /// The vendor's own object.
+    pub raw: serde_json::Value,
+}
+
+/// One record to upload: its key (always a string on the wire) and its fields.
+#[derive(Debug, Clone)]
+pub struct UploadRecord {
+    pub key: String,
+    pub data: serde_json::Map<String, serde_json::Value>,
+}
+
+/// A record the vendor refused.
+#[derive(Debug, Clone, Serialize)]
+pub struct Failure {
+    pub key: String,
+    pub field: Option<String>,
+    pub code: Option<String>,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobPhase {
+    Running,
+    Completed,
+    Failed,
+}
+
+/// One upload and what the vendor did with it.
+#[derive(Debug, Clone, Serialize)]
+pub struct JobState {
+    pub id: String,
+    pub batch_id: String,
+    pub state: JobPhase,
+    pub total: u64,
+    /// Records the vendor holds now (sent by this job or already present).
+    pub done: u64,
+    pub failed: u64,
+    /// Records skipped because the batch already held their key.
+    pub skipped: u64,
+    #[serde(skip)]
+    pub failures: Vec<Failure>,
+    /// The vendor's own job id where it has one.
+    #[serde(skip)]
+    pub vendor_job: Option<String>,
+}
+
+/// Record counts of a batch, from the vendor.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct BatchCounts {
+    pub total: u64,
+    pub pending: u64,
+    pub in_progress: u64,
+    pub completed: u64,
+    pub exception: u64,
+    pub canceled: u64,
+    pub rejected: u64,
+    pub failed: u64,
+}
+
+impl BatchCounts {
+    pub fn finished(&self) -> u64 {
+        self.completed + self.exception + self.canceled + self.rejected + self.failed
+    }
+
+    /// Every record is in a final state.
+    pub fn done(&self) -> bool {
+        self.finished() >= self.total
+    }
+}
+
+/// A result (or a listed record) in the neutral envelope. `input`, `output` and `raw` stay as the vendor's JSON
+/// text, so the Python layer builds objects straight from it with no intermediate tree.
+#[derive(Debug, Serialize)]
+pub struct Envelope {
+    pub id: String,
+    pub batch_id: String,
+    pub key: String,
+    pub status: Status,
+    pub input: Option<Box<RawValue>>,
+    pub output: Option<Box<RawValue>>,
+    pub created_at: Option<String>,
+    pub completed_at: Option<String>,
+    pub vendor: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub raw: Option<Box<RawValue>>,
+    /// `completed_at` as microseconds since the epoch, for `since` filters and watermarks.
+    #[serde(skip)]
+    pub completed_us: Option<i64>,
+}
+
+/// Microseconds since the epoch of an RFC 3339 timestamp.
+pub fn parse_rfc3339_us(s: &str) -> Option<i64> {
+    chrono::DateTime::parse_from_rfc3339(s).ok().map(|d| d.timestamp_micros())
+}
+
+/// RFC 3339 (UTC, `Z`, microseconds only when needed) of microseconds since the epoch.
+pub fn format_rfc3339_us(us: i64) -> String {
+    let dt = chrono::DateTime::from_timestamp_micros(us).unwrap_or_default();
+    if us % 1000 == 0 {
+        dt.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+    } else {
+        dt.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_round_trip() {
+        let us = parse_rfc3339_us("2019-11-14T21:02:36.491Z").unwrap();
+        assert_eq!(format_rfc3339_us(us), "2019-11-14T21:02:36.491Z");
+        assert_eq!(parse_rfc3339_us("2019-11-14T22:02:36.491+01:00"), Some(us));
+        assert_eq!(parse_rfc3339_us("yesterday"), None);
+    }
+
+    #[test]
+    fn statuses() {
+        for s in Status::ALL {
+            assert_eq!(Status::parse(s.as_str()), Some(s));
+        }
+        assert!(!Status::Pending.is_final() && Status::Canceled.is_final());
+    }
+
+    #[test]
+    fn doneness() {
+        let mut c = BatchCounts { total: 10, completed: 7, exception: 2, ..Default::default() };
+        assert!(!c.done());
+        c.canceled = 1;
+        assert!(c.done());
+    }
+}
