@@ -10,6 +10,7 @@ Exit codes: 0 ok, 1 usage, 2 InvalidInput, 3 AuthError, 4 NotFound, 5 Timeout or
 from __future__ import annotations
 
 import argparse
+import shlex
 import signal
 import sys
 import threading
@@ -188,11 +189,12 @@ def _cmd_sandbox(args: argparse.Namespace, out: TextIO) -> int:
             + ", ".join(f"{k}={v!r}" for k, v in creds.items())
             + ")",
             "or from the environment:",
-            f"  export {prefix}BASE_URL={sb.url}",
-            f"  export {prefix}PROJECT={sb.project}",
+            f"  export {prefix}BASE_URL={shlex.quote(sb.url)}",
+            f"  export {prefix}PROJECT={shlex.quote(sb.project)}",
         ]
         lines += [
-            f"  export {prefix}{name.upper()}={value}" for name, value in creds.items()
+            f"  export {prefix}{name.upper()}={shlex.quote(value)}"
+            for name, value in creds.items()
         ]
         lines.append("Serving until Ctrl-C.")
         print("\n".join(lines), file=out, flush=True)
