@@ -21,7 +21,11 @@ pub type RejectionTest = fn(status: u16, body: &[u8]) -> bool;
 #[async_trait]
 pub trait Auth: Send + Sync {
     /// Adds the credential to a request; returns the request and the generation of the credential used.
-    async fn authorize(&self, http: &reqwest::Client, req: RequestBuilder) -> Result<(RequestBuilder, u64)>;
+    async fn authorize(
+        &self,
+        http: &reqwest::Client,
+        req: RequestBuilder,
+    ) -> Result<(RequestBuilder, u64)>;
     /// Whether this answer is a refusal of the credential (so renewing and replaying once may help).
     fn is_rejection(&self, status: u16, body: &[u8]) -> bool;
     /// The credential of `generation` was refused: forget it, so the next `authorize` gets a fresh one.
@@ -83,7 +87,11 @@ impl LoginToken {
     }
 
     fn valid_token(&self) -> Option<Token> {
-        self.current.read().as_ref().filter(|t| Instant::now() < t.renew_at).cloned()
+        self.current
+            .read()
+            .as_ref()
+            .filter(|t| Instant::now() < t.renew_at)
+            .cloned()
     }
 
     async fn token(&self, http: &reqwest::Client) -> Result<Token> {
@@ -102,7 +110,11 @@ impl LoginToken {
     async fn login(&self, http: &reqwest::Client) -> Result<Token> {
         let mut retry = 0;
         loop {
-            let sent = http.post(self.login_url.clone()).json(&self.body).send().await;
+            let sent = http
+                .post(self.login_url.clone())
+                .json(&self.body)
+                .send()
+                .await;
             let outcome = match sent {
                 Ok(resp) => {
                     let status = resp.status().as_u16();
@@ -116,15 +128,24 @@ impl LoginToken {
                         return self.parse_token(&body);
                     }
                     // Logging in twice is harmless, so it retries like a read.
-                    if is_retryable(RequestKind::Read, Outcome::Status(status)) && retry < self.retry.max_retries {
+                    if is_retryable(RequestKind::Read, Outcome::Status(status))
+                        && retry < self.retry.max_retries
+                    {
                         tokio::time::sleep(self.retry.delay(retry, retry_after)).await;
                         retry += 1;
                         continue;
                     }
-                    let kind = if matches!(status, 400 | 401 | 403) { ErrorKind::Auth } else { ErrorKind::Vendor };
+                    let kind = if matches!(status, 400 | 401 | 403) {
+                        ErrorKind::Auth
+                    } else {
+                        ErrorKind::Vendor
+                    };
                     let mut err = Error::new(
                         kind,
-                        format!("login refused at {}: check the credentials", redact_url(&self.login_url)),
+                        format!(
+                            "login refused at {}: check the credentials",
+                            redact_url(&self.login_url)
+                        ),
                     )
                     .vendor(self.vendor)
                     .operation("login");
@@ -156,8 +177,15 @@ impl LoginToken {
                 .operation("login")
         };
         let v: serde_json::Value = serde_json::from_slice(body).map_err(|_| bad())?;
-        let value = v.get(self.token_field).and_then(|t| t.as_str()).ok_or_else(bad)?;
-        let ttl = v.get(self.expires_field).and_then(|e| e.as_f64()).unwrap_or(3600.0).max(0.0);
+        let value = v
+            .get(self.token_field)
+            .and_then(|t| t.as_str())
+            .ok_or_else(bad)?;
+        let ttl = v
+            .get(self.expires_field)
+            .and_then(|e| e.as_f64())
+            .unwrap_or(3600.0)
+            .max(0.0);
         // Renew a little before expiry: 10 % of the lifetime, at most a minute.
         let margin = (ttl * 0.1).min(60.0);
         self.logins.fetch_add(1, Ordering::Relaxed);
@@ -172,7 +200,11 @@ impl LoginToken {
 
 #[async_trait]
 impl Auth for LoginToken {
-    async fn authorize(&self, http: &reqwest::Client, req: RequestBuilder) -> Result<(RequestBuilder, u64)> {
+    async fn authorize(
+        &self,
+        http: &reqwest::Client,
+        req: RequestBuilder,
+    ) -> Result<(RequestBuilder, u64)> {
         let token = self.token(http).await?;
         Ok((req.bearer_auth(&*token.value), token.generation))
     }

@@ -56,9 +56,12 @@ impl Error {
     }
 
     pub fn unsupported(vendor: &str, operation: &str, why: &str) -> Self {
-        Self::new(ErrorKind::Unsupported, format!("{vendor} cannot {operation}: {why}"))
-            .vendor(vendor)
-            .operation(operation)
+        Self::new(
+            ErrorKind::Unsupported,
+            format!("{vendor} cannot {operation}: {why}"),
+        )
+        .vendor(vendor)
+        .operation(operation)
     }
 
     pub fn vendor(mut self, vendor: &str) -> Self {

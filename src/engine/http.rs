@@ -32,7 +32,12 @@ pub enum Body {
     Empty,
     Json(Bytes),
     /// One file part of a multipart form, rebuilt for every attempt (reqwest forms cannot be cloned).
-    Multipart { part: &'static str, file_name: String, mime: &'static str, data: Bytes },
+    Multipart {
+        part: &'static str,
+        file_name: String,
+        mime: &'static str,
+        data: Bytes,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -48,7 +53,14 @@ pub struct Request {
 
 impl Request {
     pub fn get(url: Url, operation: &'static str) -> Self {
-        Request { method: Method::GET, url, body: Body::Empty, kind: RequestKind::Read, operation, headers: vec![] }
+        Request {
+            method: Method::GET,
+            url,
+            body: Body::Empty,
+            kind: RequestKind::Read,
+            operation,
+            headers: vec![],
+        }
     }
 
     pub fn json<T: serde::Serialize + ?Sized>(
@@ -58,9 +70,17 @@ impl Request {
         kind: RequestKind,
         operation: &'static str,
     ) -> Result<Self> {
-        let bytes = serde_json::to_vec(body)
-            .map_err(|e| Error::invalid(format!("could not encode the request body as JSON: {e}")))?;
-        Ok(Request { method, url, body: Body::Json(bytes.into()), kind, operation, headers: vec![] })
+        let bytes = serde_json::to_vec(body).map_err(|e| {
+            Error::invalid(format!("could not encode the request body as JSON: {e}"))
+        })?;
+        Ok(Request {
+            method,
+            url,
+            body: Body::Json(bytes.into()),
+            kind,
+            operation,
+            headers: vec![],
+        })
     }
 }
 
@@ -79,10 +99,13 @@ impl Response {
 
     pub fn json<T: serde::de::DeserializeOwned>(&self, vendor: &str, operation: &str) -> Result<T> {
         serde_json::from_slice(&self.body).map_err(|e| {
-            Error::new(ErrorKind::Vendor, format!("unexpected answer from {}: {e}", redact_url(&self.url)))
-                .vendor(vendor)
-                .operation(operation)
-                .code("bad_response")
+            Error::new(
+                ErrorKind::Vendor,
+                format!("unexpected answer from {}: {e}", redact_url(&self.url)),
+            )
+            .vendor(vendor)
+            .operation(operation)
+            .code("bad_response")
         })
     }
 }
@@ -126,8 +149,18 @@ impl HttpClient {
             .pool_idle_timeout(Duration::from_secs(60))
             .gzip(true)
             .build()
-            .map_err(|e| Error::new(ErrorKind::Vendor, format!("could not build the HTTP client: {e}")))?;
-        Ok(HttpClient { inner, config, auth, parse_error })
+            .map_err(|e| {
+                Error::new(
+                    ErrorKind::Vendor,
+                    format!("could not build the HTTP client: {e}"),
+                )
+            })?;
+        Ok(HttpClient {
+            inner,
+            config,
+            auth,
+            parse_error,
+        })
     }
 
     pub fn vendor(&self) -> &'static str {
@@ -150,8 +183,15 @@ impl HttpClient {
         }
         match &req.body {
             Body::Empty => rb,
-            Body::Json(bytes) => rb.header(CONTENT_TYPE, "application/json").body(bytes.clone()),
-            Body::Multipart { part, file_name, mime, data } => {
+            Body::Json(bytes) => rb
+                .header(CONTENT_TYPE, "application/json")
+                .body(bytes.clone()),
+            Body::Multipart {
+                part,
+                file_name,
+                mime,
+                data,
+            } => {
                 let file = reqwest::multipart::Part::stream(data.clone())
                     .file_name(file_name.clone())
                     .mime_str(mime)
@@ -168,7 +208,11 @@ impl HttpClient {
         let mut retry = 0u32;
         let mut renewed = false;
         loop {
-            let (rb, generation) = self.auth.authorize(&self.inner, self.build(req)).await.map_err(|e| e.in_operation(req.operation))?;
+            let (rb, generation) = self
+                .auth
+                .authorize(&self.inner, self.build(req))
+                .await
+                .map_err(|e| e.in_operation(req.operation))?;
             let started = Instant::now();
             let outcome = match rb.send().await {
                 Ok(resp) => {
@@ -198,10 +242,20 @@ impl HttpClient {
                                 return Err(err);
                             }
                             if (200..300).contains(&status) {
-                                return Ok(Response { status, headers, body, url: req.url.clone() });
+                                return Ok(Response {
+                                    status,
+                                    headers,
+                                    body,
+                                    url: req.url.clone(),
+                                });
                             }
-                            if is_retryable(req.kind, Outcome::Status(status)) && retry < self.config.retry.max_retries {
-                                let after = headers.get(RETRY_AFTER).and_then(|v| v.to_str().ok()).and_then(parse_retry_after);
+                            if is_retryable(req.kind, Outcome::Status(status))
+                                && retry < self.config.retry.max_retries
+                            {
+                                let after = headers
+                                    .get(RETRY_AFTER)
+                                    .and_then(|v| v.to_str().ok())
+                                    .and_then(parse_retry_after);
                                 let wait = self.config.retry.delay(retry, after);
                                 log::info!(
                                     target: "labelport.engine.retry",
@@ -219,12 +273,19 @@ impl HttpClient {
                 }
                 Err(e) if e.is_connect() => Outcome::ConnectFailed,
                 Err(e) if e.is_timeout() => {
-                    if is_retryable(req.kind, Outcome::TransportFailed) && retry < self.config.retry.max_retries {
+                    if is_retryable(req.kind, Outcome::TransportFailed)
+                        && retry < self.config.retry.max_retries
+                    {
                         Outcome::TransportFailed
                     } else {
                         return Err(Error::new(
                             ErrorKind::Timeout,
-                            format!("{} {} got no answer within {:?}", req.method, redact_url(&req.url), self.config.timeout),
+                            format!(
+                                "{} {} got no answer within {:?}",
+                                req.method,
+                                redact_url(&req.url),
+                                self.config.timeout
+                            ),
                         )
                         .vendor(vendor)
                         .operation(req.operation)
@@ -248,10 +309,17 @@ impl HttpClient {
                 Outcome::ConnectFailed => "could not connect",
                 _ => "the connection failed before an answer arrived (the request may or may not have been applied)",
             };
-            return Err(Error::new(ErrorKind::Vendor, format!("{} {}: {what}", req.method, redact_url(&req.url)))
-                .vendor(vendor)
-                .operation(req.operation)
-                .code(if outcome == Outcome::ConnectFailed { "connect_failed" } else { "connection_lost" }));
+            return Err(Error::new(
+                ErrorKind::Vendor,
+                format!("{} {}: {what}", req.method, redact_url(&req.url)),
+            )
+            .vendor(vendor)
+            .operation(req.operation)
+            .code(if outcome == Outcome::ConnectFailed {
+                "connect_failed"
+            } else {
+                "connection_lost"
+            }));
         }
     }
 
@@ -265,13 +333,32 @@ impl HttpClient {
             429 => ErrorKind::RateLimited,
             _ => ErrorKind::Vendor,
         };
-        let message = message.unwrap_or_else(|| format!("{} {} answered HTTP {status}", req.method, redact_url(&req.url)));
-        let mut err = Error::new(kind, message).vendor(self.config.vendor).operation(req.operation);
+        let message = message.unwrap_or_else(|| {
+            format!(
+                "{} {} answered HTTP {status}",
+                req.method,
+                redact_url(&req.url)
+            )
+        });
+        let mut err = Error::new(kind, message)
+            .vendor(self.config.vendor)
+            .operation(req.operation);
         err.status = Some(status);
         err.code = code;
-        err.request_id = ["x-request-id", "x-amzn-requestid", "x-amz-request-id", "request-id", "x-correlation-id"]
-            .iter()
-            .find_map(|h| headers.get(*h).and_then(|v| v.to_str().ok()).map(str::to_string));
+        err.request_id = [
+            "x-request-id",
+            "x-amzn-requestid",
+            "x-amz-request-id",
+            "request-id",
+            "x-correlation-id",
+        ]
+        .iter()
+        .find_map(|h| {
+            headers
+                .get(*h)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        });
         err
     }
 }

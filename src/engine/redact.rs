@@ -67,7 +67,9 @@ mod tests {
 
     #[test]
     fn unknown_query_values_are_redacted() {
-        let u = Url::parse("https://api.sama.com/v2/tasks?access_key=s3cr3t&page=2&sort=%2BcreatedAt").unwrap();
+        let u =
+            Url::parse("https://api.sama.com/v2/tasks?access_key=s3cr3t&page=2&sort=%2BcreatedAt")
+                .unwrap();
         let shown = redact_url(&u);
         assert!(!shown.contains("s3cr3t"), "{shown}");
         assert!(shown.contains("access_key=REDACTED"), "{shown}");

@@ -57,7 +57,9 @@ pub fn is_retryable(kind: RequestKind, outcome: Outcome) -> bool {
         (_, Outcome::ConnectFailed) => true,
         (_, Outcome::Status(429)) => true,
         (RequestKind::Read | RequestKind::IdempotentCreate, Outcome::TransportFailed) => true,
-        (RequestKind::Read | RequestKind::IdempotentCreate, Outcome::Status(s)) => matches!(s, 502..=504),
+        (RequestKind::Read | RequestKind::IdempotentCreate, Outcome::Status(s)) => {
+            matches!(s, 502..=504)
+        }
         (RequestKind::Create, _) => false,
     }
 }
@@ -146,11 +148,17 @@ mod tests {
     fn retry_after_is_honoured_and_bounded() {
         let p = RetryPolicy::default();
         let d = p.delay(0, Some(Duration::from_secs(2)));
-        assert!(d >= Duration::from_secs(2) && d <= Duration::from_millis(2100), "{d:?}");
+        assert!(
+            d >= Duration::from_secs(2) && d <= Duration::from_millis(2100),
+            "{d:?}"
+        );
         let d = p.delay(0, Some(Duration::from_secs(100_000)));
         assert!(d <= p.max_retry_after + Duration::from_millis(100));
         assert_eq!(parse_retry_after("3"), Some(Duration::from_secs(3)));
-        assert_eq!(parse_retry_after(" 1.5 "), Some(Duration::from_millis(1500)));
+        assert_eq!(
+            parse_retry_after(" 1.5 "),
+            Some(Duration::from_millis(1500))
+        );
         assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"), None);
         assert_eq!(parse_retry_after("-1"), None);
     }

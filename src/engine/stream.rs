@@ -47,7 +47,10 @@ impl<T: Send + 'static> PageStream<T> {
     {
         let (tx, rx) = mpsc::channel(CHANNEL_PAGES);
         let producer = AbortOnDrop(rt.spawn(produce(tx)));
-        PageStream { rx, _producer: producer }
+        PageStream {
+            rx,
+            _producer: producer,
+        }
     }
 
     /// A stream of one ready page (or error): for lists that come whole.
@@ -72,12 +75,25 @@ pub struct PageNumberList {
 fn page_info(resp: &Response, items: usize, total_header: &str) -> PageInfo {
     PageInfo {
         items,
-        total: resp.header(total_header).and_then(|t| t.trim().parse().ok()),
-        links: parse_link_header(resp.headers.get_all("link").iter().filter_map(|v| v.to_str().ok()), &resp.url),
+        total: resp
+            .header(total_header)
+            .and_then(|t| t.trim().parse().ok()),
+        links: parse_link_header(
+            resp.headers
+                .get_all("link")
+                .iter()
+                .filter_map(|v| v.to_str().ok()),
+            &resp.url,
+        ),
     }
 }
 
-async fn fetch<T>(http: &HttpClient, url: Url, operation: &'static str, decode: &Decoder<T>) -> Result<(Response, Vec<T>)> {
+async fn fetch<T>(
+    http: &HttpClient,
+    url: Url,
+    operation: &'static str,
+    decode: &Decoder<T>,
+) -> Result<(Response, Vec<T>)> {
     let resp = http.send(&Request::get(url, operation)).await?;
     let items = decode(&resp)?;
     Ok((resp, items))
@@ -117,14 +133,18 @@ async fn produce_page_number<T: Send + 'static>(
     if let Some(total) = info.total {
         let pages = paging.page_count(total);
         if pages > 1 && info.items >= list.page_size {
-            let urls: Vec<Url> = (2..=pages).map(|n| paging.url_for_page(&list.first, n)).collect();
+            let urls: Vec<Url> = (2..=pages)
+                .map(|n| paging.url_for_page(&list.first, n))
+                .collect();
             for u in &urls {
                 paging.visit(u)?;
             }
             let mut fetched = futures::stream::iter(urls)
                 .map(|url| {
                     let (http, decode) = (http.clone(), decode.clone());
-                    AbortOnDrop(rt.spawn(async move { fetch(&http, url, list.operation, &decode).await }))
+                    AbortOnDrop(
+                        rt.spawn(async move { fetch(&http, url, list.operation, &decode).await }),
+                    )
                 })
                 .buffered(list.read_ahead.max(1));
             let mut seen = info.items as u64;
@@ -184,12 +204,20 @@ async fn follow<T: Send + 'static>(
 }
 
 fn joined_result<T>(joined: std::result::Result<Result<T>, tokio::task::JoinError>) -> Result<T> {
-    joined.map_err(|e| super::error::Error::new(super::error::ErrorKind::Vendor, format!("a page fetch failed: {e}")))?
+    joined.map_err(|e| {
+        super::error::Error::new(
+            super::error::ErrorKind::Vendor,
+            format!("a page fetch failed: {e}"),
+        )
+    })?
 }
 
 impl<T> std::future::Future for AbortOnDrop<T> {
     type Output = std::result::Result<T, tokio::task::JoinError>;
-    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Self::Output> {
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
         std::pin::Pin::new(&mut self.0).poll(cx)
     }
 }

@@ -54,7 +54,10 @@ fn parse_error(_status: u16, body: &[u8]) -> (Option<String>, Option<String>) {
     }
     match serde_json::from_slice::<Spring>(body) {
         Ok(s) => {
-            let code = s.exception.map(|e| e.rsplit('.').next().unwrap_or(&e).to_string()).or(s.error);
+            let code = s
+                .exception
+                .map(|e| e.rsplit('.').next().unwrap_or(&e).to_string())
+                .or(s.error);
             (code, s.message)
         }
         Err(_) => (None, None),
@@ -70,7 +73,8 @@ fn is_token_refused(status: u16, body: &[u8]) -> bool {
         return false;
     }
     let (code, message) = parse_error(status, body);
-    message.as_deref() == Some("Incorrect token provided") || code.as_deref() == Some("AccessDeniedException")
+    message.as_deref() == Some("Incorrect token provided")
+        || code.as_deref() == Some("AccessDeniedException")
 }
 
 #[derive(Deserialize)]
@@ -130,18 +134,31 @@ fn alegion_status(s: Status) -> Option<&'static str> {
 }
 
 fn batch_info(raw: serde_json::Value) -> Result<BatchInfo> {
-    let dto: BatchDto = serde_json::from_value(raw.clone())
-        .map_err(|e| Error::new(ErrorKind::Vendor, format!("unexpected batch object: {e}")).vendor(VENDOR))?;
-    Ok(BatchInfo { id: dto.id, name: dto.name, created_at: dto.created_at, raw })
+    let dto: BatchDto = serde_json::from_value(raw.clone()).map_err(|e| {
+        Error::new(ErrorKind::Vendor, format!("unexpected batch object: {e}")).vendor(VENDOR)
+    })?;
+    Ok(BatchInfo {
+        id: dto.id,
+        name: dto.name,
+        created_at: dto.created_at,
+        raw,
+    })
 }
 
 /// Decodes a page of items as `T`, keeping each item's JSON text when `keep_raw`.
-fn decode_items<T: for<'de> Deserialize<'de>>(resp: &Response, keep_raw: bool, operation: &str) -> Result<Vec<(T, Option<Box<RawValue>>)>> {
+fn decode_items<T: for<'de> Deserialize<'de>>(
+    resp: &Response,
+    keep_raw: bool,
+    operation: &str,
+) -> Result<Vec<(T, Option<Box<RawValue>>)>> {
     let bad = |e: serde_json::Error| {
-        Error::new(ErrorKind::Vendor, format!("unexpected {operation} page: {e}"))
-            .vendor(VENDOR)
-            .operation(operation)
-            .code("bad_response")
+        Error::new(
+            ErrorKind::Vendor,
+            format!("unexpected {operation} page: {e}"),
+        )
+        .vendor(VENDOR)
+        .operation(operation)
+        .code("bad_response")
     };
     if keep_raw {
         let raws: Vec<Box<RawValue>> = serde_json::from_slice(&resp.body).map_err(bad)?;
@@ -161,36 +178,69 @@ impl Alegion {
             .map_err(|_| Error::invalid("base_url cannot be a base").field("base_url"))?
             .pop_if_empty()
             .extend(["api", "v1"]);
-        let retry = RetryPolicy { max_retries: cfg.max_retries, ..RetryPolicy::default() };
+        let retry = RetryPolicy {
+            max_retries: cfg.max_retries,
+            ..RetryPolicy::default()
+        };
         let mut login_url = api.clone();
-        login_url.path_segments_mut().expect("checked above").push("login");
+        login_url
+            .path_segments_mut()
+            .expect("checked above")
+            .push("login");
         let body = json!({
             "username": cfg.credentials["username"].expose(),
             "password": cfg.credentials["password"].expose(),
         });
-        let auth = LoginToken::new(VENDOR, login_url, body, "access_token", "expires_in", is_token_refused, retry);
+        let auth = LoginToken::new(
+            VENDOR,
+            login_url,
+            body,
+            "access_token",
+            "expires_in",
+            is_token_refused,
+            retry,
+        );
         let http = HttpClient::new(
-            HttpConfig { vendor: VENDOR, timeout: cfg.timeout, connect_timeout: Duration::from_secs(10), retry },
+            HttpConfig {
+                vendor: VENDOR,
+                timeout: cfg.timeout,
+                connect_timeout: Duration::from_secs(10),
+                retry,
+            },
             Arc::new(auth),
             parse_error,
         )?;
-        Ok(Alegion { cfg, http: Arc::new(http), api, rt })
+        Ok(Alegion {
+            cfg,
+            http: Arc::new(http),
+            api,
+            rt,
+        })
     }
 
     fn url(&self, segments: &[&str]) -> Url {
         let mut u = self.api.clone();
-        u.path_segments_mut().expect("api root is a base").extend(segments);
+        u.path_segments_mut()
+            .expect("api root is a base")
+            .extend(segments);
         u
     }
 
-    fn list(&self, segments: &[&str], query: &[(&str, &str)], operation: &'static str) -> PageNumberList {
+    fn list(
+        &self,
+        segments: &[&str],
+        query: &[(&str, &str)],
+        operation: &'static str,
+    ) -> PageNumberList {
         let mut first = self.url(segments);
         {
             let mut q = first.query_pairs_mut();
             for (k, v) in query {
                 q.append_pair(k, v);
             }
-            q.append_pair("page", "1").append_pair("pageSize", &PAGE_SIZE.to_string()).append_pair("sort", "+createdAt");
+            q.append_pair("page", "1")
+                .append_pair("pageSize", &PAGE_SIZE.to_string())
+                .append_pair("sort", "+createdAt");
         }
         PageNumberList {
             first,
@@ -203,16 +253,32 @@ impl Alegion {
     }
 
     /// `X-Total-Count` of a list, fetched with a one-item page.
-    async fn count(&self, segments: &[&str], query: &[(&str, &str)], operation: &'static str) -> Result<u64> {
+    async fn count(
+        &self,
+        segments: &[&str],
+        query: &[(&str, &str)],
+        operation: &'static str,
+    ) -> Result<u64> {
         let mut url = self.url(segments);
-        url.query_pairs_mut().extend_pairs(query).append_pair("page", "1").append_pair("pageSize", "1");
+        url.query_pairs_mut()
+            .extend_pairs(query)
+            .append_pair("page", "1")
+            .append_pair("pageSize", "1");
         let resp = self.http.send(&Request::get(url, operation)).await?;
-        resp.header(TOTAL_HEADER).and_then(|t| t.trim().parse().ok()).ok_or_else(|| {
-            Error::new(ErrorKind::Vendor, "the list answered without X-Total-Count").vendor(VENDOR).operation(operation)
-        })
+        resp.header(TOTAL_HEADER)
+            .and_then(|t| t.trim().parse().ok())
+            .ok_or_else(|| {
+                Error::new(ErrorKind::Vendor, "the list answered without X-Total-Count")
+                    .vendor(VENDOR)
+                    .operation(operation)
+            })
     }
 
-    async fn collect<T: Send + 'static>(&self, list: PageNumberList, decode: Decoder<T>) -> Result<Vec<T>> {
+    async fn collect<T: Send + 'static>(
+        &self,
+        list: PageNumberList,
+        decode: Decoder<T>,
+    ) -> Result<Vec<T>> {
         let mut stream = page_number_stream(&self.rt, self.http.clone(), list, decode);
         let mut out = Vec::new();
         while let Some(page) = stream.next_page().await {
@@ -223,20 +289,31 @@ impl Alegion {
 
     /// The keys (`metadata`) the batch already holds: how uploads stay idempotent and how they reconcile.
     async fn existing_keys(&self, batch_id: &str) -> Result<HashSet<String>> {
-        if self.count(&["batches", batch_id, "records"], &[], "upload").await? == 0 {
+        if self
+            .count(&["batches", batch_id, "records"], &[], "upload")
+            .await?
+            == 0
+        {
             return Ok(HashSet::new());
         }
         let decode: Decoder<Option<String>> = Arc::new(|resp: &Response| {
             let items: Vec<KeyOnly> = resp.json(VENDOR, "upload")?;
             Ok(items.into_iter().map(|k| k.metadata).collect())
         });
-        let keys = self.collect(self.list(&["batches", batch_id, "records"], &[], "upload"), decode).await?;
+        let keys = self
+            .collect(
+                self.list(&["batches", batch_id, "records"], &[], "upload"),
+                decode,
+            )
+            .await?;
         Ok(keys.into_iter().flatten().collect())
     }
 
     fn check_batch_id(&self, id: &str) -> Result<()> {
         if id.trim().is_empty() {
-            return Err(Error::invalid("a batch id cannot be empty").vendor(VENDOR).field("id"));
+            return Err(Error::invalid("a batch id cannot be empty")
+                .vendor(VENDOR)
+                .field("id"));
         }
         Ok(())
     }
@@ -252,11 +329,16 @@ impl Alegion {
     ) -> ChunkOutcome {
         let mut pending = chunk;
         let mut round = 0u32;
-        let retry = RetryPolicy { max_retries: self.cfg.max_retries, ..RetryPolicy::default() };
+        let retry = RetryPolicy {
+            max_retries: self.cfg.max_retries,
+            ..RetryPolicy::default()
+        };
         loop {
             match self.post_import(batch_id, &pending).await {
                 Ok(()) => {
-                    progress.sent.fetch_add(pending.len() as u64, Ordering::Relaxed);
+                    progress
+                        .sent
+                        .fetch_add(pending.len() as u64, Ordering::Relaxed);
                     return ChunkOutcome::default();
                 }
                 Err(e) if e.kind == ErrorKind::InvalidInput && collect => {
@@ -269,7 +351,9 @@ impl Alegion {
                         Ok(present) => {
                             let before = pending.len();
                             pending.retain(|r| !present.contains(&r.key));
-                            progress.sent.fetch_add((before - pending.len()) as u64, Ordering::Relaxed);
+                            progress
+                                .sent
+                                .fetch_add((before - pending.len()) as u64, Ordering::Relaxed);
                             log::info!(
                                 target: "labelport.vendors.alegion",
                                 "import failed ambiguously ({e}); {} of {before} records were stored, resending the rest",
@@ -288,8 +372,10 @@ impl Alegion {
     }
 
     async fn post_import(&self, batch_id: &str, records: &[UploadRecord]) -> Result<()> {
-        let body: Vec<serde_json::Value> =
-            records.iter().map(|r| json!({"data": r.data, "metadata": r.key})).collect();
+        let body: Vec<serde_json::Value> = records
+            .iter()
+            .map(|r| json!({"data": r.data, "metadata": r.key}))
+            .collect();
         let req = Request::json(
             Method::POST,
             self.url(&["batches", batch_id, "records", "import"]),
@@ -302,11 +388,25 @@ impl Alegion {
 
     /// Finds the records an all-or-nothing import refuses by splitting the chunk until each refusal names one
     /// record; everything else goes through.
-    async fn bisect(&self, batch_id: &str, records: Vec<UploadRecord>, err: Error, progress: &UploadProgress) -> ChunkOutcome {
+    async fn bisect(
+        &self,
+        batch_id: &str,
+        records: Vec<UploadRecord>,
+        err: Error,
+        progress: &UploadProgress,
+    ) -> ChunkOutcome {
         if records.len() == 1 {
             let r = &records[0];
-            let failure = Failure { key: r.key.clone(), field: err.field.clone(), code: err.code.clone(), message: err.message.clone() };
-            return ChunkOutcome { failures: vec![failure], ..Default::default() };
+            let failure = Failure {
+                key: r.key.clone(),
+                field: err.field.clone(),
+                code: err.code.clone(),
+                message: err.message.clone(),
+            };
+            return ChunkOutcome {
+                failures: vec![failure],
+                ..Default::default()
+            };
         }
         let mut out = ChunkOutcome::default();
         let mid = records.len() / 2;
@@ -328,7 +428,9 @@ impl Alegion {
 fn is_ambiguous(e: &Error) -> bool {
     match e.kind {
         ErrorKind::Timeout => true,
-        ErrorKind::Vendor => e.status.is_none_or(|s| s >= 500) && e.code.as_deref() != Some("connect_failed"),
+        ErrorKind::Vendor => {
+            e.status.is_none_or(|s| s >= 500) && e.code.as_deref() != Some("connect_failed")
+        }
         _ => false,
     }
 }
@@ -342,7 +444,11 @@ struct ChunkOutcome {
 
 impl ChunkOutcome {
     fn error(e: Error, pending: Vec<UploadRecord>) -> Self {
-        ChunkOutcome { failures: vec![], error: Some(e), unsent: pending.into_iter().map(|r| r.key).collect() }
+        ChunkOutcome {
+            failures: vec![],
+            error: Some(e),
+            unsent: pending.into_iter().map(|r| r.key).collect(),
+        }
     }
 }
 
@@ -382,48 +488,85 @@ impl Adapter for Alegion {
         })
     }
 
-    async fn create_batch(&self, name: &str, exist_ok: bool, options: &Options) -> Result<BatchInfo> {
+    async fn create_batch(
+        &self,
+        name: &str,
+        exist_ok: bool,
+        options: &Options,
+    ) -> Result<BatchInfo> {
         check_options(VENDOR, "create_batch", options, self.cfg.spec.batch_options)?;
         if name.trim().is_empty() {
-            return Err(Error::invalid("a batch name cannot be empty").vendor(VENDOR).operation("create_batch").field("name"));
+            return Err(Error::invalid("a batch name cannot be empty")
+                .vendor(VENDOR)
+                .operation("create_batch")
+                .field("name"));
         }
         let is_enabled = match options.get("is_enabled") {
             None => true,
             Some(serde_json::Value::Bool(b)) => *b,
             Some(_) => {
-                return Err(Error::invalid("is_enabled must be True or False").vendor(VENDOR).field("is_enabled"))
+                return Err(Error::invalid("is_enabled must be True or False")
+                    .vendor(VENDOR)
+                    .field("is_enabled"))
             }
         };
-        if let Some(existing) = self.list_batches().await?.into_iter().find(|b| b.name.as_deref() == Some(name)) {
+        if let Some(existing) = self
+            .list_batches()
+            .await?
+            .into_iter()
+            .find(|b| b.name.as_deref() == Some(name))
+        {
             if exist_ok {
                 return Ok(existing);
             }
             return Err(Error::new(
                 ErrorKind::DuplicateRecord,
-                format!("a batch named {name:?} already exists (id {}); pass exist_ok=True to use it", existing.id),
+                format!(
+                    "a batch named {name:?} already exists (id {}); pass exist_ok=True to use it",
+                    existing.id
+                ),
             )
             .vendor(VENDOR)
             .operation("create_batch")
             .key(name));
         }
         let url = self.url(&["workflows", &self.cfg.project, "batches"]);
-        let req = Request::json(Method::POST, url, &json!({"name": name, "isEnabled": is_enabled}), RequestKind::Create, "create_batch")?;
+        let req = Request::json(
+            Method::POST,
+            url,
+            &json!({"name": name, "isEnabled": is_enabled}),
+            RequestKind::Create,
+            "create_batch",
+        )?;
         let resp = self.http.send(&req).await?;
         batch_info(resp.json(VENDOR, "create_batch")?)
     }
 
     async fn get_batch(&self, id: &str) -> Result<BatchInfo> {
         self.check_batch_id(id)?;
-        let resp = self.http.send(&Request::get(self.url(&["batches", id]), "batch")).await.map_err(|e| match e.kind {
-            ErrorKind::NotFound => Error { message: format!("no batch {id:?} in this account"), ..e },
-            _ => e,
-        })?;
+        let resp = self
+            .http
+            .send(&Request::get(self.url(&["batches", id]), "batch"))
+            .await
+            .map_err(|e| match e.kind {
+                ErrorKind::NotFound => Error {
+                    message: format!("no batch {id:?} in this account"),
+                    ..e
+                },
+                _ => e,
+            })?;
         batch_info(resp.json(VENDOR, "batch")?)
     }
 
     async fn list_batches(&self) -> Result<Vec<BatchInfo>> {
-        let decode: Decoder<serde_json::Value> = Arc::new(|resp: &Response| resp.json(VENDOR, "batches"));
-        let raws = self.collect(self.list(&["workflows", &self.cfg.project, "batches"], &[], "batches"), decode).await?;
+        let decode: Decoder<serde_json::Value> =
+            Arc::new(|resp: &Response| resp.json(VENDOR, "batches"));
+        let raws = self
+            .collect(
+                self.list(&["workflows", &self.cfg.project, "batches"], &[], "batches"),
+                decode,
+            )
+            .await?;
         raws.into_iter().map(batch_info).collect()
     }
 
@@ -434,10 +577,18 @@ impl Adapter for Alegion {
         options: UploadOptions,
         progress: Arc<UploadProgress>,
     ) -> Result<JobState> {
-        check_options(VENDOR, "upload", &options.options, self.cfg.spec.upload_options)?;
+        check_options(
+            VENDOR,
+            "upload",
+            &options.options,
+            self.cfg.spec.upload_options,
+        )?;
         let total = records.len() as u64;
         let present = self.existing_keys(&batch.id).await?;
-        let to_send: Vec<UploadRecord> = records.into_iter().filter(|r| !present.contains(&r.key)).collect();
+        let to_send: Vec<UploadRecord> = records
+            .into_iter()
+            .filter(|r| !present.contains(&r.key))
+            .collect();
         let skipped = total - to_send.len() as u64;
         progress.skipped.store(skipped, Ordering::Relaxed);
 
@@ -453,10 +604,16 @@ impl Adapter for Alegion {
                 async move {
                     // After a failure in raise mode, chunks not yet started are not sent at all.
                     if stop.load(Ordering::Relaxed) {
-                        return ChunkOutcome { unsent: chunk.into_iter().map(|r| r.key).collect(), ..Default::default() };
+                        return ChunkOutcome {
+                            unsent: chunk.into_iter().map(|r| r.key).collect(),
+                            ..Default::default()
+                        };
                     }
-                    let out = self.import_chunk(&batch.id, chunk, options.collect_errors, progress).await;
-                    if out.error.is_some() || (!options.collect_errors && !out.failures.is_empty()) {
+                    let out = self
+                        .import_chunk(&batch.id, chunk, options.collect_errors, progress)
+                        .await;
+                    if out.error.is_some() || (!options.collect_errors && !out.failures.is_empty())
+                    {
                         stop.store(true, Ordering::Relaxed);
                     }
                     out
@@ -485,13 +642,19 @@ impl Adapter for Alegion {
                 unsent.len()
             );
             let details = json!({"sent": sent, "skipped": skipped, "not_sent": unsent.len(), "not_sent_keys": unsent.iter().take(100).collect::<Vec<_>>()});
-            return Err(Error { message, ..e }.in_operation("upload").details(details));
+            return Err(Error { message, ..e }
+                .in_operation("upload")
+                .details(details));
         }
         let job_id = format!("alegion-import-{}", uuid::Uuid::new_v4());
         Ok(JobState {
             id: job_id,
             batch_id: batch.id.clone(),
-            state: if failures.is_empty() { JobPhase::Completed } else { JobPhase::Failed },
+            state: if failures.is_empty() {
+                JobPhase::Completed
+            } else {
+                JobPhase::Failed
+            },
             total,
             done: sent + skipped,
             failed: failures.len() as u64,
@@ -506,7 +669,13 @@ impl Adapter for Alegion {
         let records = ["batches", batch_id, "records"];
         let results = ["batches", batch_id, "results"];
         let by = |s: &'static str| [("status", s)];
-        let (q, ip, ex, ca, er) = (by("queued"), by("in-progress"), by("exception"), by("canceled"), by("error"));
+        let (q, ip, ex, ca, er) = (
+            by("queued"),
+            by("in-progress"),
+            by("exception"),
+            by("canceled"),
+            by("error"),
+        );
         let (total, completed, pending, in_progress, exception, canceled, failed) = futures::try_join!(
             self.count(&records, &[], "status"),
             self.count(&results, &[], "status"),
@@ -516,13 +685,30 @@ impl Adapter for Alegion {
             self.count(&records, &ca, "status"),
             self.count(&records, &er, "status"),
         )?;
-        Ok(BatchCounts { total, pending, in_progress, completed, exception, canceled, rejected: 0, failed })
+        Ok(BatchCounts {
+            total,
+            pending,
+            in_progress,
+            completed,
+            exception,
+            canceled,
+            rejected: 0,
+            failed,
+        })
     }
 
-    fn results(&self, batch_id: &str, since_us: Option<i64>, include_raw: bool) -> PageStream<Envelope> {
+    fn results(
+        &self,
+        batch_id: &str,
+        since_us: Option<i64>,
+        include_raw: bool,
+    ) -> PageStream<Envelope> {
         // minCreatedAt is inclusive and millisecond-precise: ask for a superset, then keep what is strictly newer.
         let since_q = since_us.map(|us| format_rfc3339_us(us.div_euclid(1000) * 1000));
-        let query: Vec<(&str, &str)> = since_q.as_deref().map(|s| vec![("minCreatedAt", s)]).unwrap_or_default();
+        let query: Vec<(&str, &str)> = since_q
+            .as_deref()
+            .map(|s| vec![("minCreatedAt", s)])
+            .unwrap_or_default();
         let list = self.list(&["batches", batch_id, "results"], &query, "results");
         let batch = batch_id.to_string();
         let decode: Decoder<Envelope> = Arc::new(move |resp: &Response| {
@@ -556,14 +742,27 @@ impl Adapter for Alegion {
         page_number_stream(&self.rt, self.http.clone(), list, decode)
     }
 
-    fn records(&self, batch_id: &str, statuses: Option<Vec<Status>>, include_raw: bool) -> Result<PageStream<Envelope>> {
+    fn records(
+        &self,
+        batch_id: &str,
+        statuses: Option<Vec<Status>>,
+        include_raw: bool,
+    ) -> Result<PageStream<Envelope>> {
         self.check_batch_id(batch_id)?;
-        let filter = statuses.map(|ss| ss.into_iter().filter_map(alegion_status).collect::<Vec<_>>().join(","));
+        let filter = statuses.map(|ss| {
+            ss.into_iter()
+                .filter_map(alegion_status)
+                .collect::<Vec<_>>()
+                .join(",")
+        });
         if filter.as_deref() == Some("") {
             // Only statuses Alegion never has (rejected) were asked for.
             return Ok(PageStream::ready(&self.rt, Ok(vec![])));
         }
-        let query: Vec<(&str, &str)> = filter.as_deref().map(|f| vec![("status", f)]).unwrap_or_default();
+        let query: Vec<(&str, &str)> = filter
+            .as_deref()
+            .map(|f| vec![("status", f)])
+            .unwrap_or_default();
         let list = self.list(&["batches", batch_id, "records"], &query, "records");
         let batch = batch_id.to_string();
         let decode: Decoder<Envelope> = Arc::new(move |resp: &Response| {
@@ -574,7 +773,11 @@ impl Adapter for Alegion {
                     key: rec.metadata.unwrap_or_else(|| rec.id.clone()),
                     id: rec.id,
                     batch_id: batch.clone(),
-                    status: rec.status.as_deref().map(neutral_status).unwrap_or(Status::Pending),
+                    status: rec
+                        .status
+                        .as_deref()
+                        .map(neutral_status)
+                        .unwrap_or(Status::Pending),
                     input: rec.data,
                     output: None,
                     created_at: rec.created_at,
@@ -585,7 +788,12 @@ impl Adapter for Alegion {
                 })
                 .collect())
         });
-        Ok(page_number_stream(&self.rt, self.http.clone(), list, decode))
+        Ok(page_number_stream(
+            &self.rt,
+            self.http.clone(),
+            list,
+            decode,
+        ))
     }
 
     fn api_url(&self, path: &str) -> Result<Url> {
@@ -615,8 +823,16 @@ impl Adapter for Alegion {
         if !has("pageSize") {
             first = with_query_param(&first, "pageSize", &PAGE_SIZE.to_string());
         }
-        let list = PageNumberList { first, page_param: "page", page_size, total_header: TOTAL_HEADER, operation: "request", read_ahead: READ_AHEAD };
-        let decode: Decoder<Box<RawValue>> = Arc::new(|resp: &Response| resp.json(VENDOR, "request"));
+        let list = PageNumberList {
+            first,
+            page_param: "page",
+            page_size,
+            total_header: TOTAL_HEADER,
+            operation: "request",
+            read_ahead: READ_AHEAD,
+        };
+        let decode: Decoder<Box<RawValue>> =
+            Arc::new(|resp: &Response| resp.json(VENDOR, "request"));
         page_number_stream(&self.rt, self.http.clone(), list, decode)
     }
 }
@@ -624,11 +840,21 @@ impl Adapter for Alegion {
 impl Alegion {
     /// Imports a CSV file's rows (multipart, part `file`), at most 1,000 rows per call; used by
     /// `upload(path.csv)` where the file already has Alegion's column layout.
-    pub async fn import_csv(&self, batch_id: &str, file_name: &str, csv: bytes::Bytes) -> Result<u64> {
+    pub async fn import_csv(
+        &self,
+        batch_id: &str,
+        file_name: &str,
+        csv: bytes::Bytes,
+    ) -> Result<u64> {
         let req = Request {
             method: Method::POST,
             url: self.url(&["batches", batch_id, "records", "import-csv"]),
-            body: Body::Multipart { part: "file", file_name: file_name.to_string(), mime: "text/csv", data: csv },
+            body: Body::Multipart {
+                part: "file",
+                file_name: file_name.to_string(),
+                mime: "text/csv",
+                data: csv,
+            },
             kind: RequestKind::Create,
             operation: "upload",
             headers: vec![],
@@ -639,7 +865,11 @@ impl Alegion {
     }
 
     /// Creates one record (`POST /batches/{id}/records`).
-    pub async fn create_record(&self, batch_id: &str, record: &UploadRecord) -> Result<serde_json::Value> {
+    pub async fn create_record(
+        &self,
+        batch_id: &str,
+        record: &UploadRecord,
+    ) -> Result<serde_json::Value> {
         let req = Request::json(
             Method::POST,
             self.url(&["batches", batch_id, "records"]),
@@ -651,7 +881,12 @@ impl Alegion {
     }
 
     /// Updates a batch's name and `isEnabled` (`PUT /batches/{id}` wants every field).
-    pub async fn update_batch(&self, batch: &BatchInfo, name: Option<&str>, is_enabled: Option<bool>) -> Result<BatchInfo> {
+    pub async fn update_batch(
+        &self,
+        batch: &BatchInfo,
+        name: Option<&str>,
+        is_enabled: Option<bool>,
+    ) -> Result<BatchInfo> {
         let raw = &batch.raw;
         let body = json!({
             "id": batch.id,
@@ -662,7 +897,13 @@ impl Alegion {
             "priority": "normal",
             "isActive": true,
         });
-        let req = Request::json(Method::PUT, self.url(&["batches", &batch.id]), &body, RequestKind::Read, "update_batch")?;
+        let req = Request::json(
+            Method::PUT,
+            self.url(&["batches", &batch.id]),
+            &body,
+            RequestKind::Read,
+            "update_batch",
+        )?;
         batch_info(self.http.send(&req).await?.json(VENDOR, "update_batch")?)
     }
 }
@@ -683,8 +924,14 @@ mod tests {
     #[test]
     fn spring_errors_are_parsed() {
         let (code, msg) = parse_error(422, br#"{"message":"Invalid UUID string: x"}"#);
-        assert_eq!((code, msg.as_deref()), (None, Some("Invalid UUID string: x")));
-        let (code, _) = parse_error(500, br#"{"exception":"org.springframework.security.access.AccessDeniedException"}"#);
+        assert_eq!(
+            (code, msg.as_deref()),
+            (None, Some("Invalid UUID string: x"))
+        );
+        let (code, _) = parse_error(
+            500,
+            br#"{"exception":"org.springframework.security.access.AccessDeniedException"}"#,
+        );
         assert_eq!(code.as_deref(), Some("AccessDeniedException"));
         assert_eq!(parse_error(500, b"<html>"), (None, None));
     }

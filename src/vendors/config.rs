@@ -85,7 +85,11 @@ pub fn spec(vendor: &str) -> Result<&'static VendorSpec> {
     let wanted = vendor.trim().to_ascii_lowercase();
     SPECS.iter().find(|s| s.name == wanted).ok_or_else(|| {
         let known: Vec<&str> = SPECS.iter().map(|s| s.name).collect();
-        Error::invalid(format!("unknown vendor {vendor:?}; labelport knows {}", known.join(", "))).field("vendor")
+        Error::invalid(format!(
+            "unknown vendor {vendor:?}; labelport knows {}",
+            known.join(", ")
+        ))
+        .field("vendor")
     })
 }
 
@@ -117,7 +121,11 @@ pub struct ClientArgs {
 }
 
 fn env_name(vendor: &str, name: &str) -> String {
-    format!("LABELPORT_{}_{}", vendor.to_ascii_uppercase(), name.to_ascii_uppercase())
+    format!(
+        "LABELPORT_{}_{}",
+        vendor.to_ascii_uppercase(),
+        name.to_ascii_uppercase()
+    )
 }
 
 /// Resolves keyword arguments, then the environment, into a `ClientConfig`, or says exactly what is missing.
@@ -130,7 +138,11 @@ pub fn resolve(args: ClientArgs, env: impl Fn(&str) -> Option<String>) -> Result
             let s = match value {
                 serde_json::Value::String(s) => s,
                 serde_json::Value::Number(n) => n.to_string(),
-                _ => return Err(Error::invalid(format!("credential {name} must be a string")).field(name)),
+                _ => {
+                    return Err(
+                        Error::invalid(format!("credential {name} must be a string")).field(name),
+                    )
+                }
             };
             credentials.insert(name, Secret::new(s));
         } else if spec.client_options.contains(&name.as_str()) {
@@ -166,7 +178,11 @@ pub fn resolve(args: ClientArgs, env: impl Fn(&str) -> Option<String>) -> Result
             }
         }
     }
-    let project = match args.project.or_else(|| env(&env_name(spec.name, "project"))).filter(|p| !p.is_empty()) {
+    let project = match args
+        .project
+        .or_else(|| env(&env_name(spec.name, "project")))
+        .filter(|p| !p.is_empty())
+    {
         Some(p) => p,
         None => {
             return Err(Error::invalid(format!(
@@ -183,15 +199,21 @@ pub fn resolve(args: ClientArgs, env: impl Fn(&str) -> Option<String>) -> Result
         .or_else(|| env(&env_name(spec.name, "base_url")))
         .filter(|b| !b.is_empty())
         .unwrap_or_else(|| spec.default_base_url.to_string());
-    let base_url = url::Url::parse(base.trim_end_matches('/'))
-        .map_err(|e| Error::invalid(format!("base_url {base:?} is not a URL: {e}")).field("base_url"))?;
+    let base_url = url::Url::parse(base.trim_end_matches('/')).map_err(|e| {
+        Error::invalid(format!("base_url {base:?} is not a URL: {e}")).field("base_url")
+    })?;
     crate::engine::http::check_scheme(&base_url, args.allow_insecure)?;
     if !(args.timeout.is_finite() && args.timeout > 0.0) {
-        return Err(Error::invalid("timeout must be a positive number of seconds").field("timeout"));
+        return Err(
+            Error::invalid("timeout must be a positive number of seconds").field("timeout"),
+        );
     }
     if let Some(r) = args.rate_limit {
         if !(r.is_finite() && r > 0.0) {
-            return Err(Error::invalid("rate_limit must be a positive number of requests per second").field("rate_limit"));
+            return Err(Error::invalid(
+                "rate_limit must be a positive number of requests per second",
+            )
+            .field("rate_limit"));
         }
     }
     Ok(ClientConfig {
@@ -207,14 +229,25 @@ pub fn resolve(args: ClientArgs, env: impl Fn(&str) -> Option<String>) -> Result
 }
 
 /// Checks `options` against the names an operation takes.
-pub fn check_options(vendor: &str, operation: &str, options: &Options, allowed: &[&str]) -> Result<()> {
+pub fn check_options(
+    vendor: &str,
+    operation: &str,
+    options: &Options,
+    allowed: &[&str],
+) -> Result<()> {
     for name in options.keys() {
         if !allowed.contains(&name.as_str()) {
-            let takes = if allowed.is_empty() { "no options".to_string() } else { allowed.join(", ") };
-            return Err(Error::invalid(format!("{vendor} {operation} does not take the option {name:?}; it takes {takes}"))
-                .vendor(vendor)
-                .operation(operation)
-                .field(name.clone()));
+            let takes = if allowed.is_empty() {
+                "no options".to_string()
+            } else {
+                allowed.join(", ")
+            };
+            return Err(Error::invalid(format!(
+                "{vendor} {operation} does not take the option {name:?}; it takes {takes}"
+            ))
+            .vendor(vendor)
+            .operation(operation)
+            .field(name.clone()));
         }
     }
     Ok(())
@@ -225,7 +258,12 @@ mod tests {
     use super::*;
 
     fn args() -> ClientArgs {
-        ClientArgs { vendor: "Alegion".into(), timeout: 30.0, max_retries: 3, ..Default::default() }
+        ClientArgs {
+            vendor: "Alegion".into(),
+            timeout: 30.0,
+            max_retries: 3,
+            ..Default::default()
+        }
     }
 
     #[test]
@@ -259,7 +297,14 @@ mod tests {
         let e = resolve(a, |_| None).unwrap_err();
         assert_eq!(e.field.as_deref(), Some("api_key"));
 
-        assert!(resolve(ClientArgs { vendor: "nope".into(), ..args() }, |_| None).is_err());
+        assert!(resolve(
+            ClientArgs {
+                vendor: "nope".into(),
+                ..args()
+            },
+            |_| None
+        )
+        .is_err());
     }
 
     #[test]
@@ -275,7 +320,10 @@ mod tests {
         };
         assert!(base("http://127.0.0.1:8080", false).is_ok());
         assert!(base("http://localhost:8080", false).is_ok());
-        assert_eq!(base("http://example.com", false).unwrap_err().kind, ErrorKind::InvalidInput);
+        assert_eq!(
+            base("http://example.com", false).unwrap_err().kind,
+            ErrorKind::InvalidInput
+        );
         assert!(base("http://example.com", true).is_ok());
     }
 }

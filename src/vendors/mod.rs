@@ -11,7 +11,9 @@ use async_trait::async_trait;
 use serde_json::value::RawValue;
 use url::Url;
 
-pub use config::{check_options, resolve, ClientArgs, ClientConfig, Options, Secret, VendorSpec, SPECS};
+pub use config::{
+    check_options, resolve, ClientArgs, ClientConfig, Options, Secret, VendorSpec, SPECS,
+};
 pub use model::*;
 
 use crate::engine::http::HttpClient;
@@ -42,7 +44,12 @@ pub trait Adapter: Send + Sync {
     fn http(&self) -> &Arc<HttpClient>;
     fn capabilities(&self) -> serde_json::Value;
 
-    async fn create_batch(&self, name: &str, exist_ok: bool, options: &Options) -> Result<BatchInfo>;
+    async fn create_batch(
+        &self,
+        name: &str,
+        exist_ok: bool,
+        options: &Options,
+    ) -> Result<BatchInfo>;
     async fn get_batch(&self, id: &str) -> Result<BatchInfo>;
     async fn list_batches(&self) -> Result<Vec<BatchInfo>>;
 
@@ -61,17 +68,44 @@ pub trait Adapter: Send + Sync {
 
     async fn batch_status(&self, batch_id: &str) -> Result<BatchCounts>;
     /// Finished records, oldest completion first; `since_us` is an exclusive lower bound on completion time.
-    fn results(&self, batch_id: &str, since_us: Option<i64>, include_raw: bool) -> PageStream<Envelope>;
-    fn records(&self, batch_id: &str, statuses: Option<Vec<Status>>, include_raw: bool) -> Result<PageStream<Envelope>>;
+    fn results(
+        &self,
+        batch_id: &str,
+        since_us: Option<i64>,
+        include_raw: bool,
+    ) -> PageStream<Envelope>;
+    fn records(
+        &self,
+        batch_id: &str,
+        statuses: Option<Vec<Status>>,
+        include_raw: bool,
+    ) -> Result<PageStream<Envelope>>;
 
     async fn cancel(&self, _batch_id: &str) -> Result<()> {
-        Err(Error::unsupported(self.vendor(), "cancel a batch", "the vendor's API has no way to stop work"))
+        Err(Error::unsupported(
+            self.vendor(),
+            "cancel a batch",
+            "the vendor's API has no way to stop work",
+        ))
     }
     async fn accept(&self, _batch_id: &str, _ids: Vec<String>) -> Result<()> {
-        Err(Error::unsupported(self.vendor(), "accept results", "the vendor's API has no review calls"))
+        Err(Error::unsupported(
+            self.vendor(),
+            "accept results",
+            "the vendor's API has no review calls",
+        ))
     }
-    async fn reject(&self, _batch_id: &str, _ids: Vec<String>, _reason: Option<String>) -> Result<()> {
-        Err(Error::unsupported(self.vendor(), "reject results", "the vendor's API has no review calls"))
+    async fn reject(
+        &self,
+        _batch_id: &str,
+        _ids: Vec<String>,
+        _reason: Option<String>,
+    ) -> Result<()> {
+        Err(Error::unsupported(
+            self.vendor(),
+            "reject results",
+            "the vendor's API has no review calls",
+        ))
     }
 
     /// The URL of `path` for `client.request`: relative to the API root, or absolute on the same host.

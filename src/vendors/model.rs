@@ -148,7 +148,9 @@ pub struct Envelope {
 
 /// Microseconds since the epoch of an RFC 3339 timestamp.
 pub fn parse_rfc3339_us(s: &str) -> Option<i64> {
-    chrono::DateTime::parse_from_rfc3339(s).ok().map(|d| d.timestamp_micros())
+    chrono::DateTime::parse_from_rfc3339(s)
+        .ok()
+        .map(|d| d.timestamp_micros())
 }
 
 /// RFC 3339 (UTC, `Z`, microseconds only when needed) of microseconds since the epoch.
@@ -183,7 +185,12 @@ mod tests {
 
     #[test]
     fn doneness() {
-        let mut c = BatchCounts { total: 10, completed: 7, exception: 2, ..Default::default() };
+        let mut c = BatchCounts {
+            total: 10,
+            completed: 7,
+            exception: 2,
+            ..Default::default()
+        };
         assert!(!c.done());
         c.canceled = 1;
         assert!(c.done());

@@ -53,7 +53,10 @@ fn split_entries(value: &str) -> Vec<&str> {
         }
     }
     out.push(&value[start..]);
-    out.into_iter().map(str::trim).filter(|e| !e.is_empty()).collect()
+    out.into_iter()
+        .map(str::trim)
+        .filter(|e| !e.is_empty())
+        .collect()
 }
 
 fn parse_entry(entry: &str) -> Option<(&str, Vec<String>)> {
@@ -63,12 +66,18 @@ fn parse_entry(entry: &str) -> Option<(&str, Vec<String>)> {
     let target = rest[..close].trim();
     let mut rels = Vec::new();
     for param in rest[close + 1..].split(';') {
-        let Some((name, value)) = param.split_once('=') else { continue };
+        let Some((name, value)) = param.split_once('=') else {
+            continue;
+        };
         if !name.trim().eq_ignore_ascii_case("rel") {
             continue;
         }
         let value = value.trim().trim_matches('"').trim();
-        rels.extend(value.split_ascii_whitespace().map(|r| r.to_ascii_lowercase()));
+        rels.extend(
+            value
+                .split_ascii_whitespace()
+                .map(|r| r.to_ascii_lowercase()),
+        );
     }
     (!rels.is_empty()).then_some((target, rels))
 }
@@ -95,7 +104,10 @@ mod tests {
     fn any_order_spacing_quoting_and_relative_urls() {
         let h = r#"  </api/v1/x?page=9> ;  REL=last ,<?page=3>; title="a, b; c"; rel = "next""#;
         let links = parse_link_header([h], &base());
-        assert_eq!(links.get("last").unwrap().as_str(), "https://app.alegion.com/api/v1/x?page=9");
+        assert_eq!(
+            links.get("last").unwrap().as_str(),
+            "https://app.alegion.com/api/v1/x?page=9"
+        );
         assert_eq!(
             links.get("next").unwrap().as_str(),
             "https://app.alegion.com/api/v1/batches/b/records?page=3"
@@ -105,7 +117,10 @@ mod tests {
 
     #[test]
     fn multiple_relations_and_header_lines() {
-        let links = parse_link_header(["<a?page=2>; rel=\"next last\"", "<a?page=1>; rel=first"], &base());
+        let links = parse_link_header(
+            ["<a?page=2>; rel=\"next last\"", "<a?page=1>; rel=first"],
+            &base(),
+        );
         assert_eq!(links.get("next"), links.get("last"));
         assert!(links.get("first").unwrap().as_str().ends_with("a?page=1"));
     }

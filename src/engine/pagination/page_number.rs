@@ -36,7 +36,13 @@ pub struct PageNumberPaging {
 
 impl PageNumberPaging {
     pub fn new(page_param: &'static str, page_size: usize) -> Self {
-        PageNumberPaging { page_param, page_size, page: 1, seen_items: 0, seen_urls: HashSet::new() }
+        PageNumberPaging {
+            page_param,
+            page_size,
+            page: 1,
+            seen_items: 0,
+            seen_urls: HashSet::new(),
+        }
     }
 
     /// The URL of page `n` of the list whose page 1 is `first`.
@@ -47,8 +53,11 @@ impl PageNumberPaging {
     /// Records that `url` is being fetched; a URL fetched twice is an error (a vendor looping us).
     pub fn visit(&mut self, url: &Url) -> Result<()> {
         if !self.seen_urls.insert(url.to_string()) {
-            return Err(Error::new(ErrorKind::Vendor, "pagination returned a page URL that was already fetched")
-                .code("pagination_loop"));
+            return Err(Error::new(
+                ErrorKind::Vendor,
+                "pagination returned a page URL that was already fetched",
+            )
+            .code("pagination_loop"));
         }
         Ok(())
     }
@@ -68,7 +77,9 @@ impl PageNumberPaging {
         self.page += 1;
         let next = match info.links.get("next") {
             Some(url) => url.clone(),
-            None if info.total.is_some() || info.links.is_empty() => self.url_for_page(current, self.page),
+            None if info.total.is_some() || info.links.is_empty() => {
+                self.url_for_page(current, self.page)
+            }
             None => return Ok(Step::Done),
         };
         self.visit(&next)?;
@@ -89,7 +100,10 @@ pub fn with_query_param(url: &Url, name: &str, value: &str) -> Url {
         .map(|(k, v)| (k.into_owned(), v.into_owned()))
         .collect();
     let mut out = url.clone();
-    out.query_pairs_mut().clear().extend_pairs(pairs).append_pair(name, value);
+    out.query_pairs_mut()
+        .clear()
+        .extend_pairs(pairs)
+        .append_pair(name, value);
     out
 }
 
@@ -99,11 +113,16 @@ mod tests {
     use crate::engine::pagination::link::parse_link_header;
 
     fn first() -> Url {
-        Url::parse("http://h/api/v1/batches/b/results?page=1&pageSize=20&sort=%2BcreatedAt").unwrap()
+        Url::parse("http://h/api/v1/batches/b/results?page=1&pageSize=20&sort=%2BcreatedAt")
+            .unwrap()
     }
 
     fn info(items: usize, total: Option<u64>, link: &str, base: &Url) -> PageInfo {
-        PageInfo { items, total, links: parse_link_header([link], base) }
+        PageInfo {
+            items,
+            total,
+            links: parse_link_header([link], base),
+        }
     }
 
     #[test]
@@ -112,33 +131,51 @@ mod tests {
         let u1 = first();
         p.visit(&u1).unwrap();
         let link = r#"<http://h/api/v1/batches/b/results?page=2&pageSize=20&sort=%2BcreatedAt>;rel="next""#;
-        let Step::Next(u2) = p.next(&u1, &info(20, Some(42), link, &u1)).unwrap() else { panic!() };
+        let Step::Next(u2) = p.next(&u1, &info(20, Some(42), link, &u1)).unwrap() else {
+            panic!()
+        };
         assert!(u2.as_str().contains("page=2"));
         let link = r#"<http://h/api/v1/batches/b/results?page=3&pageSize=20&sort=%2BcreatedAt>;rel="next""#;
-        let Step::Next(u3) = p.next(&u2, &info(20, Some(42), link, &u2)).unwrap() else { panic!() };
+        let Step::Next(u3) = p.next(&u2, &info(20, Some(42), link, &u2)).unwrap() else {
+            panic!()
+        };
         assert!(u3.as_str().contains("page=3"));
-        assert_eq!(p.next(&u3, &info(2, Some(42), "", &u3)).unwrap(), Step::Done);
+        assert_eq!(
+            p.next(&u3, &info(2, Some(42), "", &u3)).unwrap(),
+            Step::Done
+        );
     }
 
     #[test]
     fn full_last_page_ends_on_the_total() {
         let mut p = PageNumberPaging::new("page", 20);
         let u1 = first();
-        assert!(matches!(p.next(&u1, &info(20, Some(40), "", &u1)).unwrap(), Step::Next(_)));
-        assert_eq!(p.next(&u1, &info(20, Some(40), "", &u1)).unwrap(), Step::Done);
+        assert!(matches!(
+            p.next(&u1, &info(20, Some(40), "", &u1)).unwrap(),
+            Step::Next(_)
+        ));
+        assert_eq!(
+            p.next(&u1, &info(20, Some(40), "", &u1)).unwrap(),
+            Step::Done
+        );
     }
 
     #[test]
     fn empty_page_ends() {
         let mut p = PageNumberPaging::new("page", 20);
-        assert_eq!(p.next(&first(), &info(0, None, "", &first())).unwrap(), Step::Done);
+        assert_eq!(
+            p.next(&first(), &info(0, None, "", &first())).unwrap(),
+            Step::Done
+        );
     }
 
     #[test]
     fn without_total_or_links_counts_pages_until_a_short_one() {
         let mut p = PageNumberPaging::new("page", 20);
         let u1 = first();
-        let Step::Next(u2) = p.next(&u1, &info(20, None, "", &u1)).unwrap() else { panic!() };
+        let Step::Next(u2) = p.next(&u1, &info(20, None, "", &u1)).unwrap() else {
+            panic!()
+        };
         assert!(u2.as_str().contains("page=2"));
         assert!(u2.as_str().contains("sort=%2BcreatedAt"), "{u2}");
         assert_eq!(p.next(&u2, &info(5, None, "", &u2)).unwrap(), Step::Done);

@@ -1,0 +1,819 @@
+//! `Client`, `Batch` and `Job`: the synchronous API. Every blocking call releases the GIL and answers Ctrl-C.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict, PyList, PyString};
+use reqwest::Method;
+use sha2::{Digest, Sha256};
+
+use super::errors::to_py_err;
+use super::json::{dict_to_json, json_to_py, json_value_to_py, py_to_json};
+use super::results::{RequestPages, ResultStream};
+use super::runtime::{block_on, runtime, sleep};
+use crate::engine::http::Request;
+use crate::engine::retry::RequestKind;
+use crate::engine::{Error, ErrorKind, Result};
+use crate::vendors::config::ClientArgs;
+use crate::vendors::{
+    connect, parse_rfc3339_us, resolve, Adapter, BatchCounts, BatchInfo, ClientConfig, JobPhase,
+    JobState, Options, Status, UploadOptions, UploadProgress, UploadRecord,
+};
+
+/// What `Client`, `Batch` and `Job` share. The adapter is rebuilt after `fork()`: a child cannot use the
+/// parent's connections or runtime.
+pub struct ClientInner {
+    config: ClientConfig,
+    adapter: Mutex<(u32, Arc<dyn Adapter>)>,
+}
+
+impl ClientInner {
+    fn adapter(&self) -> PyResult<Arc<dyn Adapter>> {
+        let pid = std::process::id();
+        let mut slot = self.adapter.lock();
+        if slot.0 != pid {
+            let fresh =
+                connect(self.config.clone(), runtime().handle().clone()).map_err(to_py_err)?;
+            *slot = (pid, fresh);
+        }
+        Ok(slot.1.clone())
+    }
+}
+
+fn invalid(message: impl Into<String>, field: &str) -> PyErr {
+    to_py_err(Error::invalid(message).field(field))
+}
+
+fn kwargs_to_options(kwargs: Option<&Bound<'_, PyDict>>) -> PyResult<Options> {
+    let mut out = BTreeMap::new();
+    if let Some(kw) = kwargs {
+        for (k, v) in kw.iter() {
+            let name: String = k.extract()?;
+            let value = py_to_json(&v, &name)
+                .map_err(|e| invalid(format!("option {}: {}", e.path, e.message), &name))?;
+            out.insert(name, value);
+        }
+    }
+    Ok(out)
+}
+
+/// One vendor account and project. Thread-safe: share one per process.
+#[pyclass(module = "labelport", frozen)]
+pub struct Client {
+    inner: Arc<ClientInner>,
+}
+
+#[pymethods]
+impl Client {
+    #[new]
+    #[pyo3(signature = (vendor, project=None, *, base_url=None, timeout=30.0, max_retries=5, rate_limit=None, allow_insecure=false, **kwargs))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        vendor: &str,
+        project: Option<&Bound<'_, PyAny>>,
+        base_url: Option<String>,
+        timeout: f64,
+        max_retries: u32,
+        rate_limit: Option<f64>,
+        allow_insecure: bool,
+        kwargs: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<Self> {
+        let project = match project {
+            None => None,
+            Some(p) if p.is_none() => None,
+            Some(p) => Some(match p.extract::<String>() {
+                Ok(s) => s,
+                Err(_) => p
+                    .extract::<i64>()
+                    .map(|i| i.to_string())
+                    .map_err(|_| invalid("project must be a string or an integer", "project"))?,
+            }),
+        };
+        let args = ClientArgs {
+            vendor: vendor.to_string(),
+            project,
+            base_url,
+            keywords: kwargs_to_options(kwargs)?,
+            timeout,
+            max_retries,
+            rate_limit,
+            allow_insecure,
+        };
+        let config = resolve(args, |name| std::env::var(name).ok()).map_err(to_py_err)?;
+        let adapter = connect(config.clone(), runtime().handle().clone()).map_err(to_py_err)?;
+        Ok(Client {
+            inner: Arc::new(ClientInner {
+                config,
+                adapter: Mutex::new((std::process::id(), adapter)),
+            }),
+        })
+    }
+
+    #[getter]
+    fn vendor(&self) -> &'static str {
+        self.inner.config.spec.name
+    }
+
+    #[getter]
+    fn project(&self) -> &str {
+        &self.inner.config.project
+    }
+
+    #[getter]
+    fn base_url(&self) -> String {
+        self.inner
+            .config
+            .base_url
+            .as_str()
+            .trim_end_matches('/')
+            .to_string()
+    }
+
+    /// The vendor's options and optional operations.
+    #[getter]
+    fn capabilities<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        json_value_to_py(py, &self.inner.adapter()?.capabilities())
+    }
+
+    /// Creates a batch; with `exist_ok=True` returns the batch of that name if there is one (safe to re-run).
+    #[pyo3(signature = (name, *, exist_ok=false, **options))]
+    fn create_batch(
+        &self,
+        py: Python<'_>,
+        name: String,
+        exist_ok: bool,
+        options: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<Batch> {
+        let options = kwargs_to_options(options)?;
+        let adapter = self.inner.adapter()?;
+        let info = block_on(py, async move {
+            adapter.create_batch(&name, exist_ok, &options).await
+        })?;
+        Ok(Batch {
+            client: self.inner.clone(),
+            info,
+        })
+    }
+
+    /// Re-attaches to an existing batch by id.
+    fn batch(&self, py: Python<'_>, id: String) -> PyResult<Batch> {
+        let adapter = self.inner.adapter()?;
+        let info = block_on(py, async move { adapter.get_batch(&id).await })?;
+        Ok(Batch {
+            client: self.inner.clone(),
+            info,
+        })
+    }
+
+    /// Every batch of the project.
+    fn batches(&self, py: Python<'_>) -> PyResult<Vec<Batch>> {
+        let adapter = self.inner.adapter()?;
+        let infos = block_on(py, async move { adapter.list_batches().await })?;
+        Ok(infos
+            .into_iter()
+            .map(|info| Batch {
+                client: self.inner.clone(),
+                info,
+            })
+            .collect())
+    }
+
+    /// Authenticated escape hatch: the decoded JSON body, or an iterator of items with `paginate=True`.
+    #[pyo3(signature = (method, path, *, params=None, json=None, paginate=false, retry=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn request<'py>(
+        &self,
+        py: Python<'py>,
+        method: &str,
+        path: &str,
+        params: Option<&Bound<'py, PyDict>>,
+        json: Option<&Bound<'py, PyAny>>,
+        paginate: bool,
+        retry: Option<bool>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let adapter = self.inner.adapter()?;
+        let method = Method::from_bytes(method.to_ascii_uppercase().as_bytes())
+            .map_err(|_| invalid(format!("{method:?} is not an HTTP method"), "method"))?;
+        let mut url = adapter.api_url(path).map_err(to_py_err)?;
+        if let Some(params) = params {
+            let mut q = url.query_pairs_mut();
+            for (k, v) in params.iter() {
+                let k: String = k.extract()?;
+                let v = match py_to_json(&v, &k).map_err(|e| invalid(e.message, &e.path))? {
+                    serde_json::Value::String(s) => s,
+                    serde_json::Value::Null => continue,
+                    other => other.to_string(),
+                };
+                q.append_pair(&k, &v);
+            }
+        }
+        if paginate {
+            if method != Method::GET {
+                return Err(invalid("paginate=True works with GET only", "paginate"));
+            }
+            return Ok(Bound::new(py, RequestPages::new(adapter.paginate(url)))?.into_any());
+        }
+        let is_read = matches!(method, Method::GET | Method::HEAD | Method::OPTIONS);
+        let kind = match (retry, is_read) {
+            (Some(true), _) | (None, true) => RequestKind::Read,
+            _ => RequestKind::Create,
+        };
+        let req = match json {
+            Some(body) if !body.is_none() => {
+                let value = py_to_json(body, "json").map_err(|e| invalid(e.message, &e.path))?;
+                Request::json(method, url, &value, kind, "request").map_err(to_py_err)?
+            }
+            _ => {
+                let mut r = Request::get(url, "request");
+                r.method = method;
+                r.kind = kind;
+                r
+            }
+        };
+        let resp = block_on(py, async move { adapter.http().send(&req).await })?;
+        if resp.body.is_empty() {
+            return Ok(py.None().into_bound(py));
+        }
+        match std::str::from_utf8(&resp.body) {
+            Ok(text) => match json_to_py(py, text) {
+                Ok(v) => Ok(v),
+                Err(_) => Ok(PyString::new(py, text).into_any()),
+            },
+            Err(_) => Ok(PyBytes::new(py, &resp.body).into_any()),
+        }
+    }
+
+    /// Releases connections. The client stays usable; a later call opens new ones.
+    fn close(&self) -> PyResult<()> {
+        let fresh =
+            connect(self.inner.config.clone(), runtime().handle().clone()).map_err(to_py_err)?;
+        *self.inner.adapter.lock() = (std::process::id(), fresh);
+        Ok(())
+    }
+
+    fn __enter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    #[pyo3(signature = (*_exc))]
+    fn __exit__(&self, _exc: &Bound<'_, pyo3::types::PyTuple>) -> PyResult<()> {
+        self.close()
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "<labelport.Client vendor={:?} project={:?} base_url={:?}>",
+            self.vendor(),
+            self.project(),
+            self.base_url()
+        )
+    }
+}
+
+/// A batch of records at the vendor.
+#[pyclass(module = "labelport", frozen)]
+pub struct Batch {
+    client: Arc<ClientInner>,
+    info: BatchInfo,
+}
+
+/// The record key: the `key` field's value, or a stable hash of the record's content.
+fn record_key(
+    index: usize,
+    data: &serde_json::Map<String, serde_json::Value>,
+    key: Option<&str>,
+) -> Result<String> {
+    match key {
+        Some(field) => match data.get(field) {
+            Some(serde_json::Value::String(s)) if !s.is_empty() => Ok(s.clone()),
+            Some(serde_json::Value::Number(n)) if n.is_i64() || n.is_u64() => Ok(n.to_string()),
+            Some(serde_json::Value::String(_)) => {
+                Err(Error::invalid(format!("record #{index} has an empty key")).field(field))
+            }
+            Some(other) => Err(Error::invalid(format!(
+                "record #{index}: key field {field:?} must be a string or an integer, not {}",
+                json_type(other)
+            ))
+            .field(field)),
+            None => Err(
+                Error::invalid(format!("record #{index} has no key field {field:?}")).field(field),
+            ),
+        },
+        None => Ok(content_key(data)),
+    }
+}
+
+fn json_type(v: &serde_json::Value) -> &'static str {
+    match v {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "a bool",
+        serde_json::Value::Number(_) => "a float",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Array(_) => "a list",
+        serde_json::Value::Object(_) => "a dict",
+    }
+}
+
+/// A stable hash of a record's content, independent of key order: re-running the same upload gives the same
+/// keys, so nothing is sent twice.
+fn content_key(data: &serde_json::Map<String, serde_json::Value>) -> String {
+    fn canonical(v: &serde_json::Value, out: &mut Vec<u8>) {
+        match v {
+            serde_json::Value::Object(m) => {
+                let mut keys: Vec<&String> = m.keys().collect();
+                keys.sort();
+                out.push(b'{');
+                for (i, k) in keys.into_iter().enumerate() {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    out.extend(serde_json::to_vec(k).unwrap_or_default());
+                    out.push(b':');
+                    canonical(&m[k], out);
+                }
+                out.push(b'}');
+            }
+            serde_json::Value::Array(a) => {
+                out.push(b'[');
+                for (i, item) in a.iter().enumerate() {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    canonical(item, out);
+                }
+                out.push(b']');
+            }
+            other => out.extend(serde_json::to_vec(other).unwrap_or_default()),
+        }
+    }
+    let mut bytes = Vec::new();
+    canonical(&serde_json::Value::Object(data.clone()), &mut bytes);
+    let digest = Sha256::digest(&bytes);
+    format!("sha256-{}", hex::encode(&digest[..16]))
+}
+
+/// Converts and checks every record before anything is sent.
+fn collect_records(records: &Bound<'_, PyAny>, key: Option<&str>) -> PyResult<Vec<UploadRecord>> {
+    if records.cast::<PyDict>().is_ok() {
+        return Err(invalid(
+            "records must be an iterable of dicts; got a single dict (wrap it in a list)",
+            "records",
+        ));
+    }
+    if records.cast::<PyString>().is_ok() || records.cast::<PyBytes>().is_ok() {
+        return Err(invalid(
+            "records must be an iterable of dicts, not a string",
+            "records",
+        ));
+    }
+    let iter = records.try_iter().map_err(|_| {
+        let t = records
+            .get_type()
+            .name()
+            .map(|n| n.to_string())
+            .unwrap_or_default();
+        invalid(
+            format!("records must be an iterable of dicts, not {t}"),
+            "records",
+        )
+    })?;
+    let mut out = Vec::new();
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    for (index, item) in iter.enumerate() {
+        let item = item?;
+        let dict = item.cast::<PyDict>().map_err(|_| {
+            let t = item
+                .get_type()
+                .name()
+                .map(|n| n.to_string())
+                .unwrap_or_default();
+            invalid(format!("record #{index} is a {t}, not a dict"), "records")
+        })?;
+        let data = dict_to_json(dict, "").map_err(|e| {
+            let mut err = Error::invalid(format!(
+                "record #{index}: field {:?}: {}",
+                e.path, e.message
+            ))
+            .field(e.path);
+            if let Some(k) = key
+                .and_then(|k| dict.get_item(k).ok().flatten())
+                .and_then(|v| v.str().ok())
+            {
+                err = err.key(k.to_string());
+            }
+            to_py_err(err)
+        })?;
+        let k = record_key(index, &data, key).map_err(to_py_err)?;
+        if let Some(first) = seen.insert(k.clone(), index) {
+            let what = if key.is_some() {
+                "the same key"
+            } else {
+                "the same content"
+            };
+            return Err(to_py_err(
+                Error::new(ErrorKind::DuplicateRecord, format!("records #{first} and #{index} have {what}: a key must be unique within an upload"))
+                    .key(k),
+            ));
+        }
+        out.push(UploadRecord { key: k, data });
+    }
+    Ok(out)
+}
+
+fn counts_to_py<'py>(py: Python<'py>, c: &BatchCounts) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    for (name, v) in [
+        ("total", c.total),
+        ("pending", c.pending),
+        ("in_progress", c.in_progress),
+        ("completed", c.completed),
+        ("exception", c.exception),
+        ("canceled", c.canceled),
+        ("rejected", c.rejected),
+        ("failed", c.failed),
+    ] {
+        d.set_item(name, v)?;
+    }
+    d.set_item("done", c.done())?;
+    Ok(d)
+}
+
+fn parse_since(since: Option<&Bound<'_, PyAny>>) -> PyResult<Option<i64>> {
+    let Some(since) = since.filter(|s| !s.is_none()) else {
+        return Ok(None);
+    };
+    let text = if let Ok(s) = since.extract::<String>() {
+        s
+    } else if since.hasattr("isoformat")? && since.hasattr("tzinfo")? {
+        // A naive datetime is taken as UTC.
+        let aware = if since.getattr("tzinfo")?.is_none() {
+            let utc = since
+                .py()
+                .import("datetime")?
+                .getattr("timezone")?
+                .getattr("utc")?;
+            let kw = PyDict::new(since.py());
+            kw.set_item("tzinfo", utc)?;
+            since.call_method("replace", (), Some(&kw))?
+        } else {
+            since.clone()
+        };
+        aware.call_method0("isoformat")?.extract()?
+    } else {
+        return Err(invalid(
+            "since must be a datetime or an RFC 3339 string",
+            "since",
+        ));
+    };
+    parse_rfc3339_us(&text).map(Some).ok_or_else(|| {
+        invalid(
+            format!("since={text:?} is not an RFC 3339 timestamp (e.g. 2026-11-24T08:00:00Z)"),
+            "since",
+        )
+    })
+}
+
+fn parse_statuses(status: Option<&Bound<'_, PyAny>>) -> PyResult<Option<Vec<Status>>> {
+    let Some(status) = status.filter(|s| !s.is_none()) else {
+        return Ok(None);
+    };
+    let names: Vec<String> = match status.extract::<String>() {
+        Ok(s) => s
+            .split(',')
+            .map(|p| p.trim().to_string())
+            .filter(|p| !p.is_empty())
+            .collect(),
+        Err(_) => status
+            .extract()
+            .map_err(|_| invalid("status must be a string or a list of strings", "status"))?,
+    };
+    names
+        .iter()
+        .map(|n| {
+            Status::parse(n).ok_or_else(|| {
+                let known: Vec<&str> = Status::ALL.iter().map(|s| s.as_str()).collect();
+                invalid(
+                    format!("unknown status {n:?}; statuses are {}", known.join(", ")),
+                    "status",
+                )
+            })
+        })
+        .collect::<PyResult<Vec<_>>>()
+        .map(Some)
+}
+
+#[pymethods]
+impl Batch {
+    #[getter]
+    fn id(&self) -> &str {
+        &self.info.id
+    }
+
+    #[getter]
+    fn name(&self) -> Option<&str> {
+        self.info.name.as_deref()
+    }
+
+    #[getter]
+    fn vendor(&self) -> &'static str {
+        self.client.config.spec.name
+    }
+
+    #[getter]
+    fn created_at(&self) -> Option<&str> {
+        self.info.created_at.as_deref()
+    }
+
+    /// The vendor's own batch object.
+    #[getter]
+    fn raw<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        json_value_to_py(py, &self.info.raw)
+    }
+
+    /// Sends records; returns once the vendor has accepted every one. Idempotent by key.
+    #[pyo3(signature = (records, key=None, *, on_error="raise", **options))]
+    fn upload(
+        &self,
+        py: Python<'_>,
+        records: &Bound<'_, PyAny>,
+        key: Option<String>,
+        on_error: &str,
+        options: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<Job> {
+        let collect_errors = match on_error {
+            "raise" => false,
+            "collect" => true,
+            other => {
+                return Err(invalid(
+                    format!("on_error must be \"raise\" or \"collect\", not {other:?}"),
+                    "on_error",
+                ))
+            }
+        };
+        let options = kwargs_to_options(options)?;
+        let records = collect_records(records, key.as_deref())?;
+        if records.is_empty() {
+            return Err(invalid("nothing to upload: records is empty", "records"));
+        }
+        let adapter = self.client.adapter()?;
+        let batch = self.info.clone();
+        let progress = Arc::new(UploadProgress::default());
+        let state = block_on(py, async move {
+            adapter
+                .upload(
+                    &batch,
+                    records,
+                    UploadOptions {
+                        collect_errors,
+                        options,
+                    },
+                    progress,
+                )
+                .await
+        })?;
+        Ok(Job {
+            client: self.client.clone(),
+            state: Mutex::new(state),
+        })
+    }
+
+    /// Record counts from the vendor, and `done` (every record is in a final state).
+    fn status<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let adapter = self.client.adapter()?;
+        let id = self.info.id.clone();
+        let counts = block_on(py, async move { adapter.batch_status(&id).await })?;
+        counts_to_py(py, &counts)
+    }
+
+    /// Blocks until every record is finished (done on two consecutive polls); raises `Timeout`.
+    #[pyo3(signature = (timeout=None, *, poll_interval=2.0, progress=None))]
+    fn wait<'py>(
+        &self,
+        py: Python<'py>,
+        timeout: Option<f64>,
+        poll_interval: f64,
+        progress: Option<Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        if !(poll_interval.is_finite() && poll_interval > 0.0) {
+            return Err(invalid(
+                "poll_interval must be a positive number of seconds",
+                "poll_interval",
+            ));
+        }
+        let started = Instant::now();
+        let deadline = timeout.map(|t| started + Duration::from_secs_f64(t.max(0.0)));
+        let mut done_before = false;
+        loop {
+            let adapter = self.client.adapter()?;
+            let id = self.info.id.clone();
+            let counts = block_on(py, async move { adapter.batch_status(&id).await })?;
+            let dict = counts_to_py(py, &counts)?;
+            if let Some(cb) = &progress {
+                cb.call1((dict.copy()?,))?;
+            }
+            let done = counts.done();
+            if done && done_before {
+                return Ok(dict);
+            }
+            // The counts come from separate calls: a first "done" is confirmed by a second poll soon after.
+            let pause = if done {
+                Duration::from_secs_f64(poll_interval.min(0.2))
+            } else {
+                Duration::from_secs_f64(poll_interval)
+            };
+            done_before = done;
+            if let Some(deadline) = deadline {
+                let now = Instant::now();
+                if now + pause > deadline && !done {
+                    return Err(to_py_err(
+                        Error::new(
+                            ErrorKind::Timeout,
+                            format!(
+                                "batch {} not finished after {:.1} s: {} of {} records finished",
+                                self.info.id,
+                                started.elapsed().as_secs_f64(),
+                                counts.finished(),
+                                counts.total
+                            ),
+                        )
+                        .vendor(self.client.config.spec.name)
+                        .operation("wait"),
+                    ));
+                }
+            }
+            sleep(py, pause)?;
+        }
+    }
+
+    /// Finished records as envelope dicts, page by page. `since` is an exclusive lower bound on completion time.
+    #[pyo3(signature = (since=None, include_raw=false))]
+    fn results(
+        &self,
+        since: Option<&Bound<'_, PyAny>>,
+        include_raw: bool,
+    ) -> PyResult<ResultStream> {
+        let since_us = parse_since(since)?;
+        let adapter = self.client.adapter()?;
+        Ok(ResultStream::new(
+            adapter.results(&self.info.id, since_us, include_raw),
+            since_us,
+        ))
+    }
+
+    /// Every record with its neutral status.
+    #[pyo3(signature = (status=None, include_raw=false))]
+    fn records(
+        &self,
+        status: Option<&Bound<'_, PyAny>>,
+        include_raw: bool,
+    ) -> PyResult<ResultStream> {
+        let statuses = parse_statuses(status)?;
+        let adapter = self.client.adapter()?;
+        let stream = adapter
+            .records(&self.info.id, statuses, include_raw)
+            .map_err(to_py_err)?;
+        Ok(ResultStream::new(stream, None))
+    }
+
+    /// Stops work not yet started; never deletes labels.
+    fn cancel(&self, py: Python<'_>) -> PyResult<()> {
+        let adapter = self.client.adapter()?;
+        let id = self.info.id.clone();
+        block_on(py, async move { adapter.cancel(&id).await })
+    }
+
+    fn accept(&self, py: Python<'_>, ids: Vec<String>) -> PyResult<()> {
+        let adapter = self.client.adapter()?;
+        let id = self.info.id.clone();
+        block_on(py, async move { adapter.accept(&id, ids).await })
+    }
+
+    #[pyo3(signature = (ids, reason=None))]
+    fn reject(&self, py: Python<'_>, ids: Vec<String>, reason: Option<String>) -> PyResult<()> {
+        let adapter = self.client.adapter()?;
+        let id = self.info.id.clone();
+        block_on(py, async move { adapter.reject(&id, ids, reason).await })
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "<labelport.Batch vendor={:?} id={:?} name={:?}>",
+            self.vendor(),
+            self.info.id,
+            self.info.name.as_deref().unwrap_or("")
+        )
+    }
+}
+
+/// One upload, and what the vendor did with it.
+#[pyclass(module = "labelport", frozen)]
+pub struct Job {
+    client: Arc<ClientInner>,
+    state: Mutex<JobState>,
+}
+
+fn job_to_py<'py>(py: Python<'py>, s: &JobState) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    let state = match s.state {
+        JobPhase::Running => "running",
+        JobPhase::Completed => "completed",
+        JobPhase::Failed => "failed",
+    };
+    d.set_item("state", state)?;
+    d.set_item("done", s.done)?;
+    d.set_item("total", s.total)?;
+    d.set_item("failed", s.failed)?;
+    d.set_item("skipped", s.skipped)?;
+    Ok(d)
+}
+
+impl Job {
+    fn refresh(&self, py: Python<'_>) -> PyResult<JobState> {
+        let current = self.state.lock().clone();
+        if current.state != JobPhase::Running {
+            return Ok(current);
+        }
+        let adapter = self.client.adapter()?;
+        let fresh = block_on(py, async move { adapter.job_status(&current).await })?;
+        *self.state.lock() = fresh.clone();
+        Ok(fresh)
+    }
+}
+
+#[pymethods]
+impl Job {
+    #[getter]
+    fn id(&self) -> String {
+        self.state.lock().id.clone()
+    }
+
+    #[getter]
+    fn batch_id(&self) -> String {
+        self.state.lock().batch_id.clone()
+    }
+
+    /// `{"state": "running" | "completed" | "failed", "done", "total", "failed", "skipped"}`.
+    fn status<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let s = self.refresh(py)?;
+        job_to_py(py, &s)
+    }
+
+    /// Blocks until the vendor has ingested every record; raises `Timeout`.
+    #[pyo3(signature = (timeout=None, *, poll_interval=1.0))]
+    fn wait<'py>(
+        &self,
+        py: Python<'py>,
+        timeout: Option<f64>,
+        poll_interval: f64,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let started = Instant::now();
+        loop {
+            let s = self.refresh(py)?;
+            if s.state != JobPhase::Running {
+                return job_to_py(py, &s);
+            }
+            if let Some(t) = timeout {
+                if started.elapsed().as_secs_f64() >= t {
+                    return Err(to_py_err(
+                        Error::new(
+                            ErrorKind::Timeout,
+                            format!(
+                                "job {} still running after {t} s: {} of {} records",
+                                s.id, s.done, s.total
+                            ),
+                        )
+                        .vendor(self.client.config.spec.name)
+                        .operation("wait"),
+                    ));
+                }
+            }
+            sleep(py, Duration::from_secs_f64(poll_interval.max(0.05)))?;
+        }
+    }
+
+    /// Records the vendor refused (with `on_error="collect"`): key, field, code, message.
+    fn failures<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        let s = self.state.lock().clone();
+        let list = PyList::empty(py);
+        for f in &s.failures {
+            let d = PyDict::new(py);
+            d.set_item("key", &f.key)?;
+            d.set_item("field", &f.field)?;
+            d.set_item("code", &f.code)?;
+            d.set_item("message", &f.message)?;
+            list.append(d)?;
+        }
+        Ok(list)
+    }
+
+    fn __repr__(&self) -> String {
+        let s = self.state.lock();
+        format!(
+            "<labelport.Job id={:?} batch_id={:?} total={} done={}>",
+            s.id, s.batch_id, s.total, s.done
+        )
+    }
+}

@@ -1,0 +1,207 @@
+//! JSON into Python straight from the text (no `serde_json::Value` tree in between), and Python records into
+//! JSON values with errors that name the field at fault.
+
+use std::fmt;
+
+use pyo3::prelude::*;
+use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
+use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
+use serde_json::{Map, Number, Value};
+
+/// Builds a Python object from JSON text.
+pub fn json_to_py<'py>(py: Python<'py>, text: &str) -> PyResult<Bound<'py, PyAny>> {
+    let mut de = serde_json::Deserializer::from_str(text);
+    let obj = PySeed { py }.deserialize(&mut de).map_err(|e| {
+        pyo3::exceptions::PyValueError::new_err(format!("invalid JSON from the vendor: {e}"))
+    })?;
+    Ok(obj)
+}
+
+/// A `serde_json::Value` as a Python object (for small values: capabilities, error details).
+pub fn json_value_to_py<'py>(py: Python<'py>, v: &Value) -> PyResult<Bound<'py, PyAny>> {
+    json_to_py(py, &v.to_string())
+}
+
+#[derive(Clone, Copy)]
+struct PySeed<'py> {
+    py: Python<'py>,
+}
+
+impl<'de, 'py> DeserializeSeed<'de> for PySeed<'py> {
+    type Value = Bound<'py, PyAny>;
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+fn py_err<E: de::Error>(e: PyErr) -> E {
+    E::custom(e.to_string())
+}
+
+impl<'de, 'py> Visitor<'de> for PySeed<'py> {
+    type Value = Bound<'py, PyAny>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Self::Value, E> {
+        Ok(PyBool::new(self.py, v).to_owned().into_any())
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+        let Ok(i) = v.into_pyobject(self.py);
+        Ok(i.into_any())
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+        let Ok(i) = v.into_pyobject(self.py);
+        Ok(i.into_any())
+    }
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
+        Ok(PyFloat::new(self.py, v).into_any())
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(PyString::new(self.py, v).into_any())
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(self.py.None().into_bound(self.py))
+    }
+    fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+        self.visit_unit()
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let list = PyList::empty(self.py);
+        while let Some(item) = seq.next_element_seed(self)? {
+            list.append(item).map_err(py_err)?;
+        }
+        Ok(list.into_any())
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let dict = PyDict::new(self.py);
+        while let Some(key) = map.next_key_seed(KeySeed { py: self.py })? {
+            let value = map.next_value_seed(self)?;
+            dict.set_item(key, value).map_err(py_err)?;
+        }
+        Ok(dict.into_any())
+    }
+}
+
+struct KeySeed<'py> {
+    py: Python<'py>,
+}
+
+impl<'de, 'py> DeserializeSeed<'de> for KeySeed<'py> {
+    type Value = Bound<'py, PyString>;
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl<'de, 'py> Visitor<'de> for KeySeed<'py> {
+    type Value = Bound<'py, PyString>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a string key")
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(PyString::new(self.py, v))
+    }
+}
+
+/// Why a Python value cannot be sent as JSON: the dotted path of the field, and what is wrong.
+#[derive(Debug)]
+pub struct ToJsonError {
+    pub path: String,
+    pub message: String,
+}
+
+fn join(path: &str, part: &str) -> String {
+    if path.is_empty() {
+        part.to_string()
+    } else {
+        format!("{path}.{part}")
+    }
+}
+
+/// A Python value as JSON. Refuses what JSON cannot hold faithfully (NaN, infinities, non-string keys, objects
+/// of other types) instead of guessing.
+pub fn py_to_json(obj: &Bound<'_, PyAny>, path: &str) -> Result<Value, ToJsonError> {
+    let fail = |message: String| ToJsonError {
+        path: path.to_string(),
+        message,
+    };
+    if obj.is_none() {
+        return Ok(Value::Null);
+    }
+    if let Ok(b) = obj.cast::<PyBool>() {
+        return Ok(Value::Bool(b.is_true()));
+    }
+    if let Ok(s) = obj.cast::<PyString>() {
+        return s
+            .to_str()
+            .map(|s| Value::String(s.to_string()))
+            .map_err(|_| fail("a string that is not valid UTF-8 (lone surrogates)".into()));
+    }
+    if obj.cast::<PyInt>().is_ok() {
+        if let Ok(i) = obj.extract::<i64>() {
+            return Ok(Value::Number(i.into()));
+        }
+        if let Ok(u) = obj.extract::<u64>() {
+            return Ok(Value::Number(u.into()));
+        }
+        return Err(fail(
+            "an integer too large for JSON (beyond 64 bits)".into(),
+        ));
+    }
+    if let Ok(f) = obj.cast::<PyFloat>() {
+        let v = f.value();
+        return Number::from_f64(v).map(Value::Number).ok_or_else(|| {
+            fail(format!(
+                "{v} has no JSON form (NaN and infinities cannot be sent)"
+            ))
+        });
+    }
+    if let Ok(d) = obj.cast::<PyDict>() {
+        return dict_to_json(d, path).map(Value::Object);
+    }
+    if obj.cast::<PyList>().is_ok() || obj.cast::<PyTuple>().is_ok() {
+        let mut out = Vec::new();
+        for (i, item) in obj.try_iter().map_err(|e| fail(e.to_string()))?.enumerate() {
+            let item = item.map_err(|e| fail(e.to_string()))?;
+            out.push(py_to_json(&item, &format!("{path}[{i}]"))?);
+        }
+        return Ok(Value::Array(out));
+    }
+    let type_name = obj
+        .get_type()
+        .name()
+        .map(|n| n.to_string())
+        .unwrap_or_else(|_| "?".into());
+    Err(fail(format!("a value of type {type_name} cannot be sent as JSON; convert it to str, int, float, bool, None, list or dict first")))
+}
+
+/// A Python dict as a JSON object; keys must be strings.
+pub fn dict_to_json(d: &Bound<'_, PyDict>, path: &str) -> Result<Map<String, Value>, ToJsonError> {
+    let mut map = Map::with_capacity(d.len());
+    for (k, v) in d.iter() {
+        let key = match k.cast::<PyString>() {
+            Ok(s) => s
+                .to_str()
+                .map_err(|_| ToJsonError {
+                    path: path.to_string(),
+                    message: "a key that is not valid UTF-8".into(),
+                })?
+                .to_string(),
+            Err(_) => {
+                let shown = k.repr().map(|r| r.to_string()).unwrap_or_default();
+                return Err(ToJsonError {
+                    path: path.to_string(),
+                    message: format!(
+                        "key {shown} is not a string; JSON objects only have string keys"
+                    ),
+                });
+            }
+        };
+        let child = join(path, &key);
+        let value = py_to_json(&v, &child)?;
+        map.insert(key, value);
+    }
+    Ok(map)
+}

@@ -1,0 +1,196 @@
+//! Lazy iterators over pages: results and records as envelope dicts, and raw items for `client.request`.
+
+use std::collections::VecDeque;
+use std::io::Write;
+
+use pyo3::intern;
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyList};
+use serde_json::value::RawValue;
+
+use super::errors::to_py_err;
+use super::json::json_to_py;
+use super::runtime::block_on_borrowed;
+use crate::engine::stream::PageStream;
+use crate::engine::{Error, ErrorKind};
+use crate::vendors::{format_rfc3339_us, Envelope};
+
+/// Waits for the next page with the GIL released; `None` at the end.
+fn next_page<T: Send + 'static>(
+    py: Python<'_>,
+    stream: &mut Option<PageStream<T>>,
+) -> PyResult<Option<Vec<T>>> {
+    let Some(s) = stream.as_mut() else {
+        return Ok(None);
+    };
+    match block_on_borrowed(py, s.next_page())? {
+        Some(Ok(items)) => Ok(Some(items)),
+        Some(Err(e)) => {
+            *stream = None;
+            Err(to_py_err(e))
+        }
+        None => {
+            *stream = None;
+            Ok(None)
+        }
+    }
+}
+
+fn raw_to_py<'py>(py: Python<'py>, raw: Option<&RawValue>) -> PyResult<Bound<'py, PyAny>> {
+    match raw {
+        Some(r) => json_to_py(py, r.get()),
+        None => Ok(py.None().into_bound(py)),
+    }
+}
+
+/// One envelope as a plain dict.
+pub fn envelope_to_py<'py>(py: Python<'py>, e: &Envelope) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    d.set_item(intern!(py, "id"), &e.id)?;
+    d.set_item(intern!(py, "batch_id"), &e.batch_id)?;
+    d.set_item(intern!(py, "key"), &e.key)?;
+    d.set_item(intern!(py, "status"), e.status.as_str())?;
+    d.set_item(intern!(py, "input"), raw_to_py(py, e.input.as_deref())?)?;
+    d.set_item(intern!(py, "output"), raw_to_py(py, e.output.as_deref())?)?;
+    d.set_item(intern!(py, "created_at"), &e.created_at)?;
+    d.set_item(intern!(py, "completed_at"), &e.completed_at)?;
+    d.set_item(intern!(py, "vendor"), e.vendor)?;
+    if let Some(raw) = &e.raw {
+        d.set_item(intern!(py, "raw"), json_to_py(py, raw.get())?)?;
+    }
+    Ok(d)
+}
+
+/// Results (or records) of a batch, fetched page by page as you iterate. Dropping it stops the fetching.
+#[pyclass(module = "labelport")]
+pub struct ResultStream {
+    stream: Option<PageStream<Envelope>>,
+    buffer: VecDeque<Envelope>,
+    watermark_us: Option<i64>,
+}
+
+impl ResultStream {
+    pub fn new(stream: PageStream<Envelope>, since_us: Option<i64>) -> Self {
+        ResultStream {
+            stream: Some(stream),
+            buffer: VecDeque::new(),
+            watermark_us: since_us,
+        }
+    }
+
+    fn next_envelope(&mut self, py: Python<'_>) -> PyResult<Option<Envelope>> {
+        loop {
+            if let Some(e) = self.buffer.pop_front() {
+                if let Some(us) = e.completed_us {
+                    self.watermark_us = Some(self.watermark_us.map_or(us, |w| w.max(us)));
+                }
+                return Ok(Some(e));
+            }
+            match next_page(py, &mut self.stream)? {
+                Some(items) => self.buffer.extend(items),
+                None => return Ok(None),
+            }
+        }
+    }
+}
+
+#[pymethods]
+impl ResultStream {
+    fn __iter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    fn __next__<'py>(&mut self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyDict>>> {
+        match self.next_envelope(py)? {
+            Some(e) => Ok(Some(envelope_to_py(py, &e)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// The greatest completion time seen so far (RFC 3339): pass it as `since=` next time.
+    #[getter]
+    fn watermark(&self) -> Option<String> {
+        self.watermark_us.map(format_rfc3339_us)
+    }
+
+    /// Every remaining item in a list.
+    fn to_list<'py>(&mut self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        let list = PyList::empty(py);
+        while let Some(e) = self.next_envelope(py)? {
+            list.append(envelope_to_py(py, &e)?)?;
+        }
+        Ok(list)
+    }
+
+    /// Writes the remaining items as JSON lines to `path`, straight from the vendor's JSON; returns the count.
+    fn to_jsonl(&mut self, py: Python<'_>, path: std::path::PathBuf) -> PyResult<u64> {
+        let file = std::fs::File::create(&path).map_err(|e| {
+            to_py_err(Error::invalid(format!("cannot write {}: {e}", path.display())).field("path"))
+        })?;
+        let mut out = std::io::BufWriter::new(file);
+        let mut n = 0u64;
+        let io_err = |e: std::io::Error| {
+            to_py_err(Error::new(
+                ErrorKind::InvalidInput,
+                format!("writing {}: {e}", path.display()),
+            ))
+        };
+        while let Some(e) = self.next_envelope(py)? {
+            serde_json::to_writer(&mut out, &e).map_err(|e| io_err(e.into()))?;
+            out.write_all(b"\n").map_err(io_err)?;
+            n += 1;
+        }
+        out.flush().map_err(io_err)?;
+        Ok(n)
+    }
+
+    /// Stops fetching; later iteration ends at once.
+    fn close(&mut self) {
+        self.stream = None;
+        self.buffer.clear();
+    }
+
+    fn __repr__(&self) -> String {
+        let state = if self.stream.is_some() || !self.buffer.is_empty() {
+            "open"
+        } else {
+            "finished"
+        };
+        format!("<labelport.ResultStream {state}>")
+    }
+}
+
+/// Items of a paginated `client.request(..., paginate=True)`.
+#[pyclass(module = "labelport")]
+pub struct RequestPages {
+    stream: Option<PageStream<Box<RawValue>>>,
+    buffer: VecDeque<Box<RawValue>>,
+}
+
+impl RequestPages {
+    pub fn new(stream: PageStream<Box<RawValue>>) -> Self {
+        RequestPages {
+            stream: Some(stream),
+            buffer: VecDeque::new(),
+        }
+    }
+}
+
+#[pymethods]
+impl RequestPages {
+    fn __iter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    fn __next__<'py>(&mut self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyAny>>> {
+        loop {
+            if let Some(item) = self.buffer.pop_front() {
+                return Ok(Some(json_to_py(py, item.get())?));
+            }
+            match next_page(py, &mut self.stream)? {
+                Some(items) => self.buffer.extend(items),
+                None => return Ok(None),
+            }
+        }
+    }
+}

@@ -1,0 +1,106 @@
+//! The one tokio runtime of the process, rebuilt after `fork()`, and blocking calls that release the GIL and
+//! answer Ctrl-C.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+use pyo3::prelude::*;
+
+use super::errors::to_py_err;
+use crate::engine::stream::AbortOnDrop;
+use crate::engine::{Error, ErrorKind, Result};
+
+/// How often a blocking call wakes up to let Python run signal handlers (Ctrl-C).
+pub const SIGNAL_POLL: Duration = Duration::from_millis(100);
+
+static RUNTIME: Mutex<Option<(u32, Arc<tokio::runtime::Runtime>)>> = Mutex::new(None);
+
+/// The shared runtime. An inherited runtime after `fork()` has no worker threads, so a child builds its own
+/// (the parent's is leaked, not dropped: dropping would wait for threads that do not exist here).
+pub fn runtime() -> Arc<tokio::runtime::Runtime> {
+    let pid = std::process::id();
+    let mut slot = RUNTIME.lock();
+    if let Some((owner, rt)) = slot.as_ref() {
+        if *owner == pid {
+            return rt.clone();
+        }
+    }
+    if let Some((_, stale)) = slot.take() {
+        std::mem::forget(stale);
+    }
+    let rt = Arc::new(
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(
+                std::thread::available_parallelism()
+                    .map(|n| n.get().clamp(2, 8))
+                    .unwrap_or(2),
+            )
+            .thread_name("labelport-worker")
+            .enable_all()
+            .build()
+            .expect("the tokio runtime could not start"),
+    );
+    *slot = Some((pid, rt.clone()));
+    rt
+}
+
+/// Runs `fut` on the shared runtime and waits for it with the GIL released, checking for signals every
+/// `SIGNAL_POLL`. On KeyboardInterrupt the future is dropped (aborted) and the interrupt is raised.
+pub fn block_on<T, F>(py: Python<'_>, fut: F) -> PyResult<T>
+where
+    T: Send + 'static,
+    F: Future<Output = Result<T>> + Send + 'static,
+{
+    let rt = runtime();
+    let (tx, rx) = std::sync::mpsc::sync_channel(1);
+    // The receiver is only used by this thread; the mutex makes it Sync for `detach`.
+    let rx = Mutex::new(rx);
+    let _task = AbortOnDrop(rt.spawn(async move {
+        let _ = tx.send(fut.await);
+    }));
+    loop {
+        match py.detach(|| rx.lock().recv_timeout(SIGNAL_POLL)) {
+            Ok(result) => return result.map_err(to_py_err),
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => py.check_signals()?,
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                return Err(to_py_err(Error::new(
+                    ErrorKind::Vendor,
+                    "internal error: a background task ended without an answer",
+                )))
+            }
+        }
+    }
+}
+
+/// Polls a borrowed future to completion on the shared runtime, GIL released, answering Ctrl-C.
+pub fn block_on_borrowed<F: Future + Send>(py: Python<'_>, fut: F) -> PyResult<F::Output>
+where
+    F::Output: Send,
+{
+    let rt = runtime();
+    let mut fut = std::pin::pin!(fut);
+    loop {
+        let step =
+            py.detach(|| rt.block_on(async { tokio::time::timeout(SIGNAL_POLL, &mut fut).await }));
+        match step {
+            Ok(out) => return Ok(out),
+            Err(_) => py.check_signals()?,
+        }
+    }
+}
+
+/// Sleeps with the GIL released, answering Ctrl-C.
+pub fn sleep(py: Python<'_>, duration: Duration) -> PyResult<()> {
+    let end = Instant::now() + duration;
+    loop {
+        let now = Instant::now();
+        if now >= end {
+            return Ok(());
+        }
+        let step = (end - now).min(SIGNAL_POLL);
+        py.detach(|| std::thread::sleep(step));
+        py.check_signals()?;
+    }
+}
