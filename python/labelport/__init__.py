@@ -11,6 +11,10 @@
 
 from labelport import sandbox
 from labelport._labelport import (
+    AsyncBatch,
+    AsyncClient,
+    AsyncJob,
+    AsyncStream,
     AuthError,
     Batch,
     Client,
@@ -26,9 +30,14 @@ from labelport._labelport import (
     UnsupportedOperation,
     VendorError,
     __version__,
+    reset_log_cache,
 )
 
 __all__ = [
+    "AsyncBatch",
+    "AsyncClient",
+    "AsyncJob",
+    "AsyncStream",
     "AuthError",
     "Batch",
     "Client",
@@ -44,5 +53,6 @@ __all__ = [
     "UnsupportedOperation",
     "VendorError",
     "__version__",
+    "reset_log_cache",
     "sandbox",
 ]

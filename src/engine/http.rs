@@ -221,7 +221,7 @@ impl HttpClient {
                     match resp.bytes().await {
                         Ok(body) => {
                             log::debug!(
-                                target: "labelport.engine.http",
+                                target: "labelport::engine::http",
                                 "{} {} -> {} ({} bytes, {} ms)",
                                 req.method,
                                 redact_url(&req.url),
@@ -258,7 +258,7 @@ impl HttpClient {
                                     .and_then(parse_retry_after);
                                 let wait = self.config.retry.delay(retry, after);
                                 log::info!(
-                                    target: "labelport.engine.retry",
+                                    target: "labelport::engine::retry",
                                     "{} {} answered {status}; retry {} in {:.2} s",
                                     req.method, redact_url(&req.url), retry + 1, wait.as_secs_f64()
                                 );
@@ -297,7 +297,7 @@ impl HttpClient {
             if is_retryable(req.kind, outcome) && retry < self.config.retry.max_retries {
                 let wait = self.config.retry.delay(retry, None);
                 log::info!(
-                    target: "labelport.engine.retry",
+                    target: "labelport::engine::retry",
                     "{} {} failed ({outcome:?}); retry {} in {:.2} s",
                     req.method, redact_url(&req.url), retry + 1, wait.as_secs_f64()
                 );

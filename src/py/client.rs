@@ -18,6 +18,7 @@ use crate::engine::http::Request;
 use crate::engine::retry::RequestKind;
 use crate::engine::{Error, ErrorKind, Result};
 use crate::vendors::config::ClientArgs;
+use crate::vendors::wait::{BatchWait, Next};
 use crate::vendors::{
     connect, parse_rfc3339_us, resolve, Adapter, BatchCounts, BatchInfo, ClientConfig, JobPhase,
     JobState, Options, Status, UploadOptions, UploadProgress, UploadRecord,
@@ -26,12 +27,64 @@ use crate::vendors::{
 /// What `Client`, `Batch` and `Job` share. The adapter is rebuilt after `fork()`: a child cannot use the
 /// parent's connections or runtime.
 pub struct ClientInner {
-    config: ClientConfig,
+    pub(super) config: ClientConfig,
     adapter: Mutex<(u32, Arc<dyn Adapter>)>,
 }
 
 impl ClientInner {
-    fn adapter(&self) -> PyResult<Arc<dyn Adapter>> {
+    /// Resolves arguments and environment into a client (shared by `Client` and `AsyncClient`).
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn build(
+        vendor: &str,
+        project: Option<&Bound<'_, PyAny>>,
+        base_url: Option<String>,
+        timeout: f64,
+        max_retries: u32,
+        rate_limit: Option<f64>,
+        allow_insecure: bool,
+        kwargs: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<Arc<Self>> {
+        let project = match project {
+            None => None,
+            Some(p) if p.is_none() => None,
+            Some(p) => Some(match p.extract::<String>() {
+                Ok(s) => s,
+                Err(_) => p
+                    .extract::<i64>()
+                    .map(|i| i.to_string())
+                    .map_err(|_| invalid("project must be a string or an integer", "project"))?,
+            }),
+        };
+        let args = ClientArgs {
+            vendor: vendor.to_string(),
+            project,
+            base_url,
+            keywords: kwargs_to_options(kwargs)?,
+            timeout,
+            max_retries,
+            rate_limit,
+            allow_insecure,
+        };
+        let config = resolve(args, |name| std::env::var(name).ok()).map_err(to_py_err)?;
+        let adapter = connect(config.clone(), runtime().handle().clone()).map_err(to_py_err)?;
+        Ok(Arc::new(ClientInner {
+            config,
+            adapter: Mutex::new((std::process::id(), adapter)),
+        }))
+    }
+
+    pub(super) fn vendor(&self) -> &'static str {
+        self.config.spec.name
+    }
+
+    /// Releases connections: a later call opens new ones.
+    pub(super) fn reconnect(&self) -> PyResult<()> {
+        let fresh = connect(self.config.clone(), runtime().handle().clone()).map_err(to_py_err)?;
+        *self.adapter.lock() = (std::process::id(), fresh);
+        Ok(())
+    }
+
+    pub(super) fn adapter(&self) -> PyResult<Arc<dyn Adapter>> {
         let pid = std::process::id();
         let mut slot = self.adapter.lock();
         if slot.0 != pid {
@@ -43,11 +96,11 @@ impl ClientInner {
     }
 }
 
-fn invalid(message: impl Into<String>, field: &str) -> PyErr {
+pub(super) fn invalid(message: impl Into<String>, field: &str) -> PyErr {
     to_py_err(Error::invalid(message).field(field))
 }
 
-fn kwargs_to_options(kwargs: Option<&Bound<'_, PyDict>>) -> PyResult<Options> {
+pub(super) fn kwargs_to_options(kwargs: Option<&Bound<'_, PyDict>>) -> PyResult<Options> {
     let mut out = BTreeMap::new();
     if let Some(kw) = kwargs {
         for (k, v) in kw.iter() {
@@ -81,35 +134,17 @@ impl Client {
         allow_insecure: bool,
         kwargs: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<Self> {
-        let project = match project {
-            None => None,
-            Some(p) if p.is_none() => None,
-            Some(p) => Some(match p.extract::<String>() {
-                Ok(s) => s,
-                Err(_) => p
-                    .extract::<i64>()
-                    .map(|i| i.to_string())
-                    .map_err(|_| invalid("project must be a string or an integer", "project"))?,
-            }),
-        };
-        let args = ClientArgs {
-            vendor: vendor.to_string(),
+        let inner = ClientInner::build(
+            vendor,
             project,
             base_url,
-            keywords: kwargs_to_options(kwargs)?,
             timeout,
             max_retries,
             rate_limit,
             allow_insecure,
-        };
-        let config = resolve(args, |name| std::env::var(name).ok()).map_err(to_py_err)?;
-        let adapter = connect(config.clone(), runtime().handle().clone()).map_err(to_py_err)?;
-        Ok(Client {
-            inner: Arc::new(ClientInner {
-                config,
-                adapter: Mutex::new((std::process::id(), adapter)),
-            }),
-        })
+            kwargs,
+        )?;
+        Ok(Client { inner })
     }
 
     #[getter]
@@ -195,63 +230,20 @@ impl Client {
         retry: Option<bool>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let adapter = self.inner.adapter()?;
-        let method = Method::from_bytes(method.to_ascii_uppercase().as_bytes())
-            .map_err(|_| invalid(format!("{method:?} is not an HTTP method"), "method"))?;
-        let mut url = adapter.api_url(path).map_err(to_py_err)?;
-        if let Some(params) = params {
-            let mut q = url.query_pairs_mut();
-            for (k, v) in params.iter() {
-                let k: String = k.extract()?;
-                let v = match py_to_json(&v, &k).map_err(|e| invalid(e.message, &e.path))? {
-                    serde_json::Value::String(s) => s,
-                    serde_json::Value::Null => continue,
-                    other => other.to_string(),
-                };
-                q.append_pair(&k, &v);
+        match prepare_request(&adapter, method, path, params, json, paginate, retry)? {
+            Prepared::Pages(url) => {
+                Ok(Bound::new(py, RequestPages::new(adapter.paginate(url)))?.into_any())
             }
-        }
-        if paginate {
-            if method != Method::GET {
-                return Err(invalid("paginate=True works with GET only", "paginate"));
+            Prepared::Single(req) => {
+                let resp = block_on(py, async move { adapter.http().send(&req).await })?;
+                body_to_py(py, &resp.body)
             }
-            return Ok(Bound::new(py, RequestPages::new(adapter.paginate(url)))?.into_any());
-        }
-        let is_read = matches!(method, Method::GET | Method::HEAD | Method::OPTIONS);
-        let kind = match (retry, is_read) {
-            (Some(true), _) | (None, true) => RequestKind::Read,
-            _ => RequestKind::Create,
-        };
-        let req = match json {
-            Some(body) if !body.is_none() => {
-                let value = py_to_json(body, "json").map_err(|e| invalid(e.message, &e.path))?;
-                Request::json(method, url, &value, kind, "request").map_err(to_py_err)?
-            }
-            _ => {
-                let mut r = Request::get(url, "request");
-                r.method = method;
-                r.kind = kind;
-                r
-            }
-        };
-        let resp = block_on(py, async move { adapter.http().send(&req).await })?;
-        if resp.body.is_empty() {
-            return Ok(py.None().into_bound(py));
-        }
-        match std::str::from_utf8(&resp.body) {
-            Ok(text) => match json_to_py(py, text) {
-                Ok(v) => Ok(v),
-                Err(_) => Ok(PyString::new(py, text).into_any()),
-            },
-            Err(_) => Ok(PyBytes::new(py, &resp.body).into_any()),
         }
     }
 
     /// Releases connections. The client stays usable; a later call opens new ones.
     fn close(&self) -> PyResult<()> {
-        let fresh =
-            connect(self.inner.config.clone(), runtime().handle().clone()).map_err(to_py_err)?;
-        *self.inner.adapter.lock() = (std::process::id(), fresh);
-        Ok(())
+        self.inner.reconnect()
     }
 
     fn __enter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
@@ -273,11 +265,113 @@ impl Client {
     }
 }
 
+/// A `client.request` call, checked and ready to send.
+pub(super) enum Prepared {
+    Single(Request),
+    Pages(url::Url),
+}
+
+pub(super) fn prepare_request(
+    adapter: &Arc<dyn Adapter>,
+    method: &str,
+    path: &str,
+    params: Option<&Bound<'_, PyDict>>,
+    json: Option<&Bound<'_, PyAny>>,
+    paginate: bool,
+    retry: Option<bool>,
+) -> PyResult<Prepared> {
+    let method = Method::from_bytes(method.to_ascii_uppercase().as_bytes())
+        .map_err(|_| invalid(format!("{method:?} is not an HTTP method"), "method"))?;
+    let mut url = adapter.api_url(path).map_err(to_py_err)?;
+    if let Some(params) = params {
+        let mut q = url.query_pairs_mut();
+        for (k, v) in params.iter() {
+            let k: String = k.extract()?;
+            let v = match py_to_json(&v, &k).map_err(|e| invalid(e.message, &e.path))? {
+                serde_json::Value::String(s) => s,
+                serde_json::Value::Null => continue,
+                other => other.to_string(),
+            };
+            q.append_pair(&k, &v);
+        }
+    }
+    if paginate {
+        if method != Method::GET {
+            return Err(invalid("paginate=True works with GET only", "paginate"));
+        }
+        return Ok(Prepared::Pages(url));
+    }
+    let is_read = matches!(method, Method::GET | Method::HEAD | Method::OPTIONS);
+    // Only reads are retried unless the caller says the call is safe to repeat.
+    let kind = match (retry, is_read) {
+        (Some(true), _) | (None, true) => RequestKind::Read,
+        _ => RequestKind::Create,
+    };
+    let req = match json {
+        Some(body) if !body.is_none() => {
+            let value = py_to_json(body, "json").map_err(|e| invalid(e.message, &e.path))?;
+            Request::json(method, url, &value, kind, "request").map_err(to_py_err)?
+        }
+        _ => {
+            let mut r = Request::get(url, "request");
+            r.method = method;
+            r.kind = kind;
+            r
+        }
+    };
+    Ok(Prepared::Single(req))
+}
+
+/// A response body as Python: decoded JSON, else text, else bytes; `None` when empty.
+pub(super) fn body_to_py<'py>(py: Python<'py>, body: &[u8]) -> PyResult<Bound<'py, PyAny>> {
+    if body.is_empty() {
+        return Ok(py.None().into_bound(py));
+    }
+    match std::str::from_utf8(body) {
+        Ok(text) => match json_to_py(py, text) {
+            Ok(v) => Ok(v),
+            Err(_) => Ok(PyString::new(py, text).into_any()),
+        },
+        Err(_) => Ok(PyBytes::new(py, body).into_any()),
+    }
+}
+
+/// Checks the arguments of `upload` and converts every record before anything is sent.
+pub(super) fn prepare_upload(
+    records: &Bound<'_, PyAny>,
+    key: Option<&str>,
+    on_error: &str,
+    options: Option<&Bound<'_, PyDict>>,
+) -> PyResult<(Vec<UploadRecord>, UploadOptions)> {
+    let collect_errors = match on_error {
+        "raise" => false,
+        "collect" => true,
+        other => {
+            return Err(invalid(
+                format!("on_error must be \"raise\" or \"collect\", not {other:?}"),
+                "on_error",
+            ))
+        }
+    };
+    let options = kwargs_to_options(options)?;
+    let records = collect_records(records, key)?;
+    if records.is_empty() {
+        return Err(invalid("nothing to upload: records is empty", "records"));
+    }
+    Ok((
+        records,
+        UploadOptions {
+            collect_errors,
+            options,
+        },
+    ))
+}
+
 /// A batch of records at the vendor.
 #[pyclass(module = "labelport", frozen)]
 pub struct Batch {
-    client: Arc<ClientInner>,
-    info: BatchInfo,
+    pub(super) client: Arc<ClientInner>,
+    pub(super) info: BatchInfo,
 }
 
 /// The record key: the `key` field's value, or a stable hash of the record's content.
@@ -356,7 +450,10 @@ fn content_key(data: &serde_json::Map<String, serde_json::Value>) -> String {
 }
 
 /// Converts and checks every record before anything is sent.
-fn collect_records(records: &Bound<'_, PyAny>, key: Option<&str>) -> PyResult<Vec<UploadRecord>> {
+pub(super) fn collect_records(
+    records: &Bound<'_, PyAny>,
+    key: Option<&str>,
+) -> PyResult<Vec<UploadRecord>> {
     if records.cast::<PyDict>().is_ok() {
         return Err(invalid(
             "records must be an iterable of dicts; got a single dict (wrap it in a list)",
@@ -423,7 +520,7 @@ fn collect_records(records: &Bound<'_, PyAny>, key: Option<&str>) -> PyResult<Ve
     Ok(out)
 }
 
-fn counts_to_py<'py>(py: Python<'py>, c: &BatchCounts) -> PyResult<Bound<'py, PyDict>> {
+pub(super) fn counts_to_py<'py>(py: Python<'py>, c: &BatchCounts) -> PyResult<Bound<'py, PyDict>> {
     let d = PyDict::new(py);
     for (name, v) in [
         ("total", c.total),
@@ -441,7 +538,7 @@ fn counts_to_py<'py>(py: Python<'py>, c: &BatchCounts) -> PyResult<Bound<'py, Py
     Ok(d)
 }
 
-fn parse_since(since: Option<&Bound<'_, PyAny>>) -> PyResult<Option<i64>> {
+pub(super) fn parse_since(since: Option<&Bound<'_, PyAny>>) -> PyResult<Option<i64>> {
     let Some(since) = since.filter(|s| !s.is_none()) else {
         return Ok(None);
     };
@@ -476,7 +573,7 @@ fn parse_since(since: Option<&Bound<'_, PyAny>>) -> PyResult<Option<i64>> {
     })
 }
 
-fn parse_statuses(status: Option<&Bound<'_, PyAny>>) -> PyResult<Option<Vec<Status>>> {
+pub(super) fn parse_statuses(status: Option<&Bound<'_, PyAny>>) -> PyResult<Option<Vec<Status>>> {
     let Some(status) = status.filter(|s| !s.is_none()) else {
         return Ok(None);
     };
@@ -543,35 +640,13 @@ impl Batch {
         on_error: &str,
         options: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<Job> {
-        let collect_errors = match on_error {
-            "raise" => false,
-            "collect" => true,
-            other => {
-                return Err(invalid(
-                    format!("on_error must be \"raise\" or \"collect\", not {other:?}"),
-                    "on_error",
-                ))
-            }
-        };
-        let options = kwargs_to_options(options)?;
-        let records = collect_records(records, key.as_deref())?;
-        if records.is_empty() {
-            return Err(invalid("nothing to upload: records is empty", "records"));
-        }
+        let (records, upload_options) = prepare_upload(records, key.as_deref(), on_error, options)?;
         let adapter = self.client.adapter()?;
         let batch = self.info.clone();
         let progress = Arc::new(UploadProgress::default());
         let state = block_on(py, async move {
             adapter
-                .upload(
-                    &batch,
-                    records,
-                    UploadOptions {
-                        collect_errors,
-                        options,
-                    },
-                    progress,
-                )
+                .upload(&batch, records, upload_options, progress)
                 .await
         })?;
         Ok(Job {
@@ -597,15 +672,7 @@ impl Batch {
         poll_interval: f64,
         progress: Option<Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyDict>> {
-        if !(poll_interval.is_finite() && poll_interval > 0.0) {
-            return Err(invalid(
-                "poll_interval must be a positive number of seconds",
-                "poll_interval",
-            ));
-        }
-        let started = Instant::now();
-        let deadline = timeout.map(|t| started + Duration::from_secs_f64(t.max(0.0)));
-        let mut done_before = false;
+        let mut waiting = BatchWait::new(timeout, poll_interval).map_err(to_py_err)?;
         loop {
             let adapter = self.client.adapter()?;
             let id = self.info.id.clone();
@@ -614,37 +681,13 @@ impl Batch {
             if let Some(cb) = &progress {
                 cb.call1((dict.copy()?,))?;
             }
-            let done = counts.done();
-            if done && done_before {
-                return Ok(dict);
+            match waiting
+                .after(&counts, &self.info.id, self.client.vendor())
+                .map_err(to_py_err)?
+            {
+                Next::Finished => return Ok(dict),
+                Next::Sleep(pause) => sleep(py, pause)?,
             }
-            // The counts come from separate calls: a first "done" is confirmed by a second poll soon after.
-            let pause = if done {
-                Duration::from_secs_f64(poll_interval.min(0.2))
-            } else {
-                Duration::from_secs_f64(poll_interval)
-            };
-            done_before = done;
-            if let Some(deadline) = deadline {
-                let now = Instant::now();
-                if now + pause > deadline && !done {
-                    return Err(to_py_err(
-                        Error::new(
-                            ErrorKind::Timeout,
-                            format!(
-                                "batch {} not finished after {:.1} s: {} of {} records finished",
-                                self.info.id,
-                                started.elapsed().as_secs_f64(),
-                                counts.finished(),
-                                counts.total
-                            ),
-                        )
-                        .vendor(self.client.config.spec.name)
-                        .operation("wait"),
-                    ));
-                }
-            }
-            sleep(py, pause)?;
         }
     }
 
@@ -711,11 +754,11 @@ impl Batch {
 /// One upload, and what the vendor did with it.
 #[pyclass(module = "labelport", frozen)]
 pub struct Job {
-    client: Arc<ClientInner>,
-    state: Mutex<JobState>,
+    pub(super) client: Arc<ClientInner>,
+    pub(super) state: Mutex<JobState>,
 }
 
-fn job_to_py<'py>(py: Python<'py>, s: &JobState) -> PyResult<Bound<'py, PyDict>> {
+pub(super) fn job_to_py<'py>(py: Python<'py>, s: &JobState) -> PyResult<Bound<'py, PyDict>> {
     let d = PyDict::new(py);
     let state = match s.state {
         JobPhase::Running => "running",

@@ -1,8 +1,10 @@
 //! The Python bindings: the only code that touches pyo3.
 
+mod asyncio;
 mod client;
 mod errors;
 mod json;
+mod logging;
 mod results;
 mod runtime;
 mod sandbox;
@@ -11,8 +13,7 @@ use pyo3::prelude::*;
 
 #[pymodule]
 fn _labelport(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    // Rust log records go to Python's `logging` under `labelport.*` (targets are set explicitly).
-    let _ = pyo3_log::try_init();
+    logging::install(m.py());
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     errors::register(m)?;
     m.add_class::<client::Client>()?;
@@ -21,5 +22,7 @@ fn _labelport(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<results::ResultStream>()?;
     m.add_class::<results::RequestPages>()?;
     m.add_class::<sandbox::SandboxServer>()?;
+    asyncio::register(m)?;
+    m.add_function(wrap_pyfunction!(logging::reset_log_cache, m)?)?;
     Ok(())
 }

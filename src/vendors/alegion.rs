@@ -355,7 +355,7 @@ impl Alegion {
                                 .sent
                                 .fetch_add((before - pending.len()) as u64, Ordering::Relaxed);
                             log::info!(
-                                target: "labelport.vendors.alegion",
+                                target: "labelport::vendors::alegion",
                                 "import failed ambiguously ({e}); {} of {before} records were stored, resending the rest",
                                 before - pending.len()
                             );

@@ -4,6 +4,7 @@
 pub mod alegion;
 pub mod config;
 pub mod model;
+pub mod wait;
 
 use std::sync::Arc;
 

@@ -1,0 +1,731 @@
+//! The async mirror: `AsyncClient`, `AsyncBatch`, `AsyncJob` and `async for` over results, as native
+//! coroutines on the shared tokio runtime (pyo3-async-runtimes with our fork-aware runtime), not threads.
+
+use std::cell::OnceCell;
+use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use pyo3::exceptions::{PyStopAsyncIteration, PyStopIteration};
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyList};
+use pyo3_async_runtimes::{generic, TaskLocals};
+use serde_json::value::RawValue;
+
+use super::client::{
+    body_to_py, counts_to_py, job_to_py, parse_since, parse_statuses, prepare_request,
+    prepare_upload, ClientInner, Prepared,
+};
+use super::errors::to_py_err;
+use super::json::{json_to_py, json_value_to_py};
+use super::results::envelope_to_py;
+use super::runtime::runtime;
+use crate::engine::stream::PageStream;
+use crate::engine::{Error, ErrorKind, Result};
+use crate::vendors::wait::{BatchWait, Next};
+use crate::vendors::{format_rfc3339_us, BatchInfo, Envelope, JobPhase, JobState, UploadProgress};
+
+/// pyo3-async-runtimes on our runtime, so the async API survives `fork()` like the blocking one.
+struct LabelportRuntime;
+
+tokio::task_local! {
+    static TASK_LOCALS: OnceCell<TaskLocals>;
+}
+
+impl generic::Runtime for LabelportRuntime {
+    type JoinError = tokio::task::JoinError;
+    type JoinHandle = tokio::task::JoinHandle<()>;
+
+    fn spawn<F>(fut: F) -> Self::JoinHandle
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        runtime().spawn(fut)
+    }
+
+    fn spawn_blocking<F>(f: F) -> Self::JoinHandle
+    where
+        F: FnOnce() + Send + 'static,
+    {
+        runtime().spawn_blocking(f)
+    }
+}
+
+impl generic::ContextExt for LabelportRuntime {
+    fn scope<F, R>(locals: TaskLocals, fut: F) -> Pin<Box<dyn Future<Output = R> + Send>>
+    where
+        F: Future<Output = R> + Send + 'static,
+    {
+        let cell = OnceCell::new();
+        cell.set(locals).expect("a new cell is empty");
+        Box::pin(TASK_LOCALS.scope(cell, fut))
+    }
+
+    fn get_task_locals() -> Option<TaskLocals> {
+        TASK_LOCALS
+            .try_with(|c| c.get().cloned())
+            .unwrap_or_default()
+    }
+}
+
+/// A Python awaitable of `fut`, whose value `convert` turns into a Python object (with the GIL).
+fn awaitable<'py, T, F, C>(py: Python<'py>, fut: F, convert: C) -> PyResult<Bound<'py, PyAny>>
+where
+    T: Send + 'static,
+    F: Future<Output = Result<T>> + Send + 'static,
+    C: for<'a> FnOnce(Python<'a>, T) -> PyResult<Bound<'a, PyAny>> + Send + 'static,
+{
+    generic::future_into_py::<LabelportRuntime, _, Py<PyAny>>(py, async move {
+        let value = fut.await.map_err(to_py_err)?;
+        Python::attach(|py| convert(py, value).map(Bound::unbind))
+    })
+}
+
+/// An awaitable that is already done: what `__anext__` returns while a page is still being handed out,
+/// so `async for` costs one await per page, not per record.
+#[pyclass(module = "labelport")]
+struct Ready {
+    value: Mutex<Option<Py<PyAny>>>,
+}
+
+#[pymethods]
+impl Ready {
+    fn __await__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    fn __iter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    fn __next__(&self, py: Python<'_>) -> PyResult<()> {
+        let value = self.value.lock().take().unwrap_or_else(|| py.None());
+        Err(PyStopIteration::new_err((value,)))
+    }
+}
+
+/// An async client: the same arguments and methods as `Client`, as coroutines.
+#[pyclass(module = "labelport", frozen)]
+pub struct AsyncClient {
+    inner: Arc<ClientInner>,
+}
+
+#[pymethods]
+impl AsyncClient {
+    #[new]
+    #[pyo3(signature = (vendor, project=None, *, base_url=None, timeout=30.0, max_retries=5, rate_limit=None, allow_insecure=false, **kwargs))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        vendor: &str,
+        project: Option<&Bound<'_, PyAny>>,
+        base_url: Option<String>,
+        timeout: f64,
+        max_retries: u32,
+        rate_limit: Option<f64>,
+        allow_insecure: bool,
+        kwargs: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<Self> {
+        let inner = ClientInner::build(
+            vendor,
+            project,
+            base_url,
+            timeout,
+            max_retries,
+            rate_limit,
+            allow_insecure,
+            kwargs,
+        )?;
+        Ok(AsyncClient { inner })
+    }
+
+    #[getter]
+    fn vendor(&self) -> &'static str {
+        self.inner.vendor()
+    }
+
+    #[getter]
+    fn project(&self) -> &str {
+        &self.inner.config.project
+    }
+
+    #[getter]
+    fn base_url(&self) -> String {
+        self.inner
+            .config
+            .base_url
+            .as_str()
+            .trim_end_matches('/')
+            .to_string()
+    }
+
+    #[getter]
+    fn capabilities<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        json_value_to_py(py, &self.inner.adapter()?.capabilities())
+    }
+
+    #[pyo3(signature = (name, *, exist_ok=false, **options))]
+    fn create_batch<'py>(
+        &self,
+        py: Python<'py>,
+        name: String,
+        exist_ok: bool,
+        options: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let options = super::client::kwargs_to_options(options)?;
+        let adapter = self.inner.adapter()?;
+        let client = self.inner.clone();
+        awaitable(
+            py,
+            async move { adapter.create_batch(&name, exist_ok, &options).await },
+            move |py, info| Ok(Bound::new(py, AsyncBatch { client, info })?.into_any()),
+        )
+    }
+
+    fn batch<'py>(&self, py: Python<'py>, id: String) -> PyResult<Bound<'py, PyAny>> {
+        let adapter = self.inner.adapter()?;
+        let client = self.inner.clone();
+        awaitable(
+            py,
+            async move { adapter.get_batch(&id).await },
+            move |py, info| Ok(Bound::new(py, AsyncBatch { client, info })?.into_any()),
+        )
+    }
+
+    fn batches<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let adapter = self.inner.adapter()?;
+        let client = self.inner.clone();
+        awaitable(
+            py,
+            async move { adapter.list_batches().await },
+            move |py, infos| {
+                let list = PyList::empty(py);
+                for info in infos {
+                    list.append(Bound::new(
+                        py,
+                        AsyncBatch {
+                            client: client.clone(),
+                            info,
+                        },
+                    )?)?;
+                }
+                Ok(list.into_any())
+            },
+        )
+    }
+
+    #[pyo3(signature = (method, path, *, params=None, json=None, paginate=false, retry=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn request<'py>(
+        &self,
+        py: Python<'py>,
+        method: &str,
+        path: &str,
+        params: Option<&Bound<'py, PyDict>>,
+        json: Option<&Bound<'py, PyAny>>,
+        paginate: bool,
+        retry: Option<bool>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let adapter = self.inner.adapter()?;
+        match prepare_request(&adapter, method, path, params, json, paginate, retry)? {
+            Prepared::Pages(url) => Ok(Bound::new(
+                py,
+                AsyncStream::new(Pages::Raw(adapter.paginate(url)), None),
+            )?
+            .into_any()),
+            Prepared::Single(req) => awaitable(
+                py,
+                async move { adapter.http().send(&req).await },
+                |py, resp| body_to_py(py, &resp.body),
+            ),
+        }
+    }
+
+    fn close<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        self.inner.reconnect()?;
+        awaitable(py, async { Ok(()) }, |py, ()| Ok(py.None().into_bound(py)))
+    }
+
+    fn __aenter__<'py>(slf: Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
+        let me = slf.clone().unbind();
+        awaitable(slf.py(), async { Ok(()) }, move |py, ()| {
+            Ok(me.into_bound(py).into_any())
+        })
+    }
+
+    #[pyo3(signature = (*_exc))]
+    fn __aexit__<'py>(
+        &self,
+        py: Python<'py>,
+        _exc: &Bound<'_, pyo3::types::PyTuple>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        self.close(py)
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "<labelport.AsyncClient vendor={:?} project={:?} base_url={:?}>",
+            self.vendor(),
+            self.project(),
+            self.base_url()
+        )
+    }
+}
+
+#[pyclass(module = "labelport", frozen)]
+pub struct AsyncBatch {
+    client: Arc<ClientInner>,
+    info: BatchInfo,
+}
+
+#[pymethods]
+impl AsyncBatch {
+    #[getter]
+    fn id(&self) -> &str {
+        &self.info.id
+    }
+
+    #[getter]
+    fn name(&self) -> Option<&str> {
+        self.info.name.as_deref()
+    }
+
+    #[getter]
+    fn vendor(&self) -> &'static str {
+        self.client.vendor()
+    }
+
+    #[getter]
+    fn created_at(&self) -> Option<&str> {
+        self.info.created_at.as_deref()
+    }
+
+    #[getter]
+    fn raw<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        json_value_to_py(py, &self.info.raw)
+    }
+
+    #[pyo3(signature = (records, key=None, *, on_error="raise", **options))]
+    fn upload<'py>(
+        &self,
+        py: Python<'py>,
+        records: &Bound<'py, PyAny>,
+        key: Option<String>,
+        on_error: &str,
+        options: Option<&Bound<'py, PyDict>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let (records, upload_options) = prepare_upload(records, key.as_deref(), on_error, options)?;
+        let adapter = self.client.adapter()?;
+        let batch = self.info.clone();
+        let client = self.client.clone();
+        let progress = Arc::new(UploadProgress::default());
+        awaitable(
+            py,
+            async move {
+                adapter
+                    .upload(&batch, records, upload_options, progress)
+                    .await
+            },
+            move |py, state| {
+                Ok(Bound::new(
+                    py,
+                    AsyncJob {
+                        client,
+                        state: Arc::new(Mutex::new(state)),
+                    },
+                )?
+                .into_any())
+            },
+        )
+    }
+
+    fn status<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let adapter = self.client.adapter()?;
+        let id = self.info.id.clone();
+        awaitable(
+            py,
+            async move { adapter.batch_status(&id).await },
+            |py, counts| Ok(counts_to_py(py, &counts)?.into_any()),
+        )
+    }
+
+    #[pyo3(signature = (timeout=None, *, poll_interval=2.0, progress=None))]
+    fn wait<'py>(
+        &self,
+        py: Python<'py>,
+        timeout: Option<f64>,
+        poll_interval: f64,
+        progress: Option<Py<PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let mut waiting = BatchWait::new(timeout, poll_interval).map_err(to_py_err)?;
+        let adapter = self.client.adapter()?;
+        let id = self.info.id.clone();
+        let vendor = self.client.vendor();
+        let fut = async move {
+            loop {
+                let counts = adapter.batch_status(&id).await?;
+                if let Some(cb) = &progress {
+                    Python::attach(|py| -> PyResult<()> {
+                        cb.call1(py, (counts_to_py(py, &counts)?,))?;
+                        Ok(())
+                    })
+                    .map_err(|e| {
+                        Error::invalid(format!("the progress callback failed: {e}"))
+                            .field("progress")
+                    })?;
+                }
+                match waiting.after(&counts, &id, vendor)? {
+                    Next::Finished => return Ok(counts),
+                    Next::Sleep(pause) => tokio::time::sleep(pause).await,
+                }
+            }
+        };
+        awaitable(py, fut, |py, counts| {
+            Ok(counts_to_py(py, &counts)?.into_any())
+        })
+    }
+
+    /// An async iterator of finished records (`async for r in batch.results(): ...`).
+    #[pyo3(signature = (since=None, include_raw=false))]
+    fn results(
+        &self,
+        since: Option<&Bound<'_, PyAny>>,
+        include_raw: bool,
+    ) -> PyResult<AsyncStream> {
+        let since_us = parse_since(since)?;
+        let adapter = self.client.adapter()?;
+        Ok(AsyncStream::new(
+            Pages::Envelopes(adapter.results(&self.info.id, since_us, include_raw)),
+            since_us,
+        ))
+    }
+
+    #[pyo3(signature = (status=None, include_raw=false))]
+    fn records(
+        &self,
+        status: Option<&Bound<'_, PyAny>>,
+        include_raw: bool,
+    ) -> PyResult<AsyncStream> {
+        let statuses = parse_statuses(status)?;
+        let adapter = self.client.adapter()?;
+        let stream = adapter
+            .records(&self.info.id, statuses, include_raw)
+            .map_err(to_py_err)?;
+        Ok(AsyncStream::new(Pages::Envelopes(stream), None))
+    }
+
+    fn cancel<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let adapter = self.client.adapter()?;
+        let id = self.info.id.clone();
+        awaitable(py, async move { adapter.cancel(&id).await }, |py, ()| {
+            Ok(py.None().into_bound(py))
+        })
+    }
+
+    fn accept<'py>(&self, py: Python<'py>, ids: Vec<String>) -> PyResult<Bound<'py, PyAny>> {
+        let adapter = self.client.adapter()?;
+        let id = self.info.id.clone();
+        awaitable(
+            py,
+            async move { adapter.accept(&id, ids).await },
+            |py, ()| Ok(py.None().into_bound(py)),
+        )
+    }
+
+    #[pyo3(signature = (ids, reason=None))]
+    fn reject<'py>(
+        &self,
+        py: Python<'py>,
+        ids: Vec<String>,
+        reason: Option<String>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let adapter = self.client.adapter()?;
+        let id = self.info.id.clone();
+        awaitable(
+            py,
+            async move { adapter.reject(&id, ids, reason).await },
+            |py, ()| Ok(py.None().into_bound(py)),
+        )
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "<labelport.AsyncBatch vendor={:?} id={:?} name={:?}>",
+            self.vendor(),
+            self.info.id,
+            self.info.name.as_deref().unwrap_or("")
+        )
+    }
+}
+
+#[pyclass(module = "labelport", frozen)]
+pub struct AsyncJob {
+    client: Arc<ClientInner>,
+    state: Arc<Mutex<JobState>>,
+}
+
+#[pymethods]
+impl AsyncJob {
+    #[getter]
+    fn id(&self) -> String {
+        self.state.lock().id.clone()
+    }
+
+    #[getter]
+    fn batch_id(&self) -> String {
+        self.state.lock().batch_id.clone()
+    }
+
+    fn status<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        self.wait_until(py, Some(0.0), 0.05, false)
+    }
+
+    #[pyo3(signature = (timeout=None, *, poll_interval=1.0))]
+    fn wait<'py>(
+        &self,
+        py: Python<'py>,
+        timeout: Option<f64>,
+        poll_interval: f64,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        self.wait_until(py, timeout, poll_interval, true)
+    }
+
+    fn failures<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        let s = self.state.lock().clone();
+        let list = PyList::empty(py);
+        for f in &s.failures {
+            list.append(json_value_to_py(
+                py,
+                &serde_json::to_value(f).unwrap_or_default(),
+            )?)?;
+        }
+        Ok(list)
+    }
+
+    fn __repr__(&self) -> String {
+        let s = self.state.lock();
+        format!(
+            "<labelport.AsyncJob id={:?} batch_id={:?} total={} done={}>",
+            s.id, s.batch_id, s.total, s.done
+        )
+    }
+}
+
+impl AsyncJob {
+    /// Refreshes the job until it is no longer running (or once, when `until_done` is false).
+    fn wait_until<'py>(
+        &self,
+        py: Python<'py>,
+        timeout: Option<f64>,
+        poll_interval: f64,
+        until_done: bool,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let adapter = self.client.adapter()?;
+        let shared = self.state.clone();
+        let vendor = self.client.vendor();
+        let fut = async move {
+            let started = std::time::Instant::now();
+            loop {
+                let current = shared.lock().clone();
+                let fresh = if current.state == JobPhase::Running {
+                    adapter.job_status(&current).await?
+                } else {
+                    current
+                };
+                *shared.lock() = fresh.clone();
+                if fresh.state != JobPhase::Running || !until_done {
+                    return Ok(fresh);
+                }
+                if timeout.is_some_and(|t| started.elapsed().as_secs_f64() >= t) {
+                    return Err(Error::new(
+                        ErrorKind::Timeout,
+                        format!(
+                            "job {} still running: {} of {} records",
+                            fresh.id, fresh.done, fresh.total
+                        ),
+                    )
+                    .vendor(vendor)
+                    .operation("wait"));
+                }
+                tokio::time::sleep(Duration::from_secs_f64(poll_interval.max(0.05))).await;
+            }
+        };
+        awaitable(py, fut, |py, s| Ok(job_to_py(py, &s)?.into_any()))
+    }
+}
+
+enum Pages {
+    Envelopes(PageStream<Envelope>),
+    Raw(PageStream<Box<RawValue>>),
+}
+
+impl Pages {
+    /// The next page as Python objects, each with its completion time (for the watermark).
+    async fn next_py_page(&mut self) -> Option<Result<Vec<(Py<PyAny>, Option<i64>)>>> {
+        let converted = match self {
+            Pages::Envelopes(s) => s.next_page().await?.map(|items| {
+                Python::attach(|py| {
+                    items
+                        .iter()
+                        .map(|e| {
+                            envelope_to_py(py, e).map(|d| (d.into_any().unbind(), e.completed_us))
+                        })
+                        .collect::<PyResult<Vec<_>>>()
+                })
+            }),
+            Pages::Raw(s) => s.next_page().await?.map(|items| {
+                Python::attach(|py| {
+                    items
+                        .iter()
+                        .map(|r| json_to_py(py, r.get()).map(|o| (o.unbind(), None)))
+                        .collect::<PyResult<Vec<_>>>()
+                })
+            }),
+        };
+        Some(match converted {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(py_err)) => Err(Error::new(
+                ErrorKind::Vendor,
+                format!("could not convert a page: {py_err}"),
+            )),
+            Err(e) => Err(e),
+        })
+    }
+}
+
+struct StreamState {
+    buffer: VecDeque<(Py<PyAny>, Option<i64>)>,
+    watermark_us: Option<i64>,
+}
+
+impl StreamState {
+    fn take(&mut self) -> Option<Py<PyAny>> {
+        let (obj, us) = self.buffer.pop_front()?;
+        if let Some(us) = us {
+            self.watermark_us = Some(self.watermark_us.map_or(us, |w| w.max(us)));
+        }
+        Some(obj)
+    }
+}
+
+/// `async for` over results, records or request pages: one await per page.
+#[pyclass(module = "labelport")]
+pub struct AsyncStream {
+    pages: Arc<tokio::sync::Mutex<Option<Pages>>>,
+    state: Arc<Mutex<StreamState>>,
+}
+
+impl AsyncStream {
+    fn new(pages: Pages, since_us: Option<i64>) -> Self {
+        AsyncStream {
+            pages: Arc::new(tokio::sync::Mutex::new(Some(pages))),
+            state: Arc::new(Mutex::new(StreamState {
+                buffer: VecDeque::new(),
+                watermark_us: since_us,
+            })),
+        }
+    }
+
+    /// Fetches pages until one has items; `None` at the end.
+    async fn fill(
+        pages: Arc<tokio::sync::Mutex<Option<Pages>>>,
+        state: Arc<Mutex<StreamState>>,
+    ) -> Result<bool> {
+        let mut guard = pages.lock().await;
+        loop {
+            let Some(p) = guard.as_mut() else {
+                return Ok(false);
+            };
+            match p.next_py_page().await {
+                None => {
+                    *guard = None;
+                    return Ok(false);
+                }
+                Some(Err(e)) => {
+                    *guard = None;
+                    return Err(e);
+                }
+                Some(Ok(items)) if items.is_empty() => continue,
+                Some(Ok(items)) => {
+                    state.lock().buffer.extend(items);
+                    return Ok(true);
+                }
+            }
+        }
+    }
+}
+
+#[pymethods]
+impl AsyncStream {
+    fn __aiter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    fn __anext__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        if let Some(obj) = self.state.lock().take() {
+            return Ok(Bound::new(
+                py,
+                Ready {
+                    value: Mutex::new(Some(obj)),
+                },
+            )?
+            .into_any());
+        }
+        let (pages, state) = (self.pages.clone(), self.state.clone());
+        generic::future_into_py::<LabelportRuntime, _, Py<PyAny>>(py, async move {
+            if !AsyncStream::fill(pages, state.clone())
+                .await
+                .map_err(to_py_err)?
+            {
+                return Err(PyStopAsyncIteration::new_err(()));
+            }
+            let obj = state.lock().take();
+            obj.ok_or_else(|| PyStopAsyncIteration::new_err(()))
+        })
+    }
+
+    /// The greatest completion time handed out so far (RFC 3339): pass it as `since=` next time.
+    #[getter]
+    fn watermark(&self) -> Option<String> {
+        self.state.lock().watermark_us.map(format_rfc3339_us)
+    }
+
+    /// Every remaining item, as a list (a coroutine).
+    fn to_list<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let (pages, state) = (self.pages.clone(), self.state.clone());
+        generic::future_into_py::<LabelportRuntime, _, Py<PyAny>>(py, async move {
+            let mut out = Vec::new();
+            loop {
+                while let Some(obj) = state.lock().take() {
+                    out.push(obj);
+                }
+                if !AsyncStream::fill(pages.clone(), state.clone())
+                    .await
+                    .map_err(to_py_err)?
+                {
+                    break;
+                }
+            }
+            Python::attach(|py| Ok(PyList::new(py, out)?.into_any().unbind()))
+        })
+    }
+
+    /// Stops fetching.
+    fn close(&self) {
+        if let Ok(mut guard) = self.pages.try_lock() {
+            *guard = None;
+        }
+        self.state.lock().buffer.clear();
+    }
+}
+
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<AsyncClient>()?;
+    m.add_class::<AsyncBatch>()?;
+    m.add_class::<AsyncJob>()?;
+    m.add_class::<AsyncStream>()?;
+    m.add_class::<Ready>()?;
+    Ok(())
+}
