@@ -278,8 +278,9 @@ impl Alegion {
         res
     }
 
+    /// For the odd client that sends no `Host` header.
     fn fallback_host(&self) -> String {
-        "127.0.0.1".to_string()
+        format!("127.0.0.1:{}", self.shared.port)
     }
 
     /// Parses and validates records; all or nothing.
@@ -299,13 +300,13 @@ impl Alegion {
             .into_iter()
             .enumerate()
             .map(|(i, item)| {
-                self.parse_record(item, path)
+                Self::parse_record(item)
                     .map_err(|m| self.bad_request(&format!("records[{i}]: {m}"), path))
             })
             .collect()
     }
 
-    fn parse_record(&self, item: Value, _path: &str) -> Result<NewRecord, String> {
+    fn parse_record(item: Value) -> Result<NewRecord, String> {
         let Value::Object(mut obj) = item else {
             return Err("an input record must be an object".into());
         };
@@ -638,9 +639,7 @@ async fn add_record(
         let batch = a.batch_for(&id, path)?;
         let v: Value = serde_json::from_slice(&body)
             .map_err(|e| a.bad_request(&format!("JSON parse error: {e}"), path))?;
-        let record = a
-            .parse_record(v, path)
-            .map_err(|m| a.bad_request(&m, path))?;
+        let record = Alegion::parse_record(v).map_err(|m| a.bad_request(&m, path))?;
         let mut created = a.store_records(&batch, vec![record]);
         Ok(Json(created.pop().unwrap_or(Value::Null)).into_response())
     })())

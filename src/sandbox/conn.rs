@@ -6,7 +6,6 @@
 //! without writing the answer, and the socket closes with zero linger (an RST).
 
 use std::io;
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -17,11 +16,9 @@ use axum::serve::{IncomingStream, Listener};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 
-/// What a handler learns about its connection: the peer, and the switch that drops it.
+/// What a handler learns about its connection: the switch that drops it.
 #[derive(Clone, Debug)]
 pub struct ConnInfo {
-    #[allow(dead_code)]
-    pub peer: SocketAddr,
     kill: Arc<AtomicBool>,
 }
 
@@ -55,14 +52,14 @@ impl Listener for KillableListener {
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {
         loop {
             match self.inner.accept().await {
-                Ok((stream, peer)) => {
+                Ok((stream, _peer)) => {
                     let _ = stream.set_nodelay(true);
                     let kill = Arc::new(AtomicBool::new(false));
                     let io = KillableStream {
                         inner: stream,
                         kill: kill.clone(),
                     };
-                    return (io, ConnInfo { peer, kill });
+                    return (io, ConnInfo { kill });
                 }
                 // Out of file descriptors and the like: back off instead of spinning.
                 Err(_) => tokio::time::sleep(std::time::Duration::from_millis(20)).await,
@@ -71,8 +68,8 @@ impl Listener for KillableListener {
     }
 
     fn local_addr(&self) -> io::Result<Self::Addr> {
+        self.inner.local_addr()?;
         Ok(ConnInfo {
-            peer: self.inner.local_addr()?,
             kill: Arc::new(AtomicBool::new(false)),
         })
     }

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::body::{Body, Bytes};
+use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderValue, StatusCode};
 use axum::middleware::Next;
@@ -106,9 +106,9 @@ impl FaultState {
 /// Fixed `latency` plus the faults, for one vendor API route.
 pub async fn layer(State(state): State<Arc<FaultState>>, req: Request, next: Next) -> Response {
     let (parts, body) = req.into_parts();
-    let bytes = match axum::body::to_bytes(body, usize::MAX).await {
-        Ok(b) => b,
-        Err(_) => Bytes::new(),
+    // Buffered once here for the digest, then handed on.
+    let Ok(bytes) = axum::body::to_bytes(body, super::BODY_LIMIT).await else {
+        return StatusCode::PAYLOAD_TOO_LARGE.into_response();
     };
     let target = parts
         .uri
@@ -177,11 +177,11 @@ async fn delay(shared: &Shared, slow: bool) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sandbox::{clock::Clock, stats::Stats, Faults, SandboxConfig};
+    use crate::sandbox::{clock::Clock, stats::Stats, Faults, Routes, SandboxConfig};
 
     struct Dummy;
     impl Simulator for Dummy {
-        fn router(self: Arc<Self>, _: &crate::sandbox::Routes) -> axum::Router {
+        fn router(self: Arc<Self>, _: &Routes) -> axum::Router {
             axum::Router::new()
         }
         fn project(&self) -> String {
@@ -203,6 +203,7 @@ mod tests {
                 faults,
                 ..Default::default()
             },
+            port: 0,
             clock: Clock::new(),
             stats: Stats::new(),
         });

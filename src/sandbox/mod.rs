@@ -82,6 +82,7 @@ pub struct Faults {
 /// What every simulator shares: its configuration, clock and request statistics.
 pub(crate) struct Shared {
     pub config: SandboxConfig,
+    pub port: u16,
     pub clock: Clock,
     pub stats: Stats,
 }
@@ -157,6 +158,11 @@ pub struct Sandbox {
     thread: Mutex<Option<JoinHandle<()>>>,
 }
 
+const BODY_LIMIT: usize = 256 << 20;
+
+/// The vendors with a simulator so far.
+pub const VENDORS: &[&str] = &["alegion"];
+
 /// How long `stop` lets in-flight answers finish before the runtime is dropped.
 const STOP_GRACE: Duration = Duration::from_millis(500);
 
@@ -164,16 +170,9 @@ impl Sandbox {
     /// Binds 127.0.0.1:`port` before returning, then serves on its own thread and runtime.
     pub fn start(config: SandboxConfig) -> Result<Sandbox, String> {
         validate(&config)?;
-        let shared = Arc::new(Shared {
-            clock: Clock::new(),
-            stats: Stats::new(),
-            config: config.clone(),
-        });
-        let sim: Arc<dyn Simulator> = match config.vendor.as_str() {
-            "alegion" => Arc::new(alegion::Alegion::new(shared.clone())),
-            other => return Err(format!("unknown vendor: {other:?}")),
-        };
-
+        if !VENDORS.contains(&config.vendor.as_str()) {
+            return Err(format!("unknown vendor: {:?}", config.vendor));
+        }
         let listener = std::net::TcpListener::bind(("127.0.0.1", config.port))
             .map_err(|e| format!("sandbox: cannot bind 127.0.0.1:{}: {e}", config.port))?;
         listener
@@ -183,6 +182,17 @@ impl Sandbox {
             .local_addr()
             .map_err(|e| format!("sandbox: {e}"))?
             .port();
+
+        let shared = Arc::new(Shared {
+            clock: Clock::new(),
+            stats: Stats::new(),
+            config: config.clone(),
+            port,
+        });
+        let sim: Arc<dyn Simulator> = match config.vendor.as_str() {
+            "alegion" => Arc::new(alegion::Alegion::new(shared.clone())),
+            other => return Err(format!("unknown vendor: {other:?}")),
+        };
 
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -304,6 +314,8 @@ fn build_app(shared: Arc<Shared>, sim: Arc<dyn Simulator>) -> Router {
     sim.clone()
         .router(&routes)
         .merge(control::router(&routes, shared.clone(), sim))
+        // Imports of 1,000 records with rich `data` exceed axum's 2 MB default.
+        .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT))
         .layer(axum::middleware::from_fn_with_state(shared, stats::layer))
 }
 
