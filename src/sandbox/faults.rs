@@ -16,6 +16,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use parking_lot::Mutex;
+use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use super::conn::ConnInfo;
@@ -26,6 +27,58 @@ pub struct FaultState {
     shared: Arc<Shared>,
     sim: Arc<dyn Simulator>,
     attempts: Mutex<HashMap<[u8; 32], u32>>,
+    scripted: Mutex<Vec<Scripted>>,
+}
+
+/// A fault a test asked for on the next matching request(s) (`POST /_sim/faults`), e.g. the
+/// AccessDeniedException 500 on the next import, to test a client's re-login and replay.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Scripted {
+    /// Matches any method when `None`.
+    method: Option<String>,
+    /// A substring of the request path; any path when `None`.
+    path: Option<String>,
+    status: StatusCode,
+    /// The vendor's error body for `status` when `None`.
+    body: Option<Value>,
+    retry_after: Option<u64>,
+    /// Run the handler first (the write is stored), then answer the fault.
+    commit: bool,
+    /// Drop the connection instead of answering.
+    reset: bool,
+    times: u32,
+}
+
+impl Scripted {
+    /// From `{"status": 500, "body": {...}, "method": "POST", "path": "/records/import",
+    /// "retry_after": 1, "commit": false, "reset": false, "times": 1}`.
+    pub fn from_json(v: &Value) -> Result<Scripted, String> {
+        let text = |k: &str| v.get(k).and_then(Value::as_str).map(str::to_string);
+        let flag = |k: &str| v.get(k).and_then(Value::as_bool).unwrap_or(false);
+        let reset = flag("reset");
+        let status = match v.get("status").and_then(Value::as_u64) {
+            Some(code) => StatusCode::from_u16(code as u16).map_err(|e| e.to_string())?,
+            None if reset => StatusCode::INTERNAL_SERVER_ERROR,
+            None => {
+                return Err("`status` (an HTTP status code) or `reset: true` is required".into())
+            }
+        };
+        Ok(Scripted {
+            method: text("method").map(|m| m.to_ascii_uppercase()),
+            path: text("path"),
+            status,
+            body: v.get("body").cloned(),
+            retry_after: v.get("retry_after").and_then(Value::as_u64),
+            commit: flag("commit"),
+            reset,
+            times: v.get("times").and_then(Value::as_u64).unwrap_or(1).max(1) as u32,
+        })
+    }
+
+    fn matches(&self, method: &str, path: &str) -> bool {
+        self.method.as_deref().map_or(true, |m| m == method)
+            && self.path.as_deref().map_or(true, |p| path.contains(p))
+    }
 }
 
 /// What happens to one request.
@@ -49,7 +102,28 @@ impl FaultState {
             shared,
             sim,
             attempts: Mutex::new(HashMap::new()),
+            scripted: Mutex::new(Vec::new()),
         }
+    }
+
+    pub fn script(&self, fault: Scripted) {
+        self.scripted.lock().push(fault);
+    }
+
+    pub fn clear_scripted(&self) {
+        self.scripted.lock().clear();
+    }
+
+    /// The first scripted fault matching this request, used up by one.
+    fn take_scripted(&self, method: &str, path: &str) -> Option<Scripted> {
+        let mut list = self.scripted.lock();
+        let k = list.iter().position(|f| f.matches(method, path))?;
+        list[k].times -= 1;
+        let fault = list[k].clone();
+        if list[k].times == 0 {
+            list.remove(k);
+        }
+        Some(fault)
     }
 
     fn fate(&self, method: &str, target: &str, body: &[u8]) -> Fate {
@@ -116,9 +190,17 @@ pub async fn layer(State(state): State<Arc<FaultState>>, req: Request, next: Nex
         .map(|p| p.as_str().to_string())
         .unwrap_or_default();
     let path = parts.uri.path().to_string();
-    let fate = state.fate(parts.method.as_str(), &target, &bytes);
     let conn = parts.extensions.get::<ConnectInfo<ConnInfo>>().cloned();
+    let scripted = state.take_scripted(parts.method.as_str(), &path);
+    let fate = match scripted {
+        Some(_) => Fate::default(),
+        None => state.fate(parts.method.as_str(), &target, &bytes),
+    };
     let req = Request::from_parts(parts, Body::from(bytes));
+    if let Some(f) = scripted {
+        delay(&state.shared, false).await;
+        return state.scripted_answer(f, req, next, conn).await;
+    }
 
     delay(&state.shared, fate.slow).await;
     match fate.fault {
@@ -134,14 +216,7 @@ pub async fn layer(State(state): State<Arc<FaultState>>, req: Request, next: Nex
             "Service temporarily unavailable",
             &path,
         ),
-        Some(Fault::Reset) => {
-            if let Some(ConnectInfo(conn)) = conn {
-                conn.kill();
-            }
-            let mut res = StatusCode::INTERNAL_SERVER_ERROR.into_response();
-            res.extensions_mut().insert(DroppedConnection);
-            res
-        }
+        Some(Fault::Reset) => dropped(conn),
         Some(Fault::CommitThenFail) => {
             // The handler runs and stores; its answer is lost.
             let _ = next.run(req).await;
@@ -151,6 +226,47 @@ pub async fn layer(State(state): State<Arc<FaultState>>, req: Request, next: Nex
                 &path,
             )
         }
+    }
+}
+
+/// Drops the connection: the answer returned here is never written (statistics still see it).
+fn dropped(conn: Option<ConnectInfo<ConnInfo>>) -> Response {
+    if let Some(ConnectInfo(conn)) = conn {
+        conn.kill();
+    }
+    let mut res = StatusCode::INTERNAL_SERVER_ERROR.into_response();
+    res.extensions_mut().insert(DroppedConnection);
+    res
+}
+
+impl FaultState {
+    async fn scripted_answer(
+        &self,
+        f: Scripted,
+        req: Request,
+        next: Next,
+        conn: Option<ConnectInfo<ConnInfo>>,
+    ) -> Response {
+        let path = req.uri().path().to_string();
+        if f.commit {
+            let _ = next.run(req).await;
+        }
+        if f.reset {
+            return dropped(conn);
+        }
+        let body = f.body.unwrap_or_else(|| {
+            self.sim.error_body(
+                f.status,
+                f.status.canonical_reason().unwrap_or("Error"),
+                &path,
+            )
+        });
+        let mut res = (f.status, Json(body)).into_response();
+        if let Some(s) = f.retry_after {
+            res.headers_mut()
+                .insert("retry-after", HeaderValue::from(s));
+        }
+        res
     }
 }
 

@@ -1153,3 +1153,52 @@ async fn large_batch_pages_stay_fast() {
     eprintln!("100k import {imported:?}, 100 pages {paged:?}");
     assert!(paged < Duration::from_secs(20), "{paged:?}");
 }
+
+#[tokio::test]
+async fn scripted_one_shot_faults() {
+    let c = Client::start(config()).await;
+    let batch = c.create_batch("scripted").await;
+    let script = |body: Value| c.http.post(c.url("/_sim/faults")).json(&body).send();
+    let denied = json!({"timestamp": 1510865911864u64, "status": 500, "error": "Internal Server Error",
+        "exception": "org.springframework.security.access.AccessDeniedException",
+        "message": "Incorrect token provided", "path": "/x"});
+    let r =
+        script(json!({"status": 500, "body": denied, "method": "post", "path": "/records/import"}))
+            .await
+            .unwrap();
+    assert_eq!(r.status(), 200);
+    // A GET does not match; the next import does, once, and stores nothing.
+    assert_eq!(
+        c.get(&format!("/api/v1/batches/{batch}/records"))
+            .await
+            .status,
+        200
+    );
+    let a = c.import(&batch, keys("s", 2)).await;
+    assert_eq!(a.status, 500);
+    assert_eq!(a.body, denied);
+    assert_eq!(c.sb.stats()["records_total"], 0);
+    assert_eq!(c.import(&batch, keys("s", 2)).await.status, 200);
+
+    // Stored, then the connection dropped: the ambiguous failure a client must reconcile.
+    script(json!({"reset": true, "commit": true, "path": "/records/import"}))
+        .await
+        .unwrap();
+    let err = c
+        .http
+        .post(c.url(&format!("/api/v1/batches/{batch}/records/import")))
+        .bearer_auth(&c.token)
+        .json(&json!([{"data": {"a": "1"}, "metadata": "lost-answer"}]))
+        .send()
+        .await;
+    assert!(err.is_err());
+    assert_eq!(c.sb.stats()["records_created"]["lost-answer"], 1);
+    assert_eq!(c.count(&batch, "records?").await, 3);
+
+    let bad = script(json!({"path": "/x"})).await.unwrap();
+    assert_eq!(bad.status(), 400);
+    script(json!({"status": 503, "times": 5})).await.unwrap();
+    let cleared = c.http.delete(c.url("/_sim/faults")).send().await.unwrap();
+    assert_eq!(cleared.status(), 200);
+    assert_eq!(c.get("/api/v1/workflows").await.status, 200);
+}
