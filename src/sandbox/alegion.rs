@@ -590,7 +590,7 @@ async fn put_batch(
         let missing: Vec<&str> = PUT_FIELDS
             .iter()
             .copied()
-            .filter(|f| obj.get(*f).is_none_or_null())
+            .filter(|f| matches!(obj.get(*f), None | Some(Value::Null)))
             .collect();
         if !missing.is_empty() {
             return Err(a.bad_request(
@@ -614,16 +614,6 @@ async fn put_batch(
         b.set_enabled(enabled, now);
         Ok(Json(Alegion::batch_json(&b)).into_response())
     })())
-}
-
-trait NullOrMissing {
-    fn is_none_or_null(&self) -> bool;
-}
-
-impl NullOrMissing for Option<&Value> {
-    fn is_none_or_null(&self) -> bool {
-        matches!(self, None | Some(Value::Null))
-    }
 }
 
 async fn add_record(
@@ -801,34 +791,72 @@ impl Alegion {
 /// `/_sim/records/{recordId}/status` `{"status": ...}`: what Alegion staff do by hand (restart or
 /// cancel an exception), or forcing a record's fate in a test.
 async fn sim_set_status(State(a): S, Path(id): Path<String>, body: Bytes) -> Response {
-    let bad = |m: &str| (StatusCode::BAD_REQUEST, Json(json!({"message": m}))).into_response();
     let Ok(id) = java_uuid(&id) else {
-        return bad("invalid record id");
+        return sim_error(StatusCode::BAD_REQUEST, "invalid record id");
     };
-    let status = serde_json::from_slice::<Value>(&body)
+    let o = match sim_override(&a, &body) {
+        Ok(o) => o,
+        Err(res) => return res,
+    };
+    let Some((batch, i)) = a.store.find_record(id) else {
+        return sim_error(StatusCode::NOT_FOUND, &format!("no record {id}"));
+    };
+    let mut b = batch.write();
+    a.store.set_overrides(&mut b, &[i], o);
+    let p = b.progress(a.now(), a.store.complete_after_ms);
+    Json(Alegion::record_json(&b, &b.records[i], b.status(&p, i))).into_response()
+}
+
+/// `/_sim/batches/{batchId}/status` `{"status": ..., "from": "exception", "count": n}`: the same
+/// for many records of a batch at once (in creation order; `from` and `count` optional), e.g. staff
+/// restarting every exception.
+async fn sim_set_batch_status(State(a): S, Path(id): Path<String>, body: Bytes) -> Response {
+    let Ok(id) = java_uuid(&id) else {
+        return sim_error(StatusCode::BAD_REQUEST, "invalid batch id");
+    };
+    let o = match sim_override(&a, &body) {
+        Ok(o) => o,
+        Err(res) => return res,
+    };
+    let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let from = v.get("from").and_then(Value::as_str).map(StatusSet::parse);
+    let count = v
+        .get("count")
+        .and_then(Value::as_u64)
+        .map_or(usize::MAX, |n| n as usize);
+    let Some(batch) = a.store.batch(id) else {
+        return sim_error(StatusCode::NOT_FOUND, &format!("no batch {id}"));
+    };
+    let mut b = batch.write();
+    let p = b.progress(a.now(), a.store.complete_after_ms);
+    let targets: Vec<usize> = (0..b.records.len())
+        .filter(|&i| from.map_or(true, |set| set.contains(b.status(&p, i))))
+        .take(count)
+        .collect();
+    a.store.set_overrides(&mut b, &targets, o);
+    Json(json!({ "updated": targets.len() })).into_response()
+}
+
+/// The override a `/_sim/` body asks for (`in-progress` restarts now, `complete` completes now).
+fn sim_override(a: &Alegion, body: &[u8]) -> Result<Override, Response> {
+    let status = serde_json::from_slice::<Value>(body)
         .ok()
         .and_then(|v| v.get("status").and_then(Value::as_str).map(str::to_string));
     let now = a.now();
-    let o = match status.as_deref() {
-        Some("exception") => Override::Exception,
-        Some("canceled") => Override::Canceled,
-        Some("in-progress") => Override::InProgress(now),
-        Some("complete") => Override::Complete(now),
-        _ => return bad(
+    match status.as_deref() {
+        Some("exception") => Ok(Override::Exception),
+        Some("canceled") => Ok(Override::Canceled),
+        Some("in-progress") => Ok(Override::InProgress(now)),
+        Some("complete") => Ok(Override::Complete(now)),
+        _ => Err(sim_error(
+            StatusCode::BAD_REQUEST,
             "expected {\"status\": \"exception\" | \"canceled\" | \"in-progress\" | \"complete\"}",
-        ),
-    };
-    let Some((batch, i)) = a.store.find_record(id) else {
-        return (
-            StatusCode::NOT_FOUND,
-            Json(json!({"message": format!("no record {id}")})),
-        )
-            .into_response();
-    };
-    let mut b = batch.write();
-    a.store.set_override(&mut b, i, o);
-    let p = b.progress(a.now(), a.store.complete_after_ms);
-    Json(Alegion::record_json(&b, &b.records[i], b.status(&p, i))).into_response()
+        )),
+    }
+}
+
+fn sim_error(status: StatusCode, message: &str) -> Response {
+    (status, Json(json!({ "message": message }))).into_response()
 }
 
 fn wants_csv(headers: &HeaderMap) -> bool {
@@ -899,8 +927,11 @@ impl Simulator for Alegion {
                 .route(template, route.clone())
                 .route(&format!("{template}/"), route);
         }
-        let sim = routes.control("/_sim/records/{recordId}/status", post(sim_set_status));
-        r.route("/_sim/records/{recordId}/status", sim)
+        let record_hook = routes.control("/_sim/records/{recordId}/status", post(sim_set_status));
+        let batch_hook =
+            routes.control("/_sim/batches/{batchId}/status", post(sim_set_batch_status));
+        r.route("/_sim/records/{recordId}/status", record_hook)
+            .route("/_sim/batches/{batchId}/status", batch_hook)
             .fallback(not_found)
             .with_state(self)
     }

@@ -617,12 +617,19 @@ impl Store {
         None
     }
 
-    pub fn set_override(&self, batch: &mut Batch, i: usize, o: Override) {
-        batch.overrides.insert(i, o);
-        if !batch.records[i].overridden {
-            batch.records[i].overridden = true;
-            // The record leaves the natural sequences: rebuild the prefix counts after it.
-            for k in i..batch.records.len() {
+    /// Gives records a status by hand. Records leaving the natural sequences cost one rebuild of
+    /// the prefix counts after the first of them.
+    pub fn set_overrides(&self, batch: &mut Batch, indexes: &[usize], o: Override) {
+        let mut rebuild_from = None;
+        for &i in indexes {
+            batch.overrides.insert(i, o);
+            if !batch.records[i].overridden {
+                batch.records[i].overridden = true;
+                rebuild_from = Some(rebuild_from.map_or(i, |r: usize| r.min(i)));
+            }
+        }
+        if let Some(from) = rebuild_from {
+            for k in from..batch.records.len() {
                 let r = &batch.records[k];
                 let natural = !r.overridden;
                 batch.natural[k + 1] = batch.natural[k] + (natural && !r.exception) as u32;
@@ -739,9 +746,9 @@ mod tests {
         let excs: Vec<usize> = (0..b.records.len())
             .filter(|&i| b.records[i].exception)
             .collect();
-        s.set_override(&mut b, excs[0], Override::Complete(10_000));
-        s.set_override(&mut b, excs[1], Override::InProgress(300));
-        s.set_override(&mut b, 5, Override::Canceled);
+        s.set_overrides(&mut b, &[excs[0]], Override::Complete(10_000));
+        s.set_overrides(&mut b, &[excs[1]], Override::InProgress(300));
+        s.set_overrides(&mut b, &[5], Override::Canceled);
         let p = b.progress(20_000, 100);
         let (total, all) = b.results(&p, None, None, |t| (0, t));
         assert_eq!(total as usize, all.len());

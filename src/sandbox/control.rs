@@ -6,7 +6,8 @@
 //! - `GET /_sim/stats`: what `Sandbox::stats()` returns.
 //! - `POST /_sim/faults` (see `faults::Scripted`) / `DELETE /_sim/faults`: a fault on the next
 //!   matching request(s), or forget the scripted ones.
-//! - vendor hooks, e.g. Alegion's `POST /_sim/records/{recordId}/status`.
+//! - vendor hooks, e.g. Alegion's `POST /_sim/records/{recordId}/status` and
+//!   `POST /_sim/batches/{batchId}/status`.
 
 use std::sync::Arc;
 

@@ -1202,3 +1202,33 @@ async fn scripted_one_shot_faults() {
     assert_eq!(cleared.status(), 200);
     assert_eq!(c.get("/api/v1/workflows").await.status, 200);
 }
+
+#[tokio::test]
+async fn batch_hook_restarts_every_exception() {
+    let c = Client::start(SandboxConfig {
+        complete_after: 2.0,
+        exception_rate: 0.5,
+        ..config()
+    })
+    .await;
+    let batch = c.create_batch("restart").await;
+    c.import(&batch, keys("r", 200)).await;
+    c.sb.advance(3.0);
+    let exceptions = c.count(&batch, "records?status=exception&").await;
+    assert!(exceptions > 50);
+    let r = c
+        .http
+        .post(c.url(&format!("/_sim/batches/{batch}/status")))
+        .json(&json!({"status": "in-progress", "from": "exception"}))
+        .send()
+        .await
+        .unwrap();
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["updated"], exceptions);
+    assert_eq!(c.count(&batch, "records?status=exception&").await, 0);
+    c.sb.advance(1.0);
+    assert_eq!(c.count(&batch, "results?").await, 200);
+    let unknown = c.get("/api/v1/nothing/here").await;
+    assert_eq!(unknown.status, 404);
+    assert_eq!(unknown.body["error"], "Not Found");
+}
