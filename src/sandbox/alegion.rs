@@ -51,6 +51,7 @@ pub struct Alegion {
     tokens: Mutex<HashMap<String, i64>>,
 }
 
+/// Handlers answer with an error response or a success response alike; `?` returns early.
 type Answer = Result<Response, Response>;
 
 impl Alegion {
@@ -454,67 +455,54 @@ fn unprocessable(message: String) -> Response {
         .into_response()
 }
 
-fn flatten(a: Answer) -> Response {
-    a.unwrap_or_else(|e| e)
-}
-
 // ---- handlers ----------------------------------------------------------------------------------
 
 type S = State<Arc<Alegion>>;
 
-async fn login(State(a): S, uri: Uri, body: Bytes) -> Response {
-    flatten(a.login(&body, uri.path()))
+async fn login(State(a): S, uri: Uri, body: Bytes) -> Answer {
+    a.login(&body, uri.path())
 }
 
-async fn list_workflows(State(a): S, uri: Uri, headers: HeaderMap) -> Response {
-    flatten((|| {
-        a.authorize(&headers, uri.path())?;
-        let q = Query::parse(uri.query());
-        let page = Alegion::page_request(&q)?;
-        let mut all: Vec<&Workflow> = a.store.workflows.iter().collect();
-        all.sort_by_key(|w| (w.created_ms, w.id));
-        let total = all.len() as u64;
-        let (s, e) = page.window(total);
-        let mut items: Vec<Value> = all[s as usize..e as usize]
-            .iter()
-            .map(|w| Alegion::workflow_json(w))
-            .collect();
-        if page.descending {
-            items.reverse();
-        }
-        Ok(a.list(&uri, &headers, items, &page, total, &[]))
-    })())
+async fn list_workflows(State(a): S, uri: Uri, headers: HeaderMap) -> Answer {
+    a.authorize(&headers, uri.path())?;
+    let q = Query::parse(uri.query());
+    let page = Alegion::page_request(&q)?;
+    let mut all: Vec<&Workflow> = a.store.workflows.iter().collect();
+    all.sort_by_key(|w| (w.created_ms, w.id));
+    let total = all.len() as u64;
+    let (s, e) = page.window(total);
+    let mut items: Vec<Value> = all[s as usize..e as usize]
+        .iter()
+        .map(|w| Alegion::workflow_json(w))
+        .collect();
+    if page.descending {
+        items.reverse();
+    }
+    Ok(a.list(&uri, &headers, items, &page, total, &[]))
 }
 
-async fn list_batches(
-    State(a): S,
-    Path(wf): Path<String>,
-    uri: Uri,
-    headers: HeaderMap,
-) -> Response {
-    flatten((|| {
-        a.authorize(&headers, uri.path())?;
-        let w = a.workflow_for(&wf, uri.path())?;
-        let q = Query::parse(uri.query());
-        let page = Alegion::page_request(&q)?;
-        let batches = a.store.batches_of(w.id);
-        let mut all: Vec<Value> = Vec::new();
-        let mut keys: Vec<(i64, Uuid, usize)> = Vec::new();
-        for (k, b) in batches.iter().enumerate() {
-            let b = b.read();
-            keys.push((b.created_ms, b.id, k));
-        }
-        keys.sort_unstable();
-        let total = keys.len() as u64;
-        let (s, e) = page.window(total);
-        for &(_, _, k) in &keys[s as usize..e as usize] {
-            all.push(Alegion::batch_json(&batches[k].read()));
-        }
-        if page.descending {
-            all.reverse();
-        }
-        Ok(a.list(&uri, &headers, all, &page, total, &[]))
-    })())
+async fn list_batches(State(a): S, Path(wf): Path<String>, uri: Uri, headers: HeaderMap) -> Answer {
+    a.authorize(&headers, uri.path())?;
+    let w = a.workflow_for(&wf, uri.path())?;
+    let q = Query::parse(uri.query());
+    let page = Alegion::page_request(&q)?;
+    let batches = a.store.batches_of(w.id);
+    let mut all: Vec<Value> = Vec::new();
+    let mut keys: Vec<(i64, Uuid, usize)> = Vec::new();
+    for (k, b) in batches.iter().enumerate() {
+        let b = b.read();
+        keys.push((b.created_ms, b.id, k));
+    }
+    keys.sort_unstable();
+    let total = keys.len() as u64;
+    let (s, e) = page.window(total);
+    for &(_, _, k) in &keys[s as usize..e as usize] {
+        all.push(Alegion::batch_json(&batches[k].read()));
+    }
+    if page.descending {
+        all.reverse();
+    }
+    Ok(a.list(&uri, &headers, all, &page, total, &[]))
 }
 
 async fn create_batch(
@@ -523,42 +511,38 @@ async fn create_batch(
     uri: Uri,
     headers: HeaderMap,
     body: Bytes,
-) -> Response {
-    flatten((|| {
-        let path = uri.path();
-        a.authorize(&headers, path)?;
-        let w = a.workflow_for(&wf, path)?;
-        let v: Value = serde_json::from_slice(&body)
-            .map_err(|e| a.bad_request(&format!("JSON parse error: {e}"), path))?;
-        let name = match v.get("name") {
-            Some(Value::String(n)) => n.clone(),
-            _ => {
-                return Err(a.bad_request(
-                    "Validation failed: 'name' is required and must be a string",
-                    path,
-                ))
-            }
-        };
-        let enabled = match v.get("isEnabled") {
-            None | Some(Value::Null) => true,
-            Some(Value::Bool(b)) => *b,
-            Some(_) => {
-                return Err(a.bad_request("JSON parse error: 'isEnabled' must be a boolean", path))
-            }
-        };
-        let batch = a.store.create_batch(w, name, enabled, a.now());
-        let json = Alegion::batch_json(&batch.read());
-        Ok(Json(json).into_response())
-    })())
+) -> Answer {
+    let path = uri.path();
+    a.authorize(&headers, path)?;
+    let w = a.workflow_for(&wf, path)?;
+    let v: Value = serde_json::from_slice(&body)
+        .map_err(|e| a.bad_request(&format!("JSON parse error: {e}"), path))?;
+    let name = match v.get("name") {
+        Some(Value::String(n)) => n.clone(),
+        _ => {
+            return Err(a.bad_request(
+                "Validation failed: 'name' is required and must be a string",
+                path,
+            ))
+        }
+    };
+    let enabled = match v.get("isEnabled") {
+        None | Some(Value::Null) => true,
+        Some(Value::Bool(b)) => *b,
+        Some(_) => {
+            return Err(a.bad_request("JSON parse error: 'isEnabled' must be a boolean", path))
+        }
+    };
+    let batch = a.store.create_batch(w, name, enabled, a.now());
+    let json = Alegion::batch_json(&batch.read());
+    Ok(Json(json).into_response())
 }
 
-async fn get_batch(State(a): S, Path(id): Path<String>, uri: Uri, headers: HeaderMap) -> Response {
-    flatten((|| {
-        a.authorize(&headers, uri.path())?;
-        let b = a.batch_for(&id, uri.path())?;
-        let json = Alegion::batch_json(&b.read());
-        Ok(Json(json).into_response())
-    })())
+async fn get_batch(State(a): S, Path(id): Path<String>, uri: Uri, headers: HeaderMap) -> Answer {
+    a.authorize(&headers, uri.path())?;
+    let b = a.batch_for(&id, uri.path())?;
+    let json = Alegion::batch_json(&b.read());
+    Ok(Json(json).into_response())
 }
 
 const PUT_FIELDS: [&str; 7] = [
@@ -577,43 +561,41 @@ async fn put_batch(
     uri: Uri,
     headers: HeaderMap,
     body: Bytes,
-) -> Response {
-    flatten((|| {
-        let path = uri.path();
-        a.authorize(&headers, path)?;
-        let batch = a.batch_for(&id, path)?;
-        let v: Value = serde_json::from_slice(&body)
-            .map_err(|e| a.bad_request(&format!("JSON parse error: {e}"), path))?;
-        let Value::Object(obj) = v else {
-            return Err(a.bad_request("JSON parse error: a batch object is required", path));
-        };
-        let missing: Vec<&str> = PUT_FIELDS
-            .iter()
-            .copied()
-            .filter(|f| matches!(obj.get(*f), None | Some(Value::Null)))
-            .collect();
-        if !missing.is_empty() {
-            return Err(a.bad_request(
-                &format!(
-                    "Validation failed: required fields missing: {}",
-                    missing.join(", ")
-                ),
-                path,
-            ));
-        }
-        let (Some(name), Some(enabled)) = (obj["name"].as_str(), obj["isEnabled"].as_bool()) else {
-            return Err(a.bad_request(
-                "JSON parse error: 'name' must be a string and 'isEnabled' a boolean",
-                path,
-            ));
-        };
-        // id, workflowId and createdAt cannot change; priority and isActive are deprecated.
-        let mut b = batch.write();
-        b.name = name.to_string();
-        let now = a.now();
-        b.set_enabled(enabled, now);
-        Ok(Json(Alegion::batch_json(&b)).into_response())
-    })())
+) -> Answer {
+    let path = uri.path();
+    a.authorize(&headers, path)?;
+    let batch = a.batch_for(&id, path)?;
+    let v: Value = serde_json::from_slice(&body)
+        .map_err(|e| a.bad_request(&format!("JSON parse error: {e}"), path))?;
+    let Value::Object(obj) = v else {
+        return Err(a.bad_request("JSON parse error: a batch object is required", path));
+    };
+    let missing: Vec<&str> = PUT_FIELDS
+        .iter()
+        .copied()
+        .filter(|f| matches!(obj.get(*f), None | Some(Value::Null)))
+        .collect();
+    if !missing.is_empty() {
+        return Err(a.bad_request(
+            &format!(
+                "Validation failed: required fields missing: {}",
+                missing.join(", ")
+            ),
+            path,
+        ));
+    }
+    let (Some(name), Some(enabled)) = (obj["name"].as_str(), obj["isEnabled"].as_bool()) else {
+        return Err(a.bad_request(
+            "JSON parse error: 'name' must be a string and 'isEnabled' a boolean",
+            path,
+        ));
+    };
+    // id, workflowId and createdAt cannot change; priority and isActive are deprecated.
+    let mut b = batch.write();
+    b.name = name.to_string();
+    let now = a.now();
+    b.set_enabled(enabled, now);
+    Ok(Json(Alegion::batch_json(&b)).into_response())
 }
 
 async fn add_record(
@@ -622,17 +604,15 @@ async fn add_record(
     uri: Uri,
     headers: HeaderMap,
     body: Bytes,
-) -> Response {
-    flatten((|| {
-        let path = uri.path();
-        a.authorize(&headers, path)?;
-        let batch = a.batch_for(&id, path)?;
-        let v: Value = serde_json::from_slice(&body)
-            .map_err(|e| a.bad_request(&format!("JSON parse error: {e}"), path))?;
-        let record = Alegion::parse_record(v).map_err(|m| a.bad_request(&m, path))?;
-        let mut created = a.store_records(&batch, vec![record]);
-        Ok(Json(created.pop().unwrap_or(Value::Null)).into_response())
-    })())
+) -> Answer {
+    let path = uri.path();
+    a.authorize(&headers, path)?;
+    let batch = a.batch_for(&id, path)?;
+    let v: Value = serde_json::from_slice(&body)
+        .map_err(|e| a.bad_request(&format!("JSON parse error: {e}"), path))?;
+    let record = Alegion::parse_record(v).map_err(|m| a.bad_request(&m, path))?;
+    let mut created = a.store_records(&batch, vec![record]);
+    Ok(Json(created.pop().unwrap_or(Value::Null)).into_response())
 }
 
 async fn import(
@@ -641,14 +621,12 @@ async fn import(
     uri: Uri,
     headers: HeaderMap,
     body: Bytes,
-) -> Response {
-    flatten((|| {
-        let path = uri.path();
-        a.authorize(&headers, path)?;
-        let batch = a.batch_for(&id, path)?;
-        let records = a.parse_import(&body, path)?;
-        Ok(Json(Value::Array(a.store_records(&batch, records))).into_response())
-    })())
+) -> Answer {
+    let path = uri.path();
+    a.authorize(&headers, path)?;
+    let batch = a.batch_for(&id, path)?;
+    let records = a.parse_import(&body, path)?;
+    Ok(Json(Value::Array(a.store_records(&batch, records))).into_response())
 }
 
 async fn import_csv(
@@ -657,99 +635,83 @@ async fn import_csv(
     uri: Uri,
     headers: HeaderMap,
     body: Bytes,
-) -> Response {
-    flatten((|| {
-        let path = uri.path();
-        a.authorize(&headers, path)?;
-        let batch = a.batch_for(&id, path)?;
-        let records = a.parse_csv(&headers, &body, path)?;
-        Ok(Json(Value::Array(a.store_records(&batch, records))).into_response())
-    })())
+) -> Answer {
+    let path = uri.path();
+    a.authorize(&headers, path)?;
+    let batch = a.batch_for(&id, path)?;
+    let records = a.parse_csv(&headers, &body, path)?;
+    Ok(Json(Value::Array(a.store_records(&batch, records))).into_response())
 }
 
-async fn list_records(
-    State(a): S,
-    Path(id): Path<String>,
-    uri: Uri,
-    headers: HeaderMap,
-) -> Response {
-    flatten((|| {
-        let path = uri.path();
-        a.authorize(&headers, path)?;
-        let batch = a.batch_for(&id, path)?;
-        let q = Query::parse(uri.query());
-        let page = Alegion::page_request(&q)?;
-        let min = Alegion::instant(&q, "minCreatedAt")?;
-        let max = Alegion::instant(&q, "maxCreatedAt")?;
-        let status = q.get("status").filter(|s| !s.trim().is_empty());
-        let set = status.map_or(StatusSet::all(), StatusSet::parse);
+async fn list_records(State(a): S, Path(id): Path<String>, uri: Uri, headers: HeaderMap) -> Answer {
+    let path = uri.path();
+    a.authorize(&headers, path)?;
+    let batch = a.batch_for(&id, path)?;
+    let q = Query::parse(uri.query());
+    let page = Alegion::page_request(&q)?;
+    let min = Alegion::instant(&q, "minCreatedAt")?;
+    let max = Alegion::instant(&q, "maxCreatedAt")?;
+    let status = q.get("status").filter(|s| !s.trim().is_empty());
+    let set = status.map_or(StatusSet::all(), StatusSet::parse);
 
-        let b = batch.read();
-        let p = b.progress(a.now(), a.store.complete_after_ms);
-        let range = b.created_range(min, max);
-        let total = b.count(&p, set, range.0, range.1);
-        let window = page.window(total);
-        let mut items: Vec<Value> = b
-            .select_records(&p, set, range, window, total)
-            .into_iter()
-            .map(|i| Alegion::record_json(&b, &b.records[i], b.status(&p, i)))
-            .collect();
-        drop(b);
-        if page.descending {
-            items.reverse();
-        }
-        let filters = carried_filters(&q, &["status", "minCreatedAt", "maxCreatedAt"]);
-        Ok(a.list(&uri, &headers, items, &page, total, &filters))
-    })())
+    let b = batch.read();
+    let p = b.progress(a.now(), a.store.complete_after_ms);
+    let range = b.created_range(min, max);
+    let total = b.count(&p, set, range.0, range.1);
+    let window = page.window(total);
+    let mut items: Vec<Value> = b
+        .select_records(&p, set, range, window, total)
+        .into_iter()
+        .map(|i| Alegion::record_json(&b, &b.records[i], b.status(&p, i)))
+        .collect();
+    drop(b);
+    if page.descending {
+        items.reverse();
+    }
+    let filters = carried_filters(&q, &["status", "minCreatedAt", "maxCreatedAt"]);
+    Ok(a.list(&uri, &headers, items, &page, total, &filters))
 }
 
-async fn list_results(
-    State(a): S,
-    Path(id): Path<String>,
-    uri: Uri,
-    headers: HeaderMap,
-) -> Response {
-    flatten((|| {
-        let path = uri.path();
-        a.authorize(&headers, path)?;
-        let batch = a.batch_for(&id, path)?;
-        let q = Query::parse(uri.query());
-        let page = Alegion::page_request(&q)?;
-        let min = Alegion::instant(&q, "minCreatedAt")?;
-        let max = Alegion::instant(&q, "maxCreatedAt")?;
+async fn list_results(State(a): S, Path(id): Path<String>, uri: Uri, headers: HeaderMap) -> Answer {
+    let path = uri.path();
+    a.authorize(&headers, path)?;
+    let batch = a.batch_for(&id, path)?;
+    let q = Query::parse(uri.query());
+    let page = Alegion::page_request(&q)?;
+    let min = Alegion::instant(&q, "minCreatedAt")?;
+    let max = Alegion::instant(&q, "maxCreatedAt")?;
 
-        let b = batch.read();
-        let p = b.progress(a.now(), a.store.complete_after_ms);
-        let (total, refs) = b.results(&p, min, max, |total| page.window(total));
-        let mut results: Vec<(&Rec, i64)> = refs
-            .iter()
-            .map(|r| (&b.records[r.index], r.created_ms))
-            .collect();
-        if page.descending {
-            results.reverse();
-        }
-        let filters = carried_filters(&q, &["minCreatedAt", "maxCreatedAt"]);
-        if wants_csv(&headers) {
-            let body = a
-                .results_csv(&b, &results)
-                .map_err(|e| a.spring(StatusCode::INTERNAL_SERVER_ERROR, None, &e, path))?;
-            let base = paging::base_url(&headers, uri.path(), &a.fallback_host());
-            let mut res = body.into_response();
-            res.headers_mut().insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("text/csv;charset=UTF-8"),
-            );
-            res.headers_mut()
-                .extend(page.headers(&base, total, &filters));
-            return Ok(res);
-        }
-        let items: Vec<Value> = results
-            .iter()
-            .map(|(r, t)| a.result_json(&b, r, *t))
-            .collect();
-        drop(b);
-        Ok(a.list(&uri, &headers, items, &page, total, &filters))
-    })())
+    let b = batch.read();
+    let p = b.progress(a.now(), a.store.complete_after_ms);
+    let (total, refs) = b.results(&p, min, max, |total| page.window(total));
+    let mut results: Vec<(&Rec, i64)> = refs
+        .iter()
+        .map(|r| (&b.records[r.index], r.created_ms))
+        .collect();
+    if page.descending {
+        results.reverse();
+    }
+    let filters = carried_filters(&q, &["minCreatedAt", "maxCreatedAt"]);
+    if wants_csv(&headers) {
+        let body = a
+            .results_csv(&b, &results)
+            .map_err(|e| a.spring(StatusCode::INTERNAL_SERVER_ERROR, None, &e, path))?;
+        let base = paging::base_url(&headers, uri.path(), &a.fallback_host());
+        let mut res = body.into_response();
+        res.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/csv;charset=UTF-8"),
+        );
+        res.headers_mut()
+            .extend(page.headers(&base, total, &filters));
+        return Ok(res);
+    }
+    let items: Vec<Value> = results
+        .iter()
+        .map(|(r, t)| a.result_json(&b, r, *t))
+        .collect();
+    drop(b);
+    Ok(a.list(&uri, &headers, items, &page, total, &filters))
 }
 
 impl Alegion {
