@@ -1,0 +1,139 @@
+//! Request statistics: what tests and benchmarks assert on ("each key created exactly once",
+//! "no more than N requests per second").
+//!
+//! Requests are counted per `"<METHOD> <route template> <status>"`. axum's `matched-path` feature is
+//! off in this crate, so each route tags its answer with its template ([`tag`]); a dropped
+//! connection is counted with the status `reset`.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::{Request, State};
+use axum::middleware::Next;
+use axum::response::Response;
+use axum::routing::MethodRouter;
+use parking_lot::Mutex;
+use serde_json::{json, Map, Value};
+
+use super::Shared;
+
+/// The route template that answered, e.g. `/api/v1/batches/{batchId}`.
+#[derive(Clone, Copy)]
+pub struct RouteTemplate(pub &'static str);
+
+/// Marks an answer that was never written because the connection was dropped on purpose.
+#[derive(Clone, Copy)]
+pub struct DroppedConnection;
+
+/// A route whose answers carry its template, for the statistics. Apply it outside the fault layer,
+/// so faulted answers are tagged too.
+pub fn tag<S>(template: &'static str, route: MethodRouter<S>) -> MethodRouter<S>
+where
+    S: Clone + Send + Sync + 'static,
+{
+    route.layer(axum::middleware::map_response_with_state(
+        template,
+        |State(t): State<&'static str>, mut res: Response| async move {
+            res.extensions_mut().insert(RouteTemplate(t));
+            res
+        },
+    ))
+}
+
+pub struct Stats {
+    inner: Mutex<Inner>,
+}
+
+#[derive(Default)]
+struct Inner {
+    // serde_json's map keeps insertion order (preserve_order) and is what we hand out anyway.
+    requests: Map<String, Value>,
+    requests_total: u64,
+    created: Map<String, Value>,
+    records_total: u64,
+    recent: VecDeque<Instant>,
+    peak: usize,
+}
+
+const WINDOW: Duration = Duration::from_secs(1);
+
+impl Stats {
+    pub fn new() -> Self {
+        Stats {
+            inner: Mutex::new(Inner::default()),
+        }
+    }
+
+    /// Counts an arriving request toward the peak rate (a sliding one-second window of wall time).
+    fn arrived(&self, at: Instant) {
+        let mut s = self.inner.lock();
+        while let Some(&first) = s.recent.front() {
+            if at.duration_since(first) >= WINDOW {
+                s.recent.pop_front();
+            } else {
+                break;
+            }
+        }
+        s.recent.push_back(at);
+        s.peak = s.peak.max(s.recent.len());
+    }
+
+    fn answered(&self, key: String) {
+        let mut s = self.inner.lock();
+        s.requests_total += 1;
+        bump(&mut s.requests, key, 1);
+    }
+
+    /// Records stored, counted per record key (the client's `metadata`, else the record id).
+    pub fn created<'a>(&self, keys: impl IntoIterator<Item = &'a str>) {
+        let mut s = self.inner.lock();
+        for k in keys {
+            s.records_total += 1;
+            match s.created.get_mut(k) {
+                Some(v) => *v = Value::from(v.as_u64().unwrap_or(0) + 1),
+                None => {
+                    s.created.insert(k.to_string(), Value::from(1u64));
+                }
+            }
+        }
+    }
+
+    pub fn snapshot(&self) -> Value {
+        let s = self.inner.lock();
+        json!({
+            "requests": s.requests,
+            "requests_total": s.requests_total,
+            "records_created": s.created,
+            "records_total": s.records_total,
+            "peak_rps": s.peak as f64,
+        })
+    }
+}
+
+fn bump(map: &mut Map<String, Value>, key: String, by: u64) {
+    let v = map.entry(key).or_insert(Value::from(0u64));
+    *v = Value::from(v.as_u64().unwrap_or(0) + by);
+}
+
+/// Outermost middleware: sees every request, including faulted ones.
+pub async fn layer(State(shared): State<Arc<Shared>>, req: Request, next: Next) -> Response {
+    shared.stats.arrived(Instant::now());
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let res = next.run(req).await;
+    let template = res
+        .extensions()
+        .get::<RouteTemplate>()
+        .map(|t| t.0.to_string())
+        .unwrap_or(path);
+    let status = if res.extensions().get::<DroppedConnection>().is_some() {
+        "reset".to_string()
+    } else {
+        res.status().as_u16().to_string()
+    };
+    shared
+        .stats
+        .answered(format!("{method} {template} {status}"));
+    res
+}
