@@ -41,7 +41,7 @@ def test_batch_wait_raises_timeout_promptly(slow):
     with pytest.raises(lp.Timeout) as info:
         b.wait(timeout=0.5, poll_interval=0.1)
     elapsed = time.monotonic() - t0
-    assert 0.4 <= elapsed < 5.0
+    assert 0.3 <= elapsed < 5.0  # may stop one poll early when the next poll would end past it
     assert isinstance(info.value, TimeoutError)
     assert isinstance(info.value, lp.LabelportError)
 
