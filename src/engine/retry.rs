@@ -1,6 +1,7 @@
 //! When to try a request again, and how long to wait first.
 //!
-//! Reads retry on connect errors, timeouts, 429, 502, 503, 504. Creates (imports, uploads, batch creation)
+//! Reads retry on connect errors, timeouts, 429, 500, 502, 503, 504 (500 too: a read has no side effect, and
+//! vendors answer transient failures with it). Creates (imports, uploads, batch creation)
 //! retry only where a retry cannot create twice: a connect error (nothing was sent), a 429 (the vendor
 //! refused before doing anything), or a vendor that deduplicates by key. Every other failure of a create
 //! goes back to the adapter, which reconciles against the vendor's own records before sending again.
@@ -57,9 +58,8 @@ pub fn is_retryable(kind: RequestKind, outcome: Outcome) -> bool {
         (_, Outcome::ConnectFailed) => true,
         (_, Outcome::Status(429)) => true,
         (RequestKind::Read | RequestKind::IdempotentCreate, Outcome::TransportFailed) => true,
-        (RequestKind::Read | RequestKind::IdempotentCreate, Outcome::Status(s)) => {
-            matches!(s, 502..=504)
-        }
+        (RequestKind::Read, Outcome::Status(s)) => matches!(s, 500 | 502..=504),
+        (RequestKind::IdempotentCreate, Outcome::Status(s)) => matches!(s, 502..=504),
         (RequestKind::Create, _) => false,
     }
 }
@@ -85,6 +85,20 @@ impl RetryPolicy {
     }
 }
 
+/// Whether a failed create may or may not have been applied by the vendor (a 5xx, a dropped connection, a
+/// timeout): the adapter must ask the vendor before sending it again.
+pub fn is_ambiguous(e: &super::error::Error) -> bool {
+    use super::error::ErrorKind;
+    match e.kind {
+        ErrorKind::Timeout => e.code.as_deref() == Some("request_timeout"),
+        ErrorKind::Vendor => {
+            e.status.is_none_or(|s| s >= 500)
+                && !matches!(e.code.as_deref(), Some("connect_failed" | "bad_response"))
+        }
+        _ => false,
+    }
+}
+
 /// Parses `Retry-After` given in whole seconds (the HTTP-date form is rare in APIs and treated as absent).
 pub fn parse_retry_after(value: &str) -> Option<Duration> {
     let secs: f64 = value.trim().parse().ok()?;
@@ -103,7 +117,8 @@ mod tests {
             (Read, ConnectFailed, true),
             (Read, TransportFailed, true),
             (Read, Status(429), true),
-            (Read, Status(500), false),
+            (Read, Status(500), true),
+            (Read, Status(501), false),
             (Read, Status(502), true),
             (Read, Status(503), true),
             (Read, Status(504), true),

@@ -24,7 +24,7 @@ use super::{Adapter, UploadOptions, UploadProgress};
 use crate::engine::auth::LoginToken;
 use crate::engine::http::{Body, HttpClient, HttpConfig, Request, Response};
 use crate::engine::pagination::with_query_param;
-use crate::engine::retry::{RequestKind, RetryPolicy};
+use crate::engine::retry::{is_ambiguous, RequestKind, RetryPolicy};
 use crate::engine::stream::{page_number_stream, Decoder, PageNumberList, PageStream};
 use crate::engine::{Error, ErrorKind, Result};
 
@@ -424,17 +424,6 @@ impl Alegion {
     }
 }
 
-/// An error after which the vendor may or may not have stored the request.
-fn is_ambiguous(e: &Error) -> bool {
-    match e.kind {
-        ErrorKind::Timeout => true,
-        ErrorKind::Vendor => {
-            e.status.is_none_or(|s| s >= 500) && e.code.as_deref() != Some("connect_failed")
-        }
-        _ => false,
-    }
-}
-
 #[derive(Default)]
 struct ChunkOutcome {
     failures: Vec<Failure>,
@@ -510,26 +499,6 @@ impl Adapter for Alegion {
                     .field("is_enabled"))
             }
         };
-        if let Some(existing) = self
-            .list_batches()
-            .await?
-            .into_iter()
-            .find(|b| b.name.as_deref() == Some(name))
-        {
-            if exist_ok {
-                return Ok(existing);
-            }
-            return Err(Error::new(
-                ErrorKind::DuplicateRecord,
-                format!(
-                    "a batch named {name:?} already exists (id {}); pass exist_ok=True to use it",
-                    existing.id
-                ),
-            )
-            .vendor(VENDOR)
-            .operation("create_batch")
-            .key(name));
-        }
         let url = self.url(&["workflows", &self.cfg.project, "batches"]);
         let req = Request::json(
             Method::POST,
@@ -538,8 +507,39 @@ impl Adapter for Alegion {
             RequestKind::Create,
             "create_batch",
         )?;
-        let resp = self.http.send(&req).await?;
-        batch_info(resp.json(VENDOR, "create_batch")?)
+        let retry = RetryPolicy {
+            max_retries: self.cfg.max_retries,
+            ..RetryPolicy::default()
+        };
+        let mut round = 0;
+        loop {
+            // Before every attempt, look for the batch by name: after an ambiguous failure it may exist already.
+            if let Some(existing) = self
+                .list_batches()
+                .await?
+                .into_iter()
+                .find(|b| b.name.as_deref() == Some(name))
+            {
+                if exist_ok || round > 0 {
+                    return Ok(existing);
+                }
+                return Err(Error::new(
+                    ErrorKind::DuplicateRecord,
+                    format!("a batch named {name:?} already exists (id {}); pass exist_ok=True to use it", existing.id),
+                )
+                .vendor(VENDOR)
+                .operation("create_batch")
+                .key(name));
+            }
+            match self.http.send(&req).await {
+                Ok(resp) => return batch_info(resp.json(VENDOR, "create_batch")?),
+                Err(e) if is_ambiguous(&e) && round < retry.max_retries => {
+                    tokio::time::sleep(retry.delay(round, None)).await;
+                    round += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     async fn get_batch(&self, id: &str) -> Result<BatchInfo> {
