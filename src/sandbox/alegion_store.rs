@@ -776,4 +776,125 @@ mod tests {
             n
         );
     }
+
+    /// The fast paths (binary searches, prefix counts, merged overrides) against brute force,
+    /// over random imports, pauses, overrides, filters and windows.
+    #[test]
+    fn fast_paths_agree_with_brute_force() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+        for round in 0..300 {
+            let ca = [0, 1, 100, 1000][round % 4];
+            let s = store(ca, [0.0, 0.3, 0.9][round % 3]);
+            let b = s.create_batch(&s.workflows[0], "b".into(), round % 5 != 0, 0);
+            let mut b = b.write();
+            let mut now = 0;
+            for _ in 0..rng.random_range(1..30) {
+                now += rng.random_range(0..400);
+                match rng.random_range(0..10) {
+                    0 => {
+                        let on = !b.enabled;
+                        b.set_enabled(on, now)
+                    }
+                    1 if !b.records.is_empty() => {
+                        let i = rng.random_range(0..b.records.len());
+                        let o = match rng.random_range(0..4) {
+                            0 => Override::Exception,
+                            1 => Override::Canceled,
+                            2 => Override::InProgress(now),
+                            _ => Override::Complete(now),
+                        };
+                        s.set_overrides(&mut b, &[i], o);
+                    }
+                    _ => {
+                        let n = rng.random_range(0..20);
+                        s.append(&mut b, now, recs(n));
+                    }
+                }
+            }
+            let n = b.records.len();
+            for _ in 0..10 {
+                let at = now + rng.random_range(0..3000);
+                let p = b.progress(at, ca);
+                let statuses: Vec<Status> = (0..n).map(|i| b.status(&p, i)).collect();
+                // Natural statuses straight from the definition.
+                for (i, st) in statuses.iter().enumerate() {
+                    let r = &b.records[i];
+                    if r.overridden {
+                        continue;
+                    }
+                    let done = b.finish(r.created_ms, ca);
+                    let want = if done <= at {
+                        if r.exception {
+                            Status::Exception
+                        } else {
+                            Status::Complete(done)
+                        }
+                    } else if b.finish(r.created_ms, ca / 2) <= at {
+                        Status::InProgress
+                    } else {
+                        Status::Queued
+                    };
+                    assert_eq!(*st, want, "round {round} record {i}");
+                }
+                let set = StatusSet::parse(
+                    [
+                        "queued",
+                        "in-progress,complete",
+                        "exception,canceled",
+                        "complete",
+                        "canceled,queued",
+                    ][rng.random_range(0..5)],
+                );
+                let (lo, hi) = if n > 0 && rng.random_bool(0.5) {
+                    let a = rng.random_range(0..n);
+                    (a, rng.random_range(a..=n))
+                } else {
+                    (0, n)
+                };
+                let matching: Vec<usize> =
+                    (lo..hi).filter(|&i| set.contains(statuses[i])).collect();
+                let total = b.count(&p, set, lo, hi);
+                assert_eq!(total as usize, matching.len(), "round {round}");
+                let s0 = rng.random_range(0..=total);
+                let e0 = rng.random_range(s0..=total);
+                assert_eq!(
+                    b.select_records(&p, set, (lo, hi), (s0, e0), total),
+                    matching[s0 as usize..e0 as usize]
+                );
+
+                let min = rng
+                    .random_bool(0.5)
+                    .then(|| rng.random_range(0..at + 1) * 1000);
+                let max = rng
+                    .random_bool(0.5)
+                    .then(|| rng.random_range(0..at + 2000) * 1000);
+                let mut want: Vec<(i64, Uuid, usize)> = statuses
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, st)| match st {
+                        Status::Complete(t)
+                            if min.map_or(true, |m| t * 1000 >= m)
+                                && max.map_or(true, |m| t * 1000 <= m) =>
+                        {
+                            Some((*t, b.records[i].result_id, i))
+                        }
+                        _ => None,
+                    })
+                    .collect();
+                want.sort_unstable();
+                let (rt, _) = b.results(&p, min, max, |_| (0, 0));
+                assert_eq!(rt as usize, want.len(), "round {round}");
+                let s0 = rng.random_range(0..=rt);
+                let e0 = rng.random_range(s0..=rt);
+                let (_, got) = b.results(&p, min, max, |_| (s0, e0));
+                let got: Vec<(i64, usize)> = got.iter().map(|r| (r.created_ms, r.index)).collect();
+                let want: Vec<(i64, usize)> = want[s0 as usize..e0 as usize]
+                    .iter()
+                    .map(|&(t, _, i)| (t, i))
+                    .collect();
+                assert_eq!(got, want, "round {round}");
+            }
+        }
+    }
 }

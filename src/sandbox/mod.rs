@@ -158,6 +158,7 @@ pub struct Sandbox {
     thread: Mutex<Option<JoinHandle<()>>>,
 }
 
+/// Far above any real import (1,000 records); axum's 2 MB default is not.
 const BODY_LIMIT: usize = 256 << 20;
 
 /// The vendors with a simulator so far.
@@ -171,7 +172,11 @@ impl Sandbox {
     pub fn start(config: SandboxConfig) -> Result<Sandbox, String> {
         validate(&config)?;
         if !VENDORS.contains(&config.vendor.as_str()) {
-            return Err(format!("unknown vendor: {:?}", config.vendor));
+            return Err(format!(
+                "unknown vendor {:?} (sandboxes exist for: {})",
+                config.vendor,
+                VENDORS.join(", ")
+            ));
         }
         let listener = std::net::TcpListener::bind(("127.0.0.1", config.port))
             .map_err(|e| format!("sandbox: cannot bind 127.0.0.1:{}: {e}", config.port))?;
@@ -191,21 +196,29 @@ impl Sandbox {
         });
         let sim: Arc<dyn Simulator> = match config.vendor.as_str() {
             "alegion" => Arc::new(alegion::Alegion::new(shared.clone())),
-            other => return Err(format!("unknown vendor: {other:?}")),
+            other => return Err(format!("unknown vendor {other:?}")),
         };
 
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .thread_name("labelport-sandbox")
-            .enable_all()
-            .build()
-            .map_err(|e| format!("sandbox: cannot build runtime: {e}"))?;
+        // The runtime is built, run and dropped on the server thread only: dropping a runtime
+        // inside a caller's async context would panic.
         let app = build_app(shared.clone(), sim.clone());
         let (tx, rx) = watch::channel(false);
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let thread = std::thread::Builder::new()
             .name(format!("labelport-sandbox-{port}"))
-            .spawn(move || serve(runtime, listener, app, rx))
+            .spawn(move || serve(listener, app, rx, ready_tx))
             .map_err(|e| format!("sandbox: cannot start thread: {e}"))?;
+        match ready_rx.recv() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                let _ = thread.join();
+                return Err(e);
+            }
+            Err(_) => {
+                let _ = thread.join();
+                return Err("sandbox: server thread ended during start".to_string());
+            }
+        }
 
         Ok(Sandbox {
             port,
@@ -320,16 +333,32 @@ fn build_app(shared: Arc<Shared>, sim: Arc<dyn Simulator>) -> Router {
 }
 
 fn serve(
-    runtime: tokio::runtime::Runtime,
     listener: std::net::TcpListener,
     app: Router,
     mut stop: watch::Receiver<bool>,
+    ready: std::sync::mpsc::Sender<Result<(), String>>,
 ) {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("labelport-sandbox")
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            let _ = ready.send(Err(format!("sandbox: cannot build runtime: {e}")));
+            return;
+        }
+    };
     runtime.block_on(async move {
         let listener = match tokio::net::TcpListener::from_std(listener) {
             Ok(l) => conn::KillableListener::new(l),
-            Err(_) => return,
+            Err(e) => {
+                let _ = ready.send(Err(format!("sandbox: {e}")));
+                return;
+            }
         };
+        let _ = ready.send(Ok(()));
         let mut stop_graceful = stop.clone();
         let server = axum::serve(
             listener,

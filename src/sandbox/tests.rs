@@ -1232,3 +1232,56 @@ async fn batch_hook_restarts_every_exception() {
     assert_eq!(unknown.status, 404);
     assert_eq!(unknown.body["error"], "Not Found");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_imports_lose_nothing() {
+    let c = std::sync::Arc::new(Client::start(config()).await);
+    let batch = c.create_batch("concurrent").await;
+    let tasks: Vec<_> = (0..20)
+        .map(|t| {
+            let c = c.clone();
+            let batch = batch.clone();
+            tokio::spawn(async move { c.import(&batch, keys(&format!("t{t}-"), 50)).await.status })
+        })
+        .collect();
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), 200);
+    }
+    assert_eq!(c.count(&batch, "records?").await, 1000);
+    let s = c.sb.stats();
+    assert_eq!(s["records_total"], 1000);
+    assert!(s["records_created"]
+        .as_object()
+        .unwrap()
+        .values()
+        .all(|v| v == 1));
+    // Creation order is (createdAt, id) order.
+    let page = c
+        .get(&format!("/api/v1/batches/{batch}/records?pageSize=1000"))
+        .await;
+    let order: Vec<(i64, String)> = page
+        .items()
+        .iter()
+        .map(|r| (ms(&r["createdAt"]), r["id"].as_str().unwrap().to_string()))
+        .collect();
+    assert!(order.windows(2).all(|w| w[0] < w[1]));
+}
+
+#[test]
+fn stop_does_not_wait_for_slow_answers() {
+    let sb = Sandbox::start(faulty(Faults {
+        slow: 1.0,
+        slow_s: 30.0,
+        ..Default::default()
+    }))
+    .unwrap();
+    let url = format!("{}/api/v1/workflows", sb.url());
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let pending = rt.spawn(async move { reqwest::get(url).await });
+    std::thread::sleep(Duration::from_millis(200));
+    let t = Instant::now();
+    sb.stop();
+    assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
+    let answer = rt.block_on(pending).unwrap();
+    assert!(answer.is_err() || answer.unwrap().status() != 200);
+}
