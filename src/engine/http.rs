@@ -230,7 +230,7 @@ impl HttpClient {
                                 started.elapsed().as_millis()
                             );
                             if self.auth.is_rejection(status, &body) {
-                                if !renewed {
+                                if !renewed && self.auth.renewable() {
                                     // Auth is checked before the vendor does anything, so replaying even a
                                     // create after a refusal cannot create twice.
                                     renewed = true;

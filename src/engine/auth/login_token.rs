@@ -1,5 +1,4 @@
-//! Auth providers: how a request gets its credentials, how a refusal is recognised, and how a refused
-//! credential is renewed. Renewal is single-flight: many requests refused at once cause one new login.
+//! A bearer token obtained by logging in (Alegion), renewed before expiry and on refusal, single-flight.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -10,31 +9,10 @@ use parking_lot::RwLock;
 use reqwest::RequestBuilder;
 use url::Url;
 
-use super::error::{Error, ErrorKind, Result};
-use super::redact::redact_url;
-use super::retry::{is_retryable, parse_retry_after, Outcome, RequestKind, RetryPolicy};
-
-/// Decides whether an answer means "your credential was refused" (vendors differ: Alegion answers a bad token
-/// with a 500).
-pub type RejectionTest = fn(status: u16, body: &[u8]) -> bool;
-
-#[async_trait]
-pub trait Auth: Send + Sync {
-    /// Adds the credential to a request; returns the request and the generation of the credential used.
-    async fn authorize(
-        &self,
-        http: &reqwest::Client,
-        req: RequestBuilder,
-    ) -> Result<(RequestBuilder, u64)>;
-    /// Whether this answer is a refusal of the credential (so renewing and replaying once may help).
-    fn is_rejection(&self, status: u16, body: &[u8]) -> bool;
-    /// The credential of `generation` was refused: forget it, so the next `authorize` gets a fresh one.
-    fn invalidate(&self, generation: u64);
-    /// How many times a credential was obtained (logins, token grants): for tests and logs.
-    fn renewals(&self) -> u64 {
-        0
-    }
-}
+use super::{Auth, RejectionTest};
+use crate::engine::error::{Error, ErrorKind, Result};
+use crate::engine::redact::redact_url;
+use crate::engine::retry::{is_retryable, parse_retry_after, Outcome, RequestKind, RetryPolicy};
 
 /// A bearer token obtained by logging in with a JSON body (Alegion's `POST /api/v1/login`), renewed shortly
 /// before it expires and whenever the vendor refuses it.

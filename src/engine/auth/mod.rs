@@ -1,0 +1,39 @@
+//! Auth providers: how a request gets its credentials, how a refusal is recognised, and how a refused
+//! credential is renewed. Renewal is single-flight: many requests refused at once cause one new login.
+
+mod login_token;
+mod static_key;
+
+pub use login_token::LoginToken;
+pub use static_key::{refused_with_401, KeyPlacement, StaticKey};
+
+use async_trait::async_trait;
+use reqwest::RequestBuilder;
+
+use super::error::Result;
+
+/// Decides whether an answer means "your credential was refused" (vendors differ: Alegion answers a bad token
+/// with a 500).
+pub type RejectionTest = fn(status: u16, body: &[u8]) -> bool;
+
+#[async_trait]
+pub trait Auth: Send + Sync {
+    /// Adds the credential to a request; returns the request and the generation of the credential used.
+    async fn authorize(
+        &self,
+        http: &reqwest::Client,
+        req: RequestBuilder,
+    ) -> Result<(RequestBuilder, u64)>;
+    /// Whether this answer is a refusal of the credential (so renewing and replaying once may help).
+    fn is_rejection(&self, status: u16, body: &[u8]) -> bool;
+    /// The credential of `generation` was refused: forget it, so the next `authorize` gets a fresh one.
+    fn invalidate(&self, generation: u64);
+    /// Whether a refused credential can be replaced by a fresh one (a login, a token grant).
+    fn renewable(&self) -> bool {
+        true
+    }
+    /// How many times a credential was obtained (logins, token grants): for tests and logs.
+    fn renewals(&self) -> u64 {
+        0
+    }
+}
