@@ -244,3 +244,20 @@ def test_results_since_excludes_results_completed_at_or_before_it(
     expected = {r["key"] for r in everything if parse_time(r["completed_at"]) > pivot}
     got = {r["key"] for r in batch.results(since=pivot).to_list()}
     assert got == expected
+
+
+def test_closing_a_result_stream_stops_fetching(
+    client, batch, make_records, counter, upload_and_wait
+):
+    n = 20_000  # twenty pages of 1,000: far more than the stream reads ahead
+    upload_and_wait(batch, make_records(n))
+    counter.start()
+    stream = batch.results()
+    first = next(stream)
+    assert first["status"] == "completed"
+    stream.close()
+    time.sleep(0.3)
+    fetched = counter.since_start(RESULTS)
+    time.sleep(0.5)
+    assert counter.since_start(RESULTS) == fetched  # nothing fetched after close
+    assert fetched < n // 1000

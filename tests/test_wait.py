@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
 import time
 
 import labelport as lp
@@ -41,7 +44,9 @@ def test_batch_wait_raises_timeout_promptly(slow):
     with pytest.raises(lp.Timeout) as info:
         b.wait(timeout=0.5, poll_interval=0.1)
     elapsed = time.monotonic() - t0
-    assert 0.3 <= elapsed < 5.0  # may stop one poll early when the next poll would end past it
+    assert (
+        0.3 <= elapsed < 5.0
+    )  # may stop one poll early when the next poll would end past it
     assert isinstance(info.value, TimeoutError)
     assert isinstance(info.value, lp.LabelportError)
 
@@ -87,3 +92,46 @@ def test_advancing_the_sandbox_clock_finishes_the_batch():
         assert final["done"] is True
         assert final["completed"] == 10
         assert len(b.results().to_list()) == 10
+
+
+# A process started in the background by a non-interactive shell inherits SIGINT as ignored: restore
+# Python's handler first (ENGINEERING-NOTES, "Testing Ctrl-C").
+WAIT_CHILD = """
+import signal, sys, time
+signal.signal(signal.SIGINT, signal.default_int_handler)
+import labelport as lp
+with lp.sandbox.start("alegion", complete_after=3600.0) as sb, sb.client() as c:
+    b = c.create_batch("ctrl-c")
+    b.upload([{"image_id": "a"}], key="image_id")
+    print("waiting", flush=True)
+    try:
+        b.wait(timeout=600, poll_interval=0.2)
+    except KeyboardInterrupt:
+        print("interrupted", flush=True)
+        sys.exit(130)
+sys.exit(1)
+"""
+
+
+def test_ctrl_c_interrupts_a_blocking_wait_promptly():
+    proc = subprocess.Popen(
+        [sys.executable, "-c", WAIT_CHILD],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "waiting"
+        time.sleep(0.5)  # inside wait(), blocked in Rust
+        t0 = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        rc = proc.wait(timeout=20)
+        elapsed = time.monotonic() - t0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert rc == 130, proc.stderr.read() if proc.stderr else ""
+    assert elapsed < 5.0

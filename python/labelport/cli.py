@@ -10,6 +10,7 @@ Exit codes: 0 ok, 1 usage, 2 InvalidInput, 3 AuthError, 4 NotFound, 5 Timeout or
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import signal
 import sys
@@ -28,6 +29,7 @@ EXIT_LABELPORT_ERROR = (
     75  # EX_TEMPFAIL: the vendor or the network; trying again later may help
 )
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE
 
 
 class _Parser(argparse.ArgumentParser):
@@ -159,6 +161,10 @@ def _raise_terminate(signum: int, frame: Any) -> None:
     raise _Terminate
 
 
+def _is_secret(name: str) -> bool:
+    return any(word in name.lower() for word in ("password", "secret", "key", "token"))
+
+
 def _cmd_sandbox(args: argparse.Namespace, out: TextIO) -> int:
     from labelport import sandbox
 
@@ -175,7 +181,8 @@ def _cmd_sandbox(args: argparse.Namespace, out: TextIO) -> int:
         if on_main_thread:
             previous = signal.signal(signal.SIGTERM, _raise_terminate)
         prefix = f"LABELPORT_{sb.vendor.upper()}_"
-        creds = sb.credentials
+        # Names first (username), secrets last (password, api_key, ...), whatever order the vendor gives.
+        creds = dict(sorted(sb.credentials.items(), key=lambda kv: _is_secret(kv[0])))
         lines = [
             f"labelport sandbox: {sb.vendor} simulator listening on {sb.url}",
             f"  url:      {sb.url}",
@@ -249,6 +256,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     out = sys.stdout
     try:
         return commands[args.command](args, out)
+    except BrokenPipeError:
+        # stdout went away (`labelport sandbox | head`): stop quietly, as the shell's own tools do.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
     except KeyboardInterrupt as exc:
         out.flush()
         print("\nlabelport: interrupted", file=sys.stderr)
