@@ -7,6 +7,8 @@
 
 from __future__ import annotations
 
+import json
+import urllib.request
 from collections.abc import Mapping
 from typing import Any
 
@@ -55,6 +57,48 @@ class Sandbox:
 
     def expire_tokens(self) -> None:
         self._server.expire_tokens()
+
+    def inject(
+        self,
+        *,
+        status: int | None = None,
+        method: str | None = None,
+        path: str | None = None,
+        body_contains: str | None = None,
+        body: Any = None,
+        retry_after: int | None = None,
+        commit: bool = False,
+        reset: bool = False,
+        times: int = 1,
+    ) -> None:
+        """Script a fault on the next ``times`` matching requests: answer ``status`` (with the vendor's error body,
+        or ``body``), store the write first (``commit``), or drop the connection (``reset``). ``path`` and
+        ``body_contains`` match substrings, e.g. a vendor refusing every import that holds one poisoned record."""
+        spec: dict[str, Any] = {"commit": commit, "reset": reset, "times": times}
+        for name, value in (
+            ("status", status),
+            ("method", method),
+            ("path", path),
+            ("body_contains", body_contains),
+            ("body", body),
+            ("retry_after", retry_after),
+        ):
+            if value is not None:
+                spec[name] = value
+        self._control("POST", "/_sim/faults", spec)
+
+    def clear_faults(self) -> None:
+        """Remove every scripted fault not yet used."""
+        self._control("DELETE", "/_sim/faults", None)
+
+    def _control(self, method: str, path: str, payload: Any) -> Any:
+        data = None if payload is None else json.dumps(payload).encode()
+        req = urllib.request.Request(
+            self.url + path, data=data, method=method, headers={"Content-Type": "application/json"}
+        )
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            text = resp.read()
+        return json.loads(text) if text else None
 
     def stop(self) -> None:
         self._server.stop()

@@ -38,6 +38,8 @@ pub struct Scripted {
     method: Option<String>,
     /// A substring of the request path; any path when `None`.
     path: Option<String>,
+    /// A substring of the request body; any body when `None` (a vendor refusing one poisoned record).
+    body_contains: Option<String>,
     status: StatusCode,
     /// The vendor's error body for `status` when `None`.
     body: Option<Value>,
@@ -51,7 +53,7 @@ pub struct Scripted {
 
 impl Scripted {
     /// From `{"status": 500, "body": {...}, "method": "POST", "path": "/records/import",
-    /// "retry_after": 1, "commit": false, "reset": false, "times": 1}`.
+    /// "body_contains": "poison", "retry_after": 1, "commit": false, "reset": false, "times": 1}`.
     pub fn from_json(v: &Value) -> Result<Scripted, String> {
         let text = |k: &str| v.get(k).and_then(Value::as_str).map(str::to_string);
         let flag = |k: &str| v.get(k).and_then(Value::as_bool).unwrap_or(false);
@@ -66,6 +68,7 @@ impl Scripted {
         Ok(Scripted {
             method: text("method").map(|m| m.to_ascii_uppercase()),
             path: text("path"),
+            body_contains: text("body_contains"),
             status,
             body: v.get("body").cloned(),
             retry_after: v.get("retry_after").and_then(Value::as_u64),
@@ -75,9 +78,13 @@ impl Scripted {
         })
     }
 
-    fn matches(&self, method: &str, path: &str) -> bool {
+    fn matches(&self, method: &str, path: &str, body: &[u8]) -> bool {
         self.method.as_deref().map_or(true, |m| m == method)
             && self.path.as_deref().map_or(true, |p| path.contains(p))
+            && self.body_contains.as_deref().map_or(true, |needle| {
+                body.windows(needle.len().max(1))
+                    .any(|w| w == needle.as_bytes())
+            })
     }
 }
 
@@ -115,9 +122,9 @@ impl FaultState {
     }
 
     /// The first scripted fault matching this request, used up by one.
-    fn take_scripted(&self, method: &str, path: &str) -> Option<Scripted> {
+    fn take_scripted(&self, method: &str, path: &str, body: &[u8]) -> Option<Scripted> {
         let mut list = self.scripted.lock();
-        let k = list.iter().position(|f| f.matches(method, path))?;
+        let k = list.iter().position(|f| f.matches(method, path, body))?;
         list[k].times -= 1;
         let fault = list[k].clone();
         if list[k].times == 0 {
@@ -191,7 +198,7 @@ pub async fn layer(State(state): State<Arc<FaultState>>, req: Request, next: Nex
         .unwrap_or_default();
     let path = parts.uri.path().to_string();
     let conn = parts.extensions.get::<ConnectInfo<ConnInfo>>().cloned();
-    let scripted = state.take_scripted(parts.method.as_str(), &path);
+    let scripted = state.take_scripted(parts.method.as_str(), &path, &bytes);
     let fate = match scripted {
         Some(_) => Fate::default(),
         None => state.fate(parts.method.as_str(), &target, &bytes),
