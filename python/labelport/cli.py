@@ -165,6 +165,34 @@ def _is_secret(name: str) -> bool:
     return any(word in name.lower() for word in ("password", "secret", "key", "token"))
 
 
+def _banner(sb: Any) -> str:
+    prefix = f"LABELPORT_{sb.vendor.upper()}_"
+    # Names first (username), secrets last (password, api_key, ...), whatever order the vendor gives.
+    creds = dict(sorted(sb.credentials.items(), key=lambda kv: _is_secret(kv[0])))
+    lines = [
+        f"labelport sandbox: {sb.vendor} simulator listening on {sb.url}",
+        f"  url:      {sb.url}",
+        f"  project:  {sb.project}",
+    ]
+    lines += [f"  {name + ':':<9} {value}" for name, value in creds.items()]
+    lines += [
+        "Throwaway credentials of this local simulator. Use them from Python:",
+        f"  client = labelport.Client({sb.vendor!r}, project={sb.project!r}, base_url={sb.url!r},",
+        "                            "
+        + ", ".join(f"{k}={v!r}" for k, v in creds.items())
+        + ")",
+        "or from the environment:",
+        f"  export {prefix}BASE_URL={shlex.quote(sb.url)}",
+        f"  export {prefix}PROJECT={shlex.quote(sb.project)}",
+    ]
+    lines += [
+        f"  export {prefix}{name.upper()}={shlex.quote(value)}"
+        for name, value in creds.items()
+    ]
+    lines.append("Serving until Ctrl-C.")
+    return "\n".join(lines)
+
+
 def _cmd_sandbox(args: argparse.Namespace, out: TextIO) -> int:
     from labelport import sandbox
 
@@ -178,46 +206,23 @@ def _cmd_sandbox(args: argparse.Namespace, out: TextIO) -> int:
     previous = None
     on_main_thread = threading.current_thread() is threading.main_thread()
     try:
+        # SIGTERM can arrive from here on, even in the middle of printing: every such moment is
+        # inside this try.
         if on_main_thread:
             previous = signal.signal(signal.SIGTERM, _raise_terminate)
-        prefix = f"LABELPORT_{sb.vendor.upper()}_"
-        # Names first (username), secrets last (password, api_key, ...), whatever order the vendor gives.
-        creds = dict(sorted(sb.credentials.items(), key=lambda kv: _is_secret(kv[0])))
-        lines = [
-            f"labelport sandbox: {sb.vendor} simulator listening on {sb.url}",
-            f"  url:      {sb.url}",
-            f"  project:  {sb.project}",
-        ]
-        lines += [f"  {name + ':':<9} {value}" for name, value in creds.items()]
-        lines += [
-            "Throwaway credentials of this local simulator. Use them from Python:",
-            f"  client = labelport.Client({sb.vendor!r}, project={sb.project!r}, base_url={sb.url!r},",
-            "                            "
-            + ", ".join(f"{k}={v!r}" for k, v in creds.items())
-            + ")",
-            "or from the environment:",
-            f"  export {prefix}BASE_URL={shlex.quote(sb.url)}",
-            f"  export {prefix}PROJECT={shlex.quote(sb.project)}",
-        ]
-        lines += [
-            f"  export {prefix}{name.upper()}={shlex.quote(value)}"
-            for name, value in creds.items()
-        ]
-        lines.append("Serving until Ctrl-C.")
-        print("\n".join(lines), file=out, flush=True)
-        try:
-            while True:
-                time.sleep(3600)
-        except _Terminate:
-            print("labelport sandbox: terminated, stopped", file=out, flush=True)
-            return EXIT_OK
-        except KeyboardInterrupt:
-            print("\nlabelport sandbox: interrupted, stopped", file=out, flush=True)
-            return EXIT_INTERRUPTED
+        print(_banner(sb), file=out, flush=True)
+        while True:
+            time.sleep(3600)
+    except _Terminate:
+        print("labelport sandbox: terminated, stopped", file=out, flush=True)
+        return EXIT_OK
+    except KeyboardInterrupt:
+        print("\nlabelport sandbox: interrupted, stopped", file=out, flush=True)
+        return EXIT_INTERRUPTED
     finally:
-        sb.stop()
         if on_main_thread and previous is not None:
             signal.signal(signal.SIGTERM, previous)
+        sb.stop()
 
 
 def exit_code(exc: BaseException) -> int:
