@@ -32,8 +32,8 @@ def test_job_wait_returns_once_the_vendor_has_every_record(slow):
     # Alegion's import is synchronous: once upload() returns the job is complete, whatever the timeout.
     _, job = slow
     t0 = time.monotonic()
-    status = job.wait(timeout=0.5)
-    assert time.monotonic() - t0 < 0.5
+    status = job.wait(timeout=2.0)
+    assert time.monotonic() - t0 < 1.5  # returned at once, not at its timeout
     assert status["state"] == "completed"
     assert status["total"] == N
 
