@@ -218,7 +218,7 @@ impl HttpClient {
                 Ok(resp) => {
                     let status = resp.status().as_u16();
                     let headers = resp.headers().clone();
-                    match resp.bytes().await {
+                    match read_body(resp).await {
                         Ok(body) => {
                             log::debug!(
                                 target: "labelport::engine::http",
@@ -361,6 +361,19 @@ impl HttpClient {
         });
         err
     }
+}
+
+/// Reads a body into one buffer sized from `Content-Length` when given: growing a buffer page after page
+/// leaves the allocator fragmented on long streams.
+async fn read_body(mut resp: reqwest::Response) -> reqwest::Result<Bytes> {
+    let Some(len) = resp.content_length() else {
+        return resp.bytes().await;
+    };
+    let mut buf = Vec::with_capacity(len as usize);
+    while let Some(chunk) = resp.chunk().await? {
+        buf.extend_from_slice(&chunk);
+    }
+    Ok(Bytes::from(buf))
 }
 
 impl std::fmt::Debug for HttpClient {

@@ -16,6 +16,22 @@ use super::pagination::{parse_link_header, PageInfo, PageNumberPaging, Step};
 /// Turns one page's response into items. Runs on the runtime's threads, off the GIL.
 pub type Decoder<T> = Arc<dyn Fn(&Response) -> Result<Vec<T>> + Send + Sync>;
 
+/// Which decoded items to hand on (a filter the vendor cannot apply itself). Applied after the page's items
+/// are counted, so a page thinned by the filter is not mistaken for the short last page.
+pub type Keep<T> = Arc<dyn Fn(&T) -> bool + Send + Sync>;
+
+/// Sends a page's items that `keep` accepts; false when the consumer is gone.
+async fn emit<T>(
+    tx: &mpsc::Sender<Result<Vec<T>>>,
+    mut items: Vec<T>,
+    keep: &Option<Keep<T>>,
+) -> bool {
+    if let Some(keep) = keep {
+        items.retain(|i| keep(i));
+    }
+    tx.send(Ok(items)).await.is_ok()
+}
+
 /// Pages a consumer can hold at once before the producer waits.
 pub const CHANNEL_PAGES: usize = 4;
 
@@ -106,9 +122,20 @@ pub fn page_number_stream<T: Send + 'static>(
     list: PageNumberList,
     decode: Decoder<T>,
 ) -> PageStream<T> {
+    page_number_stream_filtered(rt, http, list, decode, None)
+}
+
+/// Like `page_number_stream`, handing on only the items `keep` accepts.
+pub fn page_number_stream_filtered<T: Send + 'static>(
+    rt: &tokio::runtime::Handle,
+    http: Arc<HttpClient>,
+    list: PageNumberList,
+    decode: Decoder<T>,
+    keep: Option<Keep<T>>,
+) -> PageStream<T> {
     let rt2 = rt.clone();
     PageStream::spawn(rt, move |tx| async move {
-        if let Err(e) = produce_page_number(rt2, http, list, decode, &tx).await {
+        if let Err(e) = produce_page_number(rt2, http, list, decode, &keep, &tx).await {
             let _ = tx.send(Err(e)).await;
         }
     })
@@ -119,13 +146,14 @@ async fn produce_page_number<T: Send + 'static>(
     http: Arc<HttpClient>,
     list: PageNumberList,
     decode: Decoder<T>,
+    keep: &Option<Keep<T>>,
     tx: &mpsc::Sender<Result<Vec<T>>>,
 ) -> Result<()> {
     let mut paging = PageNumberPaging::new(list.page_param, list.page_size);
     paging.visit(&list.first)?;
     let (resp, items) = fetch(&http, list.first.clone(), list.operation, &decode).await?;
     let info = page_info(&resp, items.len(), list.total_header);
-    if tx.send(Ok(items)).await.is_err() {
+    if !emit(tx, items, keep).await {
         return Ok(());
     }
 
@@ -154,7 +182,7 @@ async fn produce_page_number<T: Send + 'static>(
                 seen += items.len() as u64;
                 last = page_info(&resp, items.len(), list.total_header);
                 let short = items.len() < list.page_size;
-                if tx.send(Ok(items)).await.is_err() {
+                if !emit(tx, items, keep).await {
                     return Ok(());
                 }
                 if short {
@@ -172,12 +200,12 @@ async fn produce_page_number<T: Send + 'static>(
             }
             let next = paging.url_for_page(&list.first, pages + 1);
             paging.visit(&next)?;
-            return follow(&http, &mut paging, next, &list, &decode, tx).await;
+            return follow(&http, &mut paging, next, &list, &decode, keep, tx).await;
         }
     }
     match paging.next(&list.first, &info)? {
         Step::Done => Ok(()),
-        Step::Next(url) => follow(&http, &mut paging, url, &list, &decode, tx).await,
+        Step::Next(url) => follow(&http, &mut paging, url, &list, &decode, keep, tx).await,
     }
 }
 
@@ -188,12 +216,13 @@ async fn follow<T: Send + 'static>(
     mut url: Url,
     list: &PageNumberList,
     decode: &Decoder<T>,
+    keep: &Option<Keep<T>>,
     tx: &mpsc::Sender<Result<Vec<T>>>,
 ) -> Result<()> {
     loop {
         let (resp, items) = fetch(http, url.clone(), list.operation, decode).await?;
         let info = page_info(&resp, items.len(), list.total_header);
-        if tx.send(Ok(items)).await.is_err() {
+        if !emit(tx, items, keep).await {
             return Ok(());
         }
         match paging.next(&url, &info)? {

@@ -25,7 +25,9 @@ use crate::engine::auth::LoginToken;
 use crate::engine::http::{Body, HttpClient, HttpConfig, Request, Response};
 use crate::engine::pagination::with_query_param;
 use crate::engine::retry::{is_ambiguous, RequestKind, RetryPolicy};
-use crate::engine::stream::{page_number_stream, Decoder, PageNumberList, PageStream};
+use crate::engine::stream::{
+    page_number_stream, page_number_stream_filtered, Decoder, Keep, PageNumberList, PageStream,
+};
 use crate::engine::{Error, ErrorKind, Result};
 
 const VENDOR: &str = "alegion";
@@ -712,15 +714,9 @@ impl Adapter for Alegion {
             let items = decode_items::<ResultDto>(resp, include_raw, "results")?;
             Ok(items
                 .into_iter()
-                .filter_map(|(r, raw)| {
-                    let completed_us = r.created_at.as_deref().and_then(parse_rfc3339_us);
-                    if let (Some(since), Some(done)) = (since_us, completed_us) {
-                        if done <= since {
-                            return None;
-                        }
-                    }
+                .map(|(r, raw)| {
                     let rec = r.input_record;
-                    Some(Envelope {
+                    Envelope {
                         key: rec.metadata.unwrap_or_else(|| rec.id.clone()),
                         id: rec.id,
                         batch_id: batch.clone(),
@@ -728,15 +724,19 @@ impl Adapter for Alegion {
                         input: rec.data,
                         output: r.result_data,
                         created_at: rec.created_at,
+                        completed_us: r.created_at.as_deref().and_then(parse_rfc3339_us),
                         completed_at: r.created_at,
                         vendor: VENDOR,
                         raw,
-                        completed_us,
-                    })
+                    }
                 })
                 .collect())
         });
-        page_number_stream(&self.rt, self.http.clone(), list, decode)
+        let keep: Option<Keep<Envelope>> = since_us.map(|since| {
+            Arc::new(move |e: &Envelope| e.completed_us.is_none_or(|done| done > since))
+                as Keep<Envelope>
+        });
+        page_number_stream_filtered(&self.rt, self.http.clone(), list, decode, keep)
     }
 
     fn records(
