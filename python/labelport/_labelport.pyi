@@ -83,8 +83,10 @@ class Client:
         json: Any = None,
         paginate: bool = False,
         retry: bool | None = None,
+        raw: bool = False,
     ) -> Any:
-        """Authenticated escape hatch: the decoded JSON body, or an iterator of items with ``paginate=True``.
+        """Authenticated escape hatch: the decoded JSON body (the body's bytes with ``raw=True``), or an iterator of
+        items with ``paginate=True``.
         ``path`` is relative to the vendor's API root (alegion: ``/workflows`` means ``/api/v1/workflows``) or an
         absolute path starting with the API prefix. Only GETs are retried unless ``retry=True``."""
     def close(self) -> None: ...

@@ -217,7 +217,7 @@ impl Client {
     }
 
     /// Authenticated escape hatch: the decoded JSON body, or an iterator of items with `paginate=True`.
-    #[pyo3(signature = (method, path, *, params=None, json=None, paginate=false, retry=None))]
+    #[pyo3(signature = (method, path, *, params=None, json=None, paginate=false, retry=None, raw=false))]
     #[allow(clippy::too_many_arguments)]
     fn request<'py>(
         &self,
@@ -228,6 +228,7 @@ impl Client {
         json: Option<&Bound<'py, PyAny>>,
         paginate: bool,
         retry: Option<bool>,
+        raw: bool,
     ) -> PyResult<Bound<'py, PyAny>> {
         let adapter = self.inner.adapter()?;
         match prepare_request(&adapter, method, path, params, json, paginate, retry)? {
@@ -236,6 +237,9 @@ impl Client {
             }
             Prepared::Single(req) => {
                 let resp = block_on(py, async move { adapter.http().send(&req).await })?;
+                if raw {
+                    return Ok(PyBytes::new(py, &resp.body).into_any());
+                }
                 body_to_py(py, &resp.body)
             }
         }

@@ -101,8 +101,48 @@ impl<'de, 'py> Visitor<'de> for KeySeed<'py> {
         f.write_str("a string key")
     }
     fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
-        Ok(PyString::new(self.py, v))
+        Ok(cached_key(self.py, v))
     }
+}
+
+/// Slots of the key cache: results repeat the same few dozen keys on every record.
+const KEY_CACHE_SLOTS: usize = 1024;
+/// Longer keys are rare and not worth caching.
+const KEY_CACHE_MAX_LEN: usize = 64;
+
+thread_local! {
+    /// Recently seen object keys as interned Python strings, per thread (no lock on the hot path), in the
+    /// manner of orjson: a hash-indexed table where a new key simply replaces the slot's old one.
+    static KEY_CACHE: std::cell::RefCell<Vec<Option<(Box<str>, Py<PyString>)>>> =
+        std::cell::RefCell::new((0..KEY_CACHE_SLOTS).map(|_| None).collect());
+}
+
+fn slot_of(key: &str) -> usize {
+    // FNV-1a: cheap and good enough for short keys.
+    let mut h: u32 = 0x811c_9dc5;
+    for b in key.bytes() {
+        h = (h ^ b as u32).wrapping_mul(0x0100_0193);
+    }
+    h as usize % KEY_CACHE_SLOTS
+}
+
+/// The key as a Python string, from the cache when it was seen recently.
+fn cached_key<'py>(py: Python<'py>, key: &str) -> Bound<'py, PyString> {
+    if key.len() > KEY_CACHE_MAX_LEN {
+        return PyString::new(py, key);
+    }
+    let slot = slot_of(key);
+    KEY_CACHE.with(|cache| {
+        let mut cache = cache.borrow_mut();
+        if let Some((k, v)) = &cache[slot] {
+            if &**k == key {
+                return v.bind(py).clone();
+            }
+        }
+        let fresh = PyString::intern(py, key);
+        cache[slot] = Some((key.into(), fresh.clone().unbind()));
+        fresh
+    })
 }
 
 /// Why a Python value cannot be sent as JSON: the dotted path of the field, and what is wrong.
