@@ -1,0 +1,306 @@
+"""labelport against its peers, side by side in one run, against the same sandbox in its own process.
+
+    python bench/run.py            # the full run (BENCHMARKS.md)
+    python bench/run.py --smoke    # seconds: checks every scenario runs (CI)
+
+Each measurement runs in a fresh child process, so peak memory is the scenario's own; the timing is taken
+inside the child around the work only. Every scenario runs `--repeat` times per runner, interleaved; the
+table shows medians and ratios (peer time / labelport time: above 1 means labelport is faster).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from typing import Any, Callable
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+# ------------------------------------------------------------------------------------------------ children
+
+
+def rss_mb() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def peak_rss_mb() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def alegion_session(env: dict[str, Any], session: Any) -> str:
+    token = session.post(f"{env['url']}/api/v1/login", json=env["credentials"]).json()["access_token"]
+    session.headers["Authorization"] = f"Bearer {token}"
+    return f"{env['url']}/api/v1/batches/{env['batch']}/results?page=1&pageSize=1000&sort=%2BcreatedAt"
+
+
+def b1_labelport(env: dict[str, Any]) -> int:
+    import labelport as lp
+
+    client = lp.Client("alegion", project=env["project"], base_url=env["url"], **env["credentials"])
+    return len(client.batch(env["batch"]).results().to_list())
+
+
+def b1_requests(env: dict[str, Any]) -> int:
+    import requests
+
+    s = requests.Session()
+    url: str | None = alegion_session(env, s)
+    out: list[Any] = []
+    while url:
+        r = s.get(url)
+        r.raise_for_status()
+        out.extend(r.json())
+        url = r.links.get("next", {}).get("url")
+    return len(out)
+
+
+def b1_httpx(env: dict[str, Any]) -> int:
+    import httpx
+
+    with httpx.Client() as s:
+        url: str | None = alegion_session(env, s)
+        out: list[Any] = []
+        while url:
+            r = s.get(url)
+            r.raise_for_status()
+            out.extend(r.json())
+            nxt = r.links.get("next")
+            url = nxt["url"] if nxt else None
+    return len(out)
+
+
+def b1_floor(env: dict[str, Any]) -> int:
+    """The same pages as raw bytes through labelport's engine, in order, then orjson: the cost of building
+    the dicts, with nothing of ours in the decoding."""
+    import labelport as lp
+    import orjson
+
+    client = lp.Client("alegion", project=env["project"], base_url=env["url"], **env["credentials"])
+    out: list[Any] = []
+    page = 1
+    while True:
+        raw = client.request(
+            "GET",
+            f"/batches/{env['batch']}/results",
+            params={"page": page, "pageSize": 1000, "sort": "+createdAt"},
+            raw=True,
+        )
+        items = orjson.loads(raw)
+        out.extend(items)
+        if len(items) < 1000:
+            return len(out)
+        page += 1
+
+
+def b4_labelport(env: dict[str, Any]) -> int:
+    import labelport as lp
+
+    client = lp.Client("alegion", project=env["project"], base_url=env["url"], **env["credentials"])
+    n = 0
+    for _ in client.batch(env["batch"]).results():
+        n += 1
+    return n
+
+
+def b5_labelport(env: dict[str, Any]) -> int:
+    import labelport as lp
+
+    client = lp.Client("alegion", project=env["project"], base_url=env["url"], **env["credentials"])
+    path = f"/batches/{env['batch']}"
+    client.request("GET", path)  # log in first, as the peers do before their loop
+    started = time.perf_counter()
+    for _ in range(env["calls"]):
+        client.request("GET", path)
+    env["_elapsed"] = time.perf_counter() - started
+    return env["calls"]
+
+
+def b5_requests(env: dict[str, Any]) -> int:
+    import requests
+
+    s = requests.Session()
+    alegion_session(env, s)
+    url = f"{env['url']}/api/v1/batches/{env['batch']}"
+    started = time.perf_counter()
+    for _ in range(env["calls"]):
+        s.get(url).json()
+    env["_elapsed"] = time.perf_counter() - started
+    return env["calls"]
+
+
+def b5_httpx(env: dict[str, Any]) -> int:
+    import httpx
+
+    with httpx.Client() as s:
+        alegion_session(env, s)
+        url = f"{env['url']}/api/v1/batches/{env['batch']}"
+        started = time.perf_counter()
+        for _ in range(env["calls"]):
+            s.get(url).json()
+        env["_elapsed"] = time.perf_counter() - started
+    return env["calls"]
+
+
+RUNNERS: dict[str, Callable[[dict[str, Any]], int]] = {
+    "B1/labelport": b1_labelport,
+    "B1/requests": b1_requests,
+    "B1/httpx": b1_httpx,
+    "B1/floor (engine bytes + orjson)": b1_floor,
+    "B4/labelport": b4_labelport,
+    "B5/labelport": b5_labelport,
+    "B5/requests": b5_requests,
+    "B5/httpx": b5_httpx,
+}
+
+
+def child(name: str, env_json: str) -> None:
+    env = json.loads(env_json)
+    base = rss_mb()
+    started = time.perf_counter()
+    n = RUNNERS[name](env)
+    elapsed = env.get("_elapsed", time.perf_counter() - started)
+    print(json.dumps({"n": n, "seconds": elapsed, "peak_rss_mb": peak_rss_mb(), "growth_mb": peak_rss_mb() - base}))
+
+
+# ------------------------------------------------------------------------------------------------ parent
+
+
+def run_child(name: str, env: dict[str, Any]) -> dict[str, Any]:
+    out = subprocess.run(
+        [sys.executable, __file__, "--child", name, json.dumps(env)],
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
+    if out.returncode != 0:
+        raise SystemExit(f"{name} failed:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+class Sandbox:
+    def __init__(self, vendor: str, latency: float | None = None) -> None:
+        cmd = [sys.executable, os.path.join(HERE, "sandbox_proc.py"), vendor]
+        if latency:
+            cmd += ["--latency", str(latency)]
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        assert self.proc.stdout is not None
+        self.info = json.loads(self.proc.stdout.readline())
+
+    def close(self) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.close()
+        self.proc.wait(timeout=30)
+
+
+def seed_alegion(info: dict[str, Any], name: str, n: int) -> str:
+    import labelport as lp
+
+    client = lp.Client("alegion", project=info["project"], base_url=info["url"], **info["credentials"])
+    batch = client.create_batch(name, exist_ok=True)
+    for start in range(0, n, 50_000):
+        batch.upload(
+            [
+                {
+                    "image_id": f"img-{i:07d}",
+                    "url": f"https://example.com/cars/{i:07d}.jpg",
+                    "caption": "a red hatchback parked under a tree",
+                }
+                for i in range(start, min(n, start + 50_000))
+            ],
+            key="image_id",
+        )
+    return batch.id
+
+
+def measure(names: list[str], env: dict[str, Any], repeat: int) -> dict[str, list[dict[str, Any]]]:
+    runs: dict[str, list[dict[str, Any]]] = {n: [] for n in names}
+    for _ in range(repeat):
+        for name in names:  # interleaved, so load on the machine falls on every runner alike
+            runs[name].append(run_child(name, env))
+    return runs
+
+
+def table(title: str, runs: dict[str, list[dict[str, Any]]], reference: str) -> list[str]:
+    ref = statistics.median(r["seconds"] for r in runs[reference])
+    lines = [f"### {title}", "", "| runner | items | median s | ratio (peer / labelport) | peak RSS MB |", "|---|---:|---:|---:|---:|"]
+    for name, rs in runs.items():
+        med = statistics.median(r["seconds"] for r in rs)
+        ratio = "1.00 (reference)" if name == reference else f"{med / ref:.2f}"
+        peak = max(r["peak_rss_mb"] for r in rs)
+        lines.append(f"| {name.split('/', 1)[1]} | {rs[0]['n']:,} | {med:.3f} | {ratio} | {peak:.0f} |")
+    return lines + [""]
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--smoke", action="store_true", help="tiny sizes, one repetition: checks everything runs")
+    p.add_argument("--repeat", type=int, default=5)
+    p.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.child:
+        child(*args.child)
+        return
+
+    import labelport as lp
+
+    smoke = args.smoke
+    repeat = 1 if smoke else args.repeat
+    n_results = 2_000 if smoke else 100_000
+    n_big = 20_000 if smoke else 1_000_000
+    calls = 50 if smoke else 2_000
+    out = [
+        f"Machine: {platform.machine()}, {os.cpu_count()} cores, {platform.system()} {platform.release()}; "
+        f"Python {platform.python_version()}; labelport {lp.__version__}; "
+        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; repeat {repeat}"
+        + (" (SMOKE: sizes too small to mean anything)" if smoke else ""),
+        "",
+    ]
+    sb = Sandbox("alegion")
+    try:
+        info = sb.info
+        batch = seed_alegion(info, "bench-b1", n_results)
+        env = {**info, "batch": batch}
+        out += table(
+            f"B1 results: {n_results:,} Alegion results, 1,000 per page, into a list of dicts",
+            measure(["B1/labelport", "B1/requests", "B1/httpx", "B1/floor (engine bytes + orjson)"], env, repeat),
+            "B1/labelport",
+        )
+        env = {**info, "batch": batch, "calls": calls}
+        out += table(
+            f"B5 small calls: {calls:,} sequential GETs of one batch",
+            measure(["B5/labelport", "B5/requests", "B5/httpx"], env, repeat),
+            "B5/labelport",
+        )
+        big = seed_alegion(info, "bench-b4", n_big)
+        small_n = n_big // 10
+        small = seed_alegion(info, "bench-b4-small", small_n)
+        mem = {
+            f"B4/labelport ({n_big:,})": run_child("B4/labelport", {**info, "batch": big}),
+            f"B4/labelport ({small_n:,})": run_child("B4/labelport", {**info, "batch": small}),
+        }
+        out += [
+            "### B4 memory: stream results without keeping them",
+            "",
+            "| results | seconds | peak RSS MB | growth while streaming MB |",
+            "|---:|---:|---:|---:|",
+        ]
+        for r in mem.values():
+            out.append(f"| {r['n']:,} | {r['seconds']:.2f} | {r['peak_rss_mb']:.0f} | {r['growth_mb']:.1f} |")
+        out.append("")
+    finally:
+        sb.close()
+    print("\n".join(out))
+
+
+if __name__ == "__main__":
+    main()
