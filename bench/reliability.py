@@ -1,0 +1,102 @@
+"""The fault matrix: for every vendor, a full upload and read-back under every sandbox fault at once, counting
+from the sandbox's own statistics that every key was created exactly once and returned exactly once.
+
+    python bench/reliability.py                       # 10 seeds x 5,000 records per vendor (RELIABILITY.md)
+    python bench/reliability.py --seeds 1 --records 300   # what CI runs (tests/test_fault_matrix.py)
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import time
+from typing import Any
+
+import labelport as lp
+
+#: Every fault the sandbox has, at once. The token lives one second, so it expires several times a run.
+FAULTS: dict[str, float] = {
+    "rate_limit": 0.05,
+    "server_error": 0.1,
+    "commit_then_fail": 0.05,
+    "reset": 0.02,
+    "slow": 0.02,
+    "slow_s": 0.3,
+    "token_ttl": 1.0,
+}
+
+
+def vendors() -> list[str]:
+    """The vendors this build has both a simulator and an adapter for."""
+    out = []
+    for vendor in ("alegion", "taskmonk", "playment", "deepen", "sama"):
+        try:
+            with lp.sandbox.start(vendor) as sb:
+                sb.client()
+        except lp.LabelportError:
+            continue
+        out.append(vendor)
+    return out
+
+
+def make_records(vendor: str, prefix: str, n: int) -> tuple[list[dict[str, Any]], str]:
+    """Records a vendor's sandbox project accepts, and the name of their key field."""
+    if vendor == "deepen":
+        return [{"name": f"{prefix}-{i:05d}.jpg", "file": b"\xff\xd8\xff" + i.to_bytes(4, "big")} for i in range(n)], "name"
+    return [
+        {"image_id": f"{prefix}-{i:05d}", "url": f"https://example.com/cars/{i:05d}.jpg", "caption": f"car {i}"}
+        for i in range(n)
+    ], "image_id"
+
+
+def run_one(vendor: str, seed: int, n: int, faults: dict[str, float] | None = None) -> dict[str, Any]:
+    """One upload and read-back under faults; what the sandbox saw."""
+    faults = FAULTS if faults is None else faults
+    started = time.monotonic()
+    with lp.sandbox.start(vendor, seed=seed, faults=faults) as sb:
+        client = sb.client()
+        batch = client.create_batch(f"fault-matrix-{seed}", exist_ok=True)
+        records, key = make_records(vendor, f"s{seed}", n)
+        job = batch.upload(records, key=key)
+        job.wait(timeout=600)
+        batch.wait(timeout=600, poll_interval=0.2)
+        returned = collections.Counter(r["key"] for r in batch.results())
+        stats = sb.stats()
+    created = stats["records_created"]
+    wanted = {r[key] for r in records}
+    requests = stats["requests"]
+    faulted = sum(int(c) for k, c in requests.items() if not k.rsplit(" ", 1)[1].startswith("2"))
+    return {
+        "vendor": vendor,
+        "seed": seed,
+        "records": n,
+        "requests": int(stats["requests_total"]),
+        "faults": faulted,
+        "lost": len(wanted - set(created)) + len(wanted - set(returned)),
+        "duplicated": sum(c - 1 for c in created.values() if c > 1) + sum(c - 1 for c in returned.values() if c > 1),
+        "seconds": time.monotonic() - started,
+    }
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--seeds", type=int, default=10)
+    p.add_argument("--records", type=int, default=5000)
+    p.add_argument("--vendor", action="append", help="only these vendors (default: every vendor available)")
+    args = p.parse_args()
+    faults = ", ".join(f"{k}={v}" for k, v in FAULTS.items())
+    print(f"Faults, all at once: {faults}\n")
+    print("| vendor | seeds | records each | requests | faults injected | records lost | records duplicated | seconds |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    for vendor in args.vendor or vendors():
+        rows = [run_one(vendor, seed, args.records) for seed in range(1, args.seeds + 1)]
+        print(
+            f"| {vendor} | {len(rows)} | {args.records:,} | {sum(r['requests'] for r in rows):,} | "
+            f"{sum(r['faults'] for r in rows):,} | {sum(r['lost'] for r in rows)} | "
+            f"{sum(r['duplicated'] for r in rows)} | {sum(r['seconds'] for r in rows):.1f} |",
+            flush=True,
+        )
+
+
+if __name__ == "__main__":
+    main()
