@@ -132,3 +132,40 @@ mod tests {
         assert!(parse_link_header([""], &base()).is_empty());
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Whatever a vendor sends, parsing never panics.
+        #[test]
+        fn never_panics(header in ".{0,300}") {
+            let base = Url::parse("https://h/x?page=1").unwrap();
+            let _ = parse_link_header([header.as_str()], &base);
+        }
+
+        /// Entries in any order, with any spacing and quoting, parse back to their targets.
+        #[test]
+        fn any_order_spacing_quoting(
+            pages in proptest::collection::vec(1u32..10_000, 1..5),
+            spaces in proptest::collection::vec(0usize..3, 8),
+            quoted in any::<bool>(),
+        ) {
+            let rels = ["first", "prev", "next", "last"];
+            let base = Url::parse("https://h/api/v1/list?page=1").unwrap();
+            let sp = |i: usize| " ".repeat(spaces[i % spaces.len()]);
+            let entries: Vec<String> = pages.iter().enumerate().map(|(i, p)| {
+                let rel = if quoted { format!("\"{}\"", rels[i]) } else { rels[i].to_string() };
+                format!("{}<https://h/api/v1/list?page={p}>{};{}rel={rel}", sp(i), sp(i + 1), sp(i + 2))
+            }).collect();
+            let header = entries.iter().rev().cloned().collect::<Vec<_>>().join(",");
+            let links = parse_link_header([header.as_str()], &base);
+            for (i, p) in pages.iter().enumerate() {
+                let want = format!("https://h/api/v1/list?page={p}");
+                prop_assert_eq!(links.get(rels[i]).map(|u| u.to_string()), Some(want));
+            }
+        }
+    }
+}

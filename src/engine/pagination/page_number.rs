@@ -210,3 +210,37 @@ mod tests {
         assert!(u.as_str().contains("page=7"));
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Walking a list of any size visits each page once, in order, and always ends.
+        #[test]
+        fn visits_every_page_once_and_ends(total in 0u64..50_000, page_size in 1usize..2_000, with_total in any::<bool>()) {
+            let mut paging = PageNumberPaging::new("page", page_size);
+            let mut url = Url::parse("http://h/items?page=1&pageSize=7").unwrap();
+            paging.visit(&url).unwrap();
+            let mut served = 0u64;
+            let mut pages = 0u64;
+            loop {
+                let items = (total - served).min(page_size as u64) as usize;
+                served += items as u64;
+                pages += 1;
+                prop_assert!(pages <= total / page_size as u64 + 2, "paging did not end");
+                let info = PageInfo { items, total: with_total.then_some(total), links: Links::default() };
+                match paging.next(&url, &info).unwrap() {
+                    Step::Done => break,
+                    Step::Next(next) => {
+                        let n: u64 = next.query_pairs().find(|(k, _)| k == "page").unwrap().1.parse().unwrap();
+                        prop_assert_eq!(n, pages + 1);
+                        url = next;
+                    }
+                }
+            }
+            prop_assert_eq!(served, total);
+        }
+    }
+}
