@@ -12,13 +12,15 @@ STAMP := $(VENV)/.labelport-tools
 # maturin develop installs into the active virtualenv: activate it for every command that needs it.
 ACTIVATE := VIRTUAL_ENV=$(VENV_ABS) PATH=$(VENV_ABS)/bin:$$PATH
 TOOLS := "maturin>=1.7,<2" "pytest>=7"
+# What the tests need besides labelport itself (pytest, requests, httpx, orjson).
+TEST_REQUIREMENTS := tests/requirements.txt
 
 .PHONY: help venv develop demo test test-rust test-python lint format clean distclean
 
 help:
 	@echo "make demo         set up, build, and run the demo against the local Alegion sandbox"
 	@echo "make test         set up, build, and run every test (Rust, then Python)"
-	@echo "make venv         create .venv with maturin and pytest (once)"
+	@echo "make venv         create .venv with maturin and the test requirements (once)"
 	@echo "make develop      build the Rust core (release) into .venv"
 	@echo "make test-rust    cargo test --release --no-default-features (no interpreter needed)"
 	@echo "make test-python  build, then pytest against the sandbox"
@@ -28,9 +30,10 @@ help:
 
 venv: $(STAMP)
 
-$(STAMP):
+$(STAMP): $(wildcard $(TEST_REQUIREMENTS))
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check $(TOOLS)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check $(TOOLS) \
+		$(if $(wildcard $(TEST_REQUIREMENTS)),-r $(TEST_REQUIREMENTS))
 	touch $(STAMP)
 
 develop: venv
