@@ -9,7 +9,7 @@
         ...
 """
 
-from labelport import sandbox
+from labelport import config, sandbox
 from labelport._labelport import (
     AsyncBatch,
     AsyncClient,
@@ -53,6 +53,7 @@ __all__ = [
     "UnsupportedOperation",
     "VendorError",
     "__version__",
+    "config",
     "reset_log_cache",
     "sandbox",
 ]

@@ -5,12 +5,29 @@ from __future__ import annotations
 import datetime as _dt
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from os import PathLike
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 __version__: str
 
 Record = Mapping[str, Any]
 Envelope = dict[str, Any]
+
+class _Tabular(Protocol):
+    """A pandas or polars DataFrame, or a pyarrow Table or RecordBatch: anything with a 2-D ``shape``."""
+
+    @property
+    def shape(self) -> tuple[int, int]: ...
+
+class _ArrowStream(Protocol):
+    """Anything that exports an Arrow C stream (a pyarrow RecordBatchReader, DuckDB and others)."""
+
+    def __arrow_c_stream__(self, requested_schema: object | None = None) -> object: ...
+
+#: What ``upload`` takes: dicts, a DataFrame, Arrow data, or a path to a ``.jsonl``, ``.csv`` or ``.parquet`` file.
+Records = Iterable[Record] | _Tabular | _ArrowStream | str | PathLike[str]
+#: ``progress=``: ``None`` follows ``labelport.config.progress``; ``True``/``False``; or a callable given a status
+#: dict (``wait``: the batch status after every poll; ``upload``: ``{"done", "total"}`` records).
+Progress = bool | Callable[[dict[str, Any]], object] | None
 Status = Literal["pending", "in_progress", "completed", "exception", "canceled", "rejected", "failed"]
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -95,6 +112,8 @@ class Client:
 
 
 class Batch:
+    """A batch of records at the vendor: upload into it, wait for it, read its results."""
+
     @property
     def id(self) -> str: ...
     @property
@@ -107,15 +126,25 @@ class Batch:
     def raw(self) -> dict[str, Any]: ...
     def upload(
         self,
-        records: Iterable[Record],
+        records: Records,
         key: str | None = None,
         *,
         on_error: Literal["raise", "collect"] = "raise",
+        progress: Progress = None,
         **options: Any,
     ) -> Job:
         """Send records; returns once the vendor has accepted every one. Idempotent by key: records whose key the
         batch already holds are skipped, so re-running an upload sends nothing twice. Without ``key`` the key is a
-        stable hash of the record's content."""
+        stable hash of the record's content.
+
+        ``records``: a list or iterable of dicts, a pandas or polars DataFrame, a pyarrow Table, RecordBatch or
+        RecordBatchReader, or a path to a ``.jsonl``, ``.csv`` or ``.parquet`` file. A list or tuple is checked
+        whole before anything is sent; anything else is read, checked and sent in chunks of 50,000 records (a
+        parquet file record batch by record batch, never whole): a bad record then stops the upload at its chunk,
+        after the earlier chunks were sent, and running the same upload again sends only what is missing. Values
+        of DataFrames, Arrow data and files that JSON has no word for are converted (datetimes to RFC 3339, numpy
+        scalars to numbers, Decimal to str, NaN/NaT/None to null); plain dicts are sent as they are, and a NaN
+        there is an ``InvalidInput``. ``progress``: a progress bar (default ``labelport.config.progress``)."""
     def status(self) -> dict[str, int | bool]:
         """Counts from the vendor: total, pending, in_progress, completed, exception, canceled, rejected, failed,
         and ``done`` (bool: every record is in a final state)."""
@@ -124,9 +153,10 @@ class Batch:
         timeout: float | None = None,
         *,
         poll_interval: float = 2.0,
-        progress: Callable[[dict[str, int | bool]], object] | None = None,
+        progress: Progress = None,
     ) -> dict[str, int | bool]:
-        """Block until every record is finished (done on two consecutive polls); raises Timeout."""
+        """Block until every record is finished (done on two consecutive polls); raises Timeout. ``progress``: a
+        bar of finished records (default ``labelport.config.progress``), or a callable given each status dict."""
     def results(
         self, since: _dt.datetime | str | None = None, include_raw: bool = False
     ) -> ResultStream:
@@ -140,6 +170,8 @@ class Batch:
 
 
 class Job:
+    """One upload, and what the vendor did with it."""
+
     @property
     def id(self) -> str: ...
     @property
@@ -152,6 +184,9 @@ class Job:
 
 
 class ResultStream(Iterator[Envelope]):
+    """Results (or records) of a batch as envelope dicts, fetched page by page as you iterate; also a DataFrame or
+    a file in one call. Dropping it stops the fetching."""
+
     def __iter__(self) -> ResultStream: ...
     def __next__(self) -> Envelope: ...
     @property
@@ -160,6 +195,19 @@ class ResultStream(Iterator[Envelope]):
     def to_list(self) -> list[Envelope]: ...
     def to_jsonl(self, path: str | PathLike[str]) -> int:
         """Write the remaining results as JSON lines; returns how many were written."""
+    def to_pandas(self, flatten: bool = False, *, key_type: Any = None, progress: Progress = None) -> Any:
+        """The remaining results as a ``pandas.DataFrame`` (``pip install "labelport[pandas]"``), one row per result:
+        ``id, batch_id, key, status, input, output, created_at, completed_at, vendor``. ``flatten=True`` spreads
+        ``input`` and ``output`` into columns (``input.caption``, ``output.label``). ``key_type`` casts ``key`` (a
+        string at the vendor) back to the input's type, e.g. ``df["image_id"].dtype``, to join on it."""
+    def to_polars(self, flatten: bool = False, *, key_type: Any = None, progress: Progress = None) -> Any:
+        """The remaining results as a ``polars.DataFrame`` (``pip install "labelport[polars]"``); as ``to_pandas``."""
+    def to_arrow(self, flatten: bool = False, *, key_type: Any = None, progress: Progress = None) -> Any:
+        """The remaining results as a ``pyarrow.Table`` (``pip install "labelport[arrow]"``); as ``to_pandas``."""
+    def to_parquet(self, path: str | PathLike[str], *, flatten: bool = True, progress: Progress = None) -> int:
+        """Write the remaining results to a parquet file, streamed (flat memory); returns how many were written."""
+    def to_csv(self, path: str | PathLike[str], *, flatten: bool = True, progress: Progress = None) -> int:
+        """Write the remaining results to a CSV file, streamed (flat memory); returns how many were written."""
     def close(self) -> None:
         """Stop fetching (also happens when the stream is dropped)."""
 
@@ -226,7 +274,7 @@ class AsyncBatch:
     def raw(self) -> dict[str, Any]: ...
     async def upload(
         self,
-        records: Iterable[Record],
+        records: Records,
         key: str | None = None,
         *,
         on_error: Literal["raise", "collect"] = "raise",
@@ -238,7 +286,7 @@ class AsyncBatch:
         timeout: float | None = None,
         *,
         poll_interval: float = 2.0,
-        progress: Callable[[dict[str, int | bool]], object] | None = None,
+        progress: Progress = None,
     ) -> dict[str, int | bool]: ...
     def results(self, since: _dt.datetime | str | None = None, include_raw: bool = False) -> AsyncStream: ...
     def records(self, status: str | list[str] | None = None, include_raw: bool = False) -> AsyncStream: ...
@@ -265,6 +313,12 @@ class AsyncStream(AsyncIterator[Envelope]):
     @property
     def watermark(self) -> str | None: ...
     async def to_list(self) -> list[Envelope]: ...
+    async def to_pandas(self, flatten: bool = False, *, key_type: Any = None) -> Any:
+        """The remaining results as a ``pandas.DataFrame``; as ``ResultStream.to_pandas``."""
+    async def to_polars(self, flatten: bool = False, *, key_type: Any = None) -> Any:
+        """The remaining results as a ``polars.DataFrame``; as ``ResultStream.to_pandas``."""
+    async def to_arrow(self, flatten: bool = False, *, key_type: Any = None) -> Any:
+        """The remaining results as a ``pyarrow.Table``; as ``ResultStream.to_pandas``."""
     def close(self) -> None: ...
 
 

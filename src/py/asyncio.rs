@@ -11,17 +11,18 @@ use std::time::Duration;
 use parking_lot::Mutex;
 use pyo3::exceptions::{PyStopAsyncIteration, PyStopIteration};
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyList};
+use pyo3::types::{PyDict, PyList, PyTuple};
 use pyo3_async_runtimes::{generic, TaskLocals};
 use serde_json::value::RawValue;
 
 use super::client::{
-    body_to_py, counts_to_py, job_to_py, parse_since, parse_statuses, prepare_request,
-    prepare_upload, ClientInner, Prepared,
+    body_to_py, close_progress, counts_to_py, finish_part, job_to_py, merge_parts, parse_since,
+    parse_statuses, prepare_request, prepare_upload, wait_progress, ClientInner, Prepared,
+    UploadSource,
 };
 use super::errors::to_py_err;
 use super::json::{json_to_py, json_value_to_py};
-use super::results::envelope_to_py;
+use super::results::{call_frames, envelope_to_py};
 use super::runtime::runtime;
 use crate::engine::stream::PageStream;
 use crate::engine::{Error, ErrorKind, Result};
@@ -141,16 +142,19 @@ impl AsyncClient {
         Ok(AsyncClient { inner })
     }
 
+    /// The vendor's name.
     #[getter]
     fn vendor(&self) -> &'static str {
         self.inner.vendor()
     }
 
+    /// The project the client works in.
     #[getter]
     fn project(&self) -> &str {
         &self.inner.config.project
     }
 
+    /// The vendor's base URL (scheme and host).
     #[getter]
     fn base_url(&self) -> String {
         self.inner
@@ -161,11 +165,13 @@ impl AsyncClient {
             .to_string()
     }
 
+    /// The vendor's options and optional operations.
     #[getter]
     fn capabilities<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         json_value_to_py(py, &self.inner.adapter()?.capabilities())
     }
 
+    /// Creates a batch (a coroutine); with `exist_ok=True` returns the batch of that name if there is one.
     #[pyo3(signature = (name, *, exist_ok=false, **options))]
     fn create_batch<'py>(
         &self,
@@ -184,6 +190,7 @@ impl AsyncClient {
         )
     }
 
+    /// Re-attaches to an existing batch by id (a coroutine).
     fn batch<'py>(&self, py: Python<'py>, id: String) -> PyResult<Bound<'py, PyAny>> {
         let adapter = self.inner.adapter()?;
         let client = self.inner.clone();
@@ -194,6 +201,7 @@ impl AsyncClient {
         )
     }
 
+    /// Every batch of the project (a coroutine).
     fn batches<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let adapter = self.inner.adapter()?;
         let client = self.inner.clone();
@@ -216,6 +224,7 @@ impl AsyncClient {
         )
     }
 
+    /// Authenticated escape hatch (a coroutine): the decoded JSON body; with `paginate=True` an `AsyncStream` of items.
     #[pyo3(signature = (method, path, *, params=None, json=None, paginate=false, retry=None))]
     #[allow(clippy::too_many_arguments)]
     fn request<'py>(
@@ -243,6 +252,7 @@ impl AsyncClient {
         }
     }
 
+    /// Releases connections (a coroutine); the client stays usable.
     fn close<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         self.inner.reconnect()?;
         awaitable(py, async { Ok(()) }, |py, ()| Ok(py.None().into_bound(py)))
@@ -274,6 +284,7 @@ impl AsyncClient {
     }
 }
 
+/// A batch of records at the vendor, with coroutine methods.
 #[pyclass(module = "labelport", frozen)]
 pub struct AsyncBatch {
     client: Arc<ClientInner>,
@@ -282,31 +293,37 @@ pub struct AsyncBatch {
 
 #[pymethods]
 impl AsyncBatch {
+    /// The vendor's batch id.
     #[getter]
     fn id(&self) -> &str {
         &self.info.id
     }
 
+    /// The batch name, where the vendor has one.
     #[getter]
     fn name(&self) -> Option<&str> {
         self.info.name.as_deref()
     }
 
+    /// The vendor's name.
     #[getter]
     fn vendor(&self) -> &'static str {
         self.client.vendor()
     }
 
+    /// When the vendor created the batch (RFC 3339), where known.
     #[getter]
     fn created_at(&self) -> Option<&str> {
         self.info.created_at.as_deref()
     }
 
+    /// The vendor's own batch object.
     #[getter]
     fn raw<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         json_value_to_py(py, &self.info.raw)
     }
 
+    /// Sends records (a coroutine): the same inputs and chunking as `Batch.upload`.
     #[pyo3(signature = (records, key=None, *, on_error="raise", **options))]
     fn upload<'py>(
         &self,
@@ -316,10 +333,51 @@ impl AsyncBatch {
         on_error: &str,
         options: Option<&Bound<'py, PyDict>>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let (records, upload_options) = prepare_upload(records, key.as_deref(), on_error, options)?;
+        let (source, upload_options) = prepare_upload(records, key.as_deref(), on_error, options)?;
         let adapter = self.client.adapter()?;
         let batch = self.info.clone();
         let client = self.client.clone();
+        let records = match source {
+            UploadSource::Whole(records) => records,
+            UploadSource::Chunks(mut reader) => {
+                // Chunks are read with the GIL between sends; each is converted and checked before it goes.
+                return generic::future_into_py::<LabelportRuntime, _, Py<PyAny>>(py, async move {
+                    let mut parts: Vec<JobState> = Vec::new();
+                    while let Some(records) = Python::attach(|py| reader.next_chunk(py))? {
+                        if let Some(last) = parts.pop() {
+                            parts.push(finish_part(&adapter, last).await.map_err(to_py_err)?);
+                        }
+                        let progress = Arc::new(UploadProgress::default());
+                        let part = adapter
+                            .upload(&batch, records, upload_options.clone(), progress)
+                            .await
+                            .map_err(to_py_err)?;
+                        parts.push(part);
+                    }
+                    if parts.len() > 1 {
+                        let last = parts.pop().expect("parts");
+                        parts.push(finish_part(&adapter, last).await.map_err(to_py_err)?);
+                    }
+                    if parts.is_empty() {
+                        return Err(to_py_err(
+                            Error::invalid("nothing to upload: records is empty").field("records"),
+                        ));
+                    }
+                    let state = merge_parts(parts);
+                    Python::attach(|py| {
+                        Ok(Bound::new(
+                            py,
+                            AsyncJob {
+                                client,
+                                state: Arc::new(Mutex::new(state)),
+                            },
+                        )?
+                        .into_any()
+                        .unbind())
+                    })
+                });
+            }
+        };
         let progress = Arc::new(UploadProgress::default());
         awaitable(
             py,
@@ -341,6 +399,7 @@ impl AsyncBatch {
         )
     }
 
+    /// Record counts from the vendor, and `done` (a coroutine).
     fn status<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let adapter = self.client.adapter()?;
         let id = self.info.id.clone();
@@ -351,15 +410,18 @@ impl AsyncBatch {
         )
     }
 
+    /// Waits until every record is finished (a coroutine); `progress` as in `Batch.wait`.
     #[pyo3(signature = (timeout=None, *, poll_interval=2.0, progress=None))]
     fn wait<'py>(
         &self,
         py: Python<'py>,
         timeout: Option<f64>,
         poll_interval: f64,
-        progress: Option<Py<PyAny>>,
+        progress: Option<Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let mut waiting = BatchWait::new(timeout, poll_interval).map_err(to_py_err)?;
+        let progress = wait_progress(py, progress.as_ref())?.map(Bound::unbind);
+        let bar = progress.as_ref().map(|p| p.clone_ref(py));
         let adapter = self.client.adapter()?;
         let id = self.info.id.clone();
         let vendor = self.client.vendor();
@@ -382,6 +444,14 @@ impl AsyncBatch {
                 }
             }
         };
+        let fut = async move {
+            let outcome = fut.await;
+            Python::attach(|py| close_progress(bar.as_ref().map(|b| b.bind(py)), outcome.is_ok()))
+                .map_err(|e| {
+                    Error::invalid(format!("the progress display failed: {e}")).field("progress")
+                })?;
+            outcome
+        };
         awaitable(py, fut, |py, counts| {
             Ok(counts_to_py(py, &counts)?.into_any())
         })
@@ -402,6 +472,7 @@ impl AsyncBatch {
         ))
     }
 
+    /// An async iterator of every record with its neutral status.
     #[pyo3(signature = (status=None, include_raw=false))]
     fn records(
         &self,
@@ -416,6 +487,7 @@ impl AsyncBatch {
         Ok(AsyncStream::new(Pages::Envelopes(stream), None))
     }
 
+    /// Stops work not yet started; never deletes labels (a coroutine).
     fn cancel<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let adapter = self.client.adapter()?;
         let id = self.info.id.clone();
@@ -424,6 +496,7 @@ impl AsyncBatch {
         })
     }
 
+    /// Accepts results by their result `id` (a coroutine).
     fn accept<'py>(&self, py: Python<'py>, ids: Vec<String>) -> PyResult<Bound<'py, PyAny>> {
         let adapter = self.client.adapter()?;
         let id = self.info.id.clone();
@@ -434,6 +507,7 @@ impl AsyncBatch {
         )
     }
 
+    /// Rejects results by their result `id` (a coroutine).
     #[pyo3(signature = (ids, reason=None))]
     fn reject<'py>(
         &self,
@@ -460,6 +534,7 @@ impl AsyncBatch {
     }
 }
 
+/// One upload, and what the vendor did with it (coroutine methods).
 #[pyclass(module = "labelport", frozen)]
 pub struct AsyncJob {
     client: Arc<ClientInner>,
@@ -468,20 +543,24 @@ pub struct AsyncJob {
 
 #[pymethods]
 impl AsyncJob {
+    /// The job id (the vendor's where it has one).
     #[getter]
     fn id(&self) -> String {
         self.state.lock().id.clone()
     }
 
+    /// The id of the batch the job uploads into.
     #[getter]
     fn batch_id(&self) -> String {
         self.state.lock().batch_id.clone()
     }
 
+    /// `{"state", "done", "total", "failed", "skipped"}` (a coroutine).
     fn status<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         self.wait_until(py, Some(0.0), 0.05, false)
     }
 
+    /// Waits until the vendor has ingested every record (a coroutine); raises `Timeout`.
     #[pyo3(signature = (timeout=None, *, poll_interval=1.0))]
     fn wait<'py>(
         &self,
@@ -492,6 +571,7 @@ impl AsyncJob {
         self.wait_until(py, timeout, poll_interval, true)
     }
 
+    /// Records the vendor refused (with `on_error="collect"`): key, field, code, message.
     fn failures<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
         let s = self.state.lock().clone();
         let list = PyList::empty(py);
@@ -710,6 +790,36 @@ impl AsyncStream {
             }
             Python::attach(|py| Ok(PyList::new(py, out)?.into_any().unbind()))
         })
+    }
+
+    /// The remaining results as a pandas DataFrame (a coroutine); arguments as `ResultStream.to_pandas`.
+    #[pyo3(signature = (*args, **kwargs), text_signature = "($self, flatten=False, *, key_type=None)")]
+    fn to_pandas<'py>(
+        slf: Bound<'py, Self>,
+        args: &Bound<'py, PyTuple>,
+        kwargs: Option<&Bound<'py, PyDict>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        call_frames(slf.into_any(), "ato_pandas", args, kwargs)
+    }
+
+    /// The remaining results as a polars DataFrame (a coroutine); arguments as `ResultStream.to_pandas`.
+    #[pyo3(signature = (*args, **kwargs), text_signature = "($self, flatten=False, *, key_type=None)")]
+    fn to_polars<'py>(
+        slf: Bound<'py, Self>,
+        args: &Bound<'py, PyTuple>,
+        kwargs: Option<&Bound<'py, PyDict>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        call_frames(slf.into_any(), "ato_polars", args, kwargs)
+    }
+
+    /// The remaining results as a pyarrow Table (a coroutine); arguments as `ResultStream.to_pandas`.
+    #[pyo3(signature = (*args, **kwargs), text_signature = "($self, flatten=False, *, key_type=None)")]
+    fn to_arrow<'py>(
+        slf: Bound<'py, Self>,
+        args: &Bound<'py, PyTuple>,
+        kwargs: Option<&Bound<'py, PyDict>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        call_frames(slf.into_any(), "ato_arrow", args, kwargs)
     }
 
     /// Stops fetching.

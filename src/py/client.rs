@@ -1,6 +1,9 @@
 //! `Client`, `Batch` and `Job`: the synchronous API. Every blocking call releases the GIL and answers Ctrl-C.
 
+use std::collections::hash_map::RandomState;
 use std::collections::{BTreeMap, HashMap};
+use std::hash::BuildHasher;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -13,7 +16,7 @@ use sha2::{Digest, Sha256};
 use super::errors::to_py_err;
 use super::json::{dict_to_json, json_to_py, json_value_to_py, py_to_json};
 use super::results::{RequestPages, ResultStream};
-use super::runtime::{block_on, runtime, sleep};
+use super::runtime::{block_on, block_on_ticking, runtime, sleep};
 use crate::engine::http::Request;
 use crate::engine::retry::RequestKind;
 use crate::engine::{Error, ErrorKind, Result};
@@ -147,16 +150,19 @@ impl Client {
         Ok(Client { inner })
     }
 
+    /// The vendor's name.
     #[getter]
     fn vendor(&self) -> &'static str {
         self.inner.config.spec.name
     }
 
+    /// The project (vendor's workflow, project or client id) the client works in.
     #[getter]
     fn project(&self) -> &str {
         &self.inner.config.project
     }
 
+    /// The vendor's base URL (scheme and host).
     #[getter]
     fn base_url(&self) -> String {
         self.inner
@@ -340,13 +346,141 @@ pub(super) fn body_to_py<'py>(py: Python<'py>, body: &[u8]) -> PyResult<Bound<'p
     }
 }
 
-/// Checks the arguments of `upload` and converts every record before anything is sent.
+/// Records sent per `adapter.upload` call when they come from a stream (a DataFrame, Arrow data, a file or an
+/// iterator): each chunk is converted and checked before it is sent, and never more than one is held.
+pub(super) const UPLOAD_CHUNK: usize = 50_000;
+
+/// What `upload` was given, ready to send.
+pub(super) enum UploadSource {
+    /// A list or tuple of dicts: every record converted and checked before anything is sent.
+    Whole(Vec<UploadRecord>),
+    /// Anything else: chunks from `labelport._records`, converted and sent one after the other.
+    Chunks(ChunkReader),
+}
+
+impl UploadSource {
+    /// How many records there are, where known before reading them.
+    pub(super) fn total(&self) -> Option<u64> {
+        match self {
+            UploadSource::Whole(r) => Some(r.len() as u64),
+            UploadSource::Chunks(c) => c.total,
+        }
+    }
+}
+
+/// Pulls chunks of plain dicts from `labelport._records.chunks(...)` and converts each like a list upload,
+/// with record numbers and the duplicate-key check running across chunks.
+pub(super) struct ChunkReader {
+    chunks: Py<PyAny>,
+    key: Option<String>,
+    pub(super) total: Option<u64>,
+    next_index: usize,
+    seen: KeysSeen,
+}
+
+impl ChunkReader {
+    /// The next chunk of converted records; `None` at the end.
+    pub(super) fn next_chunk(&mut self, py: Python<'_>) -> PyResult<Option<Vec<UploadRecord>>> {
+        let chunks = self.chunks.bind(py);
+        let Some(chunk) = chunks.try_iter()?.next() else {
+            return Ok(None);
+        };
+        let chunk = chunk?;
+        let records = convert_records(
+            &chunk.try_iter()?,
+            self.key.as_deref(),
+            self.next_index,
+            &mut self.seen,
+        )?;
+        self.next_index += records.len();
+        Ok(Some(records))
+    }
+}
+
+/// Keys already seen in one upload (as 64-bit hashes, so a 10-million-record stream stays small), with the
+/// number of the record that had each.
+pub(super) struct KeysSeen {
+    hasher: RandomState,
+    first: HashMap<u64, usize>,
+}
+
+impl Default for KeysSeen {
+    fn default() -> Self {
+        KeysSeen {
+            hasher: RandomState::new(),
+            first: HashMap::new(),
+        }
+    }
+}
+
+/// Sends the records of several chunks as one job: a part still running at the vendor is waited for before
+/// the next is sent, and the parts' counts add up.
+pub(super) async fn finish_part(adapter: &Arc<dyn Adapter>, part: JobState) -> Result<JobState> {
+    let mut part = part;
+    while part.state == JobPhase::Running {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        part = adapter.job_status(&part).await?;
+    }
+    Ok(part)
+}
+
+/// One job state out of the parts of a chunked upload.
+pub(super) fn merge_parts(parts: Vec<JobState>) -> JobState {
+    let mut parts = parts.into_iter();
+    let mut merged = parts.next().expect("an upload has at least one part");
+    for p in parts {
+        merged.total += p.total;
+        merged.done += p.done;
+        merged.failed += p.failed;
+        merged.skipped += p.skipped;
+        merged.failures.extend(p.failures);
+        if p.state != JobPhase::Completed {
+            merged.state = p.state;
+        }
+        merged.vendor_job = None;
+    }
+    merged
+}
+
+/// `Some(bar)` when `progress` asks for a progress display (`labelport._progress.upload_bar`).
+pub(super) fn upload_bar<'py>(
+    py: Python<'py>,
+    progress: Option<&Bound<'py, PyAny>>,
+    total: Option<u64>,
+) -> PyResult<Option<Bound<'py, PyAny>>> {
+    let bar = py
+        .import("labelport._progress")?
+        .call_method1("upload_bar", (progress, total))?;
+    Ok((!bar.is_none()).then_some(bar))
+}
+
+/// `progress` of `wait` as a callable (a user's callable as given), or `None` for no progress at all.
+pub(super) fn wait_progress<'py>(
+    py: Python<'py>,
+    progress: Option<&Bound<'py, PyAny>>,
+) -> PyResult<Option<Bound<'py, PyAny>>> {
+    let cb = py
+        .import("labelport._progress")?
+        .call_method1("wait_progress", (progress,))?;
+    Ok((!cb.is_none()).then_some(cb))
+}
+
+/// Closes a progress display made by `labelport._progress` (a user's own callable has no `close`).
+pub(super) fn close_progress(bar: Option<&Bound<'_, PyAny>>, ok: bool) -> PyResult<()> {
+    match bar {
+        Some(b) if b.hasattr("close")? => b.call_method1("close", (ok,)).map(|_| ()),
+        _ => Ok(()),
+    }
+}
+
+/// Checks the arguments of `upload`; a list or tuple is converted whole before anything is sent, anything else
+/// is read in chunks.
 pub(super) fn prepare_upload(
     records: &Bound<'_, PyAny>,
     key: Option<&str>,
     on_error: &str,
     options: Option<&Bound<'_, PyDict>>,
-) -> PyResult<(Vec<UploadRecord>, UploadOptions)> {
+) -> PyResult<(UploadSource, UploadOptions)> {
     let collect_errors = match on_error {
         "raise" => false,
         "collect" => true,
@@ -358,12 +492,30 @@ pub(super) fn prepare_upload(
         }
     };
     let options = kwargs_to_options(options)?;
-    let records = collect_records(records, key)?;
-    if records.is_empty() {
+    let source = if records.cast::<PyList>().is_ok()
+        || records.cast::<pyo3::types::PyTuple>().is_ok()
+        || records.cast::<PyDict>().is_ok()
+    {
+        UploadSource::Whole(collect_records(records, key)?)
+    } else {
+        let py = records.py();
+        let chunks = py
+            .import("labelport._records")?
+            .call_method1("chunks", (records, UPLOAD_CHUNK))?;
+        let total = chunks.getattr("total")?.extract::<Option<u64>>()?;
+        UploadSource::Chunks(ChunkReader {
+            chunks: chunks.unbind(),
+            key: key.map(str::to_string),
+            total,
+            next_index: 0,
+            seen: KeysSeen::default(),
+        })
+    };
+    if source.total() == Some(0) {
         return Err(invalid("nothing to upload: records is empty", "records"));
     }
     Ok((
-        records,
+        source,
         UploadOptions {
             collect_errors,
             options,
@@ -481,9 +633,19 @@ pub(super) fn collect_records(
             "records",
         )
     })?;
+    convert_records(&iter, key, 0, &mut KeysSeen::default())
+}
+
+/// Converts and checks records, numbering them from `first`.
+fn convert_records(
+    iter: &Bound<'_, pyo3::types::PyIterator>,
+    key: Option<&str>,
+    first: usize,
+    seen: &mut KeysSeen,
+) -> PyResult<Vec<UploadRecord>> {
     let mut out = Vec::new();
-    let mut seen: HashMap<String, usize> = HashMap::new();
-    for (index, item) in iter.enumerate() {
+    for (index, item) in iter.clone().enumerate() {
+        let index = first + index;
         let item = item?;
         let dict = item.cast::<PyDict>().map_err(|_| {
             let t = item
@@ -508,7 +670,7 @@ pub(super) fn collect_records(
             to_py_err(err)
         })?;
         let k = record_key(index, &data, key).map_err(to_py_err)?;
-        if let Some(first) = seen.insert(k.clone(), index) {
+        if let Some(first) = seen.first.insert(seen.hasher.hash_one(&k), index) {
             let what = if key.is_some() {
                 "the same key"
             } else {
@@ -606,83 +768,20 @@ pub(super) fn parse_statuses(status: Option<&Bound<'_, PyAny>>) -> PyResult<Opti
         .map(Some)
 }
 
-#[pymethods]
 impl Batch {
-    #[getter]
-    fn id(&self) -> &str {
-        &self.info.id
-    }
-
-    #[getter]
-    fn name(&self) -> Option<&str> {
-        self.info.name.as_deref()
-    }
-
-    #[getter]
-    fn vendor(&self) -> &'static str {
-        self.client.config.spec.name
-    }
-
-    #[getter]
-    fn created_at(&self) -> Option<&str> {
-        self.info.created_at.as_deref()
-    }
-
-    /// The vendor's own batch object.
-    #[getter]
-    fn raw<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        json_value_to_py(py, &self.info.raw)
-    }
-
-    /// Sends records; returns once the vendor has accepted every one. Idempotent by key.
-    #[pyo3(signature = (records, key=None, *, on_error="raise", **options))]
-    fn upload(
-        &self,
-        py: Python<'_>,
-        records: &Bound<'_, PyAny>,
-        key: Option<String>,
-        on_error: &str,
-        options: Option<&Bound<'_, PyDict>>,
-    ) -> PyResult<Job> {
-        let (records, upload_options) = prepare_upload(records, key.as_deref(), on_error, options)?;
-        let adapter = self.client.adapter()?;
-        let batch = self.info.clone();
-        let progress = Arc::new(UploadProgress::default());
-        let state = block_on(py, async move {
-            adapter
-                .upload(&batch, records, upload_options, progress)
-                .await
-        })?;
-        Ok(Job {
-            client: self.client.clone(),
-            state: Mutex::new(state),
-        })
-    }
-
-    /// Record counts from the vendor, and `done` (every record is in a final state).
-    fn status<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let adapter = self.client.adapter()?;
-        let id = self.info.id.clone();
-        let counts = block_on(py, async move { adapter.batch_status(&id).await })?;
-        counts_to_py(py, &counts)
-    }
-
-    /// Blocks until every record is finished (done on two consecutive polls); raises `Timeout`.
-    #[pyo3(signature = (timeout=None, *, poll_interval=2.0, progress=None))]
-    fn wait<'py>(
+    /// Polls the batch status until `waiting` says it is finished, handing each status to `progress`.
+    fn wait_loop<'py>(
         &self,
         py: Python<'py>,
-        timeout: Option<f64>,
-        poll_interval: f64,
-        progress: Option<Bound<'py, PyAny>>,
+        waiting: &mut BatchWait,
+        progress: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyDict>> {
-        let mut waiting = BatchWait::new(timeout, poll_interval).map_err(to_py_err)?;
         loop {
             let adapter = self.client.adapter()?;
             let id = self.info.id.clone();
             let counts = block_on(py, async move { adapter.batch_status(&id).await })?;
             let dict = counts_to_py(py, &counts)?;
-            if let Some(cb) = &progress {
+            if let Some(cb) = progress {
                 cb.call1((dict.copy()?,))?;
             }
             match waiting
@@ -695,7 +794,159 @@ impl Batch {
         }
     }
 
+    /// Sends every chunk of `source`, ticking `bar` with the records handled so far.
+    fn send(
+        &self,
+        py: Python<'_>,
+        source: UploadSource,
+        options: UploadOptions,
+        bar: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<JobState> {
+        let adapter = self.client.adapter()?;
+        let mut parts: Vec<JobState> = Vec::new();
+        let mut before = 0u64;
+        let send_one = |py: Python<'_>, records: Vec<UploadRecord>, before: u64| {
+            let (adapter, batch, options) = (adapter.clone(), self.info.clone(), options.clone());
+            let counters = Arc::new(UploadProgress::default());
+            let progress = counters.clone();
+            block_on_ticking(
+                py,
+                async move { adapter.upload(&batch, records, options, progress).await },
+                |_| match bar {
+                    Some(b) => {
+                        let handled = counters.sent.load(Ordering::Relaxed)
+                            + counters.skipped.load(Ordering::Relaxed);
+                        b.call_method1("update", (before + handled,)).map(|_| ())
+                    }
+                    None => Ok(()),
+                },
+            )
+        };
+        match source {
+            UploadSource::Whole(records) => return send_one(py, records, 0),
+            UploadSource::Chunks(mut reader) => {
+                while let Some(records) = reader.next_chunk(py)? {
+                    if let Some(last) = parts.pop() {
+                        let adapter = adapter.clone();
+                        parts.push(block_on(
+                            py,
+                            async move { finish_part(&adapter, last).await },
+                        )?);
+                    }
+                    let n = records.len() as u64;
+                    parts.push(send_one(py, records, before)?);
+                    before += n;
+                }
+            }
+        }
+        match parts.len() {
+            0 => Err(invalid("nothing to upload: records is empty", "records")),
+            1 => Ok(parts.pop().expect("one part")),
+            _ => {
+                let last = parts.pop().expect("parts");
+                let adapter = adapter.clone();
+                parts.push(block_on(
+                    py,
+                    async move { finish_part(&adapter, last).await },
+                )?);
+                Ok(merge_parts(parts))
+            }
+        }
+    }
+}
+
+#[pymethods]
+impl Batch {
+    /// The vendor's batch id.
+    #[getter]
+    fn id(&self) -> &str {
+        &self.info.id
+    }
+
+    /// The batch name, where the vendor has one.
+    #[getter]
+    fn name(&self) -> Option<&str> {
+        self.info.name.as_deref()
+    }
+
+    /// The vendor's name.
+    #[getter]
+    fn vendor(&self) -> &'static str {
+        self.client.config.spec.name
+    }
+
+    /// When the vendor created the batch (RFC 3339), where known.
+    #[getter]
+    fn created_at(&self) -> Option<&str> {
+        self.info.created_at.as_deref()
+    }
+
+    /// The vendor's own batch object.
+    #[getter]
+    fn raw<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        json_value_to_py(py, &self.info.raw)
+    }
+
+    /// Sends records; returns once the vendor has accepted every one. Idempotent by key: records whose key
+    /// the batch already holds are skipped, so re-running an upload sends nothing twice.
+    ///
+    /// `records` is a list or iterable of dicts, a pandas or polars DataFrame, a pyarrow Table, RecordBatch or
+    /// RecordBatchReader, or a path to a `.jsonl`, `.csv` or `.parquet` file. A list or tuple is checked whole
+    /// before anything is sent. Anything else is read, checked and sent in chunks of 50,000 records (a parquet
+    /// file in record batches, never whole): a bad record stops the upload at its chunk, after the earlier
+    /// chunks were sent; running the same upload again sends only what is missing. Values of DataFrames,
+    /// Arrow data and files that JSON has no word for are converted (datetimes to RFC 3339, numpy scalars to
+    /// numbers, Decimal to str, NaN/NaT/None to null); plain dicts are sent as they are, and a NaN there is
+    /// an `InvalidInput`. `progress` (default `labelport.config.progress`) shows a progress bar.
+    #[pyo3(signature = (records, key=None, *, on_error="raise", progress=None, **options))]
+    fn upload(
+        &self,
+        py: Python<'_>,
+        records: &Bound<'_, PyAny>,
+        key: Option<String>,
+        on_error: &str,
+        progress: Option<&Bound<'_, PyAny>>,
+        options: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<Job> {
+        let (source, upload_options) = prepare_upload(records, key.as_deref(), on_error, options)?;
+        let bar = upload_bar(py, progress, source.total())?;
+        let sent = self.send(py, source, upload_options, bar.as_ref());
+        close_progress(bar.as_ref(), sent.is_ok())?;
+        Ok(Job {
+            client: self.client.clone(),
+            state: Mutex::new(sent?),
+        })
+    }
+
+    /// Record counts from the vendor, and `done` (every record is in a final state).
+    fn status<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let adapter = self.client.adapter()?;
+        let id = self.info.id.clone();
+        let counts = block_on(py, async move { adapter.batch_status(&id).await })?;
+        counts_to_py(py, &counts)
+    }
+
+    /// Blocks until every record is finished (done on two consecutive polls); raises `Timeout`. `progress`:
+    /// `True`/`False` for a progress bar (default `labelport.config.progress`), or a callable given the
+    /// status dict after every poll.
+    #[pyo3(signature = (timeout=None, *, poll_interval=2.0, progress=None))]
+    fn wait<'py>(
+        &self,
+        py: Python<'py>,
+        timeout: Option<f64>,
+        poll_interval: f64,
+        progress: Option<Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let mut waiting = BatchWait::new(timeout, poll_interval).map_err(to_py_err)?;
+        let progress = wait_progress(py, progress.as_ref())?;
+        let outcome = self.wait_loop(py, &mut waiting, progress.as_ref());
+        close_progress(progress.as_ref(), outcome.is_ok())?;
+        outcome
+    }
+
     /// Finished records as envelope dicts, page by page. `since` is an exclusive lower bound on completion time.
+    /// The stream also turns into a DataFrame or a file: `.to_pandas()`, `.to_polars()`, `.to_arrow()`,
+    /// `.to_parquet(path)`, `.to_csv(path)`, `.to_jsonl(path)`.
     #[pyo3(signature = (since=None, include_raw=false))]
     fn results(
         &self,
@@ -732,12 +983,14 @@ impl Batch {
         block_on(py, async move { adapter.cancel(&id).await })
     }
 
+    /// Accepts results by their result `id`.
     fn accept(&self, py: Python<'_>, ids: Vec<String>) -> PyResult<()> {
         let adapter = self.client.adapter()?;
         let id = self.info.id.clone();
         block_on(py, async move { adapter.accept(&id, ids).await })
     }
 
+    /// Rejects results by their result `id`, with an optional reason.
     #[pyo3(signature = (ids, reason=None))]
     fn reject(&self, py: Python<'_>, ids: Vec<String>, reason: Option<String>) -> PyResult<()> {
         let adapter = self.client.adapter()?;
@@ -792,11 +1045,13 @@ impl Job {
 
 #[pymethods]
 impl Job {
+    /// The job id (the vendor's where it has one).
     #[getter]
     fn id(&self) -> String {
         self.state.lock().id.clone()
     }
 
+    /// The id of the batch the job uploads into.
     #[getter]
     fn batch_id(&self) -> String {
         self.state.lock().batch_id.clone()

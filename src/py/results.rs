@@ -5,7 +5,7 @@ use std::io::Write;
 
 use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyList};
+use pyo3::types::{PyDict, PyList, PyTuple};
 use serde_json::value::RawValue;
 
 use super::errors::to_py_err;
@@ -59,6 +59,21 @@ pub fn envelope_to_py<'py>(py: Python<'py>, e: &Envelope) -> PyResult<Bound<'py,
         d.set_item(intern!(py, "raw"), json_to_py(py, raw.get())?)?;
     }
     Ok(d)
+}
+
+/// Calls `labelport._frames.<name>(stream, *args, **kwargs)`: DataFrames and files are built in Python.
+pub(super) fn call_frames<'py>(
+    stream: Bound<'py, PyAny>,
+    name: &str,
+    args: &Bound<'py, PyTuple>,
+    kwargs: Option<&Bound<'py, PyDict>>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let py = stream.py();
+    let mut all = vec![stream];
+    all.extend(args.iter());
+    py.import("labelport._frames")?
+        .getattr(name)?
+        .call(PyTuple::new(py, all)?, kwargs)
 }
 
 /// Results (or records) of a batch, fetched page by page as you iterate. Dropping it stops the fetching.
@@ -142,6 +157,60 @@ impl ResultStream {
         }
         out.flush().map_err(io_err)?;
         Ok(n)
+    }
+
+    /// The remaining results as a pandas DataFrame (`pip install "labelport[pandas]"`), one row per result.
+    /// `flatten=True` spreads `input` and `output` into columns (`input.caption`, `output.label`);
+    /// `key_type` casts the `key` column (e.g. `df["image_id"].dtype`) to join back on the input frame.
+    #[pyo3(signature = (*args, **kwargs), text_signature = "($self, flatten=False, *, key_type=None, progress=None)")]
+    fn to_pandas<'py>(
+        slf: Bound<'py, Self>,
+        args: &Bound<'py, PyTuple>,
+        kwargs: Option<&Bound<'py, PyDict>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        call_frames(slf.into_any(), "to_pandas", args, kwargs)
+    }
+
+    /// The remaining results as a polars DataFrame (`pip install "labelport[polars]"`); arguments as `to_pandas`.
+    #[pyo3(signature = (*args, **kwargs), text_signature = "($self, flatten=False, *, key_type=None, progress=None)")]
+    fn to_polars<'py>(
+        slf: Bound<'py, Self>,
+        args: &Bound<'py, PyTuple>,
+        kwargs: Option<&Bound<'py, PyDict>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        call_frames(slf.into_any(), "to_polars", args, kwargs)
+    }
+
+    /// The remaining results as a pyarrow Table (`pip install "labelport[arrow]"`); arguments as `to_pandas`.
+    #[pyo3(signature = (*args, **kwargs), text_signature = "($self, flatten=False, *, key_type=None, progress=None)")]
+    fn to_arrow<'py>(
+        slf: Bound<'py, Self>,
+        args: &Bound<'py, PyTuple>,
+        kwargs: Option<&Bound<'py, PyDict>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        call_frames(slf.into_any(), "to_arrow", args, kwargs)
+    }
+
+    /// Writes the remaining results to a parquet file, streamed (constant memory), flattened by default;
+    /// returns how many were written (`pip install "labelport[arrow]"`).
+    #[pyo3(signature = (*args, **kwargs), text_signature = "($self, path, *, flatten=True, progress=None)")]
+    fn to_parquet<'py>(
+        slf: Bound<'py, Self>,
+        args: &Bound<'py, PyTuple>,
+        kwargs: Option<&Bound<'py, PyDict>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        call_frames(slf.into_any(), "to_parquet", args, kwargs)
+    }
+
+    /// Writes the remaining results to a CSV file, streamed (constant memory), flattened by default; returns
+    /// how many were written. Needs no extra.
+    #[pyo3(signature = (*args, **kwargs), text_signature = "($self, path, *, flatten=True, progress=None)")]
+    fn to_csv<'py>(
+        slf: Bound<'py, Self>,
+        args: &Bound<'py, PyTuple>,
+        kwargs: Option<&Bound<'py, PyDict>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        call_frames(slf.into_any(), "to_csv", args, kwargs)
     }
 
     /// Stops fetching; later iteration ends at once.

@@ -53,6 +53,20 @@ where
     T: Send + 'static,
     F: Future<Output = Result<T>> + Send + 'static,
 {
+    block_on_ticking(py, fut, |_| Ok(()))
+}
+
+/// `block_on` that also calls `tick` (with the GIL) each time it wakes, every `SIGNAL_POLL`, and once at the
+/// end: how an upload drives its progress bar.
+pub fn block_on_ticking<T, F>(
+    py: Python<'_>,
+    fut: F,
+    mut tick: impl FnMut(Python<'_>) -> PyResult<()>,
+) -> PyResult<T>
+where
+    T: Send + 'static,
+    F: Future<Output = Result<T>> + Send + 'static,
+{
     let rt = runtime();
     let (tx, rx) = std::sync::mpsc::sync_channel(1);
     // The receiver is only used by this thread; the mutex makes it Sync for `detach`.
@@ -62,8 +76,14 @@ where
     }));
     loop {
         match py.detach(|| rx.lock().recv_timeout(SIGNAL_POLL)) {
-            Ok(result) => return result.map_err(to_py_err),
-            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => py.check_signals()?,
+            Ok(result) => {
+                tick(py)?;
+                return result.map_err(to_py_err);
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                py.check_signals()?;
+                tick(py)?;
+            }
             Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
                 return Err(to_py_err(Error::new(
                     ErrorKind::Vendor,
