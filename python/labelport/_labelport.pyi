@@ -139,9 +139,10 @@ class Batch:
 
         ``records``: a list or iterable of dicts, a pandas or polars DataFrame, a pyarrow Table, RecordBatch or
         RecordBatchReader, or a path to a ``.jsonl``, ``.csv`` or ``.parquet`` file. A list or tuple is checked
-        whole before anything is sent; anything else is read, checked and sent in chunks of 50,000 records (a
-        parquet file record batch by record batch, never whole): a bad record then stops the upload at its chunk,
-        after the earlier chunks were sent, and running the same upload again sends only what is missing. Values
+        whole before anything is sent; anything else is read, checked and sent in chunks of
+        ``labelport.config.upload_chunk`` records (50,000; a parquet file record batch by record batch, never
+        whole): a bad record then stops the upload at its chunk, after the earlier chunks were sent, and running
+        the same upload again sends only what is missing. Values
         of DataFrames, Arrow data and files that JSON has no word for are converted (datetimes to RFC 3339, numpy
         scalars to numbers, Decimal to str, NaN/NaT/None to null); plain dicts are sent as they are, and a NaN
         there is an ``InvalidInput``. ``progress``: a progress bar (default ``labelport.config.progress``)."""

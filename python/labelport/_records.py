@@ -283,7 +283,13 @@ def _instance_of(obj: Any, module: str, names: tuple[str, ...]) -> bool:
 
 
 def chunks(records: Any, size: int) -> Chunks:
-    """``records`` (anything ``upload`` takes but a list or tuple) as chunks of at most ``size`` dicts."""
+    """``records`` (anything ``upload`` takes but a list or tuple) as chunks of at most ``size`` dicts
+    (``labelport.config.upload_chunk`` when set)."""
+    from labelport import config
+
+    size = int(getattr(config, "upload_chunk", 0) or size)
+    if size < 1:
+        raise _invalid(f"labelport.config.upload_chunk must be at least 1, not {size}", "upload_chunk")
     if isinstance(records, (str, os.PathLike)):
         path = os.fspath(records)
         if isinstance(path, str) and "\n" not in path and path.lower().endswith(SUFFIXES):

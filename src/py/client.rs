@@ -892,12 +892,13 @@ impl Batch {
     ///
     /// `records` is a list or iterable of dicts, a pandas or polars DataFrame, a pyarrow Table, RecordBatch or
     /// RecordBatchReader, or a path to a `.jsonl`, `.csv` or `.parquet` file. A list or tuple is checked whole
-    /// before anything is sent. Anything else is read, checked and sent in chunks of 50,000 records (a parquet
-    /// file in record batches, never whole): a bad record stops the upload at its chunk, after the earlier
-    /// chunks were sent; running the same upload again sends only what is missing. Values of DataFrames,
-    /// Arrow data and files that JSON has no word for are converted (datetimes to RFC 3339, numpy scalars to
-    /// numbers, Decimal to str, NaN/NaT/None to null); plain dicts are sent as they are, and a NaN there is
-    /// an `InvalidInput`. `progress` (default `labelport.config.progress`) shows a progress bar.
+    /// before anything is sent. Anything else is read, checked and sent in chunks of
+    /// `labelport.config.upload_chunk` records (50,000; a parquet file in record batches, never whole): a bad
+    /// record stops the upload at its chunk, after the earlier chunks were sent; running the same upload again
+    /// sends only what is missing. Values of DataFrames, Arrow data and files that JSON has no word for are
+    /// converted (datetimes to RFC 3339, numpy scalars to numbers, Decimal to str, NaN/NaT/None to null);
+    /// plain dicts are sent as they are, and a NaN there is an `InvalidInput`. `progress` (default
+    /// `labelport.config.progress`) shows a progress bar.
     #[pyo3(signature = (records, key=None, *, on_error="raise", progress=None, **options))]
     fn upload(
         &self,
