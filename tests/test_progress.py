@@ -1,0 +1,165 @@
+"""Progress: a callable sees the counts move; off a terminal, log lines at most every few seconds; on a terminal, a
+tqdm bar or one rewritten line; progress=False and lp.config.progress = False turn it off."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+import os
+import pty
+import struct
+import subprocess
+import sys
+import termios
+import textwrap
+import time
+
+import labelport as lp
+import pytest
+
+LOGGER = "labelport.progress"
+
+
+@pytest.fixture(scope="module")
+def slow_sandbox():
+    """Every answer 30 ms late, so an upload takes long enough to be watched."""
+    with lp.sandbox.start("alegion", seed=5, latency=0.03) as sb:
+        yield sb
+
+
+@pytest.fixture
+def slow_batch(slow_sandbox, unique):
+    with slow_sandbox.client() as c:
+        yield c.create_batch(f"progress-{unique}")
+
+
+def records(unique: str, n: int):
+    return [{"k": f"{unique}-{i:05d}", "caption": f"car {i}"} for i in range(n)]
+
+
+def test_a_callable_sees_the_upload_move_to_its_total(slow_batch, unique, monkeypatch):
+    monkeypatch.setattr(lp.config, "upload_chunk", 500)
+    seen: list[dict] = []
+    slow_batch.upload(iter(records(unique, 3000)), key="k", progress=seen.append)
+    done = [s["done"] for s in seen]
+    assert done == sorted(done) and done[-1] == 3000 and len(done) >= 3, done
+    assert all(s["total"] is None for s in seen)  # an iterator has no length
+
+    seen.clear()
+    slow_batch.upload(records(unique, 3500), key="k", progress=seen.append)
+    assert seen[-1] == {"done": 3500, "total": 3500}
+
+
+def test_off_a_terminal_progress_is_logged_at_most_every_few_seconds(slow_batch, unique, caplog, monkeypatch):
+    monkeypatch.setattr(lp.config, "upload_chunk", 500)
+    monkeypatch.setattr(lp.config, "progress_log_every", 0.25)
+    caplog.set_level(logging.INFO, logger=LOGGER)
+    slow_batch.upload(iter(records(unique, 4000)), key="k")
+    lines = [r for r in caplog.records if r.name == LOGGER]
+    assert lines[-1].getMessage().startswith("upload: 4,000 records ("), lines[-1].getMessage()  # no total: an iterator
+    assert len(lines) >= 2
+    gaps = [b.created - a.created for a, b in zip(lines[:-2], lines[1:-1])]
+    assert all(g >= 0.2 for g in gaps), gaps  # the last line closes the upload whenever it ends
+
+    caplog.clear()
+    monkeypatch.setattr(lp.config, "progress_log_every", 5.0)
+    slow_batch.wait(timeout=60, poll_interval=0.1)
+    lines = [r.getMessage() for r in caplog.records if r.name == LOGGER]
+    assert lines and lines[-1].startswith("labeling: 4,000/4,000 records 100%"), lines
+    assert len(lines) <= 2
+
+
+def test_progress_false_and_the_config_default_turn_it_off(slow_batch, unique, caplog, monkeypatch):
+    caplog.set_level(logging.INFO, logger=LOGGER)
+    slow_batch.upload(records(unique, 10), key="k", progress=False)
+    slow_batch.wait(timeout=60, poll_interval=0.1, progress=False)
+    slow_batch.results().to_pandas() if _has("pandas") else None
+    assert [r for r in caplog.records if r.name == LOGGER and "upload" in r.getMessage()] == []
+    assert [r for r in caplog.records if r.name == LOGGER and "labeling" in r.getMessage()] == []
+
+    monkeypatch.setattr(lp.config, "progress", False)
+    caplog.clear()
+    slow_batch.upload(records(unique, 20), key="k")
+    slow_batch.wait(timeout=60, poll_interval=0.1)
+    assert [r for r in caplog.records if r.name == LOGGER] == []
+
+    slow_batch.upload(records(unique, 30), key="k", progress=True)  # a call can still ask for it
+    assert any(r.getMessage().startswith("upload: 30/30") for r in caplog.records if r.name == LOGGER)
+
+
+def test_exports_show_progress_too(slow_batch, unique):
+    pytest.importorskip("pandas")
+    slow_batch.upload(records(unique, 1500), key="k", progress=False)
+    slow_batch.wait(timeout=60, poll_interval=0.1, progress=False)
+    seen: list[dict] = []
+    frame = slow_batch.results().to_pandas(progress=seen.append)
+    assert len(frame) == 1500 and seen[-1]["done"] == 1500
+
+
+def test_a_wrong_progress_value_is_refused(slow_batch, unique):
+    with pytest.raises(lp.InvalidInput) as err:
+        slow_batch.upload(records(unique, 1), key="k", progress="yes")
+    assert err.value.field == "progress"
+    with pytest.raises(lp.InvalidInput):
+        slow_batch.wait(timeout=1, progress=1)
+
+
+def _has(module: str) -> bool:
+    try:
+        __import__(module)
+    except ImportError:
+        return False
+    return True
+
+
+TERMINAL_CHILD = textwrap.dedent(
+    """
+    import json, sys
+    if sys.argv[1] == "no-tqdm":
+        sys.modules["tqdm"] = None  # as if tqdm were not installed
+    import labelport as lp
+    with lp.sandbox.start("alegion", latency=0.02) as sb:
+        batch = sb.client().create_batch("tty")
+        batch.upload([{"k": str(i)} for i in range(2500)], key="k")
+        batch.wait(timeout=60, poll_interval=0.1)
+    """
+)
+
+
+def _run_on_a_terminal(mode: str) -> str:
+    """Runs the child with stderr on a pseudo-terminal; what the terminal showed."""
+    main, side = pty.openpty()
+    fcntl.ioctl(side, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 120, 0, 0))  # a terminal 120 columns wide
+    proc = subprocess.Popen([sys.executable, "-c", TERMINAL_CHILD, mode], stdin=subprocess.DEVNULL,
+                            stdout=subprocess.DEVNULL, stderr=side)
+    os.close(side)
+    out = b""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            chunk = os.read(main, 65536)
+        except OSError:  # the child closed the terminal
+            break
+        if not chunk:
+            break
+        out += chunk
+    proc.wait(timeout=60)
+    os.close(main)
+    assert proc.returncode == 0, out.decode(errors="replace")[-2000:]
+    return out.decode(errors="replace")
+
+
+def test_on_a_terminal_without_tqdm_one_line_is_rewritten():
+    shown = _run_on_a_terminal("no-tqdm")
+    assert "\rupload: 2,500/2,500 records 100%" in shown, shown[-500:]
+    assert "\rlabeling: 2,500/2,500 records 100%" in shown, shown[-500:]
+    # One line per display: redrawn in place with \\r, ended by one newline each.
+    assert shown.count("\n") == 2, json.dumps(shown[-800:])
+
+
+def test_on_a_terminal_with_tqdm_a_bar_is_drawn():
+    pytest.importorskip("tqdm")
+    shown = _run_on_a_terminal("tqdm")
+    assert "upload: 100%" in shown and "2.50k/2.50k" in shown, shown[-800:]
+    assert "labeling: 100%" in shown, shown[-800:]
