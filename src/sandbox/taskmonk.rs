@@ -419,11 +419,7 @@ fn ingest_offset_ms(i: usize, rows_per_second: f64) -> i64 {
 }
 
 fn progress_json(completed: u64, total: u64) -> Value {
-    let percentage = if total == 0 {
-        0
-    } else {
-        completed * 100 / total
-    };
+    let percentage = (completed * 100).checked_div(total).unwrap_or(0);
     json!({"completed": completed, "total": total, "percentage": percentage})
 }
 
