@@ -1561,13 +1561,19 @@ impl Adapter for TaskMonk {
             let page = async {
                 let resp = http.send(&Request::get(url, "request")).await?;
                 #[derive(serde::Deserialize)]
-                #[serde(untagged)]
-                enum Page {
-                    List(Vec<Box<RawValue>>),
-                    Items { items: Vec<Box<RawValue>> },
+                struct Items {
+                    items: Vec<Box<RawValue>>,
                 }
-                match resp.json::<Page>(VENDOR, "request")? {
-                    Page::List(items) | Page::Items { items } => Ok(items),
+                // Untagged enums cannot hold raw values: look at the first byte instead.
+                let is_list = resp
+                    .body
+                    .iter()
+                    .find(|b| !b.is_ascii_whitespace())
+                    .is_some_and(|&b| b == b'[');
+                if is_list {
+                    resp.json::<Vec<Box<RawValue>>>(VENDOR, "request")
+                } else {
+                    resp.json::<Items>(VENDOR, "request").map(|p| p.items)
                 }
             };
             let _ = tx.send(page.await).await;
