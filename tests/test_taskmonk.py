@@ -402,3 +402,25 @@ def test_faults_every_key_created_once_and_returned_once(unique):
         assert requests[IMPORT + " 500"] >= 1 and requests[IMPORT + " reset"] >= 1, requests
         faulted = sum(n for k, n in requests.items() if k.rsplit(" ", 1)[1] in {"429", "503"})
         assert faulted >= 3, requests
+
+
+def test_a_project_schema_refuses_unknown_columns_and_collect_keeps_the_rest(unique):
+    with lp.sandbox.start("taskmonk", seed=4) as sb, sb.client() as c:
+        sim(sb, "/_sim/project/schema", {"input_fields": ["url", "external_id"]})
+        b = c.create_batch(f"schema-{unique}")
+        records = [{"external_id": f"s{i}", "url": f"u{i}"} for i in range(8)]
+        records[3]["colour"] = "red"
+        records[6]["colour"] = "blue"
+        with pytest.raises(lp.InvalidInput) as info:
+            b.upload(records, key="external_id")
+        assert info.value.code == "invalid_field"
+        assert "colour" in str(info.value)
+        assert sb.stats()["records_created"] == {}
+
+        job = b.upload(records, key="external_id", on_error="collect")
+        failures = job.failures()
+        assert sorted(f["key"] for f in failures) == ["s3", "s6"]
+        assert {f["code"] for f in failures} == {"invalid_field"}
+        final = job.wait(timeout=30)
+        assert final["state"] == "failed" and final["failed"] == 2
+        assert sorted(sb.stats()["records_created"]) == [f"s{i}" for i in (0, 1, 2, 4, 5, 7)]

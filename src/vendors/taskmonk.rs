@@ -544,6 +544,31 @@ pub fn prepare_rows(records: &[UploadRecord], key_column: &str) -> Result<(Vec<S
     Ok((columns, rows))
 }
 
+/// Drops the columns no row fills (the key column, last, always stays).
+pub fn prune_columns(columns: &[String], rows: Vec<Row>) -> (Vec<String>, Vec<Row>) {
+    let last = columns.len().saturating_sub(1);
+    let keep: Vec<usize> = (0..columns.len())
+        .filter(|&i| {
+            i == last
+                || rows
+                    .iter()
+                    .any(|r| r.cells.get(i).is_some_and(|c| !c.is_empty()))
+        })
+        .collect();
+    let cols = keep.iter().map(|&i| columns[i].clone()).collect();
+    let rows = rows
+        .into_iter()
+        .map(|r| Row {
+            cells: keep
+                .iter()
+                .map(|&i| r.cells.get(i).cloned().unwrap_or_default())
+                .collect(),
+            key: r.key,
+        })
+        .collect();
+    (cols, rows)
+}
+
 /// Splits rows into import jobs of at most `IMPORT_ROWS` rows and about `IMPORT_BYTES` of CSV.
 fn chunks(rows: Vec<Row>) -> Vec<Vec<Row>> {
     let mut out: Vec<Vec<Row>> = Vec::new();
@@ -1042,7 +1067,9 @@ impl TaskMonk {
         let mut first = rows;
         let second = first.split_off(first.len() / 2);
         for half in [first, second] {
-            let part = Box::pin(self.import_chunk(batch_id, columns, half, true, progress)).await;
+            // Only the half's own columns: a refused column then refuses only the rows that fill it.
+            let (cols, half) = prune_columns(columns, half);
+            let part = Box::pin(self.import_chunk(batch_id, &cols, half, true, progress)).await;
             out.jobs.extend(part.jobs);
             out.reconciled += part.reconciled;
             out.failures.extend(part.failures);
@@ -1668,6 +1695,18 @@ mod tests {
         let e = prepare_rows(&clash, "external_id").unwrap_err();
         assert_eq!(e.kind, ErrorKind::InvalidInput);
         assert_eq!(e.field.as_deref(), Some("external_id"));
+    }
+
+    #[test]
+    fn pruning_keeps_filled_columns_and_the_key() {
+        let cols: Vec<String> = ["a", "b", "external_id"].map(String::from).to_vec();
+        let rows = vec![Row {
+            key: "k".into(),
+            cells: vec!["".into(), "x".into(), "k".into()],
+        }];
+        let (c, r) = prune_columns(&cols, rows);
+        assert_eq!(c, ["b", "external_id"]);
+        assert_eq!(r[0].cells, ["x", "k"]);
     }
 
     #[test]
