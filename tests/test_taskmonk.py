@@ -424,3 +424,23 @@ def test_a_project_schema_refuses_unknown_columns_and_collect_keeps_the_rest(uni
         final = job.wait(timeout=30)
         assert final["state"] == "failed" and final["failed"] == 2
         assert sorted(sb.stats()["records_created"]) == [f"s{i}" for i in (0, 1, 2, 4, 5, 7)]
+
+
+def test_async_mirror(sandbox, unique):
+    import asyncio
+
+    async def run() -> list[dict[str, Any]]:
+        creds = sandbox.credentials
+        async with lp.AsyncClient(
+            "taskmonk", project=sandbox.project, base_url=sandbox.url, **creds
+        ) as c:
+            b = await c.create_batch(f"async-{unique}", exist_ok=True)
+            job = await b.upload(
+                [{"external_id": f"{unique}-a{i}", "n": i} for i in range(20)], key="external_id"
+            )
+            assert (await job.wait(timeout=30))["done"] == 20
+            await b.wait(timeout=30, poll_interval=0.1)
+            return [r async for r in b.results()]
+
+    got = asyncio.run(run())
+    assert sorted(r["key"] for r in got) == sorted(f"{unique}-a{i}" for i in range(20))

@@ -151,3 +151,20 @@ def test_sdk_token_errors_are_what_the_sdk_raises(sandbox):
     )
     with pytest.raises(ValueError, match="invalid_client"):
         bad.create_batch("nope")
+
+
+def test_sdk_url_import_and_taxonomy(sandbox, sdk, tmp_path: Path):
+    batch_id = sdk.create_batch("sdk-url")
+    tasks = tmp_path / "remote.csv"
+    tasks.write_text("url,external_id\nu0,url0\nu1,url1\nu2,url2\n", encoding="utf-8")
+    job = sdk.import_tasks_url(batch_id=batch_id, file_url=tasks.as_uri(), file_type="CSV")
+    assert isinstance(job, str)
+    wait_until(lambda: sdk.is_job_complete(job), "URL import")
+    assert {r["key"] for r in sandbox.client().batch(batch_id).records()} == {"url0", "url1", "url2"}
+
+    # The Excel output file of that batch serves as a taxonomy file: three rows.
+    wait_until(lambda: sdk.is_batch_complete(batch_id), "batch")
+    xlsx = sdk.get_batch_output(batch_id, str(tmp_path / "tax.xlsx"), output_format="Excel")
+    taxonomy = sdk.create_taxonomy("vehicles")
+    assert isinstance(taxonomy, str)
+    assert sdk.import_taxonomy(taxonomy, xlsx) == 3

@@ -90,6 +90,7 @@ struct SimState {
     stall: bool,
     auto_complete: bool,
     schema: Option<Vec<String>>,
+    next_taxonomy: u64,
 }
 
 struct Batch {
@@ -189,6 +190,7 @@ impl TaskMonk {
                 stall: false,
                 auto_complete: true,
                 schema: None,
+                next_taxonomy: 1,
             }),
             shared,
         }
@@ -585,6 +587,8 @@ enum Reply {
     Snake,
     /// v1 and the URL import: `{"batchId", "jobId"}`.
     Camel,
+    /// One task added by external id: `{"id": task id}`.
+    Task,
 }
 
 impl TaskMonk {
@@ -673,6 +677,7 @@ impl TaskMonk {
         Ok(match reply {
             Reply::Snake => Json(json!({"job_id": job_id})),
             Reply::Camel => Json(json!({"batchId": id.to_string(), "jobId": job_id})),
+            Reply::Task => Json(json!({"id": first_task.to_string()})),
         }
         .into_response())
     }
@@ -787,6 +792,159 @@ async fn import_dictionary(
     with_batch(&t, &p, &b, |st, id| {
         t.create_import(st, id, &p, table, Reply::Snake)
     })
+}
+
+/// #5: the file at `file_url`; the sandbox fetches only `file://` paths and loopback URLs.
+async fn import_url(
+    State(t): S,
+    Path((p, b)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Answer {
+    t.access(&headers, &p)?;
+    let v: Value =
+        serde_json::from_slice(&body).map_err(|e| bad_request(&format!("Invalid JSON: {e}")))?;
+    let Some(raw_url) = text_of(&v, &["file_url", "fileUrl"]) else {
+        return Err(bad_request("file_url is required"));
+    };
+    let url =
+        url::Url::parse(&raw_url).map_err(|e| bad_request(&format!("Invalid file_url: {e}")))?;
+    let fetch_error = |m: String| error(StatusCode::BAD_REQUEST, "fetch_failed", &m);
+    let bytes: Vec<u8> = match url.scheme() {
+        "file" => {
+            let path = url
+                .to_file_path()
+                .map_err(|_| bad_request("Invalid file path"))?;
+            std::fs::read(&path).map_err(|e| fetch_error(format!("Cannot read {raw_url}: {e}")))?
+        }
+        "http" | "https" if is_loopback(&url) => {
+            let resp = reqwest::get(url.clone())
+                .await
+                .map_err(|_| fetch_error(format!("Cannot fetch {raw_url}")))?;
+            if !resp.status().is_success() {
+                return Err(fetch_error(format!(
+                    "Fetching {raw_url} answered {}",
+                    resp.status()
+                )));
+            }
+            resp.bytes()
+                .await
+                .map_err(|_| fetch_error(format!("Cannot fetch {raw_url}")))?
+                .to_vec()
+        }
+        _ => {
+            return Err(fetch_error(
+                "The sandbox fetches only file:// and loopback URLs".to_string(),
+            ))
+        }
+    };
+    let bytes = files::decode_upload(&bytes, FILE_LIMIT).map_err(|m| bad_request(&m))?;
+    let kind = text_of(&v, &["file_type", "fileType"])
+        .and_then(|f| FileType::parse(&f))
+        .unwrap_or_else(|| files::sniff(&bytes));
+    let table = files::parse(&bytes, kind).map_err(|m| bad_request(&m))?;
+    with_batch(&t, &p, &b, |st, id| {
+        t.create_import(st, id, &p, table, Reply::Camel)
+    })
+}
+
+fn text_of(v: &Value, names: &[&str]) -> Option<String> {
+    names
+        .iter()
+        .find_map(|n| v.get(*n).and_then(Value::as_str))
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+}
+
+fn is_loopback(url: &url::Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    }
+}
+
+/// #22 (Java `addTask`): one task with an external id.
+async fn add_task(State(t): S, Path(p): Path<String>, headers: HeaderMap, body: Bytes) -> Answer {
+    t.access(&headers, &p)?;
+    let v: Value =
+        serde_json::from_slice(&body).map_err(|e| bad_request(&format!("Invalid JSON: {e}")))?;
+    let Some(batch) = text_of(&v, &["batch_id", "batchId"]) else {
+        return Err(bad_request("batch_id is required"));
+    };
+    let mut header = Vec::new();
+    let mut row = Vec::new();
+    if let Some(ext) = text_of(&v, &["externalId", "external_id"]) {
+        header.push(KEY_COLUMN.to_string());
+        row.push(ext);
+    }
+    if let Some(Value::Object(input)) = v.get("input") {
+        for (k, x) in input {
+            header.push(k.clone());
+            row.push(cell(x));
+        }
+    }
+    let table = Table {
+        header,
+        rows: vec![row],
+    };
+    with_batch(&t, &p, &batch, |st, id| {
+        t.create_import(st, id, &p, table, Reply::Task)
+    })
+}
+
+/// #14: a taxonomy of the project.
+async fn create_taxonomy(
+    State(t): S,
+    Path(p): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Answer {
+    t.access(&headers, &p)?;
+    let v: Value =
+        serde_json::from_slice(&body).map_err(|e| bad_request(&format!("Invalid JSON: {e}")))?;
+    if text_of(&v, &["name"]).is_none() {
+        return Err(bad_request("name is required"));
+    }
+    let mut st = t.state.lock();
+    let id = st.next_taxonomy;
+    st.next_taxonomy += 1;
+    Ok(Json(json!({"id": id.to_string()})).into_response())
+}
+
+/// #15: categories from an Excel (or CSV) file in the multipart part `file`; answers their count.
+async fn import_taxonomy(
+    State(t): S,
+    Path(p): Path<String>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Answer {
+    t.access(&headers, &p)?;
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let file = super::multipart::part(content_type, &body, "file").map_err(|m| bad_request(&m))?;
+    let q = Query::parse(uri.query());
+    let kind = q
+        .get("file_type")
+        .or_else(|| q.get("fileType"))
+        .and_then(FileType::parse)
+        .unwrap_or_else(|| files::sniff(file));
+    let table = files::parse(file, kind).map_err(|m| bad_request(&m))?;
+    Ok(Json(json!({"count": table.rows.len()})).into_response())
+}
+
+async fn import_taxonomy_by_id(
+    state: S,
+    Path((p, _taxonomy)): Path<(String, String)>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Answer {
+    import_taxonomy(state, Path(p), uri, headers, body).await
 }
 
 async fn job_status(
@@ -1335,6 +1493,20 @@ impl Simulator for TaskMonk {
             (
                 "/api/project/{projectId}/batch/{batchId}/output/dictionary",
                 post(output_dictionary),
+            ),
+            (
+                "/api/project/{projectId}/batch/{batchId}/tasks/import/url",
+                post(import_url),
+            ),
+            ("/api/project/{projectId}/task/external", post(add_task)),
+            ("/api/project/{projectId}/taxonomy", post(create_taxonomy)),
+            (
+                "/api/project/v2/{projectId}/taxonomy/import",
+                post(import_taxonomy),
+            ),
+            (
+                "/api/project/v2/{projectId}/taxonomy/{taxonomyId}/import",
+                post(import_taxonomy_by_id),
             ),
             ("/_files/{token}/{name}", get(download)),
         ];

@@ -662,3 +662,81 @@ async fn commit_then_fail_stores_the_import() {
     let stats = c.sb.stats();
     assert_eq!(stats["records_created"]["c0001"], 1);
 }
+
+#[tokio::test]
+async fn url_imports_external_tasks_and_taxonomies() {
+    let c = Client::start(config(0.0)).await;
+    let batch = c.create_batch("u").await;
+    let dir = std::env::temp_dir().join(format!("tm-sandbox-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("tasks.csv");
+    std::fs::write(&file, csv_of(&keys("u", 3))).unwrap();
+    let url = url::Url::from_file_path(&file).unwrap().to_string();
+    let a = c
+        .post(
+            &format!("/api/project/{PROJECT}/batch/{batch}/tasks/import/url"),
+            json!({"file_url": url, "file_type": "CSV"}),
+        )
+        .await;
+    assert_eq!(a.status, 200, "{}", a.text);
+    assert_eq!(a.body["batchId"], batch.as_str());
+    c.wait_job(a.body["jobId"].as_str().unwrap()).await;
+    let refused = c
+        .post(
+            &format!("/api/project/{PROJECT}/batch/{batch}/tasks/import/url"),
+            json!({"file_url": "https://example.com/x.csv", "file_type": "CSV"}),
+        )
+        .await;
+    assert_eq!(refused.status, 400);
+    assert_eq!(refused.body["error"], "fetch_failed");
+
+    let task = c
+        .post(
+            &format!("/api/project/{PROJECT}/task/external"),
+            json!({"externalId": "ext-1", "project_id": PROJECT, "batch_id": batch, "input": {"image_url": "https://img/e.jpg"}, "output": {}}),
+        )
+        .await;
+    assert_eq!(task.status, 200, "{}", task.text);
+    assert!(task.body["id"].as_str().unwrap().parse::<u64>().is_ok());
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    assert_eq!(c.batch_status(&batch).await["total"], 4);
+    assert_eq!(c.sb.stats()["records_created"]["ext-1"], 1);
+
+    let tax = c
+        .post(
+            &format!("/api/project/{PROJECT}/taxonomy"),
+            json!({"name": "vehicles"}),
+        )
+        .await;
+    let tax_id = tax.body["id"].as_str().unwrap().to_string();
+    let xlsx = files::write(
+        &files::Table {
+            header: vec!["category".into()],
+            rows: vec![vec!["car".into()], vec!["bus".into()]],
+        },
+        FileType::Excel,
+    )
+    .unwrap();
+    for path in [
+        format!("/api/project/v2/{PROJECT}/taxonomy/import?file_type=Excel"),
+        format!("/api/project/v2/{PROJECT}/taxonomy/{tax_id}/import?file_type=Excel"),
+    ] {
+        let form = reqwest::multipart::Form::new().part(
+            "file",
+            reqwest::multipart::Part::bytes(xlsx.clone()).file_name("file"),
+        );
+        let a = answer(
+            c.http
+                .post(c.url(&path))
+                .bearer_auth(&c.token)
+                .multipart(form)
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(a.status, 200, "{}", a.text);
+        assert_eq!(a.body, json!({"count": 2}));
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

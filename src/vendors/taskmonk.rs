@@ -37,7 +37,6 @@ use super::model::*;
 use super::{Adapter, UploadOptions, UploadProgress};
 use crate::engine::auth::OAuth2ClientCredentials;
 use crate::engine::http::{Body, HttpClient, HttpConfig, Request};
-use crate::engine::redact::redact_url;
 use crate::engine::retry::{is_ambiguous, parse_retry_after, RequestKind, RetryPolicy};
 use crate::engine::stream::PageStream;
 use crate::engine::{Error, ErrorKind, Result};
@@ -205,6 +204,19 @@ pub fn cell(v: &Value) -> String {
         Value::Null => String::new(),
         other => other.to_string(),
     }
+}
+
+/// A file URL as it may be shown: scheme, host and file name only.
+fn shown_file_url(url: &Url) -> String {
+    let name = url
+        .path_segments()
+        .and_then(|mut s| s.next_back())
+        .unwrap_or("");
+    format!(
+        "{}://{}/.../{name}",
+        url.scheme(),
+        url.host_str().unwrap_or("?")
+    )
 }
 
 /// A downloaded output file: the header and the rows, every cell a string.
@@ -856,7 +868,8 @@ impl TaskMonk {
 
     /// A plain GET of a pre-authorised file URL: no credentials go with it.
     async fn download(&self, url: &Url, operation: &'static str) -> Result<bytes::Bytes> {
-        let shown = redact_url(url);
+        // A pre-authorised URL: its query (a signature) is redacted, and its path may be a token too.
+        let shown = shown_file_url(url);
         let mut attempt = 0u32;
         loop {
             let sent = self.http.raw().get(url.clone()).send().await;
@@ -1780,6 +1793,13 @@ mod tests {
             r#"{"url":"u1","confidence":"0.9"}"#
         );
         assert!(e.raw.is_none());
+    }
+
+    #[test]
+    fn file_urls_are_shown_without_their_token() {
+        let u = Url::parse("https://blob.example.net/out/s3cr3t-token/331_j.csv?sig=abc").unwrap();
+        let shown = shown_file_url(&u);
+        assert_eq!(shown, "https://blob.example.net/.../331_j.csv");
     }
 
     #[test]
