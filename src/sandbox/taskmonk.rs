@@ -57,6 +57,8 @@ const DEFAULT_TOKEN_TTL_S: f64 = 3500.0;
 const DEFAULT_ROWS_PER_SECOND: f64 = 5000.0;
 /// Sandbox milliseconds an output job takes to write its file.
 const OUTPUT_LATENCY_MS: i64 = 150;
+/// How long an output file stays at its URL, in sandbox ms.
+const FILE_TTL_MS: i64 = 3_600_000;
 /// Decoded upload size and row limits (open question 7: configurable defaults).
 const FILE_LIMIT: usize = 100 << 20;
 const ROW_LIMIT: usize = 100_000;
@@ -1161,6 +1163,8 @@ impl TaskMonk {
             format.extension()
         );
         let mut st = self.state.lock();
+        // Files stay fetchable for an hour of sandbox time, then go (as expiring blob URLs do).
+        st.files.retain(|_, f| f.ready_ms + FILE_TTL_MS > now);
         st.files.insert(
             token,
             OutFile {
@@ -1298,8 +1302,21 @@ async fn output_dictionary(
     })
 }
 
-/// `GET {file_url}`: no auth; 404 until the output job has written it.
-async fn download(State(t): S, Path((token, _name)): Path<(String, String)>) -> Response {
+/// `GET {file_url}`: a pre-authorised blob URL, 404 until the output job has written it. Like blob
+/// storage given a URL that is already authorised, it refuses a request that also carries credentials
+/// (so a client that leaks its token to the file host is caught).
+async fn download(
+    State(t): S,
+    Path((token, _name)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    if headers.contains_key(header::AUTHORIZATION) {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "InvalidAuthenticationInfo",
+            "The file URL is pre-authorised: send no Authorization header",
+        );
+    }
     let now = t.now();
     let st = t.state.lock();
     match st.files.get(&token) {

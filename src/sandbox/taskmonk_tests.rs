@@ -740,3 +740,73 @@ async fn url_imports_external_tasks_and_taxonomies() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn files_refuse_credentials_and_expire() {
+    let c = Client::start(config(0.0)).await;
+    let batch = c.create_batch("files").await;
+    c.wait_job(&c.import(&batch, &csv_of(&keys("f", 2))).await)
+        .await;
+    let a = c
+        .post(
+            &format!("/api/project/v2/{PROJECT}/batch/{batch}/output?output_format=CSV"),
+            json!({}),
+        )
+        .await;
+    let url = a.body["file_url"].as_str().unwrap().to_string();
+    c.wait_job(a.body["job_id"].as_str().unwrap()).await;
+    let with_token = answer(c.http.get(&url).bearer_auth(&c.token).send().await.unwrap()).await;
+    assert_eq!(with_token.status, 400);
+    assert_eq!(
+        answer(c.http.get(&url).send().await.unwrap()).await.status,
+        200
+    );
+    // A later output job sweeps files past their hour.
+    c.sb.advance(3601.0);
+    let t = c.token_call(&c.creds()).await;
+    let fresh = answer(
+        c.http
+            .post(c.url(&format!(
+                "/api/project/v2/{PROJECT}/batch/{batch}/output?output_format=CSV"
+            )))
+            .bearer_auth(t.body["access_token"].as_str().unwrap())
+            .json(&json!({}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(fresh.status, 200, "{}", fresh.text);
+    assert_eq!(
+        answer(c.http.get(&url).send().await.unwrap()).await.status,
+        404
+    );
+}
+
+#[tokio::test]
+async fn exception_rate_holds_tasks_in_progress() {
+    let c = Client::start(SandboxConfig {
+        exception_rate: 0.5,
+        ..config(0.0)
+    })
+    .await;
+    let batch = c.create_batch("held").await;
+    c.wait_job(&c.import(&batch, &csv_of(&keys("h", 40))).await)
+        .await;
+    c.sb.advance(1000.0);
+    let s = c.batch_status(&batch).await;
+    let held = s["in_progress"].as_u64().unwrap();
+    assert!(held > 5 && held < 35, "{s}");
+    assert_eq!(s["completed"].as_u64().unwrap() + held, 40);
+    // The same seed holds the same tasks.
+    let again = Client::start(SandboxConfig {
+        exception_rate: 0.5,
+        ..config(0.0)
+    })
+    .await;
+    let b2 = again.create_batch("held").await;
+    again
+        .wait_job(&again.import(&b2, &csv_of(&keys("h", 40))).await)
+        .await;
+    assert_eq!(again.batch_status(&b2).await["in_progress"], held);
+}
