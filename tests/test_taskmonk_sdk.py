@@ -63,7 +63,11 @@ def test_sdk_main_flow_and_labelport_agree(sandbox, sdk, tmp_path: Path):
     job_c = sdk.upload_tasks(batch_id, input_file=str(packed), file_type="CSV")
     for job in (job_a, job_b, job_c):
         wait_until(lambda j=job: sdk.is_job_complete(j), f"import job {job}")
-    assert sdk.get_job_progress(job_a) == {"completed": 2, "total": 2, "percentage": 100}
+    assert sdk.get_job_progress(job_a) == {
+        "completed": 2,
+        "total": 2,
+        "percentage": 100,
+    }
 
     wait_until(lambda: sdk.is_batch_complete(batch_id), "batch")
     assert sdk.get_batch_status(batch_id) == {
@@ -84,12 +88,18 @@ def test_sdk_main_flow_and_labelport_agree(sandbox, sdk, tmp_path: Path):
     assert list(rows[0]) == ["url", "external_id", *OUTPUT_FIELDS]
 
     users = read_csv(
-        sdk.get_batch_and_user_output(batch_id, str(tmp_path / "users.csv"), completed_only=True)
+        sdk.get_batch_and_user_output(
+            batch_id, str(tmp_path / "users.csv"), completed_only=True
+        )
     )
     assert all(r["L1_U1_Completion_Date"] for r in users)
-    levels = read_csv(sdk.get_batch_level_output(batch_id, str(tmp_path / "levels.csv")))
+    levels = read_csv(
+        sdk.get_batch_level_output(batch_id, str(tmp_path / "levels.csv"))
+    )
     assert all(r["L1_label"] == r["label"] for r in levels)
-    xlsx = sdk.get_batch_output(batch_id, str(tmp_path / "out.xlsx"), output_format="Excel")
+    xlsx = sdk.get_batch_output(
+        batch_id, str(tmp_path / "out.xlsx"), output_format="Excel"
+    )
     assert Path(xlsx).read_bytes()[:4] == b"PK\x03\x04"
 
     # labelport reads the same batch the same way.
@@ -103,7 +113,10 @@ def test_sdk_main_flow_and_labelport_agree(sandbox, sdk, tmp_path: Path):
         assert r["input"] == {"url": row["url"]}
         assert r["output"] == {f: row[f] for f in OUTPUT_FIELDS}
         assert r["completed_at"] is not None
-    excel_results = {r["key"]: r for r in sandbox.client(export_format="excel").batch(batch_id).results()}
+    excel_results = {
+        r["key"]: r
+        for r in sandbox.client(export_format="excel").batch(batch_id).results()
+    }
     assert excel_results == results
     status = batch.status()
     assert (status["total"], status["completed"], status["done"]) == (4, 4, True)
@@ -117,12 +130,16 @@ def test_sdk_sees_what_labelport_uploaded(sandbox, sdk, tmp_path: Path):
     batch.wait(timeout=30, poll_interval=0.1)
 
     assert sdk.is_batch_complete(batch.id)
-    rows = read_csv(sdk.get_batch_output(batch.id, str(tmp_path / "lp.csv"), completed_only=True))
+    rows = read_csv(
+        sdk.get_batch_output(batch.id, str(tmp_path / "lp.csv"), completed_only=True)
+    )
     assert sorted(r["image_id"] for r in rows) == sorted(r["image_id"] for r in records)
     assert {r["external_id"] for r in rows} == {r["image_id"] for r in records}
     by_key = {r["key"]: r for r in batch.results()}
     for row in rows:
-        assert by_key[row["external_id"]]["output"] == {f: row[f] for f in OUTPUT_FIELDS}
+        assert by_key[row["external_id"]]["output"] == {
+            f: row[f] for f in OUTPUT_FIELDS
+        }
         assert by_key[row["external_id"]]["input"] == {
             "image_id": row["image_id"],
             "caption": row["caption"],
@@ -136,18 +153,26 @@ def test_sdk_sees_what_labelport_uploaded(sandbox, sdk, tmp_path: Path):
 def test_sdk_dictionary_import_and_batch_state(sandbox, sdk):
     batch_id = sdk.create_batch("sdk-dict")
     reply = sdk.import_task_from_dictionary(
-        batch_id, [{"external_id": "d0", "url": "u0"}, {"external_id": "d1", "url": "u1"}]
+        batch_id,
+        [{"external_id": "d0", "url": "u0"}, {"external_id": "d1", "url": "u1"}],
     )
     job = reply["job_id"]
     wait_until(lambda: sdk.is_job_complete(job), "dictionary import")
-    assert sdk.update_batch_status(batch_id, "Paused") == {"id": batch_id, "state": "Paused"}
+    assert sdk.update_batch_status(batch_id, "Paused") == {
+        "id": batch_id,
+        "state": "Paused",
+    }
     keys = {r["key"] for r in sandbox.client().batch(batch_id).records()}
     assert keys == {"d0", "d1"}
 
 
 def test_sdk_token_errors_are_what_the_sdk_raises(sandbox):
     bad = TaskMonkClient(
-        sandbox.url, sandbox.project, client_id="sandbox-client", client_secret="x", force_https=False
+        sandbox.url,
+        sandbox.project,
+        client_id="sandbox-client",
+        client_secret="x",
+        force_https=False,
     )
     with pytest.raises(ValueError, match="invalid_client"):
         bad.create_batch("nope")
@@ -157,14 +182,22 @@ def test_sdk_url_import_and_taxonomy(sandbox, sdk, tmp_path: Path):
     batch_id = sdk.create_batch("sdk-url")
     tasks = tmp_path / "remote.csv"
     tasks.write_text("url,external_id\nu0,url0\nu1,url1\nu2,url2\n", encoding="utf-8")
-    job = sdk.import_tasks_url(batch_id=batch_id, file_url=tasks.as_uri(), file_type="CSV")
+    job = sdk.import_tasks_url(
+        batch_id=batch_id, file_url=tasks.as_uri(), file_type="CSV"
+    )
     assert isinstance(job, str)
     wait_until(lambda: sdk.is_job_complete(job), "URL import")
-    assert {r["key"] for r in sandbox.client().batch(batch_id).records()} == {"url0", "url1", "url2"}
+    assert {r["key"] for r in sandbox.client().batch(batch_id).records()} == {
+        "url0",
+        "url1",
+        "url2",
+    }
 
     # The Excel output file of that batch serves as a taxonomy file: three rows.
     wait_until(lambda: sdk.is_batch_complete(batch_id), "batch")
-    xlsx = sdk.get_batch_output(batch_id, str(tmp_path / "tax.xlsx"), output_format="Excel")
+    xlsx = sdk.get_batch_output(
+        batch_id, str(tmp_path / "tax.xlsx"), output_format="Excel"
+    )
     taxonomy = sdk.create_taxonomy("vehicles")
     assert isinstance(taxonomy, str)
     assert sdk.import_taxonomy(taxonomy, xlsx) == 3
