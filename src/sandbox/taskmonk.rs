@@ -13,8 +13,8 @@
 //! rows at `rows_per_second` from its creation (`completed` counts them); a task ingested at `t` is
 //! `new` until `t + complete_after / 2`, `in_progress` until `t + complete_after`, then `completed`
 //! with seeded outputs ("fill output fields with random values and auto-submit", as the seed document
-//! describes). A seeded `exception_rate` share of tasks is held `in_progress` forever (TaskMonk has no
-//! exception state). Test hooks (`/_sim/...`, no auth, no faults):
+//! describes). TaskMonk has no exception state: a seeded `exception_rate` share of tasks is sent back
+//! for rework instead, `in_progress` until `t + 2 * complete_after + 1 s`. Test hooks (`/_sim/...`, no auth, no faults):
 //!
 //! - `POST /_sim/ingestion` `{"rows_per_second": f, "stall": bool}`: later import jobs ingest at that
 //!   rate; with `stall` they stop halfway and never move again.
@@ -69,6 +69,8 @@ const OUTPUT_FIELDS: &[(&str, &[&str])] = &[
     ("is_occluded", &["true", "false"]),
 ];
 const LEVELS: u32 = 1;
+/// Sandbox ms a reworked task (`exception_rate`) takes beyond twice `complete_after`.
+const REWORK_MS: i64 = 1000;
 const KEY_COLUMN: &str = "external_id";
 
 pub struct TaskMonk {
@@ -357,12 +359,16 @@ impl TaskMonk {
                     (TaskStatus::New, None)
                 } else {
                     let started = ingested + ca / 2;
-                    let done = ingested + ca;
-                    let held = self.draw("exception", id) < self.shared.config.exception_rate;
-                    if now >= done && !held {
+                    let reworked = self.draw("exception", id) < self.shared.config.exception_rate;
+                    let done = if reworked {
+                        ingested + 2 * ca + REWORK_MS
+                    } else {
+                        ingested + ca
+                    };
+                    if now >= done {
                         let s = TaskStatus::Completed { started, done };
                         (s, Some(self.seeded_outputs(id)))
-                    } else if now >= started && (ca > 0 || held) {
+                    } else if now >= started && (ca > 0 || reworked) {
                         (TaskStatus::InProgress { started }, None)
                     } else {
                         (TaskStatus::New, None)

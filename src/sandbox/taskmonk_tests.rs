@@ -784,29 +784,29 @@ async fn files_refuse_credentials_and_expire() {
 }
 
 #[tokio::test]
-async fn exception_rate_holds_tasks_in_progress() {
-    let c = Client::start(SandboxConfig {
-        exception_rate: 0.5,
-        ..config(0.0)
-    })
-    .await;
-    let batch = c.create_batch("held").await;
+async fn exception_rate_sends_tasks_back_for_rework() {
+    let start = || {
+        Client::start(SandboxConfig {
+            exception_rate: 0.5,
+            ..config(0.0)
+        })
+    };
+    let c = start().await;
+    let batch = c.create_batch("rework").await;
     c.wait_job(&c.import(&batch, &csv_of(&keys("h", 40))).await)
         .await;
-    c.sb.advance(1000.0);
     let s = c.batch_status(&batch).await;
-    let held = s["in_progress"].as_u64().unwrap();
-    assert!(held > 5 && held < 35, "{s}");
-    assert_eq!(s["completed"].as_u64().unwrap() + held, 40);
-    // The same seed holds the same tasks.
-    let again = Client::start(SandboxConfig {
-        exception_rate: 0.5,
-        ..config(0.0)
-    })
-    .await;
-    let b2 = again.create_batch("held").await;
+    let reworked = s["in_progress"].as_u64().unwrap();
+    assert!(reworked > 5 && reworked < 35, "{s}");
+    assert_eq!(s["completed"].as_u64().unwrap() + reworked, 40);
+    // The same seed sends the same tasks back.
+    let again = start().await;
+    let b2 = again.create_batch("rework").await;
     again
         .wait_job(&again.import(&b2, &csv_of(&keys("h", 40))).await)
         .await;
-    assert_eq!(again.batch_status(&b2).await["in_progress"], held);
+    assert_eq!(again.batch_status(&b2).await["in_progress"], reworked);
+    // Rework ends: every task completes.
+    c.sb.advance(1.5);
+    assert_eq!(c.batch_status(&batch).await["completed"], 40);
 }
