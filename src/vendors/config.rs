@@ -51,8 +51,13 @@ pub const SPECS: &[VendorSpec] = &[
         name: "taskmonk",
         credentials: &["client_id", "client_secret"],
         default_base_url: "https://api.taskmonk.io",
-        client_options: &[],
-        batch_options: &[],
+        client_options: &[
+            "key_column",
+            "output_fields",
+            "export_format",
+            "stall_timeout",
+        ],
+        batch_options: &["priority", "comments", "start_time"],
         upload_options: &["priority"],
     },
     VendorSpec {

@@ -2,9 +2,11 @@
 //! credential is renewed. Renewal is single-flight: many requests refused at once cause one new login.
 
 mod login_token;
+mod oauth2;
 mod static_key;
 
 pub use login_token::LoginToken;
+pub use oauth2::OAuth2ClientCredentials;
 pub use static_key::{refused_with_401, KeyPlacement, StaticKey};
 
 use async_trait::async_trait;

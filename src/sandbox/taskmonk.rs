@@ -1,0 +1,1585 @@
+//! The TaskMonk API simulator (vendors/taskmonk.md section 6; what `taskmonk-sdk` 0.29 calls).
+//!
+//! TaskMonk's model against the neutral one: project = a project set up by the annotation partner
+//! (seeded: `4519`; `4520` exists but the API client has no access to it), Batch = batch (numeric
+//! string ids), record = task (one row of an uploaded CSV/Excel file), Job = an import job (uploads) or
+//! an output job (files of results), both polled on `/job/{id}/status` until `completed == total`,
+//! result = a row of the output file, fetched from `file_url` without auth.
+//!
+//! Auth is OAuth2 client credentials: the credentials travel in the token request's query string, the
+//! token as `Authorization: Bearer` on every other call.
+//!
+//! Time is the sandbox clock and everything is computed from it when asked: import job `j` ingests its
+//! rows at `rows_per_second` from its creation (`completed` counts them); a task ingested at `t` is
+//! `new` until `t + complete_after / 2`, `in_progress` until `t + complete_after`, then `completed`
+//! with seeded outputs ("fill output fields with random values and auto-submit", as the seed document
+//! describes). TaskMonk has no exception state: a seeded `exception_rate` share of tasks is sent back
+//! for rework instead, `in_progress` until `t + 2 * complete_after + 1 s`. Test hooks (`/_sim/...`, no auth, no faults):
+//!
+//! - `POST /_sim/ingestion` `{"rows_per_second": f, "stall": bool}`: later import jobs ingest at that
+//!   rate; with `stall` they stop halfway and never move again.
+//! - `POST /_sim/auto-complete` `{"enabled": bool}`: tasks of later imports complete by themselves or
+//!   never (until `/_sim/batch/{b}/complete`).
+//! - `POST /_sim/batch/{b}/complete` `{"outputs": {...}}`: completes every ingested task of the batch now.
+//! - `POST /_sim/project/schema` `{"input_fields": [...]}`: uploads with other columns are refused
+//!   (a project accepts any columns until a test sets this).
+//! - `GET /_sim/state`: batches, jobs and task counts.
+//!
+//! Records are counted in the statistics per `external_id` column value (else per task id) when an
+//! import job is created, i.e. when the rows are stored.
+
+#![allow(clippy::result_large_err)]
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put, MethodRouter};
+use axum::{Json, Router};
+use parking_lot::Mutex;
+use serde_json::{json, Map, Value};
+use sha2::{Digest, Sha256};
+
+use super::clock::{iso_ms, seconds_to_ms};
+use super::paging::Query;
+use super::taskmonk_files::{self as files, FileType, Table};
+use super::{Routes, Shared, Simulator};
+
+pub const PROJECT: &str = "4519";
+/// A project of the same organization the sandbox client was not added to.
+pub const OTHER_PROJECT: &str = "4520";
+const CLIENT_ID: &str = "sandbox-client";
+/// The documented example's lifetime.
+const DEFAULT_TOKEN_TTL_S: f64 = 3500.0;
+const DEFAULT_ROWS_PER_SECOND: f64 = 5000.0;
+/// Sandbox milliseconds an output job takes to write its file.
+const OUTPUT_LATENCY_MS: i64 = 150;
+/// How long an output file stays at its URL, in sandbox ms.
+const FILE_TTL_MS: i64 = 3_600_000;
+/// Decoded upload size and row limits (open question 7: configurable defaults).
+const FILE_LIMIT: usize = 100 << 20;
+const ROW_LIMIT: usize = 100_000;
+/// The project's output fields: (name, choices); no choices = a confidence number.
+const OUTPUT_FIELDS: &[(&str, &[&str])] = &[
+    ("label", &["car", "truck", "bus", "bicycle"]),
+    ("confidence", &[]),
+    ("is_occluded", &["true", "false"]),
+];
+const LEVELS: u32 = 1;
+/// Sandbox ms a reworked task (`exception_rate`) takes beyond twice `complete_after`.
+const REWORK_MS: i64 = 1000;
+const KEY_COLUMN: &str = "external_id";
+
+pub struct TaskMonk {
+    shared: Arc<Shared>,
+    secret: String,
+    token_ttl_ms: i64,
+    /// access token -> expiry (sandbox ms); refresh tokens have no expiry.
+    tokens: Mutex<HashMap<String, i64>>,
+    refresh_tokens: Mutex<HashMap<String, ()>>,
+    state: Mutex<SimState>,
+}
+
+struct SimState {
+    next_batch: u64,
+    next_task: u64,
+    batches: BTreeMap<u64, Batch>,
+    jobs: HashMap<String, Job>,
+    /// Output files by their unguessable token.
+    files: HashMap<String, OutFile>,
+    rows_per_second: f64,
+    stall: bool,
+    auto_complete: bool,
+    schema: Option<Vec<String>>,
+    next_taxonomy: u64,
+}
+
+struct Batch {
+    id: u64,
+    project: String,
+    name: String,
+    priority: i64,
+    comments: String,
+    notifications: Value,
+    start_time: Option<String>,
+    state: String,
+    /// Input columns in first-seen order over every upload.
+    input_fields: Vec<String>,
+    /// Import job ids in creation order.
+    imports: Vec<String>,
+    /// Tasks completed by `/_sim/batch/{b}/complete`: task id -> (ms, outputs).
+    manual: HashMap<u64, (i64, Map<String, Value>)>,
+}
+
+enum JobKind {
+    Import {
+        batch: u64,
+        rows: Vec<Map<String, Value>>,
+        first_task: u64,
+        rows_per_second: f64,
+        /// Rows this job ever ingests (fewer than `rows.len()` when stalled).
+        limit: usize,
+        auto_complete: bool,
+    },
+    Output {
+        ready_ms: i64,
+    },
+}
+
+struct Job {
+    project: String,
+    created_ms: i64,
+    kind: JobKind,
+}
+
+struct OutFile {
+    ready_ms: i64,
+    kind: FileType,
+    bytes: Vec<u8>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum TaskStatus {
+    New,
+    InProgress { started: i64 },
+    Completed { started: i64, done: i64 },
+}
+
+/// A task as seen at one instant.
+struct TaskView<'a> {
+    id: u64,
+    input: &'a Map<String, Value>,
+    status: TaskStatus,
+    outputs: Option<Map<String, Value>>,
+}
+
+type Answer = Result<Response, Response>;
+
+fn error(status: StatusCode, code: &str, message: &str) -> Response {
+    (status, Json(json!({"error": code, "message": message}))).into_response()
+}
+
+fn bad_request(message: &str) -> Response {
+    error(StatusCode::BAD_REQUEST, "bad_request", message)
+}
+
+/// A JSON scalar as the string a CSV cell holds.
+fn cell(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Null => String::new(),
+        other => other.to_string(),
+    }
+}
+
+impl TaskMonk {
+    pub fn new(shared: Arc<Shared>) -> Self {
+        let c = &shared.config;
+        let secret = hex::encode(&Sha256::digest(format!("taskmonk-secret-{}", c.seed))[..16]);
+        TaskMonk {
+            secret,
+            token_ttl_ms: seconds_to_ms(c.faults.token_ttl.unwrap_or(DEFAULT_TOKEN_TTL_S)),
+            tokens: Mutex::new(HashMap::new()),
+            refresh_tokens: Mutex::new(HashMap::new()),
+            state: Mutex::new(SimState {
+                next_batch: 331,
+                next_task: 100_001,
+                batches: BTreeMap::new(),
+                jobs: HashMap::new(),
+                files: HashMap::new(),
+                rows_per_second: DEFAULT_ROWS_PER_SECOND,
+                stall: false,
+                auto_complete: true,
+                schema: None,
+                next_taxonomy: 1,
+            }),
+            shared,
+        }
+    }
+
+    fn now(&self) -> i64 {
+        self.shared.clock.now_ms()
+    }
+
+    fn complete_after_ms(&self) -> i64 {
+        seconds_to_ms(self.shared.config.complete_after)
+    }
+
+    /// A seeded draw in [0, 1) for (what, task).
+    fn draw(&self, what: &str, task: u64) -> f64 {
+        let d = Sha256::new()
+            .chain_update(self.shared.config.seed.to_le_bytes())
+            .chain_update(what.as_bytes())
+            .chain_update(task.to_le_bytes())
+            .finalize();
+        let word = u64::from_le_bytes(d[..8].try_into().unwrap());
+        (word >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    fn seeded_outputs(&self, task: u64) -> Map<String, Value> {
+        let mut out = Map::new();
+        for (name, choices) in OUTPUT_FIELDS {
+            let u = self.draw(name, task);
+            let v = if choices.is_empty() {
+                format!("{:.2}", 0.5 + u * 0.49)
+            } else {
+                choices[(u * choices.len() as f64) as usize % choices.len()].to_string()
+            };
+            out.insert(name.to_string(), Value::String(v));
+        }
+        out
+    }
+
+    // ---- auth ------------------------------------------------------------------------------
+
+    fn issue(&self) -> Response {
+        let access = hex::encode(rand::random::<[u8; 24]>());
+        let refresh = hex::encode(rand::random::<[u8; 24]>());
+        self.tokens
+            .lock()
+            .insert(access.clone(), self.now() + self.token_ttl_ms);
+        self.refresh_tokens.lock().insert(refresh.clone(), ());
+        // Exactly these four keys: the Java SDK parses strictly.
+        Json(json!({
+            "token_type": "Bearer",
+            "access_token": access,
+            "refresh_token": refresh,
+            "expires_in": self.token_ttl_ms / 1000,
+        }))
+        .into_response()
+    }
+
+    fn token(&self, uri: &Uri, body: &[u8]) -> Response {
+        let q = Query::parse(uri.query());
+        let form = Query::parse(std::str::from_utf8(body).ok());
+        let param = |k: &str| q.get(k).or_else(|| form.get(k)).map(str::to_string);
+        let client_ok = param("client_id").as_deref() == Some(CLIENT_ID)
+            && param("client_secret").as_deref() == Some(self.secret.as_str());
+        match param("grant_type").as_deref() {
+            Some("client_credentials") if client_ok => self.issue(),
+            Some("refresh_token") if client_ok => {
+                let known = param("refresh_token")
+                    .is_some_and(|r| self.refresh_tokens.lock().remove(&r).is_some());
+                if known {
+                    self.issue()
+                } else {
+                    error(
+                        StatusCode::BAD_REQUEST,
+                        "invalid_grant",
+                        "Invalid refresh token",
+                    )
+                }
+            }
+            Some("client_credentials" | "refresh_token") => error(
+                StatusCode::UNAUTHORIZED,
+                "invalid_client",
+                "Bad client credentials",
+            ),
+            _ => error(
+                StatusCode::BAD_REQUEST,
+                "unsupported_grant_type",
+                "grant_type must be client_credentials or refresh_token",
+            ),
+        }
+    }
+
+    fn authorize(&self, headers: &HeaderMap) -> Result<(), Response> {
+        let unauthorized = |m: &str| error(StatusCode::UNAUTHORIZED, "unauthorized", m);
+        let value = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(|| unauthorized("Full authentication is required"))?;
+        let token = match value.trim().split_once(' ') {
+            Some((scheme, t)) if scheme.eq_ignore_ascii_case("bearer") => t.trim(),
+            _ => return Err(unauthorized("Bearer token required")),
+        };
+        match self.tokens.lock().get(token).copied() {
+            None => Err(unauthorized("Invalid access token")),
+            Some(exp) if self.now() >= exp => Err(unauthorized("Access token expired")),
+            Some(_) => Ok(()),
+        }
+    }
+
+    /// Auth first, then access to the project.
+    fn access(&self, headers: &HeaderMap, project: &str) -> Result<(), Response> {
+        self.authorize(headers)?;
+        match project {
+            PROJECT => Ok(()),
+            OTHER_PROJECT => Err(error(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "Unauthorised Access",
+            )),
+            _ => Err(error(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                &format!("Project {project} not found"),
+            )),
+        }
+    }
+
+    // ---- tasks -----------------------------------------------------------------------------
+
+    /// Every ingested task of a batch at `now`, in task id order.
+    fn tasks<'a>(&self, st: &'a SimState, b: &'a Batch, now: i64) -> Vec<TaskView<'a>> {
+        let ca = self.complete_after_ms();
+        let mut out = Vec::new();
+        for jid in &b.imports {
+            let Some(job) = st.jobs.get(jid) else {
+                continue;
+            };
+            let JobKind::Import {
+                rows,
+                first_task,
+                rows_per_second,
+                limit,
+                auto_complete,
+                ..
+            } = &job.kind
+            else {
+                continue;
+            };
+            for (i, row) in rows.iter().enumerate().take(*limit) {
+                let ingested = job.created_ms + ingest_offset_ms(i, *rows_per_second);
+                if ingested > now {
+                    break;
+                }
+                let id = first_task + i as u64;
+                let (status, outputs) = if let Some((done, outputs)) = b.manual.get(&id) {
+                    let started = (*done).min(ingested + ca / 2).max(ingested);
+                    let s = TaskStatus::Completed {
+                        started,
+                        done: *done,
+                    };
+                    (s, Some(outputs.clone()))
+                } else if !auto_complete {
+                    (TaskStatus::New, None)
+                } else {
+                    let started = ingested + ca / 2;
+                    let reworked = self.draw("exception", id) < self.shared.config.exception_rate;
+                    let done = if reworked {
+                        ingested + 2 * ca + REWORK_MS
+                    } else {
+                        ingested + ca
+                    };
+                    if now >= done {
+                        let s = TaskStatus::Completed { started, done };
+                        (s, Some(self.seeded_outputs(id)))
+                    } else if now >= started && (ca > 0 || reworked) {
+                        (TaskStatus::InProgress { started }, None)
+                    } else {
+                        (TaskStatus::New, None)
+                    }
+                };
+                out.push(TaskView {
+                    id,
+                    input: row,
+                    status,
+                    outputs,
+                });
+            }
+        }
+        out
+    }
+
+    fn batch_json(b: &Batch, now_ms: i64) -> Value {
+        let scheduled = b.start_time.as_deref().is_some_and(|t| {
+            super::clock::parse_instant_us(t).is_some_and(|us| us / 1000 > now_ms)
+        });
+        json!({
+            "id": b.id.to_string(),
+            "project_id": b.project,
+            "name": b.name,
+            "priority": b.priority,
+            "comments": b.comments,
+            "notifications": b.notifications,
+            "start_time": b.start_time,
+            "status": if scheduled { "Scheduled" } else { "Active" },
+        })
+    }
+
+    fn job_progress(&self, job: &Job, now: i64) -> (u64, u64) {
+        match &job.kind {
+            JobKind::Import {
+                rows,
+                rows_per_second,
+                limit,
+                ..
+            } => {
+                let elapsed = (now - job.created_ms).max(0);
+                let ingested = (0..*limit)
+                    .take_while(|&i| ingest_offset_ms(i, *rows_per_second) <= elapsed)
+                    .count();
+                (ingested as u64, rows.len() as u64)
+            }
+            JobKind::Output { ready_ms } => (u64::from(now >= *ready_ms), 1),
+        }
+    }
+}
+
+/// When row `i` of an import job is ingested, in ms after the job started.
+fn ingest_offset_ms(i: usize, rows_per_second: f64) -> i64 {
+    if rows_per_second <= 0.0 {
+        return i64::MAX / 4;
+    }
+    ((i as f64 + 1.0) * 1000.0 / rows_per_second).floor() as i64
+}
+
+fn progress_json(completed: u64, total: u64) -> Value {
+    let percentage = (completed * 100).checked_div(total).unwrap_or(0);
+    json!({"completed": completed, "total": total, "percentage": percentage})
+}
+
+fn parse_batch_id(raw: &str) -> Result<u64, Response> {
+    raw.parse::<u64>().map_err(|_| {
+        error(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            &format!("Batch {raw} not found"),
+        )
+    })
+}
+
+// ---- handlers ------------------------------------------------------------------------------------
+
+type S = State<Arc<TaskMonk>>;
+
+async fn token(State(t): S, uri: Uri, body: Bytes) -> Response {
+    t.token(&uri, &body)
+}
+
+fn batch_fields(
+    v: &Value,
+    current: Option<&Batch>,
+) -> Result<(String, i64, String, Value, Option<String>), Response> {
+    let name = match v.get("batch_name") {
+        Some(Value::String(n)) if !n.trim().is_empty() => n.clone(),
+        None if current.is_some() => current.map(|b| b.name.clone()).unwrap_or_default(),
+        _ => return Err(bad_request("batch_name is required")),
+    };
+    let priority = match v.get("priority") {
+        None | Some(Value::Null) => current.map_or(0, |b| b.priority),
+        Some(p) => p
+            .as_i64()
+            .or_else(|| p.as_str().and_then(|s| s.trim().parse().ok()))
+            .ok_or_else(|| bad_request("priority must be an integer"))?,
+    };
+    let comments = match v.get("comments") {
+        None | Some(Value::Null) => current.map(|b| b.comments.clone()).unwrap_or_default(),
+        Some(Value::String(s)) => s.clone(),
+        Some(_) => return Err(bad_request("comments must be a string")),
+    };
+    let notifications = match v.get("notifications") {
+        None | Some(Value::Null) => current.map_or(json!([]), |b| b.notifications.clone()),
+        Some(n @ Value::Array(_)) => n.clone(),
+        Some(_) => return Err(bad_request("notifications must be an array")),
+    };
+    let start_time = match v.get("start_time") {
+        None | Some(Value::Null) => current.and_then(|b| b.start_time.clone()),
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(_) => return Err(bad_request("start_time must be a date string")),
+    };
+    Ok((name, priority, comments, notifications, start_time))
+}
+
+async fn create_batch(
+    State(t): S,
+    Path(p): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Answer {
+    t.access(&headers, &p)?;
+    let v: Value =
+        serde_json::from_slice(&body).map_err(|e| bad_request(&format!("Invalid JSON: {e}")))?;
+    let (name, priority, comments, notifications, start_time) = batch_fields(&v, None)?;
+    let mut st = t.state.lock();
+    let id = st.next_batch;
+    st.next_batch += 1;
+    st.batches.insert(
+        id,
+        Batch {
+            id,
+            project: p,
+            name,
+            priority,
+            comments,
+            notifications,
+            start_time,
+            state: "Active".into(),
+            input_fields: vec![],
+            imports: vec![],
+            manual: HashMap::new(),
+        },
+    );
+    Ok(Json(json!({"id": id.to_string()})).into_response())
+}
+
+async fn list_batches(State(t): S, Path(p): Path<String>, headers: HeaderMap) -> Answer {
+    t.access(&headers, &p)?;
+    let now = t.now();
+    let st = t.state.lock();
+    let items: Vec<Value> = st
+        .batches
+        .values()
+        .filter(|b| b.project == p)
+        .map(|b| TaskMonk::batch_json(b, now))
+        .collect();
+    Ok(Json(Value::Array(items)).into_response())
+}
+
+/// The batch `raw` of project `p`, locked.
+fn with_batch<R>(
+    t: &TaskMonk,
+    p: &str,
+    raw: &str,
+    f: impl FnOnce(&mut SimState, u64) -> Result<R, Response>,
+) -> Result<R, Response> {
+    let id = parse_batch_id(raw)?;
+    let mut st = t.state.lock();
+    match st.batches.get(&id) {
+        Some(b) if b.project == p => f(&mut st, id),
+        _ => Err(error(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            &format!("Batch {raw} not found"),
+        )),
+    }
+}
+
+async fn update_batch(
+    State(t): S,
+    Path((p, b)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Answer {
+    t.access(&headers, &p)?;
+    let v: Value =
+        serde_json::from_slice(&body).map_err(|e| bad_request(&format!("Invalid JSON: {e}")))?;
+    with_batch(&t, &p, &b, |st, id| {
+        let batch = st.batches.get_mut(&id).expect("checked");
+        let (name, priority, comments, notifications, start_time) = batch_fields(&v, Some(batch))?;
+        batch.name = name;
+        batch.priority = priority;
+        batch.comments = comments;
+        batch.notifications = notifications;
+        batch.start_time = start_time;
+        Ok(Json(json!({"id": id.to_string()})).into_response())
+    })
+}
+
+async fn update_state(
+    State(t): S,
+    Path((p, b)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Answer {
+    t.access(&headers, &p)?;
+    let v: Value =
+        serde_json::from_slice(&body).map_err(|e| bad_request(&format!("Invalid JSON: {e}")))?;
+    let Some(state) = v.get("state").and_then(Value::as_str).map(str::to_string) else {
+        return Err(bad_request("state is required"));
+    };
+    with_batch(&t, &p, &b, |st, id| {
+        st.batches.get_mut(&id).expect("checked").state = state.clone();
+        Ok(Json(json!({"id": id.to_string(), "state": state})).into_response())
+    })
+}
+
+/// Which reply shape an import endpoint uses.
+#[derive(Clone, Copy)]
+enum Reply {
+    /// v2 and the dictionary import: `{"job_id"}`.
+    Snake,
+    /// v1 and the URL import: `{"batchId", "jobId"}`.
+    Camel,
+    /// One task added by external id: `{"id": task id}`.
+    Task,
+}
+
+impl TaskMonk {
+    /// Stores rows as a new import job of batch `id`; answers once the row count is known.
+    fn create_import(
+        &self,
+        st: &mut SimState,
+        id: u64,
+        project: &str,
+        table: Table,
+        reply: Reply,
+    ) -> Answer {
+        let header: Vec<String> = table.header.clone();
+        if header.iter().all(|h| h.is_empty()) {
+            return Err(bad_request("The file has no header row"));
+        }
+        if table.rows.is_empty() {
+            return Err(bad_request("The file has no data rows"));
+        }
+        if table.rows.len() > ROW_LIMIT {
+            return Err(error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too_large",
+                &format!("At most {ROW_LIMIT} rows per import"),
+            ));
+        }
+        if let Some(schema) = &st.schema {
+            if let Some(unknown) = header.iter().find(|h| !schema.contains(h)) {
+                return Err(error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_field",
+                    &format!("Unknown input field {unknown:?} for project {project}"),
+                ));
+            }
+        }
+        let rows: Vec<Map<String, Value>> = table
+            .rows
+            .into_iter()
+            .map(|cells| {
+                header
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, h)| !h.is_empty())
+                    .map(|(i, h)| {
+                        (
+                            h.clone(),
+                            Value::String(cells.get(i).cloned().unwrap_or_default()),
+                        )
+                    })
+                    .collect()
+            })
+            .collect();
+        let first_task = st.next_task;
+        st.next_task += rows.len() as u64;
+        let keys: Vec<String> = rows
+            .iter()
+            .enumerate()
+            .map(|(i, r)| match r.get(KEY_COLUMN).map(cell) {
+                Some(k) if !k.is_empty() => k,
+                _ => (first_task + i as u64).to_string(),
+            })
+            .collect();
+        self.shared.stats.created(keys.iter().map(String::as_str));
+        let limit = if st.stall { rows.len() / 2 } else { rows.len() };
+        let job_id = uuid::Uuid::new_v4().to_string();
+        let batch = st.batches.get_mut(&id).expect("checked");
+        for h in header {
+            if !h.is_empty() && !batch.input_fields.contains(&h) {
+                batch.input_fields.push(h);
+            }
+        }
+        batch.imports.push(job_id.clone());
+        let job = Job {
+            project: project.to_string(),
+            created_ms: self.now(),
+            kind: JobKind::Import {
+                batch: id,
+                rows,
+                first_task,
+                rows_per_second: st.rows_per_second,
+                limit,
+                auto_complete: st.auto_complete,
+            },
+        };
+        st.jobs.insert(job_id.clone(), job);
+        Ok(match reply {
+            Reply::Snake => Json(json!({"job_id": job_id})),
+            Reply::Camel => Json(json!({"batchId": id.to_string(), "jobId": job_id})),
+            Reply::Task => Json(json!({"id": first_task.to_string()})),
+        }
+        .into_response())
+    }
+
+    fn import_file(&self, p: &str, b: &str, uri: &Uri, body: &[u8], reply: Reply) -> Answer {
+        let q = Query::parse(uri.query());
+        let named = q
+            .get("fileType")
+            .or_else(|| q.get("file_type"))
+            .filter(|s| !s.trim().is_empty());
+        let bytes = files::decode_upload(body, FILE_LIMIT).map_err(|m| {
+            if m.contains("larger") {
+                error(StatusCode::PAYLOAD_TOO_LARGE, "too_large", &m)
+            } else {
+                bad_request(&m)
+            }
+        })?;
+        let kind = match named {
+            Some(n) => FileType::parse(n).unwrap_or_else(|| files::sniff(&bytes)),
+            None => files::sniff(&bytes),
+        };
+        let table = files::parse(&bytes, kind).map_err(|m| bad_request(&m))?;
+        with_batch(self, p, b, |st, id| {
+            self.create_import(st, id, p, table, reply)
+        })
+    }
+}
+
+async fn import_v2(
+    State(t): S,
+    Path((p, b)): Path<(String, String)>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Answer {
+    t.access(&headers, &p)?;
+    t.import_file(&p, &b, &uri, &body, Reply::Snake)
+}
+
+async fn import_v1(
+    State(t): S,
+    Path((p, b)): Path<(String, String)>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Answer {
+    t.access(&headers, &p)?;
+    t.import_file(&p, &b, &uri, &body, Reply::Camel)
+}
+
+/// The 2025 Postman path, without the project.
+async fn import_no_project(
+    State(t): S,
+    Path(b): Path<String>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Answer {
+    t.authorize(&headers)?;
+    let project = parse_batch_id(&b)
+        .ok()
+        .and_then(|id| t.state.lock().batches.get(&id).map(|x| x.project.clone()))
+        .unwrap_or_else(|| PROJECT.to_string());
+    t.access(&headers, &project)?;
+    t.import_file(&project, &b, &uri, &body, Reply::Snake)
+}
+
+async fn import_dictionary(
+    State(t): S,
+    Path((p, b)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Answer {
+    t.access(&headers, &p)?;
+    let v: Value =
+        serde_json::from_slice(&body).map_err(|e| bad_request(&format!("Invalid JSON: {e}")))?;
+    let Value::Array(items) = v else {
+        return Err(bad_request("A JSON array of tasks is required"));
+    };
+    let mut header: Vec<String> = Vec::new();
+    let mut maps = Vec::new();
+    for item in items {
+        let Value::Object(mut obj) = item else {
+            return Err(bad_request("Each task must be a JSON object"));
+        };
+        let mut row = Map::new();
+        if let Some(Value::Object(data)) = obj.remove("data") {
+            if let Some(ext) = obj.remove("external_id") {
+                row.insert(KEY_COLUMN.to_string(), Value::String(cell(&ext)));
+            }
+            row.extend(data);
+        } else {
+            row = obj;
+        }
+        for k in row.keys() {
+            if !header.contains(k) {
+                header.push(k.clone());
+            }
+        }
+        maps.push(row);
+    }
+    let rows = maps
+        .iter()
+        .map(|m| {
+            header
+                .iter()
+                .map(|h| m.get(h).map(cell).unwrap_or_default())
+                .collect()
+        })
+        .collect();
+    let table = Table { header, rows };
+    with_batch(&t, &p, &b, |st, id| {
+        t.create_import(st, id, &p, table, Reply::Snake)
+    })
+}
+
+/// #5: the file at `file_url`; the sandbox fetches only `file://` paths and loopback URLs.
+async fn import_url(
+    State(t): S,
+    Path((p, b)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Answer {
+    t.access(&headers, &p)?;
+    let v: Value =
+        serde_json::from_slice(&body).map_err(|e| bad_request(&format!("Invalid JSON: {e}")))?;
+    let Some(raw_url) = text_of(&v, &["file_url", "fileUrl"]) else {
+        return Err(bad_request("file_url is required"));
+    };
+    let url =
+        url::Url::parse(&raw_url).map_err(|e| bad_request(&format!("Invalid file_url: {e}")))?;
+    let fetch_error = |m: String| error(StatusCode::BAD_REQUEST, "fetch_failed", &m);
+    let bytes: Vec<u8> = match url.scheme() {
+        "file" => {
+            let path = url
+                .to_file_path()
+                .map_err(|_| bad_request("Invalid file path"))?;
+            std::fs::read(&path).map_err(|e| fetch_error(format!("Cannot read {raw_url}: {e}")))?
+        }
+        "http" | "https" if is_loopback(&url) => {
+            let resp = reqwest::get(url.clone())
+                .await
+                .map_err(|_| fetch_error(format!("Cannot fetch {raw_url}")))?;
+            if !resp.status().is_success() {
+                return Err(fetch_error(format!(
+                    "Fetching {raw_url} answered {}",
+                    resp.status()
+                )));
+            }
+            resp.bytes()
+                .await
+                .map_err(|_| fetch_error(format!("Cannot fetch {raw_url}")))?
+                .to_vec()
+        }
+        _ => {
+            return Err(fetch_error(
+                "The sandbox fetches only file:// and loopback URLs".to_string(),
+            ))
+        }
+    };
+    let bytes = files::decode_upload(&bytes, FILE_LIMIT).map_err(|m| bad_request(&m))?;
+    let kind = text_of(&v, &["file_type", "fileType"])
+        .and_then(|f| FileType::parse(&f))
+        .unwrap_or_else(|| files::sniff(&bytes));
+    let table = files::parse(&bytes, kind).map_err(|m| bad_request(&m))?;
+    with_batch(&t, &p, &b, |st, id| {
+        t.create_import(st, id, &p, table, Reply::Camel)
+    })
+}
+
+fn text_of(v: &Value, names: &[&str]) -> Option<String> {
+    names
+        .iter()
+        .find_map(|n| v.get(*n).and_then(Value::as_str))
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+}
+
+fn is_loopback(url: &url::Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    }
+}
+
+/// #22 (Java `addTask`): one task with an external id.
+async fn add_task(State(t): S, Path(p): Path<String>, headers: HeaderMap, body: Bytes) -> Answer {
+    t.access(&headers, &p)?;
+    let v: Value =
+        serde_json::from_slice(&body).map_err(|e| bad_request(&format!("Invalid JSON: {e}")))?;
+    let Some(batch) = text_of(&v, &["batch_id", "batchId"]) else {
+        return Err(bad_request("batch_id is required"));
+    };
+    let mut header = Vec::new();
+    let mut row = Vec::new();
+    if let Some(ext) = text_of(&v, &["externalId", "external_id"]) {
+        header.push(KEY_COLUMN.to_string());
+        row.push(ext);
+    }
+    if let Some(Value::Object(input)) = v.get("input") {
+        for (k, x) in input {
+            header.push(k.clone());
+            row.push(cell(x));
+        }
+    }
+    let table = Table {
+        header,
+        rows: vec![row],
+    };
+    with_batch(&t, &p, &batch, |st, id| {
+        t.create_import(st, id, &p, table, Reply::Task)
+    })
+}
+
+/// #14: a taxonomy of the project.
+async fn create_taxonomy(
+    State(t): S,
+    Path(p): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Answer {
+    t.access(&headers, &p)?;
+    let v: Value =
+        serde_json::from_slice(&body).map_err(|e| bad_request(&format!("Invalid JSON: {e}")))?;
+    if text_of(&v, &["name"]).is_none() {
+        return Err(bad_request("name is required"));
+    }
+    let mut st = t.state.lock();
+    let id = st.next_taxonomy;
+    st.next_taxonomy += 1;
+    Ok(Json(json!({"id": id.to_string()})).into_response())
+}
+
+/// #15: categories from an Excel (or CSV) file in the multipart part `file`; answers their count.
+async fn import_taxonomy(
+    State(t): S,
+    Path(p): Path<String>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Answer {
+    t.access(&headers, &p)?;
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let file = super::multipart::part(content_type, &body, "file").map_err(|m| bad_request(&m))?;
+    let q = Query::parse(uri.query());
+    let kind = q
+        .get("file_type")
+        .or_else(|| q.get("fileType"))
+        .and_then(FileType::parse)
+        .unwrap_or_else(|| files::sniff(file));
+    let table = files::parse(file, kind).map_err(|m| bad_request(&m))?;
+    Ok(Json(json!({"count": table.rows.len()})).into_response())
+}
+
+async fn import_taxonomy_by_id(
+    state: S,
+    Path((p, _taxonomy)): Path<(String, String)>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Answer {
+    import_taxonomy(state, Path(p), uri, headers, body).await
+}
+
+async fn job_status(
+    State(t): S,
+    Path((p, j)): Path<(String, String)>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Answer {
+    t.access(&headers, &p)?;
+    let now = t.now();
+    let q = Query::parse(uri.query());
+    let st = t.state.lock();
+    if q.get("input_type") == Some("batch") {
+        // `{j}` is a batch id: the upload progress of the whole batch.
+        let id = parse_batch_id(&j)?;
+        let Some(b) = st.batches.get(&id).filter(|b| b.project == p) else {
+            return Err(error(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                &format!("Batch {j} not found"),
+            ));
+        };
+        let (mut c, mut total) = (0, 0);
+        for jid in &b.imports {
+            if let Some(job) = st.jobs.get(jid) {
+                let (jc, jt) = t.job_progress(job, now);
+                c += jc;
+                total += jt;
+            }
+        }
+        return Ok(Json(progress_json(c, total)).into_response());
+    }
+    match st.jobs.get(&j).filter(|job| job.project == p) {
+        Some(job) => {
+            let (c, total) = t.job_progress(job, now);
+            Ok(Json(progress_json(c, total)).into_response())
+        }
+        None => Err(error(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            &format!("Job {j} not found"),
+        )),
+    }
+}
+
+async fn batch_status(
+    State(t): S,
+    Path((p, b)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Answer {
+    t.access(&headers, &p)?;
+    let now = t.now();
+    with_batch(&t, &p, &b, |st, id| {
+        let batch = &st.batches[&id];
+        let (mut new, mut prog, mut done) = (0u64, 0u64, 0u64);
+        for task in t.tasks(st, batch, now) {
+            match task.status {
+                TaskStatus::New => new += 1,
+                TaskStatus::InProgress { .. } => prog += 1,
+                TaskStatus::Completed { .. } => done += 1,
+            }
+        }
+        Ok(Json(json!({
+            "new_count": new,
+            "in_progress": prog,
+            "completed": done,
+            "total": new + prog + done,
+        }))
+        .into_response())
+    })
+}
+
+/// Which output file an output endpoint writes.
+#[derive(Clone, Copy, PartialEq)]
+enum OutputKind {
+    /// #9 and #21: input and output fields.
+    Batch,
+    /// #10: plus per-level, per-user columns.
+    BatchAndUser,
+    /// #11: plus per-level outputs.
+    Levels,
+}
+
+impl TaskMonk {
+    #[allow(clippy::too_many_arguments)]
+    fn output(
+        &self,
+        p: &str,
+        b: &str,
+        uri: &Uri,
+        headers: &HeaderMap,
+        body: &[u8],
+        kind: OutputKind,
+        camel: bool,
+    ) -> Answer {
+        self.access(headers, p)?;
+        let q = Query::parse(uri.query());
+        let format = match q.get("output_format") {
+            None => FileType::Csv,
+            Some(f) => match f.trim().to_ascii_lowercase().as_str() {
+                "csv" => FileType::Csv,
+                "excel" | "xlsx" => FileType::Excel,
+                _ => {
+                    return Err(bad_request(&format!(
+                        "output_format must be CSV or Excel, not {f:?}"
+                    )))
+                }
+            },
+        };
+        let v: Value = if body.iter().all(u8::is_ascii_whitespace) {
+            json!({})
+        } else {
+            serde_json::from_slice(body).map_err(|e| bad_request(&format!("Invalid JSON: {e}")))?
+        };
+        let names: Vec<String> = v
+            .get("field_names")
+            .or_else(|| v.get("fieldNames"))
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(Value::as_str)
+                    .map(String::from)
+                    .collect()
+            })
+            .unwrap_or_default();
+        let completed_only = v
+            .get("completedOnly")
+            .or_else(|| v.get("completed_only"))
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
+        let now = self.now();
+        let (table, id) = with_batch(self, p, b, |st, id| {
+            let batch = &st.batches[&id];
+            let outputs: Vec<String> = OUTPUT_FIELDS.iter().map(|(n, _)| n.to_string()).collect();
+            let mut columns: Vec<String> = batch
+                .input_fields
+                .iter()
+                .chain(outputs.iter())
+                .cloned()
+                .collect();
+            if !names.is_empty() {
+                if let Some(unknown) = names.iter().find(|n| !columns.contains(n)) {
+                    return Err(bad_request(&format!("Unknown field {unknown:?}")));
+                }
+                columns.retain(|c| names.contains(c));
+            }
+            let mut header = columns.clone();
+            if kind == OutputKind::Levels {
+                for l in 1..=LEVELS {
+                    header.extend(outputs.iter().map(|o| format!("L{l}_{o}")));
+                }
+            }
+            if kind == OutputKind::BatchAndUser {
+                for l in 1..=LEVELS {
+                    for a in ["User", "Start_Date", "Completion_Date"] {
+                        header.push(format!("L{l}_U1_{a}"));
+                    }
+                }
+            }
+            let mut rows = Vec::new();
+            for task in self.tasks(st, batch, now) {
+                let done = matches!(task.status, TaskStatus::Completed { .. });
+                if completed_only && !done {
+                    continue;
+                }
+                let empty = Map::new();
+                let out = task.outputs.as_ref().unwrap_or(&empty);
+                let mut row: Vec<String> = columns
+                    .iter()
+                    .map(|c| {
+                        task.input
+                            .get(c)
+                            .or_else(|| out.get(c))
+                            .map(cell)
+                            .unwrap_or_default()
+                    })
+                    .collect();
+                if kind == OutputKind::Levels {
+                    for _ in 1..=LEVELS {
+                        row.extend(
+                            outputs
+                                .iter()
+                                .map(|o| out.get(o).map(cell).unwrap_or_default()),
+                        );
+                    }
+                }
+                if kind == OutputKind::BatchAndUser {
+                    for l in 1..=LEVELS {
+                        let (user, start, end) = match task.status {
+                            TaskStatus::New => (String::new(), String::new(), String::new()),
+                            TaskStatus::InProgress { started } => {
+                                (format!("L{l}_U1"), iso_ms(started), String::new())
+                            }
+                            TaskStatus::Completed { started, done } => {
+                                (format!("L{l}_U1"), iso_ms(started), iso_ms(done))
+                            }
+                        };
+                        row.extend([user, start, end]);
+                    }
+                }
+                let _ = task.id;
+                rows.push(row);
+            }
+            Ok((Table { header, rows }, id))
+        })?;
+        let bytes = files::write(&table, format)
+            .map_err(|m| error(StatusCode::INTERNAL_SERVER_ERROR, "internal", &m))?;
+        let job_id = uuid::Uuid::new_v4().to_string();
+        let token = hex::encode(rand::random::<[u8; 16]>());
+        let ready_ms = now + OUTPUT_LATENCY_MS;
+        let file_url = format!(
+            "{}/_files/{token}/{id}_{job_id}.{}",
+            self.public_base(headers),
+            format.extension()
+        );
+        let mut st = self.state.lock();
+        // Files stay fetchable for an hour of sandbox time, then go (as expiring blob URLs do).
+        st.files.retain(|_, f| f.ready_ms + FILE_TTL_MS > now);
+        st.files.insert(
+            token,
+            OutFile {
+                ready_ms,
+                kind: format,
+                bytes,
+            },
+        );
+        st.jobs.insert(
+            job_id.clone(),
+            Job {
+                project: p.to_string(),
+                created_ms: now,
+                kind: JobKind::Output { ready_ms },
+            },
+        );
+        let reply = if camel {
+            json!({"fileUrl": file_url, "jobId": job_id})
+        } else {
+            json!({"file_url": file_url, "job_id": job_id})
+        };
+        Ok(Json(reply).into_response())
+    }
+
+    /// Absolute URLs point back at this server, by the host the client used.
+    fn public_base(&self, headers: &HeaderMap) -> String {
+        let host = headers
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .map(str::to_string)
+            .unwrap_or_else(|| format!("127.0.0.1:{}", self.shared.port));
+        format!("http://{host}")
+    }
+}
+
+async fn output_v2(
+    State(t): S,
+    Path((p, b)): Path<(String, String)>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Answer {
+    t.output(&p, &b, &uri, &headers, &body, OutputKind::Batch, false)
+}
+
+async fn output_v1(
+    State(t): S,
+    Path((p, b)): Path<(String, String)>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Answer {
+    t.output(&p, &b, &uri, &headers, &body, OutputKind::Batch, true)
+}
+
+async fn output_file(
+    State(t): S,
+    Path((p, b)): Path<(String, String)>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Answer {
+    t.output(
+        &p,
+        &b,
+        &uri,
+        &headers,
+        &body,
+        OutputKind::BatchAndUser,
+        false,
+    )
+}
+
+async fn output_levels(
+    State(t): S,
+    Path((p, b)): Path<(String, String)>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Answer {
+    t.output(&p, &b, &uri, &headers, &body, OutputKind::Levels, false)
+}
+
+async fn output_dictionary(
+    State(t): S,
+    Path((p, b)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Answer {
+    t.access(&headers, &p)?;
+    let v: Value = if body.iter().all(u8::is_ascii_whitespace) {
+        json!({})
+    } else {
+        serde_json::from_slice(&body).map_err(|e| bad_request(&format!("Invalid JSON: {e}")))?
+    };
+    let page = v.get("page").and_then(Value::as_u64).unwrap_or(1).max(1);
+    let size = v
+        .get("page_size")
+        .and_then(Value::as_u64)
+        .unwrap_or(100)
+        .clamp(1, 1000);
+    let completed_only = v
+        .get("completedOnly")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    let now = t.now();
+    with_batch(&t, &p, &b, |st, id| {
+        let batch = &st.batches[&id];
+        let tasks: Vec<TaskView> = t
+            .tasks(st, batch, now)
+            .into_iter()
+            .filter(|x| !completed_only || matches!(x.status, TaskStatus::Completed { .. }))
+            .collect();
+        let total = tasks.len() as u64;
+        let items: Vec<Value> = tasks
+            .into_iter()
+            .skip(((page - 1) * size) as usize)
+            .take(size as usize)
+            .map(|x| {
+                let mut data: Map<String, Value> = x.input.clone();
+                if let Some(o) = x.outputs {
+                    data.extend(o);
+                }
+                json!({
+                    "external_id": x.input.get(KEY_COLUMN).map(cell).unwrap_or_else(|| x.id.to_string()),
+                    "batch_id": id.to_string(),
+                    "data": data,
+                })
+            })
+            .collect();
+        Ok(
+            Json(json!({"items": items, "total": total, "page": page, "page_size": size}))
+                .into_response(),
+        )
+    })
+}
+
+/// `GET {file_url}`: a pre-authorised blob URL, 404 until the output job has written it. Like blob
+/// storage given a URL that is already authorised, it refuses a request that also carries credentials
+/// (so a client that leaks its token to the file host is caught).
+async fn download(
+    State(t): S,
+    Path((token, _name)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    if headers.contains_key(header::AUTHORIZATION) {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "InvalidAuthenticationInfo",
+            "The file URL is pre-authorised: send no Authorization header",
+        );
+    }
+    let now = t.now();
+    let st = t.state.lock();
+    match st.files.get(&token) {
+        Some(f) if now >= f.ready_ms => {
+            let mut res = f.bytes.clone().into_response();
+            res.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(f.kind.content_type()),
+            );
+            res
+        }
+        _ => (StatusCode::NOT_FOUND, "The specified blob does not exist.").into_response(),
+    }
+}
+
+async fn not_found(uri: Uri) -> Response {
+    error(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        &format!("No route for {}", uri.path()),
+    )
+}
+
+// ---- /_sim hooks ---------------------------------------------------------------------------------
+
+async fn sim_ingestion(State(t): S, body: Bytes) -> Response {
+    let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let mut st = t.state.lock();
+    if let Some(r) = v.get("rows_per_second").and_then(Value::as_f64) {
+        if !(r.is_finite() && r > 0.0) {
+            return bad_request("rows_per_second must be > 0");
+        }
+        st.rows_per_second = r;
+    }
+    if let Some(s) = v.get("stall").and_then(Value::as_bool) {
+        st.stall = s;
+    }
+    Json(json!({"rows_per_second": st.rows_per_second, "stall": st.stall})).into_response()
+}
+
+async fn sim_auto_complete(State(t): S, body: Bytes) -> Response {
+    let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let Some(enabled) = v.get("enabled").and_then(Value::as_bool) else {
+        return bad_request("expected {\"enabled\": bool}");
+    };
+    t.state.lock().auto_complete = enabled;
+    Json(json!({"enabled": enabled})).into_response()
+}
+
+async fn sim_schema(State(t): S, body: Bytes) -> Response {
+    let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let schema = v.get("input_fields").and_then(Value::as_array).map(|a| {
+        a.iter()
+            .filter_map(Value::as_str)
+            .map(String::from)
+            .collect::<Vec<_>>()
+    });
+    t.state.lock().schema = schema.clone();
+    Json(json!({"input_fields": schema})).into_response()
+}
+
+async fn sim_complete(State(t): S, Path(b): Path<String>, body: Bytes) -> Response {
+    let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let outputs = v.get("outputs").and_then(Value::as_object).cloned();
+    let now = t.now();
+    let Ok(id) = parse_batch_id(&b) else {
+        return bad_request("invalid batch id");
+    };
+    let mut st = t.state.lock();
+    let Some(batch) = st.batches.get(&id) else {
+        return error(StatusCode::NOT_FOUND, "not_found", "no such batch");
+    };
+    let open: Vec<u64> = t
+        .tasks(&st, batch, now)
+        .into_iter()
+        .filter(|x| !matches!(x.status, TaskStatus::Completed { .. }))
+        .map(|x| x.id)
+        .collect();
+    let done: Vec<(u64, Map<String, Value>)> = open
+        .iter()
+        .map(|&task| {
+            let mut o = t.seeded_outputs(task);
+            if let Some(given) = &outputs {
+                o.extend(
+                    given
+                        .iter()
+                        .map(|(k, v)| (k.clone(), Value::String(cell(v)))),
+                );
+            }
+            (task, o)
+        })
+        .collect();
+    let batch = st.batches.get_mut(&id).expect("checked");
+    for (task, o) in done {
+        batch.manual.insert(task, (now, o));
+    }
+    Json(json!({"completed": open.len()})).into_response()
+}
+
+async fn sim_state(State(t): S) -> Response {
+    let now = t.now();
+    let st = t.state.lock();
+    let batches: Vec<Value> = st
+        .batches
+        .values()
+        .map(|b| {
+            let tasks = t.tasks(&st, b, now);
+            json!({
+                "id": b.id.to_string(),
+                "name": b.name,
+                "state": b.state,
+                "input_fields": b.input_fields,
+                "imports": b.imports,
+                "tasks": tasks.len(),
+            })
+        })
+        .collect();
+    let jobs: Vec<Value> = st
+        .jobs
+        .iter()
+        .map(|(id, j)| {
+            let (c, total) = t.job_progress(j, now);
+            let batch = match &j.kind {
+                JobKind::Import { batch, .. } => Some(batch.to_string()),
+                JobKind::Output { .. } => None,
+            };
+            json!({"id": id, "batch": batch, "completed": c, "total": total})
+        })
+        .collect();
+    Json(json!({"batches": batches, "jobs": jobs, "output_fields": OUTPUT_FIELDS.iter().map(|f| f.0).collect::<Vec<_>>()}))
+        .into_response()
+}
+
+impl Simulator for TaskMonk {
+    fn router(self: Arc<Self>, routes: &Routes) -> Router {
+        type Route = MethodRouter<Arc<TaskMonk>>;
+        let table: Vec<(&'static str, Route)> = vec![
+            (
+                "/api/project/{projectId}/batch",
+                get(list_batches).post(create_batch),
+            ),
+            (
+                "/api/project/{projectId}/batch/{batchId}",
+                put(update_batch),
+            ),
+            (
+                "/api/project/{projectId}/batch/{batchId}/state",
+                put(update_state),
+            ),
+            (
+                "/api/project/v2/{projectId}/batch/{batchId}/tasks/import",
+                post(import_v2),
+            ),
+            (
+                "/api/project/{projectId}/batch/{batchId}/tasks/import",
+                post(import_v1),
+            ),
+            ("/api/batch/{batchId}/tasks/import", post(import_no_project)),
+            (
+                "/api/project/{projectId}/batch/{batchId}/tasks/import/dictionary",
+                post(import_dictionary),
+            ),
+            (
+                "/api/project/{projectId}/job/{jobId}/status",
+                get(job_status),
+            ),
+            (
+                "/api/project/{projectId}/batch/{batchId}/status",
+                get(batch_status),
+            ),
+            (
+                "/api/project/v2/{projectId}/batch/{batchId}/status",
+                get(batch_status),
+            ),
+            (
+                "/api/project/v2/{projectId}/batch/{batchId}/output",
+                post(output_v2),
+            ),
+            (
+                "/api/project/{projectId}/batch/{batchId}/output",
+                post(output_v1),
+            ),
+            (
+                "/api/project/{projectId}/batch/{batchId}/output/file",
+                post(output_file),
+            ),
+            (
+                "/api/project/v2/{projectId}/batch/{batchId}/levels/output",
+                post(output_levels),
+            ),
+            (
+                "/api/project/{projectId}/batch/{batchId}/output/dictionary",
+                post(output_dictionary),
+            ),
+            (
+                "/api/project/{projectId}/batch/{batchId}/tasks/import/url",
+                post(import_url),
+            ),
+            ("/api/project/{projectId}/task/external", post(add_task)),
+            ("/api/project/{projectId}/taxonomy", post(create_taxonomy)),
+            (
+                "/api/project/v2/{projectId}/taxonomy/import",
+                post(import_taxonomy),
+            ),
+            (
+                "/api/project/v2/{projectId}/taxonomy/{taxonomyId}/import",
+                post(import_taxonomy_by_id),
+            ),
+            ("/_files/{token}/{name}", get(download)),
+        ];
+        let mut r: Router<Arc<TaskMonk>> = Router::new().route(
+            "/api/oauth2/token",
+            routes.exempt("/api/oauth2/token", post(token)),
+        );
+        for (template, route) in table {
+            r = r.route(template, routes.api(template, route));
+        }
+        let hooks: Vec<(&'static str, Route)> = vec![
+            ("/_sim/ingestion", post(sim_ingestion)),
+            ("/_sim/auto-complete", post(sim_auto_complete)),
+            ("/_sim/project/schema", post(sim_schema)),
+            ("/_sim/batch/{batchId}/complete", post(sim_complete)),
+            ("/_sim/state", get(sim_state)),
+        ];
+        for (template, route) in hooks {
+            r = r.route(template, routes.control(template, route));
+        }
+        r.fallback(not_found).with_state(self)
+    }
+
+    fn project(&self) -> String {
+        PROJECT.to_string()
+    }
+
+    fn credentials(&self) -> Vec<(String, String)> {
+        vec![
+            ("client_id".to_string(), CLIENT_ID.to_string()),
+            ("client_secret".to_string(), self.secret.clone()),
+        ]
+    }
+
+    fn expire_tokens(&self) {
+        for expiry in self.tokens.lock().values_mut() {
+            *expiry = i64::MIN;
+        }
+    }
+
+    fn error_body(&self, status: StatusCode, message: &str, _path: &str) -> Value {
+        let code = match status.as_u16() {
+            429 => "rate_limited",
+            500..=599 => "server_error",
+            _ => "error",
+        };
+        json!({"error": code, "message": message})
+    }
+}
+
+#[cfg(test)]
+#[path = "taskmonk_tests.rs"]
+mod tests;
