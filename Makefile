@@ -12,8 +12,9 @@ STAMP := $(VENV)/.labelport-tools
 # maturin develop installs into the active virtualenv: activate it for every command that needs it.
 ACTIVATE := VIRTUAL_ENV=$(VENV_ABS) PATH=$(VENV_ABS)/bin:$$PATH
 TOOLS := "maturin>=1.7,<2" "pytest>=7"
-# What the tests need besides labelport itself (pytest, requests, httpx, orjson).
-TEST_REQUIREMENTS := tests/requirements.txt
+# What the tests need besides labelport itself (pytest, requests, httpx, orjson), the vendors' official SDKs
+# (witnesses of the simulators' fidelity) and the optional extras (pandas, polars, pyarrow, tqdm, ...).
+TEST_REQUIREMENTS := $(wildcard tests/requirements.txt tests/requirements-extras.txt tests/witness-requirements/*.txt)
 
 .PHONY: help venv develop demo test test-rust test-python lint format clean distclean
 
@@ -30,10 +31,10 @@ help:
 
 venv: $(STAMP)
 
-$(STAMP): $(wildcard $(TEST_REQUIREMENTS))
+$(STAMP): $(TEST_REQUIREMENTS)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check $(TOOLS) \
-		$(if $(wildcard $(TEST_REQUIREMENTS)),-r $(TEST_REQUIREMENTS))
+		$(foreach r,$(TEST_REQUIREMENTS),-r $(r))
 	touch $(STAMP)
 
 develop: venv
