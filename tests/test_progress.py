@@ -161,5 +161,5 @@ def test_on_a_terminal_without_tqdm_one_line_is_rewritten():
 def test_on_a_terminal_with_tqdm_a_bar_is_drawn():
     pytest.importorskip("tqdm")
     shown = _run_on_a_terminal("tqdm")
-    assert "upload: 100%" in shown and "2.50k/2.50k" in shown, shown[-800:]
+    assert "upload: 100%" in shown and "2500/2500" in shown, shown[-800:]
     assert "labeling: 100%" in shown, shown[-800:]

@@ -77,7 +77,7 @@ def _ordered(names: Iterable[str]) -> list[str]:
     return sorted(seen, key=lambda n: (_group(n), envelope.get(n, 0), rank[n]))
 
 
-def _counted(items: Iterable[Any], progress: object, desc: str) -> Iterator[Any]:
+def _counted(items: Iterable[Any], progress: Any, desc: str) -> Iterator[Any]:
     display = _progress.counter(progress, desc)
     n = 0
     ok = False
@@ -151,7 +151,7 @@ def _json_text(values: list[Any]) -> list[str | None]:
     return [None if v is None else v if isinstance(v, str) else json.dumps(v, ensure_ascii=False) for v in values]
 
 
-def _prepared(stream: Iterable[Mapping[str, Any]], flatten: bool, progress: object, desc: str) -> dict[str, list[Any]]:
+def _prepared(stream: Iterable[Mapping[str, Any]], flatten: bool, progress: Any, desc: str) -> dict[str, list[Any]]:
     cols = _columns(rows(_counted(stream, progress, desc), flatten))
     for name in TIMES:
         cols[name] = _times(cols[name])
@@ -193,7 +193,7 @@ def _arrow_table(cols: dict[str, list[Any]], key_type: Any) -> Any:
     return pa.table(arrays)
 
 
-def to_arrow(stream: Iterable[Mapping[str, Any]], flatten: bool = False, *, key_type: Any = None, progress: object = None) -> Any:
+def to_arrow(stream: Iterable[Mapping[str, Any]], flatten: bool = False, *, key_type: Any = None, progress: Any = None) -> Any:
     """The remaining results as a ``pyarrow.Table``."""
     need("pyarrow", "arrow", "to_arrow")
     return _arrow_table(_prepared(stream, flatten, progress, "results"), key_type)
@@ -210,7 +210,7 @@ def _pandas_frame(cols: dict[str, list[Any]], key_type: Any) -> Any:
     return frame
 
 
-def to_pandas(stream: Iterable[Mapping[str, Any]], flatten: bool = False, *, key_type: Any = None, progress: object = None) -> Any:
+def to_pandas(stream: Iterable[Mapping[str, Any]], flatten: bool = False, *, key_type: Any = None, progress: Any = None) -> Any:
     """The remaining results as a ``pandas.DataFrame``."""
     need("pandas", "pandas", "to_pandas")
     return _pandas_frame(_prepared(stream, flatten, progress, "results"), key_type)
@@ -233,7 +233,7 @@ def _polars_frame(cols: dict[str, list[Any]], key_type: Any) -> Any:
     return frame
 
 
-def to_polars(stream: Iterable[Mapping[str, Any]], flatten: bool = False, *, key_type: Any = None, progress: object = None) -> Any:
+def to_polars(stream: Iterable[Mapping[str, Any]], flatten: bool = False, *, key_type: Any = None, progress: Any = None) -> Any:
     """The remaining results as a ``polars.DataFrame``."""
     need("polars", "polars", "to_polars")
     return _polars_frame(_prepared(stream, flatten, progress, "results"), key_type)
@@ -298,7 +298,7 @@ class _Spool:
         self.file.close()
 
 
-def _spool(stream: Iterable[Mapping[str, Any]], flatten: bool, progress: object, desc: str) -> _Spool:
+def _spool(stream: Iterable[Mapping[str, Any]], flatten: bool, progress: Any, desc: str) -> _Spool:
     spool = _Spool()
     try:
         for row in rows(_counted(stream, progress, desc), flatten):
@@ -322,7 +322,7 @@ def _parquet_column(pa: Any, name: str, kinds: set[str], values: list[Any]) -> t
     return pa.string(), _json_text(values)
 
 
-def to_parquet(stream: Iterable[Mapping[str, Any]], path: str | os.PathLike[str], *, flatten: bool = True, progress: object = None) -> int:
+def to_parquet(stream: Iterable[Mapping[str, Any]], path: str | os.PathLike[str], *, flatten: bool = True, progress: Any = None) -> int:
     """Writes the remaining results to a parquet file, streamed; returns how many were written."""
     pa = need("pyarrow", "arrow", "to_parquet")
     pq = need("pyarrow.parquet", "arrow", "to_parquet")
@@ -351,7 +351,7 @@ def _csv_cell(v: Any) -> Any:
     return v
 
 
-def to_csv(stream: Iterable[Mapping[str, Any]], path: str | os.PathLike[str], *, flatten: bool = True, progress: object = None) -> int:
+def to_csv(stream: Iterable[Mapping[str, Any]], path: str | os.PathLike[str], *, flatten: bool = True, progress: Any = None) -> int:
     """Writes the remaining results to a CSV file (UTF-8, header first), streamed; returns how many were written.
     Lists and objects are written as JSON text, None as an empty cell."""
     spool = _spool(stream, flatten, progress, "results")

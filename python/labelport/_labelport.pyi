@@ -5,12 +5,12 @@ from __future__ import annotations
 import datetime as _dt
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from os import PathLike
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, final
 
 __version__: str
 
-Record = Mapping[str, Any]
-Envelope = dict[str, Any]
+_Record = Mapping[str, Any]
+_Envelope = dict[str, Any]
 
 class _Tabular(Protocol):
     """A pandas or polars DataFrame, or a pyarrow Table or RecordBatch: anything with a 2-D ``shape``."""
@@ -24,11 +24,11 @@ class _ArrowStream(Protocol):
     def __arrow_c_stream__(self, requested_schema: object | None = None) -> object: ...
 
 #: What ``upload`` takes: dicts, a DataFrame, Arrow data, or a path to a ``.jsonl``, ``.csv`` or ``.parquet`` file.
-Records = Iterable[Record] | _Tabular | _ArrowStream | str | PathLike[str]
+_Records = Iterable[_Record] | _Tabular | _ArrowStream | str | PathLike[str]
 #: ``progress=``: ``None`` follows ``labelport.config.progress``; ``True``/``False``; or a callable given a status
 #: dict (``wait``: the batch status after every poll; ``upload``: ``{"done", "total"}`` records).
-Progress = bool | Callable[[dict[str, Any]], object] | None
-Status = Literal["pending", "in_progress", "completed", "exception", "canceled", "rejected", "failed"]
+_Progress = bool | Callable[[dict[str, Any]], object] | None
+_Status = Literal["pending", "in_progress", "completed", "exception", "canceled", "rejected", "failed"]
 
 # ---------------------------------------------------------------------------------------------------------------------
 # Errors (src/py/errors.rs). Every error carries the facts a user needs to act; none carries a secret.
@@ -59,6 +59,7 @@ class UnsupportedOperation(LabelportError): ...
 # The synchronous API (src/py/client.rs)
 
 
+@final
 class Client:
     """One vendor account and project. Thread-safe: share one per process.
 
@@ -67,8 +68,8 @@ class Client:
     ``LABELPORT_<VENDOR>_PROJECT`` and ``LABELPORT_<VENDOR>_BASE_URL``. Keyword arguments win.
     """
 
-    def __init__(
-        self,
+    def __new__(
+        cls,
         vendor: str,
         project: str | int | None = None,
         *,
@@ -78,7 +79,7 @@ class Client:
         rate_limit: float | None = None,
         allow_insecure: bool = False,
         **credentials_and_options: Any,
-    ) -> None: ...
+    ) -> Client: ...
     @property
     def vendor(self) -> str: ...
     @property
@@ -111,6 +112,7 @@ class Client:
     def __exit__(self, *exc: object) -> None: ...
 
 
+@final
 class Batch:
     """A batch of records at the vendor: upload into it, wait for it, read its results."""
 
@@ -126,11 +128,11 @@ class Batch:
     def raw(self) -> dict[str, Any]: ...
     def upload(
         self,
-        records: Records,
+        records: _Records,
         key: str | None = None,
         *,
         on_error: Literal["raise", "collect"] = "raise",
-        progress: Progress = None,
+        progress: _Progress = None,
         **options: Any,
     ) -> Job:
         """Send records; returns once the vendor has accepted every one. Idempotent by key: records whose key the
@@ -154,7 +156,7 @@ class Batch:
         timeout: float | None = None,
         *,
         poll_interval: float = 2.0,
-        progress: Progress = None,
+        progress: _Progress = None,
     ) -> dict[str, int | bool]:
         """Block until every record is finished (done on two consecutive polls); raises Timeout. ``progress``: a
         bar of finished records (default ``labelport.config.progress``), or a callable given each status dict."""
@@ -170,6 +172,7 @@ class Batch:
     def reject(self, ids: Iterable[str], reason: str | None = None) -> None: ...
 
 
+@final
 class Job:
     """One upload, and what the vendor did with it."""
 
@@ -179,40 +182,43 @@ class Job:
     def batch_id(self) -> str: ...
     def status(self) -> dict[str, Any]:
         """{"state": "running" | "completed" | "failed", "done", "total", "failed", "skipped"}."""
-    def wait(self, timeout: float | None = None) -> dict[str, Any]: ...
+    def wait(self, timeout: float | None = None, *, poll_interval: float = 1.0) -> dict[str, Any]:
+        """Block until the vendor has ingested every record; raises Timeout."""
     def failures(self) -> list[dict[str, Any]]:
         """Rejected records (with on_error="collect"): key, field, code, message."""
 
 
-class ResultStream(Iterator[Envelope]):
+@final
+class ResultStream(Iterator[_Envelope]):
     """Results (or records) of a batch as envelope dicts, fetched page by page as you iterate; also a DataFrame or
     a file in one call. Dropping it stops the fetching."""
 
     def __iter__(self) -> ResultStream: ...
-    def __next__(self) -> Envelope: ...
+    def __next__(self) -> _Envelope: ...
     @property
     def watermark(self) -> str | None:
         """The greatest completion time seen so far (RFC 3339): pass it as ``since=`` next time."""
-    def to_list(self) -> list[Envelope]: ...
+    def to_list(self) -> list[_Envelope]: ...
     def to_jsonl(self, path: str | PathLike[str]) -> int:
         """Write the remaining results as JSON lines; returns how many were written."""
-    def to_pandas(self, flatten: bool = False, *, key_type: Any = None, progress: Progress = None) -> Any:
+    def to_pandas(self, flatten: bool = False, *, key_type: Any = None, progress: _Progress = None) -> Any:
         """The remaining results as a ``pandas.DataFrame`` (``pip install "labelport[pandas]"``), one row per result:
         ``id, batch_id, key, status, input, output, created_at, completed_at, vendor``. ``flatten=True`` spreads
         ``input`` and ``output`` into columns (``input.caption``, ``output.label``). ``key_type`` casts ``key`` (a
         string at the vendor) back to the input's type, e.g. ``df["image_id"].dtype``, to join on it."""
-    def to_polars(self, flatten: bool = False, *, key_type: Any = None, progress: Progress = None) -> Any:
+    def to_polars(self, flatten: bool = False, *, key_type: Any = None, progress: _Progress = None) -> Any:
         """The remaining results as a ``polars.DataFrame`` (``pip install "labelport[polars]"``); as ``to_pandas``."""
-    def to_arrow(self, flatten: bool = False, *, key_type: Any = None, progress: Progress = None) -> Any:
+    def to_arrow(self, flatten: bool = False, *, key_type: Any = None, progress: _Progress = None) -> Any:
         """The remaining results as a ``pyarrow.Table`` (``pip install "labelport[arrow]"``); as ``to_pandas``."""
-    def to_parquet(self, path: str | PathLike[str], *, flatten: bool = True, progress: Progress = None) -> int:
+    def to_parquet(self, path: str | PathLike[str], *, flatten: bool = True, progress: _Progress = None) -> int:
         """Write the remaining results to a parquet file, streamed (flat memory); returns how many were written."""
-    def to_csv(self, path: str | PathLike[str], *, flatten: bool = True, progress: Progress = None) -> int:
+    def to_csv(self, path: str | PathLike[str], *, flatten: bool = True, progress: _Progress = None) -> int:
         """Write the remaining results to a CSV file, streamed (flat memory); returns how many were written."""
     def close(self) -> None:
         """Stop fetching (also happens when the stream is dropped)."""
 
 
+@final
 class RequestPages(Iterator[Any]):
     def __iter__(self) -> RequestPages: ...
     def __next__(self) -> Any: ...
@@ -222,9 +228,10 @@ class RequestPages(Iterator[Any]):
 # The async mirror (src/py/asyncio.rs): native coroutines on the shared tokio runtime, not threads.
 
 
+@final
 class AsyncClient:
-    def __init__(
-        self,
+    def __new__(
+        cls,
         vendor: str,
         project: str | int | None = None,
         *,
@@ -234,7 +241,7 @@ class AsyncClient:
         rate_limit: float | None = None,
         allow_insecure: bool = False,
         **credentials_and_options: Any,
-    ) -> None: ...
+    ) -> AsyncClient: ...
     @property
     def vendor(self) -> str: ...
     @property
@@ -262,6 +269,7 @@ class AsyncClient:
     async def __aexit__(self, *exc: object) -> None: ...
 
 
+@final
 class AsyncBatch:
     @property
     def id(self) -> str: ...
@@ -275,7 +283,7 @@ class AsyncBatch:
     def raw(self) -> dict[str, Any]: ...
     async def upload(
         self,
-        records: Records,
+        records: _Records,
         key: str | None = None,
         *,
         on_error: Literal["raise", "collect"] = "raise",
@@ -287,7 +295,7 @@ class AsyncBatch:
         timeout: float | None = None,
         *,
         poll_interval: float = 2.0,
-        progress: Progress = None,
+        progress: _Progress = None,
     ) -> dict[str, int | bool]: ...
     def results(self, since: _dt.datetime | str | None = None, include_raw: bool = False) -> AsyncStream: ...
     def records(self, status: str | list[str] | None = None, include_raw: bool = False) -> AsyncStream: ...
@@ -296,6 +304,7 @@ class AsyncBatch:
     async def reject(self, ids: Iterable[str], reason: str | None = None) -> None: ...
 
 
+@final
 class AsyncJob:
     @property
     def id(self) -> str: ...
@@ -306,14 +315,15 @@ class AsyncJob:
     def failures(self) -> list[dict[str, Any]]: ...
 
 
-class AsyncStream(AsyncIterator[Envelope]):
+@final
+class AsyncStream(AsyncIterator[_Envelope]):
     """``async for`` over results or records: one await per page, not per record."""
 
     def __aiter__(self) -> AsyncStream: ...
-    async def __anext__(self) -> Envelope: ...
+    async def __anext__(self) -> _Envelope: ...
     @property
     def watermark(self) -> str | None: ...
-    async def to_list(self) -> list[Envelope]: ...
+    async def to_list(self) -> list[_Envelope]: ...
     async def to_pandas(self, flatten: bool = False, *, key_type: Any = None) -> Any:
         """The remaining results as a ``pandas.DataFrame``; as ``ResultStream.to_pandas``."""
     async def to_polars(self, flatten: bool = False, *, key_type: Any = None) -> Any:
@@ -321,6 +331,15 @@ class AsyncStream(AsyncIterator[Envelope]):
     async def to_arrow(self, flatten: bool = False, *, key_type: Any = None) -> Any:
         """The remaining results as a ``pyarrow.Table``; as ``ResultStream.to_pandas``."""
     def close(self) -> None: ...
+
+
+@final
+class Ready:
+    """An awaitable that is already done: what ``AsyncStream.__anext__`` returns while a page is handed out."""
+
+    def __await__(self) -> Ready: ...
+    def __iter__(self) -> Ready: ...
+    def __next__(self) -> None: ...
 
 
 def reset_log_cache() -> None:
@@ -331,9 +350,10 @@ def reset_log_cache() -> None:
 # The sandbox server (src/py/sandbox.rs); users call labelport.sandbox.start(), which wraps this.
 
 
+@final
 class SandboxServer:
-    def __init__(
-        self,
+    def __new__(
+        cls,
         vendor: str,
         *,
         seed: int = 0,
@@ -342,7 +362,7 @@ class SandboxServer:
         faults: Mapping[str, float] | None = None,
         latency: float | None = None,
         port: int = 0,
-    ) -> None: ...
+    ) -> SandboxServer: ...
     @property
     def url(self) -> str: ...
     @property

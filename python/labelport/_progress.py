@@ -40,7 +40,7 @@ def _invalid(message: str) -> Exception:
     return err
 
 
-def _wanted(progress: object) -> bool:
+def _wanted(progress: Any) -> bool:
     if progress is None:
         return bool(config.progress)
     if isinstance(progress, bool):
@@ -119,7 +119,7 @@ class Display:
 class TqdmDisplay(Display):
     def __init__(self, cls: Any, desc: str, total: int | None, unit: str) -> None:
         super().__init__(desc, total, unit)
-        self.bar = cls(total=total, desc=desc, unit=f" {unit}", unit_scale=True, leave=True, dynamic_ncols=True)
+        self.bar = cls(total=total, desc=desc, unit=f" {unit}", leave=True, dynamic_ncols=True)
 
     def update(self, n: int, total: int | None = None) -> None:
         if total is not None and total != self.bar.total:
@@ -211,7 +211,7 @@ class _Callback(Display):
             self.fn({"done": self.n, "total": self.total})
 
 
-def upload_bar(progress: object, total: int | None) -> Display | None:
+def upload_bar(progress: Any, total: int | None) -> Display | None:
     """The display of one upload (called by ``Batch.upload``): ``update(records handled)``, then ``close(ok)``."""
     if callable(progress):
         return _Callback(progress, "upload", total, "records")
@@ -238,7 +238,7 @@ class WaitBar:
             self.display.close(ok)
 
 
-def wait_progress(progress: object) -> Callable[[Mapping[str, Any]], object] | None:
+def wait_progress(progress: Any) -> Callable[[Mapping[str, Any]], object] | None:
     """What ``Batch.wait`` calls after each poll: a user's callable as given, a ``WaitBar``, or ``None``."""
     if callable(progress):
         return progress  # type: ignore[no-any-return]
@@ -247,7 +247,7 @@ def wait_progress(progress: object) -> Callable[[Mapping[str, Any]], object] | N
     return WaitBar()
 
 
-def counter(progress: object, desc: str, total: int | None = None, unit: str = "results") -> Display | None:
+def counter(progress: Any, desc: str, total: int | None = None, unit: str = "results") -> Display | None:
     """A display for exports (``to_pandas``, ``to_parquet``, ...): ``update(n)`` as rows arrive."""
     if callable(progress):
         return _Callback(progress, desc, total, unit)
