@@ -251,7 +251,7 @@ def test_a_schema_violation_is_refused_before_anything_is_sent(sandbox, unique, 
 def test_collect_lets_good_records_through(sandbox, client, batch, counter):
     records = [
         {"image_id": "ok-1", "url": "u1"},
-        {"image_id": "bad-1", "url": {"nested": "dict"}},
+        {"image_id": "bad-1", "url": {"nested": "dict"}, "flag": True},
         {"image_id": "ok-2", "url": "u2"},
     ]
     with pytest.raises(lp.InvalidInput) as info:
@@ -263,10 +263,27 @@ def test_collect_lets_good_records_through(sandbox, client, batch, counter):
     assert status["state"] == "failed"
     assert status["failed"] == 1
     assert status["done"] == 2
-    (failure,) = job.failures()
+    (failure,) = job.failures()  # one per record, every problem in its message
     assert failure["key"] == "bad-1"
     assert failure["field"] == "url"
+    assert "flag" in failure["message"], failure
     assert {r["key"] for r in batch.records()} == {"ok-1", "ok-2"}
+
+
+def test_the_async_mirror_works_on_sama(sandbox, unique):
+    import asyncio
+
+    async def run() -> tuple[dict, list]:
+        c = lp.AsyncClient("sama", project=sandbox.project, base_url=sandbox.url, **sandbox.credentials)
+        b = await c.create_batch(f"async-{unique}", exist_ok=True)
+        job = await b.upload([{"image_id": f"a{i}", "url": "u"} for i in range(5)], key="image_id")
+        await job.wait(timeout=30)
+        final = await b.wait(timeout=30, poll_interval=0.1)
+        return final, [r async for r in b.results()]
+
+    final, results = asyncio.run(run())
+    assert final["completed"] == 5
+    assert sorted(r["key"] for r in results) == [f"a{i}" for i in range(5)]
 
 
 def test_tasks_sama_fails_to_create_are_the_jobs_failures(client, batch):

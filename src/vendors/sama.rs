@@ -727,7 +727,7 @@ impl Sama {
     /// `batch.results(consumer="...")`. Each call moves the cursor; a page lost in transit is not sent
     /// again, so an ambiguous failure ends the stream with an error instead of a retry.
     pub fn results_for_consumer(
-        self: &Arc<Self>,
+        &self,
         batch_id: &str,
         consumer: &str,
         include_raw: bool,
@@ -738,7 +738,11 @@ impl Sama {
                 .vendor(VENDOR)
                 .field("consumer"));
         }
-        let me = self.clone();
+        let (http, view, url) = (
+            self.http.clone(),
+            self.view.clone(),
+            self.url(&["tasks", "delivered.json"]),
+        );
         let batch = batch_id.to_string();
         let body = json!({
             "batch_id": null,
@@ -751,7 +755,7 @@ impl Sama {
             loop {
                 let req = match Request::json(
                     Method::POST,
-                    me.url(&["tasks", "delivered.json"]),
+                    url.clone(),
                     &body,
                     RequestKind::Create,
                     "results",
@@ -762,8 +766,8 @@ impl Sama {
                         return;
                     }
                 };
-                let page = match me.http.send(&req).await {
-                    Ok(resp) => me.view.envelopes(&resp, &batch, None, include_raw),
+                let page = match http.send(&req).await {
+                    Ok(resp) => view.envelopes(&resp, &batch, None, include_raw),
                     Err(e) if is_ambiguous(&e) => Err(Error {
                         message: format!("{}; the deliveries of that answer may be lost to this consumer: read them with results(since=...)", e.message),
                         ..e
@@ -1015,16 +1019,21 @@ impl Adapter for Sama {
             .field(field.clone())
             .details(details));
         }
+        // One failure per refused record: its first field, every problem in the message.
         let mut failures: Vec<Failure> = Vec::new();
         let mut refused_keys = HashSet::new();
         for (_, key, field, message) in refused {
-            refused_keys.insert(key.clone());
-            failures.push(Failure {
-                key,
-                field: Some(field),
-                code: Some("InvalidInputSchema".into()),
-                message,
-            });
+            let problem = format!("field {field:?} {message}");
+            if refused_keys.insert(key.clone()) {
+                failures.push(Failure {
+                    key,
+                    field: Some(field),
+                    code: Some("InvalidInputSchema".into()),
+                    message: problem,
+                });
+            } else if let Some(f) = failures.iter_mut().find(|f| f.key == key) {
+                f.message = format!("{}; {problem}", f.message);
+            }
         }
 
         let present = self.existing_keys(&batch.id).await?;
