@@ -587,3 +587,20 @@ def test_fault_run_creates_and_returns_every_key_exactly_once():
         assert set(sb.stats()["records_created"].values()) == {1}
         faulted = [k for k in sb.stats()["requests"] if k.endswith((" 500", " 503", " reset", " 429"))]
         assert faulted, "the fault run injected no fault"
+
+
+def test_the_demo_round_trip_runs_unchanged_on_sama():
+    """The demo script (create_batch, upload, wait, results) with only the vendor name changed."""
+    import io
+
+    from labelport import demo
+
+    out = io.StringIO()
+    summary = demo.run(n=200, vendor="sama", out=out)
+    status = summary["status"]
+    assert (status["done"], status["total"], status["completed"]) == (True, 200, 200)
+    assert summary["results"] == 200
+    sample = summary["sample"]
+    assert sample["vendor"] == "sama"
+    assert sample["key"] == sample["input"]["image_id"]
+    assert set(sample["input"]) == {"image_id", "url", "caption"}
