@@ -364,6 +364,20 @@ def test_batch_wait_counts_tasks_still_being_created():
         assert b.wait(timeout=30, poll_interval=0.2)["completed"] == 10
 
 
+def test_a_rerun_while_sama_is_still_creating_sends_nothing_twice():
+    with lp.sandbox.start("sama", seed=7) as sb, sb.client() as c:
+        sim(sb, "/_sim/config", {"creation_s": 20.0})
+        b = c.create_batch("rerun", exist_ok=True)
+        records = [{"image_id": f"q{i}", "url": "u"} for i in range(10)]
+        b.upload(records, key="image_id")
+        sb.advance(5)  # 2 of 10 tasks created so far
+        again = b.upload(records, key="image_id")
+        assert again.status()["skipped"] == 10
+        sb.advance(20)
+        b.wait(timeout=30, poll_interval=0.2)
+        assert sb.stats()["records_created"] == {r["image_id"]: 1 for r in records}
+
+
 def test_consumer_cursor_never_delivers_a_task_twice(client, batch, make_records, upload_and_wait):
     """Sama's consumer mode as the API serves it (the adapter's `results_for_consumer` needs a Python
     argument the lead adds: `batch.results(consumer=...)`)."""

@@ -70,6 +70,8 @@ pub struct Sama {
     status_gate: Arc<tokio::sync::Mutex<Option<Instant>>>,
     /// Sama batch creation jobs this client started and has not seen finish, per neutral batch.
     inflight: Mutex<HashMap<String, Vec<u64>>>,
+    /// The record keys each of those jobs carries: its tasks are not listed until created.
+    inflight_keys: Mutex<HashMap<u64, Arc<Vec<String>>>>,
     view: SamaView,
 }
 
@@ -360,6 +362,7 @@ impl Sama {
             schema: tokio::sync::OnceCell::new(),
             status_gate: Arc::new(tokio::sync::Mutex::new(None)),
             inflight: Mutex::new(HashMap::new()),
+            inflight_keys: Mutex::new(HashMap::new()),
             view: SamaView {
                 client_batch_field: client_batch_field.clone(),
                 key_field: key_field.clone(),
@@ -658,13 +661,41 @@ impl Sama {
     }
 
     /// The keys the neutral batch holds already (created tasks).
+    /// Also the keys of creation jobs this client started that are still running: their tasks are not
+    /// listed until created. Those jobs are asked first, so a task created in between is listed.
     async fn existing_keys(&self, batch_id: &str) -> Result<HashSet<String>> {
-        Ok(self
-            .all_tasks(batch_id, "upload")
-            .await?
-            .into_iter()
-            .map(|t| self.view.key_of(&t.id, &t.data))
-            .collect())
+        let mut keys = HashSet::new();
+        let inflight: Vec<u64> = self
+            .inflight
+            .lock()
+            .get(batch_id)
+            .cloned()
+            .unwrap_or_default();
+        for id in inflight {
+            if !self.job_summary(id, false, "upload").await?.finished() {
+                if let Some(k) = self.inflight_keys.lock().get(&id).cloned() {
+                    keys.extend(k.iter().cloned());
+                }
+            }
+        }
+        keys.extend(
+            self.all_tasks(batch_id, "upload")
+                .await?
+                .into_iter()
+                .map(|t| self.view.key_of(&t.id, &t.data)),
+        );
+        Ok(keys)
+    }
+
+    /// Forgets creation jobs seen finished.
+    fn forget(&self, batch_id: &str, finished: &[u64]) {
+        if let Some(list) = self.inflight.lock().get_mut(batch_id) {
+            list.retain(|b| !finished.contains(b));
+        }
+        let mut keys = self.inflight_keys.lock();
+        for id in finished {
+            keys.remove(id);
+        }
     }
 
     /// Builds each record's task data and checks it against the creation schema. Returns the tasks to send
@@ -1085,7 +1116,10 @@ impl Adapter for Sama {
         let mut first_error = None;
         for (keys, outcome) in outcomes {
             match outcome {
-                Ok(Some(id)) => started.push(id),
+                Ok(Some(id)) => {
+                    self.inflight_keys.lock().insert(id, Arc::new(keys));
+                    started.push(id);
+                }
                 Ok(None) => unsent.extend(keys),
                 Err(e) => {
                     unsent.extend(keys);
@@ -1164,9 +1198,7 @@ impl Adapter for Sama {
                 failures.extend(self.failures_of(&full));
             }
         }
-        if let Some(list) = self.inflight.lock().get_mut(&job.batch_id) {
-            list.retain(|b| !ids.contains(b));
-        }
+        self.forget(&job.batch_id, &ids);
         next.failed = failures.len() as u64;
         next.state = if failures.is_empty() {
             JobPhase::Completed
@@ -1200,9 +1232,7 @@ impl Adapter for Sama {
             }
         }
         if !finished.is_empty() {
-            if let Some(list) = self.inflight.lock().get_mut(batch_id) {
-                list.retain(|b| !finished.contains(b));
-            }
+            self.forget(batch_id, &finished);
         }
         let mut listed: HashMap<u64, u64> = HashMap::new();
         for t in self.all_tasks(batch_id, "status").await? {
