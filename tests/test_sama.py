@@ -313,6 +313,8 @@ def test_reject_sends_a_result_back_and_it_is_delivered_again():
         first = b.results().to_list()
         assert len(first) == 4
         target = first[0]
+        with pytest.raises(lp.NotFound):  # a result id of another batch
+            c.batch("another").reject([target["id"]])
         b.reject([target["id"]], reason="blurry")
         status = b.status()
         assert (status["completed"], status["in_progress"], status["done"]) == (3, 1, False)

@@ -1404,6 +1404,33 @@ impl Adapter for Sama {
             .map(|id| {
                 let reasons = reasons.clone();
                 async move {
+                    // The task must belong to this batch: a result id of another batch is refused.
+                    let task = |id: String| async move {
+                        let resp = self
+                            .http
+                            .send(&Request::get(
+                                self.url(&["tasks", &format!("{id}.json")]),
+                                "reject",
+                            ))
+                            .await
+                            .map_err(|e| e.key(id.clone()))?;
+                        let v: Value = resp.json(VENDOR, "reject")?;
+                        Ok::<Value, Error>(v["task"].clone())
+                    };
+                    let current = task(id.clone()).await?;
+                    let owner = current
+                        .get("data")
+                        .and_then(|d| d.get(&self.client_batch_field))
+                        .and_then(text_of);
+                    if owner.as_deref() != Some(batch_id) {
+                        return Err(Error::new(
+                            ErrorKind::NotFound,
+                            format!("task {id} is not in batch {batch_id:?}"),
+                        )
+                        .vendor(VENDOR)
+                        .operation("reject")
+                        .key(id));
+                    }
                     let req = Request::json(
                         Method::PUT,
                         self.url(&["tasks", &id, "reject.json"]),
@@ -1412,15 +1439,8 @@ impl Adapter for Sama {
                         "reject",
                     )?;
                     let rejected = || async {
-                        let resp = self
-                            .http
-                            .send(&Request::get(
-                                self.url(&["tasks", &format!("{id}.json")]),
-                                "reject",
-                            ))
-                            .await?;
-                        let v: Value = resp.json(VENDOR, "reject")?;
-                        let state = v["task"]["state"].as_str().unwrap_or("");
+                        let t = task(id.clone()).await?;
+                        let state = t["state"].as_str().unwrap_or("");
                         Ok(!matches!(state, "delivered" | "acknowledged"))
                     };
                     self.create_once(&req, rejected)
