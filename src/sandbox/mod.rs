@@ -14,6 +14,8 @@ mod control;
 mod faults;
 mod multipart;
 mod paging;
+mod sama;
+mod sama_store;
 mod stats;
 mod taskmonk;
 mod taskmonk_files;
@@ -164,7 +166,7 @@ pub struct Sandbox {
 const BODY_LIMIT: usize = 256 << 20;
 
 /// The vendors with a simulator so far.
-pub const VENDORS: &[&str] = &["alegion", "taskmonk"];
+pub const VENDORS: &[&str] = &["alegion", "taskmonk", "sama"];
 
 /// How long `stop` lets in-flight answers finish before the runtime is dropped.
 const STOP_GRACE: Duration = Duration::from_millis(500);
@@ -199,6 +201,7 @@ impl Sandbox {
         let sim: Arc<dyn Simulator> = match config.vendor.as_str() {
             "alegion" => Arc::new(alegion::Alegion::new(shared.clone())),
             "taskmonk" => Arc::new(taskmonk::TaskMonk::new(shared.clone())),
+            "sama" => Arc::new(sama::Sama::new(shared.clone())),
             other => return Err(format!("unknown vendor {other:?}")),
         };
 

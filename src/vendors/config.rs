@@ -80,7 +80,7 @@ pub const SPECS: &[VendorSpec] = &[
         name: "sama",
         credentials: &["api_key"],
         default_base_url: "https://api.sama.com",
-        client_options: &["client_batch_field"],
+        client_options: &["client_batch_field", "key_field"],
         batch_options: &[],
         upload_options: &["priority", "submit"],
     },

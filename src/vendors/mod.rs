@@ -4,6 +4,7 @@
 pub mod alegion;
 pub mod config;
 pub mod model;
+pub mod sama;
 pub mod taskmonk;
 pub mod wait;
 
@@ -121,6 +122,7 @@ pub fn connect(config: ClientConfig, rt: tokio::runtime::Handle) -> Result<Arc<d
     match config.spec.name {
         "alegion" => Ok(Arc::new(alegion::Alegion::new(config, rt)?)),
         "taskmonk" => Ok(Arc::new(taskmonk::TaskMonk::new(config, rt)?)),
+        "sama" => Ok(Arc::new(sama::Sama::new(config, rt)?)),
         other => Err(Error::new(
             crate::engine::ErrorKind::Unsupported,
             format!("vendor {other:?} is not available in this version of labelport yet"),
