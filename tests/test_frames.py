@@ -258,3 +258,20 @@ def test_a_missing_library_names_the_extra_to_install(batch, tmp_path, monkeypat
             monkeypatch.setitem(sys.modules, name, None)
     with pytest.raises(ImportError, match=rf'pip install "labelport\[{extra}\]"'):
         call(batch, tmp_path)
+
+
+def test_a_vendor_with_import_jobs_takes_frames_in_chunks_too(monkeypatch):
+    """TaskMonk imports run as jobs at the vendor: a chunked upload waits for each part before the next one, and
+    the parts add up to one job."""
+    monkeypatch.setattr(lp.config, "upload_chunk", 50)
+    df = pd.DataFrame({"image_id": np.arange(120), "caption": [f"car {i}" for i in range(120)]})
+    with lp.sandbox.start("taskmonk", seed=2) as sb, sb.client() as client:
+        batch = client.create_batch("frames-in-chunks")
+        job = batch.upload(df, key="image_id")
+        status = job.wait(timeout=120)
+        assert (status["state"], status["total"], status["done"], status["failed"]) == ("completed", 120, 120, 0)
+        assert batch.status()["total"] == 120
+
+        one = client.create_batch("frames-in-one")
+        job = one.upload(df.head(30), key="image_id")
+        assert job.wait(timeout=120)["done"] == 30
