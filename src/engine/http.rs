@@ -206,6 +206,8 @@ impl HttpClient {
     pub async fn send(&self, req: &Request) -> Result<Response> {
         let vendor = self.config.vendor;
         let mut retry = 0u32;
+        // A 429 is the vendor pacing us, not failing: its waits have their own, larger budget.
+        let mut paced = 0u32;
         let mut renewed = false;
         loop {
             let (rb, generation) = self
@@ -249,13 +251,27 @@ impl HttpClient {
                                     url: req.url.clone(),
                                 });
                             }
+                            let after = headers
+                                .get(RETRY_AFTER)
+                                .and_then(|v| v.to_str().ok())
+                                .and_then(parse_retry_after);
+                            if status == 429
+                                && after.is_some()
+                                && paced < self.config.retry.max_rate_limited
+                            {
+                                let wait = self.config.retry.delay(paced, after);
+                                log::info!(
+                                    target: "labelport::engine::retry",
+                                    "{} {} rate limited; waiting {:.2} s as asked",
+                                    req.method, redact_url(&req.url), wait.as_secs_f64()
+                                );
+                                tokio::time::sleep(wait).await;
+                                paced += 1;
+                                continue;
+                            }
                             if is_retryable(req.kind, Outcome::Status(status))
                                 && retry < self.config.retry.max_retries
                             {
-                                let after = headers
-                                    .get(RETRY_AFTER)
-                                    .and_then(|v| v.to_str().ok())
-                                    .and_then(parse_retry_after);
                                 let wait = self.config.retry.delay(retry, after);
                                 log::info!(
                                     target: "labelport::engine::retry",

@@ -25,6 +25,13 @@ const SAFE_QUERY_PARAMS: &[&str] = &[
     "batch_id",
     "project_id",
     "client_batch_id",
+    "client_batch_id_match_type",
+    "omit_answers",
+    "omit_failed_task_data",
+    "fileType",
+    "output_format",
+    "input_type",
+    "grant_type",
 ];
 
 pub const REDACTED: &str = "REDACTED";

@@ -39,6 +39,9 @@ pub struct RetryPolicy {
     pub cap: Duration,
     /// The longest `Retry-After` we honour; a vendor asking for more gets an error instead of a hang.
     pub max_retry_after: Duration,
+    /// How many 429s with `Retry-After` one request waits out before they count as failures: pacing by a
+    /// rate-limited vendor is normal operation, not a fault.
+    pub max_rate_limited: u32,
 }
 
 impl Default for RetryPolicy {
@@ -48,6 +51,7 @@ impl Default for RetryPolicy {
             base: Duration::from_millis(200),
             cap: Duration::from_secs(20),
             max_retry_after: Duration::from_secs(120),
+            max_rate_limited: 30,
         }
     }
 }
