@@ -620,3 +620,23 @@ def test_the_demo_round_trip_runs_unchanged_on_sama():
     assert sample["vendor"] == "sama"
     assert sample["key"] == sample["input"]["image_id"]
     assert set(sample["input"]) == {"image_id", "url", "caption"}
+
+
+def test_results_for_a_consumer_deliver_each_task_once(client, batch, make_records, upload_and_wait):
+    upload_and_wait(batch, make_records(12))
+    first = batch.results(consumer="etl").to_list()
+    assert len(first) == 12 and len({r["key"] for r in first}) == 12
+    assert batch.results(consumer="etl").to_list() == [], "a consumer's cursor moved past what it read"
+    assert len(batch.results(consumer="bi").to_list()) == 12, "another consumer has its own cursor"
+    upload_and_wait(batch, make_records(3, start=12))
+    late = batch.results(consumer="etl").to_list()
+    assert {r["key"] for r in late} == {r["image_id"] for r in make_records(3, start=12)}
+    with pytest.raises(lp.InvalidInput):
+        batch.results(consumer="etl", since="2026-01-01T00:00:00Z")
+
+
+def test_consumer_results_are_unsupported_elsewhere():
+    with lp.sandbox.start("alegion") as sb:
+        batch = sb.client().create_batch("consumer")
+        with pytest.raises(lp.UnsupportedOperation):
+            batch.results(consumer="etl")

@@ -161,9 +161,13 @@ class Batch:
         """Block until every record is finished (done on two consecutive polls); raises Timeout. ``progress``: a
         bar of finished records (default ``labelport.config.progress``), or a callable given each status dict."""
     def results(
-        self, since: _dt.datetime | str | None = None, include_raw: bool = False
+        self,
+        since: _dt.datetime | str | None = None,
+        include_raw: bool = False,
+        consumer: str | None = None,
     ) -> ResultStream:
-        """Finished records as envelope dicts, lazily, page by page. ``since`` is an exclusive lower bound on
+        """Finished records as envelope dicts, lazily, page by page. With ``consumer="name"`` (Sama), the results
+        delivered to that consumer since its last read instead. ``since`` is an exclusive lower bound on
         completion time."""
     def records(self, status: str | list[str] | None = None, include_raw: bool = False) -> ResultStream:
         """Every record with its neutral status, where the vendor can list them."""
@@ -297,7 +301,9 @@ class AsyncBatch:
         poll_interval: float = 2.0,
         progress: _Progress = None,
     ) -> dict[str, int | bool]: ...
-    def results(self, since: _dt.datetime | str | None = None, include_raw: bool = False) -> AsyncStream: ...
+    def results(
+        self, since: _dt.datetime | str | None = None, include_raw: bool = False, consumer: str | None = None
+    ) -> AsyncStream: ...
     def records(self, status: str | list[str] | None = None, include_raw: bool = False) -> AsyncStream: ...
     async def cancel(self) -> None: ...
     async def accept(self, ids: Iterable[str]) -> None: ...

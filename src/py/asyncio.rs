@@ -16,8 +16,8 @@ use pyo3_async_runtimes::{generic, TaskLocals};
 use serde_json::value::RawValue;
 
 use super::client::{
-    body_to_py, close_progress, counts_to_py, finish_part, job_to_py, merge_parts, parse_since,
-    parse_statuses, prepare_request, prepare_upload, wait_progress, ClientInner, Prepared,
+    body_to_py, close_progress, counts_to_py, finish_part, job_to_py, merge_parts, parse_statuses,
+    prepare_request, prepare_upload, results_stream, wait_progress, ClientInner, Prepared,
     UploadSource,
 };
 use super::errors::to_py_err;
@@ -458,18 +458,16 @@ impl AsyncBatch {
     }
 
     /// An async iterator of finished records (`async for r in batch.results(): ...`).
-    #[pyo3(signature = (since=None, include_raw=false))]
+    #[pyo3(signature = (since=None, include_raw=false, consumer=None))]
     fn results(
         &self,
         since: Option<&Bound<'_, PyAny>>,
         include_raw: bool,
+        consumer: Option<&str>,
     ) -> PyResult<AsyncStream> {
-        let since_us = parse_since(since)?;
-        let adapter = self.client.adapter()?;
-        Ok(AsyncStream::new(
-            Pages::Envelopes(adapter.results(&self.info.id, since_us, include_raw)),
-            since_us,
-        ))
+        let (stream, since_us) =
+            results_stream(&self.client, &self.info.id, since, include_raw, consumer)?;
+        Ok(AsyncStream::new(Pages::Envelopes(stream), since_us))
     }
 
     /// An async iterator of every record with its neutral status.

@@ -523,6 +523,34 @@ pub(super) fn prepare_upload(
     ))
 }
 
+/// The page stream behind `results()`: by completion time, or by a vendor-kept consumer cursor.
+pub(super) fn results_stream(
+    client: &ClientInner,
+    batch_id: &str,
+    since: Option<&Bound<'_, PyAny>>,
+    include_raw: bool,
+    consumer: Option<&str>,
+) -> PyResult<(
+    crate::engine::stream::PageStream<crate::vendors::Envelope>,
+    Option<i64>,
+)> {
+    let since_us = parse_since(since)?;
+    let adapter = client.adapter()?;
+    match consumer {
+        Some(_) if since_us.is_some() => Err(invalid(
+            "pass since= or consumer=, not both: a consumer's cursor already says where to start",
+            "consumer",
+        )),
+        Some(c) => Ok((
+            adapter
+                .consumer_results(batch_id, c, include_raw)
+                .map_err(to_py_err)?,
+            None,
+        )),
+        None => Ok((adapter.results(batch_id, since_us, include_raw), since_us)),
+    }
+}
+
 /// A batch of records at the vendor.
 #[pyclass(module = "labelport", frozen)]
 pub struct Batch {
@@ -948,18 +976,17 @@ impl Batch {
     /// Finished records as envelope dicts, page by page. `since` is an exclusive lower bound on completion time.
     /// The stream also turns into a DataFrame or a file: `.to_pandas()`, `.to_polars()`, `.to_arrow()`,
     /// `.to_parquet(path)`, `.to_csv(path)`, `.to_jsonl(path)`.
-    #[pyo3(signature = (since=None, include_raw=false))]
+    /// With `consumer="name"` (Sama), the results delivered to that consumer since its last read instead.
+    #[pyo3(signature = (since=None, include_raw=false, consumer=None))]
     fn results(
         &self,
         since: Option<&Bound<'_, PyAny>>,
         include_raw: bool,
+        consumer: Option<&str>,
     ) -> PyResult<ResultStream> {
-        let since_us = parse_since(since)?;
-        let adapter = self.client.adapter()?;
-        Ok(ResultStream::new(
-            adapter.results(&self.info.id, since_us, include_raw),
-            since_us,
-        ))
+        let (stream, since_us) =
+            results_stream(&self.client, &self.info.id, since, include_raw, consumer)?;
+        Ok(ResultStream::new(stream, since_us))
     }
 
     /// Every record with its neutral status.

@@ -77,6 +77,20 @@ pub trait Adapter: Send + Sync {
         since_us: Option<i64>,
         include_raw: bool,
     ) -> PageStream<Envelope>;
+    /// Finished records delivered to a named consumer since its last read (a per-consumer cursor kept by the
+    /// vendor), where the vendor has one.
+    fn consumer_results(
+        &self,
+        _batch_id: &str,
+        _consumer: &str,
+        _include_raw: bool,
+    ) -> Result<PageStream<Envelope>> {
+        Err(Error::unsupported(
+            self.vendor(),
+            "deliver results to a consumer",
+            "the vendor's API has no consumer cursors",
+        ))
+    }
     fn records(
         &self,
         batch_id: &str,

@@ -910,6 +910,15 @@ fn decode_tasks(resp: &Response, operation: &str) -> Result<Vec<(TaskDto, Box<Ra
 
 #[async_trait::async_trait]
 impl Adapter for Sama {
+    fn consumer_results(
+        &self,
+        batch_id: &str,
+        consumer: &str,
+        include_raw: bool,
+    ) -> Result<PageStream<Envelope>> {
+        self.results_for_consumer(batch_id, consumer, include_raw)
+    }
+
     fn vendor(&self) -> &'static str {
         VENDOR
     }
