@@ -224,12 +224,13 @@ impl HttpClient {
                         Ok(body) => {
                             log::debug!(
                                 target: "labelport::engine::http",
-                                "{} {} -> {} ({} bytes, {} ms)",
+                                "{} {} -> {} ({} bytes, {} ms, attempt {})",
                                 req.method,
                                 redact_url(&req.url),
                                 status,
                                 body.len(),
-                                started.elapsed().as_millis()
+                                started.elapsed().as_millis(),
+                                retry + paced + 1
                             );
                             if self.auth.is_rejection(status, &body) {
                                 if !renewed && self.auth.renewable() {

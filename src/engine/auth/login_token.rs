@@ -167,7 +167,7 @@ impl LoginToken {
         // Renew a little before expiry: 10 % of the lifetime, at most a minute.
         let margin = (ttl * 0.1).min(60.0);
         self.logins.fetch_add(1, Ordering::Relaxed);
-        log::debug!(target: "labelport::engine::auth", "{} login ok, token valid for {ttl} s", self.vendor);
+        log::info!(target: "labelport::engine::auth", "{} login ok, token valid for {ttl} s", self.vendor);
         Ok(Token {
             value: Arc::from(value),
             renew_at: Instant::now() + Duration::from_secs_f64(ttl - margin),

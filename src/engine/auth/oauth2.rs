@@ -203,7 +203,7 @@ impl OAuth2ClientCredentials {
             })
             .unwrap_or(3500.0);
         self.grants.fetch_add(1, Ordering::Relaxed);
-        log::debug!(target: "labelport::engine::auth", "{} token granted, valid for {ttl} s", self.vendor);
+        log::info!(target: "labelport::engine::auth", "{} token granted, valid for {ttl} s", self.vendor);
         Ok(Token {
             value: Arc::from(value),
             renew_at: Instant::now() + renew_after(ttl),
