@@ -11,6 +11,7 @@ mod alegion_store;
 mod clock;
 mod conn;
 mod control;
+mod deepen;
 mod faults;
 mod multipart;
 mod paging;
@@ -162,7 +163,7 @@ pub struct Sandbox {
 const BODY_LIMIT: usize = 256 << 20;
 
 /// The vendors with a simulator so far.
-pub const VENDORS: &[&str] = &["alegion"];
+pub const VENDORS: &[&str] = &["alegion", "deepen"];
 
 /// How long `stop` lets in-flight answers finish before the runtime is dropped.
 const STOP_GRACE: Duration = Duration::from_millis(500);
@@ -196,6 +197,7 @@ impl Sandbox {
         });
         let sim: Arc<dyn Simulator> = match config.vendor.as_str() {
             "alegion" => Arc::new(alegion::Alegion::new(shared.clone())),
+            "deepen" => Arc::new(deepen::Deepen::new(shared.clone())),
             other => return Err(format!("unknown vendor {other:?}")),
         };
 
