@@ -3,6 +3,7 @@
 
 pub mod alegion;
 pub mod config;
+pub mod deepen;
 pub mod model;
 pub mod wait;
 
@@ -119,6 +120,7 @@ pub trait Adapter: Send + Sync {
 pub fn connect(config: ClientConfig, rt: tokio::runtime::Handle) -> Result<Arc<dyn Adapter>> {
     match config.spec.name {
         "alegion" => Ok(Arc::new(alegion::Alegion::new(config, rt)?)),
+        "deepen" => Ok(Arc::new(deepen::Deepen::new(config, rt)?)),
         other => Err(Error::new(
             crate::engine::ErrorKind::Unsupported,
             format!("vendor {other:?} is not available in this version of labelport yet"),
