@@ -42,7 +42,7 @@ const VENDOR: &str = "deepen";
 pub const FILES_PER_ZIP: usize = 1000;
 const UPLOAD_CONCURRENCY: usize = 2;
 const PAGE: usize = 1000;
-const READ_CHUNK: usize = 256 * 1024;
+const READ_CHUNK: usize = 64 * 1024;
 
 pub struct Deepen {
     cfg: ClientConfig,
@@ -239,27 +239,37 @@ fn write_zip(path: &std::path::Path, entries: &[Entry]) -> std::io::Result<u64> 
     Ok(std::fs::metadata(path)?.len())
 }
 
-/// A file's bytes as a request body, read in chunks off the runtime's threads: never whole in memory.
+/// A file's bytes as a request body, read by one thread into a small bounded channel: never whole in memory,
+/// and the reads happen off the runtime's threads.
 fn file_body(path: PathBuf) -> reqwest::Body {
-    let stream = futures::stream::unfold(Some((path, None::<std::fs::File>)), |state| async move {
-        let (path, file) = state?;
-        let res = tokio::task::spawn_blocking(move || {
-            let mut f = match file {
-                Some(f) => f,
-                None => std::fs::File::open(&path)?,
-            };
+    let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<bytes::Bytes>>(4);
+    std::thread::spawn(move || {
+        let mut f = match std::fs::File::open(&path) {
+            Ok(f) => f,
+            Err(e) => {
+                let _ = tx.blocking_send(Err(e));
+                return;
+            }
+        };
+        loop {
             let mut buf = vec![0u8; READ_CHUNK];
-            let n = f.read(&mut buf)?;
-            buf.truncate(n);
-            Ok::<_, std::io::Error>((path, f, buf))
-        })
-        .await
-        .unwrap_or_else(|e| Err(std::io::Error::other(e)));
-        match res {
-            Ok((_, _, buf)) if buf.is_empty() => None,
-            Ok((path, f, buf)) => Some((Ok(bytes::Bytes::from(buf)), Some((path, Some(f))))),
-            Err(e) => Some((Err(e), None)),
+            match f.read(&mut buf) {
+                Ok(0) => return,
+                Ok(n) => {
+                    buf.truncate(n);
+                    if tx.blocking_send(Ok(bytes::Bytes::from(buf))).is_err() {
+                        return;
+                    }
+                }
+                Err(e) => {
+                    let _ = tx.blocking_send(Err(e));
+                    return;
+                }
+            }
         }
+    });
+    let stream = futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
     });
     reqwest::Body::wrap_stream(stream)
 }
