@@ -11,6 +11,7 @@ mod alegion_store;
 mod clock;
 mod conn;
 mod control;
+mod deepen;
 mod faults;
 mod multipart;
 mod paging;
@@ -166,7 +167,7 @@ pub struct Sandbox {
 const BODY_LIMIT: usize = 256 << 20;
 
 /// The vendors with a simulator so far.
-pub const VENDORS: &[&str] = &["alegion", "taskmonk", "sama"];
+pub const VENDORS: &[&str] = &["alegion", "taskmonk", "sama", "deepen"];
 
 /// How long `stop` lets in-flight answers finish before the runtime is dropped.
 const STOP_GRACE: Duration = Duration::from_millis(500);
@@ -202,6 +203,7 @@ impl Sandbox {
             "alegion" => Arc::new(alegion::Alegion::new(shared.clone())),
             "taskmonk" => Arc::new(taskmonk::TaskMonk::new(shared.clone())),
             "sama" => Arc::new(sama::Sama::new(shared.clone())),
+            "deepen" => Arc::new(deepen::Deepen::new(shared.clone())),
             other => return Err(format!("unknown vendor {other:?}")),
         };
 

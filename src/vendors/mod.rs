@@ -3,6 +3,7 @@
 
 pub mod alegion;
 pub mod config;
+pub mod deepen;
 pub mod model;
 pub mod sama;
 pub mod taskmonk;
@@ -137,6 +138,7 @@ pub fn connect(config: ClientConfig, rt: tokio::runtime::Handle) -> Result<Arc<d
         "alegion" => Ok(Arc::new(alegion::Alegion::new(config, rt)?)),
         "taskmonk" => Ok(Arc::new(taskmonk::TaskMonk::new(config, rt)?)),
         "sama" => Ok(Arc::new(sama::Sama::new(config, rt)?)),
+        "deepen" => Ok(Arc::new(deepen::Deepen::new(config, rt)?)),
         other => Err(Error::new(
             crate::engine::ErrorKind::Unsupported,
             format!("vendor {other:?} is not available in this version of labelport yet"),

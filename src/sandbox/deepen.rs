@@ -1,0 +1,1510 @@
+//! The Deepen AI API simulator (`tools.deepen.ai/api/v2`; vendors/deepen.md section 5).
+//!
+//! Deepen's model against the neutral one: project = the workspace's `clientId`, Batch = dataset,
+//! record = a file inside an uploaded zip (its `file_id` is the entry name, which is the record
+//! key), Job = an archive's upload and processing, result = the final-stage labels of a file.
+//!
+//! Flow as the vendor documents it: `POST /clients/{cid}/datasets` declares the archives
+//! (`files: [{file_size, file_type}]`) and answers a `resumable_upload_url` per archive (a fake
+//! object store served here under `/_sim/storage/`, called without the bearer token); the zip is
+//! PUT there; `POST /datasets/{id}/process_uploaded_data {"file_name"}` unpacks it. Each file gets
+//! one task per pipeline stage (`Labelling` then `QA` by default); tasks move
+//! waiting -> ready -> in_progress -> submitted -> accepted (or rejected and back) on the sandbox
+//! clock, lazily when read: `complete_after` seconds from processing to final labels. Modes
+//! (`POST /_sim/deepen/mode`): `auto` (default), `manual` (only API calls move tasks) and
+//! `reject_once` (the QA stage rejects each unit's labelling once before accepting it).
+//!
+//! Inferred, not documented [I]: `POST /datasets/{id}/files` declares further archives of an
+//! existing dataset (the documented API only declares them at creation), task statuses in lower
+//! snake case, `rejection_count` on a TaskResource, error bodies `{"detail": ...}` (DRF).
+//! Uploaded archives are kept on disk, streamed in and out, never whole in memory.
+
+// Errors here are finished HTTP answers, built at most once per request; boxing them buys nothing.
+#![allow(clippy::result_large_err)]
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put, MethodRouter};
+use axum::{Json, Router};
+use futures::StreamExt;
+use parking_lot::Mutex;
+use serde_json::{json, Map, Value};
+use sha2::{Digest, Sha256};
+
+use super::clock::seconds_to_ms;
+use super::paging::Query;
+use super::{Routes, Shared, Simulator};
+
+const API: &str = "/api/v2";
+const LABELLER: &str = "sim-labeller@example.com";
+const REVIEWER: &str = "sim-reviewer@example.com";
+/// A task not accepted this long after its creation is "delayed" (sandbox clock).
+const DELAY_MS: i64 = 7 * 24 * 3600 * 1000;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    Auto,
+    Manual,
+    RejectOnce,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum TaskStatus {
+    Waiting,
+    Ready,
+    InProgress,
+    Submitted,
+    Accepted,
+    Rejected,
+}
+
+impl TaskStatus {
+    fn as_str(self) -> &'static str {
+        match self {
+            TaskStatus::Waiting => "waiting",
+            TaskStatus::Ready => "ready",
+            TaskStatus::InProgress => "in_progress",
+            TaskStatus::Submitted => "submitted",
+            TaskStatus::Accepted => "accepted",
+            TaskStatus::Rejected => "rejected",
+        }
+    }
+}
+
+struct Task {
+    id: String,
+    stage: usize,
+    /// The unit of work: a file (frame_by_frame) or an object track (label_by_label).
+    unit: usize,
+    status: TaskStatus,
+    created_ms: i64,
+    updated_ms: i64,
+    /// When the next automatic transition happens.
+    due: Option<i64>,
+    rejections: u32,
+    reason: Option<String>,
+    assignee: String,
+}
+
+struct Archive {
+    file_name: String,
+    file_size: u64,
+    file_type: String,
+    upload_id: String,
+    /// Bytes stored so far (a completed PUT).
+    uploaded: Option<u64>,
+    processed: bool,
+}
+
+struct FileRec {
+    file_id: String,
+    size: u64,
+    created_ms: i64,
+}
+
+struct Dataset {
+    id: String,
+    name: String,
+    dataset_type: String,
+    dataset_format: Option<String>,
+    sequence: bool,
+    profile_id: String,
+    stages: Vec<Value>,
+    categories: Vec<String>,
+    label_type: String,
+    tags: Value,
+    created_ms: i64,
+    archives: Vec<Archive>,
+    files: Vec<FileRec>,
+    file_index: HashMap<String, usize>,
+    /// Units of work: files, or object tracks of a sequence.
+    units: usize,
+    tasks: Vec<Task>,
+    processing_until: i64,
+    marked_done: bool,
+    user_scopes: Value,
+}
+
+impl Dataset {
+    fn stage_id(&self, s: usize) -> &str {
+        self.stages[s]
+            .get("stage_id")
+            .and_then(Value::as_str)
+            .unwrap_or("stage")
+    }
+
+    fn unit_tasks(&self, unit: usize) -> Vec<usize> {
+        // Tasks of one unit sit next to each other, one per stage, in stage order.
+        let n = self.stages.len();
+        (unit * n..unit * n + n).collect()
+    }
+}
+
+struct Store {
+    datasets: HashMap<String, Dataset>,
+    order: Vec<String>,
+    /// task id -> dataset id
+    task_owner: HashMap<String, String>,
+    /// upload id -> (dataset id, archive index)
+    uploads: HashMap<String, (String, usize)>,
+    profiles: Vec<Value>,
+    counter: u64,
+    mode: Mode,
+}
+
+pub struct Deepen {
+    shared: Arc<Shared>,
+    client_id: String,
+    token: String,
+    dir: PathBuf,
+    store: Mutex<Store>,
+}
+
+type Answer = Result<Response, Response>;
+type S = State<Arc<Deepen>>;
+
+fn seeded(seed: u64, what: &str) -> [u8; 32] {
+    Sha256::new()
+        .chain_update(seed.to_le_bytes())
+        .chain_update(what.as_bytes())
+        .finalize()
+        .into()
+}
+
+const ALNUM: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+
+fn alnum(bytes: &[u8], n: usize) -> String {
+    bytes
+        .iter()
+        .cycle()
+        .take(n)
+        .map(|b| ALNUM[*b as usize % ALNUM.len()] as char)
+        .collect()
+}
+
+fn detail(status: StatusCode, message: &str) -> Response {
+    (status, Json(json!({ "detail": message }))).into_response()
+}
+
+fn bad(message: &str) -> Response {
+    detail(StatusCode::BAD_REQUEST, message)
+}
+
+fn not_found() -> Response {
+    detail(StatusCode::NOT_FOUND, "Not found.")
+}
+
+fn default_stages() -> Vec<Value> {
+    vec![
+        json!({"stage_id": "Labelling", "can_edit": true}),
+        json!({"stage_id": "QA", "can_edit": false}),
+    ]
+}
+
+/// The name of an upload URL's object, its last path segment (what Tier IV sends back).
+fn last_segment(name: &str) -> &str {
+    name.rsplit('/').next().unwrap_or(name)
+}
+
+impl Deepen {
+    pub fn new(shared: Arc<Shared>) -> Self {
+        let seed = shared.config.seed;
+        let client_id = format!("client_{}", alnum(&seeded(seed, "client"), 12));
+        let token = hex::encode(&seeded(seed, "token")[..24]);
+        let dir = std::env::temp_dir().join(format!(
+            "labelport-deepen-{}-{}",
+            std::process::id(),
+            hex::encode(rand::random::<[u8; 6]>())
+        ));
+        let _ = std::fs::create_dir_all(&dir);
+        let profile = json!({
+            "profile_id": format!("prof_{}", alnum(&seeded(seed, "profile"), 12)),
+            "profile_name": "Default",
+            "features": {"box": {"attributes": {}, "label_category_ids": ["car", "pedestrian", "bicycle"]}},
+            "instructions": {"text": ""},
+            "auto_detect_objects_end_point": "",
+            "notification_url": "",
+            "pipeline_spec": default_stages(),
+            "preferences": {},
+        });
+        Deepen {
+            client_id,
+            token,
+            dir,
+            store: Mutex::new(Store {
+                datasets: HashMap::new(),
+                order: Vec::new(),
+                task_owner: HashMap::new(),
+                uploads: HashMap::new(),
+                profiles: vec![profile],
+                counter: 0,
+                mode: Mode::Auto,
+            }),
+            shared,
+        }
+    }
+
+    fn now(&self) -> i64 {
+        self.shared.clock.now_ms()
+    }
+
+    /// The time one human step of one stage takes in auto mode.
+    fn step_ms(&self, stages: usize) -> i64 {
+        seconds_to_ms(self.shared.config.complete_after) / (2 * stages.max(1) as i64)
+    }
+
+    fn authorize(&self, headers: &HeaderMap) -> Result<(), Response> {
+        let Some(value) = headers.get(header::AUTHORIZATION) else {
+            return Err(detail(
+                StatusCode::UNAUTHORIZED,
+                "Authentication credentials were not provided.",
+            ));
+        };
+        let value = value.to_str().unwrap_or("").trim();
+        match value.split_once(' ') {
+            Some((scheme, token))
+                if scheme.eq_ignore_ascii_case("bearer") && token.trim() == self.token =>
+            {
+                Ok(())
+            }
+            _ => Err(detail(StatusCode::UNAUTHORIZED, "Invalid token.")),
+        }
+    }
+
+    fn check_client(&self, cid: &str) -> Result<(), Response> {
+        if cid == self.client_id {
+            Ok(())
+        } else {
+            Err(detail(
+                StatusCode::FORBIDDEN,
+                "You do not have permission to perform this action.",
+            ))
+        }
+    }
+
+    fn next_id(&self, store: &mut Store, what: &str, n: usize) -> String {
+        store.counter += 1;
+        let bytes = seeded(
+            self.shared.config.seed,
+            &format!("{what}:{}", store.counter),
+        );
+        alnum(&bytes, n)
+    }
+
+    fn upload_url(&self, d: &Dataset, a: &Archive) -> String {
+        let name = format!("{}/{}/{}", self.client_id, d.id, a.file_name);
+        let mut u = url::Url::parse(&format!(
+            "http://127.0.0.1:{}/_sim/storage/upload",
+            self.shared.port
+        ))
+        .expect("a valid URL");
+        u.query_pairs_mut()
+            .append_pair("uploadType", "resumable")
+            .append_pair("name", &name)
+            .append_pair("upload_id", &a.upload_id);
+        u.to_string()
+    }
+
+    fn archive_path(&self, upload_id: &str) -> PathBuf {
+        self.dir.join(format!("{upload_id}.zip"))
+    }
+
+    /// Declares archives (`files: [{file_size, file_type}]`) on a dataset.
+    fn declare(&self, store: &mut Store, d: &mut Dataset, files: &[Value]) -> Result<(), String> {
+        let mut new = Vec::new();
+        for (i, f) in files.iter().enumerate() {
+            let size = f
+                .get("file_size")
+                .and_then(Value::as_u64)
+                .ok_or_else(|| format!("files[{i}].file_size must be an integer"))?;
+            let file_type = f
+                .get("file_type")
+                .and_then(Value::as_str)
+                .unwrap_or("application/zip")
+                .to_string();
+            new.push((size, file_type));
+        }
+        for (size, file_type) in new {
+            let upload_id = self.next_id(store, "upload", 20);
+            let ext = if file_type.contains("mp4") {
+                "mp4"
+            } else {
+                "zip"
+            };
+            let file_name = format!("{}_{}.{ext}", d.id, d.archives.len());
+            store
+                .uploads
+                .insert(upload_id.clone(), (d.id.clone(), d.archives.len()));
+            d.archives.push(Archive {
+                file_name,
+                file_size: size,
+                file_type,
+                upload_id,
+                uploaded: None,
+                processed: false,
+            });
+        }
+        Ok(())
+    }
+
+    // ---- progression -----------------------------------------------------------------------
+
+    /// Applies every automatic transition due by `now`, in time order per unit.
+    fn tick(&self, d: &mut Dataset, now: i64, mode: Mode) {
+        let n = d.stages.len();
+        let q = self.step_ms(n);
+        for unit in 0..d.units {
+            let ids = d.unit_tasks(unit);
+            loop {
+                let next = ids
+                    .iter()
+                    .copied()
+                    .filter_map(|i| d.tasks[i].due.map(|t| (t, i)))
+                    .filter(|(t, _)| *t <= now)
+                    .min();
+                let Some((t, i)) = next else { break };
+                d.tasks[i].due = None;
+                let stage = d.tasks[i].stage;
+                match d.tasks[i].status {
+                    TaskStatus::Waiting => {
+                        // Processing finished: the first stage can start.
+                        set(&mut d.tasks[i], TaskStatus::Ready, t, human(mode, t + q));
+                    }
+                    TaskStatus::Ready => {
+                        if stage > 0 && mode != Mode::Manual {
+                            let prev = ids[stage - 1];
+                            if mode == Mode::RejectOnce && d.tasks[prev].rejections == 0 {
+                                d.tasks[prev].rejections += 1;
+                                d.tasks[prev].reason = Some("sandbox reject_once".into());
+                                set(&mut d.tasks[prev], TaskStatus::Rejected, t, Some(t + q));
+                                set(&mut d.tasks[i], TaskStatus::Waiting, t, None);
+                                continue;
+                            }
+                            set(&mut d.tasks[prev], TaskStatus::Accepted, t, None);
+                        }
+                        set(
+                            &mut d.tasks[i],
+                            TaskStatus::InProgress,
+                            t,
+                            human(mode, t + q),
+                        );
+                    }
+                    TaskStatus::Rejected => {
+                        set(
+                            &mut d.tasks[i],
+                            TaskStatus::InProgress,
+                            t,
+                            human(mode, t + q),
+                        );
+                    }
+                    TaskStatus::InProgress => submit(d, &ids, i, t, mode, q),
+                    TaskStatus::Submitted | TaskStatus::Accepted => {}
+                }
+            }
+        }
+    }
+
+    fn dataset_json(&self, d: &Dataset, now: i64) -> Value {
+        let (stage, status, processing) = stage_of(d, now);
+        let mut by_stage = Map::new();
+        for s in 0..d.stages.len() {
+            let mut counts = Map::new();
+            for t in d.tasks.iter().filter(|t| t.stage == s) {
+                let e = counts.entry(t.status.as_str()).or_insert(json!(0));
+                *e = json!(e.as_u64().unwrap_or(0) + 1);
+            }
+            by_stage.insert(d.stage_id(s).to_string(), Value::Object(counts));
+        }
+        let files: Vec<Value> = d
+            .archives
+            .iter()
+            .map(|a| {
+                json!({
+                    "file_size": a.file_size,
+                    "file_type": a.file_type,
+                    "resumable_upload_url": self.upload_url(d, a),
+                })
+            })
+            .collect();
+        let uploaded: Vec<Value> = d
+            .archives
+            .iter()
+            .filter(|a| a.processed)
+            .map(|a| json!(a.file_name))
+            .collect();
+        json!({
+            "dataset_id": d.id,
+            "client_id": self.client_id,
+            "dataset_name": d.name,
+            "dataset_type": d.dataset_type,
+            "dataset_format": d.dataset_format,
+            "labelling_mode": if d.sequence { "label_by_label" } else { "frame_by_frame" },
+            "labelling_profile_id": d.profile_id,
+            "pipeline_spec": d.stages,
+            "pipeline_status_by_label_set_id": {"default": by_stage},
+            "sensor_config": {},
+            "uploaded_files": uploaded,
+            "fps": Value::Null,
+            "frame_sizes": [],
+            "create_timestamp_millis": d.created_ms,
+            "tags": d.tags,
+            "files": files,
+            "current_stage": stage,
+            "current_stage_status": status,
+            "processing_status": processing,
+            "user_scopes": d.user_scopes,
+            "user_group_scopes": [],
+        })
+    }
+
+    fn file_json(&self, d: &Dataset, f: &FileRec) -> Value {
+        let sensor = if d.dataset_type == "3d" {
+            "lidar"
+        } else {
+            "camera"
+        };
+        json!({
+            "file_id": f.file_id,
+            "dataset_id": d.id,
+            "sensors": [sensor],
+            "file_size": f.size,
+            "create_time_millis": f.created_ms,
+        })
+    }
+
+    fn task_json(&self, d: &Dataset, t: &Task) -> Value {
+        let (task_type, file_id, label_id) = if d.sequence {
+            ("label", Value::Null, json!(track_label(d, t.unit)))
+        } else {
+            ("file", json!(d.files[t.unit].file_id), Value::Null)
+        };
+        json!({
+            "task_id": t.id,
+            "dataset_id": d.id,
+            "client_id": self.client_id,
+            "stage_id": d.stage_id(t.stage),
+            "label_set_id": "default",
+            "task_type": task_type,
+            "file_id": file_id,
+            "label_id": label_id,
+            "status": t.status.as_str(),
+            "assignee_email": t.assignee,
+            "rejection_count": t.rejections,
+            "rejection_reason": t.reason,
+            "create_time_millis": t.created_ms,
+            "update_time_millis": t.updated_ms,
+        })
+    }
+
+    /// The labels of `file` at `stage` (present once that stage's work was submitted).
+    fn labels_of(&self, d: &Dataset, file: usize, stage: usize) -> Vec<Value> {
+        let n = d.stages.len();
+        let seed = self.shared.config.seed;
+        let f = &d.files[file];
+        let (units, done_ms): (Vec<usize>, Vec<i64>) = if d.sequence {
+            (0..d.units)
+                .filter_map(|u| {
+                    let t = &d.tasks[u * n + stage];
+                    labelled(t).then_some((u, t.updated_ms))
+                })
+                .unzip()
+        } else {
+            let t = &d.tasks[file * n + stage];
+            if !labelled(t) {
+                return vec![];
+            }
+            let k = 1 + (seeded(seed, &format!("{}:{}", d.id, f.file_id))[0] % 3) as usize;
+            ((0..k).collect(), vec![t.updated_ms; k])
+        };
+        units
+            .into_iter()
+            .zip(done_ms)
+            .map(|(j, at)| {
+                let h = seeded(seed, &format!("{}:{}:{j}", d.id, f.file_id));
+                let label_id = if d.sequence {
+                    track_label(d, j)
+                } else {
+                    let cat = &d.categories[h[1] as usize % d.categories.len()];
+                    format!("{cat}:{}", file * 4 + j + 1)
+                };
+                let category = label_id.split(':').next().unwrap_or("").to_string();
+                let x = |i: usize| (h[i] as f64 * 3.0).round();
+                let mut label = json!({
+                    "file_id": f.file_id,
+                    "label_id": label_id,
+                    "label_category_id": category,
+                    "label_type": d.label_type,
+                    "stage_id": d.stage_id(stage),
+                    "label_set_id": "default",
+                    "sensor_id": if d.dataset_type == "3d" { "lidar" } else { "camera" },
+                    "labeller_email": if stage == 0 { LABELLER } else { REVIEWER },
+                    "create_time_millis": at,
+                    "update_time_millis": at,
+                    "version": 1,
+                    "attributes": {},
+                });
+                if d.label_type == "3d_bbox" {
+                    label["three_d_bbox"] = json!({"cx": x(2) / 10.0, "cy": x(3) / 10.0, "cz": 1.0,
+                        "h": 1.5, "l": 4.2, "w": 1.8, "rot_z": 0.0});
+                } else {
+                    label["box"] = json!([x(2), x(3), x(4) + 8.0, x(5) + 8.0]);
+                }
+                label
+            })
+            .collect()
+    }
+}
+
+fn labelled(t: &Task) -> bool {
+    matches!(t.status, TaskStatus::Submitted | TaskStatus::Accepted)
+}
+
+fn track_label(d: &Dataset, unit: usize) -> String {
+    format!("{}:{}", d.categories[unit % d.categories.len()], unit + 1)
+}
+
+fn set(t: &mut Task, status: TaskStatus, at: i64, due: Option<i64>) {
+    t.status = status;
+    t.updated_ms = at;
+    t.due = due;
+}
+
+/// A step people take: scheduled in the auto modes, never in manual mode.
+fn human(mode: Mode, at: i64) -> Option<i64> {
+    (mode != Mode::Manual).then_some(at)
+}
+
+/// Submits task `i` of a unit: the last stage finishes (accepted); otherwise the next stage's task
+/// becomes ready.
+fn submit(d: &mut Dataset, ids: &[usize], i: usize, t: i64, mode: Mode, q: i64) {
+    let stage = d.tasks[i].stage;
+    if stage + 1 == ids.len() {
+        set(&mut d.tasks[i], TaskStatus::Accepted, t, None);
+    } else {
+        set(&mut d.tasks[i], TaskStatus::Submitted, t, None);
+        let next = ids[stage + 1];
+        set(&mut d.tasks[next], TaskStatus::Ready, t, human(mode, t + q));
+    }
+}
+
+/// `(current_stage, current_stage_status, processing_status)`.
+fn stage_of(d: &Dataset, now: i64) -> (&'static str, &'static str, &'static str) {
+    if !d.archives.iter().any(|a| a.processed) {
+        return ("FileUpload", "waiting", "waiting_for_upload");
+    }
+    if now < d.processing_until {
+        return ("Processing", "in_progress", "processing");
+    }
+    if d.tasks.iter().all(|t| t.status == TaskStatus::Accepted) || d.marked_done {
+        let status = if d.marked_done { "done" } else { "ready" };
+        return ("Audit", status, "labelling_done");
+    }
+    let started = d.tasks.iter().any(|t| {
+        !matches!(t.status, TaskStatus::Waiting | TaskStatus::Ready)
+            || (t.stage > 0 && t.status != TaskStatus::Waiting)
+    });
+    (
+        "Labelling",
+        if started { "in_progress" } else { "ready" },
+        "files_getting_labelled",
+    )
+}
+
+/// A dataset id from a path: legacy `client:project:dataset` ids name the dataset last.
+fn dataset_key(raw: &str) -> &str {
+    raw.rsplit(':').next().unwrap_or(raw)
+}
+
+impl Deepen {
+    /// Runs `f` on a dataset brought up to date, or answers 404.
+    fn with_dataset<T>(
+        &self,
+        raw: &str,
+        f: impl FnOnce(&Deepen, &mut Store, &mut Dataset) -> Result<T, Response>,
+    ) -> Result<T, Response> {
+        let mut store = self.store.lock();
+        let id = dataset_key(raw).to_string();
+        let mut d = store.datasets.remove(&id).ok_or_else(not_found)?;
+        let mode = store.mode;
+        self.tick(&mut d, self.now(), mode);
+        let out = f(self, &mut store, &mut d);
+        store.datasets.insert(id, d);
+        out
+    }
+
+    /// Unpacks an uploaded archive: each entry becomes a file (its name the `file_id`) with one
+    /// task per stage. An entry whose name the dataset already holds replaces it (counted again).
+    fn unpack(&self, store: &mut Store, d: &mut Dataset, k: usize) -> Result<usize, Response> {
+        let path = self.archive_path(&d.archives[k].upload_id);
+        let file =
+            std::fs::File::open(&path).map_err(|_| bad("the uploaded data could not be found"))?;
+        let mut zip = zip::ZipArchive::new(std::io::BufReader::new(file)).map_err(|e| {
+            bad(&format!(
+                "the uploaded file is not a valid zip archive: {e}"
+            ))
+        })?;
+        let now = self.now();
+        let processing = if self.shared.config.complete_after > 0.0 {
+            seconds_to_ms(self.shared.config.complete_after) / 10
+        } else {
+            0
+        };
+        d.processing_until = d.processing_until.max(now + processing);
+        let mut entries = Vec::new();
+        for i in 0..zip.len() {
+            let e = zip
+                .by_index(i)
+                .map_err(|e| bad(&format!("the uploaded archive is corrupt: {e}")))?;
+            if e.is_dir() {
+                continue;
+            }
+            entries.push((e.name().to_string(), e.size()));
+        }
+        let n = d.stages.len();
+        let mut keys = Vec::new();
+        for (name, size) in entries {
+            if let Some(&i) = d.file_index.get(&name) {
+                d.files[i].size = size;
+                keys.push(name);
+                continue;
+            }
+            let index = d.files.len();
+            d.file_index.insert(name.clone(), index);
+            d.files.push(FileRec {
+                file_id: name.clone(),
+                size,
+                created_ms: now,
+            });
+            if !d.sequence {
+                self.add_unit(store, d, now, n);
+            }
+            keys.push(name);
+        }
+        if d.sequence && d.units == 0 && !d.files.is_empty() {
+            let tracks = 1 + (seeded(self.shared.config.seed, &d.id)[0] % 3) as usize;
+            for _ in 0..tracks {
+                self.add_unit(store, d, now, n);
+            }
+        }
+        self.shared.stats.created(keys.iter().map(String::as_str));
+        d.archives[k].processed = true;
+        Ok(keys.len())
+    }
+
+    fn add_unit(&self, store: &mut Store, d: &mut Dataset, now: i64, n: usize) {
+        let unit = d.units;
+        d.units += 1;
+        for s in 0..n {
+            let id = format!("t_{}", self.next_id(store, "task", 16));
+            store.task_owner.insert(id.clone(), d.id.clone());
+            d.tasks.push(Task {
+                id,
+                stage: s,
+                unit,
+                status: TaskStatus::Waiting,
+                created_ms: now,
+                updated_ms: now,
+                due: (s == 0).then_some(d.processing_until),
+                rejections: 0,
+                reason: None,
+                assignee: if s == 0 { LABELLER } else { REVIEWER }.to_string(),
+            });
+        }
+    }
+}
+
+// ---- handlers ----------------------------------------------------------------------------------
+
+fn json_body(body: &[u8]) -> Result<Value, Response> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(json!({}));
+    }
+    serde_json::from_slice(body).map_err(|e| bad(&format!("JSON parse error - {e}")))
+}
+
+async fn list_datasets(State(a): S, Path(cid): Path<String>, headers: HeaderMap) -> Answer {
+    a.authorize(&headers)?;
+    a.check_client(&cid)?;
+    let mut store = a.store.lock();
+    let (now, mode) = (a.now(), store.mode);
+    let order = store.order.clone();
+    let mut out = Map::new();
+    for id in order {
+        if let Some(d) = store.datasets.get_mut(&id) {
+            a.tick(d, now, mode);
+            out.insert(id.clone(), a.dataset_json(d, now));
+        }
+    }
+    Ok(Json(Value::Object(out)).into_response())
+}
+
+async fn list_dataset_ids(State(a): S, Path(cid): Path<String>, headers: HeaderMap) -> Answer {
+    a.authorize(&headers)?;
+    a.check_client(&cid)?;
+    let store = a.store.lock();
+    let list: Vec<Value> = store
+        .order
+        .iter()
+        .filter_map(|id| store.datasets.get(id))
+        .map(|d| json!({"dataset_id": d.id, "dataset_name": d.name}))
+        .collect();
+    Ok(Json(json!({ "datasets": list })).into_response())
+}
+
+async fn create_dataset(
+    State(a): S,
+    Path(cid): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Answer {
+    a.authorize(&headers)?;
+    a.check_client(&cid)?;
+    let v = json_body(&body)?;
+    let text = |k: &str| v.get(k).and_then(Value::as_str).map(str::to_string);
+    let name = text("dataset_name")
+        .filter(|n| !n.trim().is_empty())
+        .ok_or_else(|| bad("dataset_name: This field is required."))?;
+    let dataset_type =
+        text("dataset_type").ok_or_else(|| bad("dataset_type: This field is required."))?;
+    if !["images", "video", "3d"].contains(&dataset_type.as_str()) {
+        return Err(bad(&format!(
+            "dataset_type: \"{dataset_type}\" is not a valid choice."
+        )));
+    }
+    let mode = text("labelling_mode").unwrap_or_else(|| "frame_by_frame".into());
+    if !["frame_by_frame", "label_by_label"].contains(&mode.as_str()) {
+        return Err(bad(&format!(
+            "labelling_mode: \"{mode}\" is not a valid choice."
+        )));
+    }
+    let format = text("dataset_format");
+    if dataset_type == "3d" {
+        match format.as_deref() {
+            Some("json" | "default") => {}
+            _ => {
+                return Err(bad(
+                    "dataset_format: must be \"json\" or \"default\" for 3d datasets.",
+                ))
+            }
+        }
+    }
+    let files = match v.get("files") {
+        None | Some(Value::Null) => vec![],
+        Some(Value::Array(f)) => f.clone(),
+        Some(_) => return Err(bad("files: Expected a list of items.")),
+    };
+    let mut store = a.store.lock();
+    let profile = if let Some(p) = v.get("labelling_profile").filter(|p| p.is_object()) {
+        p.clone()
+    } else if let Some(pid) = text("labelling_profile_id") {
+        store
+            .profiles
+            .iter()
+            .find(|p| p["profile_id"] == json!(pid))
+            .cloned()
+            .ok_or_else(|| {
+                detail(
+                    StatusCode::NOT_FOUND,
+                    &format!("Labelling profile {pid} not found."),
+                )
+            })?
+    } else {
+        store.profiles[0].clone()
+    };
+    let stages = profile
+        .get("pipeline_spec")
+        .and_then(Value::as_array)
+        .filter(|s| !s.is_empty())
+        .cloned()
+        .unwrap_or_else(default_stages);
+    let (label_type, categories) = profile
+        .get("features")
+        .and_then(Value::as_object)
+        .and_then(|f| {
+            f.iter().find_map(|(t, spec)| {
+                let cats: Vec<String> = spec
+                    .get("label_category_ids")
+                    .and_then(Value::as_array)?
+                    .iter()
+                    .filter_map(|c| c.as_str().map(str::to_string))
+                    .collect();
+                (!cats.is_empty()).then(|| (t.clone(), cats))
+            })
+        })
+        .unwrap_or_else(|| {
+            let t = if dataset_type == "3d" {
+                "3d_bbox"
+            } else {
+                "box"
+            };
+            (t.to_string(), vec!["car".to_string()])
+        });
+    let id = a.next_id(&mut store, "dataset", 24);
+    let mut d = Dataset {
+        id: id.clone(),
+        name,
+        dataset_type,
+        dataset_format: format,
+        sequence: mode == "label_by_label",
+        profile_id: profile
+            .get("profile_id")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string(),
+        stages,
+        categories,
+        label_type,
+        tags: v.get("tags").cloned().unwrap_or(json!([])),
+        created_ms: a.now(),
+        archives: vec![],
+        files: vec![],
+        file_index: HashMap::new(),
+        units: 0,
+        tasks: vec![],
+        processing_until: 0,
+        marked_done: false,
+        user_scopes: v.get("user_scopes").cloned().unwrap_or(json!([])),
+    };
+    a.declare(&mut store, &mut d, &files).map_err(|m| bad(&m))?;
+    let out = a.dataset_json(&d, a.now());
+    store.order.push(id.clone());
+    store.datasets.insert(id, d);
+    Ok(Json(out).into_response())
+}
+
+async fn get_dataset(State(a): S, Path(did): Path<String>, headers: HeaderMap) -> Answer {
+    a.authorize(&headers)?;
+    let out = a.with_dataset(&did, |a, _, d| Ok(a.dataset_json(d, a.now())))?;
+    Ok(Json(out).into_response())
+}
+
+async fn delete_dataset(State(a): S, Path(did): Path<String>, headers: HeaderMap) -> Answer {
+    a.authorize(&headers)?;
+    let mut store = a.store.lock();
+    let id = dataset_key(&did).to_string();
+    let d = store.datasets.remove(&id).ok_or_else(not_found)?;
+    store.order.retain(|x| *x != id);
+    for t in &d.tasks {
+        store.task_owner.remove(&t.id);
+    }
+    for ar in &d.archives {
+        store.uploads.remove(&ar.upload_id);
+        let _ = std::fs::remove_file(a.archive_path(&ar.upload_id));
+    }
+    Ok(Json(json!({})).into_response())
+}
+
+async fn list_files(State(a): S, Path(did): Path<String>, headers: HeaderMap) -> Answer {
+    a.authorize(&headers)?;
+    let files = a.with_dataset(&did, |a, _, d| {
+        Ok(d.files
+            .iter()
+            .map(|f| a.file_json(d, f))
+            .collect::<Vec<_>>())
+    })?;
+    Ok(Json(json!({ "files": files })).into_response())
+}
+
+/// [I] Declares more archives on an existing dataset: `{"files": [{file_size, file_type}]}`.
+async fn add_archives(
+    State(a): S,
+    Path(did): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Answer {
+    a.authorize(&headers)?;
+    let v = json_body(&body)?;
+    let Some(files) = v
+        .get("files")
+        .and_then(Value::as_array)
+        .filter(|f| !f.is_empty())
+    else {
+        return Err(bad("files: This field is required."));
+    };
+    let out = a.with_dataset(&did, |a, store, d| {
+        let before = d.archives.len();
+        a.declare(store, d, files).map_err(|m| bad(&m))?;
+        let added: Vec<Value> = d.archives[before..]
+            .iter()
+            .map(|ar| {
+                json!({"file_size": ar.file_size, "file_type": ar.file_type,
+                       "resumable_upload_url": a.upload_url(d, ar)})
+            })
+            .collect();
+        Ok(json!({"dataset_id": d.id, "files": added}))
+    })?;
+    Ok(Json(out).into_response())
+}
+
+async fn get_file(
+    State(a): S,
+    Path((did, fid)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Answer {
+    a.authorize(&headers)?;
+    let out = a.with_dataset(&did, |a, _, d| {
+        let i = *d.file_index.get(&fid).ok_or_else(not_found)?;
+        Ok(a.file_json(d, &d.files[i]))
+    })?;
+    Ok(Json(out).into_response())
+}
+
+async fn process_upload(
+    State(a): S,
+    Path(did): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Answer {
+    a.authorize(&headers)?;
+    let v = json_body(&body)?;
+    let Some(name) = v.get("file_name").and_then(Value::as_str) else {
+        return Err(bad("file_name: This field is required."));
+    };
+    let name = last_segment(name).to_string();
+    let out = a.with_dataset(&did, |a, store, d| {
+        let k = d
+            .archives
+            .iter()
+            .position(|ar| ar.file_name == name)
+            .ok_or_else(|| bad(&format!("No uploaded file named {name}.")))?;
+        if d.archives[k].uploaded.is_none() {
+            return Err(bad(&format!("File {name} has not been uploaded yet.")));
+        }
+        // [I] Processing an archive twice does nothing the second time.
+        if !d.archives[k].processed {
+            a.unpack(store, d, k)?;
+        }
+        Ok(json!({}))
+    })?;
+    Ok(Json(out).into_response())
+}
+
+async fn mark_done(State(a): S, Path(did): Path<String>, headers: HeaderMap) -> Answer {
+    a.authorize(&headers)?;
+    a.with_dataset(&did, |a, _, d| {
+        let now = a.now();
+        for t in d.tasks.iter_mut() {
+            if t.status != TaskStatus::Accepted {
+                set(t, TaskStatus::Accepted, now, None);
+            }
+        }
+        d.marked_done = true;
+        Ok(())
+    })?;
+    Ok(Json(json!({})).into_response())
+}
+
+async fn user_scopes(
+    State(a): S,
+    Path(did): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Answer {
+    a.authorize(&headers)?;
+    let v = json_body(&body)?;
+    a.with_dataset(&did, |_, _, d| {
+        if let Some(s) = v.get("user_scopes") {
+            d.user_scopes = s.clone();
+        }
+        Ok(())
+    })?;
+    Ok(Json(json!({})).into_response())
+}
+
+/// `file_tasks` / `label_tasks` assignments: any JSON is accepted; recognisable items
+/// `{stage_id, email, file_ids | label_ids}` set the assignee [I].
+async fn assign(State(a): S, Path(did): Path<String>, headers: HeaderMap, body: Bytes) -> Answer {
+    a.authorize(&headers)?;
+    let v = json_body(&body)?;
+    let items: Vec<Value> = match &v {
+        Value::Array(items) => items.clone(),
+        Value::Object(o) => o
+            .values()
+            .find_map(|x| x.as_array().cloned())
+            .unwrap_or_else(|| vec![v.clone()]),
+        _ => vec![],
+    };
+    a.with_dataset(&did, |_, _, d| {
+        for item in items {
+            let (Some(stage), Some(email)) = (
+                item.get("stage_id").and_then(Value::as_str),
+                item.get("email").and_then(Value::as_str),
+            ) else {
+                continue;
+            };
+            let ids: Vec<String> = item
+                .get("file_ids")
+                .or_else(|| item.get("label_ids"))
+                .and_then(Value::as_array)
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|x| x.as_str().map(str::to_string))
+                        .collect()
+                })
+                .unwrap_or_default();
+            let Some(s) = (0..d.stages.len()).find(|&s| d.stage_id(s) == stage) else {
+                continue;
+            };
+            let units: Vec<usize> = if d.sequence {
+                (0..d.units)
+                    .filter(|&u| ids.contains(&track_label(d, u)))
+                    .collect()
+            } else {
+                ids.iter()
+                    .filter_map(|f| d.file_index.get(f).copied())
+                    .collect()
+            };
+            let n = d.stages.len();
+            for u in units {
+                d.tasks[u * n + s].assignee = email.to_string();
+            }
+        }
+        Ok(())
+    })?;
+    Ok(Json(json!({})).into_response())
+}
+
+async fn get_labels(State(a): S, Path(did): Path<String>, uri: Uri, headers: HeaderMap) -> Answer {
+    a.authorize(&headers)?;
+    let q = Query::parse(uri.query());
+    let flag = |k: &str| q.get(k).is_some_and(|v| v.eq_ignore_ascii_case("true"));
+    let (final_only, by_file, filter) = (
+        flag("final"),
+        flag("labels_with_file_ids_order"),
+        flag("filter_existing_categories"),
+    );
+    let label_set = q.get("labelSetId").unwrap_or("default").to_string();
+    let out = a.with_dataset(&did, |a, _, d| {
+        let n = d.stages.len();
+        let stages: Vec<usize> = if final_only {
+            vec![n - 1]
+        } else {
+            (0..n).collect()
+        };
+        let mut per_file = Vec::with_capacity(d.files.len());
+        for i in 0..d.files.len() {
+            let mut labels = Vec::new();
+            if label_set == "default" {
+                for &s in &stages {
+                    labels.extend(a.labels_of(d, i, s));
+                }
+            }
+            if filter {
+                labels.retain(|l| {
+                    l["label_category_id"]
+                        .as_str()
+                        .is_some_and(|c| d.categories.iter().any(|x| x == c))
+                });
+            }
+            per_file.push((d.files[i].file_id.clone(), labels));
+        }
+        Ok(if by_file {
+            let map: Map<String, Value> = per_file
+                .into_iter()
+                .map(|(f, l)| (f, Value::Array(l)))
+                .collect();
+            json!({ "labels": map })
+        } else {
+            json!({ "all_labels": per_file.into_iter().flat_map(|(_, l)| l).collect::<Vec<_>>() })
+        })
+    })?;
+    Ok(Json(out).into_response())
+}
+
+async fn list_tasks(State(a): S, Path(did): Path<String>, headers: HeaderMap) -> Answer {
+    a.authorize(&headers)?;
+    let tasks = a.with_dataset(&did, |a, _, d| {
+        Ok(d.tasks
+            .iter()
+            .map(|t| a.task_json(d, t))
+            .collect::<Vec<_>>())
+    })?;
+    Ok(Json(json!({ "tasks": tasks })).into_response())
+}
+
+#[derive(Clone, Copy)]
+enum Action {
+    Submit,
+    Accept,
+    Reject,
+}
+
+async fn task_action(
+    a: Arc<Deepen>,
+    tid: String,
+    headers: HeaderMap,
+    body: Bytes,
+    action: Action,
+) -> Answer {
+    a.authorize(&headers)?;
+    let reason = serde_json::from_slice::<Value>(&body)
+        .ok()
+        .and_then(|v| v.get("reason").and_then(Value::as_str).map(str::to_string));
+    let owner = a.store.lock().task_owner.get(&tid).cloned();
+    let Some(did) = owner else {
+        return Err(not_found());
+    };
+    let out = a.with_dataset(&did, |a, store, d| {
+        let i = d
+            .tasks
+            .iter()
+            .position(|t| t.id == tid)
+            .ok_or_else(not_found)?;
+        let ids = d.unit_tasks(d.tasks[i].unit);
+        let (now, mode) = (a.now(), store.mode);
+        let q = a.step_ms(d.stages.len());
+        let status = d.tasks[i].status;
+        let refuse = |what: &str| {
+            bad(&format!(
+                "Task {tid} cannot be {what}: it is {}.",
+                status.as_str()
+            ))
+        };
+        match action {
+            Action::Submit => {
+                if !matches!(
+                    status,
+                    TaskStatus::Ready | TaskStatus::InProgress | TaskStatus::Rejected
+                ) {
+                    return Err(refuse("submitted"));
+                }
+                submit(d, &ids, i, now, mode, q);
+            }
+            Action::Accept => {
+                if status != TaskStatus::Submitted {
+                    return Err(refuse("accepted"));
+                }
+                set(&mut d.tasks[i], TaskStatus::Accepted, now, None);
+            }
+            Action::Reject => {
+                if status != TaskStatus::Submitted {
+                    return Err(refuse("rejected"));
+                }
+                let t = &mut d.tasks[i];
+                t.rejections += 1;
+                t.reason = reason.clone();
+                set(t, TaskStatus::Rejected, now, human(mode, now + q));
+                let stage = d.tasks[i].stage;
+                if let Some(&next) = ids.get(stage + 1) {
+                    set(&mut d.tasks[next], TaskStatus::Waiting, now, None);
+                }
+            }
+        }
+        Ok(a.task_json(d, &d.tasks[i]))
+    })?;
+    Ok(Json(out).into_response())
+}
+
+async fn submit_task(State(a): S, Path(tid): Path<String>, h: HeaderMap, b: Bytes) -> Answer {
+    task_action(a, tid, h, b, Action::Submit).await
+}
+async fn accept_task(State(a): S, Path(tid): Path<String>, h: HeaderMap, b: Bytes) -> Answer {
+    task_action(a, tid, h, b, Action::Accept).await
+}
+async fn reject_task(State(a): S, Path(tid): Path<String>, h: HeaderMap, b: Bytes) -> Answer {
+    task_action(a, tid, h, b, Action::Reject).await
+}
+
+/// Every task of the client, brought up to date, passed through `keep`.
+fn client_tasks(a: &Deepen, keep: impl Fn(&Dataset, &Task) -> bool) -> (Vec<Value>, Vec<Value>) {
+    let mut store = a.store.lock();
+    let (now, mode) = (a.now(), store.mode);
+    let order = store.order.clone();
+    let (mut files, mut labels) = (Vec::new(), Vec::new());
+    for id in order {
+        let Some(d) = store.datasets.get_mut(&id) else {
+            continue;
+        };
+        a.tick(d, now, mode);
+        for t in d.tasks.iter().filter(|t| keep(d, t)) {
+            let j = a.task_json(d, t);
+            if d.sequence {
+                labels.push(j);
+            } else {
+                files.push(j);
+            }
+        }
+    }
+    (files, labels)
+}
+
+async fn user_tasks(State(a): S, Path(cid): Path<String>, uri: Uri, headers: HeaderMap) -> Answer {
+    a.authorize(&headers)?;
+    a.check_client(&cid)?;
+    let q = Query::parse(uri.query());
+    let Some(email) = q.get("email").map(str::to_string) else {
+        return Err(bad("email: This query parameter is required."));
+    };
+    let (files, labels) = client_tasks(&a, |_, t| t.assignee.eq_ignore_ascii_case(&email));
+    Ok(Json(json!({"file_tasks": files, "label_tasks": labels})).into_response())
+}
+
+async fn delayed_tasks(State(a): S, Path(cid): Path<String>, headers: HeaderMap) -> Answer {
+    a.authorize(&headers)?;
+    a.check_client(&cid)?;
+    let now = a.now();
+    let (mut files, labels) = client_tasks(&a, |_, t| {
+        t.status != TaskStatus::Accepted && now - t.created_ms > DELAY_MS
+    });
+    files.extend(labels);
+    // The document names the key "delayed tasks"; both spellings are answered.
+    Ok(Json(json!({"delayed_tasks": files.clone(), "delayed tasks": files})).into_response())
+}
+
+async fn list_profiles(State(a): S, Path(cid): Path<String>, headers: HeaderMap) -> Answer {
+    a.authorize(&headers)?;
+    a.check_client(&cid)?;
+    let profiles = a.store.lock().profiles.clone();
+    Ok(Json(json!({ "profiles": profiles })).into_response())
+}
+
+async fn create_profile(
+    State(a): S,
+    Path(cid): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Answer {
+    a.authorize(&headers)?;
+    a.check_client(&cid)?;
+    let v = json_body(&body)?;
+    let Some(name) = v.get("profile_name").and_then(Value::as_str) else {
+        return Err(bad("profile_name: This field is required."));
+    };
+    let mut store = a.store.lock();
+    let id = format!("prof_{}", a.next_id(&mut store, "profile", 12));
+    let mut p = json!({
+        "profile_id": id,
+        "profile_name": name,
+        "features": v.get("features").cloned().unwrap_or(json!({})),
+        "instructions": v.get("instructions").cloned().unwrap_or(json!({"text": ""})),
+        "auto_detect_objects_end_point": v.get("auto_detect_objects_end_point").cloned().unwrap_or(json!("")),
+        "notification_url": v.get("notification_url").cloned().unwrap_or(json!("")),
+        "pipeline_spec": v.get("pipeline_spec").cloned().unwrap_or(json!(default_stages())),
+        "preferences": v.get("preferences").cloned().unwrap_or(json!({})),
+    });
+    if !p["pipeline_spec"].as_array().is_some_and(|s| !s.is_empty()) {
+        p["pipeline_spec"] = json!(default_stages());
+    }
+    store.profiles.push(p);
+    Ok(Json(json!({ "profile_id": id })).into_response())
+}
+
+async fn get_profile(State(a): S, Path(pid): Path<String>, headers: HeaderMap) -> Answer {
+    a.authorize(&headers)?;
+    let store = a.store.lock();
+    let p = store
+        .profiles
+        .iter()
+        .find(|p| p["profile_id"] == json!(pid))
+        .cloned()
+        .ok_or_else(not_found)?;
+    Ok(Json(p).into_response())
+}
+
+/// The fake object store behind `resumable_upload_url`: no bearer token, the body streamed to disk.
+async fn storage_put(State(a): S, uri: Uri, body: Body) -> Response {
+    let q = Query::parse(uri.query());
+    let Some(upload_id) = q.get("upload_id").map(str::to_string) else {
+        return storage_error(StatusCode::BAD_REQUEST, "missing upload_id");
+    };
+    let target = a.store.lock().uploads.get(&upload_id).cloned();
+    let Some((did, k)) = target else {
+        return storage_error(StatusCode::NOT_FOUND, "No such upload.");
+    };
+    let path = a.archive_path(&upload_id);
+    let partial = path.with_extension("part");
+    let written = async {
+        let mut file = std::fs::File::create(&partial).map_err(|e| e.to_string())?;
+        let mut stream = body.into_data_stream();
+        let mut n = 0u64;
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| e.to_string())?;
+            n += chunk.len() as u64;
+            file.write_all(&chunk).map_err(|e| e.to_string())?;
+        }
+        file.flush().map_err(|e| e.to_string())?;
+        Ok::<u64, String>(n)
+    }
+    .await;
+    let n = match written {
+        Ok(n) => n,
+        Err(e) => {
+            let _ = std::fs::remove_file(&partial);
+            return storage_error(StatusCode::BAD_REQUEST, &format!("upload failed: {e}"));
+        }
+    };
+    let mut store = a.store.lock();
+    let Some(ar) = store
+        .datasets
+        .get_mut(&did)
+        .and_then(|d| d.archives.get_mut(k))
+    else {
+        return storage_error(StatusCode::NOT_FOUND, "No such upload.");
+    };
+    if n != ar.file_size {
+        let _ = std::fs::remove_file(&partial);
+        return storage_error(
+            StatusCode::BAD_REQUEST,
+            &format!(
+                "Content length {n} does not match the declared file_size {}.",
+                ar.file_size
+            ),
+        );
+    }
+    if std::fs::rename(&partial, &path).is_err() {
+        return storage_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "could not store the object",
+        );
+    }
+    ar.uploaded = Some(n);
+    Json(json!({"kind": "storage#object", "name": ar.file_name, "size": n.to_string()}))
+        .into_response()
+}
+
+fn storage_error(status: StatusCode, message: &str) -> Response {
+    (
+        status,
+        Json(json!({"error": {"code": status.as_u16(), "message": message}})),
+    )
+        .into_response()
+}
+
+/// `POST /_sim/deepen/mode {"mode": "auto" | "manual" | "reject_once"}`.
+async fn sim_mode(State(a): S, body: Bytes) -> Response {
+    let mode = serde_json::from_slice::<Value>(&body)
+        .ok()
+        .and_then(|v| v.get("mode").and_then(Value::as_str).map(str::to_string));
+    let mode = match mode.as_deref() {
+        Some("auto") => Mode::Auto,
+        Some("manual") => Mode::Manual,
+        Some("reject_once") => Mode::RejectOnce,
+        _ => return (
+            StatusCode::BAD_REQUEST,
+            Json(json!({"detail": "expected {\"mode\": \"auto\" | \"manual\" | \"reject_once\"}"})),
+        )
+            .into_response(),
+    };
+    a.store.lock().mode = mode;
+    Json(json!({ "mode": mode_name(mode) })).into_response()
+}
+
+fn mode_name(m: Mode) -> &'static str {
+    match m {
+        Mode::Auto => "auto",
+        Mode::Manual => "manual",
+        Mode::RejectOnce => "reject_once",
+    }
+}
+
+async fn fallback(uri: Uri) -> Response {
+    let _ = uri;
+    not_found()
+}
+
+impl Simulator for Deepen {
+    fn router(self: Arc<Self>, routes: &Routes) -> Router {
+        type Route = MethodRouter<Arc<Deepen>>;
+        let table: Vec<(&'static str, Route)> = vec![
+            (
+                "/api/v2/clients/{clientId}/datasets",
+                get(list_datasets).post(create_dataset),
+            ),
+            (
+                "/api/v2/clients/{clientId}/datasets_ids",
+                get(list_dataset_ids),
+            ),
+            (
+                "/api/v2/datasets/{datasetId}",
+                get(get_dataset).delete(delete_dataset),
+            ),
+            (
+                "/api/v2/datasets/{datasetId}/files",
+                get(list_files).post(add_archives),
+            ),
+            ("/api/v2/datasets/{datasetId}/files/{fileId}", get(get_file)),
+            (
+                "/api/v2/datasets/{datasetId}/process_uploaded_data",
+                post(process_upload),
+            ),
+            (
+                "/api/v2/datasets/{datasetId}/mark_labelling_done",
+                post(mark_done),
+            ),
+            (
+                "/api/v2/datasets/{datasetId}/user_scopes",
+                post(user_scopes),
+            ),
+            ("/api/v2/datasets/{datasetId}/file_tasks", post(assign)),
+            ("/api/v2/datasets/{datasetId}/label_tasks", post(assign)),
+            ("/api/v2/datasets/{datasetId}/labels", get(get_labels)),
+            ("/api/v2/datasets/{datasetId}/tasks", get(list_tasks)),
+            ("/api/v2/tasks/{taskId}/submit", post(submit_task)),
+            ("/api/v2/tasks/{taskId}/accept", post(accept_task)),
+            ("/api/v2/tasks/{taskId}/reject", post(reject_task)),
+            ("/api/v2/clients/{clientId}/user_tasks", get(user_tasks)),
+            (
+                "/api/v2/clients/{clientId}/delayed_tasks",
+                get(delayed_tasks),
+            ),
+            (
+                "/api/v2/clients/{clientId}/labelling_profiles",
+                get(list_profiles).post(create_profile),
+            ),
+            ("/api/v2/labelling_profiles/{profileId}", get(get_profile)),
+        ];
+        let mut r: Router<Arc<Deepen>> = Router::new();
+        for (template, route) in table {
+            let route = routes.api(template, route);
+            // Django answers with and without the trailing slash alike here.
+            r = r
+                .route(template, route.clone())
+                .route(&format!("{template}/"), route);
+        }
+        debug_assert!(API.starts_with("/api"));
+        // The object store is not Deepen's API: no bearer token, no faults (its body is streamed,
+        // and the fault layer buffers bodies), latency and statistics only.
+        r.route(
+            "/_sim/storage/upload",
+            routes.exempt("/_sim/storage/upload", put(storage_put)),
+        )
+        .route(
+            "/_sim/deepen/mode",
+            routes.control("/_sim/deepen/mode", post(sim_mode)),
+        )
+        .fallback(fallback)
+        .with_state(self)
+    }
+
+    fn project(&self) -> String {
+        self.client_id.clone()
+    }
+
+    fn credentials(&self) -> Vec<(String, String)> {
+        vec![("api_token".to_string(), self.token.clone())]
+    }
+
+    /// Deepen tokens are static: nothing expires.
+    fn expire_tokens(&self) {}
+
+    fn error_body(&self, _status: StatusCode, message: &str, _path: &str) -> Value {
+        json!({ "detail": message })
+    }
+}
+
+impl Drop for Deepen {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[cfg(test)]
+#[path = "deepen_tests.rs"]
+mod tests;
