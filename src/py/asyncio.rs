@@ -333,7 +333,13 @@ impl AsyncBatch {
         on_error: &str,
         options: Option<&Bound<'py, PyDict>>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let (source, upload_options) = prepare_upload(records, key.as_deref(), on_error, options)?;
+        let (source, upload_options) = prepare_upload(
+            records,
+            self.client.config.spec,
+            key.as_deref(),
+            on_error,
+            options,
+        )?;
         let adapter = self.client.adapter()?;
         let batch = self.info.clone();
         let client = self.client.clone();

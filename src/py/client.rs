@@ -20,7 +20,7 @@ use super::runtime::{block_on, block_on_ticking, runtime, sleep};
 use crate::engine::http::Request;
 use crate::engine::retry::RequestKind;
 use crate::engine::{Error, ErrorKind, Result};
-use crate::vendors::config::ClientArgs;
+use crate::vendors::config::{ClientArgs, VendorSpec};
 use crate::vendors::wait::{BatchWait, Next};
 use crate::vendors::{
     connect, parse_rfc3339_us, resolve, Adapter, BatchCounts, BatchInfo, ClientConfig, JobPhase,
@@ -372,7 +372,7 @@ impl UploadSource {
 /// with record numbers and the duplicate-key check running across chunks.
 pub(super) struct ChunkReader {
     chunks: Py<PyAny>,
-    key: Option<String>,
+    rules: RecordRules,
     pub(super) total: Option<u64>,
     next_index: usize,
     seen: KeysSeen,
@@ -388,13 +388,61 @@ impl ChunkReader {
         let chunk = chunk?;
         let records = convert_records(
             &chunk.try_iter()?,
-            self.key.as_deref(),
+            &self.rules,
             self.next_index,
             &mut self.seen,
         )?;
         self.next_index += records.len();
         Ok(Some(records))
     }
+}
+
+/// How one vendor's records are keyed and carried.
+pub(super) struct RecordRules {
+    /// The field named by `key=`.
+    pub key: Option<String>,
+    /// Without `key=`, this field keys a record that has it (Deepen: `name`), before the content hash.
+    pub default_key: Option<&'static str>,
+    /// A field holding a file (Deepen: `file`): bytes travel as `{"base64": ...}`, paths as strings.
+    pub file_field: Option<&'static str>,
+}
+
+impl RecordRules {
+    pub(super) fn new(key: Option<&str>, spec: &VendorSpec) -> Self {
+        RecordRules {
+            key: key.map(str::to_string),
+            default_key: spec.default_key,
+            file_field: spec.file_field,
+        }
+    }
+}
+
+/// The record with its file field made JSON: bytes as base64, a path (`os.PathLike`) as its string.
+fn with_file_field<'py>(dict: &Bound<'py, PyDict>, field: &str) -> PyResult<Bound<'py, PyDict>> {
+    let Some(value) = dict.get_item(field)? else {
+        return Ok(dict.clone());
+    };
+    let binary = value.cast::<PyBytes>().is_ok()
+        || value.cast::<pyo3::types::PyByteArray>().is_ok()
+        || value.cast::<pyo3::types::PyMemoryView>().is_ok();
+    let converted = if binary {
+        use base64::Engine as _;
+        let bytes = dict.py().get_type::<PyBytes>().call1((&value,))?;
+        let bytes = bytes.cast::<PyBytes>()?;
+        let marker = PyDict::new(dict.py());
+        marker.set_item(
+            "base64",
+            base64::engine::general_purpose::STANDARD.encode(bytes.as_bytes()),
+        )?;
+        marker.into_any()
+    } else if value.hasattr("__fspath__")? {
+        dict.py().import("os")?.call_method1("fspath", (&value,))?
+    } else {
+        return Ok(dict.clone());
+    };
+    let copy = dict.copy()?;
+    copy.set_item(field, converted)?;
+    Ok(copy)
 }
 
 /// Keys already seen in one upload (as 64-bit hashes, so a 10-million-record stream stays small), with the
@@ -477,6 +525,7 @@ pub(super) fn close_progress(bar: Option<&Bound<'_, PyAny>>, ok: bool) -> PyResu
 /// is read in chunks.
 pub(super) fn prepare_upload(
     records: &Bound<'_, PyAny>,
+    spec: &VendorSpec,
     key: Option<&str>,
     on_error: &str,
     options: Option<&Bound<'_, PyDict>>,
@@ -496,7 +545,7 @@ pub(super) fn prepare_upload(
         || records.cast::<pyo3::types::PyTuple>().is_ok()
         || records.cast::<PyDict>().is_ok()
     {
-        UploadSource::Whole(collect_records(records, key)?)
+        UploadSource::Whole(collect_records(records, &RecordRules::new(key, spec))?)
     } else {
         let py = records.py();
         let chunks = py
@@ -505,7 +554,7 @@ pub(super) fn prepare_upload(
         let total = chunks.getattr("total")?.extract::<Option<u64>>()?;
         UploadSource::Chunks(ChunkReader {
             chunks: chunks.unbind(),
-            key: key.map(str::to_string),
+            rules: RecordRules::new(key, spec),
             total,
             next_index: 0,
             seen: KeysSeen::default(),
@@ -563,7 +612,15 @@ fn record_key(
     index: usize,
     data: &serde_json::Map<String, serde_json::Value>,
     key: Option<&str>,
+    default_key: Option<&str>,
 ) -> Result<String> {
+    if key.is_none() {
+        if let Some(serde_json::Value::String(s)) = default_key.and_then(|f| data.get(f)) {
+            if !s.is_empty() {
+                return Ok(s.clone());
+            }
+        }
+    }
     match key {
         Some(field) => match data.get(field) {
             Some(serde_json::Value::String(s)) if !s.is_empty() => Ok(s.clone()),
@@ -636,7 +693,7 @@ fn content_key(data: &serde_json::Map<String, serde_json::Value>) -> String {
 /// Converts and checks every record before anything is sent.
 pub(super) fn collect_records(
     records: &Bound<'_, PyAny>,
-    key: Option<&str>,
+    rules: &RecordRules,
 ) -> PyResult<Vec<UploadRecord>> {
     if records.cast::<PyDict>().is_ok() {
         return Err(invalid(
@@ -661,13 +718,13 @@ pub(super) fn collect_records(
             "records",
         )
     })?;
-    convert_records(&iter, key, 0, &mut KeysSeen::default())
+    convert_records(&iter, rules, 0, &mut KeysSeen::default())
 }
 
 /// Converts and checks records, numbering them from `first`.
 fn convert_records(
     iter: &Bound<'_, pyo3::types::PyIterator>,
-    key: Option<&str>,
+    rules: &RecordRules,
     first: usize,
     seen: &mut KeysSeen,
 ) -> PyResult<Vec<UploadRecord>> {
@@ -683,6 +740,15 @@ fn convert_records(
                 .unwrap_or_default();
             invalid(format!("record #{index} is a {t}, not a dict"), "records")
         })?;
+        let key = rules.key.as_deref();
+        let converted;
+        let dict = match rules.file_field {
+            Some(field) => {
+                converted = with_file_field(dict, field)?;
+                &converted
+            }
+            None => dict,
+        };
         let data = dict_to_json(dict, "").map_err(|e| {
             let mut err = Error::invalid(format!(
                 "record #{index}: field {:?}: {}",
@@ -697,7 +763,7 @@ fn convert_records(
             }
             to_py_err(err)
         })?;
-        let k = record_key(index, &data, key).map_err(to_py_err)?;
+        let k = record_key(index, &data, key, rules.default_key).map_err(to_py_err)?;
         if let Some(first) = seen.first.insert(seen.hasher.hash_one(&k), index) {
             let what = if key.is_some() {
                 "the same key"
@@ -937,7 +1003,13 @@ impl Batch {
         progress: Option<&Bound<'_, PyAny>>,
         options: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<Job> {
-        let (source, upload_options) = prepare_upload(records, key.as_deref(), on_error, options)?;
+        let (source, upload_options) = prepare_upload(
+            records,
+            self.client.config.spec,
+            key.as_deref(),
+            on_error,
+            options,
+        )?;
         let bar = upload_bar(py, progress, source.total())?;
         let sent = self.send(py, source, upload_options, bar.as_ref());
         close_progress(bar.as_ref(), sent.is_ok())?;

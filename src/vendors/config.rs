@@ -36,6 +36,10 @@ pub struct VendorSpec {
     pub client_options: &'static [&'static str],
     pub batch_options: &'static [&'static str],
     pub upload_options: &'static [&'static str],
+    /// Without `key=`, the field that keys a record that has it (before the content hash).
+    pub default_key: Option<&'static str>,
+    /// A field that holds a file: bytes travel as `{"base64": ...}`, paths as strings.
+    pub file_field: Option<&'static str>,
 }
 
 pub const SPECS: &[VendorSpec] = &[
@@ -45,6 +49,8 @@ pub const SPECS: &[VendorSpec] = &[
         default_base_url: "https://app.alegion.com",
         client_options: &[],
         batch_options: &["is_enabled"],
+        default_key: None,
+        file_field: None,
         upload_options: &[],
     },
     VendorSpec {
@@ -58,6 +64,8 @@ pub const SPECS: &[VendorSpec] = &[
             "stall_timeout",
         ],
         batch_options: &["priority", "comments", "start_time"],
+        default_key: None,
+        file_field: None,
         upload_options: &["priority"],
     },
     VendorSpec {
@@ -66,6 +74,8 @@ pub const SPECS: &[VendorSpec] = &[
         default_base_url: "https://api.playment.io",
         client_options: &[],
         batch_options: &["tag", "work_flow_id"],
+        default_key: None,
+        file_field: None,
         upload_options: &["priority_weight", "tag", "work_flow_id"],
     },
     VendorSpec {
@@ -74,6 +84,8 @@ pub const SPECS: &[VendorSpec] = &[
         default_base_url: "https://tools.deepen.ai",
         client_options: &[],
         batch_options: &["dataset_type", "labelling_profile_id"],
+        default_key: Some("name"),
+        file_field: Some("file"),
         upload_options: &[],
     },
     VendorSpec {
@@ -82,6 +94,8 @@ pub const SPECS: &[VendorSpec] = &[
         default_base_url: "https://api.sama.com",
         client_options: &["client_batch_field", "key_field"],
         batch_options: &[],
+        default_key: None,
+        file_field: None,
         upload_options: &["priority", "submit"],
     },
 ];
