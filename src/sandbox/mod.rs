@@ -14,6 +14,9 @@ mod control;
 mod faults;
 mod multipart;
 mod paging;
+mod playment;
+#[cfg(test)]
+mod playment_tests;
 mod stats;
 #[cfg(test)]
 mod tests;
@@ -162,7 +165,7 @@ pub struct Sandbox {
 const BODY_LIMIT: usize = 256 << 20;
 
 /// The vendors with a simulator so far.
-pub const VENDORS: &[&str] = &["alegion"];
+pub const VENDORS: &[&str] = &["alegion", "playment"];
 
 /// How long `stop` lets in-flight answers finish before the runtime is dropped.
 const STOP_GRACE: Duration = Duration::from_millis(500);
@@ -196,6 +199,7 @@ impl Sandbox {
         });
         let sim: Arc<dyn Simulator> = match config.vendor.as_str() {
             "alegion" => Arc::new(alegion::Alegion::new(shared.clone())),
+            "playment" => Arc::new(playment::Playment::new(shared.clone())),
             other => return Err(format!("unknown vendor {other:?}")),
         };
 
