@@ -4,6 +4,7 @@
 pub mod alegion;
 pub mod config;
 pub mod model;
+pub mod playment;
 pub mod wait;
 
 use std::sync::Arc;
@@ -119,6 +120,7 @@ pub trait Adapter: Send + Sync {
 pub fn connect(config: ClientConfig, rt: tokio::runtime::Handle) -> Result<Arc<dyn Adapter>> {
     match config.spec.name {
         "alegion" => Ok(Arc::new(alegion::Alegion::new(config, rt)?)),
+        "playment" => Ok(Arc::new(playment::Playment::new(config, rt)?)),
         other => Err(Error::new(
             crate::engine::ErrorKind::Unsupported,
             format!("vendor {other:?} is not available in this version of labelport yet"),
