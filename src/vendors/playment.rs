@@ -1029,7 +1029,9 @@ impl Adapter for Playment {
                     };
                     let kept: Vec<Envelope> = envelopes
                         .into_iter()
-                        .filter(|e| since_us.is_none_or(|s| e.completed_us.is_none_or(|d| d > s)))
+                        .filter(|e| {
+                            since_us.map_or(true, |s| e.completed_us.map_or(true, |d| d > s))
+                        })
                         .collect();
                     if tx.send(Ok(kept)).await.is_err() {
                         return;
