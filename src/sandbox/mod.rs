@@ -15,6 +15,9 @@ mod deepen;
 mod faults;
 mod multipart;
 mod paging;
+mod playment;
+#[cfg(test)]
+mod playment_tests;
 mod sama;
 mod sama_store;
 mod stats;
@@ -167,7 +170,7 @@ pub struct Sandbox {
 const BODY_LIMIT: usize = 256 << 20;
 
 /// The vendors with a simulator so far.
-pub const VENDORS: &[&str] = &["alegion", "taskmonk", "sama", "deepen"];
+pub const VENDORS: &[&str] = &["alegion", "taskmonk", "playment", "deepen", "sama"];
 
 /// How long `stop` lets in-flight answers finish before the runtime is dropped.
 const STOP_GRACE: Duration = Duration::from_millis(500);
@@ -204,6 +207,7 @@ impl Sandbox {
             "taskmonk" => Arc::new(taskmonk::TaskMonk::new(shared.clone())),
             "sama" => Arc::new(sama::Sama::new(shared.clone())),
             "deepen" => Arc::new(deepen::Deepen::new(shared.clone())),
+            "playment" => Arc::new(playment::Playment::new(shared.clone())),
             other => return Err(format!("unknown vendor {other:?}")),
         };
 

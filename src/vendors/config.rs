@@ -72,8 +72,10 @@ pub const SPECS: &[VendorSpec] = &[
         name: "playment",
         credentials: &["api_key"],
         default_base_url: "https://api.playment.io",
-        client_options: &[],
-        batch_options: &["tag", "work_flow_id"],
+        // A job needs the tag (or v1 work_flow_id) Playment hands out at integration: a client setting,
+        // overridable per upload. Batches take only a name and a description.
+        client_options: &["tag", "work_flow_id", "priority_weight"],
+        batch_options: &["description"],
         default_key: None,
         file_field: None,
         upload_options: &["priority_weight", "tag", "work_flow_id"],

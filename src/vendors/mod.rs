@@ -5,6 +5,7 @@ pub mod alegion;
 pub mod config;
 pub mod deepen;
 pub mod model;
+pub mod playment;
 pub mod sama;
 pub mod taskmonk;
 pub mod wait;
@@ -139,6 +140,7 @@ pub fn connect(config: ClientConfig, rt: tokio::runtime::Handle) -> Result<Arc<d
         "taskmonk" => Ok(Arc::new(taskmonk::TaskMonk::new(config, rt)?)),
         "sama" => Ok(Arc::new(sama::Sama::new(config, rt)?)),
         "deepen" => Ok(Arc::new(deepen::Deepen::new(config, rt)?)),
+        "playment" => Ok(Arc::new(playment::Playment::new(config, rt)?)),
         other => Err(Error::new(
             crate::engine::ErrorKind::Unsupported,
             format!("vendor {other:?} is not available in this version of labelport yet"),

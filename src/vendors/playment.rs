@@ -1,0 +1,1211 @@
+//! Playment (`api.playment.io`; seed document 001, vendors/playment.md).
+//!
+//! Neutral model onto Playment: `project` = project_id; `Batch` = batch (created through
+//! `/v1/project/{p}/batch`, found by name in the project details); record = job, its fields sent as the
+//! job's `data` (so a record carries one of Playment's data shapes: `image_url`, `video_data` or
+//! `sensor_data`), its key as `reference_id`; `Job` = the create-job calls of one upload (one request
+//! per record, under adaptive concurrency and the client's `rate_limit=`); result = the job's result
+//! file, fetched from its `result` URL through `/v1/attachments` (a redirect to a signed URL that never
+//! sees the key); result `id` = job_id. Auth: the `x-api-key` header.
+//!
+//! Idempotency: Playment refuses a second job with the same `reference_id` in a project (400
+//! `FS_0001`), so a create can be resent after any failure: a duplicate means "already created", and
+//! its job is recovered from the batch's job list (`page_token` paging). An upload first lists the
+//! batch and sends only keys it does not hold.
+//!
+//! Playment gives no timestamps on jobs: `created_at` is unknown, `completed_at` is the result file's
+//! `Last-Modified` (second precision), and `results(since)` filters on it here.
+
+// The engine's `Error` is large by design (every fact a user needs); boxing it here alone buys nothing.
+#![allow(clippy::result_large_err)]
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use reqwest::header::{HeaderValue, LOCATION, RETRY_AFTER};
+use reqwest::Method;
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use serde_json::{json, Map, Value};
+use tokio::sync::mpsc;
+use url::Url;
+
+use super::config::{check_options, ClientConfig, Options};
+use super::model::*;
+use super::{Adapter, UploadOptions, UploadProgress};
+use crate::engine::auth::{refused_with_401, KeyPlacement, StaticKey};
+use crate::engine::concurrency::{AdaptiveLimit, LimitConfig};
+use crate::engine::http::{HttpClient, HttpConfig, Request, Response};
+use crate::engine::rate_limit::{Paced, RateLimiter};
+use crate::engine::redact::redact_url;
+use crate::engine::retry::{is_ambiguous, parse_retry_after, RequestKind, RetryPolicy};
+use crate::engine::stream::PageStream;
+use crate::engine::{Error, ErrorKind, Result};
+
+const VENDOR: &str = "playment";
+/// Result files fetched at once while streaming results.
+const RESULT_FETCHES: usize = 8;
+const DATA_SHAPES: [&str; 3] = ["image_url", "video_data", "sensor_data"];
+
+/// Playment's envelope: `{"success": false, "error": {"code", "message"}}`.
+fn parse_error(_status: u16, body: &[u8]) -> (Option<String>, Option<String>) {
+    #[derive(Deserialize)]
+    struct E {
+        code: Option<String>,
+        message: Option<String>,
+    }
+    #[derive(Deserialize)]
+    struct Env {
+        error: Option<E>,
+    }
+    match serde_json::from_slice::<Env>(body) {
+        Ok(Env { error: Some(e) }) => (e.code, e.message),
+        _ => (None, None),
+    }
+}
+
+/// Playment answers most failures with 400; its code says what kind of failure it is.
+fn by_code(mut e: Error) -> Error {
+    e.kind = match e.code.as_deref() {
+        Some(
+            "auth-failure" | "unauthorized" | "core.webutil.token_auth" | "core.webutil.auther",
+        ) => ErrorKind::Auth,
+        Some("resource_error" | "FS_0006") => ErrorKind::NotFound,
+        Some("FS_0001" | "BATCH_CREATION") => ErrorKind::DuplicateRecord,
+        Some("rate_limited") => ErrorKind::RateLimited,
+        _ => e.kind,
+    };
+    e
+}
+
+/// The `data` of a success envelope.
+fn data<T: for<'de> Deserialize<'de>>(resp: &Response, operation: &str) -> Result<T> {
+    #[derive(Deserialize)]
+    struct Env<T> {
+        success: bool,
+        data: Option<T>,
+    }
+    let env: Env<T> = resp.json(VENDOR, operation)?;
+    match (env.success, env.data) {
+        (true, Some(d)) => Ok(d),
+        _ => Err(Error::new(
+            ErrorKind::Vendor,
+            "Playment answered without success and data",
+        )
+        .vendor(VENDOR)
+        .operation(operation)
+        .code("bad_response")),
+    }
+}
+
+/// A job's status onto the neutral ones (the pull API's vocabulary is open: playment.md 7.6).
+fn neutral_status(s: &str) -> Status {
+    match s.to_ascii_lowercase().as_str() {
+        "completed" | "complete" => Status::Completed,
+        "failed" => Status::Failed,
+        "in_progress" | "in-progress" | "inprogress" => Status::InProgress,
+        _ => Status::Pending,
+    }
+}
+
+#[derive(Deserialize)]
+struct JobItem {
+    id: String,
+    reference_id: String,
+    status: String,
+}
+
+#[derive(Deserialize)]
+struct BatchPage {
+    #[serde(default)]
+    jobs: Vec<Box<RawValue>>,
+    #[serde(default)]
+    next_page_token: Option<String>,
+}
+
+#[derive(Deserialize, Clone)]
+struct BatchDetail {
+    id: String,
+    name: Option<String>,
+    created_at: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Details {
+    #[serde(default)]
+    batches: Vec<Box<RawValue>>,
+}
+
+#[derive(Deserialize)]
+struct JobDto {
+    #[serde(default)]
+    result: Option<String>,
+}
+
+/// What one record's create came to.
+enum Created {
+    Job,
+    /// `FS_0001`: the project already holds this reference_id.
+    Duplicate,
+    Refused(Failure),
+    Error(Error),
+}
+
+struct Inner {
+    cfg: ClientConfig,
+    http: Arc<HttpClient>,
+    /// No redirects, no credentials of its own: the attachments call (key added by hand) and the signed
+    /// storage URL (never the key).
+    files: reqwest::Client,
+    limit: Arc<AdaptiveLimit>,
+    rate: Option<Arc<RateLimiter>>,
+    retry: RetryPolicy,
+    rt: tokio::runtime::Handle,
+}
+
+pub struct Playment(Arc<Inner>);
+
+impl Playment {
+    pub fn new(cfg: ClientConfig, rt: tokio::runtime::Handle) -> Result<Self> {
+        if cfg.base_url.cannot_be_a_base() {
+            return Err(Error::invalid("base_url cannot be a base").field("base_url"));
+        }
+        check_job_options(&cfg.options)?;
+        let retry = RetryPolicy {
+            max_retries: cfg.max_retries,
+            ..RetryPolicy::default()
+        };
+        let limit = AdaptiveLimit::new(LimitConfig::default());
+        let rate = cfg.rate_limit.map(|r| Arc::new(RateLimiter::new(r)));
+        let key = StaticKey::new(
+            KeyPlacement::Header("x-api-key"),
+            cfg.credentials["api_key"].expose(),
+            refused_with_401,
+        );
+        let auth = Paced::new(Arc::new(key), rate.clone(), Some(limit.clone()));
+        let http = HttpClient::new(
+            HttpConfig {
+                vendor: VENDOR,
+                timeout: cfg.timeout,
+                connect_timeout: Duration::from_secs(10),
+                retry,
+            },
+            Arc::new(auth),
+            parse_error,
+        )?;
+        let files = reqwest::Client::builder()
+            .user_agent(crate::engine::http::USER_AGENT)
+            .timeout(cfg.timeout)
+            .connect_timeout(Duration::from_secs(10))
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| {
+                Error::new(
+                    ErrorKind::Vendor,
+                    format!("could not build the HTTP client: {e}"),
+                )
+            })?;
+        Ok(Playment(Arc::new(Inner {
+            cfg,
+            http: Arc::new(http),
+            files,
+            limit,
+            rate,
+            retry,
+            rt,
+        })))
+    }
+}
+
+/// The job settings a client or an upload may carry: `tag` or `work_flow_id`, `priority_weight`.
+fn check_job_options(o: &Options) -> Result<()> {
+    for name in ["tag", "work_flow_id"] {
+        if let Some(v) = o.get(name) {
+            if !v.as_str().is_some_and(|s| !s.trim().is_empty()) {
+                return Err(Error::invalid(format!("{name} must be a non-empty string"))
+                    .vendor(VENDOR)
+                    .field(name));
+            }
+        }
+    }
+    if let Some(v) = o.get("priority_weight") {
+        if !v.as_i64().is_some_and(|w| (1..=10).contains(&w)) || v.is_f64() {
+            return Err(Error::invalid(format!(
+                "priority_weight must be an integer from 1 (lowest) to 10 (highest), not {v}"
+            ))
+            .vendor(VENDOR)
+            .field("priority_weight"));
+        }
+    }
+    Ok(())
+}
+
+/// A record must hold one of Playment's data shapes; the other fields travel along in `data`.
+fn check_record(r: &UploadRecord) -> Option<Failure> {
+    if DATA_SHAPES.iter().any(|k| r.data.contains_key(*k)) {
+        return None;
+    }
+    Some(Failure {
+        key: r.key.clone(),
+        field: Some("image_url".into()),
+        code: Some("FS_0003".into()),
+        message: "a Playment record needs the data to annotate: an image_url, video_data or sensor_data field".into(),
+    })
+}
+
+impl Inner {
+    fn url(&self, path: &str) -> Url {
+        let mut u = self.cfg.base_url.clone();
+        u.set_path(path);
+        u
+    }
+
+    fn project_path(&self, version: &str, rest: &str) -> Url {
+        self.url(&format!("/{version}/projects/{}/{rest}", self.cfg.project))
+    }
+
+    async fn get(&self, url: Url, operation: &'static str) -> Result<Response> {
+        self.http
+            .send(&Request::get(url, operation))
+            .await
+            .map_err(by_code)
+    }
+
+    async fn batches(&self) -> Result<Vec<(BatchDetail, Box<RawValue>)>> {
+        let resp = self
+            .get(self.project_path("v0", "details"), "batches")
+            .await?;
+        let d: Details = data(&resp, "batches")?;
+        d.batches
+            .into_iter()
+            .map(|raw| {
+                let b: BatchDetail = serde_json::from_str(raw.get()).map_err(|e| {
+                    Error::new(ErrorKind::Vendor, format!("unexpected batch object: {e}"))
+                        .vendor(VENDOR)
+                })?;
+                Ok((b, raw))
+            })
+            .collect()
+    }
+
+    fn info(b: BatchDetail, raw: &RawValue) -> BatchInfo {
+        BatchInfo {
+            id: b.id,
+            name: b.name,
+            created_at: b.created_at,
+            raw: serde_json::from_str(raw.get()).unwrap_or(Value::Null),
+        }
+    }
+
+    /// One page of a batch's jobs and the next token (`None` at the end).
+    async fn jobs_page(
+        &self,
+        batch_id: &str,
+        token: Option<&str>,
+        operation: &'static str,
+    ) -> Result<(Vec<Box<RawValue>>, Option<String>)> {
+        let mut url = self.project_path("v0", &format!("batch/{batch_id}"));
+        if let Some(t) = token {
+            url.query_pairs_mut().append_pair("page_token", t);
+        }
+        let resp = self.get(url, operation).await.map_err(|e| match e.kind {
+            ErrorKind::NotFound => Error {
+                message: format!("no batch {batch_id:?} in project {}", self.cfg.project),
+                ..e
+            },
+            _ => e,
+        })?;
+        let page: BatchPage = data(&resp, operation)?;
+        let next = page
+            .next_page_token
+            .filter(|t| !t.is_empty() && Some(t.as_str()) != token);
+        let next = if page.jobs.is_empty() { None } else { next };
+        Ok((page.jobs, next))
+    }
+
+    /// Streams a batch's jobs page by page; a token seen twice ends with an error.
+    fn walk_jobs(
+        self: &Arc<Self>,
+        batch_id: &str,
+        operation: &'static str,
+    ) -> PageStream<Box<RawValue>> {
+        let (me, batch) = (self.clone(), batch_id.to_string());
+        PageStream::spawn(&self.rt, move |tx| async move {
+            let mut token: Option<String> = None;
+            let mut seen = HashSet::new();
+            loop {
+                match me.jobs_page(&batch, token.as_deref(), operation).await {
+                    Err(e) => {
+                        let _ = tx.send(Err(e)).await;
+                        return;
+                    }
+                    Ok((items, next)) => {
+                        if tx.send(Ok(items)).await.is_err() {
+                            return;
+                        }
+                        match next {
+                            None => return,
+                            Some(t) if !seen.insert(t.clone()) => {
+                                let _ = tx
+                                    .send(Err(Error::new(
+                                        ErrorKind::Vendor,
+                                        format!("page_token {t} came back twice"),
+                                    )
+                                    .vendor(VENDOR)
+                                    .operation(operation)))
+                                    .await;
+                                return;
+                            }
+                            Some(t) => token = Some(t),
+                        }
+                    }
+                }
+            }
+        })
+    }
+
+    /// reference_id -> job id of every job in the batch.
+    async fn keys_in(self: &Arc<Self>, batch_id: &str) -> Result<HashMap<String, String>> {
+        let mut out = HashMap::new();
+        let mut s = self.walk_jobs(batch_id, "upload");
+        while let Some(page) = s.next_page().await {
+            for raw in page? {
+                let j: JobItem = parse_item(&raw, "upload")?;
+                out.insert(j.reference_id, j.id);
+            }
+        }
+        Ok(out)
+    }
+
+    fn job_settings(&self, upload: &Options) -> Result<(Url, Map<String, Value>)> {
+        check_job_options(upload)?;
+        let get = |k: &str| upload.get(k).or_else(|| self.cfg.options.get(k)).cloned();
+        let mut fields = Map::new();
+        let url = match (get("work_flow_id"), get("tag")) {
+            (Some(wf), _) => {
+                fields.insert("work_flow_id".into(), wf);
+                self.project_path("v1", "jobs")
+            }
+            (None, Some(tag)) => {
+                fields.insert("tag".into(), tag);
+                self.project_path("v0", "jobs")
+            }
+            (None, None) => {
+                return Err(Error::invalid(
+                    "Playment needs the tag (or work_flow_id) it gave you at integration: pass tag=... to Client or upload",
+                )
+                .vendor(VENDOR)
+                .operation("upload")
+                .field("tag"))
+            }
+        };
+        if let Some(w) = get("priority_weight") {
+            fields.insert("priority_weight".into(), w);
+        }
+        Ok((url, fields))
+    }
+
+    /// Creates one job. The vendor deduplicates by reference_id, so an ambiguous failure is simply sent
+    /// again: the repeat either creates it or answers FS_0001.
+    async fn create(
+        &self,
+        url: &Url,
+        batch_id: &str,
+        settings: &Map<String, Value>,
+        r: &UploadRecord,
+    ) -> Created {
+        let mut body = settings.clone();
+        body.insert("reference_id".into(), json!(r.key));
+        body.insert("data".into(), Value::Object(r.data.clone()));
+        body.insert("batch_id".into(), json!(batch_id));
+        let req = match Request::json(
+            Method::POST,
+            url.clone(),
+            &body,
+            RequestKind::IdempotentCreate,
+            "upload",
+        ) {
+            Ok(req) => req,
+            Err(e) => return Created::Error(e.key(r.key.clone())),
+        };
+        let mut round = 0;
+        loop {
+            let permit = self.limit.acquire().await;
+            match self.http.send(&req).await.map_err(by_code) {
+                Ok(resp) => {
+                    permit.clean();
+                    return match data::<Value>(&resp, "upload") {
+                        Ok(d) if d.get("job_id").and_then(Value::as_str).is_some() => Created::Job,
+                        Ok(_) => Created::Error(
+                            Error::new(ErrorKind::Vendor, "the create-job answer has no job_id")
+                                .vendor(VENDOR)
+                                .operation("upload")
+                                .key(r.key.clone()),
+                        ),
+                        Err(e) => Created::Error(e.key(r.key.clone())),
+                    };
+                }
+                Err(e) if e.code.as_deref() == Some("FS_0001") => return Created::Duplicate,
+                Err(e) if is_ambiguous(&e) && round < self.retry.max_retries => {
+                    drop(permit);
+                    tokio::time::sleep(self.retry.delay(round, None)).await;
+                    round += 1;
+                }
+                Err(e) if e.kind == ErrorKind::InvalidInput => {
+                    return Created::Refused(Failure {
+                        key: r.key.clone(),
+                        field: e.field.clone(),
+                        code: e.code.clone(),
+                        message: e.message,
+                    })
+                }
+                Err(e) => return Created::Error(e.key(r.key.clone())),
+            }
+        }
+    }
+
+    /// One attempt without following redirects: `(status, location or body)`.
+    async fn raw_get(
+        &self,
+        url: &Url,
+        with_key: bool,
+    ) -> std::result::Result<reqwest::Response, reqwest::Error> {
+        if let Some(rate) = &self.rate {
+            rate.acquire().await;
+        }
+        let rb = self.files.get(url.clone());
+        let rb = if with_key {
+            match self.http.auth().authorize(&self.files, rb).await {
+                Ok((rb, _)) => rb,
+                Err(_) => self.files.get(url.clone()),
+            }
+        } else {
+            rb
+        };
+        rb.send().await
+    }
+
+    /// GET with the engine's retry rules for reads, for the two calls that must not follow redirects
+    /// automatically. Returns the first non-retryable answer with its body.
+    async fn get_manual(
+        &self,
+        url: &Url,
+        with_key: bool,
+    ) -> Result<(u16, reqwest::header::HeaderMap, bytes::Bytes)> {
+        let mut retry = 0;
+        loop {
+            let (outcome, after) = match self.raw_get(url, with_key).await {
+                Ok(resp) => {
+                    let status = resp.status().as_u16();
+                    let headers = resp.headers().clone();
+                    match resp.bytes().await {
+                        Ok(body) if !matches!(status, 429 | 500 | 502..=504) => {
+                            return Ok((status, headers, body))
+                        }
+                        Ok(body) => {
+                            if matches!(status, 429 | 503) {
+                                self.limit.overloaded();
+                            }
+                            let after = headers
+                                .get(RETRY_AFTER)
+                                .and_then(|v| v.to_str().ok())
+                                .and_then(parse_retry_after);
+                            ((status, headers, body), after)
+                        }
+                        Err(e) => (
+                            (0, Default::default(), bytes::Bytes::from(e.to_string())),
+                            None,
+                        ),
+                    }
+                }
+                Err(e) => (
+                    (0, Default::default(), bytes::Bytes::from(e.to_string())),
+                    None,
+                ),
+            };
+            if retry >= self.retry.max_retries {
+                if outcome.0 == 0 {
+                    return Err(Error::new(
+                        ErrorKind::Vendor,
+                        format!(
+                            "GET {}: the connection failed before an answer arrived",
+                            redact_url(url)
+                        ),
+                    )
+                    .vendor(VENDOR)
+                    .operation("results")
+                    .code("connection_lost"));
+                }
+                return Ok(outcome);
+            }
+            tokio::time::sleep(self.retry.delay(retry, after)).await;
+            retry += 1;
+        }
+    }
+
+    fn status_error(&self, url: &Url, status: u16, body: &[u8]) -> Error {
+        let (code, message) = parse_error(status, body);
+        let kind = match status {
+            401 | 403 => ErrorKind::Auth,
+            404 => ErrorKind::NotFound,
+            429 => ErrorKind::RateLimited,
+            400 => ErrorKind::InvalidInput,
+            _ => ErrorKind::Vendor,
+        };
+        let mut e = Error::new(
+            kind,
+            message.unwrap_or_else(|| format!("GET {} answered HTTP {status}", redact_url(url))),
+        )
+        .vendor(VENDOR)
+        .operation("results");
+        e.status = Some(status);
+        e.code = code;
+        by_code(e)
+    }
+
+    /// A finished job's result file: job -> result URL -> attachments redirect -> signed URL.
+    async fn result_of(&self, batch_id: &str, job: JobItem, include_raw: bool) -> Result<Envelope> {
+        let resp = self
+            .get(
+                self.project_path("v0", &format!("jobs/{}", job.id)),
+                "results",
+            )
+            .await?;
+        let job_raw: Box<RawValue> = data(&resp, "results")?;
+        let dto: JobDto = parse_item(&job_raw, "results")?;
+        let result_url = dto.result.filter(|r| !r.is_empty()).ok_or_else(|| {
+            Error::new(
+                ErrorKind::Vendor,
+                format!("job {} is completed but has no result URL", job.id),
+            )
+            .vendor(VENDOR)
+            .operation("results")
+            .key(job.reference_id.clone())
+        })?;
+        let mut attach = self.url("/v1/attachments");
+        attach.query_pairs_mut().append_pair("url", &result_url);
+        let (status, headers, body) = self.get_manual(&attach, true).await?;
+        let signed = match status {
+            300..=399 => headers
+                .get(LOCATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|l| attach.join(l).ok())
+                .ok_or_else(|| self.status_error(&attach, status, &body))?,
+            _ => {
+                return Err(self
+                    .status_error(&attach, status, &body)
+                    .key(job.reference_id))
+            }
+        };
+        let (status, headers, body) = self.get_manual(&signed, false).await?;
+        if status != 200 {
+            return Err(self
+                .status_error(&signed, status, &body)
+                .key(job.reference_id));
+        }
+        let completed_us = headers
+            .get(reqwest::header::LAST_MODIFIED)
+            .and_then(|v: &HeaderValue| v.to_str().ok())
+            .and_then(|v| chrono::DateTime::parse_from_rfc2822(v).ok())
+            .map(|d| d.timestamp_micros());
+        let file: Value = serde_json::from_slice(&body).map_err(|e| {
+            Error::new(
+                ErrorKind::Vendor,
+                format!("the result file of job {} is not JSON: {e}", job.id),
+            )
+            .vendor(VENDOR)
+            .operation("results")
+            .code("bad_response")
+        })?;
+        let (input, output) = split_result(&file);
+        let raw = if include_raw {
+            let job_v: Value = serde_json::from_str(job_raw.get()).unwrap_or(Value::Null);
+            Some(to_raw(&json!({"job": job_v, "result": file}))?)
+        } else {
+            None
+        };
+        Ok(Envelope {
+            id: job.id,
+            batch_id: batch_id.to_string(),
+            key: job.reference_id,
+            status: Status::Completed,
+            input: Some(to_raw(&input)?),
+            output: Some(to_raw(&output)?),
+            created_at: None,
+            completed_at: completed_us.map(format_rfc3339_us),
+            vendor: VENDOR,
+            raw,
+            completed_us,
+        })
+    }
+}
+
+/// The result file's `data` split into the record as sent and the labels (`annotations` for images,
+/// `annotation_data` for video and sensor jobs).
+fn split_result(file: &Value) -> (Value, Value) {
+    let mut data = file
+        .get("data")
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default();
+    let mut output = Map::new();
+    for k in ["annotations", "annotation_data"] {
+        if let Some(v) = data.remove(k) {
+            output.insert(k.to_string(), v);
+        }
+    }
+    (Value::Object(data), Value::Object(output))
+}
+
+fn to_raw(v: &Value) -> Result<Box<RawValue>> {
+    serde_json::value::to_raw_value(v)
+        .map_err(|e| Error::new(ErrorKind::Vendor, format!("could not encode JSON: {e}")))
+}
+
+fn parse_item<T: for<'de> Deserialize<'de>>(raw: &RawValue, operation: &str) -> Result<T> {
+    serde_json::from_str(raw.get()).map_err(|e| {
+        Error::new(ErrorKind::Vendor, format!("unexpected job object: {e}"))
+            .vendor(VENDOR)
+            .operation(operation)
+            .code("bad_response")
+    })
+}
+
+#[async_trait::async_trait]
+impl Adapter for Playment {
+    fn vendor(&self) -> &'static str {
+        VENDOR
+    }
+
+    fn project(&self) -> &str {
+        &self.0.cfg.project
+    }
+
+    fn base_url(&self) -> &Url {
+        &self.0.cfg.base_url
+    }
+
+    fn http(&self) -> &Arc<HttpClient> {
+        &self.0.http
+    }
+
+    fn capabilities(&self) -> Value {
+        let spec = self.0.cfg.spec;
+        json!({
+            "vendor": VENDOR,
+            "credentials": spec.credentials,
+            "client_options": spec.client_options,
+            "batch_options": spec.batch_options,
+            "upload_options": spec.upload_options,
+            "max_records_per_request": 1,
+            "rate_limit": self.0.cfg.rate_limit,
+            "operations": {"records": true, "results_since": true, "cancel": false, "accept": false, "reject": false},
+        })
+    }
+
+    async fn create_batch(
+        &self,
+        name: &str,
+        exist_ok: bool,
+        options: &Options,
+    ) -> Result<BatchInfo> {
+        let me = &self.0;
+        check_options(VENDOR, "create_batch", options, me.cfg.spec.batch_options)?;
+        if name.trim().is_empty() {
+            return Err(Error::invalid("a batch name cannot be empty")
+                .vendor(VENDOR)
+                .operation("create_batch")
+                .field("name"));
+        }
+        let description = match options.get("description") {
+            None => "",
+            Some(Value::String(s)) => s.as_str(),
+            Some(_) => {
+                return Err(Error::invalid("description must be a string")
+                    .vendor(VENDOR)
+                    .field("description"))
+            }
+        };
+        let find = || async {
+            Ok::<_, Error>(
+                me.batches()
+                    .await?
+                    .into_iter()
+                    .find(|(b, _)| b.name.as_deref() == Some(name)),
+            )
+        };
+        if let Some((b, raw)) = find().await? {
+            if exist_ok {
+                return Ok(Inner::info(b, &raw));
+            }
+            return Err(Error::new(
+                ErrorKind::DuplicateRecord,
+                format!(
+                    "a batch named {name:?} already exists (id {}); pass exist_ok=True to use it",
+                    b.id
+                ),
+            )
+            .vendor(VENDOR)
+            .operation("create_batch")
+            .key(name));
+        }
+        let req = Request::json(
+            Method::POST,
+            me.url(&format!("/v1/project/{}/batch", me.cfg.project)),
+            &json!({"name": name, "description": description}),
+            RequestKind::Create,
+            "create_batch",
+        )?;
+        let mut round = 0;
+        loop {
+            match me.http.send(&req).await.map_err(by_code) {
+                Ok(_) => break,
+                // Names are unique per project: a duplicate after an ambiguous failure (or a racing
+                // creator) is the batch we want.
+                Err(e)
+                    if e.code.as_deref() == Some("BATCH_CREATION") && (exist_ok || round > 0) =>
+                {
+                    break
+                }
+                Err(e) if is_ambiguous(&e) && round < me.retry.max_retries => {
+                    tokio::time::sleep(me.retry.delay(round, None)).await;
+                    round += 1;
+                    if find().await?.is_some() {
+                        break;
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        match find().await? {
+            Some((b, raw)) => Ok(Inner::info(b, &raw)),
+            None => Err(Error::new(
+                ErrorKind::Vendor,
+                format!("batch {name:?} was created but is not in the project details"),
+            )
+            .vendor(VENDOR)
+            .operation("create_batch")),
+        }
+    }
+
+    async fn get_batch(&self, id: &str) -> Result<BatchInfo> {
+        if id.trim().is_empty() {
+            return Err(Error::invalid("a batch id cannot be empty")
+                .vendor(VENDOR)
+                .field("id"));
+        }
+        self.0
+            .batches()
+            .await?
+            .into_iter()
+            .find(|(b, _)| b.id == id)
+            .map(|(b, raw)| Inner::info(b, &raw))
+            .ok_or_else(|| {
+                Error::new(
+                    ErrorKind::NotFound,
+                    format!("no batch {id:?} in project {}", self.0.cfg.project),
+                )
+                .vendor(VENDOR)
+                .operation("batch")
+            })
+    }
+
+    async fn list_batches(&self) -> Result<Vec<BatchInfo>> {
+        Ok(self
+            .0
+            .batches()
+            .await?
+            .into_iter()
+            .map(|(b, raw)| Inner::info(b, &raw))
+            .collect())
+    }
+
+    async fn upload(
+        &self,
+        batch: &BatchInfo,
+        records: Vec<UploadRecord>,
+        options: UploadOptions,
+        progress: Arc<UploadProgress>,
+    ) -> Result<JobState> {
+        let me = &self.0;
+        check_options(
+            VENDOR,
+            "upload",
+            &options.options,
+            me.cfg.spec.upload_options,
+        )?;
+        let (url, settings) = me.job_settings(&options.options)?;
+        let total = records.len() as u64;
+        // Records without data to annotate are refused here, before anything is sent.
+        let mut failures: Vec<Failure> = Vec::new();
+        let mut good = Vec::with_capacity(records.len());
+        for r in records {
+            match check_record(&r) {
+                None => good.push(r),
+                Some(f) if options.collect_errors => failures.push(f),
+                Some(f) => {
+                    return Err(Error::invalid(format!("{}; nothing was sent", f.message))
+                        .vendor(VENDOR)
+                        .operation("upload")
+                        .key(f.key)
+                        .field("image_url")
+                        .code("FS_0003"))
+                }
+            }
+        }
+        let present = me.keys_in(&batch.id).await?;
+        let to_send: Vec<UploadRecord> = good
+            .into_iter()
+            .filter(|r| !present.contains_key(&r.key))
+            .collect();
+        let skipped = total - failures.len() as u64 - to_send.len() as u64;
+        progress.skipped.store(skipped, Ordering::Relaxed);
+
+        let stop = AtomicBool::new(false);
+        let mut duplicates: Vec<String> = Vec::new();
+        let mut unsent: Vec<String> = Vec::new();
+        let mut first_error: Option<Error> = None;
+        {
+            let mut outcomes = futures::stream::iter(to_send)
+                .map(|r| {
+                    let (stop, progress, url, settings) = (&stop, &progress, &url, &settings);
+                    async move {
+                        if stop.load(Ordering::Relaxed) {
+                            return (r.key, None);
+                        }
+                        let out = me.create(url, &batch.id, settings, &r).await;
+                        match &out {
+                            Created::Job => {
+                                progress.sent.fetch_add(1, Ordering::Relaxed);
+                            }
+                            Created::Refused(_) if !options.collect_errors => {
+                                stop.store(true, Ordering::Relaxed)
+                            }
+                            Created::Error(_) => stop.store(true, Ordering::Relaxed),
+                            _ => {}
+                        }
+                        (r.key, Some(out))
+                    }
+                })
+                // The adaptive limit inside `create` decides how many are in flight; this only bounds it.
+                .buffer_unordered(LimitConfig::default().max);
+            while let Some((key, out)) = outcomes.next().await {
+                match out {
+                    None => unsent.push(key),
+                    Some(Created::Job) => {}
+                    Some(Created::Duplicate) => duplicates.push(key),
+                    Some(Created::Refused(f)) => failures.push(f),
+                    Some(Created::Error(e)) => {
+                        unsent.push(key);
+                        if first_error.is_none() {
+                            first_error = Some(e);
+                        }
+                    }
+                }
+            }
+        }
+        // FS_0001: created by an earlier attempt whose answer was lost, or by a run that was cut short.
+        // The batch's job list says which job holds it; a key held elsewhere in the project is refused.
+        if !duplicates.is_empty() {
+            let now_present = me.keys_in(&batch.id).await?;
+            for key in duplicates {
+                if now_present.contains_key(&key) {
+                    progress.sent.fetch_add(1, Ordering::Relaxed);
+                } else {
+                    failures.push(Failure {
+                        key,
+                        field: Some("reference_id".into()),
+                        code: Some("FS_0001".into()),
+                        message: "this key (reference_id) is already used by a job in another batch of the project".into(),
+                    });
+                }
+            }
+        }
+        let sent = progress.sent.load(Ordering::Relaxed);
+        if first_error.is_none() && !options.collect_errors {
+            if let Some(f) = failures.first() {
+                let kind = if f.code.as_deref() == Some("FS_0001") {
+                    ErrorKind::DuplicateRecord
+                } else {
+                    ErrorKind::InvalidInput
+                };
+                let mut e = Error::new(kind, f.message.clone())
+                    .vendor(VENDOR)
+                    .key(f.key.clone());
+                e.code = f.code.clone();
+                e.field = f.field.clone();
+                first_error = Some(e);
+            }
+        }
+        if let Some(e) = first_error {
+            let message = format!(
+                "{}; {sent} of {total} records are in the batch{}, {} were not sent: run the same upload again to send the rest (records already in the batch are skipped)",
+                e.message,
+                if skipped > 0 { format!(" ({skipped} were there already)") } else { String::new() },
+                unsent.len()
+            );
+            let details = json!({"sent": sent, "skipped": skipped, "not_sent": unsent.len(),
+                "not_sent_keys": unsent.iter().take(100).collect::<Vec<_>>()});
+            return Err(Error { message, ..e }
+                .in_operation("upload")
+                .details(details));
+        }
+        Ok(JobState {
+            id: format!("playment-upload-{}", uuid::Uuid::new_v4()),
+            batch_id: batch.id.clone(),
+            state: JobPhase::Completed,
+            total,
+            done: sent + skipped,
+            failed: failures.len() as u64,
+            skipped,
+            failures,
+            vendor_job: None,
+        })
+    }
+
+    async fn batch_status(&self, batch_id: &str) -> Result<BatchCounts> {
+        let mut c = BatchCounts::default();
+        let mut s = self.0.walk_jobs(batch_id, "status");
+        while let Some(page) = s.next_page().await {
+            for raw in page? {
+                let j: JobItem = parse_item(&raw, "status")?;
+                c.total += 1;
+                match neutral_status(&j.status) {
+                    Status::Pending => c.pending += 1,
+                    Status::InProgress => c.in_progress += 1,
+                    Status::Completed => c.completed += 1,
+                    Status::Exception => c.exception += 1,
+                    Status::Canceled => c.canceled += 1,
+                    Status::Rejected => c.rejected += 1,
+                    Status::Failed => c.failed += 1,
+                }
+            }
+        }
+        Ok(c)
+    }
+
+    fn results(
+        &self,
+        batch_id: &str,
+        since_us: Option<i64>,
+        include_raw: bool,
+    ) -> PageStream<Envelope> {
+        let me = self.0.clone();
+        let batch = batch_id.to_string();
+        PageStream::spawn(
+            &self.0.rt,
+            move |tx: mpsc::Sender<Result<Vec<Envelope>>>| async move {
+                let mut jobs = me.walk_jobs(&batch, "results");
+                while let Some(page) = jobs.next_page().await {
+                    let items = match page.and_then(|p| {
+                        p.iter()
+                            .map(|raw| parse_item::<JobItem>(raw, "results"))
+                            .collect::<Result<Vec<_>>>()
+                    }) {
+                        Ok(items) => items,
+                        Err(e) => {
+                            let _ = tx.send(Err(e)).await;
+                            return;
+                        }
+                    };
+                    let done: Vec<JobItem> = items
+                        .into_iter()
+                        .filter(|j| neutral_status(&j.status) == Status::Completed)
+                        .collect();
+                    let fetched: Vec<Result<Envelope>> = futures::stream::iter(done)
+                        .map(|j| me.result_of(&batch, j, include_raw))
+                        .buffered(RESULT_FETCHES)
+                        .collect()
+                        .await;
+                    let envelopes = match fetched.into_iter().collect::<Result<Vec<_>>>() {
+                        Ok(es) => es,
+                        Err(e) => {
+                            let _ = tx.send(Err(e)).await;
+                            return;
+                        }
+                    };
+                    let kept: Vec<Envelope> = envelopes
+                        .into_iter()
+                        .filter(|e| {
+                            since_us.map_or(true, |s| e.completed_us.map_or(true, |d| d > s))
+                        })
+                        .collect();
+                    if tx.send(Ok(kept)).await.is_err() {
+                        return;
+                    }
+                }
+            },
+        )
+    }
+
+    fn records(
+        &self,
+        batch_id: &str,
+        statuses: Option<Vec<Status>>,
+        include_raw: bool,
+    ) -> Result<PageStream<Envelope>> {
+        if batch_id.trim().is_empty() {
+            return Err(Error::invalid("a batch id cannot be empty")
+                .vendor(VENDOR)
+                .field("id"));
+        }
+        let me = self.0.clone();
+        let batch = batch_id.to_string();
+        Ok(PageStream::spawn(
+            &self.0.rt,
+            move |tx: mpsc::Sender<Result<Vec<Envelope>>>| async move {
+                let mut jobs = me.walk_jobs(&batch, "records");
+                while let Some(page) = jobs.next_page().await {
+                    let out = page.and_then(|p| {
+                        let mut es = Vec::new();
+                        for raw in p {
+                            let j: JobItem = parse_item(&raw, "records")?;
+                            let status = neutral_status(&j.status);
+                            if statuses.as_ref().is_some_and(|ss| !ss.contains(&status)) {
+                                continue;
+                            }
+                            es.push(Envelope {
+                                id: j.id,
+                                batch_id: batch.clone(),
+                                key: j.reference_id,
+                                status,
+                                input: None,
+                                output: None,
+                                created_at: None,
+                                completed_at: None,
+                                vendor: VENDOR,
+                                raw: include_raw.then_some(raw),
+                                completed_us: None,
+                            });
+                        }
+                        Ok(es)
+                    });
+                    let stop = out.is_err();
+                    if tx.send(out).await.is_err() || stop {
+                        return;
+                    }
+                }
+            },
+        ))
+    }
+
+    fn api_url(&self, path: &str) -> Result<Url> {
+        if path.contains("://") {
+            return Err(Error::invalid("request() takes a path, not a full URL: credentials only go to the client's own host").field("path"));
+        }
+        let mut url = self
+            .0
+            .cfg
+            .base_url
+            .join(&format!("/{}", path.trim_start_matches('/')))
+            .map_err(|e| Error::invalid(format!("bad path {path:?}: {e}")).field("path"))?;
+        url.set_fragment(None);
+        Ok(url)
+    }
+
+    /// A batch's job list (`data.jobs`, `page_token` paging) item by item.
+    fn paginate(&self, url: Url) -> PageStream<Box<RawValue>> {
+        let me = self.0.clone();
+        PageStream::spawn(&self.0.rt, move |tx| async move {
+            let mut next = url.clone();
+            let mut seen = HashSet::new();
+            loop {
+                let page = match me
+                    .get(next.clone(), "request")
+                    .await
+                    .and_then(|r| data::<BatchPage>(&r, "request"))
+                {
+                    Ok(p) => p,
+                    Err(e) => {
+                        let _ = tx.send(Err(e)).await;
+                        return;
+                    }
+                };
+                let empty = page.jobs.is_empty();
+                if tx.send(Ok(page.jobs)).await.is_err() || empty {
+                    return;
+                }
+                match page.next_page_token.filter(|t| !t.is_empty()) {
+                    Some(t) if seen.insert(t.clone()) => {
+                        next = crate::engine::pagination::with_query_param(&url, "page_token", &t);
+                    }
+                    _ => return,
+                }
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn envelope_errors_are_parsed() {
+        let (code, msg) = parse_error(
+            400,
+            br#"{"error":{"code":"FS_0001","message":"Duplicate Reference Id"},"success":false}"#,
+        );
+        assert_eq!(
+            (code.as_deref(), msg.as_deref()),
+            (Some("FS_0001"), Some("Duplicate Reference Id"))
+        );
+        assert_eq!(parse_error(502, b"<html>"), (None, None));
+        let mut e = Error::invalid("x");
+        e.code = Some("resource_error".into());
+        assert_eq!(by_code(e).kind, ErrorKind::NotFound);
+        let mut e = Error::invalid("x");
+        e.code = Some("unauthorized".into());
+        assert_eq!(by_code(e).kind, ErrorKind::Auth);
+        let mut e = Error::invalid("x");
+        e.code = Some("FS_0003".into());
+        assert_eq!(by_code(e).kind, ErrorKind::InvalidInput);
+    }
+
+    #[test]
+    fn statuses() {
+        assert_eq!(neutral_status("completed"), Status::Completed);
+        assert_eq!(neutral_status("COMPLETED"), Status::Completed);
+        assert_eq!(neutral_status("failed"), Status::Failed);
+        assert_eq!(neutral_status("in_progress"), Status::InProgress);
+        assert_eq!(neutral_status("created"), Status::Pending);
+        assert_eq!(neutral_status("something-new"), Status::Pending);
+    }
+
+    #[test]
+    fn result_files_split_into_input_and_labels() {
+        let file = json!({"data": {"image_url": "https://e/x.jpg", "image_id": "k1",
+            "annotations": {"rectangles": [{"_id": "a", "label": "Car"}]}}});
+        let (input, output) = split_result(&file);
+        assert_eq!(
+            input,
+            json!({"image_url": "https://e/x.jpg", "image_id": "k1"})
+        );
+        assert_eq!(
+            output["annotations"]["rectangles"][0]["label"],
+            json!("Car")
+        );
+    }
+
+    #[test]
+    fn options_are_checked() {
+        let mut o = Options::new();
+        o.insert("priority_weight".into(), json!(11));
+        assert!(check_job_options(&o).is_err());
+        o.insert("priority_weight".into(), json!(2.0));
+        assert!(check_job_options(&o).is_err());
+        o.insert("priority_weight".into(), json!(10));
+        assert!(check_job_options(&o).is_ok());
+        o.insert("tag".into(), json!(""));
+        assert!(check_job_options(&o).is_err());
+        let rec = |d: Value| UploadRecord {
+            key: "k".into(),
+            data: d.as_object().unwrap().clone(),
+        };
+        assert!(check_record(&rec(json!({"image_url": "https://e/x"}))).is_none());
+        assert!(check_record(&rec(json!({"url": "https://e/x"}))).is_some());
+    }
+}
