@@ -43,6 +43,10 @@ def make_records(vendor: str, prefix: str, n: int) -> tuple[list[dict[str, Any]]
     """Records a vendor's sandbox project accepts, and the name of their key field."""
     if vendor == "deepen":
         return [{"name": f"{prefix}-{i:05d}.jpg", "file": b"\xff\xd8\xff" + i.to_bytes(4, "big")} for i in range(n)], "name"
+    if vendor == "playment":  # a Playment job needs image_url (or video_data / sensor_data)
+        return [
+            {"image_id": f"{prefix}-{i:05d}", "image_url": f"https://example.com/cars/{i:05d}.jpg"} for i in range(n)
+        ], "image_id"
     return [
         {"image_id": f"{prefix}-{i:05d}", "url": f"https://example.com/cars/{i:05d}.jpg", "caption": f"car {i}"}
         for i in range(n)
