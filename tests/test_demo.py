@@ -40,4 +40,4 @@ def test_demo_records_are_deterministic():
     first = list(demo.records(3))
     assert first == list(demo.records(3))
     assert [r["image_id"] for r in first] == ["img-00001", "img-00002", "img-00003"]
-    assert all(set(r) == {"image_id", "url", "caption"} for r in first)
+    assert all(set(r) == {"image_id", "image_url", "caption"} for r in first)

@@ -105,7 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="records to upload (1000)",
     )
     demo.add_argument(
-        "--vendor", default="alegion", help="vendor whose sandbox to use (alegion)"
+        "--vendor", default="alegion", help="vendor whose sandbox to use: alegion, taskmonk, playment or sama"
     )
 
     sb = sub.add_parser(
@@ -114,7 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run a local simulator of a vendor's API on 127.0.0.1 and print its URL, project and "
         "throwaway credentials. Point labelport (or the vendor's own SDK) at it. Stops on Ctrl-C.",
     )
-    sb.add_argument("--vendor", default="alegion", help="vendor to simulate (alegion)")
+    sb.add_argument("--vendor", default="alegion", help="vendor to simulate: alegion, taskmonk, playment, deepen or sama")
     sb.add_argument(
         "--port",
         type=_port,

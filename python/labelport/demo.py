@@ -52,7 +52,7 @@ def records(n: int) -> Iterator[dict[str, Any]]:
         caption = f"a {COLORS[i % len(COLORS)]} {CARS[(i // 3) % len(CARS)]} on {PLACES[(i // 7) % len(PLACES)]}"
         yield {
             "image_id": f"img-{i:05d}",
-            "url": f"https://example.com/cars/{i:05d}.jpg",
+            "image_url": f"https://example.com/cars/{i:05d}.jpg",
             "caption": caption,
         }
 
