@@ -16,7 +16,7 @@ TOOLS := "maturin>=1.7,<2" "pytest>=7"
 # (witnesses of the simulators' fidelity) and the optional extras (pandas, polars, pyarrow, tqdm, ...).
 TEST_REQUIREMENTS := $(wildcard tests/requirements.txt tests/requirements-extras.txt tests/witness-requirements/*.txt)
 
-.PHONY: help venv develop demo test test-rust test-python lint format clean distclean
+.PHONY: help venv develop demo test test-rust test-python bench bench-smoke reliability lint format clean distclean
 
 help:
 	@echo "make demo         set up, build, and run the demo against the local Alegion sandbox"
@@ -25,6 +25,8 @@ help:
 	@echo "make develop      build the Rust core (release) into .venv"
 	@echo "make test-rust    cargo test --release --no-default-features (no interpreter needed)"
 	@echo "make test-python  build, then pytest against the sandbox"
+	@echo "make bench        the benchmarks against the peers (BENCHMARKS.md); bench-smoke: seconds, checks they run"
+	@echo "make reliability  the fault matrix, 10 seeds x 5,000 records per vendor (RELIABILITY.md)"
 	@echo "make lint         cargo fmt --check, clippy -D warnings, ruff (when installed in .venv)"
 	@echo "make format       cargo fmt, ruff format (when installed in .venv)"
 	@echo "make clean        remove build output and caches; distclean also removes .venv"
@@ -52,6 +54,15 @@ test-rust: venv
 
 test-python: develop
 	$(ACTIVATE) $(BIN)/pytest
+
+bench: develop
+	$(BIN)/python bench/run.py
+
+bench-smoke: develop
+	$(BIN)/python bench/run.py --smoke
+
+reliability: develop
+	$(BIN)/python bench/reliability.py
 
 lint: venv
 	cargo fmt --check
