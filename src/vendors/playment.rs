@@ -496,6 +496,7 @@ impl Inner {
         with_key: bool,
     ) -> Result<(u16, reqwest::header::HeaderMap, bytes::Bytes)> {
         let mut retry = 0;
+        let mut paced = 0;
         loop {
             let (outcome, after) = match self.raw_get(url, with_key).await {
                 Ok(resp) => {
@@ -526,6 +527,12 @@ impl Inner {
                     None,
                 ),
             };
+            // A 429 with Retry-After is pacing, not failure: it has its own budget, like the engine's.
+            if outcome.0 == 429 && after.is_some() && paced < self.retry.max_rate_limited {
+                tokio::time::sleep(self.retry.delay(paced, after)).await;
+                paced += 1;
+                continue;
+            }
             if retry >= self.retry.max_retries {
                 if outcome.0 == 0 {
                     return Err(Error::new(
