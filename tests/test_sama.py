@@ -619,7 +619,7 @@ def test_the_demo_round_trip_runs_unchanged_on_sama():
     sample = summary["sample"]
     assert sample["vendor"] == "sama"
     assert sample["key"] == sample["input"]["image_id"]
-    assert set(sample["input"]) == {"image_id", "url", "caption"}
+    assert set(sample["input"]) == {"image_id", "image_url", "caption"}
 
 
 def test_results_for_a_consumer_deliver_each_task_once(client, batch, make_records, upload_and_wait):
