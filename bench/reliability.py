@@ -96,7 +96,7 @@ def main() -> None:
     args = p.parse_args()
     faults = ", ".join(f"{k}={v}" for k, v in FAULTS.items())
     print(f"Faults, all at once: {faults}; clients with max_retries={MAX_RETRIES}\n")
-    print("| vendor | seeds | records each | requests | faults injected | records lost | records duplicated | seconds |")
+    print("| vendor | seeds | records each | requests | non-2xx answers | records lost | records duplicated | seconds |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for vendor in args.vendor or vendors():
         rows = [run_one(vendor, seed, args.records) for seed in range(1, args.seeds + 1)]
