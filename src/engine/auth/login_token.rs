@@ -1,14 +1,13 @@
 //! A bearer token obtained by logging in (Alegion), renewed before expiry and on refusal, single-flight.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_trait::async_trait;
-use parking_lot::RwLock;
 use reqwest::RequestBuilder;
 use url::Url;
 
+use super::token_cache::{Fresh, TokenCache};
 use super::{Auth, RejectionTest};
 use crate::engine::error::{Error, ErrorKind, Result};
 use crate::engine::redact::redact_url;
@@ -25,17 +24,7 @@ pub struct LoginToken {
     expires_field: &'static str,
     rejection: RejectionTest,
     retry: RetryPolicy,
-    current: RwLock<Option<Token>>,
-    login_lock: tokio::sync::Mutex<()>,
-    generation: AtomicU64,
-    logins: AtomicU64,
-}
-
-#[derive(Clone)]
-struct Token {
-    value: Arc<str>,
-    renew_at: Instant,
-    generation: u64,
+    tokens: TokenCache,
 }
 
 impl LoginToken {
@@ -57,35 +46,11 @@ impl LoginToken {
             expires_field,
             rejection,
             retry,
-            current: RwLock::new(None),
-            login_lock: tokio::sync::Mutex::new(()),
-            generation: AtomicU64::new(0),
-            logins: AtomicU64::new(0),
+            tokens: TokenCache::new(),
         }
     }
 
-    fn valid_token(&self) -> Option<Token> {
-        self.current
-            .read()
-            .as_ref()
-            .filter(|t| Instant::now() < t.renew_at)
-            .cloned()
-    }
-
-    async fn token(&self, http: &reqwest::Client) -> Result<Token> {
-        if let Some(t) = self.valid_token() {
-            return Ok(t);
-        }
-        let _single_flight = self.login_lock.lock().await;
-        if let Some(t) = self.valid_token() {
-            return Ok(t);
-        }
-        let token = self.login(http).await?;
-        *self.current.write() = Some(token.clone());
-        Ok(token)
-    }
-
-    async fn login(&self, http: &reqwest::Client) -> Result<Token> {
+    async fn login(&self, http: &reqwest::Client) -> Result<Fresh> {
         let mut retry = 0;
         loop {
             let sent = http
@@ -148,7 +113,7 @@ impl LoginToken {
         }
     }
 
-    fn parse_token(&self, body: &[u8]) -> Result<Token> {
+    fn parse_token(&self, body: &[u8]) -> Result<Fresh> {
         let bad = || {
             Error::new(ErrorKind::Auth, "login answered without an access token")
                 .vendor(self.vendor)
@@ -166,12 +131,10 @@ impl LoginToken {
             .max(0.0);
         // Renew a little before expiry: 10 % of the lifetime, at most a minute.
         let margin = (ttl * 0.1).min(60.0);
-        self.logins.fetch_add(1, Ordering::Relaxed);
         log::info!(target: "labelport::engine::auth", "{} login ok, token valid for {ttl} s", self.vendor);
-        Ok(Token {
+        Ok(Fresh {
             value: Arc::from(value),
-            renew_at: Instant::now() + Duration::from_secs_f64(ttl - margin),
-            generation: self.generation.fetch_add(1, Ordering::Relaxed) + 1,
+            use_for: Duration::from_secs_f64(ttl - margin),
         })
     }
 }
@@ -183,7 +146,7 @@ impl Auth for LoginToken {
         http: &reqwest::Client,
         req: RequestBuilder,
     ) -> Result<(RequestBuilder, u64)> {
-        let token = self.token(http).await?;
+        let token = self.tokens.get(|| self.login(http)).await?;
         Ok((req.bearer_auth(&*token.value), token.generation))
     }
 
@@ -192,14 +155,11 @@ impl Auth for LoginToken {
     }
 
     fn invalidate(&self, generation: u64) {
-        let mut current = self.current.write();
-        if current.as_ref().is_some_and(|t| t.generation == generation) {
-            *current = None;
-        }
+        self.tokens.invalidate(generation)
     }
 
     fn renewals(&self) -> u64 {
-        self.logins.load(Ordering::Relaxed)
+        self.tokens.issued()
     }
 }
 

@@ -4,6 +4,7 @@
 mod login_token;
 mod oauth2;
 mod static_key;
+mod token_cache;
 
 pub use login_token::LoginToken;
 pub use oauth2::OAuth2ClientCredentials;

@@ -8,15 +8,14 @@
 
 #![allow(clippy::result_large_err)]
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_trait::async_trait;
-use parking_lot::RwLock;
 use reqwest::RequestBuilder;
 use url::Url;
 
+use super::token_cache::{Fresh, TokenCache};
 use super::{Auth, RejectionTest};
 use crate::engine::error::{Error, ErrorKind, Result};
 use crate::engine::redact::redact_url;
@@ -34,17 +33,7 @@ pub struct OAuth2ClientCredentials {
     client_secret: String,
     rejection: RejectionTest,
     retry: RetryPolicy,
-    current: RwLock<Option<Token>>,
-    grant_lock: tokio::sync::Mutex<()>,
-    generation: AtomicU64,
-    grants: AtomicU64,
-}
-
-#[derive(Clone)]
-struct Token {
-    value: Arc<str>,
-    renew_at: Instant,
-    generation: u64,
+    tokens: TokenCache,
 }
 
 /// When to renew a token that lives `ttl_s` seconds: 10 % early, at most 120 s.
@@ -75,39 +64,15 @@ impl OAuth2ClientCredentials {
             client_secret: client_secret.into(),
             rejection,
             retry,
-            current: RwLock::new(None),
-            grant_lock: tokio::sync::Mutex::new(()),
-            generation: AtomicU64::new(0),
-            grants: AtomicU64::new(0),
+            tokens: TokenCache::new(),
         }
-    }
-
-    fn valid_token(&self) -> Option<Token> {
-        self.current
-            .read()
-            .as_ref()
-            .filter(|t| Instant::now() < t.renew_at)
-            .cloned()
-    }
-
-    async fn token(&self, http: &reqwest::Client) -> Result<Token> {
-        if let Some(t) = self.valid_token() {
-            return Ok(t);
-        }
-        let _single_flight = self.grant_lock.lock().await;
-        if let Some(t) = self.valid_token() {
-            return Ok(t);
-        }
-        let token = self.grant(http).await?;
-        *self.current.write() = Some(token.clone());
-        Ok(token)
     }
 
     fn shown_url(&self) -> String {
         redact_url(&self.token_url)
     }
 
-    async fn grant(&self, http: &reqwest::Client) -> Result<Token> {
+    async fn grant(&self, http: &reqwest::Client) -> Result<Fresh> {
         let mut retry = 0;
         loop {
             let sent = http
@@ -181,7 +146,7 @@ impl OAuth2ClientCredentials {
         }
     }
 
-    fn parse_token(&self, body: &[u8]) -> Result<Token> {
+    fn parse_token(&self, body: &[u8]) -> Result<Fresh> {
         let bad = || {
             Error::new(
                 ErrorKind::Auth,
@@ -202,12 +167,10 @@ impl OAuth2ClientCredentials {
                     .or_else(|| e.as_str().and_then(|s| s.parse().ok()))
             })
             .unwrap_or(3500.0);
-        self.grants.fetch_add(1, Ordering::Relaxed);
         log::info!(target: "labelport::engine::auth", "{} token granted, valid for {ttl} s", self.vendor);
-        Ok(Token {
+        Ok(Fresh {
             value: Arc::from(value),
-            renew_at: Instant::now() + renew_after(ttl),
-            generation: self.generation.fetch_add(1, Ordering::Relaxed) + 1,
+            use_for: renew_after(ttl),
         })
     }
 }
@@ -219,7 +182,7 @@ impl Auth for OAuth2ClientCredentials {
         http: &reqwest::Client,
         req: RequestBuilder,
     ) -> Result<(RequestBuilder, u64)> {
-        let token = self.token(http).await?;
+        let token = self.tokens.get(|| self.grant(http)).await?;
         Ok((req.bearer_auth(&*token.value), token.generation))
     }
 
@@ -228,14 +191,11 @@ impl Auth for OAuth2ClientCredentials {
     }
 
     fn invalidate(&self, generation: u64) {
-        let mut current = self.current.write();
-        if current.as_ref().is_some_and(|t| t.generation == generation) {
-            *current = None;
-        }
+        self.tokens.invalidate(generation)
     }
 
     fn renewals(&self) -> u64 {
-        self.grants.load(Ordering::Relaxed)
+        self.tokens.issued()
     }
 }
 
