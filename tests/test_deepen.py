@@ -6,6 +6,7 @@ Deepen records carry their file under ``file`` as a path on disk (the Python lay
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import datetime as dt
 import json
@@ -182,7 +183,7 @@ def test_one_rejection_on_the_way_to_final_labels(sandbox, client, files, unique
         fid = rec["name"]
 
         def tasks():
-            return {t["stage_id"]: t for t in client.request("GET", f"/datasets/{batch.id}/tasks")["tasks"]}
+            return {t["stage_id"]: t for t in batch.tasks()}
 
         assert batch.status()["pending"] == 1
         lab, qa = tasks()["Labelling"], tasks()["QA"]
@@ -219,6 +220,51 @@ def test_reject_once_mode_reworks_every_file_then_completes(files):
         tasks = client.request("GET", f"/datasets/{batch.id}/tasks")["tasks"]
         assert [t["rejection_count"] for t in tasks if t["stage_id"] == "Labelling"] == [1] * 5
         assert len(batch.results().to_list()) == 5
+
+
+def test_task_lists_per_batch_per_user_and_delayed(files):
+    """batch.tasks(), client.user_tasks(email) and client.delayed_tasks() return Deepen's task resources as
+    dicts, sync and async; a week on the sandbox clock makes unaccepted tasks delayed."""
+    with lp.sandbox.start("deepen", seed=5) as sb:
+        sim(sb, "/_sim/deepen/mode", {"mode": "manual"})
+        client = sb.client()
+        batch = client.create_batch("tasks")
+        batch.upload(files(2), key="name").wait(timeout=30)
+
+        tasks = batch.tasks()
+        assert isinstance(tasks, list) and all(isinstance(t, dict) for t in tasks)
+        assert collections.Counter(t["stage_id"] for t in tasks) == {"Labelling": 2, "QA": 2}
+        assert {t["dataset_id"] for t in tasks} == {batch.id}
+
+        mine = client.user_tasks("sim-labeller@example.com")
+        assert set(mine) == {"file_tasks", "label_tasks"}
+        assert {t["task_id"] for t in mine["file_tasks"]} == {t["task_id"] for t in tasks if t["stage_id"] == "Labelling"}
+        assert client.user_tasks("nobody@example.com") == {"file_tasks": [], "label_tasks": []}
+
+        assert client.delayed_tasks() == []
+        sb.advance(8 * 24 * 3600)
+        delayed = client.delayed_tasks()
+        assert sorted(t["task_id"] for t in delayed) == sorted(t["task_id"] for t in tasks)
+
+        async def via_async():
+            async with lp.AsyncClient("deepen", sb.project, base_url=sb.url, **sb.credentials) as ac:
+                ab = await ac.batch(batch.id)
+                return await ab.tasks(), await ac.user_tasks("sim-labeller@example.com"), await ac.delayed_tasks()
+
+        a_tasks, a_mine, a_delayed = asyncio.run(via_async())
+        assert sorted(t["task_id"] for t in a_tasks) == sorted(t["task_id"] for t in tasks)
+        assert a_mine["file_tasks"] == mine["file_tasks"] and len(a_delayed) == len(delayed)
+
+
+def test_task_lists_are_unsupported_where_the_vendor_has_none():
+    with lp.sandbox.start("alegion") as sb, sb.client() as client:
+        batch = client.create_batch("no-tasks")
+        with pytest.raises(lp.UnsupportedOperation, match="alegion"):
+            batch.tasks()
+        with pytest.raises(lp.UnsupportedOperation):
+            client.user_tasks("someone@example.com")
+        with pytest.raises(lp.UnsupportedOperation):
+            client.delayed_tasks()
 
 
 def test_bad_credentials_are_an_auth_error(sandbox):

@@ -3,6 +3,7 @@ tqdm bar or one rewritten line; progress=False and lp.config.progress = False tu
 
 from __future__ import annotations
 
+import asyncio
 import fcntl
 import json
 import logging
@@ -89,12 +90,66 @@ def test_progress_false_and_the_config_default_turn_it_off(slow_batch, unique, c
 
 
 def test_exports_show_progress_too(slow_batch, unique):
-    pytest.importorskip("pandas")
     slow_batch.upload(records(unique, 1500), key="k", progress=False)
     slow_batch.wait(timeout=60, poll_interval=0.1, progress=False)
     seen: list[dict] = []
     frame = slow_batch.results().to_pandas(progress=seen.append)
     assert len(frame) == 1500 and seen[-1]["done"] == 1500
+
+
+def test_plain_iteration_shows_progress_per_page(slow_batch, unique, caplog):
+    """`for r in batch.results()` moves the display once per page, to the count delivered; the export of a
+    stream given progress= uses it; a stream left early says so."""
+    slow_batch.upload(records(unique, 1500), key="k", progress=False)
+    slow_batch.wait(timeout=60, poll_interval=0.1, progress=False)
+
+    seen: list[dict] = []
+    n = sum(1 for _ in slow_batch.results(progress=seen.append))
+    done = [s["done"] for s in seen]
+    assert n == 1500 and done[-1] == 1500, done
+    assert done == sorted(done) and len(done) >= 3, done  # the first page, later pages, the end
+
+    seen.clear()
+    assert len(slow_batch.results(progress=seen.append).to_list()) == 1500 and seen[-1]["done"] == 1500
+    seen.clear()
+    frame = slow_batch.results(progress=seen.append).to_pandas()  # the export takes the stream's progress
+    assert len(frame) == 1500 and seen[-1]["done"] == 1500
+
+    caplog.set_level(logging.INFO, logger=LOGGER)
+    assert len(slow_batch.results().to_list()) == 1500  # off a terminal: a log line at the end
+    lines = [r.getMessage() for r in caplog.records if r.name == LOGGER]
+    assert lines and lines[-1].startswith("results: 1,500 results ("), lines
+
+    caplog.clear()
+    assert len(slow_batch.results(progress=False).to_list()) == 1500
+    assert [r for r in caplog.records if r.name == LOGGER] == []
+
+    stream = slow_batch.results()
+    next(stream)
+    stream.close()  # left before the end
+    lines = [r.getMessage() for r in caplog.records if r.name == LOGGER]
+    assert lines and lines[-1].endswith("(stopped)"), lines
+
+
+def test_async_upload_shows_progress(slow_sandbox, unique, monkeypatch):
+    monkeypatch.setattr(lp.config, "upload_chunk", 500)
+
+    async def go() -> tuple[list[dict], list[dict]]:
+        sb = slow_sandbox
+        async with lp.AsyncClient("alegion", project=sb.project, base_url=sb.url, **sb.credentials) as ac:
+            batch = await ac.create_batch(f"async-progress-{unique}")
+            whole: list[dict] = []
+            await batch.upload(records(unique, 2000), key="k", progress=whole.append)
+            chunked: list[dict] = []
+            await batch.upload(iter(records(unique + "-it", 1200)), key="k", progress=chunked.append)
+            with pytest.raises(lp.InvalidInput):
+                await batch.upload(records(unique, 1), key="k", progress="yes")
+            return whole, chunked
+
+    whole, chunked = asyncio.run(go())
+    assert whole[-1] == {"done": 2000, "total": 2000}, whole[-3:]
+    done = [s["done"] for s in chunked]
+    assert done == sorted(done) and {500, 1000, 1200} <= set(done), done  # each chunk's end is shown
 
 
 def test_a_wrong_progress_value_is_refused(slow_batch, unique):
@@ -103,6 +158,9 @@ def test_a_wrong_progress_value_is_refused(slow_batch, unique):
     assert err.value.field == "progress"
     with pytest.raises(lp.InvalidInput):
         slow_batch.wait(timeout=1, progress=1)
+    with pytest.raises(lp.InvalidInput) as err:
+        slow_batch.results(progress="yes")
+    assert err.value.field == "progress"
 
 
 def _has(module: str) -> bool:

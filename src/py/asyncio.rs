@@ -5,6 +5,7 @@ use std::cell::OnceCell;
 use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,8 +18,8 @@ use serde_json::value::RawValue;
 
 use super::client::{
     body_to_py, close_progress, counts_to_py, finish_part, job_to_py, merge_parts, parse_statuses,
-    prepare_request, prepare_upload, results_stream, wait_progress, ClientInner, Prepared,
-    UploadSource,
+    prepare_request, prepare_upload, results_stream, upload_bar, wait_progress, ClientInner,
+    Prepared, UploadSource,
 };
 use super::errors::to_py_err;
 use super::json::{json_to_py, json_value_to_py};
@@ -27,7 +28,10 @@ use super::runtime::runtime;
 use crate::engine::stream::PageStream;
 use crate::engine::{Error, ErrorKind, Result};
 use crate::vendors::wait::{BatchWait, Next};
-use crate::vendors::{format_rfc3339_us, BatchInfo, Envelope, JobPhase, JobState, UploadProgress};
+use crate::vendors::{
+    format_rfc3339_us, Adapter, BatchInfo, Envelope, JobPhase, JobState, UploadOptions,
+    UploadProgress, UploadRecord,
+};
 
 /// pyo3-async-runtimes on our runtime, so the async API survives `fork()` like the blocking one.
 struct LabelportRuntime;
@@ -73,6 +77,79 @@ impl generic::ContextExt for LabelportRuntime {
 }
 
 /// A Python awaitable of `fut`, whose value `convert` turns into a Python object (with the GIL).
+/// Sends an upload's records (whole, or chunk by chunk with the GIL taken to read each) and merges the parts.
+async fn send_source(
+    adapter: &Arc<dyn Adapter>,
+    batch: &BatchInfo,
+    source: UploadSource,
+    options: UploadOptions,
+    bar: Option<&Py<PyAny>>,
+) -> PyResult<JobState> {
+    let mut reader = match source {
+        UploadSource::Whole(records) => {
+            return ticking_upload(adapter, batch, records, options, bar, 0).await;
+        }
+        UploadSource::Chunks(reader) => reader,
+    };
+    let mut parts: Vec<JobState> = Vec::new();
+    let mut before = 0u64;
+    while let Some(records) = Python::attach(|py| reader.next_chunk(py))? {
+        if let Some(last) = parts.pop() {
+            parts.push(finish_part(adapter, last).await.map_err(to_py_err)?);
+        }
+        let n = records.len() as u64;
+        parts.push(ticking_upload(adapter, batch, records, options.clone(), bar, before).await?);
+        before += n;
+    }
+    if parts.len() > 1 {
+        let last = parts.pop().expect("parts");
+        parts.push(finish_part(adapter, last).await.map_err(to_py_err)?);
+    }
+    if parts.is_empty() {
+        return Err(to_py_err(
+            Error::invalid("nothing to upload: records is empty").field("records"),
+        ));
+    }
+    Ok(merge_parts(parts))
+}
+
+/// One adapter upload, moving `bar` to `before` + records handled every 100 ms and once at the end.
+async fn ticking_upload(
+    adapter: &Arc<dyn Adapter>,
+    batch: &BatchInfo,
+    records: Vec<UploadRecord>,
+    options: UploadOptions,
+    bar: Option<&Py<PyAny>>,
+    before: u64,
+) -> PyResult<JobState> {
+    let counters = Arc::new(UploadProgress::default());
+    let upload = adapter.upload(batch, records, options, counters.clone());
+    let Some(bar) = bar else {
+        return upload.await.map_err(to_py_err);
+    };
+    let show = || {
+        let handled =
+            counters.sent.load(Ordering::Relaxed) + counters.skipped.load(Ordering::Relaxed);
+        Python::attach(|py| {
+            bar.bind(py)
+                .call_method1("update", (before + handled,))
+                .map(|_| ())
+        })
+    };
+    tokio::pin!(upload);
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            out = &mut upload => {
+                show()?;
+                return out.map_err(to_py_err);
+            }
+            _ = tick.tick() => show()?,
+        }
+    }
+}
+
 fn awaitable<'py, T, F, C>(py: Python<'py>, fut: F, convert: C) -> PyResult<Bound<'py, PyAny>>
 where
     T: Send + 'static,
@@ -224,6 +301,26 @@ impl AsyncClient {
         )
     }
 
+    /// The tasks assigned to one user of the vendor's tool (a coroutine; Deepen: by email).
+    fn user_tasks<'py>(&self, py: Python<'py>, user: String) -> PyResult<Bound<'py, PyAny>> {
+        let adapter = self.inner.adapter()?;
+        awaitable(
+            py,
+            async move { adapter.user_tasks(&user).await },
+            |py, v| json_value_to_py(py, &v),
+        )
+    }
+
+    /// Tasks the vendor reports as delayed, across the project (a coroutine; Deepen only).
+    fn delayed_tasks<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let adapter = self.inner.adapter()?;
+        awaitable(
+            py,
+            async move { adapter.delayed_tasks().await },
+            |py, tasks| json_value_to_py(py, &serde_json::Value::Array(tasks)),
+        )
+    }
+
     /// Authenticated escape hatch (a coroutine): the decoded JSON body; with `paginate=True` an `AsyncStream` of items.
     #[pyo3(signature = (method, path, *, params=None, json=None, paginate=false, retry=None))]
     #[allow(clippy::too_many_arguments)]
@@ -323,14 +420,16 @@ impl AsyncBatch {
         json_value_to_py(py, &self.info.raw)
     }
 
-    /// Sends records (a coroutine): the same inputs and chunking as `Batch.upload`.
-    #[pyo3(signature = (records, key=None, *, on_error="raise", **options))]
+    /// Sends records (a coroutine): the same inputs, chunking and `progress` as `Batch.upload` (the display is
+    /// moved from the runtime every 100 ms while the event loop runs on).
+    #[pyo3(signature = (records, key=None, *, on_error="raise", progress=None, **options))]
     fn upload<'py>(
         &self,
         py: Python<'py>,
         records: &Bound<'py, PyAny>,
         key: Option<String>,
         on_error: &str,
+        progress: Option<&Bound<'py, PyAny>>,
         options: Option<&Bound<'py, PyDict>>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let (source, upload_options) = prepare_upload(
@@ -340,59 +439,17 @@ impl AsyncBatch {
             on_error,
             options,
         )?;
+        let bar = upload_bar(py, progress, source.total())?.map(Bound::unbind);
         let adapter = self.client.adapter()?;
         let batch = self.info.clone();
         let client = self.client.clone();
-        let records = match source {
-            UploadSource::Whole(records) => records,
-            UploadSource::Chunks(mut reader) => {
-                // Chunks are read with the GIL between sends; each is converted and checked before it goes.
-                return generic::future_into_py::<LabelportRuntime, _, Py<PyAny>>(py, async move {
-                    let mut parts: Vec<JobState> = Vec::new();
-                    while let Some(records) = Python::attach(|py| reader.next_chunk(py))? {
-                        if let Some(last) = parts.pop() {
-                            parts.push(finish_part(&adapter, last).await.map_err(to_py_err)?);
-                        }
-                        let progress = Arc::new(UploadProgress::default());
-                        let part = adapter
-                            .upload(&batch, records, upload_options.clone(), progress)
-                            .await
-                            .map_err(to_py_err)?;
-                        parts.push(part);
-                    }
-                    if parts.len() > 1 {
-                        let last = parts.pop().expect("parts");
-                        parts.push(finish_part(&adapter, last).await.map_err(to_py_err)?);
-                    }
-                    if parts.is_empty() {
-                        return Err(to_py_err(
-                            Error::invalid("nothing to upload: records is empty").field("records"),
-                        ));
-                    }
-                    let state = merge_parts(parts);
-                    Python::attach(|py| {
-                        Ok(Bound::new(
-                            py,
-                            AsyncJob {
-                                client,
-                                state: Arc::new(Mutex::new(state)),
-                            },
-                        )?
-                        .into_any()
-                        .unbind())
-                    })
-                });
+        generic::future_into_py::<LabelportRuntime, _, Py<PyAny>>(py, async move {
+            let sent = send_source(&adapter, &batch, source, upload_options, bar.as_ref()).await;
+            if let Some(b) = &bar {
+                Python::attach(|py| close_progress(Some(b.bind(py)), sent.is_ok()))?;
             }
-        };
-        let progress = Arc::new(UploadProgress::default());
-        awaitable(
-            py,
-            async move {
-                adapter
-                    .upload(&batch, records, upload_options, progress)
-                    .await
-            },
-            move |py, state| {
+            let state = sent?;
+            Python::attach(|py| {
                 Ok(Bound::new(
                     py,
                     AsyncJob {
@@ -400,9 +457,10 @@ impl AsyncBatch {
                         state: Arc::new(Mutex::new(state)),
                     },
                 )?
-                .into_any())
-            },
-        )
+                .into_any()
+                .unbind())
+            })
+        })
     }
 
     /// Record counts from the vendor, and `done` (a coroutine).
@@ -526,6 +584,15 @@ impl AsyncBatch {
             async move { adapter.reject(&id, ids, reason).await },
             |py, ()| Ok(py.None().into_bound(py)),
         )
+    }
+
+    /// The vendor's tasks behind this batch (a coroutine; a list of dicts; Deepen only).
+    fn tasks<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let adapter = self.client.adapter()?;
+        let id = self.info.id.clone();
+        awaitable(py, async move { adapter.tasks(&id).await }, |py, tasks| {
+            json_value_to_py(py, &serde_json::Value::Array(tasks))
+        })
     }
 
     fn __repr__(&self) -> String {

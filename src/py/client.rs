@@ -15,7 +15,7 @@ use sha2::{Digest, Sha256};
 
 use super::errors::to_py_err;
 use super::json::{dict_to_json, json_to_py, json_value_to_py, py_to_json};
-use super::results::{RequestPages, ResultStream};
+use super::results::{check_progress, RequestPages, ResultStream};
 use super::runtime::{block_on, block_on_ticking, runtime, sleep};
 use crate::engine::http::Request;
 use crate::engine::retry::RequestKind;
@@ -220,6 +220,21 @@ impl Client {
                 info,
             })
             .collect())
+    }
+
+    /// The tasks assigned to one user of the vendor's tool (Deepen: by email; `{"file_tasks": [...],
+    /// "label_tasks": [...]}`).
+    fn user_tasks<'py>(&self, py: Python<'py>, user: String) -> PyResult<Bound<'py, PyAny>> {
+        let adapter = self.inner.adapter()?;
+        let tasks = block_on(py, async move { adapter.user_tasks(&user).await })?;
+        json_value_to_py(py, &tasks)
+    }
+
+    /// Tasks the vendor reports as delayed, across the project (a list of dicts; Deepen only).
+    fn delayed_tasks<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let adapter = self.inner.adapter()?;
+        let tasks = block_on(py, async move { adapter.delayed_tasks().await })?;
+        json_value_to_py(py, &serde_json::Value::Array(tasks))
     }
 
     /// Authenticated escape hatch: the decoded JSON body, or an iterator of items with `paginate=True`.
@@ -1049,31 +1064,37 @@ impl Batch {
     /// The stream also turns into a DataFrame or a file: `.to_pandas()`, `.to_polars()`, `.to_arrow()`,
     /// `.to_parquet(path)`, `.to_csv(path)`, `.to_jsonl(path)`.
     /// With `consumer="name"` (Sama), the results delivered to that consumer since its last read instead.
-    #[pyo3(signature = (since=None, include_raw=false, consumer=None))]
+    /// `progress` (default `labelport.config.progress`) shows how many have arrived, moved once per page, while
+    /// the stream is consumed (iteration, `to_list`, `to_jsonl`); an export shows its own.
+    #[pyo3(signature = (since=None, include_raw=false, consumer=None, *, progress=None))]
     fn results(
         &self,
         since: Option<&Bound<'_, PyAny>>,
         include_raw: bool,
         consumer: Option<&str>,
+        progress: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<ResultStream> {
+        let progress = check_progress(progress)?;
         let (stream, since_us) =
             results_stream(&self.client, &self.info.id, since, include_raw, consumer)?;
-        Ok(ResultStream::new(stream, since_us))
+        Ok(ResultStream::new(stream, since_us, progress))
     }
 
-    /// Every record with its neutral status.
-    #[pyo3(signature = (status=None, include_raw=false))]
+    /// Every record with its neutral status; `progress` as for `results`.
+    #[pyo3(signature = (status=None, include_raw=false, *, progress=None))]
     fn records(
         &self,
         status: Option<&Bound<'_, PyAny>>,
         include_raw: bool,
+        progress: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<ResultStream> {
+        let progress = check_progress(progress)?;
         let statuses = parse_statuses(status)?;
         let adapter = self.client.adapter()?;
         let stream = adapter
             .records(&self.info.id, statuses, include_raw)
             .map_err(to_py_err)?;
-        Ok(ResultStream::new(stream, None))
+        Ok(ResultStream::new(stream, None, progress))
     }
 
     /// Stops work not yet started; never deletes labels.
@@ -1096,6 +1117,14 @@ impl Batch {
         let adapter = self.client.adapter()?;
         let id = self.info.id.clone();
         block_on(py, async move { adapter.reject(&id, ids, reason).await })
+    }
+
+    /// The vendor's tasks behind this batch, as the vendor describes them (a list of dicts; Deepen only).
+    fn tasks<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let adapter = self.client.adapter()?;
+        let id = self.info.id.clone();
+        let tasks = block_on(py, async move { adapter.tasks(&id).await })?;
+        json_value_to_py(py, &serde_json::Value::Array(tasks))
     }
 
     fn __repr__(&self) -> String {

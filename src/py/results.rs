@@ -5,7 +5,7 @@ use std::io::Write;
 
 use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyList, PyTuple};
+use pyo3::types::{PyBool, PyDict, PyList, PyTuple};
 use serde_json::value::RawValue;
 
 use super::errors::to_py_err;
@@ -76,20 +76,98 @@ pub(super) fn call_frames<'py>(
         .call(PyTuple::new(py, all)?, kwargs)
 }
 
+/// Checks a `progress=` argument where it is given, so a typo fails at the call, not at the first page.
+pub(super) fn check_progress(progress: Option<&Bound<'_, PyAny>>) -> PyResult<Option<Py<PyAny>>> {
+    match progress {
+        None => Ok(None),
+        Some(p) if p.is_none() => Ok(None),
+        Some(p) if p.is_instance_of::<PyBool>() || p.is_callable() => Ok(Some(p.clone().unbind())),
+        Some(p) => Err(to_py_err(
+            Error::invalid(format!(
+                "progress must be True, False, None or a callable, not {}",
+                p.get_type().name()?
+            ))
+            .field("progress"),
+        )),
+    }
+}
+
+/// The progress display of a stream consumed item by item: made on the first page (by
+/// `labelport._progress.counter`), moved once per page, closed at the end. Costs nothing per item.
+struct StreamProgress {
+    /// `progress=` as given (`None`: `labelport.config.progress`).
+    setting: Option<Py<PyAny>>,
+    display: Option<Py<PyAny>>,
+    /// False once the display was made (or found unwanted), or an export took the progress over.
+    pending: bool,
+    delivered: u64,
+}
+
+impl StreamProgress {
+    fn new(setting: Option<Py<PyAny>>) -> Self {
+        StreamProgress {
+            setting,
+            display: None,
+            pending: true,
+            delivered: 0,
+        }
+    }
+
+    fn tick(&mut self, py: Python<'_>) -> PyResult<()> {
+        if self.pending {
+            self.pending = false;
+            let display = py.import("labelport._progress")?.call_method1(
+                "counter",
+                (self.setting.as_ref().map(|s| s.bind(py)), "results"),
+            )?;
+            self.display = (!display.is_none()).then(|| display.unbind());
+        }
+        if let Some(d) = &self.display {
+            d.bind(py).call_method1("update", (self.delivered,))?;
+        }
+        Ok(())
+    }
+
+    fn close(&mut self, py: Python<'_>, ok: bool) -> PyResult<()> {
+        self.pending = false;
+        match self.display.take() {
+            Some(d) => {
+                let d = d.bind(py);
+                d.call_method1("update", (self.delivered,))?;
+                close_display(d, ok)
+            }
+            None => Ok(()),
+        }
+    }
+}
+
+fn close_display(d: &Bound<'_, PyAny>, ok: bool) -> PyResult<()> {
+    if d.hasattr("close")? {
+        d.call_method1("close", (ok,))?;
+    }
+    Ok(())
+}
+
 /// Results (or records) of a batch, fetched page by page as you iterate. Dropping it stops the fetching.
 #[pyclass(module = "labelport")]
 pub struct ResultStream {
     stream: Option<PageStream<Envelope>>,
     buffer: VecDeque<Envelope>,
     watermark_us: Option<i64>,
+    progress: StreamProgress,
 }
 
 impl ResultStream {
-    pub fn new(stream: PageStream<Envelope>, since_us: Option<i64>) -> Self {
+    pub fn new(
+        stream: PageStream<Envelope>,
+        since_us: Option<i64>,
+        progress: Option<Py<PyAny>>,
+    ) -> Self {
         ResultStream {
             stream: Some(stream),
             buffer: VecDeque::new(),
             watermark_us: since_us,
+            progress: StreamProgress::new(progress),
         }
     }
 
@@ -99,12 +177,57 @@ impl ResultStream {
                 if let Some(us) = e.completed_us {
                     self.watermark_us = Some(self.watermark_us.map_or(us, |w| w.max(us)));
                 }
+                self.progress.delivered += 1;
                 return Ok(Some(e));
             }
-            match next_page(py, &mut self.stream)? {
-                Some(items) => self.buffer.extend(items),
-                None => return Ok(None),
+            if self.stream.is_none() {
+                return Ok(None);
             }
+            self.progress.tick(py)?;
+            match next_page(py, &mut self.stream) {
+                Ok(Some(items)) => self.buffer.extend(items),
+                Ok(None) => {
+                    self.progress.close(py, true)?;
+                    return Ok(None);
+                }
+                Err(e) => {
+                    self.progress.close(py, false)?;
+                    return Err(e);
+                }
+            }
+        }
+    }
+
+    /// An export shows its own progress: it gets this stream's `progress=` unless given one, and the stream
+    /// shows none of its own.
+    fn export_kwargs<'py>(
+        slf: &Bound<'py, Self>,
+        kwargs: Option<&Bound<'py, PyDict>>,
+    ) -> PyResult<Option<Bound<'py, PyDict>>> {
+        let py = slf.py();
+        let mut me = slf.borrow_mut();
+        me.progress.pending = false;
+        let Some(setting) = me.progress.setting.as_ref() else {
+            return Ok(kwargs.cloned());
+        };
+        let out = match kwargs {
+            Some(k) => k.copy()?,
+            None => PyDict::new(py),
+        };
+        if !out.contains(intern!(py, "progress"))? {
+            out.set_item(intern!(py, "progress"), setting.bind(py))?;
+        }
+        Ok(Some(out))
+    }
+}
+
+impl Drop for ResultStream {
+    fn drop(&mut self) {
+        if self.progress.display.is_some() {
+            // Left before its end (a `break`): the display says so rather than hanging open.
+            Python::attach(|py| {
+                let _ = self.progress.close(py, false);
+            });
         }
     }
 }
@@ -168,7 +291,8 @@ impl ResultStream {
         args: &Bound<'py, PyTuple>,
         kwargs: Option<&Bound<'py, PyDict>>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        call_frames(slf.into_any(), "to_pandas", args, kwargs)
+        let kwargs = Self::export_kwargs(&slf, kwargs)?;
+        call_frames(slf.into_any(), "to_pandas", args, kwargs.as_ref())
     }
 
     /// The remaining results as a polars DataFrame (`pip install "labelport[polars]"`); arguments as `to_pandas`.
@@ -178,7 +302,8 @@ impl ResultStream {
         args: &Bound<'py, PyTuple>,
         kwargs: Option<&Bound<'py, PyDict>>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        call_frames(slf.into_any(), "to_polars", args, kwargs)
+        let kwargs = Self::export_kwargs(&slf, kwargs)?;
+        call_frames(slf.into_any(), "to_polars", args, kwargs.as_ref())
     }
 
     /// The remaining results as a pyarrow Table (`pip install "labelport[arrow]"`); arguments as `to_pandas`.
@@ -188,7 +313,8 @@ impl ResultStream {
         args: &Bound<'py, PyTuple>,
         kwargs: Option<&Bound<'py, PyDict>>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        call_frames(slf.into_any(), "to_arrow", args, kwargs)
+        let kwargs = Self::export_kwargs(&slf, kwargs)?;
+        call_frames(slf.into_any(), "to_arrow", args, kwargs.as_ref())
     }
 
     /// Writes the remaining results to a parquet file, streamed (constant memory), flattened by default;
@@ -199,7 +325,8 @@ impl ResultStream {
         args: &Bound<'py, PyTuple>,
         kwargs: Option<&Bound<'py, PyDict>>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        call_frames(slf.into_any(), "to_parquet", args, kwargs)
+        let kwargs = Self::export_kwargs(&slf, kwargs)?;
+        call_frames(slf.into_any(), "to_parquet", args, kwargs.as_ref())
     }
 
     /// Writes the remaining results to a CSV file, streamed (constant memory), flattened by default; returns
@@ -210,13 +337,15 @@ impl ResultStream {
         args: &Bound<'py, PyTuple>,
         kwargs: Option<&Bound<'py, PyDict>>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        call_frames(slf.into_any(), "to_csv", args, kwargs)
+        let kwargs = Self::export_kwargs(&slf, kwargs)?;
+        call_frames(slf.into_any(), "to_csv", args, kwargs.as_ref())
     }
 
     /// Stops fetching; later iteration ends at once.
-    fn close(&mut self) {
+    fn close(&mut self, py: Python<'_>) -> PyResult<()> {
         self.stream = None;
         self.buffer.clear();
+        self.progress.close(py, false)
     }
 
     fn __repr__(&self) -> String {

@@ -679,49 +679,6 @@ impl Deepen {
         }
         Ok(())
     }
-
-    /// Every task of a dataset, as Deepen describes them (`batch.tasks()`).
-    pub async fn tasks(&self, batch_id: &str) -> Result<Vec<Value>> {
-        Self::check_id(batch_id)?;
-        let v = self
-            .get_json(&["datasets", batch_id, "tasks"], "tasks")
-            .await?;
-        Ok(v.get("tasks")
-            .and_then(Value::as_array)
-            .cloned()
-            .unwrap_or_default())
-    }
-
-    /// The tasks assigned to a user: `{"file_tasks": [...], "label_tasks": [...]}` (`client.user_tasks(email)`).
-    pub async fn user_tasks(&self, email: &str) -> Result<Value> {
-        let mut url = self.url(&["clients", &self.cfg.project, "user_tasks"]);
-        url.query_pairs_mut().append_pair("email", email);
-        self.http
-            .send(&Request::get(url, "user_tasks"))
-            .await?
-            .json(VENDOR, "user_tasks")
-    }
-
-    /// The client's delayed tasks (`client.delayed_tasks()`): the document writes the key "delayed tasks".
-    pub async fn delayed_tasks(&self) -> Result<Vec<Value>> {
-        let v = self
-            .get_json(
-                &["clients", &self.cfg.project, "delayed_tasks"],
-                "delayed_tasks",
-            )
-            .await?;
-        let list = v
-            .get("delayed_tasks")
-            .or_else(|| v.get("delayed tasks"))
-            .or_else(|| {
-                v.as_object()
-                    .and_then(|o| o.values().find(|x| x.is_array()))
-            })
-            .and_then(Value::as_array)
-            .cloned()
-            .unwrap_or_default();
-        Ok(list)
-    }
 }
 
 fn batch_info(raw: Value) -> Result<BatchInfo> {
@@ -1187,6 +1144,49 @@ impl Adapter for Deepen {
 
     async fn reject(&self, batch_id: &str, ids: Vec<String>, reason: Option<String>) -> Result<()> {
         self.review(batch_id, ids, "reject", reason).await
+    }
+
+    /// Every task of a dataset, as Deepen describes them (`batch.tasks()`).
+    async fn tasks(&self, batch_id: &str) -> Result<Vec<Value>> {
+        Self::check_id(batch_id)?;
+        let v = self
+            .get_json(&["datasets", batch_id, "tasks"], "tasks")
+            .await?;
+        Ok(v.get("tasks")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default())
+    }
+
+    /// The tasks assigned to a user: `{"file_tasks": [...], "label_tasks": [...]}` (`client.user_tasks(email)`).
+    async fn user_tasks(&self, email: &str) -> Result<Value> {
+        let mut url = self.url(&["clients", &self.cfg.project, "user_tasks"]);
+        url.query_pairs_mut().append_pair("email", email);
+        self.http
+            .send(&Request::get(url, "user_tasks"))
+            .await?
+            .json(VENDOR, "user_tasks")
+    }
+
+    /// The client's delayed tasks (`client.delayed_tasks()`): the document writes the key "delayed tasks".
+    async fn delayed_tasks(&self) -> Result<Vec<Value>> {
+        let v = self
+            .get_json(
+                &["clients", &self.cfg.project, "delayed_tasks"],
+                "delayed_tasks",
+            )
+            .await?;
+        let list = v
+            .get("delayed_tasks")
+            .or_else(|| v.get("delayed tasks"))
+            .or_else(|| {
+                v.as_object()
+                    .and_then(|o| o.values().find(|x| x.is_array()))
+            })
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        Ok(list)
     }
 
     fn api_url(&self, path: &str) -> Result<Url> {

@@ -127,6 +127,31 @@ pub trait Adapter: Send + Sync {
         ))
     }
 
+    /// The vendor's work units behind a batch (Deepen: a dataset's tasks), as the vendor describes them.
+    async fn tasks(&self, _batch_id: &str) -> Result<Vec<serde_json::Value>> {
+        Err(Error::unsupported(
+            self.vendor(),
+            "list a batch's tasks",
+            "the vendor's API has no task listing labelport reads",
+        ))
+    }
+    /// The tasks assigned to one user of the vendor's tool, identified by `user` (Deepen: an email).
+    async fn user_tasks(&self, _user: &str) -> Result<serde_json::Value> {
+        Err(Error::unsupported(
+            self.vendor(),
+            "list a user's tasks",
+            "the vendor's API has no per-user task listing",
+        ))
+    }
+    /// Tasks the vendor reports as behind schedule, across the project.
+    async fn delayed_tasks(&self) -> Result<Vec<serde_json::Value>> {
+        Err(Error::unsupported(
+            self.vendor(),
+            "list delayed tasks",
+            "the vendor's API has no delayed-task listing",
+        ))
+    }
+
     /// The URL of `path` for `client.request`: relative to the API root, or absolute on the same host.
     fn api_url(&self, path: &str) -> Result<Url>;
     /// Pages of items of any list endpoint, for `client.request(..., paginate=True)`.
