@@ -1,7 +1,7 @@
 """Deepen AI end to end against its sandbox over real sockets: files in (zips of small generated PNGs), labels
 out, through the dataset's stages, with rejections, faults and a 500-file zip that never sits in memory.
 
-Deepen records carry their file under ``file`` as a path on disk (the Python layer does not pass bytes yet).
+Deepen records carry their file under ``file``: a path on disk, or the file's bytes.
 """
 
 from __future__ import annotations
@@ -139,6 +139,17 @@ def test_full_round_trip(sandbox, client, files, unique):
     with sandbox.client() as other:
         same = other.batch(batch.id)
         assert same.name == name and same.status() == status
+
+
+def test_files_given_as_bytes_arrive_whole(client, unique):
+    """A record's ``file`` may be bytes (an image already in memory): the zip entry holds exactly them."""
+    batch = client.create_batch(f"bytes-{unique}")
+    recs = [{"name": f"{unique}-mem-{i}.png", "file": png(i, size=8 + i)} for i in range(3)]
+    assert batch.upload(recs).wait(timeout=30)["done"] == 3
+    for r in recs:
+        stored = client.request("GET", f"/datasets/{batch.id}/files/{r['name']}")
+        assert stored["file_size"] == len(r["file"]), (r["name"], stored)
+    assert {r["key"] for r in batch.results()} == {r["name"] for r in recs}
 
 
 def test_key_defaults_to_name_and_other_keys_name_the_entry(client, files, unique):
