@@ -140,6 +140,22 @@ fn is_loopback(url: &Url) -> bool {
     }
 }
 
+/// Redirects are followed only within the origin (scheme, host, port) they started from: a credential in a
+/// custom header (`x-api-key`) would otherwise travel to whatever host a redirect names (reqwest strips only
+/// `Authorization` and cookies). A cross-origin redirect comes back as the 3xx answer, refused in `send`.
+fn same_origin_redirects() -> reqwest::redirect::Policy {
+    reqwest::redirect::Policy::custom(|attempt| {
+        let first = attempt.previous().first().map(Url::origin);
+        if attempt.previous().len() > 10 {
+            attempt.error("more than 10 redirects")
+        } else if first.is_some_and(|o| o != attempt.url().origin()) {
+            attempt.stop()
+        } else {
+            attempt.follow()
+        }
+    })
+}
+
 impl HttpClient {
     pub fn new(config: HttpConfig, auth: Arc<dyn Auth>, parse_error: ErrorParser) -> Result<Self> {
         let inner = reqwest::Client::builder()
@@ -148,6 +164,7 @@ impl HttpClient {
             .connect_timeout(config.connect_timeout)
             .pool_idle_timeout(Duration::from_secs(60))
             .gzip(true)
+            .redirect(same_origin_redirects())
             .build()
             .map_err(|e| {
                 Error::new(
@@ -252,6 +269,9 @@ impl HttpClient {
                                     url: req.url.clone(),
                                 });
                             }
+                            if (300..400).contains(&status) {
+                                return Err(self.redirect_error(req, status, &headers));
+                            }
                             let after = headers
                                 .get(RETRY_AFTER)
                                 .and_then(|v| v.to_str().ok())
@@ -340,6 +360,32 @@ impl HttpClient {
         }
     }
 
+    /// A redirect left unfollowed: it pointed off the origin the request went to.
+    fn redirect_error(&self, req: &Request, status: u16, headers: &HeaderMap) -> Error {
+        let target = headers
+            .get(reqwest::header::LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|l| req.url.join(l).ok());
+        let to = match &target {
+            Some(u) => format!("{}://{}", u.scheme(), u.host_str().unwrap_or("?")),
+            None => "an unreadable location".to_string(),
+        };
+        let mut err = Error::new(
+            ErrorKind::Vendor,
+            format!(
+                "{} {} answered HTTP {status}, a redirect to {to}: labelport follows redirects only on the \
+                 vendor's own host, so credentials never leave it",
+                req.method,
+                redact_url(&req.url)
+            ),
+        )
+        .vendor(self.config.vendor)
+        .operation(req.operation)
+        .code("cross_origin_redirect");
+        err.status = Some(status);
+        err
+    }
+
     fn status_error(&self, req: &Request, status: u16, headers: &HeaderMap, body: &[u8]) -> Error {
         let (code, message) = (self.parse_error)(status, body);
         let kind = match status {
@@ -396,5 +442,97 @@ async fn read_body(mut resp: reqwest::Response) -> reqwest::Result<Bytes> {
 impl std::fmt::Debug for HttpClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "HttpClient({})", self.config.vendor)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::auth::{KeyPlacement, StaticKey};
+    use axum::http::{HeaderMap as AxumHeaders, StatusCode};
+    use axum::response::{IntoResponse, Redirect};
+    use axum::routing::get;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    async fn serve(app: axum::Router) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        format!("http://{addr}")
+    }
+
+    fn client() -> HttpClient {
+        let auth = StaticKey::new(KeyPlacement::Header("x-api-key"), "s3cret-key", |s, _| {
+            s == 401
+        });
+        let config = HttpConfig {
+            vendor: "test",
+            timeout: Duration::from_secs(5),
+            connect_timeout: Duration::from_secs(5),
+            retry: RetryPolicy::default(),
+        };
+        HttpClient::new(config, Arc::new(auth), |_, _| (None, None)).unwrap()
+    }
+
+    #[tokio::test]
+    async fn redirects_are_followed_on_the_same_origin_only() {
+        // A second origin that counts the requests reaching it, and whether they carried the key.
+        static STOLEN: AtomicUsize = AtomicUsize::new(0);
+        static REACHED: AtomicUsize = AtomicUsize::new(0);
+        let other = serve(axum::Router::new().route(
+            "/steal",
+            get(|h: AxumHeaders| async move {
+                REACHED.fetch_add(1, Ordering::SeqCst);
+                if h.contains_key("x-api-key") {
+                    STOLEN.fetch_add(1, Ordering::SeqCst);
+                }
+                "got it"
+            }),
+        ))
+        .await;
+        let away = format!("{other}/steal?sig=abc");
+        let vendor = serve(
+            axum::Router::new()
+                .route("/same", get(|| async { Redirect::temporary("/final") }))
+                .route(
+                    "/final",
+                    get(|h: AxumHeaders| async move {
+                        let key = h.get("x-api-key").map(|v| v.to_str().unwrap().to_string());
+                        (StatusCode::OK, key.unwrap_or_default()).into_response()
+                    }),
+                )
+                .route(
+                    "/away",
+                    get(move || async move { Redirect::temporary(&away) }),
+                ),
+        )
+        .await;
+        let http = client();
+
+        let same = Request::get(Url::parse(&format!("{vendor}/same")).unwrap(), "test");
+        let resp = http.send(&same).await.unwrap();
+        assert_eq!(resp.status, 200);
+        assert_eq!(&resp.body[..], b"s3cret-key"); // followed, with the key, on the vendor's own host
+
+        let off = Request::get(Url::parse(&format!("{vendor}/away")).unwrap(), "test");
+        let err = http.send(&off).await.unwrap_err();
+        assert_eq!(err.code.as_deref(), Some("cross_origin_redirect"));
+        assert_eq!(err.status, Some(307));
+        assert!(
+            err.message.contains("a redirect to http://127.0.0.1"),
+            "{}",
+            err.message
+        );
+        assert!(
+            !err.message.contains("sig=abc") && !err.message.contains("s3cret"),
+            "{}",
+            err.message
+        );
+        assert_eq!(
+            REACHED.load(Ordering::SeqCst),
+            0,
+            "the other origin was contacted"
+        );
+        assert_eq!(STOLEN.load(Ordering::SeqCst), 0);
     }
 }
