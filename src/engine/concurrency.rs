@@ -63,7 +63,7 @@ impl Window {
     /// An answer is fast when it took at most twice the fastest seen plus 20 ms.
     fn is_fast(&self, latency: Duration) -> bool {
         self.min_latency
-            .map_or(true, |m| latency <= m * 2 + Duration::from_millis(20))
+            .is_none_or(|m| latency <= m * 2 + Duration::from_millis(20))
     }
 
     pub fn on(&mut self, signal: Signal, now: Instant) {
@@ -85,7 +85,7 @@ impl Window {
                     .max(Duration::from_millis(100));
                 if self
                     .last_decrease
-                    .map_or(true, |t| now.duration_since(t) >= cool)
+                    .is_none_or(|t| now.duration_since(t) >= cool)
                 {
                     self.limit = (self.limit / 2.0).max(self.cfg.min as f64);
                     self.last_decrease = Some(now);

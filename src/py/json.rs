@@ -110,10 +110,13 @@ const KEY_CACHE_SLOTS: usize = 1024;
 /// Longer keys are rare and not worth caching.
 const KEY_CACHE_MAX_LEN: usize = 64;
 
+/// One slot of the key cache: the key's text and its interned Python string.
+type KeySlot = Option<(Box<str>, Py<PyString>)>;
+
 thread_local! {
     /// Recently seen object keys as interned Python strings, per thread (no lock on the hot path), in the
     /// manner of orjson: a hash-indexed table where a new key simply replaces the slot's old one.
-    static KEY_CACHE: std::cell::RefCell<Vec<Option<(Box<str>, Py<PyString>)>>> =
+    static KEY_CACHE: std::cell::RefCell<Vec<KeySlot>> =
         std::cell::RefCell::new((0..KEY_CACHE_SLOTS).map(|_| None).collect());
 }
 

@@ -252,6 +252,7 @@ impl ResultStream {
     }
 
     /// Every remaining item in a list.
+    #[allow(clippy::wrong_self_convention)] // Python's naming: it drains the stream, hence `&mut self`
     fn to_list<'py>(&mut self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
         let list = PyList::empty(py);
         while let Some(e) = self.next_envelope(py)? {
@@ -261,6 +262,7 @@ impl ResultStream {
     }
 
     /// Writes the remaining items as JSON lines to `path`, straight from the vendor's JSON; returns the count.
+    #[allow(clippy::wrong_self_convention)] // as `to_list`
     fn to_jsonl(&mut self, py: Python<'_>, path: std::path::PathBuf) -> PyResult<u64> {
         let file = std::fs::File::create(&path).map_err(|e| {
             to_py_err(Error::invalid(format!("cannot write {}: {e}", path.display())).field("path"))

@@ -792,7 +792,7 @@ async fn sim_set_batch_status(State(a): S, Path(id): Path<String>, body: Bytes) 
     let mut b = batch.write();
     let p = b.progress(a.now(), a.store.complete_after_ms);
     let targets: Vec<usize> = (0..b.records.len())
-        .filter(|&i| from.map_or(true, |set| set.contains(b.status(&p, i))))
+        .filter(|&i| from.is_none_or(|set| set.contains(b.status(&p, i))))
         .take(count)
         .collect();
     a.store.set_overrides(&mut b, &targets, o);

@@ -369,7 +369,7 @@ impl Batch {
         let ca = p.complete_after;
         let in_bounds = |t_ms: i64| {
             let us = t_ms.saturating_mul(1000);
-            min_us.map_or(true, |m| us >= m) && max_us.map_or(true, |m| us <= m)
+            min_us.is_none_or(|m| us >= m) && max_us.is_none_or(|m| us <= m)
         };
         // Records finishing on their own, within the bounds: a contiguous index range.
         let done = &self.records[..p.finished];
@@ -874,8 +874,8 @@ mod tests {
                     .enumerate()
                     .filter_map(|(i, st)| match st {
                         Status::Complete(t)
-                            if min.map_or(true, |m| t * 1000 >= m)
-                                && max.map_or(true, |m| t * 1000 <= m) =>
+                            if min.is_none_or(|m| t * 1000 >= m)
+                                && max.is_none_or(|m| t * 1000 <= m) =>
                         {
                             Some((*t, b.records[i].result_id, i))
                         }

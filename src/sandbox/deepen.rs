@@ -1289,7 +1289,7 @@ async fn create_profile(
         "pipeline_spec": v.get("pipeline_spec").cloned().unwrap_or(json!(default_stages())),
         "preferences": v.get("preferences").cloned().unwrap_or(json!({})),
     });
-    if !p["pipeline_spec"].as_array().is_some_and(|s| !s.is_empty()) {
+    if p["pipeline_spec"].as_array().is_none_or(|s| s.is_empty()) {
         p["pipeline_spec"] = json!(default_stages());
     }
     store.profiles.push(p);

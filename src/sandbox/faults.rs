@@ -79,9 +79,9 @@ impl Scripted {
     }
 
     fn matches(&self, method: &str, path: &str, body: &[u8]) -> bool {
-        self.method.as_deref().map_or(true, |m| m == method)
-            && self.path.as_deref().map_or(true, |p| path.contains(p))
-            && self.body_contains.as_deref().map_or(true, |needle| {
+        self.method.as_deref().is_none_or(|m| m == method)
+            && self.path.as_deref().is_none_or(|p| path.contains(p))
+            && self.body_contains.as_deref().is_none_or(|needle| {
                 body.windows(needle.len().max(1))
                     .any(|w| w == needle.as_bytes())
             })

@@ -531,15 +531,14 @@ impl Sama {
             .enumerate()
             .filter(|(_, t)| t.project == pid && st.visible(t, now))
             .filter(|(_, t)| matches!(st.state(t, now), "delivered" | "acknowledged"))
-            .filter(|(_, t)| batch_ids.map_or(true, |b| b.contains(&t.batch.to_string())))
+            .filter(|(_, t)| batch_ids.is_none_or(|b| b.contains(&t.batch.to_string())))
             .filter(|(_, t)| {
-                cbids.map_or(true, |c| {
-                    match_cbid(Store::client_batch_id(t).as_deref(), c, match_type)
-                })
+                cbids
+                    .is_none_or(|c| match_cbid(Store::client_batch_id(t).as_deref(), c, match_type))
             })
-            .filter(|(_, t)| task_ids.map_or(true, |ids| ids.contains(&t.id)))
+            .filter(|(_, t)| task_ids.is_none_or(|ids| ids.contains(&t.id)))
             .map(|(i, t)| (st.deliver_ms(t), i))
-            .filter(|(d, _)| from_us.map_or(true, |f| d * 1000 >= f))
+            .filter(|(d, _)| from_us.is_none_or(|f| d * 1000 >= f))
             .collect();
         out.sort_by(|a, b| (a.0, &st.tasks[a.1].id).cmp(&(b.0, &st.tasks[b.1].id)));
         out
@@ -901,7 +900,7 @@ async fn multi_status(State(a): S, Path(p): Path<String>, uri: Uri) -> Answer {
                 "updated_at" => t.rejected.as_ref().map(|r| r.0).unwrap_or(t.scheduled_ms),
                 _ => t.scheduled_ms,
             } * 1000;
-            from.map_or(true, |f| when_ms >= f) && to.map_or(true, |x| when_ms <= x)
+            from.is_none_or(|f| when_ms >= f) && to.is_none_or(|x| when_ms <= x)
         })
         .collect();
     let tasks = a.tasks_page(&st, window(&matching, page, size), now, !omit_answers);

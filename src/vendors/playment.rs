@@ -224,7 +224,7 @@ impl Playment {
 fn check_job_options(o: &Options) -> Result<()> {
     for name in ["tag", "work_flow_id"] {
         if let Some(v) = o.get(name) {
-            if !v.as_str().is_some_and(|s| !s.trim().is_empty()) {
+            if v.as_str().is_none_or(|s| s.trim().is_empty()) {
                 return Err(Error::invalid(format!("{name} must be a non-empty string"))
                     .vendor(VENDOR)
                     .field(name));
@@ -1036,9 +1036,7 @@ impl Adapter for Playment {
                     };
                     let kept: Vec<Envelope> = envelopes
                         .into_iter()
-                        .filter(|e| {
-                            since_us.map_or(true, |s| e.completed_us.map_or(true, |d| d > s))
-                        })
+                        .filter(|e| since_us.is_none_or(|s| e.completed_us.is_none_or(|d| d > s)))
                         .collect();
                     if tx.send(Ok(kept)).await.is_err() {
                         return;

@@ -1522,7 +1522,7 @@ impl Adapter for TaskMonk {
                 );
                 // `since` is exclusive; results without a completion time cannot be filtered and stay.
                 if let Some(since) = since_us {
-                    items.retain(|e| e.completed_us.map_or(true, |t| t > since));
+                    items.retain(|e| e.completed_us.is_none_or(|t| t > since));
                 }
                 items.sort_by(|a, b| (a.completed_us, &a.key).cmp(&(b.completed_us, &b.key)));
                 Ok::<_, Error>(items)
