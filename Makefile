@@ -16,7 +16,7 @@ TOOLS := "maturin>=1.7,<2" "pytest>=7"
 # (witnesses of the simulators' fidelity) and the optional extras (pandas, polars, pyarrow, tqdm, ...).
 TEST_REQUIREMENTS := $(wildcard tests/requirements.txt tests/requirements-extras.txt tests/witness-requirements/*.txt)
 
-.PHONY: help venv develop demo test test-rust test-python bench bench-smoke reliability lint format clean distclean
+.PHONY: help venv develop demo test test-rust test-python wheel bench bench-smoke reliability lint format clean distclean
 
 help:
 	@echo "make demo         set up, build, and run the demo against the local Alegion sandbox"
@@ -25,6 +25,7 @@ help:
 	@echo "make develop      build the Rust core (release) into .venv"
 	@echo "make test-rust    cargo test --release --no-default-features (no interpreter needed)"
 	@echo "make test-python  build, then pytest against the sandbox"
+	@echo "make wheel        the release wheel (abi3, manylinux2014 via zig, LTO) and the sdist into dist/"
 	@echo "make bench        the benchmarks against the peers (BENCHMARKS.md); bench-smoke: seconds, checks they run"
 	@echo "make reliability  the fault matrix, 10 seeds x 5,000 records per vendor (RELIABILITY.md)"
 	@echo "make lint         cargo fmt --check, clippy -D warnings, ruff (when installed in .venv)"
@@ -54,6 +55,15 @@ test-rust: venv
 
 test-python: develop
 	$(ACTIVATE) $(BIN)/pytest
+
+# The release wheel: one abi3 wheel (CPython >= 3.10) for manylinux2014 (glibc 2.17), linked through zig
+# (`ziglang` from PyPI) so it runs on old Linux distributions; the dist profile (LTO). Its own target directory,
+# so zig's compiler settings do not invalidate the development build. Then the sdist.
+wheel: venv
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check "ziglang>=0.13,<0.14"
+	$(ACTIVATE) CARGO_TARGET_DIR=target/wheel $(BIN)/maturin build --profile dist \
+		--compatibility manylinux2014 --zig --out dist
+	$(BIN)/maturin sdist --out dist
 
 bench: develop
 	$(BIN)/python bench/run.py
