@@ -6,6 +6,7 @@ a fault run."""
 from __future__ import annotations
 
 import base64
+import collections
 import datetime as dt
 import hashlib
 import hmac
@@ -176,15 +177,35 @@ def test_a_large_upload_is_split_into_creation_jobs(client, batch, make_records,
 
 
 def test_the_status_endpoint_is_paced_to_one_request_a_second(client, batch, make_records, counter, upload_and_wait):
+    """Counting a batch bigger than one status page: the first page, then one state at a time for what is not
+    delivered (each empty here), paced a second apart; delivered tasks from the delivered list, unpaced."""
     upload_and_wait(batch, make_records(250))
     counter.start()
     started = time.monotonic()
     status = batch.status()
     elapsed = time.monotonic() - started
-    assert status["total"] == 250
-    assert counter.since_start(MULTI_STATUS, 200) == 3
+    assert status["total"] == 250 == status["completed"]
+    assert counter.since_start(MULTI_STATUS, 200) == 6  # the first page, then new/rejected/in progress/completed/approved
     assert counter.since_start(MULTI_STATUS, 429) == 0
-    assert elapsed >= 2.0  # three pages, one a second
+    assert counter.since_start(DELIVERED, 200) == 1
+    assert elapsed >= 5.0  # six calls, one a second
+
+
+def test_counts_of_a_big_batch_in_mixed_states_match_the_full_listing():
+    # Tasks take 1,000 s of sandbox time to deliver: nothing moves during the count unless the clock is advanced.
+    with lp.sandbox.start("sama", seed=4, complete_after=1000.0) as sb, sb.client() as c:
+        b = c.create_batch("mixed")
+        b.upload([{"image_id": f"a{i}", "url": f"u{i}"} for i in range(150)], key="image_id").wait(timeout=30)
+        sb.advance(1001)  # the first 150 are delivered
+        delivered = b.results().to_list()
+        assert len(delivered) == 150
+        b.reject([r["id"] for r in delivered[:5]], reason="redo")
+        b.upload([{"image_id": f"b{i}", "url": f"v{i}"} for i in range(150)], key="image_id").wait(timeout=30)
+        status = b.status()
+        listed = collections.Counter(r["status"] for r in b.records())  # the full list, 100 a second
+        assert (status["total"], status["completed"], status["pending"], status["in_progress"]) == (300, 145, 150, 5)
+        assert listed == {"completed": 145, "pending": 150, "in_progress": 5}
+        assert status["done"] is False
 
 
 def test_results_since_is_exclusive(sandbox, client, batch, make_records, upload_and_wait):
