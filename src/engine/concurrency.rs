@@ -44,6 +44,10 @@ pub struct Window {
     /// The fastest answer seen: the baseline for "fast".
     min_latency: Option<Duration>,
     last_decrease: Option<Instant>,
+    /// Until the first sign of load (a refusal, or an answer slower than "fast"), the limit grows by one per
+    /// fast answer, doubling each round trip (TCP's slow start): a vendor one WAN round trip away reaches
+    /// full speed in a few round trips, not after thousands of answers.
+    slow_start: bool,
 }
 
 impl Window {
@@ -53,6 +57,7 @@ impl Window {
             limit: cfg.initial.clamp(cfg.min, cfg.max) as f64,
             min_latency: None,
             last_decrease: None,
+            slow_start: true,
         }
     }
 
@@ -71,12 +76,17 @@ impl Window {
             Signal::Clean(latency) => {
                 let fast = self.is_fast(latency);
                 self.min_latency = Some(self.min_latency.map_or(latency, |m| m.min(latency)));
-                if fast {
+                if !fast {
+                    self.slow_start = false;
+                } else if self.slow_start {
+                    self.limit = (self.limit + 1.0).min(self.cfg.max as f64);
+                } else {
                     // One more per window's worth of fast answers.
                     self.limit = (self.limit + 1.0 / self.limit).min(self.cfg.max as f64);
                 }
             }
             Signal::Overloaded => {
+                self.slow_start = false;
                 // One halving per burst of refusals: answers to requests sent before the last halving
                 // say nothing new.
                 let cool = self
@@ -119,6 +129,11 @@ impl AdaptiveLimit {
 
     pub fn limit(&self) -> usize {
         self.state.lock().0.limit()
+    }
+
+    /// The bounds this limit moves within.
+    pub fn config(&self) -> LimitConfig {
+        self.state.lock().0.cfg
     }
 
     pub fn in_flight(&self) -> usize {
@@ -195,6 +210,32 @@ mod tests {
         assert_eq!(w.limit(), grown / 2);
         w.on(Signal::Overloaded, t + 200 * MS);
         assert_eq!(w.limit(), grown / 4);
+    }
+
+    #[test]
+    fn slow_start_doubles_per_round_trip_until_the_first_sign_of_load() {
+        let mut w = Window::new(LimitConfig::default());
+        let t = Instant::now();
+        for _ in 0..60 {
+            w.on(Signal::Clean(20 * MS), t);
+        }
+        assert_eq!(w.limit(), 64); // 4 + 60: full speed after about four round trips
+        w.on(Signal::Overloaded, t);
+        assert_eq!(w.limit(), 32);
+        for _ in 0..32 {
+            w.on(Signal::Clean(20 * MS), t);
+        }
+        assert_eq!(w.limit(), 32); // after a refusal: additive, one per window of answers
+        w.on(Signal::Clean(20 * MS), t);
+        assert_eq!(w.limit(), 33);
+
+        let mut w = Window::new(LimitConfig::default());
+        w.on(Signal::Clean(20 * MS), t);
+        w.on(Signal::Clean(500 * MS), t); // queueing: slow start ends
+        for _ in 0..10 {
+            w.on(Signal::Clean(20 * MS), t);
+        }
+        assert_eq!(w.limit(), 6, "{}", w.limit); // additive (slow start would be at 15)
     }
 
     #[test]

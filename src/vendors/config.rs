@@ -74,7 +74,7 @@ pub const SPECS: &[VendorSpec] = &[
         default_base_url: "https://api.playment.io",
         // A job needs the tag (or v1 work_flow_id) Playment hands out at integration: a client setting,
         // overridable per upload. Batches take only a name and a description.
-        client_options: &["tag", "work_flow_id", "priority_weight"],
+        client_options: &["tag", "work_flow_id", "priority_weight", "max_concurrency"],
         batch_options: &["description"],
         default_key: None,
         file_field: None,

@@ -174,11 +174,12 @@ impl Playment {
             return Err(Error::invalid("base_url cannot be a base").field("base_url"));
         }
         check_job_options(&cfg.options)?;
+        let limits = limit_config(&cfg.options)?;
         let retry = RetryPolicy {
             max_retries: cfg.max_retries,
             ..RetryPolicy::default()
         };
-        let limit = AdaptiveLimit::new(LimitConfig::default());
+        let limit = AdaptiveLimit::new(limits);
         let rate = cfg.rate_limit.map(|r| Arc::new(RateLimiter::new(r)));
         let key = StaticKey::new(
             KeyPlacement::Header("x-api-key"),
@@ -242,6 +243,30 @@ fn check_job_options(o: &Options) -> Result<()> {
     }
     Ok(())
 }
+
+/// The bounds of the adaptive upload concurrency: `max_concurrency` (client option, default 64, at most
+/// 1,024) raises or lowers the ceiling; the limit starts at 4 (or the ceiling, if lower) and halves on 429/503.
+fn limit_config(o: &Options) -> Result<LimitConfig> {
+    let mut limits = LimitConfig::default();
+    if let Some(v) = o.get("max_concurrency") {
+        let n = v
+            .as_u64()
+            .filter(|n| (1..=MAX_CONCURRENCY).contains(n) && !v.is_f64())
+            .ok_or_else(|| {
+                Error::invalid(format!(
+                    "max_concurrency must be an integer from 1 to {MAX_CONCURRENCY}, not {v}"
+                ))
+                .vendor(VENDOR)
+                .field("max_concurrency")
+            })?;
+        limits.max = n as usize;
+        limits.initial = limits.initial.min(limits.max);
+    }
+    Ok(limits)
+}
+
+/// More requests in flight than this is a denial of service, not an upload.
+const MAX_CONCURRENCY: u64 = 1024;
 
 /// A record must hold one of Playment's data shapes; the other fields travel along in `data`.
 fn check_record(r: &UploadRecord) -> Option<Failure> {
@@ -898,7 +923,7 @@ impl Adapter for Playment {
                     }
                 })
                 // The adaptive limit inside `create` decides how many are in flight; this only bounds it.
-                .buffer_unordered(LimitConfig::default().max);
+                .buffer_unordered(self.0.limit.config().max);
             while let Some((key, out)) = outcomes.next().await {
                 match out {
                     None => unsent.push(key),
@@ -1206,6 +1231,13 @@ mod tests {
         assert!(check_job_options(&o).is_ok());
         o.insert("tag".into(), json!(""));
         assert!(check_job_options(&o).is_err());
+        let conc = |v: Value| limit_config(&Options::from([("max_concurrency".to_string(), v)]));
+        assert_eq!(conc(json!(256)).unwrap().max, 256);
+        assert_eq!(conc(json!(2)).unwrap().initial, 2);
+        for bad in [json!(0), json!(1025), json!(8.0), json!("8"), json!(-1)] {
+            let err = conc(bad).unwrap_err();
+            assert_eq!(err.field.as_deref(), Some("max_concurrency"));
+        }
         let rec = |d: Value| UploadRecord {
             key: "k".into(),
             data: d.as_object().unwrap().clone(),
