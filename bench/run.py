@@ -154,11 +154,119 @@ def b5_httpx(env: dict[str, Any]) -> int:
     return env["calls"]
 
 
+# ---- B2: Sama delivered tasks --------------------------------------------------------------------------
+
+
+def b2_labelport(env: dict[str, Any]) -> int:
+    import labelport as lp
+
+    client = lp.Client("sama", project=env["project"], base_url=env["url"], **env["credentials"])
+    return len(client.batch(env["batch"]).results().to_list())
+
+
+def b2_sama(env: dict[str, Any]) -> int:
+    """The official SDK, its own code unchanged; only the host it hard-codes is rewritten to the sandbox's."""
+    import requests
+    import sama
+    import sama.client as sama_client
+
+    base, host = env["url"], "https://api.sama.com"
+
+    class Shim:  # `requests` as the SDK's module sees it
+        exceptions = requests.exceptions
+
+        @staticmethod
+        def get(url: str, **kw: Any) -> Any:
+            return requests.get(base + url[len(host):] if url.startswith(host) else url, **kw)
+
+    sama_client.requests = Shim  # type: ignore[assignment]
+    sdk = sama.Client(api_key=env["credentials"]["api_key"])
+    return sum(1 for _ in sdk.get_delivered_tasks(env["project"], client_batch_id=env["batch"]))
+
+
+# ---- B3: per-record upload to Playment -----------------------------------------------------------------
+
+
+def b3_records(env: dict[str, Any]) -> tuple[str, list[dict[str, Any]]]:
+    import uuid
+
+    run = uuid.uuid4().hex[:12]  # reference ids are unique per project: every run sends new ones
+    return run, [{"ref": f"{run}-{i:05d}", "image_url": f"https://example.com/cars/{i:05d}.jpg"} for i in range(env["n"])]
+
+
+def _b3_labelport(env: dict[str, Any], **options: Any) -> int:
+    import labelport as lp
+
+    client = lp.Client("playment", project=env["project"], base_url=env["url"], **env["credentials"], **options)
+    run, records = b3_records(env)
+    batch = client.create_batch(f"b3-{run}")
+    started = time.perf_counter()
+    job = batch.upload(records, key="ref", progress=False)
+    env["_elapsed"] = time.perf_counter() - started
+    state = job.status()
+    assert state["done"] == env["n"] and state["failed"] == 0, state
+    return env["n"]
+
+
+def b3_labelport(env: dict[str, Any]) -> int:
+    return _b3_labelport(env)
+
+
+def b3_labelport_raised(env: dict[str, Any]) -> int:
+    return _b3_labelport(env, max_concurrency=256)
+
+
+def b3_playment(env: dict[str, Any]) -> int:
+    """The official package: one blocking create_job per record, its own code unchanged (URLs pointed at the
+    sandbox, as in tests/test_playment_sdk.py)."""
+    import playment
+    import playment.client_handler as handler
+
+    u = env["url"]
+    handler.urls = handler.urls._replace(
+        job_creation=u + "/projectsvc/projects/{}/jobs", batch_creation=u + "/v1/project/{}/batch"
+    )
+    client = playment.Client(env["credentials"]["api_key"])
+    run, records = b3_records(env)
+    batch = client.create_batch(name=f"b3-{run}", label="b3", description="bench", project_id=env["project"])
+    started = time.perf_counter()
+    for r in records:
+        client.create_job(reference_id=r["ref"], tag=env["credentials"]["tag"], data=playment.ImageData(image_url=r["image_url"]),
+                          project_id=env["project"], batch_id=batch.id)
+    env["_elapsed"] = time.perf_counter() - started
+    return len(records)
+
+
+def b3_requests(env: dict[str, Any]) -> int:
+    import requests
+
+    s = requests.Session()
+    s.headers["x-api-key"] = env["credentials"]["api_key"]
+    run, records = b3_records(env)
+    r = s.post(f"{env['url']}/v1/project/{env['project']}/batch", json={"name": f"b3-{run}", "label": "b3", "description": "bench"})
+    r.raise_for_status()
+    batch_id = r.json()["data"]["batch_id"]
+    url = f"{env['url']}/projectsvc/projects/{env['project']}/jobs"
+    started = time.perf_counter()
+    for rec in records:
+        body = {"reference_id": rec["ref"], "tag": env["credentials"]["tag"], "data": {"image_url": rec["image_url"]},
+                "priority_weight": 5, "batch_id": batch_id}
+        s.post(url, json=body).raise_for_status()
+    env["_elapsed"] = time.perf_counter() - started
+    return len(records)
+
+
 RUNNERS: dict[str, Callable[[dict[str, Any]], int]] = {
     "B1/labelport": b1_labelport,
     "B1/requests": b1_requests,
     "B1/httpx": b1_httpx,
     "B1/floor (engine bytes + orjson)": b1_floor,
+    "B2/labelport": b2_labelport,
+    "B2/sama (official SDK)": b2_sama,
+    "B3/labelport (default)": b3_labelport,
+    "B3/labelport (max_concurrency=256)": b3_labelport_raised,
+    "B3/playment (official package)": b3_playment,
+    "B3/requests.Session loop": b3_requests,
     "B4/labelport": b4_labelport,
     "B5/labelport": b5_labelport,
     "B5/requests": b5_requests,
@@ -222,6 +330,22 @@ def seed_alegion(info: dict[str, Any], name: str, n: int) -> str:
             ],
             key="image_id",
         )
+    return batch.id
+
+
+def seed_sama(info: dict[str, Any], n: int) -> str:
+    """n Sama tasks in one client batch, delivered at once (the sandbox completes them immediately)."""
+    import labelport as lp
+
+    client = lp.Client("sama", project=info["project"], base_url=info["url"], **info["credentials"])
+    batch = client.create_batch("bench-b2")
+    for start in range(0, n, 50_000):
+        records = [
+            {"image_id": f"img-{i:07d}", "url": f"https://example.com/cars/{i:07d}.jpg", "caption": "a red hatchback"}
+            for i in range(start, min(n, start + 50_000))
+        ]
+        batch.upload(records, key="image_id", progress=False).wait(timeout=3600)
+    batch.wait(timeout=3600, poll_interval=1.0, progress=False)
     return batch.id
 
 
@@ -300,6 +424,32 @@ def main() -> None:
         for r in mem.values():
             out.append(f"| {r['n']:,} | {r['seconds']:.2f} | {r['peak_rss_mb']:.0f} | {r['growth_mb']:.1f} |")
         out.append("")
+    finally:
+        sb.close()
+
+    n_sama = 2_000 if smoke else 100_000
+    sb = Sandbox("sama")
+    try:
+        env = {**sb.info, "batch": seed_sama(sb.info, n_sama)}
+        out += table(
+            f"B2 Sama delivered tasks: {n_sama:,} tasks of one client batch, into a list",
+            measure(["B2/labelport", "B2/sama (official SDK)"], env, repeat),
+            "B2/labelport",
+        )
+    finally:
+        sb.close()
+
+    n_upload = 50 if smoke else 2_000
+    sb = Sandbox("playment", latency=0.02)
+    try:
+        env = {**sb.info, "n": n_upload}
+        b3 = ["B3/labelport (default)", "B3/labelport (max_concurrency=256)", "B3/playment (official package)",
+              "B3/requests.Session loop"]
+        out += table(
+            f"B3 per-record upload: {n_upload:,} Playment jobs, every answer 20 ms late (a WAN round trip)",
+            measure(b3, env, repeat),
+            "B3/labelport (max_concurrency=256)",
+        )
     finally:
         sb.close()
     print("\n".join(out))
