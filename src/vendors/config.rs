@@ -297,12 +297,18 @@ fn resolve_with(
                 .field(name.clone()));
             }
         }
-        for name in spec.client_options {
-            if !options.contains_key(*name) {
-                if let Some(v) = from_profile(profile, name, env)? {
-                    options.insert(name.to_string(), v);
-                }
-            }
+    }
+    // Client options not given by keyword: `LABELPORT_<VENDOR>_<OPTION>` (a string), then the profile.
+    for name in spec.client_options {
+        if options.contains_key(*name) {
+            continue;
+        }
+        let value = match env(&env_name(spec.name, name)).filter(|v| !v.is_empty()) {
+            Some(v) => Some(serde_json::Value::String(v)),
+            None => from_profile(profile, name, env)?,
+        };
+        if let Some(v) = value {
+            options.insert(name.to_string(), v);
         }
     }
     let text = |v: serde_json::Value, name: &str| -> Result<String> {
@@ -601,6 +607,24 @@ key_field = "image_id"
         assert_eq!(c.project, "117");
         assert_eq!(c.credentials["api_key"].expose(), "k-123");
         assert_eq!(c.options["key_field"], serde_json::json!("image_id"));
+        // An option from the environment wins over the profile's.
+        let env = with_profile(
+            &file,
+            &[
+                ("LABELPORT_PROFILE", "sama"),
+                ("SAMA_KEY_VAR", "k-123"),
+                ("LABELPORT_SAMA_KEY_FIELD", "env_key"),
+            ],
+        );
+        let c = resolve(
+            ClientArgs {
+                vendor: "sama".into(),
+                ..args()
+            },
+            &env,
+        )
+        .unwrap();
+        assert_eq!(c.options["key_field"], serde_json::json!("env_key"));
         // The variable a profile names must be set.
         let env = with_profile(&file, &[("LABELPORT_PROFILE", "sama")]);
         let e = resolve(
