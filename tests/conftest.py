@@ -13,6 +13,9 @@ from typing import Any
 import labelport as lp
 import pytest
 
+# tests/user_project is a user's project run by tests/test_testing_plugin.py in its own pytest; not ours to collect.
+collect_ignore = ["user_project"]
+
 
 def request_counts(sb: lp.sandbox.Sandbox) -> dict[tuple[str, str], int]:
     """The sandbox's own request counts as {("METHOD /route", "status"): n}.

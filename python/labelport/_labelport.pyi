@@ -65,14 +65,17 @@ class Client:
 
     Credentials are keyword arguments named as the vendor names them (alegion: ``username``, ``password``),
     or come from ``LABELPORT_<VENDOR>_<NAME>`` environment variables; ``project`` and ``base_url`` likewise from
-    ``LABELPORT_<VENDOR>_PROJECT`` and ``LABELPORT_<VENDOR>_BASE_URL``. Keyword arguments win.
+    ``LABELPORT_<VENDOR>_PROJECT`` and ``LABELPORT_<VENDOR>_BASE_URL``, or from a profile (``profile=`` or
+    ``LABELPORT_PROFILE``: a ``[profiles.NAME]`` table of ``~/.config/labelport/config.toml``), which may also
+    give the vendor. Keyword arguments win over the environment, the environment over the profile.
     """
 
     def __new__(
         cls,
-        vendor: str,
+        vendor: str | None = None,
         project: str | int | None = None,
         *,
+        profile: str | None = None,
         base_url: str | None = None,
         timeout: float = 30.0,
         max_retries: int = 5,
@@ -243,9 +246,10 @@ class RequestPages(Iterator[Any]):
 class AsyncClient:
     def __new__(
         cls,
-        vendor: str,
+        vendor: str | None = None,
         project: str | int | None = None,
         *,
+        profile: str | None = None,
         base_url: str | None = None,
         timeout: float = 30.0,
         max_retries: int = 5,

@@ -47,6 +47,15 @@ class Sandbox:
         kwargs.update(overrides)
         return Client(self.vendor, **kwargs)
 
+    def env(self) -> dict[str, str]:
+        """The ``LABELPORT_<VENDOR>_*`` variables (base URL, project, credentials) that make ``Client(vendor)``
+        and the ``labelport`` command use this sandbox. Returned, not set: pass them to a subprocess, or see
+        ``labelport.testing`` for a fixture that sets them for one test."""
+        prefix = f"LABELPORT_{self.vendor.upper()}_"
+        names = {"BASE_URL": self.url, "PROJECT": self.project}
+        names.update({name.upper(): value for name, value in self.credentials.items()})
+        return {prefix + name: value for name, value in names.items()}
+
     def stats(self) -> dict[str, Any]:
         """Requests per endpoint and status, records created per key, the peak request rate."""
         return self._server.stats()

@@ -194,11 +194,13 @@ pub struct AsyncClient {
 #[pymethods]
 impl AsyncClient {
     #[new]
-    #[pyo3(signature = (vendor, project=None, *, base_url=None, timeout=30.0, max_retries=5, rate_limit=None, allow_insecure=false, **kwargs))]
+    #[pyo3(signature = (vendor=None, project=None, *, profile=None, base_url=None, timeout=30.0, max_retries=5, rate_limit=None, allow_insecure=false, **kwargs))]
     #[allow(clippy::too_many_arguments)]
     fn new(
-        vendor: &str,
+        py: Python<'_>,
+        vendor: Option<&str>,
         project: Option<&Bound<'_, PyAny>>,
+        profile: Option<String>,
         base_url: Option<String>,
         timeout: f64,
         max_retries: u32,
@@ -207,7 +209,9 @@ impl AsyncClient {
         kwargs: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<Self> {
         let inner = ClientInner::build(
+            py,
             vendor,
+            profile,
             project,
             base_url,
             timeout,

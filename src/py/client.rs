@@ -23,8 +23,8 @@ use crate::engine::{Error, ErrorKind, Result};
 use crate::vendors::config::{ClientArgs, VendorSpec};
 use crate::vendors::wait::{BatchWait, Next};
 use crate::vendors::{
-    connect, parse_rfc3339_us, resolve, Adapter, BatchCounts, BatchInfo, ClientConfig, JobPhase,
-    JobState, Options, Status, UploadOptions, UploadProgress, UploadRecord,
+    connect, parse_rfc3339_us, resolve_reporting, Adapter, BatchCounts, BatchInfo, ClientConfig,
+    JobPhase, JobState, Options, Status, UploadOptions, UploadProgress, UploadRecord,
 };
 
 /// What `Client`, `Batch` and `Job` share. The adapter is rebuilt after `fork()`: a child cannot use the
@@ -38,7 +38,9 @@ impl ClientInner {
     /// Resolves arguments and environment into a client (shared by `Client` and `AsyncClient`).
     #[allow(clippy::too_many_arguments)]
     pub(super) fn build(
-        vendor: &str,
+        py: Python<'_>,
+        vendor: Option<&str>,
+        profile: Option<String>,
         project: Option<&Bound<'_, PyAny>>,
         base_url: Option<String>,
         timeout: f64,
@@ -59,7 +61,8 @@ impl ClientInner {
             }),
         };
         let args = ClientArgs {
-            vendor: vendor.to_string(),
+            vendor: vendor.unwrap_or_default().to_string(),
+            profile,
             project,
             base_url,
             keywords: kwargs_to_options(kwargs)?,
@@ -68,7 +71,17 @@ impl ClientInner {
             rate_limit,
             allow_insecure,
         };
-        let config = resolve(args, |name| std::env::var(name).ok()).map_err(to_py_err)?;
+        let (config, warnings) =
+            resolve_reporting(args, |name| std::env::var(name).ok()).map_err(to_py_err)?;
+        for w in warnings {
+            let message = std::ffi::CString::new(w).unwrap_or_default();
+            PyErr::warn(
+                py,
+                &py.get_type::<pyo3::exceptions::PyUserWarning>(),
+                &message,
+                1,
+            )?;
+        }
         let adapter = connect(config.clone(), runtime().handle().clone()).map_err(to_py_err)?;
         Ok(Arc::new(ClientInner {
             config,
@@ -125,11 +138,13 @@ pub struct Client {
 #[pymethods]
 impl Client {
     #[new]
-    #[pyo3(signature = (vendor, project=None, *, base_url=None, timeout=30.0, max_retries=5, rate_limit=None, allow_insecure=false, **kwargs))]
+    #[pyo3(signature = (vendor=None, project=None, *, profile=None, base_url=None, timeout=30.0, max_retries=5, rate_limit=None, allow_insecure=false, **kwargs))]
     #[allow(clippy::too_many_arguments)]
     fn new(
-        vendor: &str,
+        py: Python<'_>,
+        vendor: Option<&str>,
         project: Option<&Bound<'_, PyAny>>,
+        profile: Option<String>,
         base_url: Option<String>,
         timeout: f64,
         max_retries: u32,
@@ -138,7 +153,9 @@ impl Client {
         kwargs: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<Self> {
         let inner = ClientInner::build(
+            py,
             vendor,
+            profile,
             project,
             base_url,
             timeout,

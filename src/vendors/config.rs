@@ -1,10 +1,12 @@
 //! What a `Client` is made of: the vendor, project, base URL, credentials and options, resolved from keyword
-//! arguments first, then `LABELPORT_<VENDOR>_<NAME>` environment variables.
+//! arguments first, then `LABELPORT_<VENDOR>_<NAME>` environment variables, then a profile (`profile.rs`).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use crate::engine::{Error, ErrorKind, Result};
+
+use super::profile::{self, Profile, ProfileValue};
 
 pub type Options = BTreeMap<String, serde_json::Value>;
 
@@ -130,7 +132,10 @@ pub struct ClientConfig {
 /// What the caller gave, before the environment fills the gaps.
 #[derive(Debug, Default)]
 pub struct ClientArgs {
+    /// Empty: the vendor comes from the profile.
     pub vendor: String,
+    /// A `[profiles.NAME]` of the profile file; `None`: `LABELPORT_PROFILE`, if set.
+    pub profile: Option<String>,
     pub project: Option<String>,
     pub base_url: Option<String>,
     /// Credentials and options by keyword; credentials are told apart by the vendor's credential names.
@@ -149,65 +154,218 @@ fn env_name(vendor: &str, name: &str) -> String {
     )
 }
 
-/// Resolves keyword arguments, then the environment, into a `ClientConfig`, or says exactly what is missing.
+fn credential_string(name: &str, value: serde_json::Value) -> Result<String> {
+    match value {
+        serde_json::Value::String(s) => Ok(s),
+        serde_json::Value::Number(n) => Ok(n.to_string()),
+        _ => Err(Error::invalid(format!("credential {name} must be a string")).field(name)),
+    }
+}
+
+/// The vendor: the explicit one, else the profile's; both given must agree.
+fn choose_vendor(explicit: &str, profile: Option<&Profile>) -> Result<&'static VendorSpec> {
+    let from_profile = profile.and_then(|p| p.vendor.as_deref().map(|v| (p, v)));
+    match (explicit.trim(), from_profile) {
+        ("", None) => Err(Error::invalid(match profile {
+            Some(p) => format!(
+                "no vendor: {} names none; pass the vendor or add vendor = \"...\" to it",
+                p.describe()
+            ),
+            None => {
+                "no vendor: pass the vendor (Client(\"sama\", ...)) or a profile that names one"
+                    .to_string()
+            }
+        })
+        .field("vendor")),
+        ("", Some((p, v))) => spec(v).map_err(|e| {
+            Error::invalid(format!("{}: {}", p.describe(), e.message)).field("vendor")
+        }),
+        (name, Some((p, v))) => {
+            let chosen = spec(name)?;
+            if !v.trim().eq_ignore_ascii_case(chosen.name) {
+                return Err(Error::invalid(format!(
+                    "{} is for vendor {v:?}, not {:?}: drop the vendor argument or choose another profile",
+                    p.describe(),
+                    chosen.name
+                ))
+                .vendor(chosen.name)
+                .field("vendor"));
+            }
+            Ok(chosen)
+        }
+        (name, None) => spec(name),
+    }
+}
+
+/// A profile's value for `name`: written in the file, or read from the variable it names.
+fn from_profile(
+    profile: Option<&Profile>,
+    name: &str,
+    env: &impl Fn(&str) -> Option<String>,
+) -> Result<Option<serde_json::Value>> {
+    let Some(p) = profile else { return Ok(None) };
+    match p.values.get(name) {
+        None => Ok(None),
+        Some(ProfileValue::Literal(v)) => Ok(Some(v.clone())),
+        Some(ProfileValue::FromEnv(var)) => match env(var).filter(|v| !v.is_empty()) {
+            Some(v) => Ok(Some(serde_json::Value::String(v))),
+            None => Err(Error::new(
+                ErrorKind::Auth,
+                format!(
+                    "{} takes {name} from the environment variable {var} ({name}_env), which is not set",
+                    p.describe()
+                ),
+            )
+            .field(name)),
+        },
+    }
+}
+
+/// Resolves keyword arguments, then the environment, then a profile, into a `ClientConfig`, or says exactly
+/// what is missing. Warnings for the user (a profile file others can read) are logged.
 pub fn resolve(args: ClientArgs, env: impl Fn(&str) -> Option<String>) -> Result<ClientConfig> {
-    let spec = spec(&args.vendor)?;
+    let (config, warnings) = resolve_reporting(args, env)?;
+    for w in warnings {
+        log::warn!(target: "labelport::config", "{w}");
+    }
+    Ok(config)
+}
+
+/// `resolve`, handing warnings for the user back instead of logging them.
+pub fn resolve_reporting(
+    args: ClientArgs,
+    env: impl Fn(&str) -> Option<String>,
+) -> Result<(ClientConfig, Vec<String>)> {
+    let profile_name = args
+        .profile
+        .clone()
+        .or_else(|| env("LABELPORT_PROFILE"))
+        .filter(|p| !p.is_empty());
+    let (profile, warnings) = match profile_name {
+        Some(name) => {
+            let (p, w) = profile::load(&name, &env)?;
+            (Some(p), w)
+        }
+        None => (None, Vec::new()),
+    };
+    let config = resolve_with(args, &env, profile.as_ref())?;
+    Ok((config, warnings))
+}
+
+fn resolve_with(
+    args: ClientArgs,
+    env: &impl Fn(&str) -> Option<String>,
+    profile: Option<&Profile>,
+) -> Result<ClientConfig> {
+    let spec = choose_vendor(&args.vendor, profile)?;
     let mut credentials = BTreeMap::new();
     let mut options = Options::new();
+    let takes = || {
+        let mut allowed: Vec<&str> = spec.credentials.to_vec();
+        allowed.extend(spec.client_options);
+        allowed.join(", ")
+    };
     for (name, value) in args.keywords {
         if spec.credentials.contains(&name.as_str()) {
-            let s = match value {
-                serde_json::Value::String(s) => s,
-                serde_json::Value::Number(n) => n.to_string(),
-                _ => {
-                    return Err(
-                        Error::invalid(format!("credential {name} must be a string")).field(name),
-                    )
-                }
-            };
+            let s = credential_string(&name, value)?;
             credentials.insert(name, Secret::new(s));
         } else if spec.client_options.contains(&name.as_str()) {
             options.insert(name, value);
         } else {
-            let mut allowed: Vec<&str> = spec.credentials.to_vec();
-            allowed.extend(spec.client_options);
             return Err(Error::invalid(format!(
                 "{} does not take the argument {name:?}; it takes {}",
                 spec.name,
-                allowed.join(", ")
+                takes()
             ))
             .vendor(spec.name)
             .field(name));
         }
     }
+    if let Some(p) = profile {
+        for name in p.values.keys() {
+            let known = ["project", "base_url"].contains(&name.as_str())
+                || spec.credentials.contains(&name.as_str())
+                || spec.client_options.contains(&name.as_str());
+            if !known {
+                return Err(Error::invalid(format!(
+                    "{}: {} does not take {name:?}; it takes project, base_url, {}",
+                    p.describe(),
+                    spec.name,
+                    takes()
+                ))
+                .vendor(spec.name)
+                .field(name.clone()));
+            }
+        }
+    }
+    // Client options not given by keyword: `LABELPORT_<VENDOR>_<OPTION>` (a string), then the profile.
+    for name in spec.client_options {
+        if options.contains_key(*name) {
+            continue;
+        }
+        let value = match env(&env_name(spec.name, name)).filter(|v| !v.is_empty()) {
+            Some(v) => Some(serde_json::Value::String(v)),
+            None => from_profile(profile, name, env)?,
+        };
+        if let Some(v) = value {
+            options.insert(name.to_string(), v);
+        }
+    }
+    let text = |v: serde_json::Value, name: &str| -> Result<String> {
+        credential_string(name, v).map_err(|e| e.vendor(spec.name))
+    };
     for name in spec.credentials {
         if credentials.contains_key(*name) {
             continue;
         }
         let var = env_name(spec.name, name);
-        match env(&var).filter(|v| !v.is_empty()) {
+        let value = match env(&var).filter(|v| !v.is_empty()) {
+            Some(v) => Some(v),
+            None => from_profile(profile, name, env)
+                .map_err(|e| e.vendor(spec.name))?
+                .map(|v| text(v, name))
+                .transpose()?,
+        };
+        match value.filter(|v| !v.is_empty()) {
             Some(v) => {
                 credentials.insert(name.to_string(), Secret::new(v));
             }
             None => {
                 return Err(Error::new(
                     ErrorKind::Auth,
-                    format!("no {name} for {}: pass {name}=... or set {var}", spec.name),
+                    format!(
+                        "no {name} for {}: pass {name}=..., set {var}, or use a profile",
+                        spec.name
+                    ),
                 )
                 .vendor(spec.name)
                 .field(*name))
             }
         }
     }
-    let project = match args
-        .project
-        .or_else(|| env(&env_name(spec.name, "project")))
-        .filter(|p| !p.is_empty())
-    {
+    let layered = |given: Option<String>, name: &str| -> Result<Option<String>> {
+        if let Some(v) = given.filter(|v| !v.is_empty()) {
+            return Ok(Some(v));
+        }
+        if let Some(v) = env(&env_name(spec.name, name)).filter(|v| !v.is_empty()) {
+            return Ok(Some(v));
+        }
+        match from_profile(profile, name, env).map_err(|e| e.vendor(spec.name))? {
+            None => Ok(None),
+            Some(serde_json::Value::String(s)) => Ok(Some(s).filter(|s| !s.is_empty())),
+            Some(serde_json::Value::Number(n)) => Ok(Some(n.to_string())),
+            Some(_) => Err(Error::invalid(format!(
+                "{}: {name} must be a string",
+                profile.map(Profile::describe).unwrap_or_default()
+            ))
+            .field(name)),
+        }
+    };
+    let project = match layered(args.project, "project")? {
         Some(p) => p,
         None => {
             return Err(Error::invalid(format!(
-                "no project for {}: pass project=... or set {}",
+                "no project for {}: pass project=..., set {}, or use a profile",
                 spec.name,
                 env_name(spec.name, "project")
             ))
@@ -215,11 +373,8 @@ pub fn resolve(args: ClientArgs, env: impl Fn(&str) -> Option<String>) -> Result
             .field("project"))
         }
     };
-    let base = args
-        .base_url
-        .or_else(|| env(&env_name(spec.name, "base_url")))
-        .filter(|b| !b.is_empty())
-        .unwrap_or_else(|| spec.default_base_url.to_string());
+    let base =
+        layered(args.base_url, "base_url")?.unwrap_or_else(|| spec.default_base_url.to_string());
     let base_url = url::Url::parse(base.trim_end_matches('/')).map_err(|e| {
         Error::invalid(format!("base_url {base:?} is not a URL: {e}")).field("base_url")
     })?;
@@ -346,5 +501,230 @@ mod tests {
             ErrorKind::InvalidInput
         );
         assert!(base("http://example.com", true).is_ok());
+    }
+
+    /// A profile file of its own for one test, and an environment that points at it.
+    fn profile_file(test: &str, text: &str, mode: u32) -> String {
+        let path = std::env::temp_dir().join(format!(
+            "labelport-profile-{}-{test}.toml",
+            std::process::id()
+        ));
+        std::fs::write(&path, text).unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+        }
+        #[cfg(not(unix))]
+        let _ = mode;
+        path.display().to_string()
+    }
+
+    const PROFILES: &str = r#"
+[profiles.prod]
+vendor = "alegion"
+project = "wf-profile"
+base_url = "http://127.0.0.1:9"
+username = "profile-user"
+password_env = "MY_ALEGION_PW"
+
+[profiles.sama]
+vendor = "sama"
+project = 117
+api_key_env = "SAMA_KEY_VAR"
+key_field = "image_id"
+"#;
+
+    fn with_profile(
+        file: &str,
+        vars: &'static [(&'static str, &'static str)],
+    ) -> impl Fn(&str) -> Option<String> {
+        let file = file.to_string();
+        move |k: &str| {
+            if k == "LABELPORT_CONFIG" {
+                return Some(file.clone());
+            }
+            vars.iter()
+                .find(|(name, _)| *name == k)
+                .map(|(_, v)| v.to_string())
+        }
+    }
+
+    #[test]
+    fn keyword_wins_over_environment_over_profile() {
+        let file = profile_file("precedence", PROFILES, 0o600);
+        let named = |kw: &[(&str, &str)]| {
+            let mut a = args();
+            a.vendor = String::new();
+            a.profile = Some("prod".into());
+            for (k, v) in kw {
+                a.keywords.insert(k.to_string(), (*v).into());
+            }
+            a
+        };
+        // Profile only (the password through the variable it names).
+        let env = with_profile(&file, &[("MY_ALEGION_PW", "pw-from-named-var")]);
+        let (c, warnings) = resolve_reporting(named(&[]), &env).unwrap();
+        assert!(warnings.is_empty(), "{warnings:?}");
+        assert_eq!(c.spec.name, "alegion");
+        assert_eq!(c.project, "wf-profile");
+        assert_eq!(c.base_url.as_str(), "http://127.0.0.1:9/");
+        assert_eq!(c.credentials["username"].expose(), "profile-user");
+        assert_eq!(c.credentials["password"].expose(), "pw-from-named-var");
+        // The environment wins over the profile.
+        let env = with_profile(
+            &file,
+            &[
+                ("MY_ALEGION_PW", "pw-from-named-var"),
+                ("LABELPORT_ALEGION_USERNAME", "env-user"),
+                ("LABELPORT_ALEGION_PROJECT", "wf-env"),
+                ("LABELPORT_ALEGION_PASSWORD", "env-pw"),
+            ],
+        );
+        let c = resolve(named(&[]), &env).unwrap();
+        assert_eq!(c.credentials["username"].expose(), "env-user");
+        assert_eq!(c.credentials["password"].expose(), "env-pw");
+        assert_eq!(c.project, "wf-env");
+        // A keyword wins over both.
+        let mut a = named(&[("username", "kw-user")]);
+        a.project = Some("wf-kw".into());
+        let c = resolve(a, &env).unwrap();
+        assert_eq!(c.credentials["username"].expose(), "kw-user");
+        assert_eq!(c.project, "wf-kw");
+        assert!(!format!("{c:?}").contains("env-pw"));
+    }
+
+    #[test]
+    fn profile_chosen_by_labelport_profile_gives_options_and_numbers() {
+        let file = profile_file("env-chosen", PROFILES, 0o600);
+        let env = with_profile(
+            &file,
+            &[("LABELPORT_PROFILE", "sama"), ("SAMA_KEY_VAR", "k-123")],
+        );
+        let mut a = args();
+        a.vendor = "sama".into();
+        let c = resolve(a, &env).unwrap();
+        assert_eq!(c.project, "117");
+        assert_eq!(c.credentials["api_key"].expose(), "k-123");
+        assert_eq!(c.options["key_field"], serde_json::json!("image_id"));
+        // An option from the environment wins over the profile's.
+        let env = with_profile(
+            &file,
+            &[
+                ("LABELPORT_PROFILE", "sama"),
+                ("SAMA_KEY_VAR", "k-123"),
+                ("LABELPORT_SAMA_KEY_FIELD", "env_key"),
+            ],
+        );
+        let c = resolve(
+            ClientArgs {
+                vendor: "sama".into(),
+                ..args()
+            },
+            &env,
+        )
+        .unwrap();
+        assert_eq!(c.options["key_field"], serde_json::json!("env_key"));
+        // The variable a profile names must be set.
+        let env = with_profile(&file, &[("LABELPORT_PROFILE", "sama")]);
+        let e = resolve(
+            ClientArgs {
+                vendor: "sama".into(),
+                ..args()
+            },
+            &env,
+        )
+        .unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Auth);
+        assert!(e.message.contains("SAMA_KEY_VAR"), "{e}");
+    }
+
+    #[test]
+    fn profile_errors_are_named() {
+        let file = profile_file("errors", PROFILES, 0o600);
+        let env = with_profile(&file, &[]);
+        // A vendor that disagrees with the profile's.
+        let mut a = args();
+        a.profile = Some("prod".into());
+        a.vendor = "sama".into();
+        let e = resolve(a, &env).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::InvalidInput);
+        assert!(
+            e.message.contains("\"alegion\"") && e.message.contains(&file),
+            "{e}"
+        );
+        // An unknown profile: the file and the names it has.
+        let mut a = args();
+        a.profile = Some("staging".into());
+        let e = resolve(a, &env).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("profile"));
+        assert!(
+            e.message.contains("staging") && e.message.contains("prod, sama"),
+            "{e}"
+        );
+        // Neither a vendor nor a profile.
+        let mut a = args();
+        a.vendor = String::new();
+        let e = resolve(a, |_| None).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("vendor"));
+        // Malformed TOML: the file and the line.
+        let bad = profile_file(
+            "malformed",
+            "[profiles.prod]\nvendor = \"sama\"\nproject = \n",
+            0o600,
+        );
+        let mut a = args();
+        a.profile = Some("prod".into());
+        let e = resolve(a, with_profile(&bad, &[])).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::InvalidInput);
+        assert!(
+            e.message.contains(&bad) && e.message.contains("line 3"),
+            "{e}"
+        );
+        // A key the vendor does not take.
+        let odd = profile_file(
+            "odd",
+            "[profiles.p]\nvendor = \"sama\"\nusername = \"x\"\n",
+            0o600,
+        );
+        let mut a = args();
+        a.vendor = String::new();
+        a.profile = Some("p".into());
+        let e = resolve(a, with_profile(&odd, &[])).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("username"));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_readable_file_holding_a_secret_warns() {
+        let text = "[profiles.p]\nvendor = \"sama\"\nproject = \"1\"\napi_key = \"in-the-file\"\n";
+        let open = profile_file("open", text, 0o644);
+        let mut a = args();
+        a.vendor = String::new();
+        a.profile = Some("p".into());
+        let (c, warnings) = resolve_reporting(a, with_profile(&open, &[])).unwrap();
+        assert_eq!(c.credentials["api_key"].expose(), "in-the-file");
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(warnings[0].contains("chmod 600") && warnings[0].contains(&open));
+        assert!(!warnings[0].contains("in-the-file"));
+        // Owner only, or no secret in the file: no warning.
+        let closed = profile_file("closed", text, 0o600);
+        let mut a = args();
+        a.vendor = String::new();
+        a.profile = Some("p".into());
+        assert!(resolve_reporting(a, with_profile(&closed, &[]))
+            .unwrap()
+            .1
+            .is_empty());
+        let named = profile_file(
+            "named-only",
+            "[profiles.p]\nvendor = \"sama\"\nproject = \"1\"\napi_key_env = \"K\"\n",
+            0o644,
+        );
+        let mut a = args();
+        a.vendor = String::new();
+        a.profile = Some("p".into());
+        let env = with_profile(&named, &[("K", "v")]);
+        assert!(resolve_reporting(a, env).unwrap().1.is_empty());
     }
 }

@@ -6,6 +6,7 @@ pub mod config;
 pub mod deepen;
 pub mod model;
 pub mod playment;
+pub mod profile;
 pub mod sama;
 pub mod taskmonk;
 pub mod wait;
@@ -17,7 +18,8 @@ use serde_json::value::RawValue;
 use url::Url;
 
 pub use config::{
-    check_options, resolve, ClientArgs, ClientConfig, Options, Secret, VendorSpec, SPECS,
+    check_options, resolve, resolve_reporting, ClientArgs, ClientConfig, Options, Secret,
+    VendorSpec, SPECS,
 };
 pub use model::*;
 

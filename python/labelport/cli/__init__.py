@@ -1,10 +1,11 @@
 """The ``labelport`` command line.
 
+    labelport batches | create-batch NAME | upload FILE --key COL --batch ID | status | wait | results
     labelport demo [--records N]                      a full round trip against the Alegion sandbox
     labelport sandbox --vendor alegion --port 8080    run a vendor simulator until Ctrl-C
 
-Exit codes: 0 ok, 1 usage, 2 InvalidInput, 3 AuthError, 4 NotFound, 5 Timeout or Stalled,
-75 any other LabelportError, 130 interrupted (Ctrl-C).
+The batch commands live in ``_batches.py``. Exit codes: 0 ok, 1 usage, 2 InvalidInput (and unreadable or
+unwritable files), 3 AuthError, 4 NotFound, 5 Timeout or Stalled, 75 any other LabelportError, 130 interrupted.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ import threading
 import time
 from collections.abc import Sequence
 from typing import Any, NoReturn, TextIO
+
+from labelport.cli import _batches
 
 EXIT_OK = 0
 EXIT_USAGE = 1
@@ -90,6 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--version", action="version", version=f"labelport {__version__}"
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    _batches.add_commands(sub)
 
     demo = sub.add_parser(
         "demo",
@@ -97,6 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Start a local vendor sandbox, upload generated records, wait for the labels with a "
         "progress line, download them and print a short summary. Needs no account and no network.",
     )
+    demo.set_defaults(run=_cmd_demo)
     demo.add_argument(
         "--records",
         type=_positive_int,
@@ -114,6 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run a local simulator of a vendor's API on 127.0.0.1 and print its URL, project and "
         "throwaway credentials. Point labelport (or the vendor's own SDK) at it. Stops on Ctrl-C.",
     )
+    sb.set_defaults(run=_cmd_sandbox)
     sb.add_argument("--vendor", default="alegion", help="vendor to simulate: alegion, taskmonk, playment, deepen or sama")
     sb.add_argument(
         "--port",
@@ -251,16 +257,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
+        if args.command is not None:
+            _batches.check(args, parser)
     except SystemExit as exc:  # --help, --version, usage errors
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     if args.command is None:
         parser.print_help(sys.stderr)
         return EXIT_USAGE
 
-    commands = {"demo": _cmd_demo, "sandbox": _cmd_sandbox}
     out = sys.stdout
     try:
-        return commands[args.command](args, out)
+        code: int = args.run(args, out)
+        return code
     except BrokenPipeError:
         # stdout went away (`labelport sandbox | head`): stop quietly, as the shell's own tools do.
         devnull = os.open(os.devnull, os.O_WRONLY)
@@ -274,6 +282,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         out.flush()
         print(f"labelport: {type(exc).__name__}: {exc}", file=sys.stderr)
         return exit_code(exc)
+    except (OSError, ImportError) as exc:
+        # A file that cannot be read or written, or a missing optional library (parquet needs pyarrow).
+        out.flush()
+        print(f"labelport: {exc}", file=sys.stderr)
+        return EXIT_INVALID_INPUT
 
 
 if __name__ == "__main__":

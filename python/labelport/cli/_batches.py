@@ -1,0 +1,308 @@
+"""The commands an ETL step runs: ``batches``, ``create-batch``, ``upload``, ``status``, ``wait``, ``results``.
+
+Credentials come from ``LABELPORT_<VENDOR>_<NAME>`` environment variables or a profile, never from a flag that
+would land in shell history.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import shutil
+import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, TextIO
+
+# Every vendor's credential names (DESIGN.md section 1): refused as --option, so no secret lands in shell
+# history. tests/test_cli.py checks this against every sandbox's credentials.
+CREDENTIAL_NAMES = frozenset({"username", "password", "client_id", "client_secret", "api_key", "api_token"})
+
+
+def _assignment(text: str) -> tuple[str, Any]:
+    name, sep, value = text.partition("=")
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
+    if name in CREDENTIAL_NAMES:
+        raise argparse.ArgumentTypeError(
+            f"{name} is a credential: set it in the environment (LABELPORT_<VENDOR>_{name.upper()}) or in a "
+            "profile, not on the command line where shell history keeps it"
+        )
+    try:
+        parsed: Any = json.loads(value)  # numbers, true/false, lists
+    except ValueError:
+        parsed = value
+    return name, parsed
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not value > 0.0:
+        raise argparse.ArgumentTypeError(f"must be more than 0: {text}")
+    return value
+
+
+def common_options() -> argparse.ArgumentParser:
+    """Options every vendor command takes."""
+    common = argparse.ArgumentParser(add_help=False)
+    g = common.add_argument_group(
+        "vendor and account",
+        "Each falls back to LABELPORT_<VENDOR>_PROJECT, LABELPORT_<VENDOR>_BASE_URL and the credentials' "
+        "LABELPORT_<VENDOR>_<NAME> variables, then to the profile (--profile or LABELPORT_PROFILE).",
+    )
+    g.add_argument("--vendor", help="alegion, taskmonk, playment, deepen or sama (or the profile's)")
+    g.add_argument("--project", help="the vendor's project, workflow or client id")
+    g.add_argument("--profile", help="a [profiles.NAME] of ~/.config/labelport/config.toml (or LABELPORT_CONFIG)")
+    g.add_argument("--base-url", metavar="URL", help="the vendor's scheme and host (a sandbox's URL)")
+    g.add_argument(
+        "--option",
+        action="append",
+        type=_assignment,
+        default=[],
+        metavar="NAME=VALUE",
+        help="a client option (playment tag=..., sama key_field=...); repeatable; never a credential",
+    )
+    g.add_argument("-v", "--verbose", action="store_true", help="log requests (DEBUG) to stderr; secrets are redacted")
+    return common
+
+
+def _batch_option(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument("--batch", required=True, metavar="ID", help="the batch id (as create-batch printed it)")
+
+
+def _json_option(sub: argparse.ArgumentParser, what: str) -> None:
+    sub.add_argument("--json", action="store_true", help=f"print {what} as JSON")
+
+
+def add_commands(sub: Any) -> None:
+    common = common_options()
+
+    def add(name: str, help: str, description: str) -> argparse.ArgumentParser:
+        p: argparse.ArgumentParser = sub.add_parser(
+            name, help=help, description=description, parents=[common]
+        )
+        return p
+
+    p = add("batches", "list the project's batches", "List the project's batches: id, name, created_at.")
+    _json_option(p, "a list of {id, name, created_at}")
+    p.set_defaults(run=cmd_batches)
+
+    p = add(
+        "create-batch",
+        "create a batch and print its id",
+        "Create a batch and print its id alone on stdout, so a shell can capture it: "
+        'BATCH=$(labelport create-batch cars-2026-11 --exist-ok).',
+    )
+    p.add_argument("name", metavar="NAME")
+    p.add_argument("--exist-ok", action="store_true", help="the batch of that name if there is one (safe to re-run)")
+    p.add_argument(
+        "--batch-option", action="append", type=_assignment, default=[], metavar="NAME=VALUE",
+        help="a vendor batch option (deepen dataset_type=..., playment description=...); repeatable",
+    )
+    _json_option(p, "{id, name, created_at}")
+    p.set_defaults(run=cmd_create_batch)
+
+    p = add(
+        "upload",
+        "upload a .jsonl, .csv or .parquet file into a batch",
+        "Upload the records of a .jsonl, .csv or .parquet file into a batch; returns once the vendor has "
+        "accepted every one. Idempotent by key: running it again sends only what is missing.",
+    )
+    p.add_argument("file", metavar="FILE", help="a .jsonl, .csv or .parquet file")
+    p.add_argument("--key", required=True, metavar="COL", help="the column that identifies each record")
+    _batch_option(p)
+    p.add_argument(
+        "--on-error", choices=["raise", "collect"], default="raise",
+        help="raise: stop at refused records (exit 2); collect: send the good ones, list the refused on stderr",
+    )
+    p.add_argument(
+        "--upload-option", action="append", type=_assignment, default=[], metavar="NAME=VALUE",
+        help="a vendor upload option (sama priority=1); repeatable",
+    )
+    _json_option(p, "the job: {id, batch_id, state, total, done, failed, skipped, failures}")
+    p.set_defaults(run=cmd_upload)
+
+    p = add("status", "print a batch's record counts", "Print a batch's record counts from the vendor, and done.")
+    _batch_option(p)
+    _json_option(p, "the counts")
+    p.set_defaults(run=cmd_status)
+
+    p = add(
+        "wait",
+        "wait until every record of a batch is finished",
+        "Wait until every record of a batch is finished, then print its counts. Exit 5 when --timeout runs out.",
+    )
+    _batch_option(p)
+    p.add_argument("--timeout", type=_seconds, metavar="S", help="give up after S seconds (exit 5); default: never")
+    p.add_argument("--poll-interval", type=_seconds, default=2.0, metavar="S", help="seconds between polls (2)")
+    _json_option(p, "the counts")
+    p.set_defaults(run=cmd_wait)
+
+    p = add(
+        "results",
+        "write a batch's finished results as jsonl, csv or parquet",
+        "Write a batch's finished results (one envelope per record) to --output, or to stdout for jsonl and "
+        "csv. The file appears only once complete. The watermark (the greatest completion time written) goes "
+        "to stderr and to --watermark-file; pass it as --since next time to get only newer results.",
+    )
+    _batch_option(p)
+    p.add_argument("--format", choices=["jsonl", "csv", "parquet"], default="jsonl", help="jsonl (default), csv or parquet")
+    p.add_argument("--output", "-o", metavar="PATH", help="the file to write (parquet needs one); default: stdout")
+    p.add_argument("--since", metavar="WATERMARK", help="only results completed after this RFC 3339 time")
+    p.add_argument(
+        "--watermark-file", metavar="PATH",
+        help="read --since from PATH when it exists and no --since is given; write the new watermark there after "
+        "the output is complete",
+    )
+    p.add_argument("--include-raw", action="store_true", help="add the vendor's own object as raw")
+    p.add_argument("--consumer", metavar="NAME", help="sama: the results delivered to this consumer since its last read")
+    p.set_defaults(run=cmd_results)
+
+
+def check(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
+    """Usage errors argparse cannot see alone (exit 1)."""
+    if getattr(args, "run", None) is cmd_results and args.format == "parquet" and not args.output:
+        parser.error("results --format parquet needs --output PATH")
+
+
+def _verbose(args: argparse.Namespace) -> None:
+    if args.verbose:
+        import labelport as lp
+
+        logging.basicConfig(level=logging.DEBUG, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
+        lp.reset_log_cache()
+
+
+def client(args: argparse.Namespace) -> Any:
+    import labelport as lp
+
+    _verbose(args)
+    kwargs: dict[str, Any] = dict(args.option)
+    if args.project:
+        kwargs["project"] = args.project
+    if args.base_url:
+        kwargs["base_url"] = args.base_url
+    return lp.Client(args.vendor or None, profile=args.profile or None, **kwargs)
+
+
+def _emit(out: TextIO, value: Any) -> None:
+    print(json.dumps(value, ensure_ascii=False), file=out)
+
+
+def _describe(batch: Any) -> dict[str, Any]:
+    return {"id": batch.id, "name": batch.name, "created_at": batch.created_at}
+
+
+def cmd_batches(args: argparse.Namespace, out: TextIO) -> int:
+    batches = [_describe(b) for b in client(args).batches()]
+    if args.json:
+        _emit(out, batches)
+    else:
+        for b in batches:
+            print("\t".join("" if b[k] is None else str(b[k]) for k in ("id", "name", "created_at")), file=out)
+    return 0
+
+
+def cmd_create_batch(args: argparse.Namespace, out: TextIO) -> int:
+    batch = client(args).create_batch(args.name, exist_ok=args.exist_ok, **dict(args.batch_option))
+    if args.json:
+        _emit(out, _describe(batch))
+    else:
+        print(batch.id, file=out)
+    return 0
+
+
+def cmd_upload(args: argparse.Namespace, out: TextIO) -> int:
+    batch = client(args).batch(args.batch)
+    job = batch.upload(args.file, key=args.key, on_error=args.on_error, **dict(args.upload_option))
+    status = job.status()
+    failures = job.failures()
+    if args.json:
+        _emit(out, {"id": job.id, "batch_id": job.batch_id, **status, "failures": failures})
+    else:
+        shown = {k: status[k] for k in ("state", "total", "done", "failed", "skipped") if k in status}
+        print(f"job {job.id}: " + " ".join(f"{k}={v}" for k, v in shown.items()), file=out)
+    for f in failures:
+        print(f"labelport: refused record {f.get('key')!r}: {f.get('field') or ''} {f.get('message')}", file=sys.stderr)
+    return 0
+
+
+def _counts(out: TextIO, status: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        _emit(out, status)
+    else:
+        print(" ".join(f"{k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in status.items()), file=out)
+
+
+def cmd_status(args: argparse.Namespace, out: TextIO) -> int:
+    _counts(out, client(args).batch(args.batch).status(), args.json)
+    return 0
+
+
+def cmd_wait(args: argparse.Namespace, out: TextIO) -> int:
+    batch = client(args).batch(args.batch)
+    _counts(out, batch.wait(timeout=args.timeout, poll_interval=args.poll_interval), args.json)
+    return 0
+
+
+@contextmanager
+def _complete_file(path: str) -> Iterator[str]:
+    """A temporary path beside ``path``, moved over it only when the block completes."""
+    target = os.path.abspath(path)
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(target), prefix=f".{os.path.basename(target)}.", suffix=".part")
+    os.close(fd)
+    try:
+        yield tmp
+        os.replace(tmp, target)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _write_jsonl(stream: Any, f: TextIO) -> int:
+    n = 0
+    for result in stream:
+        f.write(json.dumps(result, ensure_ascii=False))
+        f.write("\n")
+        n += 1
+    return n
+
+
+def cmd_results(args: argparse.Namespace, out: TextIO) -> int:
+    since = args.since
+    if since is None and args.watermark_file and os.path.exists(args.watermark_file):
+        with open(args.watermark_file, encoding="utf-8") as f:
+            since = f.read().strip() or None
+    batch = client(args).batch(args.batch)
+    stream = batch.results(since=since, include_raw=args.include_raw, consumer=args.consumer)
+    if args.output:
+        with _complete_file(args.output) as tmp:
+            if args.format == "jsonl":
+                with open(tmp, "w", encoding="utf-8") as f:
+                    count = _write_jsonl(stream, f)
+            elif args.format == "csv":
+                count = stream.to_csv(tmp, progress=False)
+            else:
+                count = stream.to_parquet(tmp, progress=False)
+    elif args.format == "jsonl":
+        count = _write_jsonl(stream, out)
+    else:  # csv on stdout: the header needs every column, so spool to a file first
+        with tempfile.TemporaryDirectory() as d:
+            tmp = os.path.join(d, "results.csv")
+            count = stream.to_csv(tmp, progress=False)
+            with open(tmp, encoding="utf-8", newline="") as f:
+                shutil.copyfileobj(f, out)
+    out.flush()
+    watermark = stream.watermark or since
+    if args.watermark_file and watermark:
+        with _complete_file(args.watermark_file) as tmp:
+            with open(tmp, "w", encoding="utf-8") as f:
+                f.write(watermark + "\n")
+    print(f"labelport: {count} results; watermark {watermark or '(none)'}", file=sys.stderr)
+    return 0
