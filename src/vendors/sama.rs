@@ -66,7 +66,7 @@ pub struct Sama {
     retry: RetryPolicy,
     /// The creation schema, fetched once.
     schema: tokio::sync::OnceCell<Value>,
-    /// The last multi-task status call (one per second).
+    /// When the last multi-task status answer arrived (one call a second); held during a call.
     status_gate: Arc<tokio::sync::Mutex<Option<Instant>>>,
     /// Sama batch creation jobs this client started and has not seen finish, per neutral batch.
     inflight: Mutex<HashMap<String, Vec<u64>>>,
@@ -422,18 +422,6 @@ impl Sama {
             .await
     }
 
-    /// Waits for this client's turn at the multi-task status endpoint (one call per second).
-    async fn status_turn(&self) {
-        let mut last = self.status_gate.lock().await;
-        if let Some(t) = *last {
-            let next = t + STATUS_INTERVAL;
-            if Instant::now() < next {
-                tokio::time::sleep_until(next.into()).await;
-            }
-        }
-        *last = Some(Instant::now());
-    }
-
     fn status_url(&self, batch_id: &str, page: usize) -> Url {
         self.state_url(batch_id, None, page)
     }
@@ -488,14 +476,8 @@ impl Sama {
         page: usize,
         operation: &'static str,
     ) -> Result<Vec<(TaskDto, Box<RawValue>)>> {
-        self.status_turn().await;
-        let resp = self
-            .http
-            .send(&Request::get(
-                self.state_url(batch_id, state, page),
-                operation,
-            ))
-            .await?;
+        let url = self.state_url(batch_id, state, page);
+        let resp = paced_status_get(&self.status_gate, &self.http, url, operation).await?;
         decode_tasks(&resp, operation)
     }
 
@@ -982,6 +964,25 @@ fn to_raw(v: &Value) -> Result<Box<RawValue>> {
 }
 
 /// `{"tasks": [...]}` (or `{"task": {...}}`) as typed tasks with their JSON text.
+/// A GET of the multi-task status endpoint (one call a second): one call at a time, the next sent a second
+/// after the last answer arrived. The vendor counts from when a request reaches it, which is before its
+/// answer reaches us; a gap measured between sends could shrink below a second on the way (network jitter,
+/// a busy machine) and draw a 429.
+async fn paced_status_get(
+    gate: &tokio::sync::Mutex<Option<Instant>>,
+    http: &HttpClient,
+    url: Url,
+    operation: &'static str,
+) -> Result<Response> {
+    let mut last = gate.lock().await;
+    if let Some(t) = *last {
+        tokio::time::sleep_until((t + STATUS_INTERVAL).into()).await;
+    }
+    let answer = http.send(&Request::get(url, operation)).await;
+    *last = Some(Instant::now());
+    answer
+}
+
 fn decode_tasks(resp: &Response, operation: &str) -> Result<Vec<(TaskDto, Box<RawValue>)>> {
     let raws: Vec<Box<RawValue>> = match serde_json::from_slice::<TasksPage>(&resp.body) {
         Ok(p) => p.tasks,
@@ -1395,18 +1396,8 @@ impl Adapter for Sama {
         let first = self.status_url(batch_id, 1);
         Ok(PageStream::spawn(&self.rt, move |tx| async move {
             for page in 1.. {
-                {
-                    let mut last = gate.lock().await;
-                    if let Some(t) = *last {
-                        let next = t + STATUS_INTERVAL;
-                        if Instant::now() < next {
-                            tokio::time::sleep_until(next.into()).await;
-                        }
-                    }
-                    *last = Some(Instant::now());
-                }
                 let url = with_query_param(&first, "page", &page.to_string());
-                let items = match http.send(&Request::get(url, "records")).await {
+                let items = match paced_status_get(&gate, &http, url, "records").await {
                     Ok(resp) => decode_tasks(&resp, "records"),
                     Err(e) => Err(e),
                 };
