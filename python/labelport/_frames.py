@@ -13,8 +13,10 @@ are discovered, then written chunk by chunk, so memory stays flat however many r
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import datetime as dt
+import gc
 import json
 import os
 import tempfile
@@ -151,8 +153,22 @@ def _json_text(values: list[Any]) -> list[str | None]:
     return [None if v is None else v if isinstance(v, str) else json.dumps(v, ensure_ascii=False) for v in values]
 
 
+@contextlib.contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Pauses the cyclic garbage collector while columns of cycle-free values pile up: every collection would
+    walk everything kept so far (the same pause `ResultStream.to_list` takes in Rust)."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
 def _prepared(stream: Iterable[Mapping[str, Any]], flatten: bool, progress: Any, desc: str) -> dict[str, list[Any]]:
-    cols = _columns(rows(_counted(stream, progress, desc), flatten))
+    with _gc_paused():
+        cols = _columns(rows(_counted(stream, progress, desc), flatten))
     for name in TIMES:
         cols[name] = _times(cols[name])
     return cols

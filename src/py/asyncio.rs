@@ -22,7 +22,7 @@ use super::client::{
     Prepared, UploadSource,
 };
 use super::errors::to_py_err;
-use super::json::{json_to_py, json_value_to_py};
+use super::json::{json_to_py, json_value_to_py, GcPause};
 use super::results::{call_frames, envelope_to_py};
 use super::runtime::runtime;
 use crate::engine::stream::PageStream;
@@ -722,6 +722,7 @@ impl Pages {
         let converted = match self {
             Pages::Envelopes(s) => s.next_page().await?.map(|items| {
                 Python::attach(|py| {
+                    let _pause = GcPause::new(py);
                     items
                         .iter()
                         .map(|e| {

@@ -5,11 +5,11 @@ use std::io::Write;
 
 use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::{PyBool, PyDict, PyList, PyTuple};
+use pyo3::types::{PyBool, PyDict, PyList, PyString, PyTuple};
 use serde_json::value::RawValue;
 
 use super::errors::to_py_err;
-use super::json::json_to_py;
+use super::json::{json_to_py, GcPause};
 use super::runtime::block_on_borrowed;
 use crate::engine::stream::PageStream;
 use crate::engine::{Error, ErrorKind};
@@ -43,18 +43,55 @@ fn raw_to_py<'py>(py: Python<'py>, raw: Option<&RawValue>) -> PyResult<Bound<'py
     }
 }
 
+thread_local! {
+    /// Python strings for the few `&'static str` values every envelope repeats (statuses, vendor names),
+    /// by address; and the last batch id seen (a stream's envelopes all carry the same one).
+    static STATIC_STRINGS: std::cell::RefCell<Vec<(usize, Py<PyString>)>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+    static LAST_BATCH_ID: std::cell::RefCell<Option<(String, Py<PyString>)>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// The same Python string for every use of one static string: no UTF-8 decoding per envelope.
+fn static_str<'py>(py: Python<'py>, s: &'static str) -> Bound<'py, PyString> {
+    STATIC_STRINGS.with(|cell| {
+        let mut seen = cell.borrow_mut();
+        let addr = s.as_ptr() as usize;
+        if let Some((_, obj)) = seen.iter().find(|(a, _)| *a == addr) {
+            return obj.bind(py).clone();
+        }
+        let obj = PyString::new(py, s);
+        seen.push((addr, obj.clone().unbind()));
+        obj
+    })
+}
+
+fn batch_id_str<'py>(py: Python<'py>, id: &str) -> Bound<'py, PyString> {
+    LAST_BATCH_ID.with(|cell| {
+        let mut last = cell.borrow_mut();
+        match &*last {
+            Some((text, obj)) if text == id => obj.bind(py).clone(),
+            _ => {
+                let obj = PyString::new(py, id);
+                *last = Some((id.to_string(), obj.clone().unbind()));
+                obj
+            }
+        }
+    })
+}
+
 /// One envelope as a plain dict.
 pub fn envelope_to_py<'py>(py: Python<'py>, e: &Envelope) -> PyResult<Bound<'py, PyDict>> {
     let d = PyDict::new(py);
     d.set_item(intern!(py, "id"), &e.id)?;
-    d.set_item(intern!(py, "batch_id"), &e.batch_id)?;
+    d.set_item(intern!(py, "batch_id"), batch_id_str(py, &e.batch_id))?;
     d.set_item(intern!(py, "key"), &e.key)?;
-    d.set_item(intern!(py, "status"), e.status.as_str())?;
+    d.set_item(intern!(py, "status"), static_str(py, e.status.as_str()))?;
     d.set_item(intern!(py, "input"), raw_to_py(py, e.input.as_deref())?)?;
     d.set_item(intern!(py, "output"), raw_to_py(py, e.output.as_deref())?)?;
     d.set_item(intern!(py, "created_at"), &e.created_at)?;
     d.set_item(intern!(py, "completed_at"), &e.completed_at)?;
-    d.set_item(intern!(py, "vendor"), e.vendor)?;
+    d.set_item(intern!(py, "vendor"), static_str(py, e.vendor))?;
     if let Some(raw) = &e.raw {
         d.set_item(intern!(py, "raw"), json_to_py(py, raw.get())?)?;
     }
@@ -254,6 +291,7 @@ impl ResultStream {
     /// Every remaining item in a list.
     #[allow(clippy::wrong_self_convention)] // Python's naming: it drains the stream, hence `&mut self`
     fn to_list<'py>(&mut self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        let _pause = GcPause::new(py);
         let list = PyList::empty(py);
         while let Some(e) = self.next_envelope(py)? {
             list.append(envelope_to_py(py, &e)?)?;
