@@ -152,6 +152,34 @@ def test_async_upload_shows_progress(slow_sandbox, unique, monkeypatch):
     assert done == sorted(done) and {500, 1000, 1200} <= set(done), done  # each chunk's end is shown
 
 
+def test_async_results_show_progress_per_page(slow_sandbox, unique, caplog):
+    sb = slow_sandbox
+
+    async def go() -> tuple[int, list[dict], list[dict]]:
+        async with lp.AsyncClient("alegion", project=sb.project, base_url=sb.url, **sb.credentials) as ac:
+            batch = await ac.create_batch(f"async-results-{unique}")
+            await batch.upload(records(unique, 1200), key="k", progress=False)
+            await batch.wait(timeout=60, poll_interval=0.1, progress=False)
+            seen: list[dict] = []
+            n = 0
+            async for _ in batch.results(progress=seen.append):
+                n += 1
+            listed: list[dict] = []
+            assert len(await batch.results(progress=listed.append).to_list()) == 1200
+            with pytest.raises(lp.InvalidInput):
+                batch.results(progress="yes")
+            caplog.set_level(logging.INFO, logger=LOGGER)
+            await batch.results().to_list()  # off a terminal: a log line at the end
+            return n, seen, listed
+
+    n, seen, listed = asyncio.run(go())
+    done = [s["done"] for s in seen]
+    assert n == 1200 and done[-1] == 1200 and done == sorted(done) and len(done) >= 2, done
+    assert listed[-1]["done"] == 1200
+    lines = [r.getMessage() for r in caplog.records if r.name == LOGGER]
+    assert lines and lines[-1].startswith("results: 1,200 results ("), lines
+
+
 def test_a_wrong_progress_value_is_refused(slow_batch, unique):
     with pytest.raises(lp.InvalidInput) as err:
         slow_batch.upload(records(unique, 1), key="k", progress="yes")

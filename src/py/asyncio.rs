@@ -23,7 +23,7 @@ use super::client::{
 };
 use super::errors::to_py_err;
 use super::json::{json_to_py, json_value_to_py, GcPause};
-use super::results::{call_frames, envelope_to_py};
+use super::results::{call_frames, check_progress, envelope_to_py, StreamProgress};
 use super::runtime::runtime;
 use crate::engine::stream::PageStream;
 use crate::engine::{Error, ErrorKind, Result};
@@ -525,32 +525,37 @@ impl AsyncBatch {
         })
     }
 
-    /// An async iterator of finished records (`async for r in batch.results(): ...`).
-    #[pyo3(signature = (since=None, include_raw=false, consumer=None))]
+    /// An async iterator of finished records (`async for r in batch.results(): ...`); `progress` as in
+    /// `Batch.results` (moved as each page arrives).
+    #[pyo3(signature = (since=None, include_raw=false, consumer=None, *, progress=None))]
     fn results(
         &self,
         since: Option<&Bound<'_, PyAny>>,
         include_raw: bool,
         consumer: Option<&str>,
+        progress: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<AsyncStream> {
+        let progress = check_progress(progress)?;
         let (stream, since_us) =
             results_stream(&self.client, &self.info.id, since, include_raw, consumer)?;
-        Ok(AsyncStream::new(Pages::Envelopes(stream), since_us))
+        Ok(AsyncStream::new(Pages::Envelopes(stream), since_us).with_progress(progress))
     }
 
-    /// An async iterator of every record with its neutral status.
-    #[pyo3(signature = (status=None, include_raw=false))]
+    /// An async iterator of every record with its neutral status; `progress` as for `results`.
+    #[pyo3(signature = (status=None, include_raw=false, *, progress=None))]
     fn records(
         &self,
         status: Option<&Bound<'_, PyAny>>,
         include_raw: bool,
+        progress: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<AsyncStream> {
+        let progress = check_progress(progress)?;
         let statuses = parse_statuses(status)?;
         let adapter = self.client.adapter()?;
         let stream = adapter
             .records(&self.info.id, statuses, include_raw)
             .map_err(to_py_err)?;
-        Ok(AsyncStream::new(Pages::Envelopes(stream), None))
+        Ok(AsyncStream::new(Pages::Envelopes(stream), None).with_progress(progress))
     }
 
     /// Stops work not yet started; never deletes labels (a coroutine).
@@ -754,6 +759,8 @@ impl Pages {
 struct StreamState {
     buffer: VecDeque<(Py<PyAny>, Option<i64>)>,
     watermark_us: Option<i64>,
+    /// Results and records streams only (`None` for request pages).
+    progress: Option<StreamProgress>,
 }
 
 impl StreamState {
@@ -780,15 +787,33 @@ impl AsyncStream {
             state: Arc::new(Mutex::new(StreamState {
                 buffer: VecDeque::new(),
                 watermark_us: since_us,
+                progress: None,
             })),
         }
+    }
+
+    fn with_progress(self, setting: Option<Py<PyAny>>) -> Self {
+        self.state.lock().progress = Some(StreamProgress::new(setting));
+        self
+    }
+
+    /// Moves or closes the progress display (the GIL taken briefly, on a runtime thread).
+    fn show(state: &Mutex<StreamState>, arrived: Option<u64>, ok: bool) -> PyResult<()> {
+        Python::attach(|py| {
+            let mut st = state.lock();
+            match (st.progress.as_mut(), arrived) {
+                (Some(p), Some(n)) => p.advance(py, n),
+                (Some(p), None) => p.close(py, ok),
+                (None, _) => Ok(()),
+            }
+        })
     }
 
     /// Fetches pages until one has items; `None` at the end.
     async fn fill(
         pages: Arc<tokio::sync::Mutex<Option<Pages>>>,
         state: Arc<Mutex<StreamState>>,
-    ) -> Result<bool> {
+    ) -> PyResult<bool> {
         let mut guard = pages.lock().await;
         loop {
             let Some(p) = guard.as_mut() else {
@@ -797,15 +822,19 @@ impl AsyncStream {
             match p.next_py_page().await {
                 None => {
                     *guard = None;
+                    AsyncStream::show(&state, None, true)?;
                     return Ok(false);
                 }
                 Some(Err(e)) => {
                     *guard = None;
-                    return Err(e);
+                    AsyncStream::show(&state, None, false)?;
+                    return Err(to_py_err(e));
                 }
                 Some(Ok(items)) if items.is_empty() => continue,
                 Some(Ok(items)) => {
+                    let n = items.len() as u64;
                     state.lock().buffer.extend(items);
+                    AsyncStream::show(&state, Some(n), true)?;
                     return Ok(true);
                 }
             }
@@ -831,10 +860,7 @@ impl AsyncStream {
         }
         let (pages, state) = (self.pages.clone(), self.state.clone());
         generic::future_into_py::<LabelportRuntime, _, Py<PyAny>>(py, async move {
-            if !AsyncStream::fill(pages, state.clone())
-                .await
-                .map_err(to_py_err)?
-            {
+            if !AsyncStream::fill(pages, state.clone()).await? {
                 return Err(PyStopAsyncIteration::new_err(()));
             }
             let obj = state.lock().take();
@@ -857,10 +883,7 @@ impl AsyncStream {
                 while let Some(obj) = state.lock().take() {
                     out.push(obj);
                 }
-                if !AsyncStream::fill(pages.clone(), state.clone())
-                    .await
-                    .map_err(to_py_err)?
-                {
+                if !AsyncStream::fill(pages.clone(), state.clone()).await? {
                     break;
                 }
             }
@@ -899,11 +922,16 @@ impl AsyncStream {
     }
 
     /// Stops fetching.
-    fn close(&self) {
+    fn close(&self, py: Python<'_>) -> PyResult<()> {
         if let Ok(mut guard) = self.pages.try_lock() {
             *guard = None;
         }
-        self.state.lock().buffer.clear();
+        let mut st = self.state.lock();
+        st.buffer.clear();
+        match st.progress.as_mut() {
+            Some(p) => p.close(py, false),
+            None => Ok(()),
+        }
     }
 }
 

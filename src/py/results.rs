@@ -131,7 +131,7 @@ pub(super) fn check_progress(progress: Option<&Bound<'_, PyAny>>) -> PyResult<Op
 
 /// The progress display of a stream consumed item by item: made on the first page (by
 /// `labelport._progress.counter`), moved once per page, closed at the end. Costs nothing per item.
-struct StreamProgress {
+pub(super) struct StreamProgress {
     /// `progress=` as given (`None`: `labelport.config.progress`).
     setting: Option<Py<PyAny>>,
     display: Option<Py<PyAny>>,
@@ -141,7 +141,7 @@ struct StreamProgress {
 }
 
 impl StreamProgress {
-    fn new(setting: Option<Py<PyAny>>) -> Self {
+    pub(super) fn new(setting: Option<Py<PyAny>>) -> Self {
         StreamProgress {
             setting,
             display: None,
@@ -165,7 +165,14 @@ impl StreamProgress {
         Ok(())
     }
 
-    fn close(&mut self, py: Python<'_>, ok: bool) -> PyResult<()> {
+    /// `n` more items arrived (an async stream counts whole pages as they come).
+    pub(super) fn advance(&mut self, py: Python<'_>, n: u64) -> PyResult<()> {
+        self.tick(py)?;
+        self.delivered += n;
+        self.tick(py)
+    }
+
+    pub(super) fn close(&mut self, py: Python<'_>, ok: bool) -> PyResult<()> {
         self.pending = false;
         match self.display.take() {
             Some(d) => {
