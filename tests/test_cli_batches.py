@@ -254,3 +254,11 @@ def test_no_secret_in_any_output_even_at_debug(vendor, tmp_path):
         for proc in outputs:
             for secret in secrets:
                 assert secret not in proc.stdout and secret not in proc.stderr, (proc.args, secret)
+
+
+def test_an_operation_the_vendor_lacks_is_a_usage_error_not_a_temporary_one():
+    """Sama keeps no list of batches: exit 1 with the reason, not 75 (a scheduler would retry it forever)."""
+    with lp.sandbox.start("sama") as sb:
+        proc = run("batches", "--vendor", "sama", env=sb.env())
+    assert proc.returncode == 1, (proc.stdout, proc.stderr)
+    assert "sama" in proc.stderr.lower() and "list batches" in proc.stderr, proc.stderr

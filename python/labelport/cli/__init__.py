@@ -5,7 +5,7 @@
     labelport sandbox --vendor alegion --port 8080    run a vendor simulator until Ctrl-C
 
 The batch commands live in ``_batches.py``. Exit codes: 0 ok, 1 usage, 2 InvalidInput (and unreadable or
-unwritable files), 3 AuthError, 4 NotFound, 5 Timeout or Stalled, 75 any other LabelportError, 130 interrupted.
+unwritable files), 3 AuthError, 4 NotFound, 5 Timeout or Stalled, 75 any other LabelportError, 130 interrupted; an operation the vendor lacks (UnsupportedOperation) is 1.
 """
 
 from __future__ import annotations
@@ -85,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="labelport",
         description="One vendor-neutral API to send records to data-labeling vendors and get the labels back.",
         epilog="Exit codes: 0 ok, 1 usage, 2 invalid input, 3 auth, 4 not found, 5 timeout or stalled, "
-        "75 other labelport errors, 130 interrupted.",
+        "75 other labelport errors (a scheduler may retry), 130 interrupted; an operation the vendor lacks is 1.",
     )
     from labelport import __version__
 
@@ -245,6 +245,8 @@ def exit_code(exc: BaseException) -> int:
         return EXIT_NOT_FOUND
     if isinstance(exc, (lp.Timeout, lp.Stalled)):
         return EXIT_TIMEOUT
+    if isinstance(exc, lp.UnsupportedOperation):
+        return EXIT_USAGE  # asking the vendor for what its API cannot do: retrying will not help
     if isinstance(exc, lp.LabelportError):
         return EXIT_LABELPORT_ERROR
     raise TypeError(f"no exit code for {type(exc).__name__}") from exc
