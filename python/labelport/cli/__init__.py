@@ -4,8 +4,9 @@
     labelport demo [--records N]                      a full round trip against the Alegion sandbox
     labelport sandbox --vendor alegion --port 8080    run a vendor simulator until Ctrl-C
 
-The batch commands live in ``_batches.py``. Exit codes: 0 ok, 1 usage, 2 InvalidInput (and unreadable or
-unwritable files), 3 AuthError, 4 NotFound, 5 Timeout or Stalled, 75 any other LabelportError, 130 interrupted; an operation the vendor lacks (UnsupportedOperation) is 1.
+The batch commands live in ``_batches.py``. Exit codes: 0 ok, 1 usage (also an operation the vendor's API
+lacks, UnsupportedOperation), 2 InvalidInput (and unreadable or unwritable files), 3 AuthError, 4 NotFound,
+5 Timeout or Stalled, 75 any other LabelportError, 130 interrupted.
 """
 
 from __future__ import annotations
