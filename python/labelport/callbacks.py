@@ -419,7 +419,7 @@ class Receiver:
             )
         except CallbackRejected as e:
             with self._lock:
-                self.rejected.append((e.code, e.http_status))
+                self.rejected.append((e.code or "rejected", e.http_status))
             return e.http_status
         digest = hashlib.sha256(body).digest()
         with self._lock:
