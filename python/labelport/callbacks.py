@@ -347,6 +347,26 @@ def verify(
         raise reject("the body is not JSON", "bad_body", status=400) from None
 
 
+class _Server(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+    receiver: Receiver
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    server: _Server
+
+    def do_POST(self) -> None:  # noqa: N802
+        length = int(self.headers.get("content-length") or 0)
+        body = self.rfile.read(length) if length > 0 else b""
+        status = self.server.receiver._handle(self.path, self.headers, body)
+        self.send_response(status)
+        self.send_header("content-length", "0")
+        self.end_headers()
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+        pass
+
+
 class Receiver:
     """A small HTTP server on a thread for scripts and tests: verifies every POST, answers 200 to the valid
     ones and 401/403 to the refused ones, and keeps each accepted payload once.
@@ -390,22 +410,8 @@ class Receiver:
         self._queue: queue.Queue[Any] = queue.Queue()
         #: Every refusal: (code, HTTP status answered). Never the credentials.
         self.rejected: list[tuple[str, int]] = []
-        outer = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802
-                length = int(self.headers.get("content-length") or 0)
-                body = self.rfile.read(length) if length > 0 else b""
-                status = outer._handle(self.path, self.headers, body)
-                self.send_response(status)
-                self.send_header("content-length", "0")
-                self.end_headers()
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self._server = http.server.ThreadingHTTPServer((host, port), Handler)
-        self._server.daemon_threads = True
+        self._server = _Server((host, port), _Handler)
+        self._server.receiver = self
         self.port: int = self._server.server_port
         #: The base URL to configure as the callback URL (add a path or the access_key query as needed).
         self.url = f"http://{host}:{self.port}/"
