@@ -16,7 +16,7 @@ TOOLS := "maturin>=1.7,<2" "pytest>=7"
 # (witnesses of the simulators' fidelity) and the optional extras (pandas, polars, pyarrow, tqdm, ...).
 TEST_REQUIREMENTS := $(wildcard tests/requirements.txt tests/requirements-extras.txt tests/witness-requirements/*.txt)
 
-.PHONY: help venv develop demo test test-rust test-python wheel bench bench-smoke reliability lint format clean distclean
+.PHONY: help venv develop demo test test-rust test-python wheel bench bench-smoke reliability fuzz lint format clean distclean
 
 help:
 	@echo "make demo         set up, build, and run the demo against the local Alegion sandbox"
@@ -28,6 +28,7 @@ help:
 	@echo "make wheel        the release wheel (abi3, manylinux2014 via zig, LTO) and the sdist into dist/"
 	@echo "make bench        the benchmarks against the peers (BENCHMARKS.md); bench-smoke: seconds, checks they run"
 	@echo "make reliability  the fault matrix, 10 seeds x 5,000 records per vendor (RELIABILITY.md)"
+	@echo "make fuzz         each cargo-fuzz target in fuzz/ for FUZZ_SECONDS (180) in turn (needs cargo-fuzz, nightly)"
 	@echo "make lint         cargo fmt --check, clippy -D warnings, ruff (when installed in .venv)"
 	@echo "make format       cargo fmt, ruff format (when installed in .venv)"
 	@echo "make clean        remove build output and caches; distclean also removes .venv"
@@ -73,6 +74,15 @@ bench-smoke: develop
 
 reliability: develop
 	$(BIN)/python bench/reliability.py
+
+# libFuzzer needs a nightly toolchain (cargo install cargo-fuzz); no sanitizer: the code is safe Rust, and a
+# panic or an assertion is what the targets look for. New corpus entries go to fuzz/corpus/ (not committed).
+FUZZ_SECONDS ?= 180
+FUZZ_TARGETS := link_header page_number taskmonk_output sama_schema
+fuzz:
+	cd fuzz && for t in $(FUZZ_TARGETS); do mkdir -p corpus/$$t && \
+		cargo +nightly fuzz run -s none -O $$t corpus/$$t seeds/$$t -- -max_total_time=$(FUZZ_SECONDS) \
+		-print_final_stats=1 || exit 1; done
 
 lint: venv
 	cargo fmt --check

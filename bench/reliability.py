@@ -3,6 +3,7 @@ from the sandbox's own statistics that every key was created exactly once and re
 
     python bench/reliability.py                       # 10 seeds x 5,000 records per vendor (RELIABILITY.md)
     python bench/reliability.py --seeds 1 --records 300   # what CI runs (tests/test_fault_matrix.py)
+    python bench/reliability.py --vendor playment --first-seed 5 --seeds 2   # a slice, to run slices in parallel
 """
 
 from __future__ import annotations
@@ -91,6 +92,9 @@ def run_one(vendor: str, seed: int, n: int, faults: dict[str, float] | None = No
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--seeds", type=int, default=10)
+    p.add_argument(
+        "--first-seed", type=int, default=1, help="seeds first-seed .. first-seed+seeds-1: to split a long run"
+    )
     p.add_argument("--records", type=int, default=5000)
     p.add_argument("--vendor", action="append", help="only these vendors (default: every vendor available)")
     args = p.parse_args()
@@ -99,7 +103,8 @@ def main() -> None:
     print("| vendor | seeds | records each | requests | non-2xx answers | records lost | records duplicated | seconds |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for vendor in args.vendor or vendors():
-        rows = [run_one(vendor, seed, args.records) for seed in range(1, args.seeds + 1)]
+        seeds = range(args.first_seed, args.first_seed + args.seeds)
+        rows = [run_one(vendor, seed, args.records) for seed in seeds]
         print(
             f"| {vendor} | {len(rows)} | {args.records:,} | {sum(r['requests'] for r in rows):,} | "
             f"{sum(r['faults'] for r in rows):,} | {sum(r['lost'] for r in rows)} | "

@@ -9,7 +9,7 @@
         ...
 """
 
-from labelport import config, sandbox
+from labelport import callbacks, config, sandbox
 from labelport._labelport import (
     AsyncBatch,
     AsyncClient,
@@ -32,6 +32,7 @@ from labelport._labelport import (
     __version__,
     reset_log_cache,
 )
+from labelport.callbacks import CallbackRejected
 
 __all__ = [
     "AsyncBatch",
@@ -40,6 +41,7 @@ __all__ = [
     "AsyncStream",
     "AuthError",
     "Batch",
+    "CallbackRejected",
     "Client",
     "DuplicateRecord",
     "InvalidInput",
@@ -53,6 +55,7 @@ __all__ = [
     "UnsupportedOperation",
     "VendorError",
     "__version__",
+    "callbacks",
     "config",
     "reset_log_cache",
     "sandbox",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as _dt
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
 from os import PathLike
 from typing import Any, Literal, Protocol, final
 
@@ -372,6 +372,13 @@ class Ready:
 
 def reset_log_cache() -> None:
     """Call after changing the level of a ``labelport`` logger: Rust caches Python's logging levels."""
+
+
+def _debug_panic(place: str) -> None:
+    """Internal, tests only: panics on purpose in a bridge ("sync", "stream", "producer"); raises LabelportError."""
+
+def _debug_panic_async() -> Awaitable[None]:
+    """Internal, tests only: an awaitable that panics on purpose in the async bridge; raises LabelportError."""
 
 
 # ---------------------------------------------------------------------------------------------------------------------

@@ -14,6 +14,8 @@ pub enum ErrorKind {
     Timeout,
     Stalled,
     Unsupported,
+    /// A bug in labelport (a panic caught at the boundary): never the vendor's or the user's fault.
+    Internal,
 }
 
 /// What went wrong, with the facts a user needs to act. Never holds a secret: URLs are redacted before they
@@ -49,6 +51,24 @@ impl Error {
             field: None,
             details: None,
         }
+    }
+
+    /// A panic caught at a boundary, as an error asking for a bug report (code `internal`). `payload` is what
+    /// `catch_unwind` or a `JoinError` gave; its text is kept when it is a string.
+    pub fn internal(payload: &(dyn std::any::Any + Send)) -> Self {
+        let what = payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a panic without a message".to_string());
+        Self::new(
+            ErrorKind::Internal,
+            format!(
+                "internal error in labelport (a bug, not your input or the vendor): {what}; please report \
+                 this message to the labelport maintainers"
+            ),
+        )
+        .code("internal")
     }
 
     pub fn invalid(message: impl Into<String>) -> Self {

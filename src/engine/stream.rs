@@ -9,7 +9,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use url::Url;
 
-use super::error::Result;
+use super::error::{Error, Result};
 use super::http::{HttpClient, Request, Response};
 use super::pagination::{parse_link_header, PageInfo, PageNumberPaging, Step};
 
@@ -55,14 +55,22 @@ impl<T: Send + 'static> PageStream<T> {
         self.rx.recv().await
     }
 
-    /// A stream fed by `produce`, which sends pages until the list ends or the receiver is gone.
+    /// A stream fed by `produce`, which sends pages until the list ends or the receiver is gone. A panic in
+    /// the producer ends the stream with an internal error, never silently (which would read as the end of
+    /// the list, and lose the rest).
     pub fn spawn<F, Fut>(rt: &tokio::runtime::Handle, produce: F) -> Self
     where
         F: FnOnce(mpsc::Sender<Result<Vec<T>>>) -> Fut,
         Fut: std::future::Future<Output = ()> + Send + 'static,
     {
         let (tx, rx) = mpsc::channel(CHANNEL_PAGES);
-        let producer = AbortOnDrop(rt.spawn(produce(tx)));
+        let on_panic = tx.clone();
+        let fut = std::panic::AssertUnwindSafe(produce(tx));
+        let producer = AbortOnDrop(rt.spawn(async move {
+            if let Err(payload) = futures::FutureExt::catch_unwind(fut).await {
+                let _ = on_panic.send(Err(Error::internal(&*payload))).await;
+            }
+        }));
         PageStream {
             rx,
             _producer: producer,
@@ -194,12 +202,16 @@ async fn produce_page_number<T: Send + 'static>(
             if !grown {
                 return Ok(());
             }
-            paging = PageNumberPaging::new(list.page_param, list.page_size);
-            for n in 1..=pages {
-                paging.visit(&paging.url_for_page(&list.first, n))?;
-            }
+            // The machine resumes at page `pages + 1`, with the items seen so far (a fresh one would count
+            // from page 1 again and take the page after as one already fetched).
+            let mut paging = PageNumberPaging::resuming_at(
+                list.page_param,
+                list.page_size,
+                &list.first,
+                pages + 1,
+                seen,
+            );
             let next = paging.url_for_page(&list.first, pages + 1);
-            paging.visit(&next)?;
             return follow(&http, &mut paging, next, &list, &decode, keep, tx).await;
         }
     }
@@ -234,10 +246,14 @@ async fn follow<T: Send + 'static>(
 
 fn joined_result<T>(joined: std::result::Result<Result<T>, tokio::task::JoinError>) -> Result<T> {
     joined.map_err(|e| {
-        super::error::Error::new(
-            super::error::ErrorKind::Vendor,
-            format!("a page fetch failed: {e}"),
-        )
+        if e.is_panic() {
+            Error::internal(&*e.into_panic())
+        } else {
+            Error::new(
+                super::error::ErrorKind::Vendor,
+                format!("a page fetch failed: {e}"),
+            )
+        }
     })?
 }
 
@@ -248,5 +264,111 @@ impl<T> std::future::Future for AbortOnDrop<T> {
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Self::Output> {
         std::pin::Pin::new(&mut self.0).poll(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panicking_producer_ends_the_stream_with_an_internal_error() {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let mut s = PageStream::<u32>::spawn(rt.handle(), |tx| async move {
+            let _ = tx.send(Ok(vec![1, 2])).await;
+            panic!("producer exploded on purpose");
+        });
+        rt.block_on(async {
+            assert_eq!(s.next_page().await.unwrap().unwrap(), vec![1, 2]);
+            let e = s.next_page().await.unwrap().unwrap_err();
+            assert_eq!(e.kind, super::super::error::ErrorKind::Internal);
+            assert_eq!(e.code.as_deref(), Some("internal"));
+            assert!(
+                e.message.contains("producer exploded on purpose"),
+                "{}",
+                e.message
+            );
+            assert!(s.next_page().await.is_none());
+        });
+    }
+
+    /// Regression (found by the 10 x 5,000 fault matrix, Alegion seed 2): a list that grows while its
+    /// planned pages are fetched concurrently. Page 1 says 40 items (pages 1 and 2 planned); page 2 says 60,
+    /// so the streamer goes on with page 3, which has no `Link`. It used to restart its page counter and take
+    /// page 2 for the page after page 3: "already fetched" (`pagination_loop`), and the upload failed.
+    #[test]
+    fn a_list_that_grows_while_paged_is_read_to_its_new_end() {
+        use axum::extract::Query;
+        use axum::response::IntoResponse;
+        use std::collections::HashMap;
+
+        async fn page(Query(q): Query<HashMap<String, String>>) -> axum::response::Response {
+            let n: u64 = q.get("page").and_then(|p| p.parse().ok()).unwrap_or(1);
+            let total = if n == 1 { 40 } else { 60 };
+            let items: Vec<u64> = if n <= 3 {
+                ((n - 1) * 20..n * 20).collect()
+            } else {
+                vec![]
+            };
+            ([("x-total-count", total.to_string())], axum::Json(items)).into_response()
+        }
+
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let got = rt.block_on(async {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap();
+            let app = axum::Router::new().route("/items", axum::routing::get(page));
+            tokio::spawn(async move { axum::serve(listener, app).await });
+            let http = HttpClient::new(
+                super::super::http::HttpConfig {
+                    vendor: "test",
+                    timeout: std::time::Duration::from_secs(5),
+                    connect_timeout: std::time::Duration::from_secs(5),
+                    retry: Default::default(),
+                },
+                Arc::new(super::super::auth::StaticKey::new(
+                    super::super::auth::KeyPlacement::Header("x-test-key"),
+                    "k",
+                    |_, _| false,
+                )),
+                |_, _| (None, None),
+            )
+            .unwrap();
+            let list = PageNumberList {
+                first: Url::parse(&format!("http://{addr}/items?page=1")).unwrap(),
+                page_param: "page",
+                page_size: 20,
+                total_header: "x-total-count",
+                operation: "test",
+                read_ahead: 2,
+            };
+            let decode: Decoder<u64> =
+                Arc::new(|r: &Response| Ok(serde_json::from_slice(&r.body).unwrap()));
+            let mut s = page_number_stream(
+                &tokio::runtime::Handle::current(),
+                Arc::new(http),
+                list,
+                decode,
+            );
+            let mut got = Vec::new();
+            while let Some(p) = s.next_page().await {
+                got.extend(p.expect("every page"));
+            }
+            got
+        });
+        assert_eq!(got, (0..60).collect::<Vec<u64>>());
+    }
+
+    #[test]
+    fn a_panicking_page_fetch_is_an_internal_error() {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let joined = rt.block_on(rt.spawn(async { panic!("fetch exploded") as Result<u32> }));
+        let e = joined_result(joined).unwrap_err();
+        assert_eq!(e.kind, super::super::error::ErrorKind::Internal);
+        assert!(e.message.contains("fetch exploded"));
     }
 }

@@ -76,6 +76,27 @@ impl generic::ContextExt for LabelportRuntime {
     }
 }
 
+/// A Python awaitable of `fut` on our runtime. A panic inside `fut` is an internal `LabelportError`, not
+/// pyo3-async-runtimes' `RustPanic` (which is no `LabelportError`).
+fn spawn_py<F>(py: Python<'_>, fut: F) -> PyResult<Bound<'_, PyAny>>
+where
+    F: Future<Output = PyResult<Py<PyAny>>> + Send + 'static,
+{
+    generic::future_into_py::<LabelportRuntime, _, Py<PyAny>>(py, async move {
+        match futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(fut)).await {
+            Ok(out) => out,
+            Err(payload) => Err(to_py_err(Error::internal(&*payload))),
+        }
+    })
+}
+
+/// Internal, for tests only: an awaitable that panics on purpose inside the async bridge; awaiting it must
+/// raise a `LabelportError` (code `internal`).
+#[pyfunction]
+fn _debug_panic_async(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
+    spawn_py(py, async { panic!("{}", super::runtime::DEBUG_PANIC) })
+}
+
 /// A Python awaitable of `fut`, whose value `convert` turns into a Python object (with the GIL).
 /// Sends an upload's records (whole, or chunk by chunk with the GIL taken to read each) and merges the parts.
 async fn send_source(
@@ -156,7 +177,7 @@ where
     F: Future<Output = Result<T>> + Send + 'static,
     C: for<'a> FnOnce(Python<'a>, T) -> PyResult<Bound<'a, PyAny>> + Send + 'static,
 {
-    generic::future_into_py::<LabelportRuntime, _, Py<PyAny>>(py, async move {
+    spawn_py(py, async move {
         let value = fut.await.map_err(to_py_err)?;
         Python::attach(|py| convert(py, value).map(Bound::unbind))
     })
@@ -447,7 +468,7 @@ impl AsyncBatch {
         let adapter = self.client.adapter()?;
         let batch = self.info.clone();
         let client = self.client.clone();
-        generic::future_into_py::<LabelportRuntime, _, Py<PyAny>>(py, async move {
+        spawn_py(py, async move {
             let sent = send_source(&adapter, &batch, source, upload_options, bar.as_ref()).await;
             if let Some(b) = &bar {
                 Python::attach(|py| close_progress(Some(b.bind(py)), sent.is_ok()))?;
@@ -859,7 +880,7 @@ impl AsyncStream {
             .into_any());
         }
         let (pages, state) = (self.pages.clone(), self.state.clone());
-        generic::future_into_py::<LabelportRuntime, _, Py<PyAny>>(py, async move {
+        spawn_py(py, async move {
             if !AsyncStream::fill(pages, state.clone()).await? {
                 return Err(PyStopAsyncIteration::new_err(()));
             }
@@ -877,7 +898,7 @@ impl AsyncStream {
     /// Every remaining item, as a list (a coroutine).
     fn to_list<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let (pages, state) = (self.pages.clone(), self.state.clone());
-        generic::future_into_py::<LabelportRuntime, _, Py<PyAny>>(py, async move {
+        spawn_py(py, async move {
             let mut out = Vec::new();
             loop {
                 while let Some(obj) = state.lock().take() {
@@ -941,5 +962,6 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<AsyncJob>()?;
     m.add_class::<AsyncStream>()?;
     m.add_class::<Ready>()?;
+    m.add_function(wrap_pyfunction!(_debug_panic_async, m)?)?;
     Ok(())
 }

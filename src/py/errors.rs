@@ -94,6 +94,8 @@ fn build(py: Python<'_>, e: &Error) -> PyResult<PyErr> {
         ErrorKind::Timeout => &t.timeout,
         ErrorKind::Stalled => &t.stalled,
         ErrorKind::Unsupported => &t.unsupported,
+        // A caught panic: the base class itself, with code "internal".
+        ErrorKind::Internal => &t.base,
     };
     let value = ty.bind(py).call1((e.to_string(),))?;
     value.setattr("vendor", &e.vendor)?;

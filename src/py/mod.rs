@@ -24,5 +24,6 @@ fn _labelport(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<sandbox::SandboxServer>()?;
     asyncio::register(m)?;
     m.add_function(wrap_pyfunction!(logging::reset_log_cache, m)?)?;
+    m.add_function(wrap_pyfunction!(runtime::_debug_panic, m)?)?;
     Ok(())
 }

@@ -2,9 +2,11 @@
 //! answer Ctrl-C.
 
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures::FutureExt;
 use parking_lot::Mutex;
 use pyo3::prelude::*;
 
@@ -72,7 +74,7 @@ where
     // The receiver is only used by this thread; the mutex makes it Sync for `detach`.
     let rx = Mutex::new(rx);
     let _task = AbortOnDrop(rt.spawn(async move {
-        let _ = tx.send(fut.await);
+        let _ = tx.send(guarded(fut).await);
     }));
     loop {
         match py.detach(|| rx.lock().recv_timeout(SIGNAL_POLL)) {
@@ -86,15 +88,18 @@ where
             }
             Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
                 return Err(to_py_err(Error::new(
-                    ErrorKind::Vendor,
-                    "internal error: a background task ended without an answer",
-                )))
+                    ErrorKind::Internal,
+                    "internal error in labelport: a background task ended without an answer; please \
+                     report this message to the labelport maintainers",
+                )
+                .code("internal")))
             }
         }
     }
 }
 
-/// Polls a borrowed future to completion on the shared runtime, GIL released, answering Ctrl-C.
+/// Polls a borrowed future to completion on the shared runtime, GIL released, answering Ctrl-C. A panic while
+/// polling is an internal `LabelportError` (the future is then dropped by the caller's error path).
 pub fn block_on_borrowed<F: Future + Send>(py: Python<'_>, fut: F) -> PyResult<F::Output>
 where
     F::Output: Send,
@@ -102,12 +107,52 @@ where
     let rt = runtime();
     let mut fut = std::pin::pin!(fut);
     loop {
-        let step =
-            py.detach(|| rt.block_on(async { tokio::time::timeout(SIGNAL_POLL, &mut fut).await }));
+        let step = py.detach(|| {
+            std::panic::catch_unwind(AssertUnwindSafe(|| {
+                rt.block_on(async { tokio::time::timeout(SIGNAL_POLL, &mut fut).await })
+            }))
+        });
         match step {
-            Ok(out) => return Ok(out),
-            Err(_) => py.check_signals()?,
+            Ok(Ok(out)) => return Ok(out),
+            Ok(Err(_)) => py.check_signals()?,
+            Err(payload) => return Err(to_py_err(Error::internal(&*payload))),
         }
+    }
+}
+
+/// `fut`, with a panic inside it turned into an internal `Error` (a `LabelportError` asking for a bug
+/// report) instead of a `PanicException` (a BaseException that `except Exception` misses) or a lost answer.
+pub async fn guarded<T>(fut: impl Future<Output = Result<T>>) -> Result<T> {
+    match AssertUnwindSafe(fut).catch_unwind().await {
+        Ok(out) => out,
+        Err(payload) => Err(Error::internal(&*payload)),
+    }
+}
+
+/// Internal, for tests only: panics on purpose inside the blocking bridge (`"sync"`), the results stream's
+/// bridge (`"stream"`) or a page producer (`"producer"`); each must reach Python as a `LabelportError`
+/// (code `internal`). The async bridge's twin is `_debug_panic_async`.
+pub const DEBUG_PANIC: &str = "deliberate panic from _labelport._debug_panic";
+
+#[pyfunction]
+pub fn _debug_panic(py: Python<'_>, place: &str) -> PyResult<()> {
+    const MSG: &str = DEBUG_PANIC;
+    match place {
+        "sync" => block_on(py, async { panic!("{MSG}") }),
+        "stream" => block_on_borrowed(py, async { panic!("{MSG}") }),
+        "producer" => {
+            let mut pages =
+                crate::engine::stream::PageStream::<()>::spawn(runtime().handle(), |_tx| async {
+                    panic!("{MSG}")
+                });
+            match block_on_borrowed(py, pages.next_page())? {
+                Some(Err(e)) => Err(to_py_err(e)),
+                _ => Ok(()),
+            }
+        }
+        other => Err(to_py_err(Error::invalid(format!(
+            "unknown place {other:?}: sync, stream, producer"
+        )))),
     }
 }
 

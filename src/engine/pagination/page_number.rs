@@ -45,6 +45,26 @@ impl PageNumberPaging {
         }
     }
 
+    /// A walk that has already handed out pages `1..page` holding `seen_items` items in all, and is about to
+    /// fetch page `page`: how the streamer carries on one page at a time after fetching a planned range
+    /// concurrently. Every page up to `page` counts as visited.
+    pub fn resuming_at(
+        page_param: &'static str,
+        page_size: usize,
+        first: &Url,
+        page: u64,
+        seen_items: u64,
+    ) -> Self {
+        let mut paging = Self::new(page_param, page_size);
+        for n in 1..=page {
+            let url = paging.url_for_page(first, n);
+            paging.seen_urls.insert(url.to_string());
+        }
+        paging.page = page.max(1);
+        paging.seen_items = seen_items;
+        paging
+    }
+
     /// The URL of page `n` of the list whose page 1 is `first`.
     pub fn url_for_page(&self, first: &Url, n: u64) -> Url {
         with_query_param(first, self.page_param, &n.to_string())
@@ -123,6 +143,30 @@ mod tests {
             total,
             links: parse_link_header([link], base),
         }
+    }
+
+    /// Regression (found by the 10 x 5,000 fault matrix, Alegion seed 2): after the planned pages 1..=3 were
+    /// fetched concurrently and the list grew, the streamer went on with a fresh machine whose page counter
+    /// was 1, so the page after page 4 was computed as page 2, "already fetched", and the upload failed with
+    /// `pagination_loop`.
+    #[test]
+    fn a_resumed_walk_goes_on_after_the_page_it_resumed_at() {
+        let u1 = first();
+        let mut p = PageNumberPaging::resuming_at("page", 20, &u1, 4, 60);
+        let u4 = p.url_for_page(&u1, 4);
+        let Step::Next(u5) = p.next(&u4, &info(20, Some(100), "", &u4)).unwrap() else {
+            panic!("the list goes on")
+        };
+        assert_eq!(u5, p.url_for_page(&u1, 5));
+        // The items already seen count towards the total: 60 + 20 + 20 = 100 ends the walk.
+        assert_eq!(
+            p.next(&u5, &info(20, Some(100), "", &u5)).unwrap(),
+            Step::Done
+        );
+        // Pages 1 to 4 count as fetched: a link back to one of them is a loop.
+        let mut q = PageNumberPaging::resuming_at("page", 20, &u1, 4, 60);
+        let back = format!("<{}>; rel=\"next\"", q.url_for_page(&u1, 2));
+        assert!(q.next(&u4, &info(20, None, &back, &u4)).is_err());
     }
 
     #[test]
