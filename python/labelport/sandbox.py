@@ -48,7 +48,8 @@ class Sandbox:
         return Client(self.vendor, **kwargs)
 
     def stats(self) -> dict[str, Any]:
-        """Requests per endpoint and status, records created per key, the peak request rate."""
+        """Requests per endpoint and status, records created per key, the peak request rate, and requests per client
+        process id (``requests_by_pid``; Linux, from ``/proc``; ``"unknown"`` elsewhere)."""
         return self._server.stats()
 
     def advance(self, seconds: float) -> None:
