@@ -83,3 +83,24 @@ def test_arguments_are_checked(cluster, client):
         labelport.dask.upload(ddf, batch="x", key="k")
     with pytest.raises(TypeError, match="Client"):
         labelport.dask.upload(ddf, client="alegion", batch="x", key="k")
+
+
+def test_a_rate_limit_is_shared_by_the_partitions(cluster):
+    import dask.dataframe as dd
+
+    import labelport.dask
+
+    # A sandbox of its own, so its peak request rate is this upload's; the credentials travel in the spec, as
+    # the user asked (include_credentials=True), since the workers' environment holds another sandbox's.
+    with lp.sandbox.start("alegion", seed=5) as sb:
+        spec = sb.client(rate_limit=16.0).spec(include_credentials=True)
+        batch = spec.client().create_batch("rate")
+        ddf = dd.from_pandas(pd.DataFrame({"k": [f"r-{i}" for i in range(400)]}), npartitions=4)
+        counts = labelport.dask.upload(ddf, client=spec, batch=batch, key="k", chunk_size=25)
+        assert sum(c["sent"] for c in counts) == 400
+        stats = sb.stats()
+        # Four tasks at 16 / 4 = 4 requests a second each (a burst of one): at most 16 + 4 in any second. Each
+        # task at the full 16 would send its dozen requests in its first second: about 4 x 13.
+        assert stats["requests_total"] >= 50, stats["requests"]
+        assert stats["peak_rps"] <= 20, stats["peak_rps"]
+        assert len({p for p in stats["requests_by_pid"] if p != "unknown"}) >= 2

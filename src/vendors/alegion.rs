@@ -24,6 +24,7 @@ use super::{Adapter, PagePlan, PageRange, UploadOptions, UploadProgress};
 use crate::engine::auth::LoginToken;
 use crate::engine::http::{Body, HttpClient, HttpConfig, Request, Response};
 use crate::engine::pagination::with_query_param;
+use crate::engine::rate_limit::{Paced, RateLimiter};
 use crate::engine::retry::{is_ambiguous, RequestKind, RetryPolicy};
 use crate::engine::stream::{
     page_number_range_stream, page_number_stream, page_number_stream_filtered, Decoder, Keep,
@@ -203,6 +204,9 @@ impl Alegion {
             is_token_refused,
             retry,
         );
+        // `rate_limit=`: a hard ceiling on every attempt's start, retries included.
+        let rate = cfg.rate_limit.map(|r| Arc::new(RateLimiter::new(r)));
+        let auth = Paced::new(Arc::new(auth), rate, None);
         let http = HttpClient::new(
             HttpConfig {
                 vendor: VENDOR,
