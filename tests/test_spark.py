@@ -35,7 +35,8 @@ def spark(sandbox: lp.sandbox.Sandbox) -> Iterator[object]:
         .config("spark.sql.execution.arrow.maxRecordsPerBatch", "500")
         .getOrCreate()
     )
-    labelport.spark.register(session)
+    source = labelport.spark.register(session)
+    assert source.default_concurrency == 2  # local[2,3]: two tasks at once share a rate limit
     yield session
     session.stop()
     os.environ.clear()
@@ -141,3 +142,16 @@ def test_overwrite_and_missing_options_are_refused(spark, sandbox):
         df.write.format("labelport").option("vendor", "alegion").option("batch", "x").mode("overwrite").save()
     with pytest.raises(Exception, match="vendor"):
         spark.read.format("labelport").option("batch", "x").load().collect()
+
+
+def test_each_write_task_takes_its_share_of_the_rate_limit(spark, sandbox):
+    import labelport.spark
+    from labelport import _distributed
+
+    options = {**_options(sandbox, "some-batch"), "rate_limit": "6"}
+    writer = labelport.spark.LabelportDataSource(options).writer(None, False)
+    assert writer.concurrency is None  # the plain class: no session told it
+    writer = labelport.spark._Writer(options, 2)
+    assert _distributed.task_spec(writer.spec, writer.concurrency).rate_limit == 3.0
+    writer = labelport.spark._Writer({**options, "concurrency": "3"}, 2)
+    assert _distributed.task_spec(writer.spec, writer.concurrency).rate_limit == 2.0

@@ -69,9 +69,10 @@ RESULT_SCHEMA = (
 )
 
 
-def register(spark: Any, *, concurrency: int | None = None) -> None:
-    """Registers the ``labelport`` data source with ``spark``. ``concurrency``: how many write tasks run at once,
-    the divisor of ``rate_limit`` (default: the session's default parallelism, where the session has one)."""
+def register(spark: Any, *, concurrency: int | None = None) -> type[LabelportDataSource]:
+    """Registers the ``labelport`` data source with ``spark`` and returns the registered class. ``concurrency``:
+    how many write tasks run at once, the divisor of ``rate_limit`` (default: the session's default parallelism,
+    where the session has one)."""
     if concurrency is None:
         try:
             concurrency = int(spark.sparkContext.defaultParallelism)
@@ -81,6 +82,7 @@ def register(spark: Any, *, concurrency: int | None = None) -> None:
         "LabelportDataSource", (LabelportDataSource,), {"default_concurrency": concurrency}
     )
     spark.dataSource.register(source)
+    return source
 
 
 class LabelportDataSource(DataSource):

@@ -238,11 +238,13 @@ impl ClientSpec {
         self.base_url.as_deref()
     }
 
+    /// Seconds a request may take.
     #[getter]
     fn timeout(&self) -> f64 {
         self.timeout
     }
 
+    /// Retries of a failed request.
     #[getter]
     fn max_retries(&self) -> u32 {
         self.max_retries
@@ -254,6 +256,7 @@ impl ClientSpec {
         self.rate_limit
     }
 
+    /// Plain `http://` allowed beyond loopback.
     #[getter]
     fn allow_insecure(&self) -> bool {
         self.allow_insecure
