@@ -104,3 +104,24 @@ def test_a_rate_limit_is_shared_by_the_partitions(cluster):
         assert stats["requests_total"] >= 50, stats["requests"]
         assert stats["peak_rps"] <= 20, stats["peak_rps"]
         assert len({p for p in stats["requests_by_pid"] if p != "unknown"}) >= 2
+
+
+def test_sama_uploads_from_the_workers_and_reads_back_in_one_partition(cluster):
+    import dask.dataframe as dd
+
+    import labelport.dask
+
+    # Sama gives no page ranges: its results come back whole, in one partition (records complete at once).
+    with lp.sandbox.start("sama", seed=6) as sb:
+        spec = sb.client().spec(include_credentials=True)
+        batch = spec.client().create_batch(f"sama-{uuid.uuid4().hex[:8]}")
+        pdf = pd.DataFrame({"image_id": [f"sm-{i:04d}" for i in range(600)], "url": "https://img/x.jpg"})
+        counts = labelport.dask.upload(dd.from_pandas(pdf, npartitions=2), client=spec, batch=batch, key="image_id")
+        assert sum(c["sent"] for c in counts) == 600
+        assert os.getpid() not in {c["pid"] for c in counts}
+        created = {k: v for k, v in sb.stats()["records_created"].items() if k.startswith("sm-")}
+        assert len(created) == 600 and set(created.values()) == {1}
+        results = labelport.dask.read_results(spec, batch.id)
+        assert results.npartitions == 1
+        frame = results.compute()
+        assert sorted(frame["key"]) == sorted(created) and set(frame["vendor"]) == {"sama"}
