@@ -14,7 +14,7 @@ ACTIVATE := VIRTUAL_ENV=$(VENV_ABS) PATH=$(VENV_ABS)/bin:$$PATH
 TOOLS := "maturin>=1.7,<2" "pytest>=7"
 # What the tests need besides labelport itself (pytest, requests, httpx, orjson), the vendors' official SDKs
 # (witnesses of the simulators' fidelity) and the optional extras (pandas, polars, pyarrow, tqdm, ...).
-TEST_REQUIREMENTS := $(wildcard tests/requirements.txt tests/requirements-extras.txt tests/witness-requirements/*.txt)
+TEST_REQUIREMENTS := $(wildcard tests/requirements.txt tests/requirements-extras.txt tests/requirements-distributed.txt tests/witness-requirements/*.txt)
 
 .PHONY: help venv develop demo test test-rust test-python wheel bench bench-smoke reliability fuzz lint format clean distclean
 

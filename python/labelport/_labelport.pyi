@@ -113,8 +113,61 @@ class Client:
         ``path`` is relative to the vendor's API root (alegion: ``/workflows`` means ``/api/v1/workflows``) or an
         absolute path starting with the API prefix. Only GETs are retried unless ``retry=True``."""
     def close(self) -> None: ...
+    def spec(self, *, include_credentials: bool = False) -> ClientSpec:
+        """What rebuilds this client in another process (picklable): vendor, project, base URL, limits and options,
+        and the credentials only with ``include_credentials=True``. Pickling a ``Client`` pickles
+        ``client.spec()``: the unpickling process resolves credentials from its environment."""
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]: ...
     def __enter__(self) -> Client: ...
     def __exit__(self, *exc: object) -> None: ...
+
+
+@final
+class ClientSpec:
+    """How to build a client, without its connections: picklable, for workers (Spark executors, Dask workers,
+    ``multiprocessing``). Takes the arguments of ``Client``. Credentials are in it only when given to it or asked for
+    (``client.spec(include_credentials=True)``): then its pickle holds them. The others, and a ``project`` or
+    ``base_url`` left out, come from ``LABELPORT_<VENDOR>_<NAME>`` in the process that calls ``client()``."""
+
+    def __new__(
+        cls,
+        vendor: str,
+        project: str | int | None = None,
+        *,
+        base_url: str | None = None,
+        timeout: float = 30.0,
+        max_retries: int = 5,
+        rate_limit: float | None = None,
+        allow_insecure: bool = False,
+        **credentials_and_options: Any,
+    ) -> ClientSpec: ...
+    @property
+    def vendor(self) -> str: ...
+    @property
+    def project(self) -> str | None: ...
+    @property
+    def base_url(self) -> str | None: ...
+    @property
+    def timeout(self) -> float: ...
+    @property
+    def max_retries(self) -> int: ...
+    @property
+    def rate_limit(self) -> float | None: ...
+    @property
+    def allow_insecure(self) -> bool: ...
+    @property
+    def options(self) -> dict[str, Any]: ...
+    @property
+    def credential_names(self) -> list[str]:
+        """The names of the credentials the spec carries (never their values)."""
+    def replace(self, **changes: Any) -> ClientSpec:
+        """A copy with fields changed, e.g. ``spec.replace(rate_limit=2.5)``."""
+    def client(self) -> Client:
+        """Build a ``Client`` in this process (missing credentials from this process's environment)."""
+    def async_client(self) -> AsyncClient:
+        """Build an ``AsyncClient`` in this process."""
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]: ...
+    def __eq__(self, other: object, /) -> bool: ...
 
 
 @final
@@ -171,11 +224,18 @@ class Batch:
         include_raw: bool = False,
         consumer: str | None = None,
         *,
+        pages: tuple[int, int | None] | range | None = None,
         progress: _Progress = None,
     ) -> ResultStream:
         """Finished records as envelope dicts, lazily, page by page. With ``consumer="name"`` (Sama), the results
         delivered to that consumer since its last read instead. ``since`` is an exclusive lower bound on
-        completion time. ``progress`` (default ``labelport.config.progress``) counts them as they arrive."""
+        completion time. ``pages=(start, stop)`` (0-based page indexes, ``stop`` exclusive or ``None``): only the
+        results on those pages, in the same order (see ``result_pages()``). ``progress`` (default
+        ``labelport.config.progress``) counts them as they arrive."""
+    def result_pages(self) -> dict[str, int] | None:
+        """How the results split into pages, for readers that each take a range (Spark, Dask):
+        ``{"total", "page_size", "pages"}`` counted now, or ``None`` where the vendor cannot fetch results by page."""
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]: ...
     def records(
         self, status: str | list[str] | None = None, include_raw: bool = False, *, progress: _Progress = None
     ) -> ResultStream:
@@ -282,6 +342,9 @@ class AsyncClient:
     ) -> Any:
         """With ``paginate=True`` this returns an ``AsyncStream`` of items (do not await it; ``async for`` it)."""
     async def close(self) -> None: ...
+    def spec(self, *, include_credentials: bool = False) -> ClientSpec:
+        """As ``Client.spec``."""
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]: ...
     async def __aenter__(self) -> AsyncClient: ...
     async def __aexit__(self, *exc: object) -> None: ...
 
@@ -326,6 +389,7 @@ class AsyncBatch:
     def records(
         self, status: str | list[str] | None = None, include_raw: bool = False, *, progress: _Progress = None
     ) -> AsyncStream: ...
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]: ...
     async def cancel(self) -> None: ...
     async def accept(self, ids: Iterable[str]) -> None: ...
     async def reject(self, ids: Iterable[str], reason: str | None = None) -> None: ...
@@ -369,6 +433,15 @@ class Ready:
     def __iter__(self) -> Ready: ...
     def __next__(self) -> None: ...
 
+
+# Unpickling (src/py/spec.rs): what ``__reduce__`` of Client, Batch, AsyncClient, AsyncBatch and ClientSpec names.
+def _spec_from_state(state: dict[str, Any]) -> ClientSpec: ...
+def _rebuild_client(spec: ClientSpec) -> Client: ...
+def _rebuild_async_client(spec: ClientSpec) -> AsyncClient: ...
+def _rebuild_batch(spec: ClientSpec, id: str, name: str | None, created_at: str | None, raw: Any) -> Batch: ...
+def _rebuild_async_batch(
+    spec: ClientSpec, id: str, name: str | None, created_at: str | None, raw: Any
+) -> AsyncBatch: ...
 
 def reset_log_cache() -> None:
     """Call after changing the level of a ``labelport`` logger: Rust caches Python's logging levels."""

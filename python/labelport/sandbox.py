@@ -57,7 +57,8 @@ class Sandbox:
         return {prefix + name: value for name, value in names.items()}
 
     def stats(self) -> dict[str, Any]:
-        """Requests per endpoint and status, records created per key, the peak request rate."""
+        """Requests per endpoint and status, records created per key, the peak request rate, and requests per client
+        process id (``requests_by_pid``; Linux, from ``/proc``; ``"unknown"`` elsewhere)."""
         return self._server.stats()
 
     def advance(self, seconds: float) -> None:

@@ -141,9 +141,38 @@ pub fn page_number_stream_filtered<T: Send + 'static>(
     decode: Decoder<T>,
     keep: Option<Keep<T>>,
 ) -> PageStream<T> {
+    page_number_range_stream(rt, http, list, decode, keep, PageRange::ALL)
+}
+
+/// A range of pages of a list: 0-based page indexes, `stop` exclusive; `stop: None` runs to the end of the
+/// list (including pages that appear while it is read). How several readers (Spark tasks, Dask partitions)
+/// each take their share of one list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PageRange {
+    pub start: u64,
+    pub stop: Option<u64>,
+}
+
+impl PageRange {
+    pub const ALL: PageRange = PageRange {
+        start: 0,
+        stop: None,
+    };
+}
+
+/// Streams the pages of `range` of a page-number list: page `start + 1` first, then (with the total known)
+/// the rest of the range concurrently, in order.
+pub fn page_number_range_stream<T: Send + 'static>(
+    rt: &tokio::runtime::Handle,
+    http: Arc<HttpClient>,
+    list: PageNumberList,
+    decode: Decoder<T>,
+    keep: Option<Keep<T>>,
+    range: PageRange,
+) -> PageStream<T> {
     let rt2 = rt.clone();
     PageStream::spawn(rt, move |tx| async move {
-        if let Err(e) = produce_page_number(rt2, http, list, decode, &keep, &tx).await {
+        if let Err(e) = produce_page_number(rt2, http, list, decode, &keep, range, &tx).await {
             let _ = tx.send(Err(e)).await;
         }
     })
@@ -155,21 +184,34 @@ async fn produce_page_number<T: Send + 'static>(
     list: PageNumberList,
     decode: Decoder<T>,
     keep: &Option<Keep<T>>,
+    range: PageRange,
     tx: &mpsc::Sender<Result<Vec<T>>>,
 ) -> Result<()> {
-    let mut paging = PageNumberPaging::new(list.page_param, list.page_size);
-    paging.visit(&list.first)?;
-    let (resp, items) = fetch(&http, list.first.clone(), list.operation, &decode).await?;
+    // 1-based page numbers: `first_page` to `last_page` inclusive (or to the end).
+    let first_page = range.start + 1;
+    let last_page = range.stop;
+    if last_page.is_some_and(|l| l < first_page) {
+        return Ok(());
+    }
+    let mut paging = PageNumberPaging::starting_at(list.page_param, list.page_size, first_page);
+    let first = if first_page == 1 {
+        list.first.clone()
+    } else {
+        paging.url_for_page(&list.first, first_page)
+    };
+    paging.visit(&first)?;
+    let (resp, items) = fetch(&http, first.clone(), list.operation, &decode).await?;
     let info = page_info(&resp, items.len(), list.total_header);
-    if !emit(tx, items, keep).await {
+    if !emit(tx, items, keep).await || last_page == Some(first_page) {
         return Ok(());
     }
 
     // With the total known, fetch the remaining planned pages concurrently, in order.
     if let Some(total) = info.total {
         let pages = paging.page_count(total);
-        if pages > 1 && info.items >= list.page_size {
-            let urls: Vec<Url> = (2..=pages)
+        let planned = last_page.map_or(pages, |l| l.min(pages));
+        if planned > first_page && info.items >= list.page_size {
+            let urls: Vec<Url> = (first_page + 1..=planned)
                 .map(|n| paging.url_for_page(&list.first, n))
                 .collect();
             for u in &urls {
@@ -183,7 +225,7 @@ async fn produce_page_number<T: Send + 'static>(
                     )
                 })
                 .buffered(list.read_ahead.max(1));
-            let mut seen = info.items as u64;
+            let mut seen = (first_page - 1) * list.page_size as u64 + info.items as u64;
             let mut last = info;
             while let Some(joined) = fetched.next().await {
                 let (resp, items) = joined_result(joined)?;
@@ -197,31 +239,47 @@ async fn produce_page_number<T: Send + 'static>(
                     return Ok(());
                 }
             }
+            if last_page.is_some_and(|l| planned >= l) {
+                return Ok(());
+            }
             // Items that arrived while we paged: carry on one page at a time from where the plan ended.
             let grown = last.total.is_some_and(|t| t > seen);
             if !grown {
                 return Ok(());
             }
-            // The machine resumes at page `pages + 1`, with the items seen so far (a fresh one would count
+            // The machine resumes at page `planned + 1`, with the items seen so far (a fresh one would count
             // from page 1 again and take the page after as one already fetched).
             let mut paging = PageNumberPaging::resuming_at(
                 list.page_param,
                 list.page_size,
                 &list.first,
-                pages + 1,
+                planned + 1,
                 seen,
             );
-            let next = paging.url_for_page(&list.first, pages + 1);
-            return follow(&http, &mut paging, next, &list, &decode, keep, tx).await;
+            let next = paging.url_for_page(&list.first, planned + 1);
+            return follow(
+                &http,
+                &mut paging,
+                next,
+                &list,
+                &decode,
+                keep,
+                last_page,
+                tx,
+            )
+            .await;
         }
     }
-    match paging.next(&list.first, &info)? {
+    match paging.next(&first, &info)? {
         Step::Done => Ok(()),
-        Step::Next(url) => follow(&http, &mut paging, url, &list, &decode, keep, tx).await,
+        Step::Next(url) => {
+            follow(&http, &mut paging, url, &list, &decode, keep, last_page, tx).await
+        }
     }
 }
 
-/// Fetches pages one after another as the paging state machine says.
+/// Fetches pages one after another as the paging state machine says, up to page `last_page` if given.
+#[allow(clippy::too_many_arguments)]
 async fn follow<T: Send + 'static>(
     http: &HttpClient,
     paging: &mut PageNumberPaging,
@@ -229,12 +287,13 @@ async fn follow<T: Send + 'static>(
     list: &PageNumberList,
     decode: &Decoder<T>,
     keep: &Option<Keep<T>>,
+    last_page: Option<u64>,
     tx: &mpsc::Sender<Result<Vec<T>>>,
 ) -> Result<()> {
     loop {
         let (resp, items) = fetch(http, url.clone(), list.operation, decode).await?;
         let info = page_info(&resp, items.len(), list.total_header);
-        if !emit(tx, items, keep).await {
+        if !emit(tx, items, keep).await || last_page.is_some_and(|l| paging.page() >= l) {
             return Ok(());
         }
         match paging.next(&url, &info)? {

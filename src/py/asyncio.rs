@@ -212,8 +212,25 @@ pub struct AsyncClient {
     inner: Arc<ClientInner>,
 }
 
+impl AsyncClient {
+    pub(super) fn from_inner(inner: Arc<ClientInner>) -> Self {
+        AsyncClient { inner }
+    }
+}
+
 #[pymethods]
 impl AsyncClient {
+    /// What rebuilds this client elsewhere (picklable); credentials only with `include_credentials=True`.
+    #[pyo3(signature = (*, include_credentials=false))]
+    fn spec(&self, include_credentials: bool) -> super::spec::ClientSpec {
+        super::spec::ClientSpec::of(&self.inner, include_credentials)
+    }
+
+    /// Pickles as its spec without credentials: the unpickling process resolves them from its environment.
+    fn __reduce__<'py>(&self, py: Python<'py>) -> PyResult<super::spec::Reduced<'py>> {
+        super::spec::reduce_client(py, &self.inner, true)
+    }
+
     #[new]
     #[pyo3(signature = (vendor=None, project=None, *, profile=None, base_url=None, timeout=30.0, max_retries=5, rate_limit=None, allow_insecure=false, **kwargs))]
     #[allow(clippy::too_many_arguments)]
@@ -413,8 +430,19 @@ pub struct AsyncBatch {
     info: BatchInfo,
 }
 
+impl AsyncBatch {
+    pub(super) fn from_parts(client: Arc<ClientInner>, info: BatchInfo) -> Self {
+        AsyncBatch { client, info }
+    }
+}
+
 #[pymethods]
 impl AsyncBatch {
+    /// Pickles as its client's spec (without credentials) and the batch's description.
+    fn __reduce__<'py>(&self, py: Python<'py>) -> PyResult<super::spec::Reduced<'py>> {
+        super::spec::reduce_batch(py, &self.client, &self.info, true)
+    }
+
     /// The vendor's batch id.
     #[getter]
     fn id(&self) -> &str {

@@ -23,8 +23,8 @@ use crate::engine::{Error, ErrorKind, Result};
 use crate::vendors::config::{ClientArgs, VendorSpec};
 use crate::vendors::wait::{BatchWait, Next};
 use crate::vendors::{
-    connect, parse_rfc3339_us, resolve_reporting, Adapter, BatchCounts, BatchInfo, ClientConfig,
-    JobPhase, JobState, Options, Status, UploadOptions, UploadProgress, UploadRecord,
+    connect, parse_rfc3339_us, resolve, resolve_reporting, Adapter, BatchCounts, BatchInfo,
+    ClientConfig, JobPhase, JobState, Options, Status, UploadOptions, UploadProgress, UploadRecord,
 };
 
 /// What `Client`, `Batch` and `Job` share. The adapter is rebuilt after `fork()`: a child cannot use the
@@ -82,7 +82,16 @@ impl ClientInner {
                 1,
             )?;
         }
-        let adapter = connect(config.clone(), runtime().handle().clone()).map_err(to_py_err)?;
+        Self::from_config(config).map_err(to_py_err)
+    }
+
+    /// Resolves `args`, then the environment, into a client (also how a `ClientSpec` builds one).
+    pub(super) fn from_args(args: ClientArgs) -> Result<Arc<Self>> {
+        Self::from_config(resolve(args, |name| std::env::var(name).ok())?)
+    }
+
+    fn from_config(config: ClientConfig) -> Result<Arc<Self>> {
+        let adapter = connect(config.clone(), runtime().handle().clone())?;
         Ok(Arc::new(ClientInner {
             config,
             adapter: Mutex::new((std::process::id(), adapter)),
@@ -133,6 +142,12 @@ pub(super) fn kwargs_to_options(kwargs: Option<&Bound<'_, PyDict>>) -> PyResult<
 #[pyclass(module = "labelport", frozen)]
 pub struct Client {
     inner: Arc<ClientInner>,
+}
+
+impl Client {
+    pub(super) fn from_inner(inner: Arc<ClientInner>) -> Self {
+        Client { inner }
+    }
 }
 
 #[pymethods]
@@ -286,6 +301,17 @@ impl Client {
     /// Releases connections. The client stays usable; a later call opens new ones.
     fn close(&self) -> PyResult<()> {
         self.inner.reconnect()
+    }
+
+    /// What rebuilds this client elsewhere (picklable); credentials only with `include_credentials=True`.
+    #[pyo3(signature = (*, include_credentials=false))]
+    fn spec(&self, include_credentials: bool) -> super::spec::ClientSpec {
+        super::spec::ClientSpec::of(&self.inner, include_credentials)
+    }
+
+    /// Pickles as its spec without credentials: the unpickling process resolves them from its environment.
+    fn __reduce__<'py>(&self, py: Python<'py>) -> PyResult<super::spec::Reduced<'py>> {
+        super::spec::reduce_client(py, &self.inner, false)
     }
 
     fn __enter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
@@ -981,8 +1007,19 @@ impl Batch {
     }
 }
 
+impl Batch {
+    pub(super) fn from_parts(client: Arc<ClientInner>, info: BatchInfo) -> Self {
+        Batch { client, info }
+    }
+}
+
 #[pymethods]
 impl Batch {
+    /// Pickles as its client's spec (without credentials) and the batch's description.
+    fn __reduce__<'py>(&self, py: Python<'py>) -> PyResult<super::spec::Reduced<'py>> {
+        super::spec::reduce_batch(py, &self.client, &self.info, false)
+    }
+
     /// The vendor's batch id.
     #[getter]
     fn id(&self) -> &str {
@@ -1081,20 +1118,41 @@ impl Batch {
     /// The stream also turns into a DataFrame or a file: `.to_pandas()`, `.to_polars()`, `.to_arrow()`,
     /// `.to_parquet(path)`, `.to_csv(path)`, `.to_jsonl(path)`.
     /// With `consumer="name"` (Sama), the results delivered to that consumer since its last read instead.
+    /// With `pages=(start, stop)` (0-based page indexes, stop exclusive or `None`), only the results on those
+    /// pages, in the same order: see `result_pages()`.
     /// `progress` (default `labelport.config.progress`) shows how many have arrived, moved once per page, while
     /// the stream is consumed (iteration, `to_list`, `to_jsonl`); an export shows its own.
-    #[pyo3(signature = (since=None, include_raw=false, consumer=None, *, progress=None))]
+    #[pyo3(signature = (since=None, include_raw=false, consumer=None, *, pages=None, progress=None))]
     fn results(
         &self,
         since: Option<&Bound<'_, PyAny>>,
         include_raw: bool,
         consumer: Option<&str>,
+        pages: Option<&Bound<'_, PyAny>>,
         progress: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<ResultStream> {
         let progress = check_progress(progress)?;
+        if let Some(pages) = pages.filter(|p| !p.is_none()) {
+            let id = &self.info.id;
+            return super::pages::results_range(
+                &self.client,
+                id,
+                pages,
+                since,
+                consumer,
+                include_raw,
+                progress,
+            );
+        }
         let (stream, since_us) =
             results_stream(&self.client, &self.info.id, since, include_raw, consumer)?;
         Ok(ResultStream::new(stream, since_us, progress))
+    }
+
+    /// How the results split into pages, for readers that each take a range (Spark, Dask):
+    /// `{"total", "page_size", "pages"}` counted now, or `None` where the vendor cannot fetch results by page.
+    fn result_pages<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyDict>>> {
+        super::pages::result_pages(py, &self.client, &self.info.id)
     }
 
     /// Every record with its neutral status; `progress` as for `results`.

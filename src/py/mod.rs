@@ -5,9 +5,11 @@ mod client;
 mod errors;
 mod json;
 mod logging;
+mod pages;
 mod results;
 mod runtime;
 mod sandbox;
+mod spec;
 
 use pyo3::prelude::*;
 
@@ -23,6 +25,7 @@ fn _labelport(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<results::RequestPages>()?;
     m.add_class::<sandbox::SandboxServer>()?;
     asyncio::register(m)?;
+    spec::register(m)?;
     m.add_function(wrap_pyfunction!(logging::reset_log_cache, m)?)?;
     m.add_function(wrap_pyfunction!(runtime::_debug_panic, m)?)?;
     Ok(())

@@ -20,9 +20,20 @@ use tokio::net::{TcpListener, TcpStream};
 #[derive(Clone, Debug)]
 pub struct ConnInfo {
     kill: Arc<AtomicBool>,
+    /// The client's and our end of the connection, and the client's process id once looked up.
+    ends: Option<(std::net::SocketAddr, std::net::SocketAddr)>,
+    pid: Arc<std::sync::OnceLock<Option<u32>>>,
 }
 
 impl ConnInfo {
+    /// The id of the local process that opened the connection, where `/proc` tells (looked up once).
+    pub fn client_pid(&self) -> Option<u32> {
+        *self.pid.get_or_init(|| {
+            let (peer, local) = self.ends?;
+            super::peers::client_pid(peer, local)
+        })
+    }
+
     /// The answer being prepared will never be written; the client sees a dropped connection.
     pub fn kill(&self) {
         self.kill.store(true, Ordering::SeqCst);
@@ -52,14 +63,22 @@ impl Listener for KillableListener {
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {
         loop {
             match self.inner.accept().await {
-                Ok((stream, _peer)) => {
+                Ok((stream, peer)) => {
                     let _ = stream.set_nodelay(true);
+                    let ends = stream.local_addr().ok().map(|local| (peer, local));
                     let kill = Arc::new(AtomicBool::new(false));
                     let io = KillableStream {
                         inner: stream,
                         kill: kill.clone(),
                     };
-                    return (io, ConnInfo { kill });
+                    return (
+                        io,
+                        ConnInfo {
+                            kill,
+                            ends,
+                            pid: Default::default(),
+                        },
+                    );
                 }
                 // Out of file descriptors and the like: back off instead of spinning.
                 Err(_) => tokio::time::sleep(std::time::Duration::from_millis(20)).await,
@@ -71,6 +90,8 @@ impl Listener for KillableListener {
         self.inner.local_addr()?;
         Ok(ConnInfo {
             kill: Arc::new(AtomicBool::new(false)),
+            ends: None,
+            pid: Default::default(),
         })
     }
 }

@@ -15,6 +15,7 @@ mod deepen;
 mod faults;
 mod multipart;
 mod paging;
+mod peers;
 mod playment;
 #[cfg(test)]
 mod playment_tests;

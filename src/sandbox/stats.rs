@@ -9,13 +9,14 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::extract::{Request, State};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
 use axum::routing::MethodRouter;
 use parking_lot::Mutex;
 use serde_json::{json, Map, Value};
 
+use super::conn::ConnInfo;
 use super::Shared;
 
 /// The route template that answered, e.g. `/api/v1/batches/{batchId}`.
@@ -52,6 +53,8 @@ struct Inner {
     requests_total: u64,
     created: Map<String, Value>,
     records_total: u64,
+    /// Requests per client process id (`"unknown"` where `/proc` could not tell).
+    by_pid: Map<String, Value>,
     recent: VecDeque<Instant>,
     peak: usize,
 }
@@ -79,10 +82,12 @@ impl Stats {
         s.peak = s.peak.max(s.recent.len());
     }
 
-    fn answered(&self, key: String) {
+    fn answered(&self, key: String, pid: Option<u32>) {
         let mut s = self.inner.lock();
         s.requests_total += 1;
         bump(&mut s.requests, key, 1);
+        let pid = pid.map_or_else(|| "unknown".to_string(), |p| p.to_string());
+        bump(&mut s.by_pid, pid, 1);
     }
 
     /// Records stored, counted per record key (the client's `metadata`, else the record id).
@@ -106,6 +111,7 @@ impl Stats {
             "requests_total": s.requests_total,
             "records_created": s.created,
             "records_total": s.records_total,
+            "requests_by_pid": s.by_pid,
             "peak_rps": s.peak as f64,
         })
     }
@@ -119,6 +125,11 @@ fn bump(map: &mut Map<String, Value>, key: String, by: u64) {
 /// Outermost middleware: sees every request, including faulted ones.
 pub async fn layer(State(shared): State<Arc<Shared>>, req: Request, next: Next) -> Response {
     shared.stats.arrived(Instant::now());
+    // Looked up while the client's connection is surely open (once per connection).
+    let pid = req
+        .extensions()
+        .get::<ConnectInfo<ConnInfo>>()
+        .and_then(|c| c.0.client_pid());
     let method = req.method().clone();
     let path = req.uri().path().to_string();
     let res = next.run(req).await;
@@ -134,6 +145,6 @@ pub async fn layer(State(shared): State<Arc<Shared>>, req: Request, next: Next) 
     };
     shared
         .stats
-        .answered(format!("{method} {template} {status}"));
+        .answered(format!("{method} {template} {status}"), pid);
     res
 }

@@ -20,13 +20,15 @@ use url::Url;
 
 use super::config::{check_options, ClientConfig, Options};
 use super::model::*;
-use super::{Adapter, UploadOptions, UploadProgress};
+use super::{Adapter, PagePlan, PageRange, UploadOptions, UploadProgress};
 use crate::engine::auth::LoginToken;
 use crate::engine::http::{Body, HttpClient, HttpConfig, Request, Response};
 use crate::engine::pagination::with_query_param;
+use crate::engine::rate_limit::{Paced, RateLimiter};
 use crate::engine::retry::{is_ambiguous, RequestKind, RetryPolicy};
 use crate::engine::stream::{
-    page_number_stream, page_number_stream_filtered, Decoder, Keep, PageNumberList, PageStream,
+    page_number_range_stream, page_number_stream, page_number_stream_filtered, Decoder, Keep,
+    PageNumberList, PageStream,
 };
 use crate::engine::{Error, ErrorKind, Result};
 
@@ -202,6 +204,9 @@ impl Alegion {
             is_token_refused,
             retry,
         );
+        // `rate_limit=`: a hard ceiling on every attempt's start, retries included.
+        let rate = cfg.rate_limit.map(|r| Arc::new(RateLimiter::new(r)));
+        let auth = Paced::new(Arc::new(auth), rate, None);
         let http = HttpClient::new(
             HttpConfig {
                 vendor: VENDOR,
@@ -709,34 +714,44 @@ impl Adapter for Alegion {
             .map(|s| vec![("minCreatedAt", s)])
             .unwrap_or_default();
         let list = self.list(&["batches", batch_id, "results"], &query, "results");
-        let batch = batch_id.to_string();
-        let decode: Decoder<Envelope> = Arc::new(move |resp: &Response| {
-            let items = decode_items::<ResultDto>(resp, include_raw, "results")?;
-            Ok(items
-                .into_iter()
-                .map(|(r, raw)| {
-                    let rec = r.input_record;
-                    Envelope {
-                        key: rec.metadata.unwrap_or_else(|| rec.id.clone()),
-                        id: rec.id,
-                        batch_id: batch.clone(),
-                        status: Status::Completed,
-                        input: rec.data,
-                        output: r.result_data,
-                        created_at: rec.created_at,
-                        completed_us: r.created_at.as_deref().and_then(parse_rfc3339_us),
-                        completed_at: r.created_at,
-                        vendor: VENDOR,
-                        raw,
-                    }
-                })
-                .collect())
-        });
+        let decode = results_decoder(batch_id, include_raw);
         let keep: Option<Keep<Envelope>> = since_us.map(|since| {
             Arc::new(move |e: &Envelope| e.completed_us.is_none_or(|done| done > since))
                 as Keep<Envelope>
         });
         page_number_stream_filtered(&self.rt, self.http.clone(), list, decode, keep)
+    }
+
+    async fn result_pages(&self, batch_id: &str) -> Result<Option<PagePlan>> {
+        self.check_batch_id(batch_id)?;
+        let total = self
+            .count(&["batches", batch_id, "results"], &[], "results")
+            .await?;
+        Ok(Some(PagePlan {
+            total,
+            page_size: PAGE_SIZE as u64,
+        }))
+    }
+
+    fn results_range(
+        &self,
+        batch_id: &str,
+        range: PageRange,
+        include_raw: bool,
+    ) -> Result<PageStream<Envelope>> {
+        self.check_batch_id(batch_id)?;
+        // Sorted by creation (+createdAt): results finished later land on later pages, so the ranges of a
+        // plan stay disjoint while the batch is still completing.
+        let list = self.list(&["batches", batch_id, "results"], &[], "results");
+        let decode = results_decoder(batch_id, include_raw);
+        Ok(page_number_range_stream(
+            &self.rt,
+            self.http.clone(),
+            list,
+            decode,
+            None,
+            range,
+        ))
     }
 
     fn records(
@@ -903,6 +918,33 @@ impl Alegion {
         )?;
         batch_info(self.http.send(&req).await?.json(VENDOR, "update_batch")?)
     }
+}
+
+/// Decodes a page of `/batches/{id}/results` into envelopes.
+fn results_decoder(batch_id: &str, include_raw: bool) -> Decoder<Envelope> {
+    let batch = batch_id.to_string();
+    Arc::new(move |resp: &Response| {
+        let items = decode_items::<ResultDto>(resp, include_raw, "results")?;
+        Ok(items
+            .into_iter()
+            .map(|(r, raw)| {
+                let rec = r.input_record;
+                Envelope {
+                    key: rec.metadata.unwrap_or_else(|| rec.id.clone()),
+                    id: rec.id,
+                    batch_id: batch.clone(),
+                    status: Status::Completed,
+                    input: rec.data,
+                    output: r.result_data,
+                    created_at: rec.created_at,
+                    completed_us: r.created_at.as_deref().and_then(parse_rfc3339_us),
+                    completed_at: r.created_at,
+                    vendor: VENDOR,
+                    raw,
+                }
+            })
+            .collect())
+    })
 }
 
 #[cfg(test)]

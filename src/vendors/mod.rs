@@ -24,6 +24,7 @@ pub use config::{
 pub use model::*;
 
 use crate::engine::http::HttpClient;
+pub use crate::engine::stream::PageRange;
 use crate::engine::stream::PageStream;
 use crate::engine::{Error, Result};
 
@@ -40,6 +41,22 @@ pub struct UploadOptions {
 pub struct UploadProgress {
     pub sent: std::sync::atomic::AtomicU64,
     pub skipped: std::sync::atomic::AtomicU64,
+}
+
+/// How a batch's results split into pages, for readers that each take a range of pages (Spark tasks, Dask
+/// partitions): where the vendor gives a total and fetches a page by its number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PagePlan {
+    /// Finished records when asked.
+    pub total: u64,
+    /// Records per page.
+    pub page_size: u64,
+}
+
+impl PagePlan {
+    pub fn pages(&self) -> u64 {
+        self.total.div_ceil(self.page_size.max(1))
+    }
 }
 
 /// The neutral operations. Every vendor implements what it can; the rest answers `Unsupported`.
@@ -93,6 +110,25 @@ pub trait Adapter: Send + Sync {
             self.vendor(),
             "deliver results to a consumer",
             "the vendor's API has no consumer cursors",
+        ))
+    }
+    /// How `results(batch_id, None, ..)` splits into pages; `None` where the vendor cannot say or cannot
+    /// fetch a page by number (readers then take the results whole).
+    async fn result_pages(&self, _batch_id: &str) -> Result<Option<PagePlan>> {
+        Ok(None)
+    }
+    /// The results on pages `range` of `results(batch_id, None, ..)` (0-based, `stop` exclusive; `stop: None`
+    /// runs to the end), in the same order: disjoint ranges read disjoint results.
+    fn results_range(
+        &self,
+        _batch_id: &str,
+        _range: PageRange,
+        _include_raw: bool,
+    ) -> Result<PageStream<Envelope>> {
+        Err(Error::unsupported(
+            self.vendor(),
+            "read results by page range",
+            "the vendor's API cannot fetch a page of results by its number",
         ))
     }
     fn records(

@@ -65,6 +65,22 @@ impl PageNumberPaging {
         paging
     }
 
+    /// Walks from page `page` (1-based) on, as if the pages before it had been full: how a reader of a
+    /// range of pages starts.
+    pub fn starting_at(page_param: &'static str, page_size: usize, page: u64) -> Self {
+        let page = page.max(1);
+        PageNumberPaging {
+            page,
+            seen_items: (page - 1) * page_size as u64,
+            ..Self::new(page_param, page_size)
+        }
+    }
+
+    /// The number of the page last fetched (before `next` moves on).
+    pub fn page(&self) -> u64 {
+        self.page
+    }
+
     /// The URL of page `n` of the list whose page 1 is `first`.
     pub fn url_for_page(&self, first: &Url, n: u64) -> Url {
         with_query_param(first, self.page_param, &n.to_string())
@@ -241,6 +257,24 @@ mod tests {
         let link = format!("<{u1}>; rel=\"next\"");
         let err = p.next(&u1, &info(20, Some(100), &link, &u1)).unwrap_err();
         assert_eq!(err.code.as_deref(), Some("pagination_loop"));
+    }
+
+    #[test]
+    fn starting_at_a_later_page_counts_the_pages_before_it() {
+        let mut p = PageNumberPaging::starting_at("page", 20, 3);
+        assert_eq!(p.page(), 3);
+        let u3 = p.url_for_page(&first(), 3);
+        // Pages 1 and 2 held 40 items: a full page 3 reaches the total of 60.
+        assert_eq!(
+            p.next(&u3, &info(20, Some(60), "", &u3)).unwrap(),
+            Step::Done
+        );
+        let mut p = PageNumberPaging::starting_at("page", 20, 3);
+        let Step::Next(u4) = p.next(&u3, &info(20, Some(61), "", &u3)).unwrap() else {
+            panic!()
+        };
+        assert!(u4.as_str().contains("page=4"), "{u4}");
+        assert_eq!(p.page(), 4);
     }
 
     #[test]

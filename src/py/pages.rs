@@ -1,0 +1,80 @@
+//! Results by page range: how readers on several machines (Spark tasks, Dask partitions) share one batch's
+//! results. `batch.result_pages()` says how the results split; `batch.results(pages=(start, stop))` reads one
+//! range.
+
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyRange, PyRangeMethods};
+
+use super::client::{invalid, ClientInner};
+use super::errors::to_py_err;
+use super::results::ResultStream;
+use super::runtime::block_on;
+use crate::vendors::PageRange;
+
+/// `pages=`: a `(start, stop)` tuple of 0-based page indexes (`stop` exclusive, `None` for "to the end"), or a
+/// `range` with step 1.
+pub(super) fn parse_pages(pages: &Bound<'_, PyAny>) -> PyResult<PageRange> {
+    let bad = || {
+        invalid(
+            "pages must be (start, stop) page indexes (0-based, stop exclusive or None) or a range",
+            "pages",
+        )
+    };
+    let (start, stop): (i64, Option<i64>) = if let Ok(r) = pages.cast::<PyRange>() {
+        if r.step()? != 1 {
+            return Err(bad());
+        }
+        (r.start()? as i64, Some(r.stop()? as i64))
+    } else {
+        pages.extract().map_err(|_| bad())?
+    };
+    if start < 0 || stop.is_some_and(|s| s < start) {
+        return Err(bad());
+    }
+    Ok(PageRange {
+        start: start as u64,
+        stop: stop.map(|s| s as u64),
+    })
+}
+
+/// `batch.results(pages=...)`: the results on those pages only, in the order of `batch.results()`.
+pub(super) fn results_range(
+    client: &ClientInner,
+    batch_id: &str,
+    pages: &Bound<'_, PyAny>,
+    since: Option<&Bound<'_, PyAny>>,
+    consumer: Option<&str>,
+    include_raw: bool,
+    progress: Option<Py<PyAny>>,
+) -> PyResult<ResultStream> {
+    if since.is_some_and(|s| !s.is_none()) || consumer.is_some() {
+        return Err(invalid(
+            "pages= reads a range of every finished result: it does not combine with since= or consumer=",
+            "pages",
+        ));
+    }
+    let range = parse_pages(pages)?;
+    let stream = client
+        .adapter()?
+        .results_range(batch_id, range, include_raw)
+        .map_err(to_py_err)?;
+    Ok(ResultStream::new(stream, None, progress))
+}
+
+/// `batch.result_pages()`: `{"total", "page_size", "pages"}`, or `None` where the vendor cannot split results.
+pub(super) fn result_pages<'py>(
+    py: Python<'py>,
+    client: &ClientInner,
+    batch_id: &str,
+) -> PyResult<Option<Bound<'py, PyDict>>> {
+    let adapter = client.adapter()?;
+    let id = batch_id.to_string();
+    let Some(plan) = block_on(py, async move { adapter.result_pages(&id).await })? else {
+        return Ok(None);
+    };
+    let d = PyDict::new(py);
+    d.set_item("total", plan.total)?;
+    d.set_item("page_size", plan.page_size)?;
+    d.set_item("pages", plan.pages())?;
+    Ok(Some(d))
+}

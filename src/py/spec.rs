@@ -1,0 +1,472 @@
+//! `ClientSpec`: a small picklable description of a client (vendor, project, base URL, limits, options, and
+//! credentials only when the user asks), and the pickling of `Client`, `Batch`, `AsyncClient` and `AsyncBatch`
+//! through it. A worker (a Spark executor, a Dask worker, a `multiprocessing` child) rebuilds a client from
+//! the spec; no connection, token or runtime ever travels. Credentials left out of a spec are resolved on
+//! the worker from its environment (`LABELPORT_<VENDOR>_<NAME>`), like any client's.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyTuple};
+
+use super::asyncio::{AsyncBatch, AsyncClient};
+use super::client::{invalid, kwargs_to_options, Batch, Client, ClientInner};
+use super::errors::to_py_err;
+use super::json::{json_value_to_py, py_to_json};
+use crate::engine::{Error, ErrorKind};
+use crate::vendors::config::spec as vendor_spec;
+use crate::vendors::{BatchInfo, ClientArgs, Options, Secret};
+
+/// How to build a client, without its connections: picklable. Credentials are in it only when given to it
+/// (`ClientSpec(..., password=...)`) or asked for (`client.spec(include_credentials=True)`); the others
+/// come from the environment of the process that builds the client.
+#[pyclass(module = "labelport", frozen, skip_from_py_object)]
+#[derive(Clone)]
+pub struct ClientSpec {
+    vendor: &'static str,
+    project: Option<String>,
+    base_url: Option<String>,
+    timeout: f64,
+    max_retries: u32,
+    rate_limit: Option<f64>,
+    allow_insecure: bool,
+    options: Options,
+    credentials: BTreeMap<String, Secret>,
+}
+
+impl ClientSpec {
+    /// The spec of a built client: what it resolved, with its credentials only if `include_credentials`.
+    pub(super) fn of(inner: &ClientInner, include_credentials: bool) -> Self {
+        let c = &inner.config;
+        ClientSpec {
+            vendor: c.spec.name,
+            project: Some(c.project.clone()),
+            base_url: Some(c.base_url.as_str().trim_end_matches('/').to_string()),
+            timeout: c.timeout.as_secs_f64(),
+            max_retries: c.max_retries,
+            rate_limit: c.rate_limit,
+            // Plain http to anything but loopback only resolves with allow_insecure=True.
+            allow_insecure: c.base_url.scheme() == "http",
+            options: c.options.clone(),
+            credentials: if include_credentials {
+                c.credentials.clone()
+            } else {
+                BTreeMap::new()
+            },
+        }
+    }
+
+    /// Resolves the spec (then the environment) into a client; a missing credential says where it can come from.
+    pub(super) fn build(&self) -> PyResult<Arc<ClientInner>> {
+        let mut keywords = self.options.clone();
+        for (name, secret) in &self.credentials {
+            keywords.insert(name.clone(), secret.expose().into());
+        }
+        let args = ClientArgs {
+            vendor: self.vendor.to_string(),
+            project: self.project.clone(),
+            base_url: self.base_url.clone(),
+            keywords,
+            timeout: self.timeout,
+            max_retries: self.max_retries,
+            rate_limit: self.rate_limit,
+            allow_insecure: self.allow_insecure,
+            ..Default::default()
+        };
+        ClientInner::from_args(args).map_err(|e| {
+            let e = if e.kind == ErrorKind::Auth && self.credentials.is_empty() {
+                let mut e = e;
+                e.message = format!(
+                    "{}. This client was built from a ClientSpec without credentials (a pickled Client or Batch \
+                     carries none): set them in this process's environment, or pickle \
+                     client.spec(include_credentials=True)",
+                    e.message
+                );
+                e
+            } else {
+                e
+            };
+            to_py_err(e)
+        })
+    }
+
+    /// `(rebuild function, args)` for `__reduce__`.
+    fn reduce_with<'py>(
+        &self,
+        py: Python<'py>,
+        function: &str,
+        rest: Vec<Bound<'py, PyAny>>,
+    ) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyTuple>)> {
+        let f = py.import("labelport._labelport")?.getattr(function)?;
+        let mut args = vec![Bound::new(py, self.clone())?.into_any()];
+        args.extend(rest);
+        Ok((f, PyTuple::new(py, args)?))
+    }
+
+    fn apply(&self, changes: Option<&Bound<'_, PyDict>>) -> PyResult<Self> {
+        let mut out = self.clone();
+        let Some(changes) = changes else {
+            return Ok(out);
+        };
+        for (k, v) in changes.iter() {
+            let name: String = k.extract()?;
+            match name.as_str() {
+                "project" => {
+                    out.project = if v.is_none() {
+                        None
+                    } else {
+                        Some(project_string(&v)?)
+                    }
+                }
+                "base_url" => out.base_url = v.extract()?,
+                "timeout" => out.timeout = v.extract()?,
+                "max_retries" => out.max_retries = v.extract()?,
+                "rate_limit" => out.rate_limit = v.extract()?,
+                "allow_insecure" => out.allow_insecure = v.extract()?,
+                _ => {
+                    let value = py_to_json(&v, &name)
+                        .map_err(|e| invalid(format!("{}: {}", e.path, e.message), &name))?;
+                    out.set_keyword(name, value)?;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn set_keyword(&mut self, name: String, value: serde_json::Value) -> PyResult<()> {
+        let spec = vendor_spec(self.vendor).map_err(to_py_err)?;
+        if spec.credentials.contains(&name.as_str()) {
+            let s = match value {
+                serde_json::Value::String(s) => s,
+                serde_json::Value::Number(n) => n.to_string(),
+                _ => {
+                    return Err(invalid(
+                        format!("credential {name} must be a string"),
+                        &name,
+                    ))
+                }
+            };
+            self.credentials.insert(name, Secret::new(s));
+        } else if spec.client_options.contains(&name.as_str()) {
+            self.options.insert(name, value);
+        } else {
+            let mut allowed: Vec<&str> = spec.credentials.to_vec();
+            allowed.extend(spec.client_options);
+            allowed.extend([
+                "project",
+                "base_url",
+                "timeout",
+                "max_retries",
+                "rate_limit",
+                "allow_insecure",
+            ]);
+            return Err(to_py_err(
+                Error::invalid(format!(
+                    "{} does not take the argument {name:?}; it takes {}",
+                    spec.name,
+                    allowed.join(", ")
+                ))
+                .vendor(spec.name)
+                .field(name),
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn project_string(p: &Bound<'_, PyAny>) -> PyResult<String> {
+    match p.extract::<String>() {
+        Ok(s) => Ok(s),
+        Err(_) => p
+            .extract::<i64>()
+            .map(|i| i.to_string())
+            .map_err(|_| invalid("project must be a string or an integer", "project")),
+    }
+}
+
+#[pymethods]
+impl ClientSpec {
+    #[new]
+    #[pyo3(signature = (vendor, project=None, *, base_url=None, timeout=30.0, max_retries=5, rate_limit=None, allow_insecure=false, **kwargs))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        vendor: &str,
+        project: Option<&Bound<'_, PyAny>>,
+        base_url: Option<String>,
+        timeout: f64,
+        max_retries: u32,
+        rate_limit: Option<f64>,
+        allow_insecure: bool,
+        kwargs: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<Self> {
+        let spec = vendor_spec(vendor).map_err(to_py_err)?;
+        let mut out = ClientSpec {
+            vendor: spec.name,
+            project: match project {
+                Some(p) if !p.is_none() => Some(project_string(p)?),
+                _ => None,
+            },
+            base_url,
+            timeout,
+            max_retries,
+            rate_limit,
+            allow_insecure,
+            options: Options::new(),
+            credentials: BTreeMap::new(),
+        };
+        for (name, value) in kwargs_to_options(kwargs)? {
+            out.set_keyword(name, value)?;
+        }
+        Ok(out)
+    }
+
+    /// The vendor's name.
+    #[getter]
+    fn vendor(&self) -> &'static str {
+        self.vendor
+    }
+
+    /// The project; `None` means `LABELPORT_<VENDOR>_PROJECT` where the client is built.
+    #[getter]
+    fn project(&self) -> Option<&str> {
+        self.project.as_deref()
+    }
+
+    /// The base URL; `None` means `LABELPORT_<VENDOR>_BASE_URL`, else the vendor's, where the client is built.
+    #[getter]
+    fn base_url(&self) -> Option<&str> {
+        self.base_url.as_deref()
+    }
+
+    /// Seconds a request may take.
+    #[getter]
+    fn timeout(&self) -> f64 {
+        self.timeout
+    }
+
+    /// Retries of a failed request.
+    #[getter]
+    fn max_retries(&self) -> u32 {
+        self.max_retries
+    }
+
+    /// Requests per second for each client built from this spec.
+    #[getter]
+    fn rate_limit(&self) -> Option<f64> {
+        self.rate_limit
+    }
+
+    /// Plain `http://` allowed beyond loopback.
+    #[getter]
+    fn allow_insecure(&self) -> bool {
+        self.allow_insecure
+    }
+
+    /// The vendor's client options (not credentials).
+    #[getter]
+    fn options<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        json_value_to_py(
+            py,
+            &serde_json::Value::Object(self.options.clone().into_iter().collect()),
+        )
+    }
+
+    /// The names of the credentials the spec carries (never their values); the rest come from the environment.
+    #[getter]
+    fn credential_names(&self) -> Vec<String> {
+        self.credentials.keys().cloned().collect()
+    }
+
+    /// A copy with some fields changed: `project`, `base_url`, `timeout`, `max_retries`, `rate_limit`,
+    /// `allow_insecure`, credentials or client options.
+    #[pyo3(signature = (**changes))]
+    fn replace(&self, changes: Option<&Bound<'_, PyDict>>) -> PyResult<Self> {
+        self.apply(changes)
+    }
+
+    /// Builds a `Client` here: credentials the spec lacks come from this process's environment.
+    fn client(&self) -> PyResult<Client> {
+        Ok(Client::from_inner(self.build()?))
+    }
+
+    /// Builds an `AsyncClient` here, like `client()`.
+    fn async_client(&self) -> PyResult<AsyncClient> {
+        Ok(AsyncClient::from_inner(self.build()?))
+    }
+
+    fn __reduce__<'py>(
+        &self,
+        py: Python<'py>,
+    ) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyTuple>)> {
+        let state = PyDict::new(py);
+        state.set_item("vendor", self.vendor)?;
+        state.set_item("project", &self.project)?;
+        state.set_item("base_url", &self.base_url)?;
+        state.set_item("timeout", self.timeout)?;
+        state.set_item("max_retries", self.max_retries)?;
+        state.set_item("rate_limit", self.rate_limit)?;
+        state.set_item("allow_insecure", self.allow_insecure)?;
+        for (k, v) in &self.options {
+            state.set_item(k, json_value_to_py(py, v)?)?;
+        }
+        // Only credentials the user put in the spec: the pickle then holds them, as asked.
+        for (k, v) in &self.credentials {
+            state.set_item(k, v.expose())?;
+        }
+        let f = py
+            .import("labelport._labelport")?
+            .getattr("_spec_from_state")?;
+        Ok((f, PyTuple::new(py, [state])?))
+    }
+
+    fn __eq__(&self, other: &Bound<'_, PyAny>) -> bool {
+        let Ok(o) = other.cast::<ClientSpec>() else {
+            return false;
+        };
+        let o = o.get();
+        let creds = |s: &ClientSpec| -> Vec<(String, String)> {
+            s.credentials
+                .iter()
+                .map(|(k, v)| (k.clone(), v.expose().to_string()))
+                .collect()
+        };
+        self.vendor == o.vendor
+            && self.project == o.project
+            && self.base_url == o.base_url
+            && self.timeout == o.timeout
+            && self.max_retries == o.max_retries
+            && self.rate_limit == o.rate_limit
+            && self.allow_insecure == o.allow_insecure
+            && self.options == o.options
+            && creds(self) == creds(o)
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "<labelport.ClientSpec vendor={:?} project={:?} base_url={:?} rate_limit={:?} credentials={:?}>",
+            self.vendor,
+            self.project.as_deref().unwrap_or("<from environment>"),
+            self.base_url.as_deref().unwrap_or("<from environment>"),
+            self.rate_limit,
+            self.credentials.keys().collect::<Vec<_>>(),
+        )
+    }
+}
+
+/// Unpickles a `ClientSpec`.
+#[pyfunction]
+fn _spec_from_state(state: &Bound<'_, PyDict>) -> PyResult<ClientSpec> {
+    let vendor: String = state
+        .get_item("vendor")?
+        .ok_or_else(|| invalid("a ClientSpec needs a vendor", "vendor"))?
+        .extract()?;
+    let rest = state.copy()?;
+    rest.del_item("vendor")?;
+    let base = ClientSpec::new(&vendor, None, None, 30.0, 5, None, false, None)?;
+    base.apply(Some(&rest))
+}
+
+/// Unpickles a `Client`: built from its spec in this process.
+#[pyfunction]
+fn _rebuild_client(spec: &ClientSpec) -> PyResult<Client> {
+    spec.client()
+}
+
+/// Unpickles an `AsyncClient`.
+#[pyfunction]
+fn _rebuild_async_client(spec: &ClientSpec) -> PyResult<AsyncClient> {
+    spec.async_client()
+}
+
+fn batch_info(
+    id: String,
+    name: Option<String>,
+    created_at: Option<String>,
+    raw: &Bound<'_, PyAny>,
+) -> PyResult<BatchInfo> {
+    let raw = py_to_json(raw, "raw").map_err(|e| invalid(e.message, "raw"))?;
+    Ok(BatchInfo {
+        id,
+        name,
+        created_at,
+        raw,
+    })
+}
+
+/// Unpickles a `Batch`: its client rebuilt from the spec, the batch as it was described (no request).
+#[pyfunction]
+fn _rebuild_batch(
+    spec: &ClientSpec,
+    id: String,
+    name: Option<String>,
+    created_at: Option<String>,
+    raw: &Bound<'_, PyAny>,
+) -> PyResult<Batch> {
+    Ok(Batch::from_parts(
+        spec.build()?,
+        batch_info(id, name, created_at, raw)?,
+    ))
+}
+
+/// Unpickles an `AsyncBatch`.
+#[pyfunction]
+fn _rebuild_async_batch(
+    spec: &ClientSpec,
+    id: String,
+    name: Option<String>,
+    created_at: Option<String>,
+    raw: &Bound<'_, PyAny>,
+) -> PyResult<AsyncBatch> {
+    Ok(AsyncBatch::from_parts(
+        spec.build()?,
+        batch_info(id, name, created_at, raw)?,
+    ))
+}
+
+pub(super) type Reduced<'py> = (Bound<'py, PyAny>, Bound<'py, PyTuple>);
+
+/// `__reduce__` of a client: its spec without credentials.
+pub(super) fn reduce_client<'py>(
+    py: Python<'py>,
+    inner: &ClientInner,
+    is_async: bool,
+) -> PyResult<Reduced<'py>> {
+    let f = if is_async {
+        "_rebuild_async_client"
+    } else {
+        "_rebuild_client"
+    };
+    ClientSpec::of(inner, false).reduce_with(py, f, vec![])
+}
+
+/// `__reduce__` of a batch: its client's spec without credentials, and the batch's description.
+pub(super) fn reduce_batch<'py>(
+    py: Python<'py>,
+    inner: &ClientInner,
+    info: &BatchInfo,
+    is_async: bool,
+) -> PyResult<Reduced<'py>> {
+    let f = if is_async {
+        "_rebuild_async_batch"
+    } else {
+        "_rebuild_batch"
+    };
+    let rest = vec![
+        info.id.clone().into_pyobject(py)?.into_any(),
+        info.name.clone().into_pyobject(py)?.into_any(),
+        info.created_at.clone().into_pyobject(py)?.into_any(),
+        json_value_to_py(py, &info.raw)?,
+    ];
+    ClientSpec::of(inner, false).reduce_with(py, f, rest)
+}
+
+pub(super) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<ClientSpec>()?;
+    m.add_function(wrap_pyfunction!(_spec_from_state, m)?)?;
+    m.add_function(wrap_pyfunction!(_rebuild_client, m)?)?;
+    m.add_function(wrap_pyfunction!(_rebuild_async_client, m)?)?;
+    m.add_function(wrap_pyfunction!(_rebuild_batch, m)?)?;
+    m.add_function(wrap_pyfunction!(_rebuild_async_batch, m)?)?;
+    Ok(())
+}
