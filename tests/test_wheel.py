@@ -40,13 +40,16 @@ def test_the_wheel_installs_without_rust_and_runs_the_demo(tmp_path):
     with zipfile.ZipFile(wheel) as z:
         names = z.namelist()
     assert any(n.startswith("labelport/_labelport") and n.endswith(".so") for n in names), names
-    for wanted in ("labelport/__init__.py", "labelport/py.typed", "labelport/_labelport.pyi", "labelport/cli.py"):
+    for wanted in ("labelport/__init__.py", "labelport/py.typed", "labelport/_labelport.pyi",
+                   "labelport/cli/__init__.py", "labelport/cli/_batches.py", "labelport/testing.py",
+                   "labelport/callbacks.py", "labelport/spark.py", "labelport/dask.py"):
         assert wanted in names, (wanted, names)
     assert not [n for n in names if n.startswith(("src/", "tests/", "target/"))], names
     entry_points = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
     with zipfile.ZipFile(wheel) as z:
         scripts = z.read(entry_points).decode().replace(" ", "")
     assert "labelport=labelport.cli:main" in scripts, scripts
+    assert "[pytest11]" in scripts and "labelport=labelport.testing" in scripts, scripts  # the user's fixture
 
     clean = tmp_path / "clean"
     _run([getattr(sys, "_base_executable", sys.executable), "-m", "venv", clean], timeout=300)

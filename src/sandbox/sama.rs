@@ -533,14 +533,16 @@ impl Sama {
             .filter(|(_, t)| matches!(st.state(t, now), "delivered" | "acknowledged"))
             .filter(|(_, t)| batch_ids.is_none_or(|b| b.contains(&t.batch.to_string())))
             .filter(|(_, t)| {
-                cbids
-                    .is_none_or(|c| match_cbid(Store::client_batch_id(t).as_deref(), c, match_type))
+                cbids.is_none_or(|c| {
+                    match_cbid(Store::client_batch_id_ref(t).as_deref(), c, match_type)
+                })
             })
             .filter(|(_, t)| task_ids.is_none_or(|ids| ids.contains(&t.id)))
             .map(|(i, t)| (st.deliver_ms(t), i))
             .filter(|(d, _)| from_us.is_none_or(|f| d * 1000 >= f))
             .collect();
-        out.sort_by(|a, b| (a.0, &st.tasks[a.1].id).cmp(&(b.0, &st.tasks[b.1].id)));
+        // (delivery time, id) is unique per task: an unstable sort gives the same order, faster.
+        out.sort_unstable_by(|a, b| (a.0, &st.tasks[a.1].id).cmp(&(b.0, &st.tasks[b.1].id)));
         out
     }
 }

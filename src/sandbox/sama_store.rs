@@ -255,6 +255,15 @@ impl Store {
         }
     }
 
+    /// The client batch id without copying it (the delivered list compares it for every task of a project).
+    pub fn client_batch_id_ref(t: &Task) -> Option<std::borrow::Cow<'_, str>> {
+        match t.data.get(CLIENT_BATCH_INPUT)? {
+            Value::String(s) => Some(std::borrow::Cow::Borrowed(s.as_str())),
+            Value::Number(n) => Some(std::borrow::Cow::Owned(n.to_string())),
+            _ => None,
+        }
+    }
+
     pub fn client_batch_id(t: &Task) -> Option<String> {
         match t.data.get(CLIENT_BATCH_INPUT)? {
             Value::String(s) => Some(s.clone()),
