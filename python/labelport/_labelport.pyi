@@ -68,6 +68,8 @@ class Client:
     ``LABELPORT_<VENDOR>_PROJECT`` and ``LABELPORT_<VENDOR>_BASE_URL``, or from a profile (``profile=`` or
     ``LABELPORT_PROFILE``: a ``[profiles.NAME]`` table of ``~/.config/labelport/config.toml``), which may also
     give the vendor. Keyword arguments win over the environment, the environment over the profile.
+    ``ca_bundle``: a PEM file of certificate authorities trusted besides the system's (a TLS-inspecting proxy,
+    a private endpoint); also ``LABELPORT_<VENDOR>_CA_BUNDLE`` or a profile's ``ca_bundle``.
     """
 
     def __new__(
@@ -81,6 +83,7 @@ class Client:
         max_retries: int = 5,
         rate_limit: float | None = None,
         allow_insecure: bool = False,
+        ca_bundle: str | PathLike[str] | None = None,
         **credentials_and_options: Any,
     ) -> Client: ...
     @property
@@ -315,6 +318,7 @@ class AsyncClient:
         max_retries: int = 5,
         rate_limit: float | None = None,
         allow_insecure: bool = False,
+        ca_bundle: str | PathLike[str] | None = None,
         **credentials_and_options: Any,
     ) -> AsyncClient: ...
     @property

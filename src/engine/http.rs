@@ -25,6 +25,8 @@ pub struct HttpConfig {
     pub timeout: Duration,
     pub connect_timeout: Duration,
     pub retry: RetryPolicy,
+    /// Certificate authorities trusted besides the system's.
+    pub tls_roots: Vec<reqwest::Certificate>,
 }
 
 #[derive(Debug, Clone)]
@@ -165,6 +167,7 @@ impl HttpClient {
             .pool_idle_timeout(Duration::from_secs(60))
             .gzip(true)
             .redirect(same_origin_redirects())
+            .tls_certs_merge(config.tls_roots.iter().cloned())
             .build()
             .map_err(|e| {
                 Error::new(
@@ -470,6 +473,7 @@ mod tests {
             timeout: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(5),
             retry: RetryPolicy::default(),
+            tls_roots: vec![],
         };
         HttpClient::new(config, Arc::new(auth), |_, _| (None, None)).unwrap()
     }

@@ -388,6 +388,7 @@ mod tests {
                     timeout: std::time::Duration::from_secs(5),
                     connect_timeout: std::time::Duration::from_secs(5),
                     retry: Default::default(),
+                    tls_roots: vec![],
                 },
                 Arc::new(super::super::auth::StaticKey::new(
                     super::super::auth::KeyPlacement::Header("x-test-key"),

@@ -65,7 +65,8 @@ impl ClientInner {
             profile,
             project,
             base_url,
-            keywords: kwargs_to_options(kwargs)?,
+            ca_bundle: ca_bundle_arg(kwargs)?,
+            keywords: kwargs_to_options(without(kwargs, CA_BUNDLE)?.as_ref())?,
             timeout,
             max_retries,
             rate_limit,
@@ -123,6 +124,39 @@ impl ClientInner {
 
 pub(super) fn invalid(message: impl Into<String>, field: &str) -> PyErr {
     to_py_err(Error::invalid(message).field(field))
+}
+
+/// `ca_bundle=`: a path (str or `os.PathLike`) to a PEM file of extra certificate authorities. It travels in
+/// `**kwargs` beside the vendor's credentials and options, as a setting of every client.
+fn ca_bundle_arg(kwargs: Option<&Bound<'_, PyDict>>) -> PyResult<Option<String>> {
+    let Some(value) = kwargs.map(|k| k.get_item(CA_BUNDLE)).transpose()?.flatten() else {
+        return Ok(None);
+    };
+    if value.is_none() {
+        return Ok(None);
+    }
+    let py = value.py();
+    let path = py
+        .import("os")?
+        .call_method1("fspath", (&value,))
+        .and_then(|p| p.extract::<String>())
+        .map_err(|_| invalid("ca_bundle must be a path to a PEM file", CA_BUNDLE))?;
+    Ok(Some(path))
+}
+
+const CA_BUNDLE: &str = "ca_bundle";
+
+/// A copy of `kwargs` without `name`.
+fn without<'py>(
+    kwargs: Option<&Bound<'py, PyDict>>,
+    name: &str,
+) -> PyResult<Option<Bound<'py, PyDict>>> {
+    let Some(kw) = kwargs else { return Ok(None) };
+    let copy = kw.copy()?;
+    if copy.contains(name)? {
+        copy.del_item(name)?;
+    }
+    Ok(Some(copy))
 }
 
 pub(super) fn kwargs_to_options(kwargs: Option<&Bound<'_, PyDict>>) -> PyResult<Options> {

@@ -127,6 +127,9 @@ pub struct ClientConfig {
     pub timeout: Duration,
     pub max_retries: u32,
     pub rate_limit: Option<f64>,
+    /// Certificate authorities trusted besides the system's (`ca_bundle=`), for TLS-inspecting proxies and
+    /// private endpoints.
+    pub tls_roots: Vec<reqwest::Certificate>,
 }
 
 /// What the caller gave, before the environment fills the gaps.
@@ -144,6 +147,8 @@ pub struct ClientArgs {
     pub max_retries: u32,
     pub rate_limit: Option<f64>,
     pub allow_insecure: bool,
+    /// A PEM file of extra certificate authorities (or `LABELPORT_<VENDOR>_CA_BUNDLE`, or the profile's).
+    pub ca_bundle: Option<String>,
 }
 
 fn env_name(vendor: &str, name: &str) -> String {
@@ -283,12 +288,12 @@ fn resolve_with(
     }
     if let Some(p) = profile {
         for name in p.values.keys() {
-            let known = ["project", "base_url"].contains(&name.as_str())
+            let known = ["project", "base_url", "ca_bundle"].contains(&name.as_str())
                 || spec.credentials.contains(&name.as_str())
                 || spec.client_options.contains(&name.as_str());
             if !known {
                 return Err(Error::invalid(format!(
-                    "{}: {} does not take {name:?}; it takes project, base_url, {}",
+                    "{}: {} does not take {name:?}; it takes project, base_url, ca_bundle, {}",
                     p.describe(),
                     spec.name,
                     takes()
@@ -379,6 +384,10 @@ fn resolve_with(
         Error::invalid(format!("base_url {base:?} is not a URL: {e}")).field("base_url")
     })?;
     crate::engine::http::check_scheme(&base_url, args.allow_insecure)?;
+    let tls_roots = match layered(args.ca_bundle, "ca_bundle")? {
+        Some(path) => load_ca_bundle(&path)?,
+        None => Vec::new(),
+    };
     if !(args.timeout.is_finite() && args.timeout > 0.0) {
         return Err(
             Error::invalid("timeout must be a positive number of seconds").field("timeout"),
@@ -401,7 +410,20 @@ fn resolve_with(
         timeout: Duration::from_secs_f64(args.timeout),
         max_retries: args.max_retries,
         rate_limit: args.rate_limit,
+        tls_roots,
     })
+}
+
+/// The certificates of a PEM bundle; an unreadable file or one without a certificate is an `InvalidInput`.
+fn load_ca_bundle(path: &str) -> Result<Vec<reqwest::Certificate>> {
+    let bad = |why: String| Error::invalid(format!("ca_bundle {path:?}: {why}")).field("ca_bundle");
+    let pem = std::fs::read(path).map_err(|e| bad(format!("cannot be read ({e})")))?;
+    let certs = reqwest::Certificate::from_pem_bundle(&pem)
+        .map_err(|e| bad(format!("is not a PEM certificate bundle ({e})")))?;
+    if certs.is_empty() {
+        return Err(bad("holds no PEM certificate".to_string()));
+    }
+    Ok(certs)
 }
 
 /// Checks `options` against the names an operation takes.

@@ -193,6 +193,7 @@ impl Playment {
                 timeout: cfg.timeout,
                 connect_timeout: Duration::from_secs(10),
                 retry,
+                tls_roots: cfg.tls_roots.clone(),
             },
             Arc::new(auth),
             parse_error,
@@ -202,6 +203,7 @@ impl Playment {
             .timeout(cfg.timeout)
             .connect_timeout(Duration::from_secs(10))
             .redirect(reqwest::redirect::Policy::none())
+            .tls_certs_merge(cfg.tls_roots.iter().cloned())
             .build()
             .map_err(|e| {
                 Error::new(

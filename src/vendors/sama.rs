@@ -346,6 +346,7 @@ impl Sama {
                 timeout: cfg.timeout,
                 connect_timeout: Duration::from_secs(10),
                 retry,
+                tls_roots: cfg.tls_roots.clone(),
             },
             Arc::new(auth),
             parse_error,
