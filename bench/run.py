@@ -181,7 +181,7 @@ def b2_sama(env: dict[str, Any]) -> int:
 
     sama_client.requests = Shim  # type: ignore[assignment]
     sdk = sama.Client(api_key=env["credentials"]["api_key"])
-    return sum(1 for _ in sdk.get_delivered_tasks(env["project"], client_batch_id=env["batch"]))
+    return len(list(sdk.get_delivered_tasks(env["project"], client_batch_id=env["batch"])))
 
 
 # ---- B3: per-record upload to Playment -----------------------------------------------------------------
@@ -372,6 +372,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--smoke", action="store_true", help="tiny sizes, one repetition: checks everything runs")
     p.add_argument("--repeat", type=int, default=5)
+    p.add_argument("--only", default="B1,B2,B3,B4,B5", help="the scenarios to run, e.g. --only B2,B3")
     p.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.child:
@@ -382,9 +383,6 @@ def main() -> None:
 
     smoke = args.smoke
     repeat = 1 if smoke else args.repeat
-    n_results = 2_000 if smoke else 100_000
-    n_big = 20_000 if smoke else 1_000_000
-    calls = 50 if smoke else 2_000
     out = [
         f"Machine: {platform.machine()}, {os.cpu_count()} cores, {platform.system()} {platform.release()}; "
         f"Python {platform.python_version()}; labelport {lp.__version__}; "
@@ -392,22 +390,41 @@ def main() -> None:
         + (" (SMOKE: sizes too small to mean anything)" if smoke else ""),
         "",
     ]
+    only = {x.strip().upper() for x in args.only.split(",")}
+    if only & {"B1", "B4", "B5"}:
+        out += alegion_scenarios(only, smoke, repeat)
+    if "B2" in only:
+        out += sama_scenario(smoke, repeat)
+    if "B3" in only:
+        out += playment_scenario(smoke, repeat)
+    print("\n".join(out))
+
+
+def alegion_scenarios(only: set[str], smoke: bool, repeat: int) -> list[str]:
+    n_results = 2_000 if smoke else 100_000
+    n_big = 20_000 if smoke else 1_000_000
+    calls = 50 if smoke else 2_000
+    out: list[str] = []
     sb = Sandbox("alegion")
     try:
         info = sb.info
         batch = seed_alegion(info, "bench-b1", n_results)
         env = {**info, "batch": batch}
-        out += table(
-            f"B1 results: {n_results:,} Alegion results, 1,000 per page, into a list of dicts",
-            measure(["B1/labelport", "B1/requests", "B1/httpx", "B1/floor (engine bytes + orjson)"], env, repeat),
-            "B1/labelport",
-        )
-        env = {**info, "batch": batch, "calls": calls}
-        out += table(
-            f"B5 small calls: {calls:,} sequential GETs of one batch",
-            measure(["B5/labelport", "B5/requests", "B5/httpx"], env, repeat),
-            "B5/labelport",
-        )
+        if "B1" in only:
+            out += table(
+                f"B1 results: {n_results:,} Alegion results, 1,000 per page, into a list of dicts",
+                measure(["B1/labelport", "B1/requests", "B1/httpx", "B1/floor (engine bytes + orjson)"], env, repeat),
+                "B1/labelport",
+            )
+        if "B5" in only:
+            env = {**info, "batch": batch, "calls": calls}
+            out += table(
+                f"B5 small calls: {calls:,} sequential GETs of one batch",
+                measure(["B5/labelport", "B5/requests", "B5/httpx"], env, repeat),
+                "B5/labelport",
+            )
+        if "B4" not in only:
+            return out
         big = seed_alegion(info, "bench-b4", n_big)
         small_n = n_big // 10
         small = seed_alegion(info, "bench-b4-small", small_n)
@@ -426,8 +443,12 @@ def main() -> None:
         out.append("")
     finally:
         sb.close()
+    return out
 
+
+def sama_scenario(smoke: bool, repeat: int) -> list[str]:
     n_sama = 2_000 if smoke else 100_000
+    out: list[str] = []
     sb = Sandbox("sama")
     try:
         env = {**sb.info, "batch": seed_sama(sb.info, n_sama)}
@@ -438,8 +459,12 @@ def main() -> None:
         )
     finally:
         sb.close()
+    return out
 
+
+def playment_scenario(smoke: bool, repeat: int) -> list[str]:
     n_upload = 50 if smoke else 2_000
+    out: list[str] = []
     sb = Sandbox("playment", latency=0.02)
     try:
         env = {**sb.info, "n": n_upload}
@@ -452,7 +477,7 @@ def main() -> None:
         )
     finally:
         sb.close()
-    print("\n".join(out))
+    return out
 
 
 if __name__ == "__main__":
