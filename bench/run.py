@@ -447,7 +447,7 @@ def alegion_scenarios(only: set[str], smoke: bool, repeat: int) -> list[str]:
 
 
 def sama_scenario(smoke: bool, repeat: int) -> list[str]:
-    n_sama = 2_000 if smoke else 100_000
+    n_sama = 300 if smoke else 100_000
     out: list[str] = []
     sb = Sandbox("sama")
     try:
@@ -463,7 +463,7 @@ def sama_scenario(smoke: bool, repeat: int) -> list[str]:
 
 
 def playment_scenario(smoke: bool, repeat: int) -> list[str]:
-    n_upload = 50 if smoke else 2_000
+    n_upload = 30 if smoke else 2_000
     out: list[str] = []
     sb = Sandbox("playment", latency=0.02)
     try:
