@@ -447,7 +447,7 @@ def alegion_scenarios(only: set[str], smoke: bool, repeat: int) -> list[str]:
 
 
 def sama_scenario(smoke: bool, repeat: int) -> list[str]:
-    n_sama = 300 if smoke else 100_000
+    n_sama = 90 if smoke else 100_000
     out: list[str] = []
     sb = Sandbox("sama")
     try:
