@@ -249,7 +249,7 @@ fn holds_secret(p: &Profile) -> bool {
     let credential = |name: &str| {
         SPECS
             .iter()
-            .filter(|s| vendor.as_deref().map_or(true, |v| v == s.name))
+            .filter(|s| vendor.as_deref().is_none_or(|v| v == s.name))
             .any(|s| s.credentials.contains(&name))
     };
     p.values
