@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import labelport as lp
 import pytest
 
@@ -135,3 +137,14 @@ def list_batches(**kwargs):
     """A Client for alegion built from ``kwargs`` (and the environment), used once."""
     with lp.Client("alegion", **kwargs) as c:
         return c.batches()
+
+
+@pytest.mark.parametrize("track", [False, True])
+def test_the_sandbox_counts_requests_per_process_only_when_asked(track):
+    with lp.sandbox.start("alegion", track_pids=track) as sb, sb.client() as c:
+        c.batches()
+        by_pid = sb.stats()["requests_by_pid"]
+    if track:
+        assert set(by_pid) == {str(os.getpid())} and sum(by_pid.values()) >= 2  # the login and the list
+    else:
+        assert by_pid == {}

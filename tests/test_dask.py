@@ -17,6 +17,13 @@ N = 20_000
 
 
 @pytest.fixture(scope="module")
+def sandbox() -> Iterator[lp.sandbox.Sandbox]:
+    """The shared Alegion sandbox, counting requests per client process (which workers sent them)."""
+    with lp.sandbox.start("alegion", seed=11, track_pids=True) as sb:
+        yield sb
+
+
+@pytest.fixture(scope="module")
 def cluster(sandbox: lp.sandbox.Sandbox) -> Iterator[object]:
     from dask.distributed import Client, LocalCluster
 
@@ -92,7 +99,7 @@ def test_a_rate_limit_is_shared_by_the_partitions(cluster):
 
     # A sandbox of its own, so its peak request rate is this upload's; the credentials travel in the spec, as
     # the user asked (include_credentials=True), since the workers' environment holds another sandbox's.
-    with lp.sandbox.start("alegion", seed=5) as sb:
+    with lp.sandbox.start("alegion", seed=5, track_pids=True) as sb:
         spec = sb.client(rate_limit=16.0).spec(include_credentials=True)
         batch = spec.client().create_batch("rate")
         ddf = dd.from_pandas(pd.DataFrame({"k": [f"r-{i}" for i in range(400)]}), npartitions=4)

@@ -17,6 +17,13 @@ PARTITIONS = 8
 
 
 @pytest.fixture(scope="module")
+def sandbox() -> Iterator[lp.sandbox.Sandbox]:
+    """The shared Alegion sandbox, counting requests per client process (which workers sent them)."""
+    with lp.sandbox.start("alegion", seed=11, track_pids=True) as sb:
+        yield sb
+
+
+@pytest.fixture(scope="module")
 def spark(sandbox: lp.sandbox.Sandbox) -> Iterator[object]:
     # Executors (python workers forked from the JVM's daemon) take credentials from their environment.
     saved = dict(os.environ)

@@ -6,6 +6,7 @@ use pyo3::types::PyDict;
 
 use super::errors::to_py_err;
 use super::json::json_value_to_py;
+use super::runtime::no_panic;
 use crate::engine::Error;
 use crate::sandbox::{Faults, Sandbox, SandboxConfig};
 
@@ -58,7 +59,7 @@ fn faults_from(d: Option<&Bound<'_, PyDict>>) -> PyResult<Faults> {
 #[pymethods]
 impl SandboxServer {
     #[new]
-    #[pyo3(signature = (vendor, *, seed=0, complete_after=0.0, exception_rate=0.0, faults=None, latency=None, port=0))]
+    #[pyo3(signature = (vendor, *, seed=0, complete_after=0.0, exception_rate=0.0, faults=None, latency=None, port=0, track_pids=false))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -69,32 +70,36 @@ impl SandboxServer {
         faults: Option<&Bound<'_, PyDict>>,
         latency: Option<f64>,
         port: u16,
+        track_pids: bool,
     ) -> PyResult<Self> {
-        if !(complete_after.is_finite() && complete_after >= 0.0) {
-            return Err(to_py_err(
-                Error::invalid("complete_after must be a number of seconds >= 0")
-                    .field("complete_after"),
-            ));
-        }
-        if !(0.0..=1.0).contains(&exception_rate) {
-            return Err(to_py_err(
-                Error::invalid("exception_rate is a probability between 0 and 1")
-                    .field("exception_rate"),
-            ));
-        }
-        let config = SandboxConfig {
-            vendor: vendor.to_ascii_lowercase(),
-            seed,
-            complete_after,
-            exception_rate,
-            latency,
-            port,
-            faults: faults_from(faults)?,
-        };
-        let inner = py
-            .detach(|| Sandbox::start(config))
-            .map_err(|e| to_py_err(Error::invalid(format!("sandbox did not start: {e}"))))?;
-        Ok(SandboxServer { inner })
+        no_panic(|| {
+            if !(complete_after.is_finite() && complete_after >= 0.0) {
+                return Err(to_py_err(
+                    Error::invalid("complete_after must be a number of seconds >= 0")
+                        .field("complete_after"),
+                ));
+            }
+            if !(0.0..=1.0).contains(&exception_rate) {
+                return Err(to_py_err(
+                    Error::invalid("exception_rate is a probability between 0 and 1")
+                        .field("exception_rate"),
+                ));
+            }
+            let config = SandboxConfig {
+                vendor: vendor.to_ascii_lowercase(),
+                seed,
+                complete_after,
+                exception_rate,
+                latency,
+                port,
+                faults: faults_from(faults)?,
+                track_pids,
+            };
+            let inner = py
+                .detach(|| Sandbox::start(config))
+                .map_err(|e| to_py_err(Error::invalid(format!("sandbox did not start: {e}"))))?;
+            Ok(SandboxServer { inner })
+        })
     }
 
     #[getter]
@@ -118,8 +123,10 @@ impl SandboxServer {
     }
 
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let stats = py.detach(|| self.inner.stats());
-        json_value_to_py(py, &stats)
+        no_panic(|| {
+            let stats = py.detach(|| self.inner.stats());
+            json_value_to_py(py, &stats)
+        })
     }
 
     fn advance(&self, seconds: f64) {

@@ -54,6 +54,10 @@ pub struct SandboxConfig {
     /// 0 = any free port.
     pub port: u16,
     pub faults: Faults,
+    /// Count requests per client process id (`requests_by_pid`): off by default, since telling the process
+    /// behind a connection costs a few milliseconds per new connection (`/proc`), which would slow down
+    /// clients that open one per request, such as the vendors' SDKs in the benchmarks.
+    pub track_pids: bool,
 }
 
 impl Default for SandboxConfig {
@@ -66,6 +70,7 @@ impl Default for SandboxConfig {
             latency: None,
             port: 0,
             faults: Faults::default(),
+            track_pids: false,
         }
     }
 }

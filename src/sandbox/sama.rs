@@ -25,6 +25,7 @@ use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
+use axum::http::header::CONTENT_TYPE;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put, MethodRouter};
@@ -35,8 +36,8 @@ use serde_json::{json, Map, Value};
 use super::clock::{iso_ms, parse_instant_us, seconds_to_ms};
 use super::paging::Query;
 use super::sama_store::{
-    base64, creation_status, hmac_sha256, seeded_hex, validate, Callback, CallbackAuth, SimBatch,
-    Store, Task, CLIENT_BATCH_INPUT, STATS_KEY_INPUT,
+    base64, creation_status, hmac_sha256, seeded_hex, validate, Callback, CallbackAuth,
+    DeliveredCache, SimBatch, Store, Task, CLIENT_BATCH_INPUT, STATS_KEY_INPUT,
 };
 use super::{Routes, Shared, Simulator};
 
@@ -197,7 +198,11 @@ impl Sama {
         let mut created_keys = Vec::new();
         {
             let mut st = self.store.lock();
-            for i in 0..st.tasks.len() {
+            // Tasks before `settled_upto` are settled for good; without a delivery callback anywhere, they need
+            // no look (this runs on every request: a scan of 100,000 tasks each time would dominate).
+            let deliveries = st.projects.iter().any(|p| p.delivery_callback.is_some());
+            let from = if deliveries { 0 } else { st.settled_upto };
+            for i in from..st.tasks.len() {
                 let t = &st.tasks[i];
                 if !t.settled && !t.canceled && now >= t.scheduled_ms {
                     let project = st.project(t.project);
@@ -252,7 +257,7 @@ impl Sama {
                     st.tasks[i].settled = true;
                 }
                 let t = &st.tasks[i];
-                if st.visible(t, now) {
+                if deliveries && st.visible(t, now) {
                     let deliver = st.deliver_ms(t);
                     if now >= deliver && t.delivery_notified != Some(deliver) {
                         let project = st.project(t.project);
@@ -271,6 +276,13 @@ impl Sama {
                         st.tasks[i].delivery_notified = Some(deliver);
                     }
                 }
+            }
+            while st
+                .tasks
+                .get(st.settled_upto)
+                .is_some_and(|t| t.settled || t.canceled)
+            {
+                st.settled_upto += 1;
             }
         }
         if !created_keys.is_empty() {
@@ -387,10 +399,10 @@ impl Sama {
                         .collect()
                 })
                 .unwrap_or_default();
-            st.tasks[i].rejected = Some((now, reasons));
+            st.task_mut(i).rejected = Some((now, reasons));
         } else {
             let deliver = st.deliver_ms(&st.tasks[i]);
-            st.tasks[i].acknowledged = Some(deliver);
+            st.task_mut(i).acknowledged = Some(deliver);
         }
     }
 
@@ -513,10 +525,13 @@ impl Sama {
             .collect()
     }
 
-    /// Delivered tasks of a project matching the filters, ordered by (delivery time, id).
+    /// Delivered tasks of a project matching the filters, ordered by (delivery time, id). The answer is
+    /// kept and reused while nothing it depends on changes (no task changed, none added, and the clock has
+    /// not reached the next task's delivery): paging through 100,000 delivered tasks would otherwise
+    /// filter and sort the whole project once per page.
     #[allow(clippy::too_many_arguments)]
     fn delivered(
-        st: &Store,
+        st: &mut Store,
         pid: u64,
         now: i64,
         batch_ids: Option<&[String]>,
@@ -524,26 +539,56 @@ impl Sama {
         match_type: Option<&str>,
         task_ids: Option<&[String]>,
         from_us: Option<i64>,
-    ) -> Vec<(i64, usize)> {
-        let mut out: Vec<(i64, usize)> = st
-            .tasks
-            .iter()
-            .enumerate()
-            .filter(|(_, t)| t.project == pid && st.visible(t, now))
-            .filter(|(_, t)| matches!(st.state(t, now), "delivered" | "acknowledged"))
-            .filter(|(_, t)| batch_ids.is_none_or(|b| b.contains(&t.batch.to_string())))
-            .filter(|(_, t)| {
-                cbids.is_none_or(|c| {
-                    match_cbid(Store::client_batch_id_ref(t).as_deref(), c, match_type)
+    ) -> Arc<Vec<(i64, usize)>> {
+        let key = format!("{pid}|{batch_ids:?}|{cbids:?}|{match_type:?}|{task_ids:?}|{from_us:?}");
+        if let Some(list) = st.delivered_cache.as_ref().and_then(|c| {
+            (c.key == key
+                && c.generation == st.generation
+                && c.tasks_len == st.tasks.len()
+                && (c.computed_at..c.valid_until).contains(&now))
+            .then(|| c.list.clone())
+        }) {
+            return list;
+        }
+        let mut valid_until = i64::MAX;
+        let mut out: Vec<(i64, usize)> = Vec::new();
+        for (i, t) in st.tasks.iter().enumerate() {
+            if t.project != pid
+                || t.canceled
+                || t.deleted
+                || t.errors.is_some()
+                || batch_ids.is_some_and(|b| !b.contains(&t.batch.to_string()))
+                || task_ids.is_some_and(|ids| !ids.contains(&t.id))
+                || cbids.is_some_and(|c| {
+                    !match_cbid(Store::client_batch_id_ref(t).as_deref(), c, match_type)
                 })
-            })
-            .filter(|(_, t)| task_ids.is_none_or(|ids| ids.contains(&t.id)))
-            .map(|(i, t)| (st.deliver_ms(t), i))
-            .filter(|(d, _)| from_us.is_none_or(|f| d * 1000 >= f))
-            .collect();
+            {
+                continue;
+            }
+            let deliver = st.deliver_ms(t);
+            if from_us.is_some_and(|f| deliver * 1000 < f) {
+                continue;
+            }
+            // Delivered (or acknowledged) once the clock has passed both its scheduling and its delivery.
+            let delivered_from = deliver.max(t.scheduled_ms);
+            if now >= delivered_from {
+                out.push((deliver, i));
+            } else {
+                valid_until = valid_until.min(delivered_from);
+            }
+        }
         // (delivery time, id) is unique per task: an unstable sort gives the same order, faster.
         out.sort_unstable_by(|a, b| (a.0, &st.tasks[a.1].id).cmp(&(b.0, &st.tasks[b.1].id)));
-        out
+        let list = Arc::new(out);
+        st.delivered_cache = Some(DeliveredCache {
+            key,
+            generation: st.generation,
+            tasks_len: st.tasks.len(),
+            computed_at: now,
+            valid_until,
+            list: list.clone(),
+        });
+        list
     }
 }
 
@@ -761,7 +806,7 @@ async fn cancel_batch(State(a): S, Path((p, b)): Path<(String, String)>, uri: Ur
     let mut canceled = 0u64;
     for i in entries {
         if now < st.tasks[i].scheduled_ms {
-            st.tasks[i].canceled = true;
+            st.task_mut(i).canceled = true;
             canceled += 1;
         }
     }
@@ -922,14 +967,14 @@ async fn delivered_get(State(a): S, Path(p): Path<String>, uri: Uri) -> Answer {
     let (page, size) = page_params(&q, DELIVERED_PAGE_MAX, DELIVERED_PAGE_MAX);
     let size = size.max(1);
     let now = a.now();
-    let st = a.store.lock();
+    let mut st = a.store.lock();
     let (b, c, t) = (
         list_param(&q, "batch_id"),
         list_param(&q, "client_batch_id"),
         list_param(&q, "task_id"),
     );
     let all = Sama::delivered(
-        &st,
+        &mut st,
         pid,
         now,
         b.as_deref(),
@@ -938,11 +983,17 @@ async fn delivered_get(State(a): S, Path(p): Path<String>, uri: Uri) -> Answer {
         t.as_deref(),
         from,
     );
-    let tasks: Vec<Value> = window(&all, page, size)
-        .into_iter()
-        .map(|(_, i)| st.task_json(&st.tasks[i], now, true))
-        .collect();
-    Ok(Json(json!({ "tasks": tasks })).into_response())
+    let page = window(&all, page, size);
+    let mut body = Vec::with_capacity(16 + page.len() * 512);
+    body.extend_from_slice(b"{\"tasks\":[");
+    for (n, (_, i)) in page.into_iter().enumerate() {
+        if n > 0 {
+            body.push(b',');
+        }
+        st.write_task_json(&mut body, &st.tasks[i], now, true);
+    }
+    body.extend_from_slice(b"]}");
+    Ok(([(CONTENT_TYPE, "application/json")], body).into_response())
 }
 
 /// Consumer mode: deliveries this consumer has not been given yet; `page`/`page_size` are ignored.
@@ -975,7 +1026,7 @@ async fn delivered_post(State(a): S, Path(p): Path<String>, uri: Uri, body: Byte
     let mut st = a.store.lock();
     let (b, c) = (text_list("batch_id"), text_list("client_batch_id"));
     let all = Sama::delivered(
-        &st,
+        &mut st,
         pid,
         now,
         b.as_deref(),
@@ -990,7 +1041,8 @@ async fn delivered_post(State(a): S, Path(p): Path<String>, uri: Uri, body: Byte
         .remove(&(pid, consumer.clone()))
         .unwrap_or_default();
     let fresh: Vec<(i64, usize)> = all
-        .into_iter()
+        .iter()
+        .copied()
         .filter(|(d, i)| !seen.contains(&(*i, *d)))
         .take(limit)
         .collect();
@@ -1036,8 +1088,8 @@ async fn reject_task(
             "Task {t} cannot be rejected in state {state}; only delivered tasks can"
         )));
     }
-    st.tasks[i].rejected = Some((now, reasons));
-    st.tasks[i].acknowledged = None;
+    st.task_mut(i).rejected = Some((now, reasons));
+    st.task_mut(i).acknowledged = None;
     Ok(Json(json!({"id": t, "state": "rejected"})).into_response())
 }
 
@@ -1067,7 +1119,7 @@ async fn bulk_update(State(a): S, Path(p): Path<String>, uri: Uri, body: Bytes) 
     for id in &ids {
         if let Some(&i) = st.by_id.get(id) {
             if st.tasks[i].project == pid {
-                st.tasks[i].priority = priority;
+                st.task_mut(i).priority = priority;
                 updated += 1;
             }
         }
@@ -1083,7 +1135,7 @@ async fn delete_tasks(State(a): S, Path(p): Path<String>, uri: Uri, body: Bytes)
     for id in &ids {
         if let Some(&i) = st.by_id.get(id) {
             if st.tasks[i].project == pid && !st.tasks[i].deleted {
-                st.tasks[i].deleted = true;
+                st.task_mut(i).deleted = true;
                 deleted += 1;
             }
         }
@@ -1206,10 +1258,23 @@ async fn sim_callbacks(State(a): S, Path(p): Path<String>, body: Bytes) -> Respo
         Ok(c) => c,
         Err(m) => return sim_error(&m),
     };
+    let now = a.now();
     let mut st = a.store.lock();
-    let Some(project) = st.project_mut(pid) else {
+    let Some(had_delivery) = st.project(pid).map(|p| p.delivery_callback.is_some()) else {
         return sim_error("no such project");
     };
+    if matches!(&delivery, Some(Some(_))) && !had_delivery {
+        // A delivery callback covers deliveries from now on: those made before it are not sent (without a
+        // delivery callback, `settle` no longer looks at delivered tasks, so it cannot tell them apart).
+        for i in 0..st.tasks.len() {
+            let t = &st.tasks[i];
+            if t.project == pid && st.visible(t, now) && now >= st.deliver_ms(t) {
+                let deliver = st.deliver_ms(t);
+                st.tasks[i].delivery_notified = Some(deliver);
+            }
+        }
+    }
+    let project = st.project_mut(pid).expect("checked above");
     if let Some(c) = creation {
         project.creation_callback = c;
     }

@@ -92,6 +92,25 @@ pub struct Task {
     pub delivery_notified: Option<i64>,
 }
 
+/// A task as Sama shows it, fields in Sama's order.
+#[derive(serde::Serialize)]
+struct TaskOut<'a> {
+    id: &'a str,
+    project_id: u64,
+    batch_id: u64,
+    client_batch_id: Option<std::borrow::Cow<'a, str>>,
+    created_at: String,
+    state: &'static str,
+    priority: i64,
+    data: &'a Map<String, Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    answers: Option<Map<String, Value>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    delivered_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rejection_reasons: Option<&'a Vec<String>>,
+}
+
 /// A task's creation status within its batch (batch status endpoint).
 pub fn creation_status(b: &SimBatch, t: &Task, now: i64) -> &'static str {
     if t.canceled {
@@ -123,11 +142,29 @@ pub struct SimConfig {
     pub status_rate_limit: bool,
 }
 
+/// The last delivered listing (see `Sama::delivered`): valid for the same filters while `generation` and
+/// the number of tasks are unchanged and the clock is in `computed_at..valid_until`, the time the next
+/// matching task is delivered.
+pub struct DeliveredCache {
+    pub key: String,
+    pub generation: u64,
+    pub tasks_len: usize,
+    pub computed_at: i64,
+    pub valid_until: i64,
+    pub list: std::sync::Arc<Vec<(i64, usize)>>,
+}
+
 pub struct Store {
     pub seed: u64,
     pub projects: Vec<Project>,
     pub batches: BTreeMap<u64, SimBatch>,
+    /// Read freely; change a task through `task_mut`, which tells the listing caches.
     pub tasks: Vec<Task>,
+    /// Counts changes to tasks (see `task_mut`): a cached listing is stale once it has moved.
+    pub generation: u64,
+    pub delivered_cache: Option<DeliveredCache>,
+    /// Every task before this index is settled (counted as created, creation callback sent) or canceled.
+    pub settled_upto: usize,
     pub by_id: HashMap<String, usize>,
     pub next_batch: u64,
     pub next_task: u64,
@@ -170,6 +207,9 @@ impl Store {
             consumers: HashMap::new(),
             uploads: HashMap::new(),
             last_status_call: None,
+            generation: 0,
+            delivered_cache: None,
+            settled_upto: 0,
             config: SimConfig {
                 complete_ms,
                 creation_ms: 0,
@@ -199,6 +239,12 @@ impl Store {
     }
 
     /// Whether the task exists as a task (created, not failed, canceled or deleted) at `now`.
+    /// A task to change in a way a listing can see (state, visibility, priority).
+    pub fn task_mut(&mut self, i: usize) -> &mut Task {
+        self.generation += 1;
+        &mut self.tasks[i]
+    }
+
     pub fn visible(&self, t: &Task, now: i64) -> bool {
         !t.canceled && !t.deleted && t.errors.is_none() && now >= t.scheduled_ms
     }
@@ -308,31 +354,37 @@ impl Store {
 
     /// The task object (delivery format), with the simulator's extra `delivered_at`.
     pub fn task_json(&self, t: &Task, now: i64, with_answers: bool) -> Value {
+        serde_json::to_value(self.task_out(t, now, with_answers)).unwrap_or(Value::Null)
+    }
+
+    /// The same object written straight into `out` as JSON text: listings of thousands of tasks skip building
+    /// (and dropping) a `Value` tree per task.
+    pub fn write_task_json(&self, out: &mut Vec<u8>, t: &Task, now: i64, with_answers: bool) {
+        // Writing into a Vec cannot fail, and every field serializes.
+        let _ = serde_json::to_writer(out, &self.task_out(t, now, with_answers));
+    }
+
+    fn task_out<'a>(&'a self, t: &'a Task, now: i64, with_answers: bool) -> TaskOut<'a> {
         let state = self.state(t, now);
-        let answers = match state {
+        let answers = with_answers.then(|| match state {
             "completed" | "approved" | "delivered" | "acknowledged" => self.answers(t),
             "rejected" => Self::default_answers(t),
             _ => Map::new(),
-        };
-        let mut o = Map::new();
-        o.insert("id".into(), json!(t.id));
-        o.insert("project_id".into(), json!(t.project));
-        o.insert("batch_id".into(), json!(t.batch));
-        o.insert("client_batch_id".into(), json!(Self::client_batch_id(t)));
-        o.insert("created_at".into(), json!(iso_ms(t.scheduled_ms)));
-        o.insert("state".into(), json!(state));
-        o.insert("priority".into(), json!(t.priority));
-        o.insert("data".into(), Value::Object(t.data.clone()));
-        if with_answers {
-            o.insert("answers".into(), Value::Object(answers));
+        });
+        TaskOut {
+            id: &t.id,
+            project_id: t.project,
+            batch_id: t.batch,
+            client_batch_id: Self::client_batch_id_ref(t),
+            created_at: iso_ms(t.scheduled_ms),
+            state,
+            priority: t.priority,
+            data: &t.data,
+            answers,
+            delivered_at: matches!(state, "delivered" | "acknowledged")
+                .then(|| iso_ms(self.deliver_ms(t))),
+            rejection_reasons: t.rejected.as_ref().map(|(_, reasons)| reasons),
         }
-        if matches!(state, "delivered" | "acknowledged") {
-            o.insert("delivered_at".into(), json!(iso_ms(self.deliver_ms(t))));
-        }
-        if let Some((_, reasons)) = &t.rejected {
-            o.insert("rejection_reasons".into(), json!(reasons));
-        }
-        Value::Object(o)
     }
 
     /// The batch creation job's state and counts.

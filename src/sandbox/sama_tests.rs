@@ -287,6 +287,59 @@ async fn tasks_progress_on_the_clock_and_the_feeds_page() {
     assert!(!tail["tasks"].as_array().unwrap().is_empty());
 }
 
+/// The delivered listing is cached between pages: every change a client can make or wait for must still show
+/// on the very next request with the same filters.
+#[tokio::test]
+async fn the_delivered_listing_shows_every_change_at_once() {
+    let s = start(10.0);
+    s.create(tasks("d1", 10)).await;
+    let ids = |v: &Value| -> Vec<String> {
+        v["tasks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let list = "/tasks/delivered.json?client_batch_id=d1&page=1&page_size=1000";
+    assert_eq!(ids(&s.get(list).await.1).len(), 0);
+    s.sb.advance(11.0);
+    let first = ids(&s.get(list).await.1);
+    assert_eq!(first.len(), 10, "the clock passing the deliveries");
+    // A rejection takes the task out.
+    let res = s
+        .http
+        .put(s.url(&format!("/tasks/{}/reject.json", first[0])))
+        .json(&json!({"reasons": ["blurry"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let after_reject = ids(&s.get(list).await.1);
+    assert_eq!(after_reject.len(), 9);
+    assert!(!after_reject.contains(&first[0]));
+    // A deletion too.
+    let (st, d) = s
+        .post(
+            "/tasks/delete_tasks.json",
+            Some(json!({"task_ids": [first[1].clone()]})),
+        )
+        .await;
+    assert_eq!(st, 200, "{d}");
+    assert_eq!(ids(&s.get(list).await.1).len(), 8);
+    // New tasks are not delivered yet; the clock brings them, and the rejected one again.
+    s.create(tasks("d1", 5)).await;
+    assert_eq!(ids(&s.get(list).await.1).len(), 8);
+    s.sb.advance(11.0);
+    let last = ids(&s.get(list).await.1);
+    assert_eq!(last.len(), 14);
+    assert!(last.contains(&first[0]) && !last.contains(&first[1]));
+    // Other filters are answered for themselves, not from the cached listing.
+    let one = format!("/tasks/delivered.json?task_id={}", first[2]);
+    assert_eq!(ids(&s.get(&one).await.1), vec![first[2].clone()]);
+    assert_eq!(ids(&s.get(list).await.1).len(), 14);
+}
+
 #[tokio::test]
 async fn consumers_never_get_a_delivery_twice() {
     let s = start(10.0);

@@ -82,12 +82,15 @@ impl Stats {
         s.peak = s.peak.max(s.recent.len());
     }
 
-    fn answered(&self, key: String, pid: Option<u32>) {
+    /// `pid`: `None` when processes are not tracked, `Some(None)` when the process could not be told.
+    fn answered(&self, key: String, pid: Option<Option<u32>>) {
         let mut s = self.inner.lock();
         s.requests_total += 1;
         bump(&mut s.requests, key, 1);
-        let pid = pid.map_or_else(|| "unknown".to_string(), |p| p.to_string());
-        bump(&mut s.by_pid, pid, 1);
+        if let Some(pid) = pid {
+            let pid = pid.map_or_else(|| "unknown".to_string(), |p| p.to_string());
+            bump(&mut s.by_pid, pid, 1);
+        }
     }
 
     /// Records stored, counted per record key (the client's `metadata`, else the record id).
@@ -125,11 +128,14 @@ fn bump(map: &mut Map<String, Value>, key: String, by: u64) {
 /// Outermost middleware: sees every request, including faulted ones.
 pub async fn layer(State(shared): State<Arc<Shared>>, req: Request, next: Next) -> Response {
     shared.stats.arrived(Instant::now());
-    // Looked up while the client's connection is surely open (once per connection).
-    let pid = req
-        .extensions()
-        .get::<ConnectInfo<ConnInfo>>()
-        .and_then(|c| c.0.client_pid());
+    // Looked up while the client's connection is surely open (once per connection), when asked for.
+    let pid = if shared.config.track_pids {
+        req.extensions()
+            .get::<ConnectInfo<ConnInfo>>()
+            .map(|c| c.0.client_pid())
+    } else {
+        None
+    };
     let method = req.method().clone();
     let path = req.uri().path().to_string();
     let res = next.run(req).await;
