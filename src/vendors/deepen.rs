@@ -32,6 +32,7 @@ use super::model::*;
 use super::{Adapter, UploadOptions, UploadProgress};
 use crate::engine::auth::{refused_with_401, KeyPlacement, StaticKey};
 use crate::engine::http::{HttpClient, HttpConfig, Request, Response};
+use crate::engine::rate_limit::{Paced, RateLimiter};
 use crate::engine::redact::redact_url;
 use crate::engine::retry::{is_ambiguous, RequestKind, RetryPolicy};
 use crate::engine::stream::PageStream;
@@ -298,6 +299,9 @@ impl Deepen {
             cfg.credentials["api_token"].expose(),
             refused_with_401,
         );
+        // `rate_limit=`: a hard ceiling on every attempt's start, retries included.
+        let rate = cfg.rate_limit.map(|r| Arc::new(RateLimiter::new(r)));
+        let auth = Paced::new(Arc::new(auth), rate, None);
         let http = HttpClient::new(
             HttpConfig {
                 vendor: VENDOR,

@@ -37,6 +37,7 @@ use super::model::*;
 use super::{Adapter, UploadOptions, UploadProgress};
 use crate::engine::auth::OAuth2ClientCredentials;
 use crate::engine::http::{Body, HttpClient, HttpConfig, Request};
+use crate::engine::rate_limit::{Paced, RateLimiter};
 use crate::engine::retry::{is_ambiguous, parse_retry_after, RequestKind, RetryPolicy};
 use crate::engine::stream::PageStream;
 use crate::engine::{Error, ErrorKind, Result};
@@ -675,6 +676,9 @@ impl TaskMonk {
             is_token_refused,
             retry,
         );
+        // `rate_limit=`: a hard ceiling on every attempt's start, retries included.
+        let rate = cfg.rate_limit.map(|r| Arc::new(RateLimiter::new(r)));
+        let auth = Paced::new(Arc::new(auth), rate, None);
         let http = HttpClient::new(
             HttpConfig {
                 vendor: VENDOR,
