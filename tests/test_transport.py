@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import http.server
 import json
+import pickle
 import ssl
 import subprocess
 import threading
@@ -92,6 +93,27 @@ def test_a_ca_bundle_by_option_or_environment_is_trusted(tls_server, monkeypatch
     assert "GET /api/v1/workflows" in Handler.seen
     monkeypatch.setenv("LABELPORT_ALEGION_CA_BUNDLE", str(cert))
     assert client(url).request("GET", "/workflows") == {"ok": True}
+
+
+def test_a_pickled_client_keeps_its_ca_bundle_from_another_directory(tls_server, tmp_path, monkeypatch):
+    url, cert = tls_server
+    monkeypatch.chdir(cert.parent)
+    c = client(url, ca_bundle="ca.pem")  # relative: the spec must carry it as an absolute path
+    spec = c.spec(include_credentials=True)
+    assert spec.ca_bundle == str(cert)
+    monkeypatch.chdir(tmp_path)
+    Handler.seen.clear()
+    monkeypatch.setenv("LABELPORT_ALEGION_USERNAME", "u")  # a pickled client carries no credentials
+    monkeypatch.setenv("LABELPORT_ALEGION_PASSWORD", "pw")
+    assert pickle.loads(pickle.dumps(c)).request("GET", "/workflows") == {"ok": True}
+    assert pickle.loads(pickle.dumps(spec)).client().request("GET", "/workflows") == {"ok": True}
+    assert Handler.seen.count("GET /api/v1/workflows") == 2
+    # Given to a spec directly, and changed or dropped by replace().
+    made = lp.ClientSpec("alegion", "p", base_url=url, ca_bundle=cert, username="u", password="pw")
+    assert made.ca_bundle == str(cert) and made.client().request("GET", "/workflows") == {"ok": True}
+    assert made.replace(ca_bundle=None).ca_bundle is None
+    with pytest.raises(lp.LabelportError):
+        made.replace(ca_bundle=None, max_retries=0).client().request("GET", "/workflows")
 
 
 def test_a_bad_ca_bundle_is_invalid_input_naming_it(tmp_path):

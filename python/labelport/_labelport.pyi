@@ -142,6 +142,7 @@ class ClientSpec:
         max_retries: int = 5,
         rate_limit: float | None = None,
         allow_insecure: bool = False,
+        ca_bundle: str | PathLike[str] | None = None,
         **credentials_and_options: Any,
     ) -> ClientSpec: ...
     @property
@@ -158,6 +159,9 @@ class ClientSpec:
     def rate_limit(self) -> float | None: ...
     @property
     def allow_insecure(self) -> bool: ...
+    @property
+    def ca_bundle(self) -> str | None:
+        """The PEM file of extra certificate authorities: read again where the client is built, so it must exist there."""
     @property
     def options(self) -> dict[str, Any]: ...
     @property
@@ -474,6 +478,7 @@ class SandboxServer:
         faults: Mapping[str, float] | None = None,
         latency: float | None = None,
         port: int = 0,
+        track_pids: bool = False,
     ) -> SandboxServer: ...
     @property
     def url(self) -> str: ...

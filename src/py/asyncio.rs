@@ -24,7 +24,7 @@ use super::client::{
 use super::errors::to_py_err;
 use super::json::{json_to_py, json_value_to_py, GcPause};
 use super::results::{call_frames, check_progress, envelope_to_py, StreamProgress};
-use super::runtime::runtime;
+use super::runtime::{no_panic, runtime};
 use crate::engine::stream::PageStream;
 use crate::engine::{Error, ErrorKind, Result};
 use crate::vendors::wait::{BatchWait, Next};
@@ -94,7 +94,7 @@ where
 /// raise a `LabelportError` (code `internal`).
 #[pyfunction]
 fn _debug_panic_async(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
-    spawn_py(py, async { panic!("{}", super::runtime::DEBUG_PANIC) })
+    no_panic(|| spawn_py(py, async { panic!("{}", super::runtime::DEBUG_PANIC) }))
 }
 
 /// A Python awaitable of `fut`, whose value `convert` turns into a Python object (with the GIL).
@@ -201,8 +201,10 @@ impl Ready {
     }
 
     fn __next__(&self, py: Python<'_>) -> PyResult<()> {
-        let value = self.value.lock().take().unwrap_or_else(|| py.None());
-        Err(PyStopIteration::new_err((value,)))
+        no_panic(|| {
+            let value = self.value.lock().take().unwrap_or_else(|| py.None());
+            Err(PyStopIteration::new_err((value,)))
+        })
     }
 }
 
@@ -228,7 +230,7 @@ impl AsyncClient {
 
     /// Pickles as its spec without credentials: the unpickling process resolves them from its environment.
     fn __reduce__<'py>(&self, py: Python<'py>) -> PyResult<super::spec::Reduced<'py>> {
-        super::spec::reduce_client(py, &self.inner, true)
+        no_panic(|| super::spec::reduce_client(py, &self.inner, true))
     }
 
     #[new]
@@ -246,19 +248,21 @@ impl AsyncClient {
         allow_insecure: bool,
         kwargs: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<Self> {
-        let inner = ClientInner::build(
-            py,
-            vendor,
-            profile,
-            project,
-            base_url,
-            timeout,
-            max_retries,
-            rate_limit,
-            allow_insecure,
-            kwargs,
-        )?;
-        Ok(AsyncClient { inner })
+        no_panic(|| {
+            let inner = ClientInner::build(
+                py,
+                vendor,
+                profile,
+                project,
+                base_url,
+                timeout,
+                max_retries,
+                rate_limit,
+                allow_insecure,
+                kwargs,
+            )?;
+            Ok(AsyncClient { inner })
+        })
     }
 
     /// The vendor's name.
@@ -287,7 +291,7 @@ impl AsyncClient {
     /// The vendor's options and optional operations.
     #[getter]
     fn capabilities<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        json_value_to_py(py, &self.inner.adapter()?.capabilities())
+        no_panic(|| json_value_to_py(py, &self.inner.adapter()?.capabilities()))
     }
 
     /// Creates a batch (a coroutine); with `exist_ok=True` returns the batch of that name if there is one.
@@ -299,68 +303,78 @@ impl AsyncClient {
         exist_ok: bool,
         options: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let options = super::client::kwargs_to_options(options)?;
-        let adapter = self.inner.adapter()?;
-        let client = self.inner.clone();
-        awaitable(
-            py,
-            async move { adapter.create_batch(&name, exist_ok, &options).await },
-            move |py, info| Ok(Bound::new(py, AsyncBatch { client, info })?.into_any()),
-        )
+        no_panic(|| {
+            let options = super::client::kwargs_to_options(options)?;
+            let adapter = self.inner.adapter()?;
+            let client = self.inner.clone();
+            awaitable(
+                py,
+                async move { adapter.create_batch(&name, exist_ok, &options).await },
+                move |py, info| Ok(Bound::new(py, AsyncBatch { client, info })?.into_any()),
+            )
+        })
     }
 
     /// Re-attaches to an existing batch by id (a coroutine).
     fn batch<'py>(&self, py: Python<'py>, id: String) -> PyResult<Bound<'py, PyAny>> {
-        let adapter = self.inner.adapter()?;
-        let client = self.inner.clone();
-        awaitable(
-            py,
-            async move { adapter.get_batch(&id).await },
-            move |py, info| Ok(Bound::new(py, AsyncBatch { client, info })?.into_any()),
-        )
+        no_panic(|| {
+            let adapter = self.inner.adapter()?;
+            let client = self.inner.clone();
+            awaitable(
+                py,
+                async move { adapter.get_batch(&id).await },
+                move |py, info| Ok(Bound::new(py, AsyncBatch { client, info })?.into_any()),
+            )
+        })
     }
 
     /// Every batch of the project (a coroutine).
     fn batches<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let adapter = self.inner.adapter()?;
-        let client = self.inner.clone();
-        awaitable(
-            py,
-            async move { adapter.list_batches().await },
-            move |py, infos| {
-                let list = PyList::empty(py);
-                for info in infos {
-                    list.append(Bound::new(
-                        py,
-                        AsyncBatch {
-                            client: client.clone(),
-                            info,
-                        },
-                    )?)?;
-                }
-                Ok(list.into_any())
-            },
-        )
+        no_panic(|| {
+            let adapter = self.inner.adapter()?;
+            let client = self.inner.clone();
+            awaitable(
+                py,
+                async move { adapter.list_batches().await },
+                move |py, infos| {
+                    let list = PyList::empty(py);
+                    for info in infos {
+                        list.append(Bound::new(
+                            py,
+                            AsyncBatch {
+                                client: client.clone(),
+                                info,
+                            },
+                        )?)?;
+                    }
+                    Ok(list.into_any())
+                },
+            )
+        })
     }
 
     /// The tasks assigned to one user of the vendor's tool (a coroutine; Deepen: by email).
     fn user_tasks<'py>(&self, py: Python<'py>, user: String) -> PyResult<Bound<'py, PyAny>> {
-        let adapter = self.inner.adapter()?;
-        awaitable(
-            py,
-            async move { adapter.user_tasks(&user).await },
-            |py, v| json_value_to_py(py, &v),
-        )
+        no_panic(|| {
+            let adapter = self.inner.adapter()?;
+            awaitable(
+                py,
+                async move { adapter.user_tasks(&user).await },
+                |py, v| json_value_to_py(py, &v),
+            )
+        })
     }
 
     /// Tasks the vendor reports as delayed, across the project (a coroutine; Deepen only).
     fn delayed_tasks<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let adapter = self.inner.adapter()?;
-        awaitable(
-            py,
-            async move { adapter.delayed_tasks().await },
-            |py, tasks| json_value_to_py(py, &serde_json::Value::Array(tasks)),
-        )
+        no_panic(|| {
+            let adapter = self.inner.adapter()?;
+            awaitable(
+                py,
+                async move { adapter.delayed_tasks().await },
+                |py, tasks| json_value_to_py(py, &serde_json::Value::Array(tasks)),
+            )
+        })
     }
 
     /// Authenticated escape hatch (a coroutine): the decoded JSON body; with `paginate=True` an `AsyncStream` of items.
@@ -376,31 +390,37 @@ impl AsyncClient {
         paginate: bool,
         retry: Option<bool>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let adapter = self.inner.adapter()?;
-        match prepare_request(&adapter, method, path, params, json, paginate, retry)? {
-            Prepared::Pages(url) => Ok(Bound::new(
-                py,
-                AsyncStream::new(Pages::Raw(adapter.paginate(url)), None),
-            )?
-            .into_any()),
-            Prepared::Single(req) => awaitable(
-                py,
-                async move { adapter.http().send(&req).await },
-                |py, resp| body_to_py(py, &resp.body),
-            ),
-        }
+        no_panic(|| {
+            let adapter = self.inner.adapter()?;
+            match prepare_request(&adapter, method, path, params, json, paginate, retry)? {
+                Prepared::Pages(url) => Ok(Bound::new(
+                    py,
+                    AsyncStream::new(Pages::Raw(adapter.paginate(url)), None),
+                )?
+                .into_any()),
+                Prepared::Single(req) => awaitable(
+                    py,
+                    async move { adapter.http().send(&req).await },
+                    |py, resp| body_to_py(py, &resp.body),
+                ),
+            }
+        })
     }
 
     /// Releases connections (a coroutine); the client stays usable.
     fn close<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        self.inner.reconnect()?;
-        awaitable(py, async { Ok(()) }, |py, ()| Ok(py.None().into_bound(py)))
+        no_panic(|| {
+            self.inner.reconnect()?;
+            awaitable(py, async { Ok(()) }, |py, ()| Ok(py.None().into_bound(py)))
+        })
     }
 
     fn __aenter__<'py>(slf: Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
-        let me = slf.clone().unbind();
-        awaitable(slf.py(), async { Ok(()) }, move |py, ()| {
-            Ok(me.into_bound(py).into_any())
+        no_panic(|| {
+            let me = slf.clone().unbind();
+            awaitable(slf.py(), async { Ok(()) }, move |py, ()| {
+                Ok(me.into_bound(py).into_any())
+            })
         })
     }
 
@@ -410,7 +430,7 @@ impl AsyncClient {
         py: Python<'py>,
         _exc: &Bound<'_, pyo3::types::PyTuple>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        self.close(py)
+        no_panic(|| self.close(py))
     }
 
     fn __repr__(&self) -> String {
@@ -440,7 +460,7 @@ impl AsyncBatch {
 impl AsyncBatch {
     /// Pickles as its client's spec (without credentials) and the batch's description.
     fn __reduce__<'py>(&self, py: Python<'py>) -> PyResult<super::spec::Reduced<'py>> {
-        super::spec::reduce_batch(py, &self.client, &self.info, true)
+        no_panic(|| super::spec::reduce_batch(py, &self.client, &self.info, true))
     }
 
     /// The vendor's batch id.
@@ -470,7 +490,7 @@ impl AsyncBatch {
     /// The vendor's own batch object.
     #[getter]
     fn raw<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        json_value_to_py(py, &self.info.raw)
+        no_panic(|| json_value_to_py(py, &self.info.raw))
     }
 
     /// Sends records (a coroutine): the same inputs, chunking and `progress` as `Batch.upload` (the display is
@@ -485,46 +505,51 @@ impl AsyncBatch {
         progress: Option<&Bound<'py, PyAny>>,
         options: Option<&Bound<'py, PyDict>>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let (source, upload_options) = prepare_upload(
-            records,
-            self.client.config.spec,
-            key.as_deref(),
-            on_error,
-            options,
-        )?;
-        let bar = upload_bar(py, progress, source.total())?.map(Bound::unbind);
-        let adapter = self.client.adapter()?;
-        let batch = self.info.clone();
-        let client = self.client.clone();
-        spawn_py(py, async move {
-            let sent = send_source(&adapter, &batch, source, upload_options, bar.as_ref()).await;
-            if let Some(b) = &bar {
-                Python::attach(|py| close_progress(Some(b.bind(py)), sent.is_ok()))?;
-            }
-            let state = sent?;
-            Python::attach(|py| {
-                Ok(Bound::new(
-                    py,
-                    AsyncJob {
-                        client,
-                        state: Arc::new(Mutex::new(state)),
-                    },
-                )?
-                .into_any()
-                .unbind())
+        no_panic(|| {
+            let (source, upload_options) = prepare_upload(
+                records,
+                self.client.config.spec,
+                key.as_deref(),
+                on_error,
+                options,
+            )?;
+            let bar = upload_bar(py, progress, source.total())?.map(Bound::unbind);
+            let adapter = self.client.adapter()?;
+            let batch = self.info.clone();
+            let client = self.client.clone();
+            spawn_py(py, async move {
+                let sent =
+                    send_source(&adapter, &batch, source, upload_options, bar.as_ref()).await;
+                if let Some(b) = &bar {
+                    Python::attach(|py| close_progress(Some(b.bind(py)), sent.is_ok()))?;
+                }
+                let state = sent?;
+                Python::attach(|py| {
+                    Ok(Bound::new(
+                        py,
+                        AsyncJob {
+                            client,
+                            state: Arc::new(Mutex::new(state)),
+                        },
+                    )?
+                    .into_any()
+                    .unbind())
+                })
             })
         })
     }
 
     /// Record counts from the vendor, and `done` (a coroutine).
     fn status<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let adapter = self.client.adapter()?;
-        let id = self.info.id.clone();
-        awaitable(
-            py,
-            async move { adapter.batch_status(&id).await },
-            |py, counts| Ok(counts_to_py(py, &counts)?.into_any()),
-        )
+        no_panic(|| {
+            let adapter = self.client.adapter()?;
+            let id = self.info.id.clone();
+            awaitable(
+                py,
+                async move { adapter.batch_status(&id).await },
+                |py, counts| Ok(counts_to_py(py, &counts)?.into_any()),
+            )
+        })
     }
 
     /// Waits until every record is finished (a coroutine); `progress` as in `Batch.wait`.
@@ -536,41 +561,45 @@ impl AsyncBatch {
         poll_interval: f64,
         progress: Option<Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let mut waiting = BatchWait::new(timeout, poll_interval).map_err(to_py_err)?;
-        let progress = wait_progress(py, progress.as_ref())?.map(Bound::unbind);
-        let bar = progress.as_ref().map(|p| p.clone_ref(py));
-        let adapter = self.client.adapter()?;
-        let id = self.info.id.clone();
-        let vendor = self.client.vendor();
-        let fut = async move {
-            loop {
-                let counts = adapter.batch_status(&id).await?;
-                if let Some(cb) = &progress {
-                    Python::attach(|py| -> PyResult<()> {
-                        cb.call1(py, (counts_to_py(py, &counts)?,))?;
-                        Ok(())
-                    })
-                    .map_err(|e| {
-                        Error::invalid(format!("the progress callback failed: {e}"))
-                            .field("progress")
-                    })?;
+        no_panic(|| {
+            let mut waiting = BatchWait::new(timeout, poll_interval).map_err(to_py_err)?;
+            let progress = wait_progress(py, progress.as_ref())?.map(Bound::unbind);
+            let bar = progress.as_ref().map(|p| p.clone_ref(py));
+            let adapter = self.client.adapter()?;
+            let id = self.info.id.clone();
+            let vendor = self.client.vendor();
+            let fut = async move {
+                loop {
+                    let counts = adapter.batch_status(&id).await?;
+                    if let Some(cb) = &progress {
+                        Python::attach(|py| -> PyResult<()> {
+                            cb.call1(py, (counts_to_py(py, &counts)?,))?;
+                            Ok(())
+                        })
+                        .map_err(|e| {
+                            Error::invalid(format!("the progress callback failed: {e}"))
+                                .field("progress")
+                        })?;
+                    }
+                    match waiting.after(&counts, &id, vendor)? {
+                        Next::Finished => return Ok(counts),
+                        Next::Sleep(pause) => tokio::time::sleep(pause).await,
+                    }
                 }
-                match waiting.after(&counts, &id, vendor)? {
-                    Next::Finished => return Ok(counts),
-                    Next::Sleep(pause) => tokio::time::sleep(pause).await,
-                }
-            }
-        };
-        let fut = async move {
-            let outcome = fut.await;
-            Python::attach(|py| close_progress(bar.as_ref().map(|b| b.bind(py)), outcome.is_ok()))
+            };
+            let fut = async move {
+                let outcome = fut.await;
+                Python::attach(|py| {
+                    close_progress(bar.as_ref().map(|b| b.bind(py)), outcome.is_ok())
+                })
                 .map_err(|e| {
                     Error::invalid(format!("the progress display failed: {e}")).field("progress")
                 })?;
-            outcome
-        };
-        awaitable(py, fut, |py, counts| {
-            Ok(counts_to_py(py, &counts)?.into_any())
+                outcome
+            };
+            awaitable(py, fut, |py, counts| {
+                Ok(counts_to_py(py, &counts)?.into_any())
+            })
         })
     }
 
@@ -584,10 +613,12 @@ impl AsyncBatch {
         consumer: Option<&str>,
         progress: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<AsyncStream> {
-        let progress = check_progress(progress)?;
-        let (stream, since_us) =
-            results_stream(&self.client, &self.info.id, since, include_raw, consumer)?;
-        Ok(AsyncStream::new(Pages::Envelopes(stream), since_us).with_progress(progress))
+        no_panic(|| {
+            let progress = check_progress(progress)?;
+            let (stream, since_us) =
+                results_stream(&self.client, &self.info.id, since, include_raw, consumer)?;
+            Ok(AsyncStream::new(Pages::Envelopes(stream), since_us).with_progress(progress))
+        })
     }
 
     /// An async iterator of every record with its neutral status; `progress` as for `results`.
@@ -598,33 +629,39 @@ impl AsyncBatch {
         include_raw: bool,
         progress: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<AsyncStream> {
-        let progress = check_progress(progress)?;
-        let statuses = parse_statuses(status)?;
-        let adapter = self.client.adapter()?;
-        let stream = adapter
-            .records(&self.info.id, statuses, include_raw)
-            .map_err(to_py_err)?;
-        Ok(AsyncStream::new(Pages::Envelopes(stream), None).with_progress(progress))
+        no_panic(|| {
+            let progress = check_progress(progress)?;
+            let statuses = parse_statuses(status)?;
+            let adapter = self.client.adapter()?;
+            let stream = adapter
+                .records(&self.info.id, statuses, include_raw)
+                .map_err(to_py_err)?;
+            Ok(AsyncStream::new(Pages::Envelopes(stream), None).with_progress(progress))
+        })
     }
 
     /// Stops work not yet started; never deletes labels (a coroutine).
     fn cancel<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let adapter = self.client.adapter()?;
-        let id = self.info.id.clone();
-        awaitable(py, async move { adapter.cancel(&id).await }, |py, ()| {
-            Ok(py.None().into_bound(py))
+        no_panic(|| {
+            let adapter = self.client.adapter()?;
+            let id = self.info.id.clone();
+            awaitable(py, async move { adapter.cancel(&id).await }, |py, ()| {
+                Ok(py.None().into_bound(py))
+            })
         })
     }
 
     /// Accepts results by their result `id` (a coroutine).
     fn accept<'py>(&self, py: Python<'py>, ids: Vec<String>) -> PyResult<Bound<'py, PyAny>> {
-        let adapter = self.client.adapter()?;
-        let id = self.info.id.clone();
-        awaitable(
-            py,
-            async move { adapter.accept(&id, ids).await },
-            |py, ()| Ok(py.None().into_bound(py)),
-        )
+        no_panic(|| {
+            let adapter = self.client.adapter()?;
+            let id = self.info.id.clone();
+            awaitable(
+                py,
+                async move { adapter.accept(&id, ids).await },
+                |py, ()| Ok(py.None().into_bound(py)),
+            )
+        })
     }
 
     /// Rejects results by their result `id` (a coroutine).
@@ -635,21 +672,25 @@ impl AsyncBatch {
         ids: Vec<String>,
         reason: Option<String>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let adapter = self.client.adapter()?;
-        let id = self.info.id.clone();
-        awaitable(
-            py,
-            async move { adapter.reject(&id, ids, reason).await },
-            |py, ()| Ok(py.None().into_bound(py)),
-        )
+        no_panic(|| {
+            let adapter = self.client.adapter()?;
+            let id = self.info.id.clone();
+            awaitable(
+                py,
+                async move { adapter.reject(&id, ids, reason).await },
+                |py, ()| Ok(py.None().into_bound(py)),
+            )
+        })
     }
 
     /// The vendor's tasks behind this batch (a coroutine; a list of dicts; Deepen only).
     fn tasks<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let adapter = self.client.adapter()?;
-        let id = self.info.id.clone();
-        awaitable(py, async move { adapter.tasks(&id).await }, |py, tasks| {
-            json_value_to_py(py, &serde_json::Value::Array(tasks))
+        no_panic(|| {
+            let adapter = self.client.adapter()?;
+            let id = self.info.id.clone();
+            awaitable(py, async move { adapter.tasks(&id).await }, |py, tasks| {
+                json_value_to_py(py, &serde_json::Value::Array(tasks))
+            })
         })
     }
 
@@ -686,7 +727,7 @@ impl AsyncJob {
 
     /// `{"state", "done", "total", "failed", "skipped"}` (a coroutine).
     fn status<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        self.wait_until(py, Some(0.0), 0.05, false)
+        no_panic(|| self.wait_until(py, Some(0.0), 0.05, false))
     }
 
     /// Waits until the vendor has ingested every record (a coroutine); raises `Timeout`.
@@ -697,20 +738,22 @@ impl AsyncJob {
         timeout: Option<f64>,
         poll_interval: f64,
     ) -> PyResult<Bound<'py, PyAny>> {
-        self.wait_until(py, timeout, poll_interval, true)
+        no_panic(|| self.wait_until(py, timeout, poll_interval, true))
     }
 
     /// Records the vendor refused (with `on_error="collect"`): key, field, code, message.
     fn failures<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
-        let s = self.state.lock().clone();
-        let list = PyList::empty(py);
-        for f in &s.failures {
-            list.append(json_value_to_py(
-                py,
-                &serde_json::to_value(f).unwrap_or_default(),
-            )?)?;
-        }
-        Ok(list)
+        no_panic(|| {
+            let s = self.state.lock().clone();
+            let list = PyList::empty(py);
+            for f in &s.failures {
+                list.append(json_value_to_py(
+                    py,
+                    &serde_json::to_value(f).unwrap_or_default(),
+                )?)?;
+            }
+            Ok(list)
+        })
     }
 
     fn __repr__(&self) -> String {
@@ -898,22 +941,24 @@ impl AsyncStream {
     }
 
     fn __anext__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        if let Some(obj) = self.state.lock().take() {
-            return Ok(Bound::new(
-                py,
-                Ready {
-                    value: Mutex::new(Some(obj)),
-                },
-            )?
-            .into_any());
-        }
-        let (pages, state) = (self.pages.clone(), self.state.clone());
-        spawn_py(py, async move {
-            if !AsyncStream::fill(pages, state.clone()).await? {
-                return Err(PyStopAsyncIteration::new_err(()));
+        no_panic(|| {
+            if let Some(obj) = self.state.lock().take() {
+                return Ok(Bound::new(
+                    py,
+                    Ready {
+                        value: Mutex::new(Some(obj)),
+                    },
+                )?
+                .into_any());
             }
-            let obj = state.lock().take();
-            obj.ok_or_else(|| PyStopAsyncIteration::new_err(()))
+            let (pages, state) = (self.pages.clone(), self.state.clone());
+            spawn_py(py, async move {
+                if !AsyncStream::fill(pages, state.clone()).await? {
+                    return Err(PyStopAsyncIteration::new_err(()));
+                }
+                let obj = state.lock().take();
+                obj.ok_or_else(|| PyStopAsyncIteration::new_err(()))
+            })
         })
     }
 
@@ -925,18 +970,20 @@ impl AsyncStream {
 
     /// Every remaining item, as a list (a coroutine).
     fn to_list<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let (pages, state) = (self.pages.clone(), self.state.clone());
-        spawn_py(py, async move {
-            let mut out = Vec::new();
-            loop {
-                while let Some(obj) = state.lock().take() {
-                    out.push(obj);
+        no_panic(|| {
+            let (pages, state) = (self.pages.clone(), self.state.clone());
+            spawn_py(py, async move {
+                let mut out = Vec::new();
+                loop {
+                    while let Some(obj) = state.lock().take() {
+                        out.push(obj);
+                    }
+                    if !AsyncStream::fill(pages.clone(), state.clone()).await? {
+                        break;
+                    }
                 }
-                if !AsyncStream::fill(pages.clone(), state.clone()).await? {
-                    break;
-                }
-            }
-            Python::attach(|py| Ok(PyList::new(py, out)?.into_any().unbind()))
+                Python::attach(|py| Ok(PyList::new(py, out)?.into_any().unbind()))
+            })
         })
     }
 
@@ -947,7 +994,7 @@ impl AsyncStream {
         args: &Bound<'py, PyTuple>,
         kwargs: Option<&Bound<'py, PyDict>>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        call_frames(slf.into_any(), "ato_pandas", args, kwargs)
+        no_panic(|| call_frames(slf.into_any(), "ato_pandas", args, kwargs))
     }
 
     /// The remaining results as a polars DataFrame (a coroutine); arguments as `ResultStream.to_pandas`.
@@ -957,7 +1004,7 @@ impl AsyncStream {
         args: &Bound<'py, PyTuple>,
         kwargs: Option<&Bound<'py, PyDict>>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        call_frames(slf.into_any(), "ato_polars", args, kwargs)
+        no_panic(|| call_frames(slf.into_any(), "ato_polars", args, kwargs))
     }
 
     /// The remaining results as a pyarrow Table (a coroutine); arguments as `ResultStream.to_pandas`.
@@ -967,20 +1014,22 @@ impl AsyncStream {
         args: &Bound<'py, PyTuple>,
         kwargs: Option<&Bound<'py, PyDict>>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        call_frames(slf.into_any(), "ato_arrow", args, kwargs)
+        no_panic(|| call_frames(slf.into_any(), "ato_arrow", args, kwargs))
     }
 
     /// Stops fetching.
     fn close(&self, py: Python<'_>) -> PyResult<()> {
-        if let Ok(mut guard) = self.pages.try_lock() {
-            *guard = None;
-        }
-        let mut st = self.state.lock();
-        st.buffer.clear();
-        match st.progress.as_mut() {
-            Some(p) => p.close(py, false),
-            None => Ok(()),
-        }
+        no_panic(|| {
+            if let Ok(mut guard) = self.pages.try_lock() {
+                *guard = None;
+            }
+            let mut st = self.state.lock();
+            st.buffer.clear();
+            match st.progress.as_mut() {
+                Some(p) => p.close(py, false),
+                None => Ok(()),
+            }
+        })
     }
 }
 

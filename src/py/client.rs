@@ -16,7 +16,7 @@ use sha2::{Digest, Sha256};
 use super::errors::to_py_err;
 use super::json::{dict_to_json, json_to_py, json_value_to_py, py_to_json};
 use super::results::{check_progress, RequestPages, ResultStream};
-use super::runtime::{block_on, block_on_ticking, runtime, sleep};
+use super::runtime::{block_on, block_on_ticking, no_panic, runtime, sleep};
 use crate::engine::http::Request;
 use crate::engine::retry::RequestKind;
 use crate::engine::{Error, ErrorKind, Result};
@@ -132,13 +132,18 @@ fn ca_bundle_arg(kwargs: Option<&Bound<'_, PyDict>>) -> PyResult<Option<String>>
     let Some(value) = kwargs.map(|k| k.get_item(CA_BUNDLE)).transpose()?.flatten() else {
         return Ok(None);
     };
+    path_arg(&value)
+}
+
+/// A path given as `str` or `os.PathLike` (`None`: none).
+pub(super) fn path_arg(value: &Bound<'_, PyAny>) -> PyResult<Option<String>> {
     if value.is_none() {
         return Ok(None);
     }
     let py = value.py();
     let path = py
         .import("os")?
-        .call_method1("fspath", (&value,))
+        .call_method1("fspath", (value,))
         .and_then(|p| p.extract::<String>())
         .map_err(|_| invalid("ca_bundle must be a path to a PEM file", CA_BUNDLE))?;
     Ok(Some(path))
@@ -201,19 +206,21 @@ impl Client {
         allow_insecure: bool,
         kwargs: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<Self> {
-        let inner = ClientInner::build(
-            py,
-            vendor,
-            profile,
-            project,
-            base_url,
-            timeout,
-            max_retries,
-            rate_limit,
-            allow_insecure,
-            kwargs,
-        )?;
-        Ok(Client { inner })
+        no_panic(|| {
+            let inner = ClientInner::build(
+                py,
+                vendor,
+                profile,
+                project,
+                base_url,
+                timeout,
+                max_retries,
+                rate_limit,
+                allow_insecure,
+                kwargs,
+            )?;
+            Ok(Client { inner })
+        })
     }
 
     /// The vendor's name.
@@ -242,7 +249,7 @@ impl Client {
     /// The vendor's options and optional operations.
     #[getter]
     fn capabilities<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        json_value_to_py(py, &self.inner.adapter()?.capabilities())
+        no_panic(|| json_value_to_py(py, &self.inner.adapter()?.capabilities()))
     }
 
     /// Creates a batch; with `exist_ok=True` returns the batch of that name if there is one (safe to re-run).
@@ -254,53 +261,63 @@ impl Client {
         exist_ok: bool,
         options: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<Batch> {
-        let options = kwargs_to_options(options)?;
-        let adapter = self.inner.adapter()?;
-        let info = block_on(py, async move {
-            adapter.create_batch(&name, exist_ok, &options).await
-        })?;
-        Ok(Batch {
-            client: self.inner.clone(),
-            info,
+        no_panic(|| {
+            let options = kwargs_to_options(options)?;
+            let adapter = self.inner.adapter()?;
+            let info = block_on(py, async move {
+                adapter.create_batch(&name, exist_ok, &options).await
+            })?;
+            Ok(Batch {
+                client: self.inner.clone(),
+                info,
+            })
         })
     }
 
     /// Re-attaches to an existing batch by id.
     fn batch(&self, py: Python<'_>, id: String) -> PyResult<Batch> {
-        let adapter = self.inner.adapter()?;
-        let info = block_on(py, async move { adapter.get_batch(&id).await })?;
-        Ok(Batch {
-            client: self.inner.clone(),
-            info,
+        no_panic(|| {
+            let adapter = self.inner.adapter()?;
+            let info = block_on(py, async move { adapter.get_batch(&id).await })?;
+            Ok(Batch {
+                client: self.inner.clone(),
+                info,
+            })
         })
     }
 
     /// Every batch of the project.
     fn batches(&self, py: Python<'_>) -> PyResult<Vec<Batch>> {
-        let adapter = self.inner.adapter()?;
-        let infos = block_on(py, async move { adapter.list_batches().await })?;
-        Ok(infos
-            .into_iter()
-            .map(|info| Batch {
-                client: self.inner.clone(),
-                info,
-            })
-            .collect())
+        no_panic(|| {
+            let adapter = self.inner.adapter()?;
+            let infos = block_on(py, async move { adapter.list_batches().await })?;
+            Ok(infos
+                .into_iter()
+                .map(|info| Batch {
+                    client: self.inner.clone(),
+                    info,
+                })
+                .collect())
+        })
     }
 
     /// The tasks assigned to one user of the vendor's tool (Deepen: by email; `{"file_tasks": [...],
     /// "label_tasks": [...]}`).
     fn user_tasks<'py>(&self, py: Python<'py>, user: String) -> PyResult<Bound<'py, PyAny>> {
-        let adapter = self.inner.adapter()?;
-        let tasks = block_on(py, async move { adapter.user_tasks(&user).await })?;
-        json_value_to_py(py, &tasks)
+        no_panic(|| {
+            let adapter = self.inner.adapter()?;
+            let tasks = block_on(py, async move { adapter.user_tasks(&user).await })?;
+            json_value_to_py(py, &tasks)
+        })
     }
 
     /// Tasks the vendor reports as delayed, across the project (a list of dicts; Deepen only).
     fn delayed_tasks<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let adapter = self.inner.adapter()?;
-        let tasks = block_on(py, async move { adapter.delayed_tasks().await })?;
-        json_value_to_py(py, &serde_json::Value::Array(tasks))
+        no_panic(|| {
+            let adapter = self.inner.adapter()?;
+            let tasks = block_on(py, async move { adapter.delayed_tasks().await })?;
+            json_value_to_py(py, &serde_json::Value::Array(tasks))
+        })
     }
 
     /// Authenticated escape hatch: the decoded JSON body, or an iterator of items with `paginate=True`.
@@ -317,24 +334,26 @@ impl Client {
         retry: Option<bool>,
         raw: bool,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let adapter = self.inner.adapter()?;
-        match prepare_request(&adapter, method, path, params, json, paginate, retry)? {
-            Prepared::Pages(url) => {
-                Ok(Bound::new(py, RequestPages::new(adapter.paginate(url)))?.into_any())
-            }
-            Prepared::Single(req) => {
-                let resp = block_on(py, async move { adapter.http().send(&req).await })?;
-                if raw {
-                    return Ok(PyBytes::new(py, &resp.body).into_any());
+        no_panic(|| {
+            let adapter = self.inner.adapter()?;
+            match prepare_request(&adapter, method, path, params, json, paginate, retry)? {
+                Prepared::Pages(url) => {
+                    Ok(Bound::new(py, RequestPages::new(adapter.paginate(url)))?.into_any())
                 }
-                body_to_py(py, &resp.body)
+                Prepared::Single(req) => {
+                    let resp = block_on(py, async move { adapter.http().send(&req).await })?;
+                    if raw {
+                        return Ok(PyBytes::new(py, &resp.body).into_any());
+                    }
+                    body_to_py(py, &resp.body)
+                }
             }
-        }
+        })
     }
 
     /// Releases connections. The client stays usable; a later call opens new ones.
     fn close(&self) -> PyResult<()> {
-        self.inner.reconnect()
+        no_panic(|| self.inner.reconnect())
     }
 
     /// What rebuilds this client elsewhere (picklable); credentials only with `include_credentials=True`.
@@ -345,7 +364,7 @@ impl Client {
 
     /// Pickles as its spec without credentials: the unpickling process resolves them from its environment.
     fn __reduce__<'py>(&self, py: Python<'py>) -> PyResult<super::spec::Reduced<'py>> {
-        super::spec::reduce_client(py, &self.inner, false)
+        no_panic(|| super::spec::reduce_client(py, &self.inner, false))
     }
 
     fn __enter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
@@ -354,7 +373,7 @@ impl Client {
 
     #[pyo3(signature = (*_exc))]
     fn __exit__(&self, _exc: &Bound<'_, pyo3::types::PyTuple>) -> PyResult<()> {
-        self.close()
+        no_panic(|| self.close())
     }
 
     fn __repr__(&self) -> String {
@@ -1051,7 +1070,7 @@ impl Batch {
 impl Batch {
     /// Pickles as its client's spec (without credentials) and the batch's description.
     fn __reduce__<'py>(&self, py: Python<'py>) -> PyResult<super::spec::Reduced<'py>> {
-        super::spec::reduce_batch(py, &self.client, &self.info, false)
+        no_panic(|| super::spec::reduce_batch(py, &self.client, &self.info, false))
     }
 
     /// The vendor's batch id.
@@ -1081,7 +1100,7 @@ impl Batch {
     /// The vendor's own batch object.
     #[getter]
     fn raw<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        json_value_to_py(py, &self.info.raw)
+        no_panic(|| json_value_to_py(py, &self.info.raw))
     }
 
     /// Sends records; returns once the vendor has accepted every one. Idempotent by key: records whose key
@@ -1106,28 +1125,32 @@ impl Batch {
         progress: Option<&Bound<'_, PyAny>>,
         options: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<Job> {
-        let (source, upload_options) = prepare_upload(
-            records,
-            self.client.config.spec,
-            key.as_deref(),
-            on_error,
-            options,
-        )?;
-        let bar = upload_bar(py, progress, source.total())?;
-        let sent = self.send(py, source, upload_options, bar.as_ref());
-        close_progress(bar.as_ref(), sent.is_ok())?;
-        Ok(Job {
-            client: self.client.clone(),
-            state: Mutex::new(sent?),
+        no_panic(|| {
+            let (source, upload_options) = prepare_upload(
+                records,
+                self.client.config.spec,
+                key.as_deref(),
+                on_error,
+                options,
+            )?;
+            let bar = upload_bar(py, progress, source.total())?;
+            let sent = self.send(py, source, upload_options, bar.as_ref());
+            close_progress(bar.as_ref(), sent.is_ok())?;
+            Ok(Job {
+                client: self.client.clone(),
+                state: Mutex::new(sent?),
+            })
         })
     }
 
     /// Record counts from the vendor, and `done` (every record is in a final state).
     fn status<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let adapter = self.client.adapter()?;
-        let id = self.info.id.clone();
-        let counts = block_on(py, async move { adapter.batch_status(&id).await })?;
-        counts_to_py(py, &counts)
+        no_panic(|| {
+            let adapter = self.client.adapter()?;
+            let id = self.info.id.clone();
+            let counts = block_on(py, async move { adapter.batch_status(&id).await })?;
+            counts_to_py(py, &counts)
+        })
     }
 
     /// Blocks until every record is finished (done on two consecutive polls); raises `Timeout`. `progress`:
@@ -1141,11 +1164,13 @@ impl Batch {
         poll_interval: f64,
         progress: Option<Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyDict>> {
-        let mut waiting = BatchWait::new(timeout, poll_interval).map_err(to_py_err)?;
-        let progress = wait_progress(py, progress.as_ref())?;
-        let outcome = self.wait_loop(py, &mut waiting, progress.as_ref());
-        close_progress(progress.as_ref(), outcome.is_ok())?;
-        outcome
+        no_panic(|| {
+            let mut waiting = BatchWait::new(timeout, poll_interval).map_err(to_py_err)?;
+            let progress = wait_progress(py, progress.as_ref())?;
+            let outcome = self.wait_loop(py, &mut waiting, progress.as_ref());
+            close_progress(progress.as_ref(), outcome.is_ok())?;
+            outcome
+        })
     }
 
     /// Finished records as envelope dicts, page by page. `since` is an exclusive lower bound on completion time.
@@ -1165,28 +1190,30 @@ impl Batch {
         pages: Option<&Bound<'_, PyAny>>,
         progress: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<ResultStream> {
-        let progress = check_progress(progress)?;
-        if let Some(pages) = pages.filter(|p| !p.is_none()) {
-            let id = &self.info.id;
-            return super::pages::results_range(
-                &self.client,
-                id,
-                pages,
-                since,
-                consumer,
-                include_raw,
-                progress,
-            );
-        }
-        let (stream, since_us) =
-            results_stream(&self.client, &self.info.id, since, include_raw, consumer)?;
-        Ok(ResultStream::new(stream, since_us, progress))
+        no_panic(|| {
+            let progress = check_progress(progress)?;
+            if let Some(pages) = pages.filter(|p| !p.is_none()) {
+                let id = &self.info.id;
+                return super::pages::results_range(
+                    &self.client,
+                    id,
+                    pages,
+                    since,
+                    consumer,
+                    include_raw,
+                    progress,
+                );
+            }
+            let (stream, since_us) =
+                results_stream(&self.client, &self.info.id, since, include_raw, consumer)?;
+            Ok(ResultStream::new(stream, since_us, progress))
+        })
     }
 
     /// How the results split into pages, for readers that each take a range (Spark, Dask):
     /// `{"total", "page_size", "pages"}` counted now, or `None` where the vendor cannot fetch results by page.
     fn result_pages<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyDict>>> {
-        super::pages::result_pages(py, &self.client, &self.info.id)
+        no_panic(|| super::pages::result_pages(py, &self.client, &self.info.id))
     }
 
     /// Every record with its neutral status; `progress` as for `results`.
@@ -1197,43 +1224,53 @@ impl Batch {
         include_raw: bool,
         progress: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<ResultStream> {
-        let progress = check_progress(progress)?;
-        let statuses = parse_statuses(status)?;
-        let adapter = self.client.adapter()?;
-        let stream = adapter
-            .records(&self.info.id, statuses, include_raw)
-            .map_err(to_py_err)?;
-        Ok(ResultStream::new(stream, None, progress))
+        no_panic(|| {
+            let progress = check_progress(progress)?;
+            let statuses = parse_statuses(status)?;
+            let adapter = self.client.adapter()?;
+            let stream = adapter
+                .records(&self.info.id, statuses, include_raw)
+                .map_err(to_py_err)?;
+            Ok(ResultStream::new(stream, None, progress))
+        })
     }
 
     /// Stops work not yet started; never deletes labels.
     fn cancel(&self, py: Python<'_>) -> PyResult<()> {
-        let adapter = self.client.adapter()?;
-        let id = self.info.id.clone();
-        block_on(py, async move { adapter.cancel(&id).await })
+        no_panic(|| {
+            let adapter = self.client.adapter()?;
+            let id = self.info.id.clone();
+            block_on(py, async move { adapter.cancel(&id).await })
+        })
     }
 
     /// Accepts results by their result `id`.
     fn accept(&self, py: Python<'_>, ids: Vec<String>) -> PyResult<()> {
-        let adapter = self.client.adapter()?;
-        let id = self.info.id.clone();
-        block_on(py, async move { adapter.accept(&id, ids).await })
+        no_panic(|| {
+            let adapter = self.client.adapter()?;
+            let id = self.info.id.clone();
+            block_on(py, async move { adapter.accept(&id, ids).await })
+        })
     }
 
     /// Rejects results by their result `id`, with an optional reason.
     #[pyo3(signature = (ids, reason=None))]
     fn reject(&self, py: Python<'_>, ids: Vec<String>, reason: Option<String>) -> PyResult<()> {
-        let adapter = self.client.adapter()?;
-        let id = self.info.id.clone();
-        block_on(py, async move { adapter.reject(&id, ids, reason).await })
+        no_panic(|| {
+            let adapter = self.client.adapter()?;
+            let id = self.info.id.clone();
+            block_on(py, async move { adapter.reject(&id, ids, reason).await })
+        })
     }
 
     /// The vendor's tasks behind this batch, as the vendor describes them (a list of dicts; Deepen only).
     fn tasks<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let adapter = self.client.adapter()?;
-        let id = self.info.id.clone();
-        let tasks = block_on(py, async move { adapter.tasks(&id).await })?;
-        json_value_to_py(py, &serde_json::Value::Array(tasks))
+        no_panic(|| {
+            let adapter = self.client.adapter()?;
+            let id = self.info.id.clone();
+            let tasks = block_on(py, async move { adapter.tasks(&id).await })?;
+            json_value_to_py(py, &serde_json::Value::Array(tasks))
+        })
     }
 
     fn __repr__(&self) -> String {
@@ -1297,8 +1334,10 @@ impl Job {
 
     /// `{"state": "running" | "completed" | "failed", "done", "total", "failed", "skipped"}`.
     fn status<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let s = self.refresh(py)?;
-        job_to_py(py, &s)
+        no_panic(|| {
+            let s = self.refresh(py)?;
+            job_to_py(py, &s)
+        })
     }
 
     /// Blocks until the vendor has ingested every record; raises `Timeout`.
@@ -1309,44 +1348,48 @@ impl Job {
         timeout: Option<f64>,
         poll_interval: f64,
     ) -> PyResult<Bound<'py, PyDict>> {
-        let started = Instant::now();
-        loop {
-            let s = self.refresh(py)?;
-            if s.state != JobPhase::Running {
-                return job_to_py(py, &s);
-            }
-            if let Some(t) = timeout {
-                if started.elapsed().as_secs_f64() >= t {
-                    return Err(to_py_err(
-                        Error::new(
-                            ErrorKind::Timeout,
-                            format!(
-                                "job {} still running after {t} s: {} of {} records",
-                                s.id, s.done, s.total
-                            ),
-                        )
-                        .vendor(self.client.config.spec.name)
-                        .operation("wait"),
-                    ));
+        no_panic(|| {
+            let started = Instant::now();
+            loop {
+                let s = self.refresh(py)?;
+                if s.state != JobPhase::Running {
+                    return job_to_py(py, &s);
                 }
+                if let Some(t) = timeout {
+                    if started.elapsed().as_secs_f64() >= t {
+                        return Err(to_py_err(
+                            Error::new(
+                                ErrorKind::Timeout,
+                                format!(
+                                    "job {} still running after {t} s: {} of {} records",
+                                    s.id, s.done, s.total
+                                ),
+                            )
+                            .vendor(self.client.config.spec.name)
+                            .operation("wait"),
+                        ));
+                    }
+                }
+                sleep(py, Duration::from_secs_f64(poll_interval.max(0.05)))?;
             }
-            sleep(py, Duration::from_secs_f64(poll_interval.max(0.05)))?;
-        }
+        })
     }
 
     /// Records the vendor refused (with `on_error="collect"`): key, field, code, message.
     fn failures<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
-        let s = self.state.lock().clone();
-        let list = PyList::empty(py);
-        for f in &s.failures {
-            let d = PyDict::new(py);
-            d.set_item("key", &f.key)?;
-            d.set_item("field", &f.field)?;
-            d.set_item("code", &f.code)?;
-            d.set_item("message", &f.message)?;
-            list.append(d)?;
-        }
-        Ok(list)
+        no_panic(|| {
+            let s = self.state.lock().clone();
+            let list = PyList::empty(py);
+            for f in &s.failures {
+                let d = PyDict::new(py);
+                d.set_item("key", &f.key)?;
+                d.set_item("field", &f.field)?;
+                d.set_item("code", &f.code)?;
+                d.set_item("message", &f.message)?;
+                list.append(d)?;
+            }
+            Ok(list)
+        })
     }
 
     fn __repr__(&self) -> String {

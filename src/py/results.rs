@@ -10,7 +10,7 @@ use serde_json::value::RawValue;
 
 use super::errors::to_py_err;
 use super::json::{json_to_py, GcPause};
-use super::runtime::block_on_borrowed;
+use super::runtime::{block_on_borrowed, no_panic};
 use crate::engine::stream::PageStream;
 use crate::engine::{Error, ErrorKind};
 use crate::vendors::{format_rfc3339_us, Envelope};
@@ -283,10 +283,10 @@ impl ResultStream {
     }
 
     fn __next__<'py>(&mut self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyDict>>> {
-        match self.next_envelope(py)? {
+        no_panic(|| match self.next_envelope(py)? {
             Some(e) => Ok(Some(envelope_to_py(py, &e)?)),
             None => Ok(None),
-        }
+        })
     }
 
     /// The greatest completion time seen so far (RFC 3339): pass it as `since=` next time.
@@ -298,35 +298,41 @@ impl ResultStream {
     /// Every remaining item in a list.
     #[allow(clippy::wrong_self_convention)] // Python's naming: it drains the stream, hence `&mut self`
     fn to_list<'py>(&mut self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
-        let _pause = GcPause::new(py);
-        let list = PyList::empty(py);
-        while let Some(e) = self.next_envelope(py)? {
-            list.append(envelope_to_py(py, &e)?)?;
-        }
-        Ok(list)
+        no_panic(|| {
+            let _pause = GcPause::new(py);
+            let list = PyList::empty(py);
+            while let Some(e) = self.next_envelope(py)? {
+                list.append(envelope_to_py(py, &e)?)?;
+            }
+            Ok(list)
+        })
     }
 
     /// Writes the remaining items as JSON lines to `path`, straight from the vendor's JSON; returns the count.
     #[allow(clippy::wrong_self_convention)] // as `to_list`
     fn to_jsonl(&mut self, py: Python<'_>, path: std::path::PathBuf) -> PyResult<u64> {
-        let file = std::fs::File::create(&path).map_err(|e| {
-            to_py_err(Error::invalid(format!("cannot write {}: {e}", path.display())).field("path"))
-        })?;
-        let mut out = std::io::BufWriter::new(file);
-        let mut n = 0u64;
-        let io_err = |e: std::io::Error| {
-            to_py_err(Error::new(
-                ErrorKind::InvalidInput,
-                format!("writing {}: {e}", path.display()),
-            ))
-        };
-        while let Some(e) = self.next_envelope(py)? {
-            serde_json::to_writer(&mut out, &e).map_err(|e| io_err(e.into()))?;
-            out.write_all(b"\n").map_err(io_err)?;
-            n += 1;
-        }
-        out.flush().map_err(io_err)?;
-        Ok(n)
+        no_panic(|| {
+            let file = std::fs::File::create(&path).map_err(|e| {
+                to_py_err(
+                    Error::invalid(format!("cannot write {}: {e}", path.display())).field("path"),
+                )
+            })?;
+            let mut out = std::io::BufWriter::new(file);
+            let mut n = 0u64;
+            let io_err = |e: std::io::Error| {
+                to_py_err(Error::new(
+                    ErrorKind::InvalidInput,
+                    format!("writing {}: {e}", path.display()),
+                ))
+            };
+            while let Some(e) = self.next_envelope(py)? {
+                serde_json::to_writer(&mut out, &e).map_err(|e| io_err(e.into()))?;
+                out.write_all(b"\n").map_err(io_err)?;
+                n += 1;
+            }
+            out.flush().map_err(io_err)?;
+            Ok(n)
+        })
     }
 
     /// The remaining results as a pandas DataFrame (`pip install "labelport[pandas]"`), one row per result.
@@ -338,8 +344,10 @@ impl ResultStream {
         args: &Bound<'py, PyTuple>,
         kwargs: Option<&Bound<'py, PyDict>>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let kwargs = Self::export_kwargs(&slf, kwargs)?;
-        call_frames(slf.into_any(), "to_pandas", args, kwargs.as_ref())
+        no_panic(|| {
+            let kwargs = Self::export_kwargs(&slf, kwargs)?;
+            call_frames(slf.into_any(), "to_pandas", args, kwargs.as_ref())
+        })
     }
 
     /// The remaining results as a polars DataFrame (`pip install "labelport[polars]"`); arguments as `to_pandas`.
@@ -349,8 +357,10 @@ impl ResultStream {
         args: &Bound<'py, PyTuple>,
         kwargs: Option<&Bound<'py, PyDict>>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let kwargs = Self::export_kwargs(&slf, kwargs)?;
-        call_frames(slf.into_any(), "to_polars", args, kwargs.as_ref())
+        no_panic(|| {
+            let kwargs = Self::export_kwargs(&slf, kwargs)?;
+            call_frames(slf.into_any(), "to_polars", args, kwargs.as_ref())
+        })
     }
 
     /// The remaining results as a pyarrow Table (`pip install "labelport[arrow]"`); arguments as `to_pandas`.
@@ -360,8 +370,10 @@ impl ResultStream {
         args: &Bound<'py, PyTuple>,
         kwargs: Option<&Bound<'py, PyDict>>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let kwargs = Self::export_kwargs(&slf, kwargs)?;
-        call_frames(slf.into_any(), "to_arrow", args, kwargs.as_ref())
+        no_panic(|| {
+            let kwargs = Self::export_kwargs(&slf, kwargs)?;
+            call_frames(slf.into_any(), "to_arrow", args, kwargs.as_ref())
+        })
     }
 
     /// Writes the remaining results to a parquet file, streamed (constant memory), flattened by default;
@@ -372,8 +384,10 @@ impl ResultStream {
         args: &Bound<'py, PyTuple>,
         kwargs: Option<&Bound<'py, PyDict>>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let kwargs = Self::export_kwargs(&slf, kwargs)?;
-        call_frames(slf.into_any(), "to_parquet", args, kwargs.as_ref())
+        no_panic(|| {
+            let kwargs = Self::export_kwargs(&slf, kwargs)?;
+            call_frames(slf.into_any(), "to_parquet", args, kwargs.as_ref())
+        })
     }
 
     /// Writes the remaining results to a CSV file, streamed (constant memory), flattened by default; returns
@@ -384,15 +398,19 @@ impl ResultStream {
         args: &Bound<'py, PyTuple>,
         kwargs: Option<&Bound<'py, PyDict>>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let kwargs = Self::export_kwargs(&slf, kwargs)?;
-        call_frames(slf.into_any(), "to_csv", args, kwargs.as_ref())
+        no_panic(|| {
+            let kwargs = Self::export_kwargs(&slf, kwargs)?;
+            call_frames(slf.into_any(), "to_csv", args, kwargs.as_ref())
+        })
     }
 
     /// Stops fetching; later iteration ends at once.
     fn close(&mut self, py: Python<'_>) -> PyResult<()> {
-        self.stream = None;
-        self.buffer.clear();
-        self.progress.close(py, false)
+        no_panic(|| {
+            self.stream = None;
+            self.buffer.clear();
+            self.progress.close(py, false)
+        })
     }
 
     fn __repr__(&self) -> String {
@@ -428,7 +446,7 @@ impl RequestPages {
     }
 
     fn __next__<'py>(&mut self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyAny>>> {
-        loop {
+        no_panic(|| loop {
             if let Some(item) = self.buffer.pop_front() {
                 return Ok(Some(json_to_py(py, item.get())?));
             }
@@ -436,6 +454,6 @@ impl RequestPages {
                 Some(items) => self.buffer.extend(items),
                 None => return Ok(None),
             }
-        }
+        })
     }
 }

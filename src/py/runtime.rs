@@ -129,31 +129,46 @@ pub async fn guarded<T>(fut: impl Future<Output = Result<T>>) -> Result<T> {
     }
 }
 
-/// Internal, for tests only: panics on purpose inside the blocking bridge (`"sync"`), the results stream's
+/// Runs the body of a Python-facing function or method: a panic in it is an internal `LabelportError` (code
+/// `internal`, asking for a bug report), not pyo3's `PanicException`, a BaseException that `except Exception`
+/// in a user's pipeline would miss. Every `#[pymethods]` and `#[pyfunction]` returning `PyResult` runs its
+/// body through this (tests/test_panics.py checks the sources); the others are plain field getters.
+#[inline]
+pub fn no_panic<T>(body: impl FnOnce() -> PyResult<T>) -> PyResult<T> {
+    match std::panic::catch_unwind(AssertUnwindSafe(body)) {
+        Ok(out) => out,
+        Err(payload) => Err(to_py_err(Error::internal(&*payload))),
+    }
+}
+
+/// Internal, for tests only: panics on purpose in its own body (`"body"`), inside the blocking bridge (`"sync"`), the results stream's
 /// bridge (`"stream"`) or a page producer (`"producer"`); each must reach Python as a `LabelportError`
 /// (code `internal`). The async bridge's twin is `_debug_panic_async`.
 pub const DEBUG_PANIC: &str = "deliberate panic from _labelport._debug_panic";
 
 #[pyfunction]
 pub fn _debug_panic(py: Python<'_>, place: &str) -> PyResult<()> {
-    const MSG: &str = DEBUG_PANIC;
-    match place {
-        "sync" => block_on(py, async { panic!("{MSG}") }),
-        "stream" => block_on_borrowed(py, async { panic!("{MSG}") }),
-        "producer" => {
-            let mut pages =
-                crate::engine::stream::PageStream::<()>::spawn(runtime().handle(), |_tx| async {
-                    panic!("{MSG}")
-                });
-            match block_on_borrowed(py, pages.next_page())? {
-                Some(Err(e)) => Err(to_py_err(e)),
-                _ => Ok(()),
+    no_panic(|| {
+        const MSG: &str = DEBUG_PANIC;
+        match place {
+            "body" => panic!("{MSG}"),
+            "sync" => block_on(py, async { panic!("{MSG}") }),
+            "stream" => block_on_borrowed(py, async { panic!("{MSG}") }),
+            "producer" => {
+                let mut pages = crate::engine::stream::PageStream::<()>::spawn(
+                    runtime().handle(),
+                    |_tx| async { panic!("{MSG}") },
+                );
+                match block_on_borrowed(py, pages.next_page())? {
+                    Some(Err(e)) => Err(to_py_err(e)),
+                    _ => Ok(()),
+                }
             }
+            other => Err(to_py_err(Error::invalid(format!(
+                "unknown place {other:?}: body, sync, stream, producer"
+            )))),
         }
-        other => Err(to_py_err(Error::invalid(format!(
-            "unknown place {other:?}: sync, stream, producer"
-        )))),
-    }
+    })
 }
 
 /// Sleeps with the GIL released, answering Ctrl-C.

@@ -11,9 +11,10 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
 
 use super::asyncio::{AsyncBatch, AsyncClient};
-use super::client::{invalid, kwargs_to_options, Batch, Client, ClientInner};
+use super::client::{invalid, kwargs_to_options, path_arg, Batch, Client, ClientInner};
 use super::errors::to_py_err;
 use super::json::{json_value_to_py, py_to_json};
+use super::runtime::no_panic;
 use crate::engine::{Error, ErrorKind};
 use crate::vendors::config::spec as vendor_spec;
 use crate::vendors::{BatchInfo, ClientArgs, Options, Secret};
@@ -31,6 +32,8 @@ pub struct ClientSpec {
     max_retries: u32,
     rate_limit: Option<f64>,
     allow_insecure: bool,
+    /// A PEM file of extra certificate authorities: a path, read again wherever the client is built.
+    ca_bundle: Option<String>,
     options: Options,
     credentials: BTreeMap<String, Secret>,
 }
@@ -48,6 +51,7 @@ impl ClientSpec {
             rate_limit: c.rate_limit,
             // Plain http to anything but loopback only resolves with allow_insecure=True.
             allow_insecure: c.base_url.scheme() == "http",
+            ca_bundle: c.ca_bundle.clone(),
             options: c.options.clone(),
             credentials: if include_credentials {
                 c.credentials.clone()
@@ -72,6 +76,7 @@ impl ClientSpec {
             max_retries: self.max_retries,
             rate_limit: self.rate_limit,
             allow_insecure: self.allow_insecure,
+            ca_bundle: self.ca_bundle.clone(),
             ..Default::default()
         };
         ClientInner::from_args(args).map_err(|e| {
@@ -124,6 +129,7 @@ impl ClientSpec {
                 "max_retries" => out.max_retries = v.extract()?,
                 "rate_limit" => out.rate_limit = v.extract()?,
                 "allow_insecure" => out.allow_insecure = v.extract()?,
+                "ca_bundle" => out.ca_bundle = path_arg(&v)?,
                 _ => {
                     let value = py_to_json(&v, &name)
                         .map_err(|e| invalid(format!("{}: {}", e.path, e.message), &name))?;
@@ -160,6 +166,7 @@ impl ClientSpec {
                 "max_retries",
                 "rate_limit",
                 "allow_insecure",
+                "ca_bundle",
             ]);
             return Err(to_py_err(
                 Error::invalid(format!(
@@ -188,7 +195,7 @@ fn project_string(p: &Bound<'_, PyAny>) -> PyResult<String> {
 #[pymethods]
 impl ClientSpec {
     #[new]
-    #[pyo3(signature = (vendor, project=None, *, base_url=None, timeout=30.0, max_retries=5, rate_limit=None, allow_insecure=false, **kwargs))]
+    #[pyo3(signature = (vendor, project=None, *, base_url=None, timeout=30.0, max_retries=5, rate_limit=None, allow_insecure=false, ca_bundle=None, **kwargs))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         vendor: &str,
@@ -198,27 +205,31 @@ impl ClientSpec {
         max_retries: u32,
         rate_limit: Option<f64>,
         allow_insecure: bool,
+        ca_bundle: Option<&Bound<'_, PyAny>>,
         kwargs: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<Self> {
-        let spec = vendor_spec(vendor).map_err(to_py_err)?;
-        let mut out = ClientSpec {
-            vendor: spec.name,
-            project: match project {
-                Some(p) if !p.is_none() => Some(project_string(p)?),
-                _ => None,
-            },
-            base_url,
-            timeout,
-            max_retries,
-            rate_limit,
-            allow_insecure,
-            options: Options::new(),
-            credentials: BTreeMap::new(),
-        };
-        for (name, value) in kwargs_to_options(kwargs)? {
-            out.set_keyword(name, value)?;
-        }
-        Ok(out)
+        no_panic(|| {
+            let spec = vendor_spec(vendor).map_err(to_py_err)?;
+            let mut out = ClientSpec {
+                vendor: spec.name,
+                project: match project {
+                    Some(p) if !p.is_none() => Some(project_string(p)?),
+                    _ => None,
+                },
+                base_url,
+                timeout,
+                max_retries,
+                rate_limit,
+                allow_insecure,
+                ca_bundle: ca_bundle.map(path_arg).transpose()?.flatten(),
+                options: Options::new(),
+                credentials: BTreeMap::new(),
+            };
+            for (name, value) in kwargs_to_options(kwargs)? {
+                out.set_keyword(name, value)?;
+            }
+            Ok(out)
+        })
     }
 
     /// The vendor's name.
@@ -263,13 +274,22 @@ impl ClientSpec {
         self.allow_insecure
     }
 
+    /// The PEM file of extra certificate authorities (`ca_bundle=`): read again where the client is built,
+    /// so it must exist there too.
+    #[getter]
+    fn ca_bundle(&self) -> Option<&str> {
+        self.ca_bundle.as_deref()
+    }
+
     /// The vendor's client options (not credentials).
     #[getter]
     fn options<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        json_value_to_py(
-            py,
-            &serde_json::Value::Object(self.options.clone().into_iter().collect()),
-        )
+        no_panic(|| {
+            json_value_to_py(
+                py,
+                &serde_json::Value::Object(self.options.clone().into_iter().collect()),
+            )
+        })
     }
 
     /// The names of the credentials the spec carries (never their values); the rest come from the environment.
@@ -279,45 +299,48 @@ impl ClientSpec {
     }
 
     /// A copy with some fields changed: `project`, `base_url`, `timeout`, `max_retries`, `rate_limit`,
-    /// `allow_insecure`, credentials or client options.
+    /// `allow_insecure`, `ca_bundle`, credentials or client options.
     #[pyo3(signature = (**changes))]
     fn replace(&self, changes: Option<&Bound<'_, PyDict>>) -> PyResult<Self> {
-        self.apply(changes)
+        no_panic(|| self.apply(changes))
     }
 
     /// Builds a `Client` here: credentials the spec lacks come from this process's environment.
     fn client(&self) -> PyResult<Client> {
-        Ok(Client::from_inner(self.build()?))
+        no_panic(|| Ok(Client::from_inner(self.build()?)))
     }
 
     /// Builds an `AsyncClient` here, like `client()`.
     fn async_client(&self) -> PyResult<AsyncClient> {
-        Ok(AsyncClient::from_inner(self.build()?))
+        no_panic(|| Ok(AsyncClient::from_inner(self.build()?)))
     }
 
     fn __reduce__<'py>(
         &self,
         py: Python<'py>,
     ) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyTuple>)> {
-        let state = PyDict::new(py);
-        state.set_item("vendor", self.vendor)?;
-        state.set_item("project", &self.project)?;
-        state.set_item("base_url", &self.base_url)?;
-        state.set_item("timeout", self.timeout)?;
-        state.set_item("max_retries", self.max_retries)?;
-        state.set_item("rate_limit", self.rate_limit)?;
-        state.set_item("allow_insecure", self.allow_insecure)?;
-        for (k, v) in &self.options {
-            state.set_item(k, json_value_to_py(py, v)?)?;
-        }
-        // Only credentials the user put in the spec: the pickle then holds them, as asked.
-        for (k, v) in &self.credentials {
-            state.set_item(k, v.expose())?;
-        }
-        let f = py
-            .import("labelport._labelport")?
-            .getattr("_spec_from_state")?;
-        Ok((f, PyTuple::new(py, [state])?))
+        no_panic(|| {
+            let state = PyDict::new(py);
+            state.set_item("vendor", self.vendor)?;
+            state.set_item("project", &self.project)?;
+            state.set_item("base_url", &self.base_url)?;
+            state.set_item("timeout", self.timeout)?;
+            state.set_item("max_retries", self.max_retries)?;
+            state.set_item("rate_limit", self.rate_limit)?;
+            state.set_item("allow_insecure", self.allow_insecure)?;
+            state.set_item("ca_bundle", &self.ca_bundle)?;
+            for (k, v) in &self.options {
+                state.set_item(k, json_value_to_py(py, v)?)?;
+            }
+            // Only credentials the user put in the spec: the pickle then holds them, as asked.
+            for (k, v) in &self.credentials {
+                state.set_item(k, v.expose())?;
+            }
+            let f = py
+                .import("labelport._labelport")?
+                .getattr("_spec_from_state")?;
+            Ok((f, PyTuple::new(py, [state])?))
+        })
     }
 
     fn __eq__(&self, other: &Bound<'_, PyAny>) -> bool {
@@ -338,6 +361,7 @@ impl ClientSpec {
             && self.max_retries == o.max_retries
             && self.rate_limit == o.rate_limit
             && self.allow_insecure == o.allow_insecure
+            && self.ca_bundle == o.ca_bundle
             && self.options == o.options
             && creds(self) == creds(o)
     }
@@ -357,26 +381,28 @@ impl ClientSpec {
 /// Unpickles a `ClientSpec`.
 #[pyfunction]
 fn _spec_from_state(state: &Bound<'_, PyDict>) -> PyResult<ClientSpec> {
-    let vendor: String = state
-        .get_item("vendor")?
-        .ok_or_else(|| invalid("a ClientSpec needs a vendor", "vendor"))?
-        .extract()?;
-    let rest = state.copy()?;
-    rest.del_item("vendor")?;
-    let base = ClientSpec::new(&vendor, None, None, 30.0, 5, None, false, None)?;
-    base.apply(Some(&rest))
+    no_panic(|| {
+        let vendor: String = state
+            .get_item("vendor")?
+            .ok_or_else(|| invalid("a ClientSpec needs a vendor", "vendor"))?
+            .extract()?;
+        let rest = state.copy()?;
+        rest.del_item("vendor")?;
+        let base = ClientSpec::new(&vendor, None, None, 30.0, 5, None, false, None, None)?;
+        base.apply(Some(&rest))
+    })
 }
 
 /// Unpickles a `Client`: built from its spec in this process.
 #[pyfunction]
 fn _rebuild_client(spec: &ClientSpec) -> PyResult<Client> {
-    spec.client()
+    no_panic(|| spec.client())
 }
 
 /// Unpickles an `AsyncClient`.
 #[pyfunction]
 fn _rebuild_async_client(spec: &ClientSpec) -> PyResult<AsyncClient> {
-    spec.async_client()
+    no_panic(|| spec.async_client())
 }
 
 fn batch_info(
@@ -403,10 +429,12 @@ fn _rebuild_batch(
     created_at: Option<String>,
     raw: &Bound<'_, PyAny>,
 ) -> PyResult<Batch> {
-    Ok(Batch::from_parts(
-        spec.build()?,
-        batch_info(id, name, created_at, raw)?,
-    ))
+    no_panic(|| {
+        Ok(Batch::from_parts(
+            spec.build()?,
+            batch_info(id, name, created_at, raw)?,
+        ))
+    })
 }
 
 /// Unpickles an `AsyncBatch`.
@@ -418,10 +446,12 @@ fn _rebuild_async_batch(
     created_at: Option<String>,
     raw: &Bound<'_, PyAny>,
 ) -> PyResult<AsyncBatch> {
-    Ok(AsyncBatch::from_parts(
-        spec.build()?,
-        batch_info(id, name, created_at, raw)?,
-    ))
+    no_panic(|| {
+        Ok(AsyncBatch::from_parts(
+            spec.build()?,
+            batch_info(id, name, created_at, raw)?,
+        ))
+    })
 }
 
 pub(super) type Reduced<'py> = (Bound<'py, PyAny>, Bound<'py, PyTuple>);

@@ -130,6 +130,8 @@ pub struct ClientConfig {
     /// Certificate authorities trusted besides the system's (`ca_bundle=`), for TLS-inspecting proxies and
     /// private endpoints.
     pub tls_roots: Vec<reqwest::Certificate>,
+    /// The PEM file `tls_roots` came from, so a client rebuilt elsewhere (a pickled spec) reads it again.
+    pub ca_bundle: Option<String>,
 }
 
 /// What the caller gave, before the environment fills the gaps.
@@ -384,10 +386,16 @@ fn resolve_with(
         Error::invalid(format!("base_url {base:?} is not a URL: {e}")).field("base_url")
     })?;
     crate::engine::http::check_scheme(&base_url, args.allow_insecure)?;
-    let tls_roots = match layered(args.ca_bundle, "ca_bundle")? {
-        Some(path) => load_ca_bundle(&path)?,
+    let ca_bundle = layered(args.ca_bundle, "ca_bundle")?;
+    let tls_roots = match &ca_bundle {
+        Some(path) => load_ca_bundle(path)?,
         None => Vec::new(),
     };
+    // Absolute, so a spec built from this client finds the same file from another working directory.
+    let ca_bundle = ca_bundle.map(|p| match std::path::absolute(&p) {
+        Ok(abs) => abs.to_string_lossy().into_owned(),
+        Err(_) => p,
+    });
     if !(args.timeout.is_finite() && args.timeout > 0.0) {
         return Err(
             Error::invalid("timeout must be a positive number of seconds").field("timeout"),
@@ -411,6 +419,7 @@ fn resolve_with(
         max_retries: args.max_retries,
         rate_limit: args.rate_limit,
         tls_roots,
+        ca_bundle,
     })
 }
 
