@@ -211,20 +211,22 @@ impl Alegion {
         })
     }
 
-    fn result_json(&self, b: &Batch, r: &Rec, created_ms: i64) -> Value {
-        json!({
-            "id": r.result_id.to_string(),
-            "createdAt": iso_ms(created_ms),
-            "resultData": self.store.result_data(r.id),
-            "inputRecord": {
-                "createdAt": iso_ms(r.created_ms),
-                "metadata": r.metadata,
-                "data": r.data,
-                "workflowStageId": b.stages[2].to_string(),
-                "id": r.id.to_string(),
-                "status": "complete",
+    /// A result as Alegion shows it, borrowing the record: a page of 1,000 is written straight to JSON text
+    /// rather than built as a `Value` tree per result and dropped.
+    fn result_out<'a>(&self, b: &Batch, r: &'a Rec, created_ms: i64) -> ResultOut<'a> {
+        ResultOut {
+            id: r.result_id.to_string(),
+            created_at: iso_ms(created_ms),
+            result_data: self.store.result_data(r.id),
+            input_record: InputRecordOut {
+                created_at: iso_ms(r.created_ms),
+                metadata: &r.metadata,
+                data: &r.data,
+                workflow_stage_id: b.stages[2].to_string(),
+                id: r.id.to_string(),
+                status: "complete",
             },
-        })
+        }
     }
 
     // ---- helpers ---------------------------------------------------------------------------
@@ -263,17 +265,17 @@ impl Alegion {
         }
     }
 
-    fn list(
+    fn list<T: serde::Serialize>(
         &self,
         uri: &Uri,
         headers: &HeaderMap,
-        items: Vec<Value>,
+        items: Vec<T>,
         page: &PageRequest,
         total: u64,
         filters: &[(&str, &str)],
     ) -> Response {
         let base = paging::base_url(headers, uri.path(), &self.fallback_host());
-        let mut res = Json(Value::Array(items)).into_response();
+        let mut res = Json(items).into_response();
         res.headers_mut()
             .extend(page.headers(&base, total, filters));
         res
@@ -706,12 +708,35 @@ async fn list_results(State(a): S, Path(id): Path<String>, uri: Uri, headers: He
             .extend(page.headers(&base, total, &filters));
         return Ok(res);
     }
-    let items: Vec<Value> = results
+    let items: Vec<ResultOut> = results
         .iter()
-        .map(|(r, t)| a.result_json(&b, r, *t))
+        .map(|(r, t)| a.result_out(&b, r, *t))
         .collect();
-    drop(b);
     Ok(a.list(&uri, &headers, items, &page, total, &filters))
+}
+
+/// A result, fields in Alegion's order (see `Alegion::result_out`).
+#[derive(serde::Serialize)]
+struct ResultOut<'a> {
+    id: String,
+    #[serde(rename = "createdAt")]
+    created_at: String,
+    #[serde(rename = "resultData")]
+    result_data: Value,
+    #[serde(rename = "inputRecord")]
+    input_record: InputRecordOut<'a>,
+}
+
+#[derive(serde::Serialize)]
+struct InputRecordOut<'a> {
+    #[serde(rename = "createdAt")]
+    created_at: String,
+    metadata: &'a Option<String>,
+    data: &'a Map<String, Value>,
+    #[serde(rename = "workflowStageId")]
+    workflow_stage_id: String,
+    id: String,
+    status: &'static str,
 }
 
 impl Alegion {
