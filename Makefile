@@ -29,8 +29,8 @@ help:
 	@echo "make bench        the benchmarks against the peers (BENCHMARKS.md); bench-smoke: seconds, checks they run"
 	@echo "make reliability  the fault matrix, 10 seeds x 5,000 records per vendor (RELIABILITY.md)"
 	@echo "make fuzz         each cargo-fuzz target in fuzz/ for FUZZ_SECONDS (180) in turn (needs cargo-fuzz, nightly)"
-	@echo "make lint         cargo fmt --check, clippy -D warnings, ruff (when installed in .venv)"
-	@echo "make format       cargo fmt, ruff format (when installed in .venv)"
+	@echo "make lint         cargo fmt --check, clippy -D warnings, ruff check, ruff format --check"
+	@echo "make format       cargo fmt, ruff format, ruff check --fix"
 	@echo "make clean        remove build output and caches; distclean also removes .venv"
 
 venv: $(STAMP)
@@ -87,19 +87,13 @@ fuzz:
 lint: venv
 	cargo fmt --check
 	$(ACTIVATE) cargo clippy --release --all-targets -- -D warnings
-	@if [ -x $(BIN)/ruff ]; then \
-		$(BIN)/ruff check python tests && $(BIN)/ruff format --check python tests; \
-	else \
-		echo "ruff is not installed in $(VENV): skipped (install it with $(BIN)/pip install ruff)"; \
-	fi
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 format: venv
 	cargo fmt
-	@if [ -x $(BIN)/ruff ]; then \
-		$(BIN)/ruff format python tests && $(BIN)/ruff check --fix python tests; \
-	else \
-		echo "ruff is not installed in $(VENV): skipped (install it with $(BIN)/pip install ruff)"; \
-	fi
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
 
 clean:
 	cargo clean
