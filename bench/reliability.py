@@ -47,13 +47,21 @@ def vendors() -> list[str]:
 def make_records(vendor: str, prefix: str, n: int) -> tuple[list[dict[str, Any]], str]:
     """Records a vendor's sandbox project accepts, and the name of their key field."""
     if vendor == "deepen":
-        return [{"name": f"{prefix}-{i:05d}.jpg", "file": b"\xff\xd8\xff" + i.to_bytes(4, "big")} for i in range(n)], "name"
+        return [
+            {"name": f"{prefix}-{i:05d}.jpg", "file": b"\xff\xd8\xff" + i.to_bytes(4, "big")}
+            for i in range(n)
+        ], "name"
     if vendor == "playment":  # a Playment job needs image_url (or video_data / sensor_data)
         return [
-            {"image_id": f"{prefix}-{i:05d}", "image_url": f"https://example.com/cars/{i:05d}.jpg"} for i in range(n)
+            {"image_id": f"{prefix}-{i:05d}", "image_url": f"https://example.com/cars/{i:05d}.jpg"}
+            for i in range(n)
         ], "image_id"
     return [
-        {"image_id": f"{prefix}-{i:05d}", "url": f"https://example.com/cars/{i:05d}.jpg", "caption": f"car {i}"}
+        {
+            "image_id": f"{prefix}-{i:05d}",
+            "url": f"https://example.com/cars/{i:05d}.jpg",
+            "caption": f"car {i}",
+        }
         for i in range(n)
     ], "image_id"
 
@@ -84,7 +92,8 @@ def run_one(vendor: str, seed: int, n: int, faults: dict[str, float] | None = No
         "requests": int(stats["requests_total"]),
         "faults": faulted,
         "lost": len(wanted - set(created)) + len(wanted - set(returned)),
-        "duplicated": sum(c - 1 for c in created.values() if c > 1) + sum(c - 1 for c in returned.values() if c > 1),
+        "duplicated": sum(c - 1 for c in created.values() if c > 1)
+        + sum(c - 1 for c in returned.values() if c > 1),
         "seconds": time.monotonic() - started,
     }
 
@@ -93,14 +102,19 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--seeds", type=int, default=10)
     p.add_argument(
-        "--first-seed", type=int, default=1, help="seeds first-seed .. first-seed+seeds-1: to split a long run"
+        "--first-seed",
+        type=int,
+        default=1,
+        help="seeds first-seed .. first-seed+seeds-1: to split a long run",
     )
     p.add_argument("--records", type=int, default=5000)
     p.add_argument("--vendor", action="append", help="only these vendors (default: every vendor available)")
     args = p.parse_args()
     faults = ", ".join(f"{k}={v}" for k, v in FAULTS.items())
     print(f"Faults, all at once: {faults}; clients with max_retries={MAX_RETRIES}\n")
-    print("| vendor | seeds | records each | requests | non-2xx answers | records lost | records duplicated | seconds |")
+    print(
+        "| vendor | seeds | records each | requests | non-2xx answers | records lost | records duplicated | seconds |"
+    )
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for vendor in args.vendor or vendors():
         seeds = range(args.first_seed, args.first_seed + args.seeds)

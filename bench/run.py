@@ -177,7 +177,7 @@ def b2_sama(env: dict[str, Any]) -> int:
 
         @staticmethod
         def get(url: str, **kw: Any) -> Any:
-            return requests.get(base + url[len(host):] if url.startswith(host) else url, **kw)
+            return requests.get(base + url[len(host) :] if url.startswith(host) else url, **kw)
 
     sama_client.requests = Shim  # type: ignore[assignment]
     sdk = sama.Client(api_key=env["credentials"]["api_key"])
@@ -191,13 +191,18 @@ def b3_records(env: dict[str, Any]) -> tuple[str, list[dict[str, Any]]]:
     import uuid
 
     run = uuid.uuid4().hex[:12]  # reference ids are unique per project: every run sends new ones
-    return run, [{"ref": f"{run}-{i:05d}", "image_url": f"https://example.com/cars/{i:05d}.jpg"} for i in range(env["n"])]
+    return run, [
+        {"ref": f"{run}-{i:05d}", "image_url": f"https://example.com/cars/{i:05d}.jpg"}
+        for i in range(env["n"])
+    ]
 
 
 def _b3_labelport(env: dict[str, Any], **options: Any) -> int:
     import labelport as lp
 
-    client = lp.Client("playment", project=env["project"], base_url=env["url"], **env["credentials"], **options)
+    client = lp.Client(
+        "playment", project=env["project"], base_url=env["url"], **env["credentials"], **options
+    )
     run, records = b3_records(env)
     batch = client.create_batch(f"b3-{run}")
     started = time.perf_counter()
@@ -231,8 +236,13 @@ def b3_playment(env: dict[str, Any]) -> int:
     batch = client.create_batch(name=f"b3-{run}", label="b3", description="bench", project_id=env["project"])
     started = time.perf_counter()
     for r in records:
-        client.create_job(reference_id=r["ref"], tag=env["credentials"]["tag"], data=playment.ImageData(image_url=r["image_url"]),
-                          project_id=env["project"], batch_id=batch.id)
+        client.create_job(
+            reference_id=r["ref"],
+            tag=env["credentials"]["tag"],
+            data=playment.ImageData(image_url=r["image_url"]),
+            project_id=env["project"],
+            batch_id=batch.id,
+        )
     env["_elapsed"] = time.perf_counter() - started
     return len(records)
 
@@ -243,14 +253,22 @@ def b3_requests(env: dict[str, Any]) -> int:
     s = requests.Session()
     s.headers["x-api-key"] = env["credentials"]["api_key"]
     run, records = b3_records(env)
-    r = s.post(f"{env['url']}/v1/project/{env['project']}/batch", json={"name": f"b3-{run}", "label": "b3", "description": "bench"})
+    r = s.post(
+        f"{env['url']}/v1/project/{env['project']}/batch",
+        json={"name": f"b3-{run}", "label": "b3", "description": "bench"},
+    )
     r.raise_for_status()
     batch_id = r.json()["data"]["batch_id"]
     url = f"{env['url']}/projectsvc/projects/{env['project']}/jobs"
     started = time.perf_counter()
     for rec in records:
-        body = {"reference_id": rec["ref"], "tag": env["credentials"]["tag"], "data": {"image_url": rec["image_url"]},
-                "priority_weight": 5, "batch_id": batch_id}
+        body = {
+            "reference_id": rec["ref"],
+            "tag": env["credentials"]["tag"],
+            "data": {"image_url": rec["image_url"]},
+            "priority_weight": 5,
+            "batch_id": batch_id,
+        }
         s.post(url, json=body).raise_for_status()
     env["_elapsed"] = time.perf_counter() - started
     return len(records)
@@ -280,7 +298,11 @@ def child(name: str, env_json: str) -> None:
     started = time.perf_counter()
     n = RUNNERS[name](env)
     elapsed = env.get("_elapsed", time.perf_counter() - started)
-    print(json.dumps({"n": n, "seconds": elapsed, "peak_rss_mb": peak_rss_mb(), "growth_mb": peak_rss_mb() - base}))
+    print(
+        json.dumps(
+            {"n": n, "seconds": elapsed, "peak_rss_mb": peak_rss_mb(), "growth_mb": peak_rss_mb() - base}
+        )
+    )
 
 
 # ------------------------------------------------------------------------------------------------ parent
@@ -341,7 +363,11 @@ def seed_sama(info: dict[str, Any], n: int) -> str:
     batch = client.create_batch("bench-b2")
     for start in range(0, n, 50_000):
         records = [
-            {"image_id": f"img-{i:07d}", "url": f"https://example.com/cars/{i:07d}.jpg", "caption": "a red hatchback"}
+            {
+                "image_id": f"img-{i:07d}",
+                "url": f"https://example.com/cars/{i:07d}.jpg",
+                "caption": "a red hatchback",
+            }
             for i in range(start, min(n, start + 50_000))
         ]
         batch.upload(records, key="image_id", progress=False).wait(timeout=3600)
@@ -359,7 +385,12 @@ def measure(names: list[str], env: dict[str, Any], repeat: int) -> dict[str, lis
 
 def table(title: str, runs: dict[str, list[dict[str, Any]]], reference: str) -> list[str]:
     ref = statistics.median(r["seconds"] for r in runs[reference])
-    lines = [f"### {title}", "", "| runner | items | median s | ratio (peer / labelport) | peak RSS MB |", "|---|---:|---:|---:|---:|"]
+    lines = [
+        f"### {title}",
+        "",
+        "| runner | items | median s | ratio (peer / labelport) | peak RSS MB |",
+        "|---|---:|---:|---:|---:|",
+    ]
     for name, rs in runs.items():
         med = statistics.median(r["seconds"] for r in rs)
         ratio = "1.00 (reference)" if name == reference else f"{med / ref:.2f}"
@@ -413,7 +444,11 @@ def alegion_scenarios(only: set[str], smoke: bool, repeat: int) -> list[str]:
         if "B1" in only:
             out += table(
                 f"B1 results: {n_results:,} Alegion results, 1,000 per page, into a list of dicts",
-                measure(["B1/labelport", "B1/requests", "B1/httpx", "B1/floor (engine bytes + orjson)"], env, repeat),
+                measure(
+                    ["B1/labelport", "B1/requests", "B1/httpx", "B1/floor (engine bytes + orjson)"],
+                    env,
+                    repeat,
+                ),
                 "B1/labelport",
             )
         if "B5" in only:
@@ -468,8 +503,12 @@ def playment_scenario(smoke: bool, repeat: int) -> list[str]:
     sb = Sandbox("playment", latency=0.02)
     try:
         env = {**sb.info, "n": n_upload}
-        b3 = ["B3/labelport (default)", "B3/labelport (max_concurrency=256)", "B3/playment (official package)",
-              "B3/requests.Session loop"]
+        b3 = [
+            "B3/labelport (default)",
+            "B3/labelport (max_concurrency=256)",
+            "B3/playment (official package)",
+            "B3/requests.Session loop",
+        ]
         out += table(
             f"B3 per-record upload: {n_upload:,} Playment jobs, every answer 20 ms late (a WAN round trip)",
             measure(b3, env, repeat),

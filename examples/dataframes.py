@@ -30,7 +30,9 @@ def main() -> pd.DataFrame:
         print("labeled:", final)
 
         labels: pd.DataFrame = batch.results().to_pandas(flatten=True, key_type=images["image_id"].dtype)
-        joined: pd.DataFrame = images.merge(labels[["key", "output.label", "output.confidence"]], left_on="image_id", right_on="key")
+        joined: pd.DataFrame = images.merge(
+            labels[["key", "output.label", "output.confidence"]], left_on="image_id", right_on="key"
+        )
         print(joined.groupby("output.label").size().sort_values(ascending=False))
 
         out = Path(tempfile.mkdtemp()) / "labels.parquet"

@@ -59,9 +59,7 @@ def counter(sandbox: lp.sandbox.Sandbox) -> RequestCounter:
 def records_created(sb: lp.sandbox.Sandbox) -> dict[str, int]:
     """The sandbox's count of records created per key (Alegion: per ``metadata`` value)."""
     created = sb.stats()["records_created"]
-    assert isinstance(created, dict), (
-        f"stats()['records_created'] is not a dict: {created!r}"
-    )
+    assert isinstance(created, dict), f"stats()['records_created'] is not a dict: {created!r}"
     return {str(k): int(v) for k, v in created.items()}
 
 

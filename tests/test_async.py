@@ -86,7 +86,9 @@ def test_async_errors_are_the_same_classes(sb):
         batch = await client.create_batch("async-errors", exist_ok=True)
         with pytest.raises(lp.InvalidInput):
             await batch.upload([{"k": 1}, "not a dict"], key="k")
-        bad = lp.AsyncClient("alegion", project=sb.project, base_url=sb.url, username="sandbox", password="no")
+        bad = lp.AsyncClient(
+            "alegion", project=sb.project, base_url=sb.url, username="sandbox", password="no"
+        )
         with pytest.raises(lp.AuthError):
             await bad.batches()
 

@@ -11,9 +11,7 @@ import pytest
 CREATE = "POST /api/v1/workflows/{workflowId}/batches"
 
 
-def test_create_batch_with_exist_ok_twice_gives_one_batch(
-    sandbox, client, unique, counter
-):
+def test_create_batch_with_exist_ok_twice_gives_one_batch(sandbox, client, unique, counter):
     name = f"cars-{unique}"
     counter.start()
     first = client.create_batch(name, exist_ok=True)
@@ -37,10 +35,7 @@ def test_batch_attributes(sandbox, client, unique):
     assert b.vendor == "alegion"
     assert b.name == f"attrs-{unique}"
     assert b.created_at is not None
-    assert (
-        dt.datetime.fromisoformat(b.created_at.replace("Z", "+00:00")).tzinfo
-        is not None
-    )
+    assert dt.datetime.fromisoformat(b.created_at.replace("Z", "+00:00")).tzinfo is not None
     assert b.raw["id"] == b.id
     assert b.raw["workflowId"] == sandbox.project
 

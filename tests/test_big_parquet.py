@@ -93,7 +93,10 @@ def test_a_big_parquet_file_is_uploaded_in_chunks_with_flat_memory(tmp_path):
         for mode in ("stream", "list"):
             conf.update(path=str(path), chunk=CHUNK, mode=mode)
             child = subprocess.run(
-                [sys.executable, "-c", UPLOADER, json.dumps(conf)], capture_output=True, text=True, timeout=600
+                [sys.executable, "-c", UPLOADER, json.dumps(conf)],
+                capture_output=True,
+                text=True,
+                timeout=600,
             )
             assert child.returncode == 0, child.stderr[-3000:]
             reports[mode] = json.loads(child.stdout.strip().splitlines()[-1])

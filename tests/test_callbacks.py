@@ -49,7 +49,9 @@ WRONG_ANSWER = {
 
 def sim(sb: lp.sandbox.Sandbox, path: str, body: Any = None, method: str = "POST") -> Any:
     data = None if body is None and method == "GET" else json.dumps(body).encode()
-    req = urllib.request.Request(sb.url + path, data=data, method=method, headers={"content-type": "application/json"})
+    req = urllib.request.Request(
+        sb.url + path, data=data, method=method, headers={"content-type": "application/json"}
+    )
     with urllib.request.urlopen(req, timeout=10) as resp:
         return json.loads(resp.read() or b"null")
 
@@ -98,8 +100,14 @@ def capture(method: str, creds: dict[str, str], seed: int) -> tuple[str, dict[st
     rec = Recorder()
     try:
         with lp.sandbox.start("sama", seed=seed) as sb, sb.client() as c:
-            sim(sb, f"/_sim/projects/{PROJECT}/callbacks", {"creation": {"url": rec.url, "auth": method, **creds}})
-            c.create_batch("captured", exist_ok=True).upload([{"image_id": "cap1", "url": "u"}], key="image_id")
+            sim(
+                sb,
+                f"/_sim/projects/{PROJECT}/callbacks",
+                {"creation": {"url": rec.url, "auth": method, **creds}},
+            )
+            c.create_batch("captured", exist_ok=True).upload(
+                [{"image_id": "cap1", "url": "u"}], key="image_id"
+            )
             wait_until(lambda: len(rec.got) >= 1)
     finally:
         rec.close()
@@ -108,7 +116,11 @@ def capture(method: str, creds: dict[str, str], seed: int) -> tuple[str, dict[st
 
 def send(url: str, path: str, headers: dict[str, str], body: bytes) -> int:
     """POSTs a (possibly altered) captured request to `url`'s host; the HTTP status answered."""
-    keep = {k: v for k, v in headers.items() if k in ("content-type", "authorization", "x-wsm-date", "x-auth-token")}
+    keep = {
+        k: v
+        for k, v in headers.items()
+        if k in ("content-type", "authorization", "x-wsm-date", "x-auth-token")
+    }
     base = url.rstrip("/")
     req = urllib.request.Request(base + path, data=body, headers=keep, method="POST")
     try:
@@ -124,7 +136,9 @@ def test_sandbox_callbacks_are_accepted_once(method):
         with lp.sandbox.start("sama", seed=21) as sb, sb.client() as c:
             configure(sb, rx.url + "hooks/sama", method, CREDS[method])
             b = c.create_batch("hooks", exist_ok=True)
-            b.upload([{"image_id": "h1", "url": "u"}, {"image_id": "h2", "url": "u"}], key="image_id").wait(timeout=30)
+            b.upload([{"image_id": "h1", "url": "u"}, {"image_id": "h2", "url": "u"}], key="image_id").wait(
+                timeout=30
+            )
             # Two tasks: a creation and a delivery callback each.
             wait_until(lambda: len(rx.payloads()) >= 4)
             time.sleep(0.3)
@@ -174,7 +188,10 @@ def test_hmac_tampered_wrong_secret_stale_and_replayed_requests_are_refused():
         assert send(rx.url, path, headers, tampered) == 401
         assert send(rx.url, "/other", headers, body) == 401
         later = dt.datetime.now(dt.timezone.utc).strftime("%a, %d %b %Y %H:%M:%S GMT")
-        redated = dict(headers, **{"x-wsm-date": later if later != headers["x-wsm-date"] else "Thu, 01 Jan 2026 00:00:00 GMT"})
+        redated = dict(
+            headers,
+            **{"x-wsm-date": later if later != headers["x-wsm-date"] else "Thu, 01 Jan 2026 00:00:00 GMT"},
+        )
         assert send(rx.url, path, redated, body) == 401
         # No signature at all, and a signature that is not base64.
         assert send(rx.url, path, {k: v for k, v in headers.items() if k != "authorization"}, body) == 401
@@ -198,7 +215,9 @@ def test_hmac_tampered_wrong_secret_stale_and_replayed_requests_are_refused():
         assert rx.rejected == [("wrong_credentials", 401)]
 
     # Stale: a fresh receiver (no replay memory) with a 1 s window, once the date is more than 1 s old.
-    sent = dt.datetime.strptime(headers["x-wsm-date"], "%a, %d %b %Y %H:%M:%S GMT").replace(tzinfo=dt.timezone.utc)
+    sent = dt.datetime.strptime(headers["x-wsm-date"], "%a, %d %b %Y %H:%M:%S GMT").replace(
+        tzinfo=dt.timezone.utc
+    )
     wait_until(lambda: (dt.datetime.now(dt.timezone.utc) - sent).total_seconds() > 2.5)
     with callbacks.Receiver("sama", "hmac", max_skew=1, **CREDS["hmac"]) as rx:
         assert send(rx.url, path, headers, body) == 403
@@ -241,8 +260,15 @@ def test_verify_returns_the_payload_and_checks_the_skew_window_both_ways():
     date = at.strftime("%a, %d %b %Y %H:%M:%S GMT")
     headers = _signed(b"k", "/cb?x=1", date, body)
     kw = {"secret": "k", "path": "/cb?x=1"}
-    assert callbacks.verify("sama", "hmac", headers, body, now=at, **kw) == {"task": {"id": "t1", "state": "new"}}
-    assert callbacks.verify("sama", "hmac", headers, body, now=at + dt.timedelta(seconds=299), **kw)["task"]["id"] == "t1"
+    assert callbacks.verify("sama", "hmac", headers, body, now=at, **kw) == {
+        "task": {"id": "t1", "state": "new"}
+    }
+    assert (
+        callbacks.verify("sama", "hmac", headers, body, now=at + dt.timedelta(seconds=299), **kw)["task"][
+            "id"
+        ]
+        == "t1"
+    )
     assert callbacks.verify("sama", "hmac", headers, body, now=at - dt.timedelta(seconds=299), **kw)
     for delta in (301, -301):
         with pytest.raises(lp.CallbackRejected) as info:
@@ -274,14 +300,24 @@ def test_refusals_never_echo_a_secret_or_a_signature():
     cases = [
         ("hmac", forged, {"secret": secret, "path": "/cb"}, [secret, expected_sig, forged_sig]),
         ("hmac", good, {"secret": secret, "path": "/cb", "key_id": "SECRET-KEY-ID"}, [secret, expected_sig]),
-        ("token", {"X-Auth-Token": "SENT-TOKEN-1"}, {"token": "REAL-TOKEN-2"}, ["SENT-TOKEN-1", "REAL-TOKEN-2"]),
+        (
+            "token",
+            {"X-Auth-Token": "SENT-TOKEN-1"},
+            {"token": "REAL-TOKEN-2"},
+            ["SENT-TOKEN-1", "REAL-TOKEN-2"],
+        ),
         (
             "basic",
             {"Authorization": "Basic " + base64.b64encode(b"u:SENT-PASS-1").decode()},
             {"username": "u", "password": "REAL-PASS-2"},
             ["SENT-PASS-1", "REAL-PASS-2"],
         ),
-        ("access_key", {}, {"access_key": "REAL-KEY-2", "query": "access_key=SENT-KEY-1"}, ["SENT-KEY-1", "REAL-KEY-2"]),
+        (
+            "access_key",
+            {},
+            {"access_key": "REAL-KEY-2", "query": "access_key=SENT-KEY-1"},
+            ["SENT-KEY-1", "REAL-KEY-2"],
+        ),
     ]
     for method, headers, kw, secrets in cases:
         with pytest.raises(lp.CallbackRejected) as info:
@@ -306,8 +342,12 @@ def test_the_hmac_recipe_is_pluggable():
     date = dt.datetime.now(dt.timezone.utc).strftime("%a, %d %b %Y %H:%M:%S GMT")
     mac = hmac.new(b"k", f"POST\n/cb\n{date}\n".encode() + body, hashlib.sha256).hexdigest()
     headers = {"X-wsm-date": date, "Authorization": f"HMAC-SHA256 kid:{mac}"}
-    assert callbacks.verify("sama", "hmac", headers, body, secret="k", path="/cb", hmac_recipe="hex-test") == {"ok": True}
-    assert callbacks.verify("sama", "hmac", headers, body, secret="k", path="/cb", hmac_recipe=hexed) == {"ok": True}
+    assert callbacks.verify(
+        "sama", "hmac", headers, body, secret="k", path="/cb", hmac_recipe="hex-test"
+    ) == {"ok": True}
+    assert callbacks.verify("sama", "hmac", headers, body, secret="k", path="/cb", hmac_recipe=hexed) == {
+        "ok": True
+    }
     # The default (base64) recipe refuses the hex form.
     with pytest.raises(lp.CallbackRejected):
         callbacks.verify("sama", "hmac", headers, body, secret="k", path="/cb")

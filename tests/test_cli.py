@@ -145,9 +145,7 @@ def field(banner: str, name: str) -> str:
 
 
 def test_sandbox_serves_until_ctrl_c(sandbox_process):
-    sb = sandbox_process(
-        "--vendor", "alegion", "--port", "0", "--seed", "4", "--complete-after", "1"
-    )
+    sb = sandbox_process("--vendor", "alegion", "--port", "0", "--seed", "4", "--complete-after", "1")
     banner = sb.banner()
     url = field(banner, "url")
     assert url.startswith("http://127.0.0.1:")

@@ -21,7 +21,9 @@ def clean_environ() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith("LABELPORT_")}
 
 
-def run(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+def run(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "labelport", *args],
         check=False,
@@ -48,7 +50,9 @@ def write_parquet(path, n: int) -> None:
     pa = pytest.importorskip("pyarrow")
     import pyarrow.parquet as pq
 
-    table = pa.table({"image_id": [f"img-{i}" for i in range(n)], "url": [f"https://x/{i}.jpg" for i in range(n)]})
+    table = pa.table(
+        {"image_id": [f"img-{i}" for i in range(n)], "url": [f"https://x/{i}.jpg" for i in range(n)]}
+    )
     pq.write_table(table, path)
 
 
@@ -61,7 +65,9 @@ def test_an_etl_step_from_the_shell(alegion, tmp_path):
     write_parquet(records, 40)
 
     batch_id = ok(run("create-batch", "cars", "--exist-ok", "--vendor", "alegion", env=env)).stdout.strip()
-    described = json.loads(ok(run("create-batch", "cars", "--exist-ok", "--json", "--vendor", "alegion", env=env)).stdout)
+    described = json.loads(
+        ok(run("create-batch", "cars", "--exist-ok", "--json", "--vendor", "alegion", env=env)).stdout
+    )
     assert described["id"] == batch_id and described["name"] == "cars"
 
     common = ("--vendor", "alegion", "--batch", batch_id)
@@ -70,11 +76,25 @@ def test_an_etl_step_from_the_shell(alegion, tmp_path):
     ok(run("upload", str(records), "--key", "image_id", *common, env=env))
     assert alegion.stats()["records_total"] == 40  # the re-run sent nothing
 
-    done = json.loads(ok(run("wait", "--timeout", "60", "--poll-interval", "0.2", "--json", *common, env=env)).stdout)
+    done = json.loads(
+        ok(run("wait", "--timeout", "60", "--poll-interval", "0.2", "--json", *common, env=env)).stdout
+    )
     assert done["done"] is True and done["completed"] == 40
 
     out, mark = tmp_path / "labels.parquet", tmp_path / "watermark"
-    first = ok(run("results", "--format", "parquet", "--output", str(out), "--watermark-file", str(mark), *common, env=env))
+    first = ok(
+        run(
+            "results",
+            "--format",
+            "parquet",
+            "--output",
+            str(out),
+            "--watermark-file",
+            str(mark),
+            *common,
+            env=env,
+        )
+    )
     table = pq.read_table(out)
     assert sorted(table.column("key").to_pylist()) == sorted(f"img-{i}" for i in range(40))
     assert table.column("input.url").to_pylist()[0].startswith("https://x/")
@@ -108,7 +128,9 @@ def test_results_jsonl_and_csv_on_stdout_and_since(alegion, tmp_path):
 
 def test_batches_lists_what_create_batch_made(alegion):
     env = alegion.env()
-    ids = {ok(run("create-batch", name, "--vendor", "alegion", env=env)).stdout.strip() for name in ("a", "b")}
+    ids = {
+        ok(run("create-batch", name, "--vendor", "alegion", env=env)).stdout.strip() for name in ("a", "b")
+    }
     listed = json.loads(ok(run("batches", "--vendor", "alegion", "--json", env=env)).stdout)
     assert ids <= {b["id"] for b in listed}
     text = ok(run("batches", "--vendor", "alegion", env=env)).stdout
@@ -152,7 +174,18 @@ def test_exit_codes_against_the_sandbox(alegion, tmp_path):
     with lp.sandbox.start("alegion", complete_after=600) as waiting:
         b = waiting.client().create_batch("slow")
         b.upload([{"image_id": "x"}], key="image_id")
-        proc = run("wait", "--vendor", "alegion", "--batch", b.id, "--timeout", "0.5", "--poll-interval", "0.1", env=waiting.env())
+        proc = run(
+            "wait",
+            "--vendor",
+            "alegion",
+            "--batch",
+            b.id,
+            "--timeout",
+            "0.5",
+            "--poll-interval",
+            "0.1",
+            env=waiting.env(),
+        )
         assert proc.returncode == 5, proc.stderr
         assert "Timeout" in proc.stderr
     # 75: the vendor failed (a 500 is not retried)
@@ -172,7 +205,18 @@ def test_ctrl_c_while_waiting_exits_130():
             "from labelport.cli import main; sys.exit(main(sys.argv[1:]))"
         )
         proc = subprocess.Popen(
-            [sys.executable, "-c", child, "wait", "--vendor", "alegion", "--batch", b.id, "--poll-interval", "0.2"],
+            [
+                sys.executable,
+                "-c",
+                child,
+                "wait",
+                "--vendor",
+                "alegion",
+                "--batch",
+                b.id,
+                "--poll-interval",
+                "0.2",
+            ],
             env={**clean_environ(), **sb.env()},
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
@@ -208,7 +252,9 @@ def test_usage_errors_exit_1(args):
     assert "usage:" in proc.stderr
 
 
-@pytest.mark.parametrize("command", ["batches", "create-batch", "upload", "status", "wait", "results", "sandbox", "demo"])
+@pytest.mark.parametrize(
+    "command", ["batches", "create-batch", "upload", "status", "wait", "results", "sandbox", "demo"]
+)
 def test_help_everywhere(command):
     proc = ok(run(command, "--help", timeout=30))
     assert proc.stdout.startswith("usage: labelport " + command)
@@ -249,7 +295,20 @@ def test_no_secret_in_any_output_even_at_debug(vendor, tmp_path):
         outputs.append(ok(run("status", *common, env=env)))
         outputs.append(ok(run("results", *common, env=env)))
         outputs.append(run("batches", *v, env=env))  # sama cannot list batches: exit 75, still no secret
-        outputs.append(run("status", *common, env={**env, **{k: "wrong-" + x for k, x in env.items() if k.endswith(("PASSWORD", "SECRET", "KEY", "TOKEN"))}}))
+        outputs.append(
+            run(
+                "status",
+                *common,
+                env={
+                    **env,
+                    **{
+                        k: "wrong-" + x
+                        for k, x in env.items()
+                        if k.endswith(("PASSWORD", "SECRET", "KEY", "TOKEN"))
+                    },
+                },
+            )
+        )
         assert any("DEBUG" in p.stderr for p in outputs), "-v logged nothing"
         for proc in outputs:
             for secret in secrets:

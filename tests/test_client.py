@@ -85,9 +85,7 @@ def test_keyword_arguments_win_over_the_environment(sandbox, clean_env):
     with lp.Client("alegion", password=creds["password"]) as c:
         c.batches()  # the keyword's right password wins
     with pytest.raises(lp.AuthError):
-        list_batches(
-            password="wrong-from-keyword"
-        )  # the keyword's wrong password wins too
+        list_batches(password="wrong-from-keyword")  # the keyword's wrong password wins too
 
 
 def test_missing_credentials_are_a_labelport_error(sandbox, clean_env):

@@ -45,7 +45,10 @@ def test_upload_and_read_back_20000_records_exactly_once(cluster, sandbox, clien
 
     batch = client.create_batch(f"dask-{uuid.uuid4().hex[:8]}")
     pdf = pd.DataFrame(
-        {"image_id": [f"dk-{i:05d}" for i in range(N)], "image_url": [f"https://img/{i}.jpg" for i in range(N)]}
+        {
+            "image_id": [f"dk-{i:05d}" for i in range(N)],
+            "image_url": [f"https://img/{i}.jpg" for i in range(N)],
+        }
     )
     ddf = dd.from_pandas(pdf, npartitions=8)
     before = dict(sandbox.stats()["requests_by_pid"])
@@ -62,8 +65,9 @@ def test_upload_and_read_back_20000_records_exactly_once(cluster, sandbox, clien
     assert len(created) == N and set(created.values()) == {1}
 
     # Recomputing every partition (a retried or repeated job) sends nothing twice.
-    again = labelport.dask.upload(ddf, vendor="alegion", project=sandbox.project, base_url=sandbox.url,
-                                  batch=batch.id, key="image_id")
+    again = labelport.dask.upload(
+        ddf, vendor="alegion", project=sandbox.project, base_url=sandbox.url, batch=batch.id, key="image_id"
+    )
     assert sum(c["skipped"] for c in again) == N and sum(c["sent"] for c in again) == 0
     after = {k: v for k, v in sandbox.stats()["records_created"].items() if k.startswith("dk-")}
     assert after == created
@@ -73,7 +77,15 @@ def test_upload_and_read_back_20000_records_exactly_once(cluster, sandbox, clien
     frame = results.compute()
     assert len(frame) == N and set(frame["key"]) == set(created)
     assert list(frame.columns) == [
-        "id", "batch_id", "key", "status", "input", "output", "created_at", "completed_at", "vendor",
+        "id",
+        "batch_id",
+        "key",
+        "status",
+        "input",
+        "output",
+        "created_at",
+        "completed_at",
+        "vendor",
     ]
     row = frame.set_index("key").loc["dk-00042"]
     assert json.loads(row["input"]) == {"image_id": "dk-00042", "image_url": "https://img/42.jpg"}
@@ -123,7 +135,9 @@ def test_sama_uploads_from_the_workers_and_reads_back_in_one_partition(cluster):
         spec = sb.client().spec(include_credentials=True)
         batch = spec.client().create_batch(f"sama-{uuid.uuid4().hex[:8]}")
         pdf = pd.DataFrame({"image_id": [f"sm-{i:04d}" for i in range(600)], "url": "https://img/x.jpg"})
-        counts = labelport.dask.upload(dd.from_pandas(pdf, npartitions=2), client=spec, batch=batch, key="image_id")
+        counts = labelport.dask.upload(
+            dd.from_pandas(pdf, npartitions=2), client=spec, batch=batch, key="image_id"
+        )
         assert sum(c["sent"] for c in counts) == 600
         assert os.getpid() not in {c["pid"] for c in counts}
         created = {k: v for k, v in sb.stats()["records_created"].items() if k.startswith("sm-")}

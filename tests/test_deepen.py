@@ -32,7 +32,12 @@ def png(seed: int, size: int = 4) -> bytes:
     """A small valid PNG (size x size, grey level from ``seed``)."""
 
     def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+        return (
+            struct.pack(">I", len(data))
+            + kind
+            + data
+            + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+        )
 
     raw = b"".join(b"\x00" + bytes([seed % 256]) * size for _ in range(size))
     return (
@@ -54,7 +59,10 @@ def count(sb, endpoint: str, status: int | str | None = None) -> int:
 
 def sim(sb, path: str, payload: dict) -> dict:
     req = urllib.request.Request(
-        sb.url + path, data=json.dumps(payload).encode(), method="POST", headers={"Content-Type": "application/json"}
+        sb.url + path,
+        data=json.dumps(payload).encode(),
+        method="POST",
+        headers={"Content-Type": "application/json"},
     )
     with urllib.request.urlopen(req, timeout=10) as resp:
         return json.loads(resp.read())
@@ -249,7 +257,9 @@ def test_task_lists_per_batch_per_user_and_delayed(files):
 
         mine = client.user_tasks("sim-labeller@example.com")
         assert set(mine) == {"file_tasks", "label_tasks"}
-        assert {t["task_id"] for t in mine["file_tasks"]} == {t["task_id"] for t in tasks if t["stage_id"] == "Labelling"}
+        assert {t["task_id"] for t in mine["file_tasks"]} == {
+            t["task_id"] for t in tasks if t["stage_id"] == "Labelling"
+        }
         assert client.user_tasks("nobody@example.com") == {"file_tasks": [], "label_tasks": []}
 
         assert client.delayed_tasks() == []
@@ -260,7 +270,11 @@ def test_task_lists_per_batch_per_user_and_delayed(files):
         async def via_async():
             async with lp.AsyncClient("deepen", sb.project, base_url=sb.url, **sb.credentials) as ac:
                 ab = await ac.batch(batch.id)
-                return await ab.tasks(), await ac.user_tasks("sim-labeller@example.com"), await ac.delayed_tasks()
+                return (
+                    await ab.tasks(),
+                    await ac.user_tasks("sim-labeller@example.com"),
+                    await ac.delayed_tasks(),
+                )
 
         a_tasks, a_mine, a_delayed = asyncio.run(via_async())
         assert sorted(t["task_id"] for t in a_tasks) == sorted(t["task_id"] for t in tasks)
@@ -315,7 +329,9 @@ def test_bad_input_is_refused_before_anything_is_sent(sandbox, client, files, un
 
 def test_options_reach_the_dataset(client, unique):
     profiles = client.request("GET", f"/clients/{client.project}/labelling_profiles")["profiles"]
-    batch = client.create_batch(f"opts-{unique}", dataset_type="3d", labelling_profile_id=profiles[0]["profile_id"])
+    batch = client.create_batch(
+        f"opts-{unique}", dataset_type="3d", labelling_profile_id=profiles[0]["profile_id"]
+    )
     assert batch.raw["dataset_type"] == "3d"
     assert batch.raw["labelling_profile_id"] == profiles[0]["profile_id"]
 
@@ -375,7 +391,13 @@ def test_a_zip_of_500_files_is_streamed_not_held_in_memory(tmp_path):
         paths.append(str(p))
     with lp.sandbox.start("deepen", seed=9) as sb:
         batch = sb.client().create_batch("big")
-        env = {"url": sb.url, "project": sb.project, "credentials": sb.credentials, "batch": batch.id, "paths": paths}
+        env = {
+            "url": sb.url,
+            "project": sb.project,
+            "credentials": sb.credentials,
+            "batch": batch.id,
+            "paths": paths,
+        }
         out = subprocess.run(
             [sys.executable, "-c", UPLOADER, json.dumps(env)], capture_output=True, text=True, timeout=300
         )

@@ -19,10 +19,25 @@ import requests
 
 TASK_FIELDS = {"task_id", "dataset_id", "stage_id", "status", "file_id", "label_id", "task_type"}
 DATASET_FIELDS = {
-    "dataset_id", "client_id", "dataset_name", "dataset_type", "dataset_format", "labelling_mode",
-    "pipeline_spec", "pipeline_status_by_label_set_id", "sensor_config", "uploaded_files", "fps",
-    "frame_sizes", "create_timestamp_millis", "tags", "files", "current_stage", "current_stage_status",
-    "user_scopes", "user_group_scopes",
+    "dataset_id",
+    "client_id",
+    "dataset_name",
+    "dataset_type",
+    "dataset_format",
+    "labelling_mode",
+    "pipeline_spec",
+    "pipeline_status_by_label_set_id",
+    "sensor_config",
+    "uploaded_files",
+    "fps",
+    "frame_sizes",
+    "create_timestamp_millis",
+    "tags",
+    "files",
+    "current_stage",
+    "current_stage_status",
+    "user_scopes",
+    "user_group_scopes",
 }
 TASK_STATUSES = {"waiting", "ready", "in_progress", "submitted", "accepted", "rejected"}
 
@@ -41,7 +56,9 @@ def api():
         requests.post(f"{sb.url}/_sim/deepen/mode", json={"mode": "manual"}, timeout=10).raise_for_status()
         s = requests.Session()
         # Quickstart: "Authorization: Bearer <token>" on every call; Tier IV adds a JSON content type even on GETs.
-        s.headers.update({"Authorization": f"Bearer {sb.credentials['api_token']}", "Content-Type": "application/json"})
+        s.headers.update(
+            {"Authorization": f"Bearer {sb.credentials['api_token']}", "Content-Type": "application/json"}
+        )
         yield sb, s, f"{sb.url}/api/v2"
 
 
@@ -50,8 +67,12 @@ def upload_dataset(s, base, cid, names, mode="frame_by_frame"):
     data = zip_of(names)
     r = s.post(
         f"{base}/clients/{cid}/datasets",
-        json={"dataset_name": "doc", "dataset_type": "images", "labelling_mode": mode,
-              "files": [{"file_size": len(data), "file_type": "application/zip"}]},
+        json={
+            "dataset_name": "doc",
+            "dataset_type": "images",
+            "labelling_mode": mode,
+            "files": [{"file_size": len(data), "file_type": "application/zip"}],
+        },
     )
     assert r.status_code == 200, r.text
     result = r.json()
@@ -67,7 +88,10 @@ def upload_dataset(s, base, cid, names, mode="frame_by_frame"):
     )
     assert put.status_code == 200, put.text
     name = urllib.parse.parse_qs(urllib.parse.urlparse(upload["resumable_upload_url"]).query)["name"][0]
-    r = s.post(f"{base}/datasets/{result['dataset_id']}/process_uploaded_data", json={"file_name": name.split("/")[-1]})
+    r = s.post(
+        f"{base}/datasets/{result['dataset_id']}/process_uploaded_data",
+        json={"file_name": name.split("/")[-1]},
+    )
     assert r.status_code == 200, r.text
     return result["dataset_id"]
 
@@ -86,9 +110,13 @@ def test_datasets_and_files_pages(api):
     files = s.get(f"{base}/datasets/{did}/files").json()["files"]
     assert [f["file_id"] for f in files] == ["0001.png", "0002.png"]
     assert s.get(f"{base}/datasets/{did}/files/0001.png").json()["file_id"] == "0001.png"
-    labels = s.get(f"{base}/datasets/{did}/labels", params={"labels_with_file_ids_order": "true", "final": "true"})
+    labels = s.get(
+        f"{base}/datasets/{did}/labels", params={"labels_with_file_ids_order": "true", "final": "true"}
+    )
     assert labels.json() == {"labels": {"0001.png": [], "0002.png": []}}
-    assert s.get(f"{base}/datasets/{did}/labels", params={"filter_existing_categories": "true", "final": "true"}).json() == {"all_labels": []}
+    assert s.get(
+        f"{base}/datasets/{did}/labels", params={"filter_existing_categories": "true", "final": "true"}
+    ).json() == {"all_labels": []}
     r = s.delete(f"{base}/datasets/{did}")
     assert r.status_code == 200 and r.content in (b"", b"{}")
     assert s.get(f"{base}/datasets/{did}").status_code == 404
@@ -106,7 +134,10 @@ def test_get_all_tasks_of_a_dataset_single_frame(api):
         assert set(t) >= TASK_FIELDS and t["status"] in TASK_STATUSES and t["dataset_id"] == did
         assert t["task_type"] == "file" and t["file_id"] in {"a.png", "b.png"}
     assert sorted((t["file_id"], t["stage_id"]) for t in tasks) == [
-        ("a.png", "Labelling"), ("a.png", "QA"), ("b.png", "Labelling"), ("b.png", "QA"),
+        ("a.png", "Labelling"),
+        ("a.png", "QA"),
+        ("b.png", "Labelling"),
+        ("b.png", "QA"),
     ]
 
 
@@ -166,7 +197,10 @@ def test_delayed_tasks(api):
 def test_update_file_and_label_tasks_answer_an_empty_response(api, kind):
     sb, s, base = api
     did = upload_dataset(s, base, sb.project, ["a.png"])
-    r = s.post(f"{base}/datasets/{did}/{kind}", json=[{"stage_id": "Labelling", "email": "ann@example.com", "file_ids": ["a.png"]}])
+    r = s.post(
+        f"{base}/datasets/{did}/{kind}",
+        json=[{"stage_id": "Labelling", "email": "ann@example.com", "file_ids": ["a.png"]}],
+    )
     assert r.status_code == 200 and r.content in (b"", b"{}")
     if kind == "file_tasks":
         tasks = s.get(f"{base}/datasets/{did}/tasks").json()["tasks"]
@@ -176,5 +210,7 @@ def test_update_file_and_label_tasks_answer_an_empty_response(api, kind):
 def test_a_missing_or_wrong_token_is_refused(api):
     sb, _, base = api
     assert requests.get(f"{base}/clients/{sb.project}/datasets", timeout=10).status_code == 401
-    r = requests.get(f"{base}/clients/{sb.project}/datasets", headers={"Authorization": "Bearer nope"}, timeout=10)
+    r = requests.get(
+        f"{base}/clients/{sb.project}/datasets", headers={"Authorization": "Bearer nope"}, timeout=10
+    )
     assert r.status_code == 401 and "detail" in r.json()

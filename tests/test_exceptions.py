@@ -20,9 +20,7 @@ def labeled(sandbox):
     """One batch of N records, uploaded and finished; shared by this module's tests (they only read it)."""
     with sandbox.client() as c:
         b = c.create_batch("exceptions")
-        records = [
-            {"image_id": f"ex-{i:04d}", "caption": f"photo {i}"} for i in range(N)
-        ]
+        records = [{"image_id": f"ex-{i:04d}", "caption": f"photo {i}"} for i in range(N)]
         b.upload(records, key="image_id").wait(timeout=60)
         b.wait(timeout=60, poll_interval=0.1)
         yield b, records
@@ -81,6 +79,4 @@ def test_the_same_seed_labels_the_same_way(labeled):
         again.upload(records, key="image_id").wait(timeout=60)
         again.wait(timeout=60, poll_interval=0.1)
         assert {r["key"]: r["output"] for r in again.results().to_list()} == first
-        assert {
-            r["key"] for r in again.records(status="exception").to_list()
-        } == first_exceptions
+        assert {r["key"] for r in again.records(status="exception").to_list()} == first_exceptions

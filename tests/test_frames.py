@@ -41,7 +41,9 @@ def odd_frame(unique: str):
             "image_id": [f"{unique}-{i}" for i in range(4)],
             "n": np.array([1, 2, 3, 4], dtype=np.int64),
             "score": [0.5, np.nan, 2.0, 3.25],
-            "seen": pd.to_datetime(["2026-01-02 03:04:05", None, "2026-01-03 00:00:00", "2026-01-04 00:00:00"]),
+            "seen": pd.to_datetime(
+                ["2026-01-02 03:04:05", None, "2026-01-03 00:00:00", "2026-01-04 00:00:00"]
+            ),
             "seen_tz": pd.to_datetime(["2026-01-02T03:04:05+02:00"] * 4, utc=True),
             "price": [decimal.Decimal("1.10"), None, decimal.Decimal("2"), decimal.Decimal("NaN")],
             "day": [dt.date(2026, 1, 1)] * 4,
@@ -110,7 +112,12 @@ def test_a_polars_frame_and_arrow_data_are_sent(client, unique):
     b1 = client.create_batch(f"polars-{unique}")
     assert b1.upload(frame, key="k").wait(timeout=60)["done"] == 3
     got = stored_inputs(b1)
-    assert got[f"{unique}-p0"] == {"k": f"{unique}-p0", "x": 1.5, "when": "2026-05-06T07:08:09Z", "price": "1.25"}
+    assert got[f"{unique}-p0"] == {
+        "k": f"{unique}-p0",
+        "x": 1.5,
+        "when": "2026-05-06T07:08:09Z",
+        "price": "1.25",
+    }
     assert got[f"{unique}-p1"]["x"] is None and got[f"{unique}-p2"]["x"] is None
     assert got[f"{unique}-p1"]["when"] is None
 
@@ -176,7 +183,9 @@ def test_streams_are_sent_in_chunks_each_checked_before_it_is_sent(batch, unique
     assert batch.status()["total"] == 350
 
     with pytest.raises(lp.DuplicateRecord, match="records #5 and #205"):
-        batch.upload((r if i != 205 else {**r, "k": f"{unique}-0005"} for i, r in enumerate(records(300))), key="k")
+        batch.upload(
+            (r if i != 205 else {**r, "k": f"{unique}-0005"} for i, r in enumerate(records(300))), key="k"
+        )
 
 
 def test_results_come_back_as_frames_and_join_on_the_key(batch, unique, tmp_path):
@@ -188,7 +197,15 @@ def test_results_come_back_as_frames_and_join_on_the_key(batch, unique, tmp_path
 
     flat = batch.results().to_pandas(flatten=True, key_type=df["image_id"].dtype)
     assert flat.shape == (40, 7 + 2 + 2)
-    assert list(flat.columns[:7]) == ["id", "batch_id", "key", "status", "created_at", "completed_at", "vendor"]
+    assert list(flat.columns[:7]) == [
+        "id",
+        "batch_id",
+        "key",
+        "status",
+        "created_at",
+        "completed_at",
+        "vendor",
+    ]
     assert {"input.image_id", "input.caption", "output.label", "output.confidence"} <= set(flat.columns)
     assert str(flat["completed_at"].dtype) == "datetime64[us, UTC]"
     joined = df.merge(flat, left_on="image_id", right_on="key")
@@ -229,7 +246,9 @@ def test_columns_that_appear_late_or_mix_types_are_kept(batch, unique, tmp_path)
 
 def test_the_async_stream_gives_frames_too(sandbox, unique):
     async def main():
-        async with lp.AsyncClient("alegion", project=sandbox.project, base_url=sandbox.url, **sandbox.credentials) as c:
+        async with lp.AsyncClient(
+            "alegion", project=sandbox.project, base_url=sandbox.url, **sandbox.credentials
+        ) as c:
             b = await c.create_batch(f"async-frames-{unique}")
             job = await b.upload(pd.DataFrame({"k": [f"{unique}-{i}" for i in range(7)]}), key="k")
             await job.wait(timeout=60)
@@ -269,7 +288,12 @@ def test_a_vendor_with_import_jobs_takes_frames_in_chunks_too(monkeypatch):
         batch = client.create_batch("frames-in-chunks")
         job = batch.upload(df, key="image_id")
         status = job.wait(timeout=120)
-        assert (status["state"], status["total"], status["done"], status["failed"]) == ("completed", 120, 120, 0)
+        assert (status["state"], status["total"], status["done"], status["failed"]) == (
+            "completed",
+            120,
+            120,
+            0,
+        )
         assert batch.status()["total"] == 120
 
         one = client.create_batch("frames-in-one")

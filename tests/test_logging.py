@@ -25,7 +25,10 @@ def test_requests_are_logged_at_debug_and_retries_at_info(sandbox, batch, debug_
     records = [r for r in debug_logs.records if r.name.startswith("labelport.")]
     requests = [r for r in records if r.name == "labelport.engine.http" and r.levelno == logging.DEBUG]
     assert any(
-        re.search(rf"^GET http://127\.0\.0\.1:\d+/api/v1/batches/{batch.id}/records\?\S* -> 200 \(.*\d+ ms, attempt \d+\)$", r.getMessage())
+        re.search(
+            rf"^GET http://127\.0\.0\.1:\d+/api/v1/batches/{batch.id}/records\?\S* -> 200 \(.*\d+ ms, attempt \d+\)$",
+            r.getMessage(),
+        )
         for r in requests
     ), [r.getMessage() for r in requests]
     retries = [r for r in records if r.levelno == logging.INFO and "retry" in r.getMessage()]

@@ -20,7 +20,9 @@ NOTEBOOK = Path(__file__).resolve().parent.parent / "examples" / "quickstart.ipy
 
 def test_the_quickstart_notebook_runs_and_shows_its_outputs(tmp_path):
     nb = nbformat.read(NOTEBOOK, as_version=4)
-    assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code"), "commit the notebook without outputs"
+    assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code"), (
+        "commit the notebook without outputs"
+    )
     nbclient.NotebookClient(
         nb, timeout=180, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
     ).execute()
@@ -33,10 +35,18 @@ def test_the_quickstart_notebook_runs_and_shows_its_outputs(tmp_path):
         return str(outputs[-1].data["text/plain"])
 
     def stderr(tag: str) -> str:
-        return "".join(o.text for o in by_tag[tag].outputs if o.output_type == "stream" and o.name == "stderr")
+        return "".join(
+            o.text for o in by_tag[tag].outputs if o.output_type == "stream" and o.name == "stderr"
+        )
 
     assert "text/html" in [o for o in by_tag["input"].outputs if o.output_type == "execute_result"][0].data
-    assert ast.literal_eval(result("upload")) == {"state": "completed", "done": 100, "total": 100, "failed": 0, "skipped": 0}
+    assert ast.literal_eval(result("upload")) == {
+        "state": "completed",
+        "done": 100,
+        "total": 100,
+        "failed": 0,
+        "skipped": 0,
+    }
     assert "upload: 100%" in stderr("upload")  # a progress bar in the cell's output
     assert ast.literal_eval(result("wait"))["completed"] == 100
     assert "labeling: 100%" in stderr("wait")

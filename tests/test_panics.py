@@ -37,7 +37,9 @@ def test_a_panic_in_a_blocking_call_is_a_labelport_error(place):
 
 def test_a_panic_in_a_coroutine_is_a_labelport_error():
     async def main() -> list[BaseException | None]:
-        outcomes = await asyncio.gather(*(_labelport._debug_panic_async() for _ in range(20)), return_exceptions=True)
+        outcomes = await asyncio.gather(
+            *(_labelport._debug_panic_async() for _ in range(20)), return_exceptions=True
+        )
         return outcomes
 
     outcomes = asyncio.run(main())

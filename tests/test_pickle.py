@@ -44,7 +44,11 @@ def _client_args(sb: lp.sandbox.Sandbox) -> dict[str, str]:
 def test_spec_fields_and_replace(sandbox):
     spec = lp.ClientSpec("alegion", sandbox.project, base_url=sandbox.url, rate_limit=10.0, max_retries=2)
     assert (spec.vendor, spec.project, spec.base_url, spec.rate_limit, spec.max_retries) == (
-        "alegion", sandbox.project, sandbox.url, 10.0, 2,
+        "alegion",
+        sandbox.project,
+        sandbox.url,
+        10.0,
+        2,
     )
     assert spec.credential_names == []
     assert spec.replace(rate_limit=2.5).rate_limit == 2.5
@@ -114,8 +118,11 @@ def test_results_by_page_range_cover_every_result_once(client):
     assert sum(parts, []) == whole
     assert [r["key"] for r in batch.results(pages=range(1, 3))] == whole[1_000:]
     assert batch.results(pages=(5, None)).to_list() == []
-    assert [len(p) for p in map(lambda r: list(_distributed.read_range(batch, r)), _distributed.plan(batch, 2))] == [
-        2_000, 345,
+    assert [
+        len(p) for p in map(lambda r: list(_distributed.read_range(batch, r)), _distributed.plan(batch, 2))
+    ] == [
+        2_000,
+        345,
     ]
     with pytest.raises(lp.InvalidInput, match="pages"):
         batch.results(pages=(2, 1))

@@ -103,7 +103,18 @@ def test_envelope_and_result_behind_the_redirect(sb, client):
     assert len(raw) == 130
     assert stat_count(sb, ATTACH, "302") - before == 130
     for r in raw:
-        assert set(r) == {"id", "batch_id", "key", "status", "input", "output", "created_at", "completed_at", "vendor", "raw"}
+        assert set(r) == {
+            "id",
+            "batch_id",
+            "key",
+            "status",
+            "input",
+            "output",
+            "created_at",
+            "completed_at",
+            "vendor",
+            "raw",
+        }
         uuid.UUID(r["id"])
         assert r["raw"]["job"]["job_id"] == r["id"]
         assert r["raw"]["job"]["reference_id"] == r["key"]
@@ -167,9 +178,9 @@ def test_options_and_bad_input_fail_before_anything_is_sent(sb, client):
     with pytest.raises(lp.InvalidInput):
         client.create_batch("x", tag="t")
     with pytest.raises(lp.InvalidInput):
-        lp.Client("playment", project=sb.project, base_url=sb.url, api_key=sb.credentials["api_key"]).create_batch(
-            "untagged", exist_ok=True
-        ).upload(make(1, "untagged"), key="image_id")
+        lp.Client(
+            "playment", project=sb.project, base_url=sb.url, api_key=sb.credentials["api_key"]
+        ).create_batch("untagged", exist_ok=True).upload(make(1, "untagged"), key="image_id")
     assert sb.stats()["records_total"] == total
     assert stat_count(sb, CREATE) == creates
     # priority_weight and work_flow_id reach Playment (v1 path for work_flow_id).
@@ -269,7 +280,9 @@ def test_an_upload_killed_halfway_and_rerun_ends_with_exactly_3000_jobs(tmp_path
         assert 1000 < halfway < 3000
         with s.client() as c:
             b = c.create_batch("killed", exist_ok=True)
-            job = b.upload([{"k": f"k{i:05d}", "image_url": f"https://e.com/i/{i}.jpg"} for i in range(3000)], key="k")
+            job = b.upload(
+                [{"k": f"k{i:05d}", "image_url": f"https://e.com/i/{i}.jpg"} for i in range(3000)], key="k"
+            )
             st = job.status()
             assert st["done"] == 3000 and st["skipped"] >= halfway - 64
             assert b.status()["total"] == 3000

@@ -42,7 +42,9 @@ def test_the_official_package_agrees_with_the_sandbox_and_labelport(sdk):
     jobs = []
     for i in range(130):
         data = playment.ImageData(image_url=f"https://example.com/a/{i}.jpg")
-        job = client.create_job(reference_id=f"w{i:03d}", tag="t", data=data, project_id=project, batch_id=batch.id)
+        job = client.create_job(
+            reference_id=f"w{i:03d}", tag="t", data=data, project_id=project, batch_id=batch.id
+        )
         jobs.append(job)
     assert all(uuid.UUID(j.id) for j in jobs)
 
@@ -53,14 +55,19 @@ def test_the_official_package_agrees_with_the_sandbox_and_labelport(sdk):
 
     with pytest.raises(PlaymentException) as e:
         client.create_job(
-            reference_id="w000", tag="t", data=playment.ImageData(image_url="https://example.com/a/x.jpg"),
-            project_id=project, batch_id=batch.id,
+            reference_id="w000",
+            tag="t",
+            data=playment.ImageData(image_url="https://example.com/a/x.jpg"),
+            project_id=project,
+            batch_id=batch.id,
         )
     assert e.value.code == "FS_0001"
 
     first = client.get_batch_summary(batch_id=batch.id, project_id=project)
     assert len(first.jobs) == 100 and first.next_page_token
-    second = client.get_batch_summary(batch_id=batch.id, project_id=project, next_page_token=first.next_page_token)
+    second = client.get_batch_summary(
+        batch_id=batch.id, project_id=project, next_page_token=first.next_page_token
+    )
     assert len(second.jobs) == 30 and second.next_page_token == ""
     sdk_keys = [j.reference_id for j in first.jobs + second.jobs]
 
@@ -83,7 +90,9 @@ def test_the_official_package_agrees_with_the_sandbox_and_labelport(sdk):
         results = {r["key"]: r for r in b.results().to_list()}
         assert results["w000"]["id"] == jobs[0].id
         assert results["w000"]["input"]["image_url"] == "https://example.com/a/0.jpg"
-        job = b.upload([{"k": f"w{i:03d}", "image_url": "https://example.com/a/x.jpg"} for i in range(131)], key="k")
+        job = b.upload(
+            [{"k": f"w{i:03d}", "image_url": "https://example.com/a/x.jpg"} for i in range(131)], key="k"
+        )
         assert job.status()["skipped"] == 130
     assert set(sb.stats()["records_created"].values()) == {1}
     assert len(sb.stats()["records_created"]) == 131
@@ -95,7 +104,9 @@ def test_the_packages_blind_retry_meets_the_duplicate_after_a_commit_then_fail(s
     out = io.StringIO()
     with contextlib.redirect_stdout(out), pytest.raises(PlaymentException) as e:
         client.create_job(
-            reference_id="retry", tag="t", data=playment.ImageData(image_url="https://example.com/a/r.jpg"),
+            reference_id="retry",
+            tag="t",
+            data=playment.ImageData(image_url="https://example.com/a/r.jpg"),
             project_id=sb.project,
         )
     # The job exists once, but the package reports a failure: the hazard labelport's reconciliation avoids.

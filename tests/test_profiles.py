@@ -97,7 +97,11 @@ def test_file_readable_by_others_holding_a_secret_warns(clean_env, tmp_path):
     [
         ('[profiles.p]\nvendor = "sama"\n', {"profile": "nope"}, ["nope", "p"]),
         ('[profiles.p]\nvendor = "sama"\nproject = \n', {"profile": "p"}, ["line 3"]),
-        ('[profiles.p]\nvendor = "sama"\nproject = "1"\n', {"vendor": "alegion", "profile": "p"}, ['"sama"', "alegion"]),
+        (
+            '[profiles.p]\nvendor = "sama"\nproject = "1"\n',
+            {"vendor": "alegion", "profile": "p"},
+            ['"sama"', "alegion"],
+        ),
         ('[profiles.p]\nproject = "1"\n', {"profile": "p"}, ["no vendor"]),
         ('[profiles.p]\nvendor = "sama"\nproject = "1"\npassword = "x"\n', {"profile": "p"}, ["password"]),
     ],

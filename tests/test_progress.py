@@ -58,7 +58,9 @@ def test_off_a_terminal_progress_is_logged_at_most_every_few_seconds(slow_batch,
     caplog.set_level(logging.INFO, logger=LOGGER)
     slow_batch.upload(iter(records(unique, 4000)), key="k")
     lines = [r for r in caplog.records if r.name == LOGGER]
-    assert lines[-1].getMessage().startswith("upload: 4,000 records ("), lines[-1].getMessage()  # no total: an iterator
+    assert lines[-1].getMessage().startswith("upload: 4,000 records ("), lines[
+        -1
+    ].getMessage()  # no total: an iterator
     assert len(lines) >= 2
     gaps = [b.created - a.created for a, b in zip(lines[:-2], lines[1:-1])]
     assert all(g >= 0.2 for g in gaps), gaps  # the last line closes the upload whenever it ends
@@ -217,8 +219,12 @@ def _run_on_a_terminal(mode: str) -> str:
     """Runs the child with stderr on a pseudo-terminal; what the terminal showed."""
     main, side = pty.openpty()
     fcntl.ioctl(side, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 120, 0, 0))  # a terminal 120 columns wide
-    proc = subprocess.Popen([sys.executable, "-c", TERMINAL_CHILD, mode], stdin=subprocess.DEVNULL,
-                            stdout=subprocess.DEVNULL, stderr=side)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", TERMINAL_CHILD, mode],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=side,
+    )
     os.close(side)
     out = b""
     deadline = time.monotonic() + 60

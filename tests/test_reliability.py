@@ -78,14 +78,19 @@ def test_a_malformed_token_answer_costs_one_login(sb):
     batch = client.create_batch("malformed")
     logins = count(sb, LOGIN, 200)
     # Alegion answers a bad token with a 500 AccessDeniedException, not a 401.
-    sb.inject(status=500, method="POST", path="/records/import", body={
-        "timestamp": 1510865911864,
-        "status": 500,
-        "error": "Internal Server Error",
-        "exception": "org.springframework.security.access.AccessDeniedException",
-        "message": "Incorrect token provided",
-        "path": "/api/v1/batches/x/records/import",
-    })
+    sb.inject(
+        status=500,
+        method="POST",
+        path="/records/import",
+        body={
+            "timestamp": 1510865911864,
+            "status": 500,
+            "error": "Internal Server Error",
+            "exception": "org.springframework.security.access.AccessDeniedException",
+            "message": "Incorrect token provided",
+            "path": "/api/v1/batches/x/records/import",
+        },
+    )
     job = batch.upload(records("m", 7), key="k")
     assert job.status()["done"] == 7
     assert count(sb, LOGIN, 200) == logins + 1
@@ -129,9 +134,7 @@ def test_5000_records_under_faults_are_stored_exactly_once(seed):
         results = collections.Counter(r["key"] for r in batch.results())
         assert len(results) == 5000 and set(results.values()) == {1}
         # The run really met faults (and survived them), or it proves nothing.
-        faulted = sum(
-            n for key, n in sb.stats()["requests"].items() if not key.endswith((" 200", " 201"))
-        )
+        faulted = sum(n for key, n in sb.stats()["requests"].items() if not key.endswith((" 200", " 201")))
         assert faulted > 0
 
 
@@ -162,8 +165,14 @@ def test_collect_lets_the_good_records_through_and_names_the_bad_one(sb):
     recs = records("g", 2500)
     recs[1234]["caption"] = "poison"
     # The vendor refuses (all or nothing) every import that holds the poisoned record.
-    sb.inject(status=422, method="POST", path="/records/import", body_contains="poison", times=100,
-              body={"message": "field caption: value not allowed"})
+    sb.inject(
+        status=422,
+        method="POST",
+        path="/records/import",
+        body_contains="poison",
+        times=100,
+        body={"message": "field caption: value not allowed"},
+    )
     job = batch.upload(recs, key="k", on_error="collect")
     status = job.status()
     assert status["failed"] == 1 and status["done"] == 2499 and status["state"] == "completed"
@@ -179,8 +188,14 @@ def test_raise_stops_and_says_what_was_and_was_not_sent(sb):
     batch = client.create_batch("raise")
     recs = records("h", 3000)
     recs[2500]["caption"] = "poison"
-    sb.inject(status=422, method="POST", path="/records/import", body_contains="poison", times=100,
-              body={"message": "field caption: value not allowed"})
+    sb.inject(
+        status=422,
+        method="POST",
+        path="/records/import",
+        body_contains="poison",
+        times=100,
+        body={"message": "field caption: value not allowed"},
+    )
     with pytest.raises(lp.InvalidInput) as info:
         batch.upload(recs, key="k")
     err = info.value
@@ -210,18 +225,34 @@ def test_no_secret_in_reprs_errors_or_debug_logs(sb, caplog):
             batch.results().to_list()
             sb.inject(status=503, method="GET", path="/results", times=20)
             with pytest.raises(lp.LabelportError) as info:
-                lp.Client("alegion", project=sb.project, base_url=sb.url, username="sandbox",
-                          password=password, max_retries=1).batch(batch.id).results().to_list()
-            bad = lp.Client("alegion", project=sb.project, base_url=sb.url, username="sandbox",
-                            password="hunter2-wrong")
+                lp.Client(
+                    "alegion",
+                    project=sb.project,
+                    base_url=sb.url,
+                    username="sandbox",
+                    password=password,
+                    max_retries=1,
+                ).batch(batch.id).results().to_list()
+            bad = lp.Client(
+                "alegion", project=sb.project, base_url=sb.url, username="sandbox", password="hunter2-wrong"
+            )
             with pytest.raises(lp.AuthError) as auth_info:
                 bad.batches()
     finally:
         logger.setLevel(logging.NOTSET)
         lp.reset_log_cache()
     lines = [r.getMessage() for r in caplog.records]
-    assert any(r.name.startswith("labelport.engine.http") for r in caplog.records), "no DEBUG lines were logged"
-    texts = lines + [repr(client), repr(batch), str(info.value), repr(info.value), str(auth_info.value), repr(bad)]
+    assert any(r.name.startswith("labelport.engine.http") for r in caplog.records), (
+        "no DEBUG lines were logged"
+    )
+    texts = lines + [
+        repr(client),
+        repr(batch),
+        str(info.value),
+        repr(info.value),
+        str(auth_info.value),
+        repr(bad),
+    ]
     for text in texts:
         assert password not in text
         assert "hunter2-wrong" not in text

@@ -95,18 +95,14 @@ def test_envelope_shape(client, batch, make_records, upload_and_wait):
         vendor_obj = r["raw"]
         # Alegion's own result object, untouched: the result id, resultData and the embedded input record.
         assert vendor_obj["resultData"] == r["output"]
-        assert (
-            vendor_obj["inputRecord"]["id"] == r["id"]
-        )  # the neutral id is the input record id
+        assert vendor_obj["inputRecord"]["id"] == r["id"]  # the neutral id is the input record id
         assert vendor_obj["inputRecord"]["metadata"] == r["key"]
         assert vendor_obj["inputRecord"]["data"] == r["input"]
         assert vendor_obj["id"] != vendor_obj["inputRecord"]["id"]
         assert parse_time(vendor_obj["createdAt"]) == parse_time(r["completed_at"])
 
 
-def test_keys_come_back_as_the_result_key_as_strings(
-    client, batch, upload_and_wait, unique
-):
+def test_keys_come_back_as_the_result_key_as_strings(client, batch, upload_and_wait, unique):
     records = [{"n": i, "caption": f"{unique} number {i}"} for i in (7, 42, 1000)]
     upload_and_wait(batch, records, key="n")
     results = batch.results().to_list()
@@ -121,9 +117,7 @@ def test_2500_records_go_up_as_three_import_calls(client, batch, make_records, c
     status = job.wait(timeout=60)
     assert status["total"] == 2500
     assert counter.since_start(IMPORT, 200) == 3
-    assert (
-        counter.since_start(IMPORT) == 3
-    )  # and no other import attempt, successful or not
+    assert counter.since_start(IMPORT) == 3  # and no other import attempt, successful or not
     assert batch.status()["total"] == 2500
 
 
@@ -146,23 +140,17 @@ def test_results_over_more_than_five_pages_come_back_exactly_once(
     assert len(set(keys)) == n
     assert set(keys) == {r["image_id"] for r in records}
     assert stream.watermark is not None
-    assert parse_time(stream.watermark) == max(
-        parse_time(r["completed_at"]) for r in results
-    )
+    assert parse_time(stream.watermark) == max(parse_time(r["completed_at"]) for r in results)
 
 
-def test_to_jsonl_writes_every_result(
-    client, batch, make_records, upload_and_wait, tmp_path
-):
+def test_to_jsonl_writes_every_result(client, batch, make_records, upload_and_wait, tmp_path):
     records = make_records(30)
     upload_and_wait(batch, records)
     path = tmp_path / "results.jsonl"
     assert batch.results().to_jsonl(path) == 30
     lines = path.read_text(encoding="utf-8").splitlines()
     assert len(lines) == 30
-    assert {json.loads(line)["key"] for line in lines} == {
-        r["image_id"] for r in records
-    }
+    assert {json.loads(line)["key"] for line in lines} == {r["image_id"] for r in records}
 
 
 def test_reattach_from_a_second_client_sees_the_same_results(
@@ -182,9 +170,7 @@ def test_reattach_from_a_second_client_sees_the_same_results(
     assert second == first
 
 
-def test_status_counts_add_up_and_done_after_wait(
-    client, batch, make_records, upload_and_wait
-):
+def test_status_counts_add_up_and_done_after_wait(client, batch, make_records, upload_and_wait):
     upload_and_wait(batch, make_records(25))
     status = batch.status()
     assert set(status) == NEUTRAL | {"total", "done"}
@@ -194,9 +180,7 @@ def test_status_counts_add_up_and_done_after_wait(
     assert status["completed"] == 25
 
 
-def test_records_lists_every_record_with_neutral_statuses(
-    client, batch, make_records, upload_and_wait
-):
+def test_records_lists_every_record_with_neutral_statuses(client, batch, make_records, upload_and_wait):
     records = make_records(40)
     upload_and_wait(batch, records)
     listed = batch.records().to_list()
@@ -222,9 +206,7 @@ def test_results_since_excludes_results_completed_at_or_before_it(
     watermark = stream.watermark
     assert watermark is not None
 
-    assert (
-        batch.results(since=watermark).to_list() == []
-    )  # exclusive: nothing completed after it yet
+    assert batch.results(since=watermark).to_list() == []  # exclusive: nothing completed after it yet
 
     time.sleep(0.05)  # completion times have millisecond precision
     second = make_records(20, start=20)
@@ -246,9 +228,7 @@ def test_results_since_excludes_results_completed_at_or_before_it(
     assert got == expected
 
 
-def test_closing_a_result_stream_stops_fetching(
-    client, batch, make_records, counter, upload_and_wait
-):
+def test_closing_a_result_stream_stops_fetching(client, batch, make_records, counter, upload_and_wait):
     n = 20_000  # twenty pages of 1,000: far more than the stream reads ahead
     upload_and_wait(batch, make_records(n))
     counter.start()

@@ -192,14 +192,27 @@ def test_memory_while_streaming_200000_results_is_flat():
             batch = client.create_batch(f"memory-{n}")
             for start in range(0, n, 50_000):
                 batch.upload(
-                    [{"k": f"m{n}-{i:06d}", "caption": "a red car parked by a tree " * 3}
-                     for i in range(start, min(n, start + 50_000))],
+                    [
+                        {"k": f"m{n}-{i:06d}", "caption": "a red car parked by a tree " * 3}
+                        for i in range(start, min(n, start + 50_000))
+                    ],
                     key="k",
                 )
             out = subprocess.run(
-                [sys.executable, "-c", MEMORY_CHILD, sb.url, sb.project,
-                 sb.credentials["username"], sb.credentials["password"], batch.id],
-                capture_output=True, text=True, timeout=300, check=True,
+                [
+                    sys.executable,
+                    "-c",
+                    MEMORY_CHILD,
+                    sb.url,
+                    sb.project,
+                    sb.credentials["username"],
+                    sb.credentials["password"],
+                    batch.id,
+                ],
+                capture_output=True,
+                text=True,
+                timeout=300,
+                check=True,
                 # glibc gives each thread its own arena, and pages decoded on runtime threads but freed on
                 # Python's fragment them: a few MB that grow with the log of the stream, not with it. One arena
                 # measures what this code retains rather than glibc's arena heuristics.

@@ -176,7 +176,9 @@ def test_a_large_upload_is_split_into_creation_jobs(client, batch, make_records,
     assert len({r["key"] for r in results}) == 6000
 
 
-def test_the_status_endpoint_is_paced_to_one_request_a_second(client, batch, make_records, counter, upload_and_wait):
+def test_the_status_endpoint_is_paced_to_one_request_a_second(
+    client, batch, make_records, counter, upload_and_wait
+):
     """Counting a batch bigger than one status page: the first page, then one state at a time for what is not
     delivered (each empty here), paced a second apart; delivered tasks from the delivered list, unpaced."""
     upload_and_wait(batch, make_records(250))
@@ -185,7 +187,9 @@ def test_the_status_endpoint_is_paced_to_one_request_a_second(client, batch, mak
     status = batch.status()
     elapsed = time.monotonic() - started
     assert status["total"] == 250 == status["completed"]
-    assert counter.since_start(MULTI_STATUS, 200) == 6  # the first page, then new/rejected/in progress/completed/approved
+    assert (
+        counter.since_start(MULTI_STATUS, 200) == 6
+    )  # the first page, then new/rejected/in progress/completed/approved
     assert counter.since_start(MULTI_STATUS, 429) == 0
     assert counter.since_start(DELIVERED, 200) == 1
     assert elapsed >= 5.0  # six calls, one a second
@@ -203,7 +207,12 @@ def test_counts_of_a_big_batch_in_mixed_states_match_the_full_listing():
         b.upload([{"image_id": f"b{i}", "url": f"v{i}"} for i in range(150)], key="image_id").wait(timeout=30)
         status = b.status()
         listed = collections.Counter(r["status"] for r in b.records())  # the full list, 100 a second
-        assert (status["total"], status["completed"], status["pending"], status["in_progress"]) == (300, 145, 150, 5)
+        assert (status["total"], status["completed"], status["pending"], status["in_progress"]) == (
+            300,
+            145,
+            150,
+            5,
+        )
         assert listed == {"completed": 145, "pending": 150, "in_progress": 5}
         assert status["done"] is False
 
@@ -492,9 +501,7 @@ def test_callbacks_arrive_with_each_auth_method(method):
                     date = headers["x-wsm-date"]
                     dt.datetime.strptime(date, "%a, %d %b %Y %H:%M:%S GMT")
                     signed = f"POST\n{path}\n{date}\n".encode() + body
-                    mac = base64.b64encode(
-                        hmac.new(b"hook-secret", signed, hashlib.sha256).digest()
-                    ).decode()
+                    mac = base64.b64encode(hmac.new(b"hook-secret", signed, hashlib.sha256).digest()).decode()
                     assert headers["authorization"] == f"HMAC-SHA256 kid-1:{mac}"
             assert "delivered" in kinds  # the delivery callback
             assert len(kinds) == 2  # and the creation one
@@ -551,7 +558,10 @@ def test_unknown_options_are_invalid_input(sandbox, client, batch):
 
 
 def test_client_batch_field_and_key_field_options(unique):
-    with lp.sandbox.start("sama", seed=12) as sb, sb.client(client_batch_field="lot", key_field="image_id") as c:
+    with (
+        lp.sandbox.start("sama", seed=12) as sb,
+        sb.client(client_batch_field="lot", key_field="image_id") as c,
+    ):
         b = c.create_batch(f"lot-{unique}", exist_ok=True)
         records = [{"image_id": f"{unique}-k{i}", "url": "u"} for i in range(3)]
         b.upload(records, key="image_id", priority=-1, submit=True).wait(timeout=30)

@@ -126,7 +126,10 @@ def test_sdk_consumer_delivery_never_repeats(sandbox, sdk, client):
     first = list(sdk.get_delivered_tasks_since_last_call(PROJECT, client_batch_id="consumed", consumer="etl"))
     assert len(first) == 30
     assert len({t["id"] for t in first}) == 30
-    assert list(sdk.get_delivered_tasks_since_last_call(PROJECT, client_batch_id="consumed", consumer="etl")) == []
+    assert (
+        list(sdk.get_delivered_tasks_since_last_call(PROJECT, client_batch_id="consumed", consumer="etl"))
+        == []
+    )
     # Another consumer starts from the beginning.
     other = list(sdk.get_delivered_tasks_since_last_call(PROJECT, client_batch_id="consumed", consumer="bi"))
     assert {t["id"] for t in other} == {t["id"] for t in first}

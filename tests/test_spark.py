@@ -78,7 +78,9 @@ def test_write_then_read_20000_records_exactly_once_through_a_failed_task(spark,
                 raise RuntimeError("injected executor failure")
 
     df = spark.range(0, N, 1, PARTITIONS).selectExpr(
-        "format_string('img-%05d', id) AS image_id", "concat('https://img/', id, '.jpg') AS image_url", "id AS n"
+        "format_string('img-%05d', id) AS image_id",
+        "concat('https://img/', id, '.jpg') AS image_url",
+        "id AS n",
     )
     df = df.mapInArrow(fail_once, df.schema)
     # And the vendor refusing an import it has already stored, in partition 2: that task fails too, after the
@@ -91,7 +93,9 @@ def test_write_then_read_20000_records_exactly_once_through_a_failed_task(spark,
     writer.save()
 
     assert marker.read_text() == "attempt 0"
-    refused = sum(n for k, n in sandbox.stats()["requests"].items() if k.startswith("POST") and k.endswith(" 400"))
+    refused = sum(
+        n for k, n in sandbox.stats()["requests"].items() if k.startswith("POST") and k.endswith(" 400")
+    )
     assert refused >= 1, sandbox.stats()["requests"]
     created = {k: v for k, v in sandbox.stats()["records_created"].items() if k.startswith("img-")}
     assert len(created) == N
@@ -109,7 +113,15 @@ def test_write_then_read_20000_records_exactly_once_through_a_failed_task(spark,
     results = reader.load()
     assert results.rdd.getNumPartitions() == 10
     assert results.columns == [
-        "id", "batch_id", "key", "status", "input", "output", "created_at", "completed_at", "vendor",
+        "id",
+        "batch_id",
+        "key",
+        "status",
+        "input",
+        "output",
+        "created_at",
+        "completed_at",
+        "vendor",
     ]
     rows = results.select("key", "status", "input", "vendor").collect()
     keys = [r.key for r in rows]

@@ -64,13 +64,9 @@ def as_cells(record: dict[str, Any]) -> dict[str, str]:
     }
 
 
-def test_round_trip_with_only_the_client_line_changed(
-    sandbox, created, counter, unique
-):
+def test_round_trip_with_only_the_client_line_changed(sandbox, created, counter, unique):
     # The Alegion script; only this line differs.
-    client = lp.Client(
-        "taskmonk", project=sandbox.project, base_url=sandbox.url, **sandbox.credentials
-    )
+    client = lp.Client("taskmonk", project=sandbox.project, base_url=sandbox.url, **sandbox.credentials)
     name = f"cars-{unique}"
     batch = client.create_batch(name, exist_ok=True)
     again = client.create_batch(name, exist_ok=True)
@@ -146,9 +142,7 @@ def test_round_trip_with_only_the_client_line_changed(
     assert len(mine) == 2000 and set(mine.values()) == {1}
 
 
-def test_a_partial_re_upload_sends_only_the_missing_rows(
-    client, batch, created, counter, unique
-):
+def test_a_partial_re_upload_sends_only_the_missing_rows(client, batch, created, counter, unique):
     records = [{"external_id": f"{unique}-{i}", "n": i} for i in range(30)]
     batch.upload(records[:10], key="external_id").wait(timeout=30)
     counter.start()
@@ -172,15 +166,11 @@ def test_records_without_a_key_are_keyed_by_content(client, batch, created, coun
     assert len(keys) == 5 and all(k.startswith("sha256-") for k in keys)
 
 
-def test_batch_wait_right_after_upload_counts_rows_still_being_ingested(
-    sandbox, client, unique
-):
+def test_batch_wait_right_after_upload_counts_rows_still_being_ingested(sandbox, client, unique):
     sim(sandbox, "/_sim/ingestion", {"rows_per_second": 200})
     try:
         b = client.create_batch(f"slow-{unique}")
-        b.upload(
-            [{"external_id": f"{unique}-{i}"} for i in range(400)], key="external_id"
-        )
+        b.upload([{"external_id": f"{unique}-{i}"} for i in range(400)], key="external_id")
         first = b.status()
         assert first["total"] == 400, first
         assert first["done"] is False
@@ -193,9 +183,7 @@ def test_job_status_moves_and_ends_at_total(sandbox, client, unique):
     sim(sandbox, "/_sim/ingestion", {"rows_per_second": 400})
     try:
         b = client.create_batch(f"progress-{unique}")
-        job = b.upload(
-            [{"external_id": f"{unique}-{i}"} for i in range(600)], key="external_id"
-        )
+        job = b.upload([{"external_id": f"{unique}-{i}"} for i in range(600)], key="external_id")
         first = job.status()
         assert first["state"] == "running" and first["total"] == 600
         assert first["done"] < 600
@@ -209,9 +197,7 @@ def test_a_stalled_import_raises_stalled(sandbox, unique):
     b = client.create_batch(f"stall-{unique}")
     sim(sandbox, "/_sim/ingestion", {"stall": True})
     try:
-        job = b.upload(
-            [{"external_id": f"{unique}-{i}"} for i in range(20)], key="external_id"
-        )
+        job = b.upload([{"external_id": f"{unique}-{i}"} for i in range(20)], key="external_id")
     finally:
         sim(sandbox, "/_sim/ingestion", {"stall": False})
     started = time.monotonic()
@@ -226,9 +212,7 @@ def test_tasks_that_never_finish_time_out_and_show_as_pending(sandbox, client, u
     sim(sandbox, "/_sim/auto-complete", {"enabled": False})
     try:
         b = client.create_batch(f"never-{unique}")
-        b.upload(
-            [{"external_id": f"{unique}-{i}"} for i in range(6)], key="external_id"
-        ).wait(timeout=30)
+        b.upload([{"external_id": f"{unique}-{i}"} for i in range(6)], key="external_id").wait(timeout=30)
     finally:
         sim(sandbox, "/_sim/auto-complete", {"enabled": True})
     with pytest.raises(lp.Timeout):
@@ -248,9 +232,7 @@ def test_progress_through_statuses_and_results_since():
         sb.client() as c,
     ):
         b = c.create_batch("clock")
-        b.upload(
-            [{"external_id": f"c{i}", "x": i} for i in range(4)], key="external_id"
-        ).wait(timeout=30)
+        b.upload([{"external_id": f"c{i}", "x": i} for i in range(4)], key="external_id").wait(timeout=30)
         assert b.status()["pending"] == 4
         sb.advance(60)
         assert b.status()["in_progress"] == 4
@@ -270,8 +252,7 @@ def test_progress_through_statuses_and_results_since():
 
 def test_excel_output_is_parsed_like_csv(sandbox, client, batch, unique):
     records = [
-        {"external_id": f"{unique}-{i}", "caption": f'a "quoted", line {i}', "n": i}
-        for i in range(25)
+        {"external_id": f"{unique}-{i}", "caption": f'a "quoted", line {i}', "n": i} for i in range(25)
     ]
     batch.upload(records, key="external_id").wait(timeout=30)
     batch.wait(timeout=30, poll_interval=0.1)
@@ -286,9 +267,7 @@ def test_excel_output_is_parsed_like_csv(sandbox, client, batch, unique):
 def test_declared_output_fields(sandbox, batch, unique):
     c = sandbox.client(output_fields=["label"])
     b = c.batch(batch.id)
-    b.upload([{"external_id": f"{unique}-x", "n": 1}], key="external_id").wait(
-        timeout=30
-    )
+    b.upload([{"external_id": f"{unique}-x", "n": 1}], key="external_id").wait(timeout=30)
     (r,) = b.results().to_list()
     assert r["output"] == {"label": r["output"]["label"]}
     assert set(r["input"]) == {"n", "confidence", "is_occluded"}
@@ -300,12 +279,8 @@ def test_token_renewal_mid_run(unique):
         sb.client() as c,
     ):
         b = c.create_batch(f"renew-{unique}")
-        b.upload([{"external_id": f"r{i}"} for i in range(10)], key="external_id").wait(
-            timeout=30
-        )
-        time.sleep(
-            2.2
-        )  # past the first token's renewal point: renewed before it expires
+        b.upload([{"external_id": f"r{i}"} for i in range(10)], key="external_id").wait(timeout=30)
+        time.sleep(2.2)  # past the first token's renewal point: renewed before it expires
         assert b.status()["total"] == 10
         sb.expire_tokens()  # refused mid-run: renewed and replayed once
         assert len(b.results().to_list()) == 10
@@ -380,9 +355,7 @@ def test_batch_options_and_upload_priority(client, unique):
     assert b.raw["priority"] == 5
     listed = {x.id: x for x in client.batches()}[b.id]
     assert listed.raw["comments"] == "be careful"
-    b.upload([{"external_id": f"{unique}-p"}], key="external_id", priority=9).wait(
-        timeout=30
-    )
+    b.upload([{"external_id": f"{unique}-p"}], key="external_id", priority=9).wait(timeout=30)
     assert {x.id: x for x in client.batches()}[b.id].raw["priority"] == 9
     with pytest.raises(lp.DuplicateRecord):
         client.create_batch(f"opts-{unique}")
@@ -394,9 +367,7 @@ def test_request_escape_hatch(client, batch):
     batches = client.request("GET", "batch")
     assert any(x["id"] == batch.id for x in batches)
     assert batch.id in {x["id"] for x in client.request("GET", "batch", paginate=True)}
-    status = client.request(
-        "GET", f"/api/project/{client.project}/batch/{batch.id}/status"
-    )
+    status = client.request("GET", f"/api/project/{client.project}/batch/{batch.id}/status")
     assert set(status) == {"new_count", "in_progress", "completed", "total"}
 
 
@@ -413,9 +384,7 @@ def test_faults_every_key_created_once_and_returned_once(unique):
     ):
         # On top of the seeded faults, the two ambiguous ones on imports for sure: stored then a 500,
         # and a dropped connection (nothing stored).
-        sim(
-            sb, "/_sim/faults", {"status": 500, "path": "/tasks/import", "commit": True}
-        )
+        sim(sb, "/_sim/faults", {"status": 500, "path": "/tasks/import", "commit": True})
         sim(sb, "/_sim/faults", {"reset": True, "path": "/tasks/import"})
         b = c.create_batch(f"faults-{unique}", exist_ok=True)
         records = [{"external_id": f"f{i:04d}", "n": i} for i in range(300)]
@@ -423,9 +392,7 @@ def test_faults_every_key_created_once_and_returned_once(unique):
         for start in range(0, 300, 50):
             for attempt in range(3):
                 try:
-                    b.upload(records[start : start + 50], key="external_id").wait(
-                        timeout=120
-                    )
+                    b.upload(records[start : start + 50], key="external_id").wait(timeout=120)
                     break
                 except lp.VendorError:
                     if attempt == 2:
@@ -440,12 +407,8 @@ def test_faults_every_key_created_once_and_returned_once(unique):
         assert len(created) == 300 and set(created.values()) == {1}, created
         assert len(c.batches()) == 1
         requests = sb.stats()["requests"]
-        assert requests[IMPORT + " 500"] >= 1 and requests[IMPORT + " reset"] >= 1, (
-            requests
-        )
-        faulted = sum(
-            n for k, n in requests.items() if k.rsplit(" ", 1)[1] in {"429", "503"}
-        )
+        assert requests[IMPORT + " 500"] >= 1 and requests[IMPORT + " reset"] >= 1, requests
+        faulted = sum(n for k, n in requests.items() if k.rsplit(" ", 1)[1] in {"429", "503"})
         assert faulted >= 3, requests
 
 
@@ -468,9 +431,7 @@ def test_a_project_schema_refuses_unknown_columns_and_collect_keeps_the_rest(uni
         assert {f["code"] for f in failures} == {"invalid_field"}
         final = job.wait(timeout=30)
         assert final["state"] == "failed" and final["failed"] == 2
-        assert sorted(sb.stats()["records_created"]) == [
-            f"s{i}" for i in (0, 1, 2, 4, 5, 7)
-        ]
+        assert sorted(sb.stats()["records_created"]) == [f"s{i}" for i in (0, 1, 2, 4, 5, 7)]
 
 
 def test_async_mirror(sandbox, unique):
@@ -478,9 +439,7 @@ def test_async_mirror(sandbox, unique):
 
     async def run() -> list[dict[str, Any]]:
         creds = sandbox.credentials
-        async with lp.AsyncClient(
-            "taskmonk", project=sandbox.project, base_url=sandbox.url, **creds
-        ) as c:
+        async with lp.AsyncClient("taskmonk", project=sandbox.project, base_url=sandbox.url, **creds) as c:
             b = await c.create_batch(f"async-{unique}", exist_ok=True)
             job = await b.upload(
                 [{"external_id": f"{unique}-a{i}", "n": i} for i in range(20)],

@@ -80,26 +80,18 @@ def test_sdk_main_flow_and_labelport_agree(sandbox, sdk, tmp_path: Path):
     assert listed[batch_id]["name"] == "sdk-flow"
     assert listed[batch_id]["priority"] == 2
 
-    out = sdk.get_batch_output(
-        batch_id, str(tmp_path / "out.csv"), output_format="CSV", completed_only=True
-    )
+    out = sdk.get_batch_output(batch_id, str(tmp_path / "out.csv"), output_format="CSV", completed_only=True)
     rows = read_csv(out)
     assert [r["external_id"] for r in rows] == ["a0", "a1", "b0", "c0"]
     assert list(rows[0]) == ["url", "external_id", *OUTPUT_FIELDS]
 
     users = read_csv(
-        sdk.get_batch_and_user_output(
-            batch_id, str(tmp_path / "users.csv"), completed_only=True
-        )
+        sdk.get_batch_and_user_output(batch_id, str(tmp_path / "users.csv"), completed_only=True)
     )
     assert all(r["L1_U1_Completion_Date"] for r in users)
-    levels = read_csv(
-        sdk.get_batch_level_output(batch_id, str(tmp_path / "levels.csv"))
-    )
+    levels = read_csv(sdk.get_batch_level_output(batch_id, str(tmp_path / "levels.csv")))
     assert all(r["L1_label"] == r["label"] for r in levels)
-    xlsx = sdk.get_batch_output(
-        batch_id, str(tmp_path / "out.xlsx"), output_format="Excel"
-    )
+    xlsx = sdk.get_batch_output(batch_id, str(tmp_path / "out.xlsx"), output_format="Excel")
     assert Path(xlsx).read_bytes()[:4] == b"PK\x03\x04"
 
     # labelport reads the same batch the same way.
@@ -113,10 +105,7 @@ def test_sdk_main_flow_and_labelport_agree(sandbox, sdk, tmp_path: Path):
         assert r["input"] == {"url": row["url"]}
         assert r["output"] == {f: row[f] for f in OUTPUT_FIELDS}
         assert r["completed_at"] is not None
-    excel_results = {
-        r["key"]: r
-        for r in sandbox.client(export_format="excel").batch(batch_id).results()
-    }
+    excel_results = {r["key"]: r for r in sandbox.client(export_format="excel").batch(batch_id).results()}
     assert excel_results == results
     status = batch.status()
     assert (status["total"], status["completed"], status["done"]) == (4, 4, True)
@@ -130,16 +119,12 @@ def test_sdk_sees_what_labelport_uploaded(sandbox, sdk, tmp_path: Path):
     batch.wait(timeout=30, poll_interval=0.1)
 
     assert sdk.is_batch_complete(batch.id)
-    rows = read_csv(
-        sdk.get_batch_output(batch.id, str(tmp_path / "lp.csv"), completed_only=True)
-    )
+    rows = read_csv(sdk.get_batch_output(batch.id, str(tmp_path / "lp.csv"), completed_only=True))
     assert sorted(r["image_id"] for r in rows) == sorted(r["image_id"] for r in records)
     assert {r["external_id"] for r in rows} == {r["image_id"] for r in records}
     by_key = {r["key"]: r for r in batch.results()}
     for row in rows:
-        assert by_key[row["external_id"]]["output"] == {
-            f: row[f] for f in OUTPUT_FIELDS
-        }
+        assert by_key[row["external_id"]]["output"] == {f: row[f] for f in OUTPUT_FIELDS}
         assert by_key[row["external_id"]]["input"] == {
             "image_id": row["image_id"],
             "caption": row["caption"],
@@ -182,9 +167,7 @@ def test_sdk_url_import_and_taxonomy(sandbox, sdk, tmp_path: Path):
     batch_id = sdk.create_batch("sdk-url")
     tasks = tmp_path / "remote.csv"
     tasks.write_text("url,external_id\nu0,url0\nu1,url1\nu2,url2\n", encoding="utf-8")
-    job = sdk.import_tasks_url(
-        batch_id=batch_id, file_url=tasks.as_uri(), file_type="CSV"
-    )
+    job = sdk.import_tasks_url(batch_id=batch_id, file_url=tasks.as_uri(), file_type="CSV")
     assert isinstance(job, str)
     wait_until(lambda: sdk.is_job_complete(job), "URL import")
     assert {r["key"] for r in sandbox.client().batch(batch_id).records()} == {
@@ -195,9 +178,7 @@ def test_sdk_url_import_and_taxonomy(sandbox, sdk, tmp_path: Path):
 
     # The Excel output file of that batch serves as a taxonomy file: three rows.
     wait_until(lambda: sdk.is_batch_complete(batch_id), "batch")
-    xlsx = sdk.get_batch_output(
-        batch_id, str(tmp_path / "tax.xlsx"), output_format="Excel"
-    )
+    xlsx = sdk.get_batch_output(batch_id, str(tmp_path / "tax.xlsx"), output_format="Excel")
     taxonomy = sdk.create_taxonomy("vehicles")
     assert isinstance(taxonomy, str)
     assert sdk.import_taxonomy(taxonomy, xlsx) == 3

@@ -27,7 +27,8 @@ def pytest_in_user_project(*args: str) -> subprocess.CompletedProcess[str]:
 
 def outcomes(stdout: str) -> dict[str, str]:
     return dict(
-        (m.group(2), m.group(1)) for m in re.finditer(r"^(PASSED|FAILED|ERROR) test_pipeline\.py::(\w+)", stdout, re.M)
+        (m.group(2), m.group(1))
+        for m in re.finditer(r"^(PASSED|FAILED|ERROR) test_pipeline\.py::(\w+)", stdout, re.M)
     )
 
 
@@ -47,6 +48,8 @@ def test_a_users_pipeline_tests_run_against_the_sandbox():
 
 
 def test_the_fixture_comes_from_the_plugin():
-    proc = pytest_in_user_project("-p", "no:labelport", "test_pipeline.py::test_environment_is_set_only_when_asked")
+    proc = pytest_in_user_project(
+        "-p", "no:labelport", "test_pipeline.py::test_environment_is_set_only_when_asked"
+    )
     assert proc.returncode == 1
     assert "fixture 'lp_sandbox' not found" in proc.stdout

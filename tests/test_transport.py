@@ -46,21 +46,67 @@ class Handler(http.server.BaseHTTPRequestHandler):
 def tls_server(tmp_path_factory) -> Iterator[tuple[str, Path]]:
     """An HTTPS server on 127.0.0.1 whose certificate a private CA signed; (base URL, the CA as a PEM bundle)."""
     d = tmp_path_factory.mktemp("tls")
-    ca, ca_key, cert, key, csr = (d / n for n in ("ca.pem", "ca-key.pem", "server.pem", "server-key.pem", "server.csr"))
+    ca, ca_key, cert, key, csr = (
+        d / n for n in ("ca.pem", "ca-key.pem", "server.pem", "server-key.pem", "server.csr")
+    )
     ext = d / "server.ext"
-    ext.write_text("subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\n"
-                   "extendedKeyUsage=serverAuth\n")
+    ext.write_text(
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\n"
+        "extendedKeyUsage=serverAuth\n"
+    )
 
     def openssl(*args: str) -> None:
         subprocess.run(["openssl", *args], check=True, capture_output=True)
 
     # A private certificate authority, and a server certificate for 127.0.0.1 that only it signed.
-    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-keyout", str(ca_key), "-out", str(ca),
-            "-subj", "/CN=labelport test CA", "-addext", "basicConstraints=critical,CA:TRUE",
-            "-addext", "keyUsage=critical,keyCertSign,cRLSign")
-    openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(csr), "-subj", "/CN=127.0.0.1")
-    openssl("x509", "-req", "-in", str(csr), "-CA", str(ca), "-CAkey", str(ca_key), "-CAcreateserial",
-            "-days", "1", "-out", str(cert), "-extfile", str(ext))
+    openssl(
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "1",
+        "-keyout",
+        str(ca_key),
+        "-out",
+        str(ca),
+        "-subj",
+        "/CN=labelport test CA",
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "keyUsage=critical,keyCertSign,cRLSign",
+    )
+    openssl(
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        str(key),
+        "-out",
+        str(csr),
+        "-subj",
+        "/CN=127.0.0.1",
+    )
+    openssl(
+        "x509",
+        "-req",
+        "-in",
+        str(csr),
+        "-CA",
+        str(ca),
+        "-CAkey",
+        str(ca_key),
+        "-CAcreateserial",
+        "-days",
+        "1",
+        "-out",
+        str(cert),
+        "-extfile",
+        str(ext),
+    )
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.load_cert_chain(cert, key)

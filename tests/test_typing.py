@@ -19,7 +19,15 @@ pytest.importorskip("mypy")
 
 def mypy(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "mypy", "--no-incremental", "--config-file", str(ROOT / "pyproject.toml"), *args],
+        [
+            sys.executable,
+            "-m",
+            "mypy",
+            "--no-incremental",
+            "--config-file",
+            str(ROOT / "pyproject.toml"),
+            *args,
+        ],
         capture_output=True,
         text=True,
         cwd=ROOT,
@@ -93,6 +101,8 @@ def test_every_public_class_and_method_has_a_docstring():
     assert "flatten" in (lp.ResultStream.to_pandas.__doc__ or "")
     text = subprocess.run(
         [sys.executable, "-c", "import labelport as lp; help(lp.ResultStream.to_pandas)"],
-        capture_output=True, text=True, env={"PAGER": "cat", "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        env={"PAGER": "cat", "PATH": "/usr/bin:/bin"},
     ).stdout
     assert "to_pandas(self, /, flatten=False, *, key_type=None, progress=None)" in text, text

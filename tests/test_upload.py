@@ -10,9 +10,7 @@ import pytest
 IMPORT = "POST /api/v1/batches/{batchId}/records/import"
 
 
-def test_rerunning_the_same_upload_sends_nothing_twice(
-    batch, make_records, counter, created
-):
+def test_rerunning_the_same_upload_sends_nothing_twice(batch, make_records, counter, created):
     records = make_records(300)
     first = batch.upload(records, key="image_id").wait(timeout=60)
     assert first["total"] == 300
@@ -29,9 +27,7 @@ def test_rerunning_the_same_upload_sends_nothing_twice(
     assert batch.status()["total"] == 300
 
 
-def test_an_overlapping_upload_sends_only_the_new_records(
-    batch, make_records, counter, created
-):
+def test_an_overlapping_upload_sends_only_the_new_records(batch, make_records, counter, created):
     records = make_records(300)
     batch.upload(records[:100], key="image_id").wait(timeout=60)
 
@@ -39,9 +35,7 @@ def test_an_overlapping_upload_sends_only_the_new_records(
     job = batch.upload(records, key="image_id")
     status = job.wait(timeout=60)
     assert status["skipped"] == 100
-    assert (
-        counter.since_start(IMPORT, 200) == 1
-    )  # the 200 new records fit one import call
+    assert counter.since_start(IMPORT, 200) == 1  # the 200 new records fit one import call
 
     per_key = created()
     assert [per_key.get(r["image_id"]) for r in records] == [1] * 300
@@ -77,12 +71,8 @@ def test_upload_without_key_uses_a_stable_content_hash(client, unique, counter):
     assert sorted(r["key"] for r in second.records().to_list()) == keys
 
 
-@pytest.mark.parametrize(
-    "bad", ["just a string", 42, None, ["a", "list"], ("a", "tuple")], ids=repr
-)
-def test_a_record_that_is_not_a_dict_is_invalid_input_before_anything_is_sent(
-    batch, counter, bad
-):
+@pytest.mark.parametrize("bad", ["just a string", 42, None, ["a", "list"], ("a", "tuple")], ids=repr)
+def test_a_record_that_is_not_a_dict_is_invalid_input_before_anything_is_sent(batch, counter, bad):
     records = [{"image_id": "ok-1"}, bad, {"image_id": "ok-2"}]
     counter.start()
     with pytest.raises(lp.InvalidInput) as info:
@@ -92,9 +82,7 @@ def test_a_record_that_is_not_a_dict_is_invalid_input_before_anything_is_sent(
     assert batch.status()["total"] == 0
 
 
-def test_a_bad_record_in_a_later_chunk_still_stops_everything_before_sending(
-    batch, make_records, counter
-):
+def test_a_bad_record_in_a_later_chunk_still_stops_everything_before_sending(batch, make_records, counter):
     records: list[object] = list(make_records(1500))
     records.insert(1200, "not a record")
     counter.start()

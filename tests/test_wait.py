@@ -44,9 +44,7 @@ def test_batch_wait_raises_timeout_promptly(slow):
     with pytest.raises(lp.Timeout) as info:
         b.wait(timeout=0.5, poll_interval=0.1)
     elapsed = time.monotonic() - t0
-    assert (
-        0.3 <= elapsed < 5.0
-    )  # may stop one poll early when the next poll would end past it
+    assert 0.3 <= elapsed < 5.0  # may stop one poll early when the next poll would end past it
     assert isinstance(info.value, TimeoutError)
     assert isinstance(info.value, lp.LabelportError)
 
@@ -83,9 +81,7 @@ def test_advancing_the_sandbox_clock_finishes_the_batch():
         sb.client() as c,
     ):
         b = c.create_batch("advance")
-        b.upload([{"image_id": f"adv-{i}"} for i in range(10)], key="image_id").wait(
-            timeout=30
-        )
+        b.upload([{"image_id": f"adv-{i}"} for i in range(10)], key="image_id").wait(timeout=30)
         assert b.status()["done"] is False
         sb.advance(3601.0)
         final = b.wait(timeout=30, poll_interval=0.1)

@@ -27,7 +27,9 @@ def _maturin() -> str:
 
 def _run(cmd: list[str], **kw) -> subprocess.CompletedProcess[str]:
     proc = subprocess.run([str(c) for c in cmd], capture_output=True, text=True, **kw)
-    assert proc.returncode == 0, f"{cmd}: exit {proc.returncode}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    assert proc.returncode == 0, (
+        f"{cmd}: exit {proc.returncode}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    )
     return proc
 
 
@@ -40,9 +42,17 @@ def test_the_wheel_installs_without_rust_and_runs_the_demo(tmp_path):
     with zipfile.ZipFile(wheel) as z:
         names = z.namelist()
     assert any(n.startswith("labelport/_labelport") and n.endswith(".so") for n in names), names
-    for wanted in ("labelport/__init__.py", "labelport/py.typed", "labelport/_labelport.pyi",
-                   "labelport/cli/__init__.py", "labelport/cli/_batches.py", "labelport/testing.py",
-                   "labelport/callbacks.py", "labelport/spark.py", "labelport/dask.py"):
+    for wanted in (
+        "labelport/__init__.py",
+        "labelport/py.typed",
+        "labelport/_labelport.pyi",
+        "labelport/cli/__init__.py",
+        "labelport/cli/_batches.py",
+        "labelport/testing.py",
+        "labelport/callbacks.py",
+        "labelport/spark.py",
+        "labelport/dask.py",
+    ):
         assert wanted in names, (wanted, names)
     assert not [n for n in names if n.startswith(("src/", "tests/", "target/"))], names
     entry_points = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
@@ -58,8 +68,12 @@ def test_the_wheel_installs_without_rust_and_runs_the_demo(tmp_path):
     path = f"{clean / 'bin'}:/usr/bin:/bin"
     assert shutil.which("cargo", path=path) is None and shutil.which("rustc", path=path) is None, path
     env = {"PATH": path, "HOME": str(tmp_path), "LANG": "C.UTF-8"}
-    where = _run([clean / "bin" / "python", "-c", "import labelport; print(labelport.__file__)"],
-                 cwd=tmp_path, env=env, timeout=60)
+    where = _run(
+        [clean / "bin" / "python", "-c", "import labelport; print(labelport.__file__)"],
+        cwd=tmp_path,
+        env=env,
+        timeout=60,
+    )
     assert where.stdout.strip().startswith(str(clean)), where.stdout  # the installed copy, not the checkout
     demo = _run([clean / "bin" / "labelport", "demo", "--records", "200"], cwd=tmp_path, env=env, timeout=300)
     out = demo.stdout + demo.stderr
@@ -72,7 +86,16 @@ def test_the_sdist_holds_what_a_build_needs(tmp_path):
     (sdist,) = tmp_path.glob("labelport-*.tar.gz")
     with tarfile.open(sdist) as t:
         names = {n.split("/", 1)[1] for n in t.getnames() if "/" in n}
-    for wanted in ("pyproject.toml", "Cargo.toml", "Cargo.lock", "README.md", "src/lib.rs", "src/engine/http.rs",
-                   "python/labelport/__init__.py", "python/labelport/_labelport.pyi", "python/labelport/py.typed"):
+    for wanted in (
+        "pyproject.toml",
+        "Cargo.toml",
+        "Cargo.lock",
+        "README.md",
+        "src/lib.rs",
+        "src/engine/http.rs",
+        "python/labelport/__init__.py",
+        "python/labelport/_labelport.pyi",
+        "python/labelport/py.typed",
+    ):
         assert wanted in names, wanted
     assert not [n for n in names if n.startswith(("target/", ".venv/"))]

@@ -1,12 +1,12 @@
 """labelport: one vendor-neutral API to send records to data-labeling vendors and get the labels back.
 
-    import labelport as lp
-    client = lp.Client("alegion", project="<workflow id>", username=..., password=...)
-    batch = client.create_batch("cars-2026-11", exist_ok=True)
-    batch.upload(records, key="image_id").wait()
-    batch.wait()
-    for result in batch.results():
-        ...
+import labelport as lp
+client = lp.Client("alegion", project="<workflow id>", username=..., password=...)
+batch = client.create_batch("cars-2026-11", exist_ok=True)
+batch.upload(records, key="image_id").wait()
+batch.wait()
+for result in batch.results():
+    ...
 """
 
 from labelport import callbacks, config, sandbox

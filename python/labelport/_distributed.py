@@ -21,7 +21,17 @@ DEFAULT_PAGES_PER_PARTITION = 4
 DEFAULT_CHUNK_SIZE = 10_000
 
 #: Columns of the results, in order: the neutral envelope, ``input`` and ``output`` as JSON strings.
-RESULT_COLUMNS = ("id", "batch_id", "key", "status", "input", "output", "created_at", "completed_at", "vendor")
+RESULT_COLUMNS = (
+    "id",
+    "batch_id",
+    "key",
+    "status",
+    "input",
+    "output",
+    "created_at",
+    "completed_at",
+    "vendor",
+)
 
 #: Options of the data source that are not the client's.
 _NOT_CLIENT = {
@@ -75,7 +85,9 @@ def spec_from_options(options: Mapping[str, Any]) -> ClientSpec:
     return ClientSpec(str(vendor), **kwargs)
 
 
-def as_spec(client: Client | ClientSpec | None = None, vendor: str | None = None, **kwargs: Any) -> ClientSpec:
+def as_spec(
+    client: Client | ClientSpec | None = None, vendor: str | None = None, **kwargs: Any
+) -> ClientSpec:
     """A spec from a ``Client`` (without its credentials), a ``ClientSpec``, or ``Client``'s arguments."""
     if isinstance(client, ClientSpec):
         return client
@@ -110,7 +122,9 @@ def task_spec(spec: ClientSpec, concurrency: int | None) -> ClientSpec:
     return spec.replace(rate_limit=spec.rate_limit / concurrency)
 
 
-def plan(batch: Batch, pages_per_partition: int = DEFAULT_PAGES_PER_PARTITION) -> list[tuple[int, int | None] | None]:
+def plan(
+    batch: Batch, pages_per_partition: int = DEFAULT_PAGES_PER_PARTITION
+) -> list[tuple[int, int | None] | None]:
     """Page ranges, one per partition, covering every result of ``batch``: ``[None]`` (one partition reading
     everything) where the vendor cannot split results. The last range is open-ended, so results finished after
     planning are read too (the vendor orders results by completion: earlier ranges do not shift)."""
@@ -129,7 +143,9 @@ def plan(batch: Batch, pages_per_partition: int = DEFAULT_PAGES_PER_PARTITION) -
     return ranges
 
 
-def read_range(batch: Batch, pages: tuple[int, int | None] | None, include_raw: bool = False) -> Iterator[dict[str, Any]]:
+def read_range(
+    batch: Batch, pages: tuple[int, int | None] | None, include_raw: bool = False
+) -> Iterator[dict[str, Any]]:
     """The results of one partition of a plan."""
     if pages is None:
         return iter(batch.results(include_raw=include_raw))

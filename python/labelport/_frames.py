@@ -150,7 +150,9 @@ def _times(values: list[Any]) -> list[Any]:
 
 
 def _json_text(values: list[Any]) -> list[str | None]:
-    return [None if v is None else v if isinstance(v, str) else json.dumps(v, ensure_ascii=False) for v in values]
+    return [
+        None if v is None else v if isinstance(v, str) else json.dumps(v, ensure_ascii=False) for v in values
+    ]
 
 
 @contextlib.contextmanager
@@ -166,7 +168,9 @@ def _gc_paused() -> Iterator[None]:
             gc.enable()
 
 
-def _prepared(stream: Iterable[Mapping[str, Any]], flatten: bool, progress: Any, desc: str) -> dict[str, list[Any]]:
+def _prepared(
+    stream: Iterable[Mapping[str, Any]], flatten: bool, progress: Any, desc: str
+) -> dict[str, list[Any]]:
     with _gc_paused():
         cols = _columns(rows(_counted(stream, progress, desc), flatten))
     for name in TIMES:
@@ -209,7 +213,9 @@ def _arrow_table(cols: dict[str, list[Any]], key_type: Any) -> Any:
     return pa.table(arrays)
 
 
-def to_arrow(stream: Iterable[Mapping[str, Any]], flatten: bool = False, *, key_type: Any = None, progress: Any = None) -> Any:
+def to_arrow(
+    stream: Iterable[Mapping[str, Any]], flatten: bool = False, *, key_type: Any = None, progress: Any = None
+) -> Any:
     """The remaining results as a ``pyarrow.Table``."""
     need("pyarrow", "arrow", "to_arrow")
     return _arrow_table(_prepared(stream, flatten, progress, "results"), key_type)
@@ -226,7 +232,9 @@ def _pandas_frame(cols: dict[str, list[Any]], key_type: Any) -> Any:
     return frame
 
 
-def to_pandas(stream: Iterable[Mapping[str, Any]], flatten: bool = False, *, key_type: Any = None, progress: Any = None) -> Any:
+def to_pandas(
+    stream: Iterable[Mapping[str, Any]], flatten: bool = False, *, key_type: Any = None, progress: Any = None
+) -> Any:
     """The remaining results as a ``pandas.DataFrame``."""
     need("pandas", "pandas", "to_pandas")
     return _pandas_frame(_prepared(stream, flatten, progress, "results"), key_type)
@@ -249,7 +257,9 @@ def _polars_frame(cols: dict[str, list[Any]], key_type: Any) -> Any:
     return frame
 
 
-def to_polars(stream: Iterable[Mapping[str, Any]], flatten: bool = False, *, key_type: Any = None, progress: Any = None) -> Any:
+def to_polars(
+    stream: Iterable[Mapping[str, Any]], flatten: bool = False, *, key_type: Any = None, progress: Any = None
+) -> Any:
     """The remaining results as a ``polars.DataFrame``."""
     need("polars", "polars", "to_polars")
     return _polars_frame(_prepared(stream, flatten, progress, "results"), key_type)
@@ -338,7 +348,13 @@ def _parquet_column(pa: Any, name: str, kinds: set[str], values: list[Any]) -> t
     return pa.string(), _json_text(values)
 
 
-def to_parquet(stream: Iterable[Mapping[str, Any]], path: str | os.PathLike[str], *, flatten: bool = True, progress: Any = None) -> int:
+def to_parquet(
+    stream: Iterable[Mapping[str, Any]],
+    path: str | os.PathLike[str],
+    *,
+    flatten: bool = True,
+    progress: Any = None,
+) -> int:
     """Writes the remaining results to a parquet file, streamed; returns how many were written."""
     pa = need("pyarrow", "arrow", "to_parquet")
     pq = need("pyarrow.parquet", "arrow", "to_parquet")
@@ -350,7 +366,9 @@ def to_parquet(stream: Iterable[Mapping[str, Any]], path: str | os.PathLike[str]
         with pq.ParquetWriter(os.fspath(path), schema) as writer:
             for chunk in spool.chunks():
                 arrays = [
-                    pa.array(_parquet_column(pa, n, spool.kinds[n], [r.get(n) for r in chunk])[1], type=types[n])
+                    pa.array(
+                        _parquet_column(pa, n, spool.kinds[n], [r.get(n) for r in chunk])[1], type=types[n]
+                    )
                     for n in names
                 ]
                 writer.write_table(pa.Table.from_arrays(arrays, schema=schema))
@@ -367,7 +385,13 @@ def _csv_cell(v: Any) -> Any:
     return v
 
 
-def to_csv(stream: Iterable[Mapping[str, Any]], path: str | os.PathLike[str], *, flatten: bool = True, progress: Any = None) -> int:
+def to_csv(
+    stream: Iterable[Mapping[str, Any]],
+    path: str | os.PathLike[str],
+    *,
+    flatten: bool = True,
+    progress: Any = None,
+) -> int:
     """Writes the remaining results to a CSV file (UTF-8, header first), streamed; returns how many were written.
     Lists and objects are written as JSON text, None as an empty cell."""
     spool = _spool(stream, flatten, progress, "results")

@@ -33,7 +33,6 @@ _Status = Literal["pending", "in_progress", "completed", "exception", "canceled"
 # ---------------------------------------------------------------------------------------------------------------------
 # Errors (src/py/errors.rs). Every error carries the facts a user needs to act; none carries a secret.
 
-
 class LabelportError(Exception):
     vendor: str | None
     operation: str | None
@@ -57,7 +56,6 @@ class UnsupportedOperation(LabelportError): ...
 
 # ---------------------------------------------------------------------------------------------------------------------
 # The synchronous API (src/py/client.rs)
-
 
 @final
 class Client:
@@ -124,7 +122,6 @@ class Client:
     def __enter__(self) -> Client: ...
     def __exit__(self, *exc: object) -> None: ...
 
-
 @final
 class ClientSpec:
     """How to build a client, without its connections: picklable, for workers (Spark executors, Dask workers,
@@ -175,7 +172,6 @@ class ClientSpec:
         """Build an ``AsyncClient`` in this process."""
     def __reduce__(self) -> tuple[Any, tuple[Any, ...]]: ...
     def __eq__(self, other: object, /) -> bool: ...
-
 
 @final
 class Batch:
@@ -252,7 +248,6 @@ class Batch:
     def reject(self, ids: Iterable[str], reason: str | None = None) -> None: ...
     def tasks(self) -> list[dict[str, Any]]: ...
 
-
 @final
 class Job:
     """One upload, and what the vendor did with it."""
@@ -267,7 +262,6 @@ class Job:
         """Block until the vendor has ingested every record; raises Timeout."""
     def failures(self) -> list[dict[str, Any]]:
         """Rejected records (with on_error="collect"): key, field, code, message."""
-
 
 @final
 class ResultStream(Iterator[_Envelope]):
@@ -291,23 +285,22 @@ class ResultStream(Iterator[_Envelope]):
         """The remaining results as a ``polars.DataFrame`` (``pip install "labelport[polars]"``); as ``to_pandas``."""
     def to_arrow(self, flatten: bool = False, *, key_type: Any = None, progress: _Progress = None) -> Any:
         """The remaining results as a ``pyarrow.Table`` (``pip install "labelport[arrow]"``); as ``to_pandas``."""
-    def to_parquet(self, path: str | PathLike[str], *, flatten: bool = True, progress: _Progress = None) -> int:
+    def to_parquet(
+        self, path: str | PathLike[str], *, flatten: bool = True, progress: _Progress = None
+    ) -> int:
         """Write the remaining results to a parquet file, streamed (flat memory); returns how many were written."""
     def to_csv(self, path: str | PathLike[str], *, flatten: bool = True, progress: _Progress = None) -> int:
         """Write the remaining results to a CSV file, streamed (flat memory); returns how many were written."""
     def close(self) -> None:
         """Stop fetching (also happens when the stream is dropped)."""
 
-
 @final
 class RequestPages(Iterator[Any]):
     def __iter__(self) -> RequestPages: ...
     def __next__(self) -> Any: ...
 
-
 # ---------------------------------------------------------------------------------------------------------------------
 # The async mirror (src/py/asyncio.rs): native coroutines on the shared tokio runtime, not threads.
-
 
 @final
 class AsyncClient:
@@ -356,7 +349,6 @@ class AsyncClient:
     async def __aenter__(self) -> AsyncClient: ...
     async def __aexit__(self, *exc: object) -> None: ...
 
-
 @final
 class AsyncBatch:
     @property
@@ -403,7 +395,6 @@ class AsyncBatch:
     async def reject(self, ids: Iterable[str], reason: str | None = None) -> None: ...
     async def tasks(self) -> list[dict[str, Any]]: ...
 
-
 @final
 class AsyncJob:
     @property
@@ -413,7 +404,6 @@ class AsyncJob:
     async def status(self) -> dict[str, Any]: ...
     async def wait(self, timeout: float | None = None, *, poll_interval: float = 1.0) -> dict[str, Any]: ...
     def failures(self) -> list[dict[str, Any]]: ...
-
 
 @final
 class AsyncStream(AsyncIterator[_Envelope]):
@@ -432,7 +422,6 @@ class AsyncStream(AsyncIterator[_Envelope]):
         """The remaining results as a ``pyarrow.Table``; as ``ResultStream.to_pandas``."""
     def close(self) -> None: ...
 
-
 @final
 class Ready:
     """An awaitable that is already done: what ``AsyncStream.__anext__`` returns while a page is handed out."""
@@ -441,19 +430,18 @@ class Ready:
     def __iter__(self) -> Ready: ...
     def __next__(self) -> None: ...
 
-
 # Unpickling (src/py/spec.rs): what ``__reduce__`` of Client, Batch, AsyncClient, AsyncBatch and ClientSpec names.
 def _spec_from_state(state: dict[str, Any]) -> ClientSpec: ...
 def _rebuild_client(spec: ClientSpec) -> Client: ...
 def _rebuild_async_client(spec: ClientSpec) -> AsyncClient: ...
-def _rebuild_batch(spec: ClientSpec, id: str, name: str | None, created_at: str | None, raw: Any) -> Batch: ...
+def _rebuild_batch(
+    spec: ClientSpec, id: str, name: str | None, created_at: str | None, raw: Any
+) -> Batch: ...
 def _rebuild_async_batch(
     spec: ClientSpec, id: str, name: str | None, created_at: str | None, raw: Any
 ) -> AsyncBatch: ...
-
 def reset_log_cache() -> None:
     """Call after changing the level of a ``labelport`` logger: Rust caches Python's logging levels."""
-
 
 def _debug_panic(place: str) -> None:
     """Internal, tests only: panics on purpose in a bridge ("sync", "stream", "producer"); raises LabelportError."""
@@ -461,10 +449,8 @@ def _debug_panic(place: str) -> None:
 def _debug_panic_async() -> Awaitable[None]:
     """Internal, tests only: an awaitable that panics on purpose in the async bridge; raises LabelportError."""
 
-
 # ---------------------------------------------------------------------------------------------------------------------
 # The sandbox server (src/py/sandbox.rs); users call labelport.sandbox.start(), which wraps this.
-
 
 @final
 class SandboxServer:

@@ -199,7 +199,9 @@ def display(desc: str, total: int | None, unit: str) -> Display:
 class _Callback(Display):
     """A user's callable, given ``{"done": n, "total": total}`` on every tick where the count moved."""
 
-    def __init__(self, fn: Callable[[dict[str, Any]], object], desc: str, total: int | None, unit: str) -> None:
+    def __init__(
+        self, fn: Callable[[dict[str, Any]], object], desc: str, total: int | None, unit: str
+    ) -> None:
         super().__init__(desc, total, unit)
         self.fn = fn
         self.reported: int | None = None

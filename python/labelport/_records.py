@@ -192,7 +192,12 @@ def _polars_rows(df: Any, size: int) -> Iterator[dict[str, Any]]:
 def _arrow_kind(t: Any) -> str:
     import pyarrow as pa
 
-    if pa.types.is_integer(t) or pa.types.is_boolean(t) or pa.types.is_string(t) or pa.types.is_large_string(t):
+    if (
+        pa.types.is_integer(t)
+        or pa.types.is_boolean(t)
+        or pa.types.is_string(t)
+        or pa.types.is_large_string(t)
+    ):
         return "plain"
     if pa.types.is_floating(t):
         return "float"

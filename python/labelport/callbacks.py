@@ -269,14 +269,18 @@ def verify(
         expected = f"{_need(username, 'username', method)}:{_need(password, 'password', method)}".encode()
         given = _header(headers, "Authorization")
         if not given:
-            raise reject("no Authorization header (basic auth expected)", "missing_credentials", field="Authorization")
+            raise reject(
+                "no Authorization header (basic auth expected)", "missing_credentials", field="Authorization"
+            )
         scheme, _, encoded = given.strip().partition(" ")
         try:
             decoded = base64.b64decode(encoded.strip(), validate=True) if scheme.lower() == "basic" else None
         except (binascii.Error, ValueError):
             decoded = None
         if decoded is None:
-            raise reject("the Authorization header is not HTTP basic auth", "wrong_credentials", field="Authorization")
+            raise reject(
+                "the Authorization header is not HTTP basic auth", "wrong_credentials", field="Authorization"
+            )
         if not _same(decoded, expected):
             raise reject("wrong username or password", "wrong_credentials", field="Authorization")
     elif method == "token":
@@ -298,13 +302,17 @@ def verify(
         key = _need(secret, "secret", method)
         key = key.encode() if isinstance(key, str) else bytes(key)
         if path is None:
-            raise ValueError("verify(method='hmac') needs path=... (the request target as sent, with its query)")
+            raise ValueError(
+                "verify(method='hmac') needs path=... (the request target as sent, with its query)"
+            )
         date = _header(headers, recipe.date_header)
         auth = _header(headers, recipe.signature_header)
         if not date:
             raise reject(f"no {recipe.date_header} header", "missing_credentials", field=recipe.date_header)
         if not auth:
-            raise reject(f"no {recipe.signature_header} header", "missing_credentials", field=recipe.signature_header)
+            raise reject(
+                f"no {recipe.signature_header} header", "missing_credentials", field=recipe.signature_header
+            )
         try:
             given_key_id, given_mac = recipe.parse_authorization(auth)
         except ValueError as e:
@@ -323,7 +331,9 @@ def verify(
         try:
             sent = recipe.parse_date(date)
         except (TypeError, ValueError):
-            raise reject(f"{recipe.date_header} is not a date", "bad_signature", field=recipe.date_header) from None
+            raise reject(
+                f"{recipe.date_header} is not a date", "bad_signature", field=recipe.date_header
+            ) from None
         if now is None:
             now_dt = dt.datetime.now(dt.timezone.utc)
         elif isinstance(now, dt.datetime):
@@ -415,7 +425,9 @@ class Receiver:
         self.port: int = self._server.server_port
         #: The base URL to configure as the callback URL (add a path or the access_key query as needed).
         self.url = f"http://{host}:{self.port}/"
-        self._thread = threading.Thread(target=self._server.serve_forever, name="labelport-callbacks", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="labelport-callbacks", daemon=True
+        )
         self._thread.start()
 
     def _handle(self, path: str, headers: Any, body: bytes) -> int:

@@ -49,7 +49,9 @@ LOG_EVERY_POLLS = 4  # when stdout is not a terminal: one progress line every fe
 def records(n: int) -> Iterator[dict[str, Any]]:
     """``n`` deterministic records that look like an image-captioning job."""
     for i in range(1, n + 1):
-        caption = f"a {COLORS[i % len(COLORS)]} {CARS[(i // 3) % len(CARS)]} on {PLACES[(i // 7) % len(PLACES)]}"
+        caption = (
+            f"a {COLORS[i % len(COLORS)]} {CARS[(i // 3) % len(CARS)]} on {PLACES[(i // 7) % len(PLACES)]}"
+        )
         yield {
             "image_id": f"img-{i:05d}",
             "image_url": f"https://example.com/cars/{i:05d}.jpg",
@@ -100,17 +102,13 @@ class _Progress:
         self.out.flush()
 
 
-def run(
-    n: int = 1000, vendor: str = "alegion", out: TextIO | None = None
-) -> dict[str, Any]:
+def run(n: int = 1000, vendor: str = "alegion", out: TextIO | None = None) -> dict[str, Any]:
     """Run the demo, print its summary to ``out`` (stdout) and return the numbers it printed."""
     out = sys.stdout if out is None else out
     if n < 1:
         raise ValueError(f"n must be at least 1, got {n}")
 
-    with sandbox.start(
-        vendor, complete_after=COMPLETE_AFTER_S, exception_rate=EXCEPTION_RATE
-    ) as sb:
+    with sandbox.start(vendor, complete_after=COMPLETE_AFTER_S, exception_rate=EXCEPTION_RATE) as sb:
         print(
             f"labelport demo: {sb.vendor} sandbox at {sb.url}, project {sb.project}",
             file=out,
@@ -132,9 +130,7 @@ def run(
             )
 
             progress = _Progress(out, n)
-            final = batch.wait(
-                timeout=WAIT_TIMEOUT_S, poll_interval=POLL_INTERVAL_S, progress=progress
-            )
+            final = batch.wait(timeout=WAIT_TIMEOUT_S, poll_interval=POLL_INTERVAL_S, progress=progress)
             progress.finish(final)
             status = batch.status()
 

@@ -1,8 +1,8 @@
 """Local simulators of the vendors' APIs: try labelport without an account, test pipelines without a network.
 
-    with lp.sandbox.start("alegion", complete_after=2.0) as sb:
-        client = sb.client()
-        ...
+with lp.sandbox.start("alegion", complete_after=2.0) as sb:
+    client = sb.client()
+    ...
 """
 
 from __future__ import annotations

@@ -74,4 +74,3 @@ def lp_sandbox(monkeypatch: pytest.MonkeyPatch) -> Iterator[SandboxFactory]:
     finally:
         for sb in started:
             sb.stop()
-

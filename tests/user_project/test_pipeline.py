@@ -42,4 +42,6 @@ def test_sandboxes_stop_after_the_test(lp_sandbox):
 
 def test_the_previous_sandbox_is_gone():
     with pytest.raises(lp.LabelportError):
-        lp.Client("alegion", project="p", base_url=pytest.shared_url, username="u", password="p", max_retries=0).batches()  # type: ignore[attr-defined]
+        lp.Client(
+            "alegion", project="p", base_url=pytest.shared_url, username="u", password="p", max_retries=0
+        ).batches()  # type: ignore[attr-defined]

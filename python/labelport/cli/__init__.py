@@ -29,9 +29,7 @@ EXIT_INVALID_INPUT = 2
 EXIT_AUTH = 3
 EXIT_NOT_FOUND = 4
 EXIT_TIMEOUT = 5
-EXIT_LABELPORT_ERROR = (
-    75  # EX_TEMPFAIL: the vendor or the network; trying again later may help
-)
+EXIT_LABELPORT_ERROR = 75  # EX_TEMPFAIL: the vendor or the network; trying again later may help
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE
 
@@ -90,9 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     from labelport import __version__
 
-    parser.add_argument(
-        "--version", action="version", version=f"labelport {__version__}"
-    )
+    parser.add_argument("--version", action="version", version=f"labelport {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     _batches.add_commands(sub)
 
@@ -121,7 +117,9 @@ def build_parser() -> argparse.ArgumentParser:
         "throwaway credentials. Point labelport (or the vendor's own SDK) at it. Stops on Ctrl-C.",
     )
     sb.set_defaults(run=_cmd_sandbox)
-    sb.add_argument("--vendor", default="alegion", help="vendor to simulate: alegion, taskmonk, playment, deepen or sama")
+    sb.add_argument(
+        "--vendor", default="alegion", help="vendor to simulate: alegion, taskmonk, playment, deepen or sama"
+    )
     sb.add_argument(
         "--port",
         type=_port,
@@ -185,17 +183,12 @@ def _banner(sb: Any) -> str:
     lines += [
         "Throwaway credentials of this local simulator. Use them from Python:",
         f"  client = labelport.Client({sb.vendor!r}, project={sb.project!r}, base_url={sb.url!r},",
-        "                            "
-        + ", ".join(f"{k}={v!r}" for k, v in creds.items())
-        + ")",
+        "                            " + ", ".join(f"{k}={v!r}" for k, v in creds.items()) + ")",
         "or from the environment:",
         f"  export {prefix}BASE_URL={shlex.quote(sb.url)}",
         f"  export {prefix}PROJECT={shlex.quote(sb.project)}",
     ]
-    lines += [
-        f"  export {prefix}{name.upper()}={shlex.quote(value)}"
-        for name, value in creds.items()
-    ]
+    lines += [f"  export {prefix}{name.upper()}={shlex.quote(value)}" for name, value in creds.items()]
     lines.append("Serving until Ctrl-C.")
     return "\n".join(lines)
 

@@ -58,7 +58,9 @@ def common_options() -> argparse.ArgumentParser:
     )
     g.add_argument("--vendor", help="alegion, taskmonk, playment, deepen or sama (or the profile's)")
     g.add_argument("--project", help="the vendor's project, workflow or client id")
-    g.add_argument("--profile", help="a [profiles.NAME] of ~/.config/labelport/config.toml (or LABELPORT_CONFIG)")
+    g.add_argument(
+        "--profile", help="a [profiles.NAME] of ~/.config/labelport/config.toml (or LABELPORT_CONFIG)"
+    )
     g.add_argument("--base-url", metavar="URL", help="the vendor's scheme and host (a sandbox's URL)")
     g.add_argument(
         "--option",
@@ -68,7 +70,9 @@ def common_options() -> argparse.ArgumentParser:
         metavar="NAME=VALUE",
         help="a client option (playment tag=..., sama key_field=...); repeatable; never a credential",
     )
-    g.add_argument("-v", "--verbose", action="store_true", help="log requests (DEBUG) to stderr; secrets are redacted")
+    g.add_argument(
+        "-v", "--verbose", action="store_true", help="log requests (DEBUG) to stderr; secrets are redacted"
+    )
     return common
 
 
@@ -97,12 +101,18 @@ def add_commands(sub: Any) -> None:
         "create-batch",
         "create a batch and print its id",
         "Create a batch and print its id alone on stdout, so a shell can capture it: "
-        'BATCH=$(labelport create-batch cars-2026-11 --exist-ok).',
+        "BATCH=$(labelport create-batch cars-2026-11 --exist-ok).",
     )
     p.add_argument("name", metavar="NAME")
-    p.add_argument("--exist-ok", action="store_true", help="the batch of that name if there is one (safe to re-run)")
     p.add_argument(
-        "--batch-option", action="append", type=_assignment, default=[], metavar="NAME=VALUE",
+        "--exist-ok", action="store_true", help="the batch of that name if there is one (safe to re-run)"
+    )
+    p.add_argument(
+        "--batch-option",
+        action="append",
+        type=_assignment,
+        default=[],
+        metavar="NAME=VALUE",
         help="a vendor batch option (deepen dataset_type=..., playment description=...); repeatable",
     )
     _json_option(p, "{id, name, created_at}")
@@ -118,17 +128,25 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--key", required=True, metavar="COL", help="the column that identifies each record")
     _batch_option(p)
     p.add_argument(
-        "--on-error", choices=["raise", "collect"], default="raise",
+        "--on-error",
+        choices=["raise", "collect"],
+        default="raise",
         help="raise: stop at refused records (exit 2); collect: send the good ones, list the refused on stderr",
     )
     p.add_argument(
-        "--upload-option", action="append", type=_assignment, default=[], metavar="NAME=VALUE",
+        "--upload-option",
+        action="append",
+        type=_assignment,
+        default=[],
+        metavar="NAME=VALUE",
         help="a vendor upload option (sama priority=1); repeatable",
     )
     _json_option(p, "the job: {id, batch_id, state, total, done, failed, skipped, failures}")
     p.set_defaults(run=cmd_upload)
 
-    p = add("status", "print a batch's record counts", "Print a batch's record counts from the vendor, and done.")
+    p = add(
+        "status", "print a batch's record counts", "Print a batch's record counts from the vendor, and done."
+    )
     _batch_option(p)
     _json_option(p, "the counts")
     p.set_defaults(run=cmd_status)
@@ -139,8 +157,12 @@ def add_commands(sub: Any) -> None:
         "Wait until every record of a batch is finished, then print its counts. Exit 5 when --timeout runs out.",
     )
     _batch_option(p)
-    p.add_argument("--timeout", type=_seconds, metavar="S", help="give up after S seconds (exit 5); default: never")
-    p.add_argument("--poll-interval", type=_seconds, default=2.0, metavar="S", help="seconds between polls (2)")
+    p.add_argument(
+        "--timeout", type=_seconds, metavar="S", help="give up after S seconds (exit 5); default: never"
+    )
+    p.add_argument(
+        "--poll-interval", type=_seconds, default=2.0, metavar="S", help="seconds between polls (2)"
+    )
     _json_option(p, "the counts")
     p.set_defaults(run=cmd_wait)
 
@@ -152,16 +174,26 @@ def add_commands(sub: Any) -> None:
         "to stderr and to --watermark-file; pass it as --since next time to get only newer results.",
     )
     _batch_option(p)
-    p.add_argument("--format", choices=["jsonl", "csv", "parquet"], default="jsonl", help="jsonl (default), csv or parquet")
-    p.add_argument("--output", "-o", metavar="PATH", help="the file to write (parquet needs one); default: stdout")
+    p.add_argument(
+        "--format",
+        choices=["jsonl", "csv", "parquet"],
+        default="jsonl",
+        help="jsonl (default), csv or parquet",
+    )
+    p.add_argument(
+        "--output", "-o", metavar="PATH", help="the file to write (parquet needs one); default: stdout"
+    )
     p.add_argument("--since", metavar="WATERMARK", help="only results completed after this RFC 3339 time")
     p.add_argument(
-        "--watermark-file", metavar="PATH",
+        "--watermark-file",
+        metavar="PATH",
         help="read --since from PATH when it exists and no --since is given; write the new watermark there after "
         "the output is complete",
     )
     p.add_argument("--include-raw", action="store_true", help="add the vendor's own object as raw")
-    p.add_argument("--consumer", metavar="NAME", help="sama: the results delivered to this consumer since its last read")
+    p.add_argument(
+        "--consumer", metavar="NAME", help="sama: the results delivered to this consumer since its last read"
+    )
     p.set_defaults(run=cmd_results)
 
 
@@ -175,7 +207,9 @@ def _verbose(args: argparse.Namespace) -> None:
     if args.verbose:
         import labelport as lp
 
-        logging.basicConfig(level=logging.DEBUG, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
+        logging.basicConfig(
+            level=logging.DEBUG, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s"
+        )
         lp.reset_log_cache()
 
 
@@ -205,7 +239,9 @@ def cmd_batches(args: argparse.Namespace, out: TextIO) -> int:
         _emit(out, batches)
     else:
         for b in batches:
-            print("\t".join("" if b[k] is None else str(b[k]) for k in ("id", "name", "created_at")), file=out)
+            print(
+                "\t".join("" if b[k] is None else str(b[k]) for k in ("id", "name", "created_at")), file=out
+            )
     return 0
 
 
@@ -229,7 +265,10 @@ def cmd_upload(args: argparse.Namespace, out: TextIO) -> int:
         shown = {k: status[k] for k in ("state", "total", "done", "failed", "skipped") if k in status}
         print(f"job {job.id}: " + " ".join(f"{k}={v}" for k, v in shown.items()), file=out)
     for f in failures:
-        print(f"labelport: refused record {f.get('key')!r}: {f.get('field') or ''} {f.get('message')}", file=sys.stderr)
+        print(
+            f"labelport: refused record {f.get('key')!r}: {f.get('field') or ''} {f.get('message')}",
+            file=sys.stderr,
+        )
     return 0
 
 
@@ -237,7 +276,10 @@ def _counts(out: TextIO, status: dict[str, Any], as_json: bool) -> None:
     if as_json:
         _emit(out, status)
     else:
-        print(" ".join(f"{k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in status.items()), file=out)
+        print(
+            " ".join(f"{k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in status.items()),
+            file=out,
+        )
 
 
 def cmd_status(args: argparse.Namespace, out: TextIO) -> int:
@@ -255,7 +297,9 @@ def cmd_wait(args: argparse.Namespace, out: TextIO) -> int:
 def _complete_file(path: str) -> Iterator[str]:
     """A temporary path beside ``path``, moved over it only when the block completes."""
     target = os.path.abspath(path)
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(target), prefix=f".{os.path.basename(target)}.", suffix=".part")
+    fd, tmp = tempfile.mkstemp(
+        dir=os.path.dirname(target), prefix=f".{os.path.basename(target)}.", suffix=".part"
+    )
     os.close(fd)
     try:
         yield tmp
