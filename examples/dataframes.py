@@ -9,9 +9,8 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-import pandas as pd
-
 import labelport as lp
+import pandas as pd
 
 
 def main() -> pd.DataFrame:

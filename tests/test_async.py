@@ -37,7 +37,7 @@ def test_three_batches_driven_concurrently(sb):
     assert len({b.id for b in batches}) == 3
     assert all(f["state"] == "completed" and f["done"] == 1200 for f in finals)
     assert all(s["done"] and s["completed"] == 1200 for s in statuses)
-    for b, rs in zip(batches, results):
+    for b, rs in zip(batches, results, strict=True):
         keys = collections.Counter(r["key"] for r in rs)
         assert len(keys) == 1200 and set(keys.values()) == {1}
         assert all(r["batch_id"] == b.id for r in rs)

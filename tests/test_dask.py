@@ -40,7 +40,6 @@ def cluster(sandbox: lp.sandbox.Sandbox) -> Iterator[object]:
 
 def test_upload_and_read_back_20000_records_exactly_once(cluster, sandbox, client):
     import dask.dataframe as dd
-
     import labelport.dask
 
     batch = client.create_batch(f"dask-{uuid.uuid4().hex[:8]}")
@@ -94,7 +93,6 @@ def test_upload_and_read_back_20000_records_exactly_once(cluster, sandbox, clien
 
 def test_arguments_are_checked(cluster, client):
     import dask.dataframe as dd
-
     import labelport.dask
 
     ddf = dd.from_pandas(pd.DataFrame({"k": ["a"]}), npartitions=1)
@@ -106,7 +104,6 @@ def test_arguments_are_checked(cluster, client):
 
 def test_a_rate_limit_is_shared_by_the_partitions(cluster):
     import dask.dataframe as dd
-
     import labelport.dask
 
     # A sandbox of its own, so its peak request rate is this upload's; the credentials travel in the spec, as
@@ -127,7 +124,6 @@ def test_a_rate_limit_is_shared_by_the_partitions(cluster):
 
 def test_sama_uploads_from_the_workers_and_reads_back_in_one_partition(cluster):
     import dask.dataframe as dd
-
     import labelport.dask
 
     # Sama gives no page ranges: its results come back whole, in one partition (records complete at once).

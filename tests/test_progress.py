@@ -58,11 +58,10 @@ def test_off_a_terminal_progress_is_logged_at_most_every_few_seconds(slow_batch,
     caplog.set_level(logging.INFO, logger=LOGGER)
     slow_batch.upload(iter(records(unique, 4000)), key="k")
     lines = [r for r in caplog.records if r.name == LOGGER]
-    assert lines[-1].getMessage().startswith("upload: 4,000 records ("), lines[
-        -1
-    ].getMessage()  # no total: an iterator
+    last = lines[-1].getMessage()
+    assert last.startswith("upload: 4,000 records ("), last  # no total: an iterator
     assert len(lines) >= 2
-    gaps = [b.created - a.created for a, b in zip(lines[:-2], lines[1:-1])]
+    gaps = [b.created - a.created for a, b in zip(lines[:-2], lines[1:-1], strict=True)]
     assert all(g >= 0.2 for g in gaps), gaps  # the last line closes the upload whenever it ends
 
     caplog.clear()

@@ -89,7 +89,7 @@ def test_envelope_shape(client, batch, make_records, upload_and_wait):
 
     raw = sorted(batch.results(include_raw=True).to_list(), key=lambda r: r["id"])
     assert len(raw) == 5
-    for r, p in zip(raw, plain):
+    for r, p in zip(raw, plain, strict=True):
         assert set(r) == ENVELOPE_KEYS | {"raw"}, sorted(r)
         assert {k: v for k, v in r.items() if k != "raw"} == p
         vendor_obj = r["raw"]

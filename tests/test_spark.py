@@ -30,9 +30,8 @@ def spark(sandbox: lp.sandbox.Sandbox) -> Iterator[object]:
     os.environ["SPARK_LOCAL_IP"] = "127.0.0.1"
     for name, value in sandbox.credentials.items():
         os.environ[f"LABELPORT_ALEGION_{name.upper()}"] = value
-    from pyspark.sql import SparkSession
-
     import labelport.spark
+    from pyspark.sql import SparkSession
 
     session = (
         SparkSession.builder.master("local[2,3]")

@@ -136,7 +136,7 @@ def _column(values: list[Any], kind: str) -> list[Any]:
 
 
 def _rows(names: list[str], columns: list[list[Any]]) -> list[dict[str, Any]]:
-    return [dict(zip(names, row)) for row in zip(*columns)]
+    return [dict(zip(names, row, strict=False)) for row in zip(*columns, strict=False)]
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -181,7 +181,9 @@ def _polars_rows(df: Any, size: int) -> Iterator[dict[str, Any]]:
     names = [str(c) for c in df.columns]
     kinds = [_polars_kind(t) for t in df.dtypes]
     for part in df.iter_slices(n_rows=size):
-        columns = [_column(part.get_column(n).to_list(), k) for n, k in zip(part.columns, kinds)]
+        columns = [
+            _column(part.get_column(n).to_list(), k) for n, k in zip(part.columns, kinds, strict=False)
+        ]
         yield from _rows(names, columns)
 
 
