@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import labelport as lp
@@ -128,3 +129,229 @@ def _upload_and_wait(
 def upload_and_wait() -> Callable[..., lp.Job]:
     """``upload_and_wait(batch, records, key="image_id")``: upload, wait for ingestion and labeling; the Job."""
     return _upload_and_wait
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Hostile cases (tests/test_hostile*.py): a fake server that answers with whatever bytes a test gives it, and a
+# child process with a memory limit that runs the client, so an abort, a segfault or a runaway allocation fails
+# one test instead of killing the run.
+
+HOSTILE_MEM_MB = 3072  # the child's address-space limit (RLIMIT_AS); the runtime's threads reserve some of it
+
+
+@dataclass
+class Isolated:
+    """How a child process ended: its exit code (negative: killed by that signal), what it reported."""
+
+    returncode: int
+    outcome: dict[str, Any] | None  # {"ok": repr} or {"error": class name, "code", "kind", "message", ...}
+    peak_rss_mb: float | None  # the child's own peak RSS, as it reported it (None if it did not finish)
+    seconds: float
+    stderr: str
+
+    @property
+    def error(self) -> str | None:
+        return None if self.outcome is None else self.outcome.get("error")
+
+    @property
+    def code(self) -> str | None:
+        return None if self.outcome is None else self.outcome.get("code")
+
+    @property
+    def message(self) -> str:
+        return "" if self.outcome is None else str(self.outcome.get("message", ""))
+
+    def expect(
+        self, error: str | None, code: str | None = None, *, max_mb: float, max_seconds: float
+    ) -> None:
+        """Asserts the child ended normally with ``error`` (an exception class name, None: no error) and
+        ``code``, within ``max_mb`` peak RSS and ``max_seconds``."""
+        assert self.returncode == 0, (
+            f"the child died (exit {self.returncode}; negative: signal): {self.stderr[-3000:]}"
+        )
+        assert self.outcome is not None, f"the child reported nothing: {self.stderr[-3000:]}"
+        assert self.error == error, f"expected {error} ({code}), got {self.outcome}"
+        if code is not None:
+            assert self.code == code, f"expected code {code}, got {self.outcome}"
+        assert self.peak_rss_mb is not None and self.peak_rss_mb <= max_mb, (
+            f"peak RSS {self.peak_rss_mb} MB > {max_mb} MB"
+        )
+        assert self.seconds <= max_seconds, f"took {self.seconds:.1f} s > {max_seconds} s"
+        assert "panicked" not in self.stderr, f"a Rust panic was printed: {self.stderr[-3000:]}"
+
+
+_CHILD = """
+import json, resource, sys, time, traceback
+limit = {mem} * 1024 * 1024
+resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+import labelport as lp
+URL = {url!r}
+{code}
+started = time.monotonic()
+try:
+    value = case()
+    outcome = {{"ok": repr(value)[:2000]}}
+except BaseException as e:
+    outcome = {{
+        "error": type(e).__name__,
+        "code": getattr(e, "code", None),
+        "kind": getattr(e, "kind", None),
+        "status": getattr(e, "status", None),
+        "retry_after": getattr(e, "retry_after", None),
+        "field": getattr(e, "field", None),
+        "message": str(e)[:4000],
+        "traceback": traceback.format_exc()[-4000:],
+    }}
+outcome["seconds"] = time.monotonic() - started
+outcome["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+sys.stdout.write("\\nLABELPORT-OUTCOME " + json.dumps(outcome, default=repr) + "\\n")
+sys.stdout.flush()
+"""
+
+
+def run_isolated(
+    code: str, *, url: str = "", mem_mb: int = HOSTILE_MEM_MB, timeout: float = 120, cwd: str | None = None
+) -> Isolated:
+    """Runs ``code`` (which defines ``case()``; ``URL`` and ``lp`` are in scope) in a child process under an
+    address-space limit of ``mem_mb``, and reports how ``case()`` ended."""
+    import json
+    import subprocess
+    import sys
+    import textwrap
+    import time
+
+    src = _CHILD.format(mem=mem_mb, url=url, code=textwrap.dedent(code))
+    started = time.monotonic()
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-c", src], capture_output=True, text=True, timeout=timeout, cwd=cwd
+        )
+    except subprocess.TimeoutExpired as e:
+        raise AssertionError(f"the child did not finish within {timeout} s: {e.stderr!r}") from None
+    seconds = time.monotonic() - started
+    outcome = None
+    for line in proc.stdout.splitlines():
+        if line.startswith("LABELPORT-OUTCOME "):
+            outcome = json.loads(line[len("LABELPORT-OUTCOME ") :])
+    peak = None if outcome is None else float(outcome["peak_rss_mb"])
+    case_seconds = seconds if outcome is None else float(outcome["seconds"])
+    return Isolated(proc.returncode, outcome, peak, case_seconds, proc.stderr)
+
+
+@pytest.fixture
+def isolated() -> Callable[..., Isolated]:
+    """``isolated(code, url=..., mem_mb=..., timeout=...)``: see ``run_isolated``."""
+    return run_isolated
+
+
+class HostileServer:
+    """An HTTP/1.1 server on 127.0.0.1 whose answers are raw bytes chosen by the test.
+
+    ``answer(method, path, headers, body) -> bytes | Iterable[bytes] | None`` is called per request, on the
+    server's thread; ``None`` closes the connection without answering. Requests are recorded in
+    ``self.requests`` as (method, path, headers) with header names lower-cased."""
+
+    def __init__(self, answer: Callable[[str, str, dict[str, str], bytes], Any]) -> None:
+        import socket
+        import threading
+
+        self.answer = answer
+        self.requests: list[tuple[str, str, dict[str, str]]] = []
+        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._sock.bind(("127.0.0.1", 0))
+        self._sock.listen(128)
+        self.port = self._sock.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._stop = False
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        import threading
+
+        while not self._stop:
+            try:
+                conn, _ = self._sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._handle, args=(conn,), daemon=True).start()
+
+    def _handle(self, conn: Any) -> None:
+        try:
+            f = conn.makefile("rb")
+            while True:
+                line = f.readline(65536)
+                if not line:
+                    return
+                method, path, _ = line.decode("latin-1").split(" ", 2)
+                headers: dict[str, str] = {}
+                while True:
+                    h = f.readline(65536).decode("latin-1")
+                    if h in ("\r\n", "\n", ""):
+                        break
+                    k, _, v = h.partition(":")
+                    headers[k.strip().lower()] = v.strip()
+                body = b""
+                if "content-length" in headers:
+                    body = f.read(int(headers["content-length"]))
+                elif headers.get("transfer-encoding", "").lower() == "chunked":
+                    while True:
+                        size = int(f.readline().strip() or b"0", 16)
+                        if size == 0:
+                            f.readline()
+                            break
+                        body += f.read(size)
+                        f.readline()
+                self.requests.append((method, path, headers))
+                out = self.answer(method, path, headers, body)
+                if out is None:
+                    return
+                if isinstance(out, bytes | bytearray):
+                    conn.sendall(out)
+                else:
+                    for part in out:
+                        conn.sendall(part)
+        except (OSError, ValueError):
+            return
+        finally:
+            try:
+                conn.close()
+            except OSError:
+                pass
+
+    def close(self) -> None:
+        self._stop = True
+        self._sock.close()
+
+
+def http_answer(
+    status: int = 200, body: bytes | str = b"", headers: dict[str, str] | list[tuple[str, str]] | None = None
+) -> bytes:
+    """A whole HTTP/1.1 response as bytes; ``Content-Length`` is added unless ``headers`` set it (or
+    ``Transfer-Encoding``)."""
+    if isinstance(body, str):
+        body = body.encode()
+    items = list(headers.items()) if isinstance(headers, dict) else list(headers or [])
+    names = {k.lower() for k, _ in items}
+    if "content-length" not in names and "transfer-encoding" not in names:
+        items.append(("Content-Length", str(len(body))))
+    if "content-type" not in names:
+        items.append(("Content-Type", "application/json"))
+    head = f"HTTP/1.1 {status} X\r\n" + "".join(f"{k}: {v}\r\n" for k, v in items) + "\r\n"
+    return head.encode("latin-1") + body
+
+
+@pytest.fixture
+def hostile_server() -> Iterator[Callable[..., HostileServer]]:
+    """``hostile_server(answer)``: a started ``HostileServer``; closed after the test."""
+    servers: list[HostileServer] = []
+
+    def start(answer: Callable[[str, str, dict[str, str], bytes], Any]) -> HostileServer:
+        s = HostileServer(answer)
+        servers.append(s)
+        return s
+
+    yield start
+    for s in servers:
+        s.close()
