@@ -10,12 +10,10 @@ import argparse
 import json
 import logging
 import os
-import shutil
 import sys
-import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any, TextIO
+
+from labelport.cli import _output
 
 # Every vendor's credential names (DESIGN.md section 1): refused as --option, so no secret lands in shell
 # history. tests/test_cli.py checks this against every sandbox's credentials.
@@ -170,8 +168,9 @@ def add_commands(sub: Any) -> None:
         "results",
         "write a batch's finished results as jsonl, csv or parquet",
         "Write a batch's finished results (one envelope per record) to --output, or to stdout for jsonl and "
-        "csv. The file appears only once complete. The watermark (the greatest completion time written) goes "
-        "to stderr and to --watermark-file; pass it as --since next time to get only newer results.",
+        "csv. A regular file appears only once complete; a pipe, FIFO or device (/dev/stdout) is written to as "
+        "it is. The watermark (the greatest completion time written) goes to stderr and to --watermark-file; "
+        "pass it as --since next time to get only newer results.",
     )
     _batch_option(p)
     p.add_argument(
@@ -293,22 +292,6 @@ def cmd_wait(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
-@contextmanager
-def _complete_file(path: str) -> Iterator[str]:
-    """A temporary path beside ``path``, moved over it only when the block completes."""
-    target = os.path.abspath(path)
-    fd, tmp = tempfile.mkstemp(
-        dir=os.path.dirname(target), prefix=f".{os.path.basename(target)}.", suffix=".part"
-    )
-    os.close(fd)
-    try:
-        yield tmp
-        os.replace(tmp, target)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 def _write_jsonl(stream: Any, f: TextIO) -> int:
     n = 0
     for result in stream:
@@ -319,34 +302,32 @@ def _write_jsonl(stream: Any, f: TextIO) -> int:
 
 
 def cmd_results(args: argparse.Namespace, out: TextIO) -> int:
+    # Every path is checked before anything is fetched.
+    if args.output:
+        _output.check(args.output, out)
+    if args.watermark_file:
+        _output.check(args.watermark_file, out)
     since = args.since
     if since is None and args.watermark_file and os.path.exists(args.watermark_file):
         with open(args.watermark_file, encoding="utf-8") as f:
             since = f.read().strip() or None
     batch = client(args).batch(args.batch)
     stream = batch.results(since=since, include_raw=args.include_raw, consumer=args.consumer)
-    if args.output:
-        with _complete_file(args.output) as tmp:
-            if args.format == "jsonl":
-                with open(tmp, "w", encoding="utf-8") as f:
-                    count = _write_jsonl(stream, f)
-            elif args.format == "csv":
-                count = stream.to_csv(tmp, progress=False)
-            else:
-                count = stream.to_parquet(tmp, progress=False)
+    if args.format == "jsonl" and args.output:
+        with _output.text(args.output, out) as f:
+            count = _write_jsonl(stream, f)
     elif args.format == "jsonl":
         count = _write_jsonl(stream, out)
-    else:  # csv on stdout: the header needs every column, so spool to a file first
-        with tempfile.TemporaryDirectory() as d:
-            tmp = os.path.join(d, "results.csv")
-            count = stream.to_csv(tmp, progress=False)
-            with open(tmp, encoding="utf-8", newline="") as f:
-                shutil.copyfileobj(f, out)
+    else:  # csv on stdout too: the header needs every column, so it is spooled first
+        with _output.spooled(args.output or None, out) as path:
+            if args.format == "csv":
+                count = stream.to_csv(path, progress=False)
+            else:
+                count = stream.to_parquet(path, progress=False)
     out.flush()
     watermark = stream.watermark or since
     if args.watermark_file and watermark:
-        with _complete_file(args.watermark_file) as tmp:
-            with open(tmp, "w", encoding="utf-8") as f:
-                f.write(watermark + "\n")
+        with _output.text(args.watermark_file, out) as f:
+            f.write(watermark + "\n")
     print(f"labelport: {count} results; watermark {watermark or '(none)'}", file=sys.stderr)
     return 0
