@@ -1,5 +1,6 @@
-"""Hostile paths for the command line (issue 18, row 11): ``--output`` to something that is not a regular file
-(stdout, a pipe, a FIFO, a character device) is written to, never replaced.
+"""Hostile paths for the command line (issue 18, rows 11 and 16): ``--output`` to something that is not a
+regular file (stdout, a pipe, a FIFO, a character device) is written to, never replaced; a
+``--watermark-file`` that is not a watermark file is refused by name, without quoting what it holds.
 
 ``python -m labelport`` subprocesses against an Alegion sandbox in this process, over real sockets. No test
 names a node under /dev as ``--output`` directly: if the fix regressed, the old behaviour would replace it.
@@ -155,3 +156,83 @@ def test_output_to_a_directory_fails_before_fetching(done, tmp_path):
     assert str(tmp_path) in proc.stderr and "directory" in proc.stderr.lower()
     assert "results;" not in proc.stderr  # nothing was fetched
     assert list(tmp_path.iterdir()) == []
+
+
+# --- row 16: a --watermark-file that is not a watermark file ------------------------------------------------
+
+
+def assert_refused_by_name(proc, path, *secrets: str) -> None:
+    assert proc.returncode == 2, (proc.returncode, proc.stderr)
+    assert str(path) in proc.stderr
+    assert "is not a labelport watermark file" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    for s in secrets:
+        assert s not in proc.stderr and s not in proc.stdout, f"{s!r} was quoted"
+
+
+def test_a_text_file_as_watermark_is_refused_without_quoting_it(done, tmp_path):
+    env, common = done
+    notes = tmp_path / "notes.txt"
+    notes.write_text("meeting notes: SECRET-PLAN-7\nsecond line\n")
+    proc = run(*common, "--watermark-file", str(notes), env=env)
+    assert_refused_by_name(proc, notes, "SECRET-PLAN-7", "meeting notes")
+    assert notes.read_text() == "meeting notes: SECRET-PLAN-7\nsecond line\n"
+
+
+def test_a_binary_file_as_watermark_is_refused_without_quoting_it(done, tmp_path):
+    env, common = done
+    blob = tmp_path / "blob.bin"
+    blob.write_bytes(bytes(range(256)) + b"SECRETBIN" + bytes(range(256)))
+    proc = run(*common, "--watermark-file", str(blob), env=env)
+    assert_refused_by_name(proc, blob, "SECRETBIN")
+
+
+def test_json_of_another_shape_as_watermark_is_refused_without_quoting_it(done, tmp_path):
+    env, common = done
+    other = tmp_path / "config.json"
+    other.write_text(json.dumps({"api_key": "SECRET-JSON-9", "since": "2026-01-01T00:00:00Z"}))
+    proc = run(*common, "--watermark-file", str(other), env=env)
+    assert_refused_by_name(proc, other, "SECRET-JSON-9", "api_key")
+
+
+def test_a_one_line_non_time_as_watermark_is_refused_without_quoting_it(done, tmp_path):
+    env, common = done
+    mark = tmp_path / "watermark"
+    for content in ("2026-13-45T99:99:99Z\n", "hunter2-password\n", '"2026-11-24T08:00:00Z"\n'):
+        mark.write_text(content)
+        proc = run(*common, "--watermark-file", str(mark), env=env)
+        assert_refused_by_name(proc, mark, content.strip())
+    # A real watermark, with the blank space an editor may leave around it, is still read.
+    mark.write_text("  2000-01-01T00:00:00Z \n\n")
+    proc = run(*common, "--watermark-file", str(mark), env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert keys_of_jsonl(proc.stdout) == EXPECTED
+
+
+def test_with_since_an_unrelated_watermark_file_is_refused_not_overwritten(done, tmp_path):
+    env, common = done
+    profile = tmp_path / ".bashrc"
+    profile.write_text("export PATH=/opt/bin:$PATH  # SECRET-RC\n")
+    proc = run(*common, "--since", "2000-01-01T00:00:00Z", "--watermark-file", str(profile), env=env)
+    assert_refused_by_name(proc, profile, "SECRET-RC")
+    assert profile.read_text() == "export PATH=/opt/bin:$PATH  # SECRET-RC\n"
+
+
+def test_a_huge_file_as_watermark_is_not_read_whole(done, tmp_path, isolated):
+    env, common = done
+    huge = tmp_path / "disk.img"
+    with open(huge, "wb") as f:
+        f.truncate(1 << 30)  # 1 GiB, sparse: costs no disk
+    code = f"""
+import os
+os.environ.update({env!r})
+
+def case():
+    from labelport.cli import main
+    return main({[*common, "--watermark-file", str(huge)]!r})
+"""
+    result = isolated(code, timeout=60)
+    result.expect(None, max_mb=300, max_seconds=10)
+    assert result.outcome["ok"] == "2", result.outcome
+    assert "is not a labelport watermark file" in result.stderr
+    print(f"1 GiB watermark file: peak {result.peak_rss_mb:.0f} MB, {result.seconds:.2f} s")

@@ -7,9 +7,11 @@ would land in shell history.
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import logging
 import os
+import re
 import sys
 from typing import Any, TextIO
 
@@ -301,18 +303,71 @@ def _write_jsonl(stream: Any, f: TextIO) -> int:
     return n
 
 
+WATERMARK_MAX_BYTES = 4096  # a watermark is one RFC 3339 time; nothing longer is read
+_RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})")
+
+
+def _not_a_watermark(path: str, why: str) -> Exception:
+    from labelport._labelport import InvalidInput
+
+    # Names the file and what is wrong, never what it holds: it may be any file, secrets and all.
+    message = (
+        f"--watermark-file {path!r} is not a labelport watermark file ({why}); a watermark file holds one "
+        "RFC 3339 time, e.g. 2026-11-24T08:00:00Z, as `labelport results` writes it"
+    )
+    err = InvalidInput(message)
+    err.message = message
+    err.field = "watermark_file"
+    return err
+
+
+def _read_watermark(path: str) -> str | None:
+    """The watermark in ``path``; None when the file is empty or blank."""
+    with open(path, "rb") as f:
+        data = f.read(WATERMARK_MAX_BYTES + 1)
+    if len(data) > WATERMARK_MAX_BYTES:
+        raise _not_a_watermark(path, f"larger than {WATERMARK_MAX_BYTES} bytes")
+    try:
+        text = data.decode("ascii")
+    except UnicodeDecodeError:
+        raise _not_a_watermark(path, "not text") from None
+    text = text.strip()
+    if not text:
+        return None
+    if len(text.splitlines()) > 1:
+        raise _not_a_watermark(path, "more than one line")
+    if not _RFC3339.fullmatch(text):
+        raise _not_a_watermark(path, "not an RFC 3339 time")
+    try:
+        dt.datetime.fromisoformat(text.upper().replace("Z", "+00:00"))
+    except ValueError:
+        raise _not_a_watermark(path, "not an RFC 3339 time") from None
+    return text
+
+
 def cmd_results(args: argparse.Namespace, out: TextIO) -> int:
+    import labelport as lp
+
     # Every path is checked before anything is fetched.
     if args.output:
         _output.check(args.output, out)
+    since, since_from_file = args.since, False
     if args.watermark_file:
         _output.check(args.watermark_file, out)
-    since = args.since
-    if since is None and args.watermark_file and os.path.exists(args.watermark_file):
-        with open(args.watermark_file, encoding="utf-8") as f:
-            since = f.read().strip() or None
+        if os.path.exists(args.watermark_file):
+            if since is None:
+                since = _read_watermark(args.watermark_file)
+                since_from_file = since is not None
+            elif os.path.isfile(args.watermark_file):
+                # Not read for --since, but about to be overwritten: refuse a file that is not a watermark.
+                _read_watermark(args.watermark_file)
     batch = client(args).batch(args.batch)
-    stream = batch.results(since=since, include_raw=args.include_raw, consumer=args.consumer)
+    try:
+        stream = batch.results(since=since, include_raw=args.include_raw, consumer=args.consumer)
+    except lp.InvalidInput as e:
+        if since_from_file and getattr(e, "field", None) == "since":
+            raise _not_a_watermark(args.watermark_file, "not an RFC 3339 time") from None
+        raise
     if args.format == "jsonl" and args.output:
         with _output.text(args.output, out) as f:
             count = _write_jsonl(stream, f)
