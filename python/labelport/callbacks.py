@@ -34,6 +34,7 @@ Ask your Sama project manager for the real recipe; until it is confirmed, pass y
 
 from __future__ import annotations
 
+import array
 import base64
 import binascii
 import collections
@@ -41,9 +42,15 @@ import datetime as dt
 import email.utils
 import hashlib
 import hmac
+import http.client
 import http.server
+import io
+import itertools
 import json
+import math
 import queue
+import re
+import socket
 import threading
 import time
 import urllib.parse
@@ -54,7 +61,11 @@ from typing import Any
 from labelport._labelport import LabelportError
 
 __all__ = [
+    "MAX_BODY",
+    "MAX_CONNECTIONS",
+    "MAX_JSON_DEPTH",
     "PROVISIONAL_HMAC",
+    "REQUEST_TIMEOUT",
     "CallbackRejected",
     "HmacRecipe",
     "Receiver",
@@ -65,6 +76,14 @@ __all__ = [
 
 VENDORS = ("sama",)
 METHODS = ("basic", "access_key", "token", "hmac")
+
+#: `Receiver` defaults: the largest body read (bytes; larger is answered 413 unread), the seconds a request
+#: may take to arrive whole (then the connection is closed), the connections served at once (more: 503).
+MAX_BODY = 10 * 1024 * 1024
+REQUEST_TIMEOUT = 10.0
+MAX_CONNECTIONS = 32
+#: JSON nested deeper than this is refused as ``bad_body`` (400) instead of being parsed.
+MAX_JSON_DEPTH = 128
 
 
 class CallbackRejected(LabelportError):
@@ -220,11 +239,39 @@ def _need(value: Any, name: str, method: str) -> Any:
     return value
 
 
-def verify(
+def _max_skew(value: Any) -> float:
+    """`max_skew` as seconds; NaN would make every date look fresh and turn the replay window off."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"max_skew must be a number of seconds, not {type(value).__name__}")
+    try:
+        seconds = float(value)
+    except OverflowError:
+        seconds = math.inf
+    if not math.isfinite(seconds) or seconds < 0:
+        raise ValueError(f"max_skew must be a finite number of seconds, 0 or more, not {value!r}")
+    return seconds
+
+
+def _check_arguments(vendor: str, method: str, max_skew: Any) -> float:
+    if vendor not in VENDORS:
+        raise ValueError(f"callbacks know {', '.join(VENDORS)}, not {vendor!r}")
+    if method not in METHODS:
+        raise ValueError(f"unknown callback method {method!r}; Sama's are {', '.join(METHODS)}")
+    return _max_skew(max_skew)
+
+
+def _rejecter(vendor: str) -> Any:
+    def reject(message: str, code: str, status: int = 401, field: str | None = None) -> CallbackRejected:
+        return CallbackRejected(message, code=code, http_status=status, vendor=vendor, field=field)
+
+    return reject
+
+
+def _authenticate(
     vendor: str,
     method: str,
     headers: Any,
-    body: bytes | str,
+    raw: bytes | None,
     *,
     secret: str | bytes | None = None,
     key_id: str | None = None,
@@ -239,32 +286,11 @@ def verify(
     max_skew: float = 300,
     hmac_recipe: HmacRecipe | str = PROVISIONAL_HMAC,
     replay_cache: ReplayCache | None = None,
-) -> Any:
-    """Checks one callback request and returns its parsed JSON payload, or raises `CallbackRejected`.
-
-    `vendor`: ``"sama"``. `method`: ``"basic"`` (`username`, `password`), ``"access_key"`` (`access_key`;
-    the request's `query` string or mapping, or its `path` with the query), ``"token"`` (`token`) or
-    ``"hmac"`` (`secret`, optionally `key_id` to require; the request `path` with its query, as sent).
-    `headers`: a dict, an `http.client.HTTPMessage` or (name, value) pairs. `body`: the raw bytes, as
-    received (the HMAC covers them byte for byte).
-
-    HMAC only: the date header must lie within `max_skew` seconds of `now` (default: the current time), and
-    with a `replay_cache` a signature already accepted is refused. The HMAC recipe (`hmac_recipe`, an
-    `HmacRecipe` or a registered name) defaults to labelport's **provisional** reading of Sama's, which
-    Sama has not confirmed: see the module docstring.
-
-    Every comparison of a credential or signature is constant-time. A wrong argument (unknown vendor or
-    method, a credential missing for the method) is a `ValueError`, not a rejection.
-    """
-    if vendor not in VENDORS:
-        raise ValueError(f"callbacks.verify knows {', '.join(VENDORS)}, not {vendor!r}")
-    if method not in METHODS:
-        raise ValueError(f"unknown callback method {method!r}; Sama's are {', '.join(METHODS)}")
-    raw = body.encode() if isinstance(body, str) else bytes(body)
-
-    def reject(message: str, code: str, status: int = 401, field: str | None = None) -> CallbackRejected:
-        return CallbackRejected(message, code=code, http_status=status, vendor=vendor, field=field)
-
+) -> None:
+    """Raises `CallbackRejected` unless the request proves it comes from the vendor. With ``raw`` None (the
+    body not read yet), ``hmac`` checks only what the headers can show: both present, the signature header
+    well-formed, the key id; the signature, the date's freshness and replays wait for the body."""
+    reject = _rejecter(vendor)
     if method == "basic":
         expected = f"{_need(username, 'username', method)}:{_need(password, 'password', method)}".encode()
         given = _header(headers, "Authorization")
@@ -319,6 +345,16 @@ def verify(
             raise reject(str(e), "bad_signature", field=recipe.signature_header) from None
         if key_id is not None and not _same(given_key_id, key_id):
             raise reject("unknown key id", "wrong_credentials", field=recipe.signature_header)
+        if raw is None:
+            # A date that does not parse is refused after the signature too, with this same code: refused
+            # now. Its freshness is not judged before the signature (see below).
+            try:
+                recipe.parse_date(date)
+            except (TypeError, ValueError):
+                raise reject(
+                    f"{recipe.date_header} is not a date", "bad_signature", field=recipe.date_header
+                ) from None
+            return
         expected_mac = recipe.mac(key, recipe.string_to_sign(http_method, path, date, raw))
         if not hmac.compare_digest(given_mac, expected_mac):
             raise reject(
@@ -351,30 +387,299 @@ def verify(
         if replay_cache is not None and not replay_cache.check_and_add(given_mac):
             raise reject("this signature was already accepted: a replay", "replayed", status=403)
 
+
+_ESCAPES = re.compile(r"\\.", re.S)
+_NOT_STRUCTURE = re.compile(r'[^"\[\]{}]+')
+_STRINGS = re.compile(r'"[^"]*"')
+_STEP = str.maketrans({"[": "\x01", "{": "\x01", "]": "\xff", "}": "\xff"})
+
+
+def _nesting(text: str) -> int:
+    """How deep the JSON `text` nests, in C-speed passes: escapes dropped (so no quote is escaped), then all
+    but quotes and brackets, then the strings; what is left are the brackets outside strings."""
+    if text.count("[") + text.count("{") <= MAX_JSON_DEPTH:  # the common case: nothing to measure
+        return 0
+    brackets = _STRINGS.sub("", _NOT_STRUCTURE.sub("", _ESCAPES.sub("", text))).replace('"', "")
+    steps = array.array("b", brackets.translate(_STEP).encode("latin-1"))  # +1 opens, -1 closes
+    return max(itertools.accumulate(steps), default=0)
+
+
+def _parse_json(raw: bytes, reject: Any) -> Any:
+    """The body's JSON, nested at most `MAX_JSON_DEPTH` deep (json.loads recurses once per level: a deep
+    enough body raises RecursionError, or worse on a thread with a small stack)."""
     try:
-        return json.loads(raw)
-    except (UnicodeDecodeError, ValueError):
+        text = raw.decode(json.detect_encoding(raw), "surrogatepass")  # the encodings json.loads accepts
+    except (UnicodeDecodeError, LookupError):
         raise reject("the body is not JSON", "bad_body", status=400) from None
+    if _nesting(text) > MAX_JSON_DEPTH:
+        raise reject(f"the body's JSON is nested deeper than {MAX_JSON_DEPTH} levels", "bad_body", status=400)
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError):
+        raise reject("the body is not JSON", "bad_body", status=400) from None
+
+
+def verify(
+    vendor: str,
+    method: str,
+    headers: Any,
+    body: bytes | str,
+    *,
+    secret: str | bytes | None = None,
+    key_id: str | None = None,
+    username: str | None = None,
+    password: str | None = None,
+    token: str | None = None,
+    access_key: str | None = None,
+    query: str | Mapping[str, Any] | None = None,
+    path: str | None = None,
+    http_method: str = "POST",
+    now: dt.datetime | float | None = None,
+    max_skew: float = 300,
+    hmac_recipe: HmacRecipe | str = PROVISIONAL_HMAC,
+    replay_cache: ReplayCache | None = None,
+) -> Any:
+    """Checks one callback request and returns its parsed JSON payload, or raises `CallbackRejected`.
+
+    `vendor`: ``"sama"``. `method`: ``"basic"`` (`username`, `password`), ``"access_key"`` (`access_key`;
+    the request's `query` string or mapping, or its `path` with the query), ``"token"`` (`token`) or
+    ``"hmac"`` (`secret`, optionally `key_id` to require; the request `path` with its query, as sent).
+    `headers`: a dict, an `http.client.HTTPMessage` or (name, value) pairs. `body`: the raw bytes, as
+    received (the HMAC covers them byte for byte).
+
+    HMAC only: the date header must lie within `max_skew` seconds (finite, 0 or more) of `now` (default: the
+    current time), and with a `replay_cache` a signature already accepted is refused. The HMAC recipe
+    (`hmac_recipe`, an `HmacRecipe` or a registered name) defaults to labelport's **provisional** reading of
+    Sama's, which Sama has not confirmed: see the module docstring.
+
+    Every comparison of a credential or signature is constant-time. A body that is not JSON, or JSON nested
+    deeper than `MAX_JSON_DEPTH`, is refused as ``bad_body`` (400). A wrong argument (unknown vendor or
+    method, a credential missing for the method, a non-finite or negative `max_skew`) is a `ValueError`, not
+    a rejection.
+    """
+    max_skew = _check_arguments(vendor, method, max_skew)
+    raw = body.encode() if isinstance(body, str) else bytes(body)
+    _authenticate(
+        vendor,
+        method,
+        headers,
+        raw,
+        secret=secret,
+        key_id=key_id,
+        username=username,
+        password=password,
+        token=token,
+        access_key=access_key,
+        query=query,
+        path=path,
+        http_method=http_method,
+        now=now,
+        max_skew=max_skew,
+        hmac_recipe=hmac_recipe,
+        replay_cache=replay_cache,
+    )
+    return _parse_json(raw, _rejecter(vendor))
+
+
+_MAX_HEAD = 64 * 1024  # the request line and headers together
+_LINGER_SECONDS = 1.0  # after answering without reading the body: how long, and how much, to read and drop
+_LINGER_BYTES = 1024 * 1024
+_DIGITS = re.compile(r"[0-9]+")
+_BUSY = (
+    b"HTTP/1.0 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\nRetry-After: 1\r\n\r\n"
+)
+
+
+class _HeadTooLarge(Exception):
+    pass
+
+
+class _RequestReader(io.RawIOBase):
+    """The connection, read against one deadline for the whole request (a client sending a byte at a time
+    cannot hold its thread past it) and, while `head_budget` is set, a bound on the bytes of the head."""
+
+    def __init__(self, sock: socket.socket, deadline: float, head_budget: int) -> None:
+        super().__init__()
+        self._sock = sock
+        self._deadline = deadline
+        self.head_budget: int | None = head_budget
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        remaining = self._deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError("the request did not arrive within the receiver's timeout")
+        n = len(buffer)
+        if self.head_budget is not None:
+            if self.head_budget <= 0:
+                raise _HeadTooLarge
+            n = min(n, self.head_budget)
+        self._sock.settimeout(remaining)
+        got = self._sock.recv_into(buffer, n)
+        if self.head_budget is not None:
+            self.head_budget -= got
+        return got
 
 
 class _Server(http.server.ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = 128  # a burst of connections waits in the backlog instead of being dropped
     receiver: Receiver
+    slots: threading.BoundedSemaphore
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self.slots.acquire(blocking=False):
+            # Every handler thread is taken: answer without starting another, and close.
+            try:
+                request.setblocking(False)
+                request.send(_BUSY)
+            except OSError:
+                pass
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self.slots.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self.slots.release()
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
     server: _Server
 
+    def setup(self) -> None:
+        rx = self.server.receiver
+        self.connection = self.request
+        self.connection.settimeout(rx.timeout)
+        self._reader = _RequestReader(self.connection, time.monotonic() + rx.timeout, _MAX_HEAD)
+        self.rfile = io.BufferedReader(self._reader)
+        self.wfile = self.connection.makefile("wb")
+
+    def handle(self) -> None:
+        # One request per connection (HTTP/1.0), so the deadline covers the connection.
+        self.close_connection = True
+        try:
+            self.handle_one_request()
+        except _HeadTooLarge:
+            self._answer_raw(431)
+        except (OSError, http.client.HTTPException):  # timed out, reset: nothing more to say
+            pass
+
     def do_POST(self) -> None:  # noqa: N802
-        length = int(self.headers.get("content-length") or 0)
-        body = self.rfile.read(length) if length > 0 else b""
-        status = self.server.receiver._handle(self.path, self.headers, body)
+        rx = self.server.receiver
+        # Credentials first, on the headers alone: a refused request is answered before its body is read.
+        status = rx._check_headers(self.path, self.headers)
+        length = 0
+        if status is None:
+            length, status = rx._check_length(self.headers)
+        if status is not None:
+            self._answer(status, linger=True)
+            return
+        self._reader.head_budget = None
+        try:
+            body = self._read_body(length)
+        except TimeoutError:
+            self._answer(rx._refuse("timeout", 408))
+            return
+        if body is None:
+            self._answer(rx._refuse("bad_request", 400))
+            return
+        self._answer(rx._handle(self.path, self.headers, body))
+
+    def _read_body(self, length: int) -> bytes | None:
+        """The body, read as it arrives (never allocated ahead from the declared length); None if the client
+        stopped sending before the end."""
+        parts: list[bytes] = []
+        got = 0
+        while got < length:
+            part = self.rfile.read1(min(65536, length - got))
+            if not part:
+                return None
+            parts.append(part)
+            got += len(part)
+        return b"".join(parts)
+
+    def _answer(self, status: int, linger: bool = False) -> None:
+        self.connection.settimeout(self.server.receiver.timeout)
         self.send_response(status)
-        self.send_header("content-length", "0")
+        self.send_header("Content-Length", "0")
+        self.send_header("Connection", "close")
         self.end_headers()
+        self.wfile.flush()
+        if linger:
+            self._linger()
+
+    def _answer_raw(self, status: int) -> None:
+        phrase = http.HTTPStatus(status).phrase
+        try:
+            self.connection.settimeout(self.server.receiver.timeout)
+            self.wfile.write(
+                f"HTTP/1.0 {status} {phrase}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".encode()
+            )
+            self.wfile.flush()
+        except OSError:
+            return
+        self._linger()
+
+    def _linger(self) -> None:
+        """After answering without reading the body: stop sending, then read and drop what the client still
+        sends, for a moment and a bounded amount, so that closing with unread data (a reset) does not destroy
+        the answer before the client reads it."""
+        try:
+            self.connection.shutdown(socket.SHUT_WR)
+            end = time.monotonic() + _LINGER_SECONDS
+            left = _LINGER_BYTES
+            buffer = bytearray(65536)
+            while left > 0:
+                remaining = end - time.monotonic()
+                if remaining <= 0:
+                    break
+                self.connection.settimeout(remaining)
+                n = self.connection.recv_into(buffer, min(len(buffer), left))
+                if not n:
+                    break
+                left -= n
+        except OSError:
+            pass
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
         pass
+
+
+def _positive_int(value: Any, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be a whole number, not {type(value).__name__}")
+    if value < 1:
+        raise ValueError(f"{name} must be at least 1, not {value}")
+    return value
+
+
+def _positive_seconds(value: Any, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a number of seconds, not {type(value).__name__}")
+    try:
+        seconds = float(value)
+    except OverflowError:
+        seconds = math.inf
+    if not (math.isfinite(seconds) and seconds > 0):
+        raise ValueError(f"{name} must be a finite number of seconds more than 0, not {value!r}")
+    return seconds
+
+
+_NEEDS = {
+    "basic": ("username", "password"),
+    "token": ("token",),
+    "access_key": ("access_key",),
+    "hmac": ("secret",),
+}
 
 
 class Receiver:
@@ -389,6 +694,15 @@ class Receiver:
     is accepted once). For every method, a body already accepted (the vendor retrying after an answer it did
     not see) is answered 200 again but not handed out twice. Not a production server: no TLS; put it behind
     your own HTTPS endpoint if the vendor must reach it from outside.
+
+    Bounded against hostile clients: credentials are checked on the headers before the body is read (401 at
+    once; for ``hmac``, whose signature covers the body, the headers must be present and well-formed, and the
+    signature is checked once the body is in); a body larger than `max_body` bytes (default `MAX_BODY`,
+    10 MiB) is answered 413 unread; a request that has not arrived whole within `timeout` seconds (default
+    `REQUEST_TIMEOUT`, 10) is closed (408 if its headers came); at most `max_connections` (default
+    `MAX_CONNECTIONS`, 32) are served at once, further ones answered 503. A malformed Content-Length, a body
+    that is not JSON or is JSON nested deeper than `MAX_JSON_DEPTH` are answered 400, a chunked body 411, a
+    head over 64 KiB 431. Memory is bounded by about `max_connections` x `max_body`.
     """
 
     def __init__(
@@ -400,20 +714,26 @@ class Receiver:
         port: int = 0,
         max_skew: float = 300,
         hmac_recipe: HmacRecipe | str = PROVISIONAL_HMAC,
+        max_body: int = MAX_BODY,
+        timeout: float = REQUEST_TIMEOUT,
+        max_connections: int = MAX_CONNECTIONS,
         **credentials: Any,
     ) -> None:
         allowed = {"secret", "key_id", "username", "password", "token", "access_key"}
         unknown = set(credentials) - allowed
         if unknown:
             raise TypeError(f"Receiver does not take {', '.join(sorted(unknown))}")
-        # Fails now (ValueError) on a wrong vendor, method or missing credential, not at the first callback.
-        if vendor not in VENDORS:
-            raise ValueError(f"callbacks know {', '.join(VENDORS)}, not {vendor!r}")
-        if method not in METHODS:
-            raise ValueError(f"unknown callback method {method!r}; Sama's are {', '.join(METHODS)}")
+        # Fails now (ValueError) on a wrong vendor, method, missing credential or limit, not at the first
+        # callback.
+        skew = _check_arguments(vendor, method, max_skew)
+        for name in _NEEDS[method]:
+            _need(credentials.get(name), name, method)
+        self.max_body = _positive_int(max_body, "max_body")
+        self.timeout = _positive_seconds(timeout, "timeout")
+        self.max_connections = _positive_int(max_connections, "max_connections")
         self.vendor, self.method = vendor, method
-        self._kwargs = dict(credentials, max_skew=max_skew, hmac_recipe=_recipe(hmac_recipe))
-        self._replays = ReplayCache(ttl=2 * max_skew + 60)
+        self._kwargs = dict(credentials, max_skew=skew, hmac_recipe=_recipe(hmac_recipe))
+        self._replays = ReplayCache(ttl=2 * skew + 60)
         self._bodies: set[bytes] = set()
         self._lock = threading.Lock()
         self._accepted: list[Any] = []
@@ -422,6 +742,7 @@ class Receiver:
         self.rejected: list[tuple[str, int]] = []
         self._server = _Server((host, port), _Handler)
         self._server.receiver = self
+        self._server.slots = threading.BoundedSemaphore(self.max_connections)
         self.port: int = self._server.server_port
         #: The base URL to configure as the callback URL (add a path or the access_key query as needed).
         self.url = f"http://{host}:{self.port}/"
@@ -429,6 +750,34 @@ class Receiver:
             target=self._server.serve_forever, name="labelport-callbacks", daemon=True
         )
         self._thread.start()
+
+    def _refuse(self, code: str, status: int) -> int:
+        with self._lock:
+            self.rejected.append((code, status))
+        return status
+
+    def _check_headers(self, path: str, headers: Any) -> int | None:
+        """The status refusing a request on its headers alone, or None to go on and read its body."""
+        try:
+            _authenticate(self.vendor, self.method, headers, None, path=path, **self._kwargs)
+        except CallbackRejected as e:
+            return self._refuse(e.code or "rejected", e.http_status)
+        return None
+
+    def _check_length(self, headers: Any) -> tuple[int, int | None]:
+        """(the body's length, None), or (0, the status refusing it) for a length that is missing for a
+        chunked body, malformed, or over `max_body`."""
+        if headers.get("Transfer-Encoding") is not None:
+            return 0, self._refuse("length_required", 411)
+        values = {v.strip() for v in headers.get_all("Content-Length") or []}
+        if not values:
+            return 0, None
+        text = values.pop()
+        if values or not _DIGITS.fullmatch(text):
+            return 0, self._refuse("bad_request", 400)
+        if len(text) > 15 or int(text) > self.max_body:  # int() of a huge digit string is itself an error
+            return 0, self._refuse("too_large", 413)
+        return int(text), None
 
     def _handle(self, path: str, headers: Any, body: bytes) -> int:
         try:
