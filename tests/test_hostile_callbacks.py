@@ -69,6 +69,18 @@ def outcome_value(result) -> dict:
     return ast.literal_eval(result.outcome["ok"])
 
 
+# The harness's peak_rss_mb is getrusage's ru_maxrss, which Linux carries over fork and exec from the parent
+# (the pytest process); VmHWM is this process's own peak, reset at exec. Cases assert on VmHWM, and leave
+# expect() only the harness's address-space limit (HOSTILE_MEM_MB), which a runaway would hit.
+HOSTILE_MEM_MB = 3072
+OWN_PEAK = """
+def own_peak_mb():
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+"""
+
 # --- 1 GB body with wrong credentials: refused before the body is read --------------------------------------
 
 HUGE_BODY_CASE = """
@@ -106,20 +118,21 @@ def case():
                     send_failed = True
         s.close()
         status = int(answer.split(b" ")[1]) if answer.startswith(b"HTTP/") else None
-        return {"status": status, "sent_mb": sent / 2**20, "rejected": list(rx.rejected)}
+        return {"status": status, "sent_mb": sent / 2**20, "rejected": list(rx.rejected), "own_mb": own_peak_mb()}
 """
 
 
 def test_wrong_token_with_a_1gb_body_is_refused_before_the_body(isolated):
-    result = isolated(HUGE_BODY_CASE, timeout=120)
-    result.expect(None, max_mb=300, max_seconds=10)
+    result = isolated(OWN_PEAK + HUGE_BODY_CASE, timeout=120)
+    result.expect(None, max_mb=HOSTILE_MEM_MB, max_seconds=10)  # it ended normally, within the limit
     got = outcome_value(result)
+    assert got["own_mb"] < 150, got  # the child's own peak
     assert got["status"] == 401, got
     assert got["rejected"] == [("wrong_credentials", 401)], got
     # The answer came while the client was still at the start of its body (socket buffers, a bounded drain).
     assert got["sent_mb"] < 64, got
     print(
-        f"1 GB body, wrong token: peak {result.peak_rss_mb:.0f} MB, {result.seconds:.2f} s, "
+        f"1 GB body, wrong token: peak {got['own_mb']:.0f} MB, {result.seconds:.2f} s, "
         f"{got['sent_mb']:.1f} MB sent before the 401"
     )
 
@@ -222,21 +235,22 @@ def case():
         for v in answers.values():
             kinds[v] = kinds.get(v, 0) + 1
         return {"threads": peak[0], "ended": len(answers), "longest": max(lasted),
-                "kinds": kinds, "after": after, "payloads": rx.payloads()}
+                "kinds": kinds, "after": after, "payloads": rx.payloads(), "own_mb": own_peak_mb()}
 """
 
 
 def test_300_half_sent_requests_are_closed_after_the_timeout_with_bounded_threads(isolated):
-    result = isolated(HALF_SENT_CASE, timeout=60)
-    result.expect(None, max_mb=300, max_seconds=8)
+    result = isolated(OWN_PEAK + HALF_SENT_CASE, timeout=60)
+    result.expect(None, max_mb=HOSTILE_MEM_MB, max_seconds=8)
     got = outcome_value(result)
+    assert got["own_mb"] < 150, got
     assert got["threads"] <= 16 + 1, got  # the handler threads (max_connections) and the server's own
     assert got["ended"] == 300, got  # every connection was answered or closed...
     assert got["longest"] < 1.0 + 1.0, got  # ...within the timeout (1 s) of its opening, and some slack
     assert set(got["kinds"]) <= {"503", "408", "closed"}, got
     assert got["kinds"].get("503", 0) >= 200, got  # past max_connections: 503 at once
     assert got["after"] == "200" and got["payloads"] == [{"task": {"id": "t1"}}], got
-    print(f"300 half-sent: peak {result.peak_rss_mb:.0f} MB, {result.seconds:.2f} s, {got}")
+    print(f"300 half-sent: peak {got['own_mb']:.0f} MB, {result.seconds:.2f} s, {got}")
 
 
 def test_a_request_dripped_a_byte_at_a_time_is_cut_at_the_deadline():
