@@ -203,7 +203,10 @@ except BaseException as e:
         "traceback": traceback.format_exc()[-4000:],
     }}
 outcome["seconds"] = time.monotonic() - started
-outcome["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+# VmHWM, not ru_maxrss: Linux carries ru_maxrss across fork and exec, so it would report pytest's own size.
+with open("/proc/self/status") as status:
+    hwm = next(line for line in status if line.startswith("VmHWM:"))
+outcome["peak_rss_mb"] = int(hwm.split()[1]) / 1024
 sys.stdout.write("\\nLABELPORT-OUTCOME " + json.dumps(outcome, default=repr) + "\\n")
 sys.stdout.flush()
 """
@@ -340,6 +343,12 @@ def http_answer(
         items.append(("Content-Type", "application/json"))
     head = f"HTTP/1.1 {status} X\r\n" + "".join(f"{k}: {v}\r\n" for k, v in items) + "\r\n"
     return head.encode("latin-1") + body
+
+
+@pytest.fixture(name="http_answer")
+def http_answer_fixture() -> Callable[..., bytes]:
+    """``http_answer(status, body, headers)``: a whole HTTP/1.1 response as bytes."""
+    return http_answer
 
 
 @pytest.fixture

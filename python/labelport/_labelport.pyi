@@ -43,6 +43,7 @@ class LabelportError(Exception):
     key: str | None  # record key, where one record is at fault
     field: str | None  # record field, where one field is at fault
     details: dict[str, Any] | None  # e.g. what an interrupted upload did and did not send
+    retry_after: float | None  # seconds the vendor asked to wait, when longer than labelport waits (max_retry_wait)
 
 class AuthError(LabelportError): ...
 class NotFound(LabelportError): ...

@@ -33,6 +33,9 @@ pub struct Error {
     pub field: Option<String>,
     /// Structured extras, e.g. which records an interrupted upload did and did not send.
     pub details: Option<serde_json::Value>,
+    /// Seconds the vendor asked us to wait before trying again (`Retry-After`), when it asked for longer
+    /// than labelport waits on its own.
+    pub retry_after: Option<f64>,
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -50,6 +53,7 @@ impl Error {
             key: None,
             field: None,
             details: None,
+            retry_after: None,
         }
     }
 
@@ -114,6 +118,16 @@ impl Error {
 
     pub fn code(mut self, code: impl Into<String>) -> Self {
         self.code = Some(code.into());
+        self
+    }
+
+    pub fn http_status(mut self, status: u16) -> Self {
+        self.status = Some(status);
+        self
+    }
+
+    pub fn retry_after(mut self, seconds: f64) -> Self {
+        self.retry_after = Some(seconds);
         self
     }
 

@@ -1,30 +1,64 @@
 //! The HTTP client of one `Client`: one reqwest pool, timeouts, auth, retries, error mapping, redacted logs.
+//!
+//! Nothing a server sends is trusted: bodies are read up to `Limits::max_response_bytes` (counted after
+//! decompression, never reserved from `Content-Length`), a `Retry-After` beyond `max_retry_after` is reported
+//! rather than waited out, and no request leaves the client's origin (scheme, host, port), so credentials
+//! never travel to a host a server or a caller named.
 
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE, RETRY_AFTER};
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE};
 use reqwest::Method;
 use url::Url;
 
 use super::auth::Auth;
 use super::error::{Error, ErrorKind, Result};
-use super::redact::redact_url;
-use super::retry::{is_retryable, parse_retry_after, Outcome, RequestKind, RetryPolicy};
+use super::redact::{redact_secrets, redact_url};
+use super::retry::{
+    is_retryable, read_retry_after, Outcome, RequestKind, RetryAfter, RetryPolicy,
+    IMPLAUSIBLE_RETRY_AFTER_SECS,
+};
 
 pub const USER_AGENT: &str = concat!("labelport/", env!("CARGO_PKG_VERSION"));
 
 /// The vendor's error body turned into (vendor code, message).
 pub type ErrorParser = fn(status: u16, body: &[u8]) -> (Option<String>, Option<String>);
 
+/// What one client accepts from a server before it stops with an error instead of using more memory or time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// The largest response body read (after decompression): `max_response_size=`.
+    pub max_response_bytes: u64,
+    /// The most pages one listing reads: `max_pages=`.
+    pub max_pages: u64,
+}
+
+/// 512 MiB: far above any page or file the vendors send, far below what would take a notebook down.
+pub const DEFAULT_MAX_RESPONSE_BYTES: u64 = 512 * 1024 * 1024;
+/// 100,000 pages: 100 million results at Alegion's 1,000 a page.
+pub const DEFAULT_MAX_PAGES: u64 = 100_000;
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
+            max_pages: DEFAULT_MAX_PAGES,
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct HttpConfig {
     pub vendor: &'static str,
+    /// The vendor's base URL: every request must stay on its origin.
+    pub base_url: Url,
     pub timeout: Duration,
     pub connect_timeout: Duration,
     pub retry: RetryPolicy,
+    pub limits: Limits,
     /// Certificate authorities trusted besides the system's.
     pub tls_roots: Vec<reqwest::Certificate>,
 }
@@ -100,16 +134,25 @@ impl Response {
     }
 
     pub fn json<T: serde::de::DeserializeOwned>(&self, vendor: &str, operation: &str) -> Result<T> {
-        serde_json::from_slice(&self.body).map_err(|e| {
-            Error::new(
-                ErrorKind::Vendor,
-                format!("unexpected answer from {}: {e}", redact_url(&self.url)),
-            )
-            .vendor(vendor)
-            .operation(operation)
-            .code("bad_response")
-        })
+        serde_json::from_slice(&self.body)
+            .map_err(|e| bad_response(vendor, operation, &self.url, &e))
     }
+}
+
+/// A body that is not what the vendor's API sends (not JSON, the wrong shape, nested past serde's limit).
+pub fn bad_response(
+    vendor: &str,
+    operation: &str,
+    url: &Url,
+    why: &dyn std::fmt::Display,
+) -> Error {
+    Error::new(
+        ErrorKind::Vendor,
+        format!("unexpected answer from {}: {why}", redact_url(url)),
+    )
+    .vendor(vendor)
+    .operation(operation)
+    .code("bad_response")
 }
 
 pub struct HttpClient {
@@ -119,8 +162,16 @@ pub struct HttpClient {
     parse_error: ErrorParser,
 }
 
-/// Plain HTTP is refused except to loopback (the sandbox) unless the user says otherwise.
+/// Plain HTTP is refused except to loopback (the sandbox) unless the user says otherwise; so is a URL
+/// carrying a user name or password (it would be shown and pickled wherever the URL goes).
 pub fn check_scheme(url: &Url, allow_insecure: bool) -> Result<()> {
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(Error::invalid(
+            "base_url holds a user name or password: pass credentials as keyword arguments (or a profile), \
+             never in the URL",
+        )
+        .field("base_url"));
+    }
     match url.scheme() {
         "https" => Ok(()),
         "http" if allow_insecure || is_loopback(url) => Ok(()),
@@ -142,20 +193,150 @@ fn is_loopback(url: &Url) -> bool {
     }
 }
 
+/// Whether `url` is on `base`'s origin: the same scheme, host and port. The one test every URL labelport
+/// sends credentials to passes (paths given to `request()`, `Link` and `next` URLs, redirects).
+pub fn same_origin(url: &Url, base: &Url) -> bool {
+    url.origin() == base.origin() && url.origin().is_tuple()
+}
+
+/// The URL a caller's `request(method, path)` goes to: `path` under `root` (the vendor's API root, taken as
+/// a directory), or under `base` when it starts with `absolute` (a path from the host's root, such as
+/// `/api/`). Refused unless it stays on `base`'s origin: `//other-host/x`, `\\other-host\x` and full URLs
+/// all name another host, and the credential would go with them.
+pub fn request_url(base: &Url, root: &Url, absolute: Option<&str>, path: &str) -> Result<Url> {
+    let bad = |why: &str| {
+        Error::invalid(format!(
+            "request() takes a path on the client's own host ({}): {why}",
+            redact_url(&origin_of(base))
+        ))
+        .field("path")
+    };
+    if path.contains("://") {
+        return Err(bad(
+            "a full URL was given; credentials only go to the client's own host",
+        ));
+    }
+    let joined = match absolute {
+        Some(prefix) if path.starts_with(prefix) => base.join(path),
+        _ => {
+            let mut dir = root.clone();
+            dir.set_path(&format!("{}/", root.path().trim_end_matches('/')));
+            dir.join(path.trim_start_matches('/'))
+        }
+    };
+    let mut url = joined.map_err(|e| bad(&format!("{path:?} is not a valid path ({e})")))?;
+    if !same_origin(&url, base) {
+        return Err(bad("the path leaves it"));
+    }
+    url.set_fragment(None);
+    Ok(url)
+}
+
+fn origin_of(url: &Url) -> Url {
+    let mut o = url.clone();
+    o.set_path("/");
+    o.set_query(None);
+    o.set_fragment(None);
+    o
+}
+
 /// Redirects are followed only within the origin (scheme, host, port) they started from: a credential in a
 /// custom header (`x-api-key`) would otherwise travel to whatever host a redirect names (reqwest strips only
 /// `Authorization` and cookies). A cross-origin redirect comes back as the 3xx answer, refused in `send`.
 fn same_origin_redirects() -> reqwest::redirect::Policy {
     reqwest::redirect::Policy::custom(|attempt| {
         let first = attempt.previous().first().map(Url::origin);
-        if attempt.previous().len() > 10 {
-            attempt.error("more than 10 redirects")
+        if attempt.previous().len() > MAX_REDIRECTS {
+            attempt.error(RedirectLoop)
         } else if first.is_some_and(|o| o != attempt.url().origin()) {
             attempt.stop()
         } else {
             attempt.follow()
         }
     })
+}
+
+const MAX_REDIRECTS: usize = 10;
+
+#[derive(Debug)]
+struct RedirectLoop;
+
+impl std::fmt::Display for RedirectLoop {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "more than {MAX_REDIRECTS} redirects")
+    }
+}
+
+impl std::error::Error for RedirectLoop {}
+
+/// Why a body could not be read whole.
+#[derive(Debug)]
+pub enum BodyError {
+    /// Longer than the limit (declared by `Content-Length`, or counted while reading, after decompression).
+    TooLarge { limit: u64 },
+    /// The connection broke, timed out or sent a body that does not decode.
+    Transport(reqwest::Error),
+}
+
+/// Most of a declared length reserved up front: one buffer instead of one grown page after page, without
+/// letting a `Content-Length` alone claim memory.
+const MAX_RESERVE: u64 = 64 * 1024 * 1024;
+
+/// Reads a body, stopping as soon as it exceeds `limit` bytes.
+pub async fn read_limited(
+    mut resp: reqwest::Response,
+    limit: u64,
+) -> std::result::Result<Bytes, BodyError> {
+    let declared = resp.content_length();
+    if declared.is_some_and(|n| n > limit) {
+        return Err(BodyError::TooLarge { limit });
+    }
+    let reserve = declared.unwrap_or(0).min(limit).min(MAX_RESERVE);
+    let mut buf = Vec::with_capacity(reserve as usize);
+    while let Some(chunk) = resp.chunk().await.map_err(BodyError::Transport)? {
+        if (buf.len() + chunk.len()) as u64 > limit {
+            return Err(BodyError::TooLarge { limit });
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok(Bytes::from(buf))
+}
+
+/// The error for a body over the limit.
+pub fn too_large(vendor: &str, operation: &str, method: &Method, url: &Url, limit: u64) -> Error {
+    Error::new(
+        ErrorKind::Vendor,
+        format!(
+            "{method} {} answered more than {limit} bytes, the client's max_response_size: labelport stopped \
+             reading rather than hold it in memory",
+            redact_url(url)
+        ),
+    )
+    .vendor(vendor)
+    .operation(operation)
+    .code("response_too_large")
+}
+
+/// What the answer to one attempt calls for.
+enum Verdict {
+    Done(Response),
+    /// Try again after this wait; `paced` says whether it was a 429 with `Retry-After` (its own budget).
+    Again {
+        wait: Duration,
+        paced: bool,
+    },
+    /// The credential was refused: renew it and replay once.
+    Renew,
+    Fail(Error),
+}
+
+/// How many tries one request has used.
+#[derive(Default)]
+struct Tries {
+    retry: u32,
+    /// A 429 is the vendor pacing us, not failing: its waits have their own, larger budget.
+    paced: u32,
+    renewed: bool,
 }
 
 impl HttpClient {
@@ -191,9 +372,47 @@ impl HttpClient {
         &self.auth
     }
 
+    pub fn limits(&self) -> Limits {
+        self.config.limits
+    }
+
+    pub fn base_url(&self) -> &Url {
+        &self.config.base_url
+    }
+
     /// A client without credentials for URLs that must not see them (pre-signed upload and download URLs).
+    /// Read its bodies with `read_limited(resp, self.limits().max_response_bytes)`.
     pub fn raw(&self) -> &reqwest::Client {
         &self.inner
+    }
+
+    /// `err` with every secret this client holds (keys, passwords, tokens) replaced by a redaction mark: text
+    /// from a vendor may quote the request it refused.
+    pub fn scrub(&self, mut err: Error) -> Error {
+        let secrets = self.auth.secrets();
+        if secrets.is_empty() {
+            return err;
+        }
+        err.message = redact_secrets(&err.message, &secrets);
+        for s in [
+            &mut err.code,
+            &mut err.request_id,
+            &mut err.key,
+            &mut err.field,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            *s = redact_secrets(s, &secrets);
+        }
+        if let Some(d) = &err.details {
+            let text = d.to_string();
+            let clean = redact_secrets(&text, &secrets);
+            if clean != text {
+                err.details = serde_json::from_str(&clean).ok();
+            }
+        }
+        err
     }
 
     fn build(&self, req: &Request) -> reqwest::RequestBuilder {
@@ -224,11 +443,24 @@ impl HttpClient {
     /// Sends `req` with credentials, renewing them once on a refusal and retrying as `retry.rs` allows.
     /// Returns the 2xx answer, or an error naming the operation, the status and the vendor's message.
     pub async fn send(&self, req: &Request) -> Result<Response> {
-        let vendor = self.config.vendor;
-        let mut retry = 0u32;
-        // A 429 is the vendor pacing us, not failing: its waits have their own, larger budget.
-        let mut paced = 0u32;
-        let mut renewed = false;
+        self.send_unscrubbed(req).await.map_err(|e| self.scrub(e))
+    }
+
+    async fn send_unscrubbed(&self, req: &Request) -> Result<Response> {
+        if !same_origin(&req.url, &self.config.base_url) {
+            return Err(Error::new(
+                ErrorKind::Vendor,
+                format!(
+                    "refusing to send credentials to {}: it is not on the vendor's host {}",
+                    redact_url(&origin_of(&req.url)),
+                    redact_url(&origin_of(&self.config.base_url))
+                ),
+            )
+            .vendor(self.config.vendor)
+            .operation(req.operation)
+            .code("cross_origin_url"));
+        }
+        let mut tries = Tries::default();
         loop {
             let (rb, generation) = self
                 .auth
@@ -240,7 +472,7 @@ impl HttpClient {
                 Ok(resp) => {
                     let status = resp.status().as_u16();
                     let headers = resp.headers().clone();
-                    match read_body(resp).await {
+                    match read_limited(resp, self.config.limits.max_response_bytes).await {
                         Ok(body) => {
                             log::debug!(
                                 target: "labelport::engine::http",
@@ -250,117 +482,190 @@ impl HttpClient {
                                 status,
                                 body.len(),
                                 started.elapsed().as_millis(),
-                                retry + paced + 1
+                                tries.retry + tries.paced + 1
                             );
-                            if self.auth.is_rejection(status, &body) {
-                                if !renewed && self.auth.renewable() {
+                            match self.judge(req, status, headers, body, &tries) {
+                                Verdict::Done(resp) => return Ok(resp),
+                                Verdict::Fail(err) => return Err(err),
+                                Verdict::Renew => {
                                     // Auth is checked before the vendor does anything, so replaying even a
                                     // create after a refusal cannot create twice.
-                                    renewed = true;
+                                    tries.renewed = true;
                                     self.auth.invalidate(generation);
                                     continue;
                                 }
-                                let mut err = self.status_error(req, status, &headers, &body);
-                                err.kind = ErrorKind::Auth;
-                                return Err(err);
+                                Verdict::Again { wait, paced } => {
+                                    log::info!(
+                                        target: "labelport::engine::retry",
+                                        "{} {} answered {status}; retry {} in {:.2} s",
+                                        req.method, redact_url(&req.url), tries.retry + tries.paced + 1,
+                                        wait.as_secs_f64()
+                                    );
+                                    tokio::time::sleep(wait).await;
+                                    if paced {
+                                        tries.paced += 1;
+                                    } else {
+                                        tries.retry += 1;
+                                    }
+                                    continue;
+                                }
                             }
-                            if (200..300).contains(&status) {
-                                return Ok(Response {
-                                    status,
-                                    headers,
-                                    body,
-                                    url: req.url.clone(),
-                                });
-                            }
-                            if (300..400).contains(&status) {
-                                return Err(self.redirect_error(req, status, &headers));
-                            }
-                            let after = headers
-                                .get(RETRY_AFTER)
-                                .and_then(|v| v.to_str().ok())
-                                .and_then(parse_retry_after);
-                            if status == 429
-                                && after.is_some()
-                                && paced < self.config.retry.max_rate_limited
-                            {
-                                let wait = self.config.retry.delay(paced, after);
-                                log::info!(
-                                    target: "labelport::engine::retry",
-                                    "{} {} rate limited; waiting {:.2} s as asked",
-                                    req.method, redact_url(&req.url), wait.as_secs_f64()
-                                );
-                                tokio::time::sleep(wait).await;
-                                paced += 1;
-                                continue;
-                            }
-                            if is_retryable(req.kind, Outcome::Status(status))
-                                && retry < self.config.retry.max_retries
-                            {
-                                let wait = self.config.retry.delay(retry, after);
-                                log::info!(
-                                    target: "labelport::engine::retry",
-                                    "{} {} answered {status}; retry {} in {:.2} s",
-                                    req.method, redact_url(&req.url), retry + 1, wait.as_secs_f64()
-                                );
-                                tokio::time::sleep(wait).await;
-                                retry += 1;
-                                continue;
-                            }
-                            return Err(self.status_error(req, status, &headers, &body));
                         }
-                        Err(_) => Outcome::TransportFailed,
+                        Err(BodyError::TooLarge { limit }) => {
+                            return Err(too_large(
+                                self.config.vendor,
+                                req.operation,
+                                &req.method,
+                                &req.url,
+                                limit,
+                            ))
+                        }
+                        Err(BodyError::Transport(_)) => Outcome::TransportFailed,
                     }
+                }
+                Err(e) if e.is_redirect() => {
+                    return Err(Error::new(
+                        ErrorKind::Vendor,
+                        format!(
+                            "{} {} redirected more than {MAX_REDIRECTS} times: a redirect loop",
+                            req.method,
+                            redact_url(&req.url)
+                        ),
+                    )
+                    .vendor(self.config.vendor)
+                    .operation(req.operation)
+                    .code("redirect_loop"))
                 }
                 Err(e) if e.is_connect() => Outcome::ConnectFailed,
                 Err(e) if e.is_timeout() => {
-                    if is_retryable(req.kind, Outcome::TransportFailed)
-                        && retry < self.config.retry.max_retries
+                    if !(is_retryable(req.kind, Outcome::TransportFailed)
+                        && tries.retry < self.config.retry.max_retries)
                     {
-                        Outcome::TransportFailed
-                    } else {
-                        return Err(Error::new(
-                            ErrorKind::Timeout,
-                            format!(
-                                "{} {} got no answer within {:?}",
-                                req.method,
-                                redact_url(&req.url),
-                                self.config.timeout
-                            ),
-                        )
-                        .vendor(vendor)
-                        .operation(req.operation)
-                        .code("request_timeout"));
+                        return Err(self.timeout_error(req));
                     }
+                    Outcome::TransportFailed
                 }
                 Err(_) => Outcome::TransportFailed,
             };
-            if is_retryable(req.kind, outcome) && retry < self.config.retry.max_retries {
-                let wait = self.config.retry.delay(retry, None);
+            if is_retryable(req.kind, outcome) && tries.retry < self.config.retry.max_retries {
+                let wait = self.config.retry.delay(tries.retry, None);
                 log::info!(
                     target: "labelport::engine::retry",
                     "{} {} failed ({outcome:?}); retry {} in {:.2} s",
-                    req.method, redact_url(&req.url), retry + 1, wait.as_secs_f64()
+                    req.method, redact_url(&req.url), tries.retry + 1, wait.as_secs_f64()
                 );
                 tokio::time::sleep(wait).await;
-                retry += 1;
+                tries.retry += 1;
                 continue;
             }
-            let what = match outcome {
-                Outcome::ConnectFailed => "could not connect",
-                _ => "the connection failed before an answer arrived (the request may or may not have been applied)",
-            };
-            return Err(Error::new(
-                ErrorKind::Vendor,
-                format!("{} {}: {what}", req.method, redact_url(&req.url)),
-            )
-            .vendor(vendor)
-            .operation(req.operation)
-            .code(if outcome == Outcome::ConnectFailed {
-                "connect_failed"
-            } else {
-                "connection_lost"
-            }));
+            return Err(self.transport_error(req, outcome));
         }
+    }
+
+    /// What a whole answer calls for: done, a renewal, a retry after a wait, or an error.
+    fn judge(
+        &self,
+        req: &Request,
+        status: u16,
+        headers: HeaderMap,
+        body: Bytes,
+        tries: &Tries,
+    ) -> Verdict {
+        if self.auth.is_rejection(status, &body) {
+            if !tries.renewed && self.auth.renewable() {
+                return Verdict::Renew;
+            }
+            let mut err = self.status_error(req, status, &headers, &body);
+            err.kind = ErrorKind::Auth;
+            return Verdict::Fail(err);
+        }
+        if (200..300).contains(&status) {
+            return Verdict::Done(Response {
+                status,
+                headers,
+                body,
+                url: req.url.clone(),
+            });
+        }
+        if (300..400).contains(&status) {
+            return Verdict::Fail(self.redirect_error(req, status, &headers));
+        }
+        let policy = &self.config.retry;
+        let after = read_retry_after(&headers, policy);
+        let retryable = is_retryable(req.kind, Outcome::Status(status));
+        match after {
+            RetryAfter::Implausible(secs) if retryable => {
+                return Verdict::Fail(
+                    bad_response(
+                        self.config.vendor,
+                        req.operation,
+                        &req.url,
+                        &format!(
+                            "HTTP {status} with Retry-After {secs}, not a wait in seconds between 0 and \
+                             {IMPLAUSIBLE_RETRY_AFTER_SECS}"
+                        ),
+                    )
+                    .http_status(status),
+                )
+            }
+            RetryAfter::TooLong(secs) if retryable => {
+                let mut err = self.status_error(req, status, &headers, &body);
+                err.message = format!(
+                    "{} (the vendor asked to wait {secs} s before trying again, more than the client's \
+                     max_retry_wait of {} s)",
+                    err.message,
+                    policy.max_retry_after.as_secs_f64()
+                );
+                return Verdict::Fail(err.retry_after(secs));
+            }
+            _ => {}
+        }
+        if status == 429 && after.wait().is_some() && tries.paced < policy.max_rate_limited {
+            return Verdict::Again {
+                wait: policy.delay(tries.paced, after.wait()),
+                paced: true,
+            };
+        }
+        if retryable && tries.retry < policy.max_retries {
+            return Verdict::Again {
+                wait: policy.delay(tries.retry, after.wait()),
+                paced: false,
+            };
+        }
+        Verdict::Fail(self.status_error(req, status, &headers, &body))
+    }
+
+    fn timeout_error(&self, req: &Request) -> Error {
+        Error::new(
+            ErrorKind::Timeout,
+            format!(
+                "{} {} got no answer within {:?}",
+                req.method,
+                redact_url(&req.url),
+                self.config.timeout
+            ),
+        )
+        .vendor(self.config.vendor)
+        .operation(req.operation)
+        .code("request_timeout")
+    }
+
+    fn transport_error(&self, req: &Request, outcome: Outcome) -> Error {
+        let what = match outcome {
+            Outcome::ConnectFailed => "could not connect",
+            _ => "the connection failed before an answer arrived (the request may or may not have been applied)",
+        };
+        Error::new(
+            ErrorKind::Vendor,
+            format!("{} {}: {what}", req.method, redact_url(&req.url)),
+        )
+        .vendor(self.config.vendor)
+        .operation(req.operation)
+        .code(if outcome == Outcome::ConnectFailed {
+            "connect_failed"
+        } else {
+            "connection_lost"
+        })
     }
 
     /// A redirect left unfollowed: it pointed off the origin the request went to.
@@ -373,7 +678,7 @@ impl HttpClient {
             Some(u) => format!("{}://{}", u.scheme(), u.host_str().unwrap_or("?")),
             None => "an unreadable location".to_string(),
         };
-        let mut err = Error::new(
+        Error::new(
             ErrorKind::Vendor,
             format!(
                 "{} {} answered HTTP {status}, a redirect to {to}: labelport follows redirects only on the \
@@ -384,9 +689,8 @@ impl HttpClient {
         )
         .vendor(self.config.vendor)
         .operation(req.operation)
-        .code("cross_origin_redirect");
-        err.status = Some(status);
-        err
+        .code("cross_origin_redirect")
+        .http_status(status)
     }
 
     fn status_error(&self, req: &Request, status: u16, headers: &HeaderMap, body: &[u8]) -> Error {
@@ -408,8 +712,8 @@ impl HttpClient {
         });
         let mut err = Error::new(kind, message)
             .vendor(self.config.vendor)
-            .operation(req.operation);
-        err.status = Some(status);
+            .operation(req.operation)
+            .http_status(status);
         err.code = code;
         err.request_id = [
             "x-request-id",
@@ -427,19 +731,6 @@ impl HttpClient {
         });
         err
     }
-}
-
-/// Reads a body into one buffer sized from `Content-Length` when given: growing a buffer page after page
-/// leaves the allocator fragmented on long streams.
-async fn read_body(mut resp: reqwest::Response) -> reqwest::Result<Bytes> {
-    let Some(len) = resp.content_length() else {
-        return resp.bytes().await;
-    };
-    let mut buf = Vec::with_capacity(len as usize);
-    while let Some(chunk) = resp.chunk().await? {
-        buf.extend_from_slice(&chunk);
-    }
-    Ok(Bytes::from(buf))
 }
 
 impl std::fmt::Debug for HttpClient {
@@ -464,18 +755,53 @@ mod tests {
         format!("http://{addr}")
     }
 
-    fn client() -> HttpClient {
+    fn client(base: &str) -> HttpClient {
         let auth = StaticKey::new(KeyPlacement::Header("x-api-key"), "s3cret-key", |s, _| {
             s == 401
         });
         let config = HttpConfig {
             vendor: "test",
+            base_url: Url::parse(base).unwrap(),
+            limits: Limits::default(),
             timeout: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(5),
             retry: RetryPolicy::default(),
             tls_roots: vec![],
         };
         HttpClient::new(config, Arc::new(auth), |_, _| (None, None)).unwrap()
+    }
+
+    #[test]
+    fn request_paths_stay_on_the_origin() {
+        let base = Url::parse("http://127.0.0.1:8080").unwrap();
+        let root = Url::parse("http://127.0.0.1:8080/api/v1").unwrap();
+        let ok = |p: &str| {
+            request_url(&base, &root, Some("/api/"), p)
+                .unwrap()
+                .to_string()
+        };
+        assert_eq!(ok("batches"), "http://127.0.0.1:8080/api/v1/batches");
+        assert_eq!(
+            ok("/batches?x=1#f"),
+            "http://127.0.0.1:8080/api/v1/batches?x=1"
+        );
+        assert_eq!(ok("/api/v2/x"), "http://127.0.0.1:8080/api/v2/x");
+        for p in [
+            "\\\\127.0.0.1:9999\\x",
+            "//127.0.0.1:9999/x",
+            "/\\127.0.0.1:9999/x",
+            "http://127.0.0.1:9999/x",
+            "https://127.0.0.1:8080/x",
+            "/api//evil.example/x",
+        ] {
+            match request_url(&base, &root, Some("/api/"), p) {
+                Err(e) => {
+                    assert_eq!(e.kind, ErrorKind::InvalidInput, "{p}");
+                    assert_eq!(e.field.as_deref(), Some("path"));
+                }
+                Ok(u) => assert!(same_origin(&u, &base), "{p} went to {u}"),
+            }
+        }
     }
 
     #[tokio::test]
@@ -511,7 +837,7 @@ mod tests {
                 ),
         )
         .await;
-        let http = client();
+        let http = client(&vendor);
 
         let same = Request::get(Url::parse(&format!("{vendor}/same")).unwrap(), "test");
         let resp = http.send(&same).await.unwrap();

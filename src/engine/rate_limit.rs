@@ -104,6 +104,10 @@ impl Auth for Paced {
     fn renewals(&self) -> u64 {
         self.inner.renewals()
     }
+
+    fn secrets(&self) -> Vec<String> {
+        self.inner.secrets()
+    }
 }
 
 #[cfg(test)]

@@ -58,6 +58,26 @@ pub fn redact_url(url: &Url) -> String {
     shown.to_string()
 }
 
+/// Secrets shorter than this are not searched for: a 3-character "password" would redact half a message,
+/// and no vendor issues keys that short.
+const MIN_SECRET_LEN: usize = 4;
+
+/// `text` with every occurrence of each secret (as sent: raw, or percent-encoded in a query) replaced by
+/// `REDACTED`: a vendor's error body may quote the request it refused.
+pub fn redact_secrets(text: &str, secrets: &[String]) -> String {
+    let mut out = text.to_string();
+    for s in secrets.iter().filter(|s| s.len() >= MIN_SECRET_LEN) {
+        if out.contains(s.as_str()) {
+            out = out.replace(s.as_str(), REDACTED);
+        }
+        let encoded: String = url::form_urlencoded::byte_serialize(s.as_bytes()).collect();
+        if encoded != *s && out.contains(encoded.as_str()) {
+            out = out.replace(encoded.as_str(), REDACTED);
+        }
+    }
+    out
+}
+
 /// Headers whose values are never shown.
 pub fn is_secret_header(name: &str) -> bool {
     let n = name.to_ascii_lowercase();
@@ -87,6 +107,16 @@ mod tests {
     fn userinfo_is_removed() {
         let u = Url::parse("https://user:pw@example.com/x").unwrap();
         assert!(!redact_url(&u).contains("pw"));
+    }
+
+    #[test]
+    fn secrets_quoted_in_text_are_redacted_raw_and_encoded() {
+        let secrets = vec!["s3cr3t/key+1".to_string(), "ab".to_string()];
+        let text = "refused access_key=s3cr3t%2Fkey%2B1 and s3cr3t/key+1 (ab stays: too short)";
+        let out = redact_secrets(text, &secrets);
+        assert!(!out.contains("s3cr3t"), "{out}");
+        assert_eq!(out.matches(REDACTED).count(), 2, "{out}");
+        assert!(out.contains("ab stays"), "{out}");
     }
 
     #[test]

@@ -37,7 +37,8 @@ pub struct RetryPolicy {
     pub max_retries: u32,
     pub base: Duration,
     pub cap: Duration,
-    /// The longest `Retry-After` we honour; a vendor asking for more gets an error instead of a hang.
+    /// The longest `Retry-After` we wait out (`max_retry_wait=`); a vendor asking for more gets a
+    /// `RateLimited` error at once, carrying its `retry_after`, instead of a hang.
     pub max_retry_after: Duration,
     /// How many 429s with `Retry-After` one request waits out before they count as failures: pacing by a
     /// rate-limited vendor is normal operation, not a fault.
@@ -103,10 +104,58 @@ pub fn is_ambiguous(e: &super::error::Error) -> bool {
     }
 }
 
-/// Parses `Retry-After` given in whole seconds (the HTTP-date form is rare in APIs and treated as absent).
+/// A `Retry-After` longer than this (about 31 years) is not a wait but a broken or hostile server.
+pub const IMPLAUSIBLE_RETRY_AFTER_SECS: f64 = 1e9;
+
+/// A server's `Retry-After`, read without trusting it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum RetryAfter {
+    /// No header, or one that is not a number of seconds (the HTTP-date form is rare in APIs).
+    Absent,
+    /// A wait of at most the policy's `max_retry_after`.
+    Wait(Duration),
+    /// Longer than the policy waits: report it (`RateLimited`, `retry_after` set) instead of hanging.
+    TooLong(f64),
+    /// A number no server means (negative, not finite, beyond `IMPLAUSIBLE_RETRY_AFTER_SECS`).
+    Implausible(f64),
+}
+
+impl RetryAfter {
+    /// The wait to pass to `RetryPolicy::delay`: `Wait`'s duration, else none.
+    pub fn wait(self) -> Option<Duration> {
+        match self {
+            RetryAfter::Wait(d) => Some(d),
+            _ => None,
+        }
+    }
+}
+
+/// Reads the `Retry-After` header of an answer against the policy's longest wait.
+pub fn read_retry_after(headers: &reqwest::header::HeaderMap, policy: &RetryPolicy) -> RetryAfter {
+    let Some(secs) = headers
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<f64>().ok())
+    else {
+        return RetryAfter::Absent;
+    };
+    if !secs.is_finite() || !(0.0..=IMPLAUSIBLE_RETRY_AFTER_SECS).contains(&secs) {
+        return RetryAfter::Implausible(secs);
+    }
+    if secs > policy.max_retry_after.as_secs_f64() {
+        return RetryAfter::TooLong(secs);
+    }
+    RetryAfter::Wait(Duration::from_secs_f64(secs))
+}
+
+/// Parses `Retry-After` given in seconds (the HTTP-date form is rare in APIs and treated as absent). Never
+/// panics: a value beyond what a `Duration` holds is the longest `Duration`, which `delay` caps anyway.
 pub fn parse_retry_after(value: &str) -> Option<Duration> {
     let secs: f64 = value.trim().parse().ok()?;
-    (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs))
+    if !(secs.is_finite() && secs >= 0.0) {
+        return None;
+    }
+    Some(Duration::try_from_secs_f64(secs).unwrap_or(Duration::MAX))
 }
 
 #[cfg(test)]
@@ -180,5 +229,31 @@ mod tests {
         );
         assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"), None);
         assert_eq!(parse_retry_after("-1"), None);
+        assert_eq!(parse_retry_after("1e30"), Some(Duration::MAX));
+        assert_eq!(parse_retry_after("nan"), None);
+        assert!(
+            p.delay(0, parse_retry_after("1e30")) <= p.max_retry_after + Duration::from_millis(100)
+        );
+    }
+
+    #[test]
+    fn retry_after_is_read_against_the_longest_wait() {
+        use reqwest::header::{HeaderMap, HeaderValue, RETRY_AFTER};
+        let p = RetryPolicy::default(); // waits at most 120 s
+        let read = |v: &str| {
+            let mut h = HeaderMap::new();
+            h.insert(RETRY_AFTER, HeaderValue::from_str(v).unwrap());
+            read_retry_after(&h, &p)
+        };
+        assert_eq!(read_retry_after(&HeaderMap::new(), &p), RetryAfter::Absent);
+        assert_eq!(read("2"), RetryAfter::Wait(Duration::from_secs(2)));
+        assert_eq!(read("120"), RetryAfter::Wait(Duration::from_secs(120)));
+        assert_eq!(read("121"), RetryAfter::TooLong(121.0));
+        assert_eq!(read("1000000000"), RetryAfter::TooLong(1e9));
+        assert_eq!(read("1e30"), RetryAfter::Implausible(1e30));
+        assert_eq!(read("-5"), RetryAfter::Implausible(-5.0));
+        assert!(matches!(read("NaN"), RetryAfter::Implausible(x) if x.is_nan()));
+        assert_eq!(read("inf"), RetryAfter::Implausible(f64::INFINITY));
+        assert_eq!(read("Wed, 21 Oct 2015 07:28:00 GMT"), RetryAfter::Absent);
     }
 }

@@ -11,7 +11,7 @@ use url::Url;
 
 use super::error::{Error, Result};
 use super::http::{HttpClient, Request, Response};
-use super::pagination::{parse_link_header, PageInfo, PageNumberPaging, Step};
+use super::pagination::{parse_link_header, PageBudget, PageInfo, PageNumberPaging, Step};
 
 /// Turns one page's response into items. Runs on the runtime's threads, off the GIL.
 pub type Decoder<T> = Arc<dyn Fn(&Response) -> Result<Vec<T>> + Send + Sync>;
@@ -193,6 +193,7 @@ async fn produce_page_number<T: Send + 'static>(
     if last_page.is_some_and(|l| l < first_page) {
         return Ok(());
     }
+    let mut budget = PageBudget::new(http.limits().max_pages);
     let mut paging = PageNumberPaging::starting_at(list.page_param, list.page_size, first_page);
     let first = if first_page == 1 {
         list.first.clone()
@@ -201,25 +202,27 @@ async fn produce_page_number<T: Send + 'static>(
     };
     paging.visit(&first)?;
     let (resp, items) = fetch(&http, first.clone(), list.operation, &decode).await?;
+    budget.count(&resp.body, items.len())?;
     let info = page_info(&resp, items.len(), list.total_header);
     if !emit(tx, items, keep).await || last_page == Some(first_page) {
         return Ok(());
     }
 
-    // With the total known, fetch the remaining planned pages concurrently, in order.
+    // With the total known, fetch the remaining planned pages concurrently, in order. The plan is a range,
+    // turned into URLs only as pages are fetched: a server's total may be any number.
     if let Some(total) = info.total {
         let pages = paging.page_count(total);
         let planned = last_page.map_or(pages, |l| l.min(pages));
         if planned > first_page && info.items >= list.page_size {
-            let urls: Vec<Url> = (first_page + 1..=planned)
-                .map(|n| paging.url_for_page(&list.first, n))
-                .collect();
-            for u in &urls {
-                paging.visit(u)?;
-            }
-            let mut fetched = futures::stream::iter(urls)
-                .map(|url| {
-                    let (http, decode) = (http.clone(), decode.clone());
+            paging.mark_visited(&list.first, first_page + 1, planned);
+            let url_for = {
+                let paging = PageNumberPaging::new(list.page_param, list.page_size);
+                let first = list.first.clone();
+                move |n: u64| paging.url_for_page(&first, n)
+            };
+            let mut fetched = futures::stream::iter(first_page + 1..=planned)
+                .map(|n| {
+                    let (http, decode, url) = (http.clone(), decode.clone(), url_for(n));
                     AbortOnDrop(
                         rt.spawn(async move { fetch(&http, url, list.operation, &decode).await }),
                     )
@@ -227,8 +230,11 @@ async fn produce_page_number<T: Send + 'static>(
                 .buffered(list.read_ahead.max(1));
             let mut seen = (first_page - 1) * list.page_size as u64 + info.items as u64;
             let mut last = info;
+            let mut reached = first_page;
             while let Some(joined) = fetched.next().await {
                 let (resp, items) = joined_result(joined)?;
+                budget.count(&resp.body, items.len())?;
+                reached += 1;
                 seen += items.len() as u64;
                 last = page_info(&resp, items.len(), list.total_header);
                 let short = items.len() < list.page_size;
@@ -239,7 +245,7 @@ async fn produce_page_number<T: Send + 'static>(
                     return Ok(());
                 }
             }
-            if last_page.is_some_and(|l| planned >= l) {
+            if last_page.is_some_and(|l| reached >= l) {
                 return Ok(());
             }
             // Items that arrived while we paged: carry on one page at a time from where the plan ended.
@@ -257,32 +263,36 @@ async fn produce_page_number<T: Send + 'static>(
                 seen,
             );
             let next = paging.url_for_page(&list.first, planned + 1);
-            return follow(
-                &http,
-                &mut paging,
-                next,
-                &list,
-                &decode,
-                keep,
-                last_page,
-                tx,
-            )
-            .await;
+            let mut walk = Walk {
+                paging: &mut paging,
+                budget: &mut budget,
+            };
+            return follow(&http, &mut walk, next, &list, &decode, keep, last_page, tx).await;
         }
     }
     match paging.next(&first, &info)? {
         Step::Done => Ok(()),
         Step::Next(url) => {
-            follow(&http, &mut paging, url, &list, &decode, keep, last_page, tx).await
+            let mut walk = Walk {
+                paging: &mut paging,
+                budget: &mut budget,
+            };
+            follow(&http, &mut walk, url, &list, &decode, keep, last_page, tx).await
         }
     }
+}
+
+/// Where a one-page-at-a-time walk stands: the paging machine and the pages counted so far.
+struct Walk<'a> {
+    paging: &'a mut PageNumberPaging,
+    budget: &'a mut PageBudget,
 }
 
 /// Fetches pages one after another as the paging state machine says, up to page `last_page` if given.
 #[allow(clippy::too_many_arguments)]
 async fn follow<T: Send + 'static>(
     http: &HttpClient,
-    paging: &mut PageNumberPaging,
+    walk: &mut Walk<'_>,
     mut url: Url,
     list: &PageNumberList,
     decode: &Decoder<T>,
@@ -292,11 +302,12 @@ async fn follow<T: Send + 'static>(
 ) -> Result<()> {
     loop {
         let (resp, items) = fetch(http, url.clone(), list.operation, decode).await?;
+        walk.budget.count(&resp.body, items.len())?;
         let info = page_info(&resp, items.len(), list.total_header);
-        if !emit(tx, items, keep).await || last_page.is_some_and(|l| paging.page() >= l) {
+        if !emit(tx, items, keep).await || last_page.is_some_and(|l| walk.paging.page() >= l) {
             return Ok(());
         }
-        match paging.next(&url, &info)? {
+        match walk.paging.next(&url, &info)? {
             Step::Done => return Ok(()),
             Step::Next(next) => url = next,
         }
@@ -385,6 +396,8 @@ mod tests {
             let http = HttpClient::new(
                 super::super::http::HttpConfig {
                     vendor: "test",
+                    base_url: Url::parse(&format!("http://{addr}")).unwrap(),
+                    limits: Default::default(),
                     timeout: std::time::Duration::from_secs(5),
                     connect_timeout: std::time::Duration::from_secs(5),
                     retry: Default::default(),

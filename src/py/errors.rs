@@ -23,7 +23,7 @@ pub struct ErrorTypes {
 
 static TYPES: PyOnceLock<ErrorTypes> = PyOnceLock::new();
 
-const FIELDS: [&str; 9] = [
+const FIELDS: [&str; 10] = [
     "vendor",
     "operation",
     "status",
@@ -33,6 +33,7 @@ const FIELDS: [&str; 9] = [
     "key",
     "field",
     "details",
+    "retry_after",
 ];
 
 fn make(
@@ -57,7 +58,7 @@ fn make(
 
 pub fn types(py: Python<'_>) -> PyResult<&ErrorTypes> {
     TYPES.get_or_try_init(py, || {
-        let base = make(py, "LabelportError", vec![py.get_type::<PyException>().into_any()], "Base of every labelport error: carries vendor, operation, status, code, message, request_id, key, field, details.")?;
+        let base = make(py, "LabelportError", vec![py.get_type::<PyException>().into_any()], "Base of every labelport error: carries vendor, operation, status, code, message, request_id, key, field, details, retry_after.")?;
         let b = || base.bind(py).clone().into_any();
         Ok(ErrorTypes {
             auth: make(py, "AuthError", vec![b()], "Credentials missing, refused or expired beyond renewal.")?,
@@ -106,6 +107,7 @@ fn build(py: Python<'_>, e: &Error) -> PyResult<PyErr> {
     value.setattr("request_id", &e.request_id)?;
     value.setattr("key", &e.key)?;
     value.setattr("field", &e.field)?;
+    value.setattr("retry_after", e.retry_after)?;
     let details = match &e.details {
         Some(d) => super::json::json_value_to_py(py, d)?,
         None => py.None().into_bound(py),

@@ -17,6 +17,7 @@ use super::json::{json_value_to_py, py_to_json};
 use super::runtime::no_panic;
 use crate::engine::{Error, ErrorKind};
 use crate::vendors::config::spec as vendor_spec;
+use crate::vendors::config::LIMIT_OPTIONS;
 use crate::vendors::{BatchInfo, ClientArgs, Options, Secret};
 
 /// How to build a client, without its connections: picklable. Credentials are in it only when given to it
@@ -154,11 +155,14 @@ impl ClientSpec {
                 }
             };
             self.credentials.insert(name, Secret::new(s));
-        } else if spec.client_options.contains(&name.as_str()) {
+        } else if spec.client_options.contains(&name.as_str())
+            || LIMIT_OPTIONS.contains(&name.as_str())
+        {
             self.options.insert(name, value);
         } else {
             let mut allowed: Vec<&str> = spec.credentials.to_vec();
             allowed.extend(spec.client_options);
+            allowed.extend(LIMIT_OPTIONS);
             allowed.extend([
                 "project",
                 "base_url",

@@ -9,7 +9,6 @@
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 use futures::StreamExt;
 use reqwest::Method;
@@ -22,10 +21,10 @@ use super::config::{check_options, ClientConfig, Options};
 use super::model::*;
 use super::{Adapter, PagePlan, PageRange, UploadOptions, UploadProgress};
 use crate::engine::auth::LoginToken;
-use crate::engine::http::{Body, HttpClient, HttpConfig, Request, Response};
+use crate::engine::http::{request_url, Body, HttpClient, Request, Response};
 use crate::engine::pagination::with_query_param;
 use crate::engine::rate_limit::{Paced, RateLimiter};
-use crate::engine::retry::{is_ambiguous, RequestKind, RetryPolicy};
+use crate::engine::retry::{is_ambiguous, RequestKind};
 use crate::engine::stream::{
     page_number_range_stream, page_number_stream, page_number_stream_filtered, Decoder, Keep,
     PageNumberList, PageStream,
@@ -182,10 +181,7 @@ impl Alegion {
             .map_err(|_| Error::invalid("base_url cannot be a base").field("base_url"))?
             .pop_if_empty()
             .extend(["api", "v1"]);
-        let retry = RetryPolicy {
-            max_retries: cfg.max_retries,
-            ..RetryPolicy::default()
-        };
+        let retry = cfg.retry_policy();
         let mut login_url = api.clone();
         login_url
             .path_segments_mut()
@@ -207,17 +203,7 @@ impl Alegion {
         // `rate_limit=`: a hard ceiling on every attempt's start, retries included.
         let rate = cfg.rate_limit.map(|r| Arc::new(RateLimiter::new(r)));
         let auth = Paced::new(Arc::new(auth), rate, None);
-        let http = HttpClient::new(
-            HttpConfig {
-                vendor: VENDOR,
-                timeout: cfg.timeout,
-                connect_timeout: Duration::from_secs(10),
-                retry,
-                tls_roots: cfg.tls_roots.clone(),
-            },
-            Arc::new(auth),
-            parse_error,
-        )?;
+        let http = HttpClient::new(cfg.http_config(), Arc::new(auth), parse_error)?;
         Ok(Alegion {
             cfg,
             http: Arc::new(http),
@@ -337,10 +323,7 @@ impl Alegion {
     ) -> ChunkOutcome {
         let mut pending = chunk;
         let mut round = 0u32;
-        let retry = RetryPolicy {
-            max_retries: self.cfg.max_retries,
-            ..RetryPolicy::default()
-        };
+        let retry = self.cfg.retry_policy();
         loop {
             match self.post_import(batch_id, &pending).await {
                 Ok(()) => {
@@ -515,10 +498,7 @@ impl Adapter for Alegion {
             RequestKind::Create,
             "create_batch",
         )?;
-        let retry = RetryPolicy {
-            max_retries: self.cfg.max_retries,
-            ..RetryPolicy::default()
-        };
+        let retry = self.cfg.retry_policy();
         let mut round = 0;
         loop {
             // Before every attempt, look for the batch by name: after an ambiguous failure it may exist already.
@@ -810,19 +790,7 @@ impl Adapter for Alegion {
     }
 
     fn api_url(&self, path: &str) -> Result<Url> {
-        if path.contains("://") {
-            return Err(Error::invalid("request() takes a path, not a full URL: credentials only go to the client's own host").field("path"));
-        }
-        let mut url = if path.starts_with("/api/") {
-            self.cfg.base_url.join(path)
-        } else {
-            let mut root = self.api.clone();
-            root.set_path(&format!("{}/", self.api.path().trim_end_matches('/')));
-            root.join(path.trim_start_matches('/'))
-        }
-        .map_err(|e| Error::invalid(format!("bad path {path:?}: {e}")).field("path"))?;
-        url.set_fragment(None);
-        Ok(url)
+        request_url(&self.cfg.base_url, &self.api, Some("/api/"), path)
     }
 
     fn paginate(&self, url: Url) -> PageStream<Box<RawValue>> {

@@ -4,6 +4,8 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use crate::engine::http::{HttpConfig, Limits};
+use crate::engine::retry::RetryPolicy;
 use crate::engine::{Error, ErrorKind, Result};
 
 use super::profile::{self, Profile, ProfileValue};
@@ -132,7 +134,41 @@ pub struct ClientConfig {
     pub tls_roots: Vec<reqwest::Certificate>,
     /// The PEM file `tls_roots` came from, so a client rebuilt elsewhere (a pickled spec) reads it again.
     pub ca_bundle: Option<String>,
+    /// What a server may send before the client stops with an error (`max_response_size=`, `max_pages=`).
+    pub limits: Limits,
+    /// The longest `Retry-After` waited out (`max_retry_wait=`); longer asks raise `RateLimited` at once.
+    pub max_retry_wait: Duration,
 }
+
+impl ClientConfig {
+    /// The retry policy every request of this client follows.
+    pub fn retry_policy(&self) -> RetryPolicy {
+        RetryPolicy {
+            max_retries: self.max_retries,
+            max_retry_after: self.max_retry_wait,
+            ..RetryPolicy::default()
+        }
+    }
+
+    /// The transport settings of this client's `HttpClient`: one place for timeouts, retries, limits, TLS
+    /// and the origin every request must stay on.
+    pub fn http_config(&self) -> HttpConfig {
+        HttpConfig {
+            vendor: self.spec.name,
+            base_url: self.base_url.clone(),
+            timeout: self.timeout,
+            connect_timeout: CONNECT_TIMEOUT,
+            retry: self.retry_policy(),
+            limits: self.limits,
+            tls_roots: self.tls_roots.clone(),
+        }
+    }
+}
+
+/// How long a connection may take to open: a vendor that does not accept within this is down or unreachable.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// The default `max_retry_wait`: two minutes, as `RetryPolicy` waits by default.
+pub const DEFAULT_MAX_RETRY_WAIT: Duration = Duration::from_secs(120);
 
 /// What the caller gave, before the environment fills the gaps.
 #[derive(Debug, Default)]
@@ -151,6 +187,10 @@ pub struct ClientArgs {
     pub allow_insecure: bool,
     /// A PEM file of extra certificate authorities (or `LABELPORT_<VENDOR>_CA_BUNDLE`, or the profile's).
     pub ca_bundle: Option<String>,
+    /// `max_response_size=` and `max_pages=`; `None`: the defaults.
+    pub limits: Option<Limits>,
+    /// `max_retry_wait=`; `None`: `DEFAULT_MAX_RETRY_WAIT`.
+    pub max_retry_wait: Option<Duration>,
 }
 
 fn env_name(vendor: &str, name: &str) -> String {
@@ -267,6 +307,9 @@ fn resolve_with(
     let spec = choose_vendor(&args.vendor, profile)?;
     let mut credentials = BTreeMap::new();
     let mut options = Options::new();
+    let mut args = args;
+    let (limits, max_retry_wait, limit_options) =
+        take_limits(spec, &mut args.keywords, env, profile)?;
     let takes = || {
         let mut allowed: Vec<&str> = spec.credentials.to_vec();
         allowed.extend(spec.client_options);
@@ -280,9 +323,10 @@ fn resolve_with(
             options.insert(name, value);
         } else {
             return Err(Error::invalid(format!(
-                "{} does not take the argument {name:?}; it takes {}",
+                "{} does not take the argument {name:?}; it takes {}, {}",
                 spec.name,
-                takes()
+                takes(),
+                LIMIT_OPTIONS.join(", ")
             ))
             .vendor(spec.name)
             .field(name));
@@ -291,6 +335,7 @@ fn resolve_with(
     if let Some(p) = profile {
         for name in p.values.keys() {
             let known = ["project", "base_url", "ca_bundle"].contains(&name.as_str())
+                || LIMIT_OPTIONS.contains(&name.as_str())
                 || spec.credentials.contains(&name.as_str())
                 || spec.client_options.contains(&name.as_str());
             if !known {
@@ -409,6 +454,7 @@ fn resolve_with(
             .field("rate_limit"));
         }
     }
+    options.extend(limit_options);
     Ok(ClientConfig {
         spec,
         project,
@@ -420,7 +466,65 @@ fn resolve_with(
         rate_limit: args.rate_limit,
         tls_roots,
         ca_bundle,
+        limits: args.limits.unwrap_or(limits),
+        max_retry_wait: args.max_retry_wait.unwrap_or(max_retry_wait),
     })
+}
+
+/// Options every vendor takes: what a server may send before the client stops (`http.rs` `Limits`), and the
+/// longest `Retry-After` waited out. Kept among the options too, so a `ClientSpec` carries them.
+pub const LIMIT_OPTIONS: [&str; 3] = ["max_response_size", "max_pages", "max_retry_wait"];
+
+/// The limit options from keywords, then `LABELPORT_<VENDOR>_<NAME>`, then the profile; each checked.
+fn take_limits(
+    spec: &VendorSpec,
+    keywords: &mut BTreeMap<String, serde_json::Value>,
+    env: &impl Fn(&str) -> Option<String>,
+    profile: Option<&Profile>,
+) -> Result<(Limits, Duration, Options)> {
+    let mut limits = Limits::default();
+    let mut wait = DEFAULT_MAX_RETRY_WAIT;
+    let mut given = Options::new();
+    for name in LIMIT_OPTIONS {
+        let value = match keywords.remove(name) {
+            Some(v) if !v.is_null() => Some(v),
+            _ => match env(&env_name(spec.name, name)).filter(|v| !v.is_empty()) {
+                Some(v) => Some(serde_json::Value::String(v)),
+                None => from_profile(profile, name, env)?,
+            },
+        };
+        let Some(value) = value else { continue };
+        let number = match &value {
+            serde_json::Value::Number(n) => n.as_f64(),
+            serde_json::Value::String(s) => s.trim().parse::<f64>().ok(),
+            _ => None,
+        };
+        let bad = |what: &str| {
+            Error::invalid(format!("{name} must be {what}"))
+                .vendor(spec.name)
+                .field(name)
+        };
+        match name {
+            "max_retry_wait" => {
+                let secs = number
+                    .filter(|s| s.is_finite() && (0.0..=1e9).contains(s))
+                    .ok_or_else(|| bad("a number of seconds between 0 and 1e9"))?;
+                wait = Duration::from_secs_f64(secs);
+            }
+            _ => {
+                let n = number
+                    .filter(|n| n.is_finite() && *n >= 1.0 && n.fract() == 0.0 && *n <= 9e15)
+                    .ok_or_else(|| bad("a positive whole number"))? as u64;
+                if name == "max_pages" {
+                    limits.max_pages = n;
+                } else {
+                    limits.max_response_bytes = n;
+                }
+            }
+        }
+        given.insert(name.to_string(), value);
+    }
+    Ok((limits, wait, given))
 }
 
 /// The certificates of a PEM bundle; an unreadable file or one without a certificate is an `InvalidInput`.

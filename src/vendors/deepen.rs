@@ -18,7 +18,6 @@ use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 use futures::StreamExt;
 use reqwest::Method;
@@ -31,7 +30,7 @@ use super::config::{check_options, ClientConfig, Options};
 use super::model::*;
 use super::{Adapter, UploadOptions, UploadProgress};
 use crate::engine::auth::{refused_with_401, KeyPlacement, StaticKey};
-use crate::engine::http::{HttpClient, HttpConfig, Request, Response};
+use crate::engine::http::{read_limited, request_url, HttpClient, Request, Response};
 use crate::engine::rate_limit::{Paced, RateLimiter};
 use crate::engine::redact::redact_url;
 use crate::engine::retry::{is_ambiguous, RequestKind, RetryPolicy};
@@ -290,10 +289,6 @@ impl Deepen {
             .map_err(|_| Error::invalid("base_url cannot be a base").field("base_url"))?
             .pop_if_empty()
             .extend(["api", "v2"]);
-        let retry = RetryPolicy {
-            max_retries: cfg.max_retries,
-            ..RetryPolicy::default()
-        };
         let auth = StaticKey::new(
             KeyPlacement::Bearer,
             cfg.credentials["api_token"].expose(),
@@ -302,17 +297,7 @@ impl Deepen {
         // `rate_limit=`: a hard ceiling on every attempt's start, retries included.
         let rate = cfg.rate_limit.map(|r| Arc::new(RateLimiter::new(r)));
         let auth = Paced::new(Arc::new(auth), rate, None);
-        let http = HttpClient::new(
-            HttpConfig {
-                vendor: VENDOR,
-                timeout: cfg.timeout,
-                connect_timeout: Duration::from_secs(10),
-                retry,
-                tls_roots: cfg.tls_roots.clone(),
-            },
-            Arc::new(auth),
-            parse_error,
-        )?;
+        let http = HttpClient::new(cfg.http_config(), Arc::new(auth), parse_error)?;
         Ok(Deepen {
             cfg,
             http: Arc::new(http),
@@ -330,10 +315,7 @@ impl Deepen {
     }
 
     fn retry(&self) -> RetryPolicy {
-        RetryPolicy {
-            max_retries: self.cfg.max_retries,
-            ..RetryPolicy::default()
-        }
+        self.cfg.retry_policy()
     }
 
     async fn get_json(&self, segments: &[&str], operation: &'static str) -> Result<Value> {
@@ -512,7 +494,10 @@ impl Deepen {
                 Ok(r) if r.status().is_success() => return Ok(()),
                 Ok(r) => {
                     let status = r.status().as_u16();
-                    let body = r.bytes().await.unwrap_or_default();
+                    // An error body: read within the limit, and only to find the vendor's message.
+                    let body = read_limited(r, self.http.limits().max_response_bytes)
+                        .await
+                        .unwrap_or_default();
                     let (code, msg) = parse_error(status, &body);
                     let mut e = Error::new(
                         if status == 400 {
@@ -1195,22 +1180,7 @@ impl Adapter for Deepen {
     }
 
     fn api_url(&self, path: &str) -> Result<Url> {
-        if path.contains("://") {
-            return Err(Error::invalid(
-                "request() takes a path, not a full URL: credentials only go to the client's own host",
-            )
-            .field("path"));
-        }
-        let mut url = if path.starts_with("/api/") {
-            self.cfg.base_url.join(path)
-        } else {
-            let mut root = self.api.clone();
-            root.set_path(&format!("{}/", self.api.path().trim_end_matches('/')));
-            root.join(path.trim_start_matches('/'))
-        }
-        .map_err(|e| Error::invalid(format!("bad path {path:?}: {e}")).field("path"))?;
-        url.set_fragment(None);
-        Ok(url)
+        request_url(&self.cfg.base_url, &self.api, Some("/api/"), path)
     }
 
     /// Deepen's lists come whole: one GET; the items are the body's list (or its one list-valued field).

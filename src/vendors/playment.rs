@@ -38,7 +38,10 @@ use super::model::*;
 use super::{Adapter, UploadOptions, UploadProgress};
 use crate::engine::auth::{refused_with_401, KeyPlacement, StaticKey};
 use crate::engine::concurrency::{AdaptiveLimit, LimitConfig};
-use crate::engine::http::{HttpClient, HttpConfig, Request, Response};
+use crate::engine::http::{
+    read_limited, request_url, too_large, BodyError, HttpClient, Request, Response,
+};
+use crate::engine::pagination::PageBudget;
 use crate::engine::rate_limit::{Paced, RateLimiter};
 use crate::engine::redact::redact_url;
 use crate::engine::retry::{is_ambiguous, parse_retry_after, RequestKind, RetryPolicy};
@@ -175,10 +178,7 @@ impl Playment {
         }
         check_job_options(&cfg.options)?;
         let limits = limit_config(&cfg.options)?;
-        let retry = RetryPolicy {
-            max_retries: cfg.max_retries,
-            ..RetryPolicy::default()
-        };
+        let retry = cfg.retry_policy();
         let limit = AdaptiveLimit::new(limits);
         let rate = cfg.rate_limit.map(|r| Arc::new(RateLimiter::new(r)));
         let key = StaticKey::new(
@@ -187,17 +187,7 @@ impl Playment {
             refused_with_401,
         );
         let auth = Paced::new(Arc::new(key), rate.clone(), Some(limit.clone()));
-        let http = HttpClient::new(
-            HttpConfig {
-                vendor: VENDOR,
-                timeout: cfg.timeout,
-                connect_timeout: Duration::from_secs(10),
-                retry,
-                tls_roots: cfg.tls_roots.clone(),
-            },
-            Arc::new(auth),
-            parse_error,
-        )?;
+        let http = HttpClient::new(cfg.http_config(), Arc::new(auth), parse_error)?;
         let files = reqwest::Client::builder()
             .user_agent(crate::engine::http::USER_AGENT)
             .timeout(cfg.timeout)
@@ -363,8 +353,18 @@ impl Inner {
         PageStream::spawn(&self.rt, move |tx| async move {
             let mut token: Option<String> = None;
             let mut seen = HashSet::new();
+            let mut budget = PageBudget::new(me.http.limits().max_pages);
             loop {
-                match me.jobs_page(&batch, token.as_deref(), operation).await {
+                let page = me
+                    .jobs_page(&batch, token.as_deref(), operation)
+                    .await
+                    .and_then(|(items, next)| {
+                        budget
+                            .count_items(&items)
+                            .map_err(|e| e.vendor(VENDOR).operation(operation))?;
+                        Ok((items, next))
+                    });
+                match page {
                     Err(e) => {
                         let _ = tx.send(Err(e)).await;
                         return;
@@ -529,7 +529,7 @@ impl Inner {
                 Ok(resp) => {
                     let status = resp.status().as_u16();
                     let headers = resp.headers().clone();
-                    match resp.bytes().await {
+                    match read_limited(resp, self.http.limits().max_response_bytes).await {
                         Ok(body) if !matches!(status, 429 | 500 | 502..=504) => {
                             return Ok((status, headers, body))
                         }
@@ -543,7 +543,16 @@ impl Inner {
                                 .and_then(parse_retry_after);
                             ((status, headers, body), after)
                         }
-                        Err(e) => (
+                        Err(BodyError::TooLarge { limit }) => {
+                            return Err(too_large(
+                                VENDOR,
+                                "results",
+                                &reqwest::Method::GET,
+                                url,
+                                limit,
+                            ))
+                        }
+                        Err(BodyError::Transport(e)) => (
                             (0, Default::default(), bytes::Bytes::from(e.to_string())),
                             None,
                         ),
@@ -1125,17 +1134,8 @@ impl Adapter for Playment {
     }
 
     fn api_url(&self, path: &str) -> Result<Url> {
-        if path.contains("://") {
-            return Err(Error::invalid("request() takes a path, not a full URL: credentials only go to the client's own host").field("path"));
-        }
-        let mut url = self
-            .0
-            .cfg
-            .base_url
-            .join(&format!("/{}", path.trim_start_matches('/')))
-            .map_err(|e| Error::invalid(format!("bad path {path:?}: {e}")).field("path"))?;
-        url.set_fragment(None);
-        Ok(url)
+        let base = &self.0.cfg.base_url;
+        request_url(base, base, None, path)
     }
 
     /// A batch's job list (`data.jobs`, `page_token` paging) item by item.
@@ -1144,12 +1144,18 @@ impl Adapter for Playment {
         PageStream::spawn(&self.0.rt, move |tx| async move {
             let mut next = url.clone();
             let mut seen = HashSet::new();
+            let mut budget = PageBudget::new(me.http.limits().max_pages);
             loop {
                 let page = match me
                     .get(next.clone(), "request")
                     .await
                     .and_then(|r| data::<BatchPage>(&r, "request"))
-                {
+                    .and_then(|p| {
+                        budget
+                            .count_items(&p.jobs)
+                            .map_err(|e| e.vendor(VENDOR).operation("request"))?;
+                        Ok(p)
+                    }) {
                     Ok(p) => p,
                     Err(e) => {
                         let _ = tx.send(Err(e)).await;

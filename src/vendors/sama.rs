@@ -30,8 +30,9 @@ use super::config::{check_options, ClientConfig, Options};
 use super::model::*;
 use super::{Adapter, UploadOptions, UploadProgress};
 use crate::engine::auth::{refused_with_401, KeyPlacement, StaticKey};
-use crate::engine::http::{HttpClient, HttpConfig, Request, Response};
+use crate::engine::http::{request_url, HttpClient, Request, Response};
 use crate::engine::pagination::with_query_param;
+use crate::engine::pagination::PageBudget;
 use crate::engine::rate_limit::{Paced, RateLimiter};
 use crate::engine::redact::redact_url;
 use crate::engine::retry::{is_ambiguous, is_retryable, Outcome, RequestKind, RetryPolicy};
@@ -402,10 +403,7 @@ impl Sama {
             .map_err(|_| Error::invalid("base_url cannot be a base").field("base_url"))?
             .pop_if_empty()
             .extend(["v2", ""]);
-        let retry = RetryPolicy {
-            max_retries: cfg.max_retries,
-            ..RetryPolicy::default()
-        };
+        let retry = cfg.retry_policy();
         let auth = StaticKey::new(
             KeyPlacement::Query("access_key"),
             cfg.credentials["api_key"].expose(),
@@ -414,17 +412,7 @@ impl Sama {
         // `rate_limit=`: a hard ceiling on every attempt's start, retries included.
         let rate = cfg.rate_limit.map(|r| Arc::new(RateLimiter::new(r)));
         let auth = Paced::new(Arc::new(auth), rate, None);
-        let http = HttpClient::new(
-            HttpConfig {
-                vendor: VENDOR,
-                timeout: cfg.timeout,
-                connect_timeout: Duration::from_secs(10),
-                retry,
-                tls_roots: cfg.tls_roots.clone(),
-            },
-            Arc::new(auth),
-            parse_error,
-        )?;
+        let http = HttpClient::new(cfg.http_config(), Arc::new(auth), parse_error)?;
         Ok(Sama {
             cfg,
             http: Arc::new(http),
@@ -929,6 +917,7 @@ impl Sama {
             "limit": BIG_PAGE,
         });
         Ok(PageStream::spawn(&self.rt, move |tx| async move {
+            let mut budget = PageBudget::new(http.limits().max_pages);
             loop {
                 let req = match Request::json(
                     Method::POST,
@@ -944,7 +933,14 @@ impl Sama {
                     }
                 };
                 let page = match http.send(&req).await {
-                    Ok(resp) => view.envelopes(&resp, &batch, None, include_raw),
+                    Ok(resp) => view
+                        .envelopes(&resp, &batch, None, include_raw)
+                        .and_then(|items| {
+                            budget
+                                .count(&resp.body, items.len())
+                                .map_err(|e| e.vendor(VENDOR).operation("results"))?;
+                            Ok(items)
+                        }),
                     Err(e) if is_ambiguous(&e) => Err(Error {
                         message: format!("{}; the deliveries of that answer may be lost to this consumer: read them with results(since=...)", e.message),
                         ..e
@@ -1473,10 +1469,16 @@ impl Adapter for Sama {
         let batch = batch_id.to_string();
         let first = self.status_url(batch_id, 1);
         Ok(PageStream::spawn(&self.rt, move |tx| async move {
+            let mut budget = PageBudget::new(http.limits().max_pages);
             for page in 1.. {
                 let url = with_query_param(&first, "page", &page.to_string());
                 let items = match paced_status_get(&gate, &http, url, "records").await {
-                    Ok(resp) => decode_tasks(&resp, "records"),
+                    Ok(resp) => decode_tasks(&resp, "records").and_then(|items| {
+                        budget
+                            .count(&resp.body, items.len())
+                            .map_err(|e| e.vendor(VENDOR).operation("records"))?;
+                        Ok(items)
+                    }),
                     Err(e) => Err(e),
                 };
                 let items = match items {
@@ -1613,17 +1615,7 @@ impl Adapter for Sama {
     }
 
     fn api_url(&self, path: &str) -> Result<Url> {
-        if path.contains("://") {
-            return Err(Error::invalid("request() takes a path, not a full URL: credentials only go to the client's own host").field("path"));
-        }
-        let mut url = if path.starts_with("/v2/") {
-            self.cfg.base_url.join(path)
-        } else {
-            self.root.join(path.trim_start_matches('/'))
-        }
-        .map_err(|e| Error::invalid(format!("bad path {path:?}: {e}")).field("path"))?;
-        url.set_fragment(None);
-        Ok(url)
+        request_url(&self.cfg.base_url, &self.root, Some("/v2/"), path)
     }
 
     fn paginate(&self, url: Url) -> PageStream<Box<RawValue>> {

@@ -36,7 +36,9 @@ use super::config::{check_options, ClientConfig, Options};
 use super::model::*;
 use super::{Adapter, UploadOptions, UploadProgress};
 use crate::engine::auth::OAuth2ClientCredentials;
-use crate::engine::http::{Body, HttpClient, HttpConfig, Request};
+use crate::engine::http::{
+    read_limited, request_url, too_large, Body, BodyError, HttpClient, Request,
+};
 use crate::engine::rate_limit::{Paced, RateLimiter};
 use crate::engine::retry::{is_ambiguous, parse_retry_after, RequestKind, RetryPolicy};
 use crate::engine::stream::PageStream;
@@ -664,10 +666,7 @@ impl TaskMonk {
             .path_segments_mut()
             .expect("checked above")
             .extend(["oauth2", "token"]);
-        let retry = RetryPolicy {
-            max_retries: cfg.max_retries,
-            ..RetryPolicy::default()
-        };
+        let retry = cfg.retry_policy();
         let auth = OAuth2ClientCredentials::new(
             VENDOR,
             token_url,
@@ -679,17 +678,7 @@ impl TaskMonk {
         // `rate_limit=`: a hard ceiling on every attempt's start, retries included.
         let rate = cfg.rate_limit.map(|r| Arc::new(RateLimiter::new(r)));
         let auth = Paced::new(Arc::new(auth), rate, None);
-        let http = HttpClient::new(
-            HttpConfig {
-                vendor: VENDOR,
-                timeout: cfg.timeout,
-                connect_timeout: Duration::from_secs(10),
-                retry,
-                tls_roots: cfg.tls_roots.clone(),
-            },
-            Arc::new(auth),
-            parse_error,
-        )?;
+        let http = HttpClient::new(cfg.http_config(), Arc::new(auth), parse_error)?;
         Ok(TaskMonk {
             cfg,
             http: Arc::new(http),
@@ -887,8 +876,17 @@ impl TaskMonk {
                         .and_then(|v| v.to_str().ok())
                         .and_then(parse_retry_after);
                     if status == 200 {
-                        match resp.bytes().await {
+                        match read_limited(resp, self.http.limits().max_response_bytes).await {
                             Ok(b) => return Ok(b),
+                            Err(BodyError::TooLarge { limit }) => {
+                                return Err(too_large(
+                                    VENDOR,
+                                    operation,
+                                    &reqwest::Method::GET,
+                                    url,
+                                    limit,
+                                ))
+                            }
                             Err(_) => (true, None, "the download broke off".to_string()),
                         }
                     } else {
@@ -1578,25 +1576,7 @@ impl Adapter for TaskMonk {
     }
 
     fn api_url(&self, path: &str) -> Result<Url> {
-        if path.contains("://") {
-            return Err(Error::invalid(
-                "request() takes a path, not a full URL: credentials only go to the client's own host",
-            )
-            .field("path"));
-        }
-        let mut url = if path.starts_with("/api/") {
-            self.cfg.base_url.join(path)
-        } else {
-            let mut root = self.project_url.clone();
-            root.set_path(&format!(
-                "{}/",
-                self.project_url.path().trim_end_matches('/')
-            ));
-            root.join(path.trim_start_matches('/'))
-        }
-        .map_err(|e| Error::invalid(format!("bad path {path:?}: {e}")).field("path"))?;
-        url.set_fragment(None);
-        Ok(url)
+        request_url(&self.cfg.base_url, &self.project_url, Some("/api/"), path)
     }
 
     /// TaskMonk's lists come whole (a JSON array), or as `{"items": [...]}`.

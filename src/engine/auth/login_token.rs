@@ -7,11 +7,13 @@ use async_trait::async_trait;
 use reqwest::RequestBuilder;
 use url::Url;
 
-use super::token_cache::{Fresh, TokenCache};
+use super::token_cache::{
+    request_token, token_lifetime, Fresh, TokenAnswer, TokenCache, TokenEndpoint,
+};
 use super::{Auth, RejectionTest};
 use crate::engine::error::{Error, ErrorKind, Result};
 use crate::engine::redact::redact_url;
-use crate::engine::retry::{is_retryable, parse_retry_after, Outcome, RequestKind, RetryPolicy};
+use crate::engine::retry::RetryPolicy;
 
 /// A bearer token obtained by logging in with a JSON body (Alegion's `POST /api/v1/login`), renewed shortly
 /// before it expires and whenever the vendor refuses it.
@@ -51,69 +53,37 @@ impl LoginToken {
     }
 
     async fn login(&self, http: &reqwest::Client) -> Result<Fresh> {
-        let mut retry = 0;
-        loop {
-            let sent = http
-                .post(self.login_url.clone())
-                .json(&self.body)
-                .send()
-                .await;
-            let outcome = match sent {
-                Ok(resp) => {
-                    let status = resp.status().as_u16();
-                    let retry_after = resp
-                        .headers()
-                        .get(reqwest::header::RETRY_AFTER)
-                        .and_then(|v| v.to_str().ok())
-                        .and_then(parse_retry_after);
-                    let body = resp.bytes().await.unwrap_or_default();
-                    if (200..300).contains(&status) {
-                        return self.parse_token(&body);
-                    }
-                    // Logging in twice is harmless, so it retries like a read.
-                    if is_retryable(RequestKind::Read, Outcome::Status(status))
-                        && retry < self.retry.max_retries
-                    {
-                        tokio::time::sleep(self.retry.delay(retry, retry_after)).await;
-                        retry += 1;
-                        continue;
-                    }
-                    let kind = if matches!(status, 400 | 401 | 403) {
-                        ErrorKind::Auth
-                    } else {
-                        ErrorKind::Vendor
-                    };
-                    let mut err = Error::new(
-                        kind,
-                        format!(
-                            "login refused at {}: check the credentials",
-                            redact_url(&self.login_url)
-                        ),
-                    )
-                    .vendor(self.vendor)
-                    .operation("login");
-                    err.status = Some(status);
-                    return Err(err);
-                }
-                Err(e) if e.is_connect() => Outcome::ConnectFailed,
-                Err(_) => Outcome::TransportFailed,
-            };
-            if is_retryable(RequestKind::Read, outcome) && retry < self.retry.max_retries {
-                tokio::time::sleep(self.retry.delay(retry, None)).await;
-                retry += 1;
-                continue;
+        let shown = redact_url(&self.login_url);
+        let endpoint = TokenEndpoint {
+            vendor: self.vendor,
+            operation: "login",
+            shown: &shown,
+            retry: &self.retry,
+        };
+        let answer = request_token(&endpoint, || {
+            http.post(self.login_url.clone()).json(&self.body)
+        })
+        .await?;
+        match answer {
+            TokenAnswer::Granted(body) => self.parse_token(&body, &endpoint),
+            TokenAnswer::Refused { status, .. } => {
+                let kind = if matches!(status, 400 | 401 | 403) {
+                    ErrorKind::Auth
+                } else {
+                    ErrorKind::Vendor
+                };
+                Err(Error::new(
+                    kind,
+                    format!("login refused at {shown}: check the credentials"),
+                )
+                .vendor(self.vendor)
+                .operation("login")
+                .http_status(status))
             }
-            return Err(Error::new(
-                ErrorKind::Vendor,
-                format!("could not reach {} to log in", redact_url(&self.login_url)),
-            )
-            .vendor(self.vendor)
-            .operation("login")
-            .code("connection"));
         }
     }
 
-    fn parse_token(&self, body: &[u8]) -> Result<Fresh> {
+    fn parse_token(&self, body: &[u8], endpoint: &TokenEndpoint<'_>) -> Result<Fresh> {
         let bad = || {
             Error::new(ErrorKind::Auth, "login answered without an access token")
                 .vendor(self.vendor)
@@ -124,11 +94,7 @@ impl LoginToken {
             .get(self.token_field)
             .and_then(|t| t.as_str())
             .ok_or_else(bad)?;
-        let ttl = v
-            .get(self.expires_field)
-            .and_then(|e| e.as_f64())
-            .unwrap_or(3600.0)
-            .max(0.0);
+        let ttl = token_lifetime(&v, self.expires_field, 3600.0, endpoint)?;
         // Renew a little before expiry: 10 % of the lifetime, at most a minute.
         let margin = (ttl * 0.1).min(60.0);
         log::info!(target: "labelport::engine::auth", "{} login ok, token valid for {ttl} s", self.vendor);
@@ -160,6 +126,20 @@ impl Auth for LoginToken {
 
     fn renewals(&self) -> u64 {
         self.tokens.issued()
+    }
+
+    /// The password and any other string of the login body, and the current token.
+    fn secrets(&self) -> Vec<String> {
+        let mut out: Vec<String> = match &self.body {
+            serde_json::Value::Object(m) => m
+                .iter()
+                .filter(|(k, _)| !k.to_ascii_lowercase().contains("user"))
+                .filter_map(|(_, v)| v.as_str().map(str::to_string))
+                .collect(),
+            _ => vec![],
+        };
+        out.extend(self.tokens.current_value());
+        out
     }
 }
 

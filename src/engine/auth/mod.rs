@@ -39,4 +39,7 @@ pub trait Auth: Send + Sync {
     fn renewals(&self) -> u64 {
         0
     }
+    /// Every secret value this provider holds now (keys, passwords, the current token), so text from a
+    /// vendor can be scrubbed of them before it reaches an exception or a log.
+    fn secrets(&self) -> Vec<String>;
 }

@@ -15,11 +15,14 @@ use async_trait::async_trait;
 use reqwest::RequestBuilder;
 use url::Url;
 
-use super::token_cache::{Fresh, TokenCache};
+use super::token_cache::{
+    request_token, token_lifetime, Fresh, TokenAnswer, TokenCache, TokenEndpoint,
+    MAX_TOKEN_LIFETIME_S,
+};
 use super::{Auth, RejectionTest};
 use crate::engine::error::{Error, ErrorKind, Result};
 use crate::engine::redact::redact_url;
-use crate::engine::retry::{is_retryable, parse_retry_after, Outcome, RequestKind, RetryPolicy};
+use crate::engine::retry::RetryPolicy;
 
 /// The longest head start a renewal takes before expiry (the SDK's buffer).
 const MAX_RENEW_MARGIN_S: f64 = 120.0;
@@ -39,7 +42,7 @@ pub struct OAuth2ClientCredentials {
 /// When to renew a token that lives `ttl_s` seconds: 10 % early, at most 120 s.
 pub fn renew_after(ttl_s: f64) -> Duration {
     let ttl = if ttl_s.is_finite() {
-        ttl_s.max(0.0)
+        ttl_s.clamp(0.0, MAX_TOKEN_LIFETIME_S)
     } else {
         0.0
     };
@@ -73,10 +76,15 @@ impl OAuth2ClientCredentials {
     }
 
     async fn grant(&self, http: &reqwest::Client) -> Result<Fresh> {
-        let mut retry = 0;
-        loop {
-            let sent = http
-                .post(self.token_url.clone())
+        let shown = self.shown_url();
+        let endpoint = TokenEndpoint {
+            vendor: self.vendor,
+            operation: "token",
+            shown: &shown,
+            retry: &self.retry,
+        };
+        let answer = request_token(&endpoint, || {
+            http.post(self.token_url.clone())
                 .query(&[
                     ("grant_type", "client_credentials"),
                     ("client_id", self.client_id.as_str()),
@@ -84,69 +92,36 @@ impl OAuth2ClientCredentials {
                 ])
                 .header(reqwest::header::ACCEPT, "application/json")
                 .header(reqwest::header::CONTENT_LENGTH, "0")
-                .send()
-                .await;
-            let outcome = match sent {
-                Ok(resp) => {
-                    let status = resp.status().as_u16();
-                    let retry_after = resp
-                        .headers()
-                        .get(reqwest::header::RETRY_AFTER)
-                        .and_then(|v| v.to_str().ok())
-                        .and_then(parse_retry_after);
-                    let body = resp.bytes().await.unwrap_or_default();
-                    if status == 200 {
-                        return self.parse_token(&body);
-                    }
-                    // A new grant is harmless to repeat, so it retries like a read.
-                    if is_retryable(RequestKind::Read, Outcome::Status(status))
-                        && retry < self.retry.max_retries
-                    {
-                        tokio::time::sleep(self.retry.delay(retry, retry_after)).await;
-                        retry += 1;
-                        continue;
-                    }
-                    let kind = if matches!(status, 400 | 401 | 403) {
-                        ErrorKind::Auth
-                    } else {
-                        ErrorKind::Vendor
-                    };
-                    // The vendor's error code is safe to show; its body is not quoted whole.
-                    let code = serde_json::from_slice::<serde_json::Value>(&body)
-                        .ok()
-                        .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(String::from));
-                    let mut err = Error::new(
-                        kind,
-                        format!(
-                            "the token request to {} was refused: check client_id and client_secret",
-                            self.shown_url()
-                        ),
-                    )
-                    .vendor(self.vendor)
-                    .operation("token");
-                    err.status = Some(status);
-                    err.code = code;
-                    return Err(err);
-                }
-                Err(e) if e.is_connect() => Outcome::ConnectFailed,
-                Err(_) => Outcome::TransportFailed,
-            };
-            if is_retryable(RequestKind::Read, outcome) && retry < self.retry.max_retries {
-                tokio::time::sleep(self.retry.delay(retry, None)).await;
-                retry += 1;
-                continue;
+        })
+        .await?;
+        match answer {
+            TokenAnswer::Granted(body) => self.parse_token(&body, &endpoint),
+            TokenAnswer::Refused { status, body } => {
+                let kind = if matches!(status, 400 | 401 | 403) {
+                    ErrorKind::Auth
+                } else {
+                    ErrorKind::Vendor
+                };
+                // The vendor's error code is safe to show; its body is not quoted whole.
+                let code = serde_json::from_slice::<serde_json::Value>(&body)
+                    .ok()
+                    .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(String::from));
+                let mut err = Error::new(
+                    kind,
+                    format!(
+                        "the token request to {shown} was refused: check client_id and client_secret"
+                    ),
+                )
+                .vendor(self.vendor)
+                .operation("token")
+                .http_status(status);
+                err.code = code;
+                Err(err)
             }
-            return Err(Error::new(
-                ErrorKind::Vendor,
-                format!("could not reach {} for a token", self.shown_url()),
-            )
-            .vendor(self.vendor)
-            .operation("token")
-            .code("connection"));
         }
     }
 
-    fn parse_token(&self, body: &[u8]) -> Result<Fresh> {
+    fn parse_token(&self, body: &[u8], endpoint: &TokenEndpoint<'_>) -> Result<Fresh> {
         let bad = || {
             Error::new(
                 ErrorKind::Auth,
@@ -160,13 +135,7 @@ impl OAuth2ClientCredentials {
             .get("access_token")
             .and_then(|t| t.as_str())
             .ok_or_else(bad)?;
-        let ttl = v
-            .get("expires_in")
-            .and_then(|e| {
-                e.as_f64()
-                    .or_else(|| e.as_str().and_then(|s| s.parse().ok()))
-            })
-            .unwrap_or(3500.0);
+        let ttl = token_lifetime(&v, "expires_in", 3500.0, endpoint)?;
         log::info!(target: "labelport::engine::auth", "{} token granted, valid for {ttl} s", self.vendor);
         Ok(Fresh {
             value: Arc::from(value),
@@ -196,6 +165,12 @@ impl Auth for OAuth2ClientCredentials {
 
     fn renewals(&self) -> u64 {
         self.tokens.issued()
+    }
+
+    fn secrets(&self) -> Vec<String> {
+        let mut out = vec![self.client_secret.clone()];
+        out.extend(self.tokens.current_value());
+        out
     }
 }
 

@@ -53,6 +53,10 @@ impl Auth for StaticKey {
 
     fn invalidate(&self, _generation: u64) {}
 
+    fn secrets(&self) -> Vec<String> {
+        vec![self.key.clone()]
+    }
+
     /// A fixed key cannot be renewed: a refusal is reported at once.
     fn renewable(&self) -> bool {
         false

@@ -9,6 +9,15 @@ use url::Url;
 
 use super::link::Links;
 use crate::engine::error::{Error, ErrorKind, Result};
+use crate::engine::http::same_origin;
+use crate::engine::redact::redact_url;
+
+fn origin_only(url: &Url) -> Url {
+    let mut o = url.clone();
+    o.set_path("/");
+    o.set_query(None);
+    o
+}
 
 /// What one page said about where the list goes on.
 #[derive(Debug, Clone, Default)]
@@ -32,6 +41,9 @@ pub struct PageNumberPaging {
     page: u64,
     seen_items: u64,
     seen_urls: HashSet<String>,
+    /// Pages `.1..=.2` of the list whose page 1 is `.0` (without its page parameter) count as fetched: a
+    /// planned range, marked without a URL per page, as a total from the server may plan billions.
+    visited_range: Option<(Url, u64, u64)>,
 }
 
 impl PageNumberPaging {
@@ -42,6 +54,7 @@ impl PageNumberPaging {
             page: 1,
             seen_items: 0,
             seen_urls: HashSet::new(),
+            visited_range: None,
         }
     }
 
@@ -56,10 +69,7 @@ impl PageNumberPaging {
         seen_items: u64,
     ) -> Self {
         let mut paging = Self::new(page_param, page_size);
-        for n in 1..=page {
-            let url = paging.url_for_page(first, n);
-            paging.seen_urls.insert(url.to_string());
-        }
+        paging.mark_visited(first, 1, page);
         paging.page = page.max(1);
         paging.seen_items = seen_items;
         paging
@@ -86,9 +96,36 @@ impl PageNumberPaging {
         with_query_param(first, self.page_param, &n.to_string())
     }
 
+    /// Pages `from..=to` of the list whose page 1 is `first` count as fetched (replacing an earlier range).
+    pub fn mark_visited(&mut self, first: &Url, from: u64, to: u64) {
+        self.visited_range = Some((self.without_page(first), from, to));
+    }
+
+    fn without_page(&self, url: &Url) -> Url {
+        let mut out = url.clone();
+        let pairs: Vec<(String, String)> = url
+            .query_pairs()
+            .filter(|(k, _)| k != self.page_param)
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect();
+        out.query_pairs_mut().clear().extend_pairs(pairs);
+        out
+    }
+
+    fn in_visited_range(&self, url: &Url) -> bool {
+        let Some((list, from, to)) = &self.visited_range else {
+            return false;
+        };
+        let page = url
+            .query_pairs()
+            .find(|(k, _)| k == self.page_param)
+            .and_then(|(_, v)| v.parse::<u64>().ok());
+        page.is_some_and(|n| (*from..=*to).contains(&n)) && self.without_page(url) == *list
+    }
+
     /// Records that `url` is being fetched; a URL fetched twice is an error (a vendor looping us).
     pub fn visit(&mut self, url: &Url) -> Result<()> {
-        if !self.seen_urls.insert(url.to_string()) {
+        if self.in_visited_range(url) || !self.seen_urls.insert(url.to_string()) {
             return Err(Error::new(
                 ErrorKind::Vendor,
                 "pagination returned a page URL that was already fetched",
@@ -112,6 +149,18 @@ impl PageNumberPaging {
         }
         self.page += 1;
         let next = match info.links.get("next") {
+            // The credential goes with every page: a `next` link elsewhere is never followed.
+            Some(url) if !same_origin(url, current) => {
+                return Err(Error::new(
+                    ErrorKind::Vendor,
+                    format!(
+                        "the listing's next page is on another host ({}): labelport follows pages only on \
+                         the vendor's own host, so credentials never leave it",
+                        redact_url(&origin_only(url))
+                    ),
+                )
+                .code("cross_origin_link"))
+            }
             Some(url) => url.clone(),
             None if info.total.is_some() || info.links.is_empty() => {
                 self.url_for_page(current, self.page)
@@ -247,6 +296,31 @@ mod tests {
         let u1 = first();
         let i = info(20, None, r#"<http://h/x?page=1>; rel="first""#, &u1);
         assert_eq!(p.next(&u1, &i).unwrap(), Step::Done);
+    }
+
+    #[test]
+    fn a_next_link_to_another_origin_is_refused() {
+        let u1 = first();
+        for link in [
+            "<http://evil:80/api/v1/batches/b/results?page=2>; rel=\"next\"",
+            "<https://h/api/v1/batches/b/results?page=2>; rel=\"next\"",
+            "<http://h:8080/api/v1/batches/b/results?page=2>; rel=\"next\"",
+        ] {
+            let mut p = PageNumberPaging::new("page", 20);
+            let err = p.next(&u1, &info(20, Some(100), link, &u1)).unwrap_err();
+            assert_eq!(err.code.as_deref(), Some("cross_origin_link"), "{link}");
+        }
+    }
+
+    #[test]
+    fn a_planned_range_counts_as_visited_without_a_url_per_page() {
+        let u1 = first();
+        let mut p = PageNumberPaging::new("page", 20);
+        p.mark_visited(&u1, 2, 1_000_000_000_000);
+        assert!(p.visit(&p.url_for_page(&u1, 999_999_999)).is_err());
+        assert!(p.visit(&p.url_for_page(&u1, 1)).is_ok());
+        let other = Url::parse("http://h/api/v1/batches/other/results?page=5&pageSize=20").unwrap();
+        assert!(p.visit(&other).is_ok());
     }
 
     #[test]
