@@ -78,7 +78,7 @@ reliability: develop
 # libFuzzer needs a nightly toolchain (cargo install cargo-fuzz); no sanitizer: the code is safe Rust, and a
 # panic or an assertion is what the targets look for. New corpus entries go to fuzz/corpus/ (not committed).
 FUZZ_SECONDS ?= 180
-FUZZ_TARGETS := link_header page_number taskmonk_output sama_schema
+FUZZ_TARGETS := link_header page_number taskmonk_output sama_schema http_response
 fuzz:
 	cd fuzz && for t in $(FUZZ_TARGETS); do mkdir -p corpus/$$t && \
 		cargo +nightly fuzz run -s none -O $$t corpus/$$t seeds/$$t -- -max_total_time=$(FUZZ_SECONDS) \

@@ -4,6 +4,10 @@
 pub mod auth;
 pub mod concurrency;
 pub mod error;
+/// A byte-described hostile HTTP server driving the engine: the `http_response` fuzz target and its property
+/// test (issue 18). Never in a release build.
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod hostile;
 pub mod http;
 pub mod pagination;
 pub mod rate_limit;
