@@ -69,6 +69,10 @@ class Client:
     give the vendor. Keyword arguments win over the environment, the environment over the profile.
     ``ca_bundle``: a PEM file of certificate authorities trusted besides the system's (a TLS-inspecting proxy,
     a private endpoint); also ``LABELPORT_<VENDOR>_CA_BUNDLE`` or a profile's ``ca_bundle``.
+    Every vendor also takes three bounds on what a server may cost, as keywords (or ``LABELPORT_<VENDOR>_<NAME>``,
+    or a profile): ``max_response_size`` (bytes of one body after decompression, default 512 MiB),
+    ``max_pages`` (pages of one listing, default 100,000) and ``max_retry_wait`` (seconds: the longest
+    ``Retry-After`` waited out, default 120; a longer one raises ``RateLimited`` with ``retry_after`` at once).
     """
 
     def __new__(

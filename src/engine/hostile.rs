@@ -38,7 +38,7 @@ use url::Url;
 
 use super::auth::{refused_with_401, KeyPlacement, StaticKey};
 use super::error::{Error, ErrorKind};
-use super::http::{HttpClient, HttpConfig, Request, Response};
+use super::http::{HttpClient, HttpConfig, Limits, Request, Response};
 use super::retry::RetryPolicy;
 use super::stream::{page_number_stream, Decoder, PageNumberList, CHANNEL_PAGES};
 
@@ -1287,9 +1287,14 @@ fn parse_error(_status: u16, body: &[u8]) -> (Option<String>, Option<String>) {
 }
 
 /// The client every case uses: short timeouts, one retry, and the bounds under test.
-fn client(options: Options) -> HttpClient {
+fn client(options: Options, self_addr: &str) -> HttpClient {
     let config = HttpConfig {
         vendor: "hostile",
+        base_url: Url::parse(&format!("http://{self_addr}/")).expect("a URL"),
+        limits: Limits {
+            max_response_bytes: RESPONSE_LIMIT as u64,
+            max_pages: MAX_PAGES,
+        },
         timeout: REQUEST_TIMEOUT,
         connect_timeout: REQUEST_TIMEOUT,
         retry: RetryPolicy {
@@ -1300,7 +1305,6 @@ fn client(options: Options) -> HttpClient {
             max_rate_limited: 1,
         },
         tls_roots: vec![],
-        // When the engine has them: the response-size limit (RESPONSE_LIMIT) and max_pages (MAX_PAGES).
     };
     let auth = StaticKey::new(KeyPlacement::Header("x-api-key"), SECRET, refused_with_401);
     HttpClient::new(config, Arc::new(auth), parse_error).expect("the harness's client builds")
@@ -1442,7 +1446,7 @@ async fn drive(scenario: &Scenario, options: Options, largest: &Arc<AtomicUsize>
         server.ctx.self_addr
     ))
     .expect("a URL");
-    let http = Arc::new(client(options));
+    let http = Arc::new(client(options, &server.ctx.self_addr));
     let deadline = tokio::time::Instant::now() + BOUND;
     let mut pages = 0u64;
     let outcome = match scenario.entry {

@@ -206,7 +206,7 @@ pub fn same_origin(url: &Url, base: &Url) -> bool {
 pub fn request_url(base: &Url, root: &Url, absolute: Option<&str>, path: &str) -> Result<Url> {
     let bad = |why: &str| {
         Error::invalid(format!(
-            "request() takes a path on the client's own host ({}): {why}",
+            "request() takes a path on the client's own host ({}), not a full URL or another host: {why}",
             redact_url(&origin_of(base))
         ))
         .field("path")
@@ -226,7 +226,7 @@ pub fn request_url(base: &Url, root: &Url, absolute: Option<&str>, path: &str) -
     };
     let mut url = joined.map_err(|e| bad(&format!("{path:?} is not a valid path ({e})")))?;
     if !same_origin(&url, base) {
-        return Err(bad("the path leaves it"));
+        return Err(bad("this path leaves it"));
     }
     url.set_fragment(None);
     Ok(url)

@@ -205,7 +205,10 @@ pub(super) async fn request_token(
         };
         return Err(Error::new(
             ErrorKind::Vendor,
-            format!("{} at {}: {what}", endpoint.operation, endpoint.shown),
+            format!(
+                "could not reach {} ({}): {what}",
+                endpoint.shown, endpoint.operation
+            ),
         )
         .vendor(endpoint.vendor)
         .operation(endpoint.operation)
