@@ -8,6 +8,10 @@ from os import PathLike
 from typing import Any, Literal, Protocol, final
 
 __version__: str
+#: How deep lists and dicts may nest in a record (the record is level 1), an option or a request body labelport
+#: sends, and in JSON it reads from a vendor: deeper is an ``InvalidInput`` (sending) or a ``VendorError`` with
+#: code ``bad_response`` (reading).
+MAX_JSON_DEPTH: int
 
 _Record = Mapping[str, Any]
 _Envelope = dict[str, Any]

@@ -815,7 +815,7 @@ enum Pages {
 
 impl Pages {
     /// The next page as Python objects, each with its completion time (for the watermark).
-    async fn next_py_page(&mut self) -> Option<Result<Vec<(Py<PyAny>, Option<i64>)>>> {
+    async fn next_py_page(&mut self) -> Option<PyResult<Vec<(Py<PyAny>, Option<i64>)>>> {
         let converted = match self {
             Pages::Envelopes(s) => s.next_page().await?.map(|items| {
                 Python::attach(|py| {
@@ -837,14 +837,8 @@ impl Pages {
                 })
             }),
         };
-        Some(match converted {
-            Ok(Ok(v)) => Ok(v),
-            Ok(Err(py_err)) => Err(Error::new(
-                ErrorKind::Vendor,
-                format!("could not convert a page: {py_err}"),
-            )),
-            Err(e) => Err(e),
-        })
+        // A page that does not convert keeps its own error (a VendorError for JSON nested too deep).
+        Some(converted.unwrap_or_else(|e| Err(to_py_err(e))))
     }
 }
 
@@ -920,7 +914,7 @@ impl AsyncStream {
                 Some(Err(e)) => {
                     *guard = None;
                     AsyncStream::show(&state, None, false)?;
-                    return Err(to_py_err(e));
+                    return Err(e);
                 }
                 Some(Ok(items)) if items.is_empty() => continue,
                 Some(Ok(items)) => {

@@ -14,7 +14,7 @@ use reqwest::Method;
 use sha2::{Digest, Sha256};
 
 use super::errors::to_py_err;
-use super::json::{dict_to_json, json_to_py, json_value_to_py, py_to_json};
+use super::json::{decode_json, dict_to_json, json_value_to_py, py_to_json, JsonToPyError};
 use super::results::{check_progress, RequestPages, ResultStream};
 use super::runtime::{block_on, block_on_ticking, no_panic, runtime, sleep};
 use crate::engine::http::Request;
@@ -449,9 +449,11 @@ pub(super) fn body_to_py<'py>(py: Python<'py>, body: &[u8]) -> PyResult<Bound<'p
         return Ok(py.None().into_bound(py));
     }
     match std::str::from_utf8(body) {
-        Ok(text) => match json_to_py(py, text) {
+        Ok(text) => match decode_json(py, text) {
             Ok(v) => Ok(v),
-            Err(_) => Ok(PyString::new(py, text).into_any()),
+            // Not JSON: the text itself. JSON nested too deep is the vendor's fault, not a text answer.
+            Err(JsonToPyError::Invalid(_)) => Ok(PyString::new(py, text).into_any()),
+            Err(e) => Err(e.into()),
         },
         Err(_) => Ok(PyBytes::new(py, body).into_any()),
     }

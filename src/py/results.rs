@@ -270,7 +270,13 @@ impl Drop for ResultStream {
         if self.progress.display.is_some() {
             // Left before its end (a `break`): the display says so rather than hanging open.
             Python::attach(|py| {
+                // Dropped while an exception is on its way out (`batch.results().to_list()` failing): closing
+                // the display runs Python code, which would lose it ("error return without exception set").
+                let pending = PyErr::take(py);
                 let _ = self.progress.close(py, false);
+                if let Some(e) = pending {
+                    e.restore(py);
+                }
             });
         }
     }

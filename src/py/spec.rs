@@ -283,12 +283,14 @@ impl ClientSpec {
 
     /// The vendor's client options (not credentials).
     #[getter]
-    fn options<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+    fn options<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         no_panic(|| {
-            json_value_to_py(
-                py,
-                &serde_json::Value::Object(self.options.clone().into_iter().collect()),
-            )
+            // Value by value: an option may use every level of MAX_JSON_DEPTH, with no room for a wrapper.
+            let out = PyDict::new(py);
+            for (k, v) in &self.options {
+                out.set_item(k, json_value_to_py(py, v)?)?;
+            }
+            Ok(out)
         })
     }
 

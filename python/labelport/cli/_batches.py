@@ -17,6 +17,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, TextIO
 
+from labelport._labelport import MAX_JSON_DEPTH
+
 # Every vendor's credential names (DESIGN.md section 1): refused as --option, so no secret lands in shell
 # history. tests/test_cli.py checks this against every sandbox's credentials.
 CREDENTIAL_NAMES = frozenset({"username", "password", "client_id", "client_secret", "api_key", "api_token"})
@@ -35,6 +37,10 @@ def _assignment(text: str) -> tuple[str, Any]:
         parsed: Any = json.loads(value)  # numbers, true/false, lists
     except ValueError:
         parsed = value
+    except RecursionError:
+        raise argparse.ArgumentTypeError(
+            f"{name}: lists nested deeper than {MAX_JSON_DEPTH} levels (labelport.MAX_JSON_DEPTH) cannot be sent"
+        ) from None
     return name, parsed
 
 
