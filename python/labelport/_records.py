@@ -23,6 +23,7 @@ import gzip
 import io
 import itertools
 import json
+import operator
 import os
 import sys
 import uuid
@@ -310,9 +311,16 @@ def chunks(records: Any, size: int) -> Chunks:
     (``labelport.config.upload_chunk`` when set)."""
     from labelport import config
 
-    size = int(getattr(config, "upload_chunk", 0) or size)
+    setting = getattr(config, "upload_chunk", 0) or size
+    try:
+        size = -1 if isinstance(setting, bool) else operator.index(setting)
+    except TypeError:
+        size = -1
     if size < 1:
-        raise _invalid(f"labelport.config.upload_chunk must be at least 1, not {size}", "upload_chunk")
+        raise _invalid(
+            f"labelport.config.upload_chunk must be a whole number of at least 1, not {setting!r}",
+            "upload_chunk",
+        )
     if isinstance(records, (str, os.PathLike)):
         path = os.fspath(records)
         if isinstance(path, str) and "\n" not in path and path.lower().endswith(SUFFIXES):

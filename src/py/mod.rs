@@ -1,5 +1,6 @@
 //! The Python bindings: the only code that touches pyo3.
 
+mod args;
 mod asyncio;
 mod client;
 mod errors;
