@@ -11,6 +11,7 @@ for result in batch.results():
 
 from labelport import callbacks, config, sandbox
 from labelport._labelport import (
+    MAX_JSON_DEPTH,
     AsyncBatch,
     AsyncClient,
     AsyncJob,
@@ -49,6 +50,7 @@ __all__ = [
     "InvalidInput",
     "Job",
     "LabelportError",
+    "MAX_JSON_DEPTH",
     "NotFound",
     "RateLimited",
     "ResultStream",

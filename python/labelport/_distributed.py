@@ -13,7 +13,7 @@ import threading
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from labelport._labelport import Batch, Client, ClientSpec
+from labelport._labelport import Batch, Client, ClientSpec, InvalidInput
 
 #: Result pages per partition when reading (Alegion: 1,000 results a page).
 DEFAULT_PAGES_PER_PARTITION = 4
@@ -63,26 +63,41 @@ def spec_from_options(options: Mapping[str, Any]) -> ClientSpec:
     opts = {str(k).lower(): v for k, v in options.items() if str(k).lower() not in _NOT_CLIENT}
     vendor = opts.pop("vendor", None)
     if not vendor:
-        raise ValueError('labelport needs the option "vendor" (alegion, taskmonk, playment, deepen or sama)')
+        err = InvalidInput(
+            'labelport needs the option "vendor" (alegion, taskmonk, playment, deepen or sama)'
+        )
+        err.field = "vendor"
+        raise err
     kwargs: dict[str, Any] = {}
     for name, value in opts.items():
         if value is None:
             continue
         if name in _FLOATS:
-            kwargs[name] = float(value)
+            kwargs[name] = _parsed(value, float)
         elif name in _INTS:
-            kwargs[name] = int(value)
+            kwargs[name] = _parsed(value, int)
         elif name in _BOOLS:
             kwargs[name] = _truthy(value)
         elif isinstance(value, str) and value[:1] in "[{":
-            # Vendor options such as TaskMonk's output_fields arrive as JSON text.
+            # Vendor options such as TaskMonk's output_fields arrive as JSON text; text that does not parse (or
+            # nests deeper than Python parses) goes on as the text it is.
             try:
                 kwargs[name] = json.loads(value)
-            except ValueError:
+            except (ValueError, RecursionError):
                 kwargs[name] = value
         else:
             kwargs[name] = value
     return ClientSpec(str(vendor), **kwargs)
+
+
+def _parsed(value: Any, kind: type) -> Any:
+    """A string option as ``kind``; one that is not passes on as it is, for ``ClientSpec`` to refuse naming it."""
+    if not isinstance(value, str):
+        return value
+    try:
+        return kind(value)
+    except ValueError:
+        return value
 
 
 def as_spec(

@@ -8,6 +8,10 @@ from os import PathLike
 from typing import Any, Literal, Protocol, final
 
 __version__: str
+#: How deep lists and dicts may nest in a record (the record is level 1), an option or a request body labelport
+#: sends, and in JSON it reads from a vendor: deeper is an ``InvalidInput`` (sending) or a ``VendorError`` with
+#: code ``bad_response`` (reading).
+MAX_JSON_DEPTH: int
 
 _Record = Mapping[str, Any]
 _Envelope = dict[str, Any]
@@ -43,7 +47,9 @@ class LabelportError(Exception):
     key: str | None  # record key, where one record is at fault
     field: str | None  # record field, where one field is at fault
     details: dict[str, Any] | None  # e.g. what an interrupted upload did and did not send
-    retry_after: float | None  # seconds the vendor asked to wait, when longer than labelport waits (max_retry_wait)
+    retry_after: (
+        float | None
+    )  # seconds the vendor asked to wait, when longer than labelport waits (max_retry_wait)
 
 class AuthError(LabelportError): ...
 class NotFound(LabelportError): ...

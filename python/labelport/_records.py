@@ -9,6 +9,9 @@ Values of DataFrames, Arrow data and files that JSON has no word for are convert
 RFC 3339 (a naive datetime is taken as UTC), dates and times to ISO 8601, numpy scalars to numbers, Decimal and
 UUID to strings, timedeltas to seconds, NaN/NaT/None/NA to null, column names to strings. Records of a plain
 iterable of dicts pass through untouched, so the Rust side refuses a NaN there as it does in a list.
+
+Nothing here recurses past ``MAX_JSON_DEPTH`` (128) levels of lists and dicts: deeper values are handed on as they
+are, and the Rust side refuses them naming the record and the field.
 """
 
 from __future__ import annotations
@@ -20,11 +23,14 @@ import gzip
 import io
 import itertools
 import json
+import operator
 import os
 import sys
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from typing import IO, Any
+
+from labelport._labelport import MAX_JSON_DEPTH
 
 __all__ = ["Chunks", "chunks", "json_value"]
 
@@ -85,16 +91,21 @@ def _is_missing_singleton(v: Any) -> bool:
     return name in ("NAType", "NaTType") or (name in ("datetime64", "timedelta64") and str(v) == "NaT")
 
 
-def json_value(v: Any) -> Any:
-    """One value as JSON-ready Python (see the module's docstring); unknown types pass through for Rust to name."""
+def json_value(v: Any, depth: int = 1) -> Any:
+    """One value as JSON-ready Python (see the module's docstring); unknown types pass through for Rust to name.
+
+    ``depth``: the lists and dicts around ``v`` (a record's field: 1). A list or dict beyond ``MAX_JSON_DEPTH`` is
+    returned as it is, unconverted and unvisited, for the Rust side to refuse."""
     if v is None or isinstance(v, (str, bool, int)):
         return v.item() if type(v).__module__ == "numpy" else v  # type: ignore[union-attr]
     if isinstance(v, float):
         return None if v != v else float(v)
+    if isinstance(v, (dict, list, tuple)) and depth >= MAX_JSON_DEPTH:
+        return v
     if isinstance(v, dict):
-        return {k if isinstance(k, str) else str(k): json_value(x) for k, x in v.items()}
+        return {k if isinstance(k, str) else str(k): json_value(x, depth + 1) for k, x in v.items()}
     if isinstance(v, (list, tuple)):
-        return [json_value(x) for x in v]
+        return [json_value(x, depth + 1) for x in v]
     if _is_missing_singleton(v):
         return None
     if isinstance(v, dt.datetime):
@@ -114,15 +125,15 @@ def json_value(v: Any) -> Any:
             if kind == "M":  # datetime64: via pandas when it is there (keeps nanoseconds), else as text
                 pd = sys.modules.get("pandas")
                 if pd is not None:
-                    return json_value(pd.Timestamp(v))
+                    return json_value(pd.Timestamp(v), depth)
                 return str(v) + "Z" if "T" in str(v) else str(v)
             if kind == "m":
                 return json_value(dt.timedelta(microseconds=int(v.astype("timedelta64[us]").astype("int64"))))
-            return json_value(v.tolist())
+            return json_value(v.tolist(), depth)
     if module.startswith("pandas") and hasattr(v, "to_pytimedelta"):
         return v.total_seconds()
     if hasattr(v, "as_py"):  # a pyarrow scalar
-        return json_value(v.as_py())
+        return json_value(v.as_py(), depth)
     return v
 
 
@@ -247,6 +258,12 @@ def _jsonl_rows(path: str) -> Iterator[dict[str, Any]]:
                 obj = json.loads(line, parse_constant=_refuse_constant)
             except ValueError as e:
                 raise _invalid(f"{path} line {line_no}: not a JSON object: {e}") from None
+            except RecursionError:
+                # Deeper than Python's own limit, so far beyond labelport's: refused without reading further.
+                raise _invalid(
+                    f"{path} line {line_no}: lists and objects nested deeper than {MAX_JSON_DEPTH} levels "
+                    "(labelport.MAX_JSON_DEPTH) cannot be sent"
+                ) from None
             if not isinstance(obj, dict):
                 raise _invalid(f"{path} line {line_no}: a JSON {type(obj).__name__}, not an object")
             yield obj
@@ -294,9 +311,16 @@ def chunks(records: Any, size: int) -> Chunks:
     (``labelport.config.upload_chunk`` when set)."""
     from labelport import config
 
-    size = int(getattr(config, "upload_chunk", 0) or size)
+    setting = getattr(config, "upload_chunk", 0) or size
+    try:
+        size = -1 if isinstance(setting, bool) else operator.index(setting)
+    except TypeError:
+        size = -1
     if size < 1:
-        raise _invalid(f"labelport.config.upload_chunk must be at least 1, not {size}", "upload_chunk")
+        raise _invalid(
+            f"labelport.config.upload_chunk must be a whole number of at least 1, not {setting!r}",
+            "upload_chunk",
+        )
     if isinstance(records, (str, os.PathLike)):
         path = os.fspath(records)
         if isinstance(path, str) and "\n" not in path and path.lower().endswith(SUFFIXES):

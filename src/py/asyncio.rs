@@ -16,10 +16,11 @@ use pyo3::types::{PyDict, PyList, PyTuple};
 use pyo3_async_runtimes::{generic, TaskLocals};
 use serde_json::value::RawValue;
 
+use super::args;
 use super::client::{
     body_to_py, close_progress, counts_to_py, finish_part, job_to_py, merge_parts, parse_statuses,
     prepare_request, prepare_upload, results_stream, upload_bar, wait_progress, ClientInner,
-    Prepared, UploadSource,
+    Prepared, UploadSource, MIN_POLL_S,
 };
 use super::errors::to_py_err;
 use super::json::{json_to_py, json_value_to_py, GcPause};
@@ -224,7 +225,10 @@ impl AsyncClient {
 impl AsyncClient {
     /// What rebuilds this client elsewhere (picklable); credentials only with `include_credentials=True`.
     #[pyo3(signature = (*, include_credentials=false))]
-    fn spec(&self, include_credentials: bool) -> super::spec::ClientSpec {
+    fn spec(
+        &self,
+        #[pyo3(from_py_with = args::include_credentials)] include_credentials: bool,
+    ) -> super::spec::ClientSpec {
         super::spec::ClientSpec::of(&self.inner, include_credentials)
     }
 
@@ -238,14 +242,14 @@ impl AsyncClient {
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
-        vendor: Option<&str>,
-        project: Option<&Bound<'_, PyAny>>,
-        profile: Option<String>,
-        base_url: Option<String>,
-        timeout: f64,
-        max_retries: u32,
-        rate_limit: Option<f64>,
-        allow_insecure: bool,
+        #[pyo3(from_py_with = args::vendor)] vendor: Option<String>,
+        #[pyo3(from_py_with = args::project)] project: Option<String>,
+        #[pyo3(from_py_with = args::profile)] profile: Option<String>,
+        #[pyo3(from_py_with = args::base_url)] base_url: Option<String>,
+        #[pyo3(from_py_with = args::timeout)] timeout: f64,
+        #[pyo3(from_py_with = args::max_retries)] max_retries: u32,
+        #[pyo3(from_py_with = args::rate_limit)] rate_limit: Option<f64>,
+        #[pyo3(from_py_with = args::allow_insecure)] allow_insecure: bool,
         kwargs: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<Self> {
         no_panic(|| {
@@ -299,8 +303,8 @@ impl AsyncClient {
     fn create_batch<'py>(
         &self,
         py: Python<'py>,
-        name: String,
-        exist_ok: bool,
+        #[pyo3(from_py_with = args::name)] name: String,
+        #[pyo3(from_py_with = args::exist_ok)] exist_ok: bool,
         options: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<Bound<'py, PyAny>> {
         no_panic(|| {
@@ -316,7 +320,11 @@ impl AsyncClient {
     }
 
     /// Re-attaches to an existing batch by id (a coroutine).
-    fn batch<'py>(&self, py: Python<'py>, id: String) -> PyResult<Bound<'py, PyAny>> {
+    fn batch<'py>(
+        &self,
+        py: Python<'py>,
+        #[pyo3(from_py_with = args::batch_id)] id: String,
+    ) -> PyResult<Bound<'py, PyAny>> {
         no_panic(|| {
             let adapter = self.inner.adapter()?;
             let client = self.inner.clone();
@@ -354,7 +362,11 @@ impl AsyncClient {
     }
 
     /// The tasks assigned to one user of the vendor's tool (a coroutine; Deepen: by email).
-    fn user_tasks<'py>(&self, py: Python<'py>, user: String) -> PyResult<Bound<'py, PyAny>> {
+    fn user_tasks<'py>(
+        &self,
+        py: Python<'py>,
+        #[pyo3(from_py_with = args::user)] user: String,
+    ) -> PyResult<Bound<'py, PyAny>> {
         no_panic(|| {
             let adapter = self.inner.adapter()?;
             awaitable(
@@ -383,16 +395,24 @@ impl AsyncClient {
     fn request<'py>(
         &self,
         py: Python<'py>,
-        method: &str,
-        path: &str,
-        params: Option<&Bound<'py, PyDict>>,
+        #[pyo3(from_py_with = args::method)] method: String,
+        #[pyo3(from_py_with = args::path)] path: String,
+        #[pyo3(from_py_with = args::params)] params: Option<Bound<'py, PyDict>>,
         json: Option<&Bound<'py, PyAny>>,
-        paginate: bool,
-        retry: Option<bool>,
+        #[pyo3(from_py_with = args::paginate)] paginate: bool,
+        #[pyo3(from_py_with = args::retry)] retry: Option<bool>,
     ) -> PyResult<Bound<'py, PyAny>> {
         no_panic(|| {
             let adapter = self.inner.adapter()?;
-            match prepare_request(&adapter, method, path, params, json, paginate, retry)? {
+            match prepare_request(
+                &adapter,
+                &method,
+                &path,
+                params.as_ref(),
+                json,
+                paginate,
+                retry,
+            )? {
                 Prepared::Pages(url) => Ok(Bound::new(
                     py,
                     AsyncStream::new(Pages::Raw(adapter.paginate(url)), None),
@@ -500,8 +520,8 @@ impl AsyncBatch {
         &self,
         py: Python<'py>,
         records: &Bound<'py, PyAny>,
-        key: Option<String>,
-        on_error: &str,
+        #[pyo3(from_py_with = args::key)] key: Option<String>,
+        #[pyo3(from_py_with = args::on_error)] on_error: &str,
         progress: Option<&Bound<'py, PyAny>>,
         options: Option<&Bound<'py, PyDict>>,
     ) -> PyResult<Bound<'py, PyAny>> {
@@ -557,8 +577,8 @@ impl AsyncBatch {
     fn wait<'py>(
         &self,
         py: Python<'py>,
-        timeout: Option<f64>,
-        poll_interval: f64,
+        #[pyo3(from_py_with = args::wait_timeout)] timeout: Option<f64>,
+        #[pyo3(from_py_with = args::poll_interval)] poll_interval: f64,
         progress: Option<Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyAny>> {
         no_panic(|| {
@@ -609,11 +629,12 @@ impl AsyncBatch {
     fn results(
         &self,
         since: Option<&Bound<'_, PyAny>>,
-        include_raw: bool,
-        consumer: Option<&str>,
+        #[pyo3(from_py_with = args::include_raw)] include_raw: bool,
+        #[pyo3(from_py_with = args::consumer)] consumer: Option<String>,
         progress: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<AsyncStream> {
         no_panic(|| {
+            let consumer = consumer.as_deref();
             let progress = check_progress(progress)?;
             let (stream, since_us) =
                 results_stream(&self.client, &self.info.id, since, include_raw, consumer)?;
@@ -626,7 +647,7 @@ impl AsyncBatch {
     fn records(
         &self,
         status: Option<&Bound<'_, PyAny>>,
-        include_raw: bool,
+        #[pyo3(from_py_with = args::include_raw)] include_raw: bool,
         progress: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<AsyncStream> {
         no_panic(|| {
@@ -652,7 +673,11 @@ impl AsyncBatch {
     }
 
     /// Accepts results by their result `id` (a coroutine).
-    fn accept<'py>(&self, py: Python<'py>, ids: Vec<String>) -> PyResult<Bound<'py, PyAny>> {
+    fn accept<'py>(
+        &self,
+        py: Python<'py>,
+        #[pyo3(from_py_with = args::ids)] ids: Vec<String>,
+    ) -> PyResult<Bound<'py, PyAny>> {
         no_panic(|| {
             let adapter = self.client.adapter()?;
             let id = self.info.id.clone();
@@ -669,8 +694,8 @@ impl AsyncBatch {
     fn reject<'py>(
         &self,
         py: Python<'py>,
-        ids: Vec<String>,
-        reason: Option<String>,
+        #[pyo3(from_py_with = args::ids)] ids: Vec<String>,
+        #[pyo3(from_py_with = args::reason)] reason: Option<String>,
     ) -> PyResult<Bound<'py, PyAny>> {
         no_panic(|| {
             let adapter = self.client.adapter()?;
@@ -735,8 +760,8 @@ impl AsyncJob {
     fn wait<'py>(
         &self,
         py: Python<'py>,
-        timeout: Option<f64>,
-        poll_interval: f64,
+        #[pyo3(from_py_with = args::wait_timeout)] timeout: Option<f64>,
+        #[pyo3(from_py_with = args::poll_interval)] poll_interval: f64,
     ) -> PyResult<Bound<'py, PyAny>> {
         no_panic(|| self.wait_until(py, timeout, poll_interval, true))
     }
@@ -801,7 +826,7 @@ impl AsyncJob {
                     .vendor(vendor)
                     .operation("wait"));
                 }
-                tokio::time::sleep(Duration::from_secs_f64(poll_interval.max(0.05))).await;
+                tokio::time::sleep(Duration::from_secs_f64(poll_interval.max(MIN_POLL_S))).await;
             }
         };
         awaitable(py, fut, |py, s| Ok(job_to_py(py, &s)?.into_any()))
@@ -815,7 +840,7 @@ enum Pages {
 
 impl Pages {
     /// The next page as Python objects, each with its completion time (for the watermark).
-    async fn next_py_page(&mut self) -> Option<Result<Vec<(Py<PyAny>, Option<i64>)>>> {
+    async fn next_py_page(&mut self) -> Option<PyResult<Vec<(Py<PyAny>, Option<i64>)>>> {
         let converted = match self {
             Pages::Envelopes(s) => s.next_page().await?.map(|items| {
                 Python::attach(|py| {
@@ -837,14 +862,8 @@ impl Pages {
                 })
             }),
         };
-        Some(match converted {
-            Ok(Ok(v)) => Ok(v),
-            Ok(Err(py_err)) => Err(Error::new(
-                ErrorKind::Vendor,
-                format!("could not convert a page: {py_err}"),
-            )),
-            Err(e) => Err(e),
-        })
+        // A page that does not convert keeps its own error (a VendorError for JSON nested too deep).
+        Some(converted.unwrap_or_else(|e| Err(to_py_err(e))))
     }
 }
 
@@ -920,7 +939,7 @@ impl AsyncStream {
                 Some(Err(e)) => {
                     *guard = None;
                     AsyncStream::show(&state, None, false)?;
-                    return Err(to_py_err(e));
+                    return Err(e);
                 }
                 Some(Ok(items)) if items.is_empty() => continue,
                 Some(Ok(items)) => {

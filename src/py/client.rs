@@ -13,8 +13,9 @@ use pyo3::types::{PyBytes, PyDict, PyList, PyString};
 use reqwest::Method;
 use sha2::{Digest, Sha256};
 
+use super::args;
 use super::errors::to_py_err;
-use super::json::{dict_to_json, json_to_py, json_value_to_py, py_to_json};
+use super::json::{decode_json, dict_to_json, json_value_to_py, py_to_json, JsonToPyError};
 use super::results::{check_progress, RequestPages, ResultStream};
 use super::runtime::{block_on, block_on_ticking, no_panic, runtime, sleep};
 use crate::engine::http::Request;
@@ -39,9 +40,9 @@ impl ClientInner {
     #[allow(clippy::too_many_arguments)]
     pub(super) fn build(
         py: Python<'_>,
-        vendor: Option<&str>,
+        vendor: Option<String>,
         profile: Option<String>,
-        project: Option<&Bound<'_, PyAny>>,
+        project: Option<String>,
         base_url: Option<String>,
         timeout: f64,
         max_retries: u32,
@@ -49,19 +50,8 @@ impl ClientInner {
         allow_insecure: bool,
         kwargs: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<Arc<Self>> {
-        let project = match project {
-            None => None,
-            Some(p) if p.is_none() => None,
-            Some(p) => Some(match p.extract::<String>() {
-                Ok(s) => s,
-                Err(_) => p
-                    .extract::<i64>()
-                    .map(|i| i.to_string())
-                    .map_err(|_| invalid("project must be a string or an integer", "project"))?,
-            }),
-        };
         let args = ClientArgs {
-            vendor: vendor.unwrap_or_default().to_string(),
+            vendor: vendor.unwrap_or_default(),
             profile,
             project,
             base_url,
@@ -133,21 +123,7 @@ fn ca_bundle_arg(kwargs: Option<&Bound<'_, PyDict>>) -> PyResult<Option<String>>
     let Some(value) = kwargs.map(|k| k.get_item(CA_BUNDLE)).transpose()?.flatten() else {
         return Ok(None);
     };
-    path_arg(&value)
-}
-
-/// A path given as `str` or `os.PathLike` (`None`: none).
-pub(super) fn path_arg(value: &Bound<'_, PyAny>) -> PyResult<Option<String>> {
-    if value.is_none() {
-        return Ok(None);
-    }
-    let py = value.py();
-    let path = py
-        .import("os")?
-        .call_method1("fspath", (value,))
-        .and_then(|p| p.extract::<String>())
-        .map_err(|_| invalid("ca_bundle must be a path to a PEM file", CA_BUNDLE))?;
-    Ok(Some(path))
+    args::ca_bundle(&value)
 }
 
 const CA_BUNDLE: &str = "ca_bundle";
@@ -197,14 +173,14 @@ impl Client {
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
-        vendor: Option<&str>,
-        project: Option<&Bound<'_, PyAny>>,
-        profile: Option<String>,
-        base_url: Option<String>,
-        timeout: f64,
-        max_retries: u32,
-        rate_limit: Option<f64>,
-        allow_insecure: bool,
+        #[pyo3(from_py_with = args::vendor)] vendor: Option<String>,
+        #[pyo3(from_py_with = args::project)] project: Option<String>,
+        #[pyo3(from_py_with = args::profile)] profile: Option<String>,
+        #[pyo3(from_py_with = args::base_url)] base_url: Option<String>,
+        #[pyo3(from_py_with = args::timeout)] timeout: f64,
+        #[pyo3(from_py_with = args::max_retries)] max_retries: u32,
+        #[pyo3(from_py_with = args::rate_limit)] rate_limit: Option<f64>,
+        #[pyo3(from_py_with = args::allow_insecure)] allow_insecure: bool,
         kwargs: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<Self> {
         no_panic(|| {
@@ -258,8 +234,8 @@ impl Client {
     fn create_batch(
         &self,
         py: Python<'_>,
-        name: String,
-        exist_ok: bool,
+        #[pyo3(from_py_with = args::name)] name: String,
+        #[pyo3(from_py_with = args::exist_ok)] exist_ok: bool,
         options: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<Batch> {
         no_panic(|| {
@@ -276,7 +252,11 @@ impl Client {
     }
 
     /// Re-attaches to an existing batch by id.
-    fn batch(&self, py: Python<'_>, id: String) -> PyResult<Batch> {
+    fn batch(
+        &self,
+        py: Python<'_>,
+        #[pyo3(from_py_with = args::batch_id)] id: String,
+    ) -> PyResult<Batch> {
         no_panic(|| {
             let adapter = self.inner.adapter()?;
             let info = block_on(py, async move { adapter.get_batch(&id).await })?;
@@ -304,7 +284,11 @@ impl Client {
 
     /// The tasks assigned to one user of the vendor's tool (Deepen: by email; `{"file_tasks": [...],
     /// "label_tasks": [...]}`).
-    fn user_tasks<'py>(&self, py: Python<'py>, user: String) -> PyResult<Bound<'py, PyAny>> {
+    fn user_tasks<'py>(
+        &self,
+        py: Python<'py>,
+        #[pyo3(from_py_with = args::user)] user: String,
+    ) -> PyResult<Bound<'py, PyAny>> {
         no_panic(|| {
             let adapter = self.inner.adapter()?;
             let tasks = block_on(py, async move { adapter.user_tasks(&user).await })?;
@@ -327,17 +311,25 @@ impl Client {
     fn request<'py>(
         &self,
         py: Python<'py>,
-        method: &str,
-        path: &str,
-        params: Option<&Bound<'py, PyDict>>,
+        #[pyo3(from_py_with = args::method)] method: String,
+        #[pyo3(from_py_with = args::path)] path: String,
+        #[pyo3(from_py_with = args::params)] params: Option<Bound<'py, PyDict>>,
         json: Option<&Bound<'py, PyAny>>,
-        paginate: bool,
-        retry: Option<bool>,
-        raw: bool,
+        #[pyo3(from_py_with = args::paginate)] paginate: bool,
+        #[pyo3(from_py_with = args::retry)] retry: Option<bool>,
+        #[pyo3(from_py_with = args::raw)] raw: bool,
     ) -> PyResult<Bound<'py, PyAny>> {
         no_panic(|| {
             let adapter = self.inner.adapter()?;
-            match prepare_request(&adapter, method, path, params, json, paginate, retry)? {
+            match prepare_request(
+                &adapter,
+                &method,
+                &path,
+                params.as_ref(),
+                json,
+                paginate,
+                retry,
+            )? {
                 Prepared::Pages(url) => {
                     Ok(Bound::new(py, RequestPages::new(adapter.paginate(url)))?.into_any())
                 }
@@ -359,7 +351,10 @@ impl Client {
 
     /// What rebuilds this client elsewhere (picklable); credentials only with `include_credentials=True`.
     #[pyo3(signature = (*, include_credentials=false))]
-    fn spec(&self, include_credentials: bool) -> super::spec::ClientSpec {
+    fn spec(
+        &self,
+        #[pyo3(from_py_with = args::include_credentials)] include_credentials: bool,
+    ) -> super::spec::ClientSpec {
         super::spec::ClientSpec::of(&self.inner, include_credentials)
     }
 
@@ -408,7 +403,7 @@ pub(super) fn prepare_request(
     if let Some(params) = params {
         let mut q = url.query_pairs_mut();
         for (k, v) in params.iter() {
-            let k: String = k.extract()?;
+            let k = args::string(&k, "params")?;
             let v = match py_to_json(&v, &k).map_err(|e| invalid(e.message, &e.path))? {
                 serde_json::Value::String(s) => s,
                 serde_json::Value::Null => continue,
@@ -450,9 +445,11 @@ pub(super) fn body_to_py<'py>(py: Python<'py>, body: &[u8]) -> PyResult<Bound<'p
         return Ok(py.None().into_bound(py));
     }
     match std::str::from_utf8(body) {
-        Ok(text) => match json_to_py(py, text) {
+        Ok(text) => match decode_json(py, text) {
             Ok(v) => Ok(v),
-            Err(_) => Ok(PyString::new(py, text).into_any()),
+            // Not JSON: the text itself. JSON nested too deep is the vendor's fault, not a text answer.
+            Err(JsonToPyError::Invalid(_)) => Ok(PyString::new(py, text).into_any()),
+            Err(e) => Err(e.into()),
         },
         Err(_) => Ok(PyBytes::new(py, body).into_any()),
     }
@@ -642,16 +639,8 @@ pub(super) fn prepare_upload(
     on_error: &str,
     options: Option<&Bound<'_, PyDict>>,
 ) -> PyResult<(UploadSource, UploadOptions)> {
-    let collect_errors = match on_error {
-        "raise" => false,
-        "collect" => true,
-        other => {
-            return Err(invalid(
-                format!("on_error must be \"raise\" or \"collect\", not {other:?}"),
-                "on_error",
-            ))
-        }
-    };
+    // `args::on_error` let only "raise" and "collect" through.
+    let collect_errors = on_error == "collect";
     let options = kwargs_to_options(options)?;
     let source = if records.cast::<PyList>().is_ok()
         || records.cast::<pyo3::types::PyTuple>().is_ok()
@@ -1121,8 +1110,8 @@ impl Batch {
         &self,
         py: Python<'_>,
         records: &Bound<'_, PyAny>,
-        key: Option<String>,
-        on_error: &str,
+        #[pyo3(from_py_with = args::key)] key: Option<String>,
+        #[pyo3(from_py_with = args::on_error)] on_error: &str,
         progress: Option<&Bound<'_, PyAny>>,
         options: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<Job> {
@@ -1161,8 +1150,8 @@ impl Batch {
     fn wait<'py>(
         &self,
         py: Python<'py>,
-        timeout: Option<f64>,
-        poll_interval: f64,
+        #[pyo3(from_py_with = args::wait_timeout)] timeout: Option<f64>,
+        #[pyo3(from_py_with = args::poll_interval)] poll_interval: f64,
         progress: Option<Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyDict>> {
         no_panic(|| {
@@ -1186,12 +1175,13 @@ impl Batch {
     fn results(
         &self,
         since: Option<&Bound<'_, PyAny>>,
-        include_raw: bool,
-        consumer: Option<&str>,
+        #[pyo3(from_py_with = args::include_raw)] include_raw: bool,
+        #[pyo3(from_py_with = args::consumer)] consumer: Option<String>,
         pages: Option<&Bound<'_, PyAny>>,
         progress: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<ResultStream> {
         no_panic(|| {
+            let consumer = consumer.as_deref();
             let progress = check_progress(progress)?;
             if let Some(pages) = pages.filter(|p| !p.is_none()) {
                 let id = &self.info.id;
@@ -1222,7 +1212,7 @@ impl Batch {
     fn records(
         &self,
         status: Option<&Bound<'_, PyAny>>,
-        include_raw: bool,
+        #[pyo3(from_py_with = args::include_raw)] include_raw: bool,
         progress: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<ResultStream> {
         no_panic(|| {
@@ -1246,7 +1236,11 @@ impl Batch {
     }
 
     /// Accepts results by their result `id`.
-    fn accept(&self, py: Python<'_>, ids: Vec<String>) -> PyResult<()> {
+    fn accept(
+        &self,
+        py: Python<'_>,
+        #[pyo3(from_py_with = args::ids)] ids: Vec<String>,
+    ) -> PyResult<()> {
         no_panic(|| {
             let adapter = self.client.adapter()?;
             let id = self.info.id.clone();
@@ -1256,7 +1250,12 @@ impl Batch {
 
     /// Rejects results by their result `id`, with an optional reason.
     #[pyo3(signature = (ids, reason=None))]
-    fn reject(&self, py: Python<'_>, ids: Vec<String>, reason: Option<String>) -> PyResult<()> {
+    fn reject(
+        &self,
+        py: Python<'_>,
+        #[pyo3(from_py_with = args::ids)] ids: Vec<String>,
+        #[pyo3(from_py_with = args::reason)] reason: Option<String>,
+    ) -> PyResult<()> {
         no_panic(|| {
             let adapter = self.client.adapter()?;
             let id = self.info.id.clone();
@@ -1283,6 +1282,9 @@ impl Batch {
         )
     }
 }
+
+/// The shortest pause between two polls of a job, whatever `poll_interval` says: the vendor is not a busy loop.
+pub(super) const MIN_POLL_S: f64 = 0.05;
 
 /// One upload, and what the vendor did with it.
 #[pyclass(module = "labelport", frozen)]
@@ -1346,8 +1348,8 @@ impl Job {
     fn wait<'py>(
         &self,
         py: Python<'py>,
-        timeout: Option<f64>,
-        poll_interval: f64,
+        #[pyo3(from_py_with = args::wait_timeout)] timeout: Option<f64>,
+        #[pyo3(from_py_with = args::poll_interval)] poll_interval: f64,
     ) -> PyResult<Bound<'py, PyDict>> {
         no_panic(|| {
             let started = Instant::now();
@@ -1371,7 +1373,7 @@ impl Job {
                         ));
                     }
                 }
-                sleep(py, Duration::from_secs_f64(poll_interval.max(0.05)))?;
+                sleep(py, Duration::from_secs_f64(poll_interval.max(MIN_POLL_S)))?;
             }
         })
     }

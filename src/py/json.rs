@@ -1,6 +1,9 @@
 //! JSON into Python straight from the text (no `serde_json::Value` tree in between), and Python records into
-//! JSON values with errors that name the field at fault.
+//! JSON values with errors that name the field at fault. Both directions stop at `MAX_JSON_DEPTH`: they
+//! recurse once per level, on threads whose stacks are small (the runtime's), so a value nested without end
+//! would overflow the stack instead of failing.
 
+use std::cell::Cell;
 use std::fmt;
 
 use pyo3::prelude::*;
@@ -8,13 +11,59 @@ use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
 use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Number, Value};
 
-/// Builds a Python object from JSON text.
+use super::errors::to_py_err;
+use crate::engine::{Error, ErrorKind};
+
+/// How deep lists and dicts may nest in what labelport sends (a record, an option, a request body) and reads
+/// (a vendor's JSON): a record is level 1, a list in it level 2, and so on. Exported as
+/// `labelport.MAX_JSON_DEPTH`.
+pub const MAX_JSON_DEPTH: usize = 128;
+
+/// Why JSON text did not become a Python object.
+pub enum JsonToPyError {
+    /// Not JSON (serde's message).
+    Invalid(serde_json::Error),
+    /// Nested deeper than `MAX_JSON_DEPTH`.
+    TooDeep,
+    /// Python refused an object (out of memory).
+    Python(PyErr),
+}
+
+impl From<JsonToPyError> for PyErr {
+    /// JSON comes from a vendor: what it cannot be read as is a bad response.
+    fn from(e: JsonToPyError) -> PyErr {
+        let bad_response = |message: String| {
+            to_py_err(Error::new(ErrorKind::Vendor, message).code("bad_response"))
+        };
+        match e {
+            JsonToPyError::Invalid(e) => bad_response(format!("invalid JSON from the vendor: {e}")),
+            JsonToPyError::TooDeep => bad_response(format!(
+                "the vendor sent JSON nested deeper than {MAX_JSON_DEPTH} levels of lists and objects \
+                 (labelport.MAX_JSON_DEPTH): labelport does not read it"
+            )),
+            JsonToPyError::Python(e) => e,
+        }
+    }
+}
+
+/// Builds a Python object from JSON text; a failure is a `VendorError` (`bad_response`).
 pub fn json_to_py<'py>(py: Python<'py>, text: &str) -> PyResult<Bound<'py, PyAny>> {
+    Ok(decode_json(py, text)?)
+}
+
+/// Builds a Python object from JSON text, saying why not.
+pub fn decode_json<'py>(py: Python<'py>, text: &str) -> Result<Bound<'py, PyAny>, JsonToPyError> {
+    let stop = Cell::new(None);
     let mut de = serde_json::Deserializer::from_str(text);
-    let obj = PySeed { py }.deserialize(&mut de).map_err(|e| {
-        pyo3::exceptions::PyValueError::new_err(format!("invalid JSON from the vendor: {e}"))
-    })?;
-    Ok(obj)
+    // Our own limit instead of serde_json's (127): the seed counts levels and stops at MAX_JSON_DEPTH.
+    de.disable_recursion_limit();
+    let seed = PySeed {
+        py,
+        depth: 0,
+        stop: &stop,
+    };
+    seed.deserialize(&mut de)
+        .map_err(|e| stop.take().unwrap_or(JsonToPyError::Invalid(e)))
 }
 
 /// A `serde_json::Value` as a Python object (for small values: capabilities, error details).
@@ -23,22 +72,41 @@ pub fn json_value_to_py<'py>(py: Python<'py>, v: &Value) -> PyResult<Bound<'py, 
 }
 
 #[derive(Clone, Copy)]
-struct PySeed<'py> {
+struct PySeed<'a, 'py> {
     py: Python<'py>,
+    /// Lists and objects enclosing the value this seed reads.
+    depth: usize,
+    /// Set when the seed itself stops the decoding, so the caller can tell it from a syntax error.
+    stop: &'a Cell<Option<JsonToPyError>>,
 }
 
-impl<'de, 'py> DeserializeSeed<'de> for PySeed<'py> {
+impl<'a, 'py> PySeed<'a, 'py> {
+    /// The seed for the items of a list or object this seed opens, unless that is one level too many.
+    fn enter<E: de::Error>(self) -> Result<Self, E> {
+        if self.depth >= MAX_JSON_DEPTH {
+            self.stop.set(Some(JsonToPyError::TooDeep));
+            return Err(E::custom("nested too deep"));
+        }
+        Ok(PySeed {
+            depth: self.depth + 1,
+            ..self
+        })
+    }
+
+    fn fail<E: de::Error>(self, e: PyErr) -> E {
+        self.stop.set(Some(JsonToPyError::Python(e)));
+        E::custom("a Python error")
+    }
+}
+
+impl<'de, 'a, 'py> DeserializeSeed<'de> for PySeed<'a, 'py> {
     type Value = Bound<'py, PyAny>;
     fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
         d.deserialize_any(self)
     }
 }
 
-fn py_err<E: de::Error>(e: PyErr) -> E {
-    E::custom(e.to_string())
-}
-
-impl<'de, 'py> Visitor<'de> for PySeed<'py> {
+impl<'de, 'a, 'py> Visitor<'de> for PySeed<'a, 'py> {
     type Value = Bound<'py, PyAny>;
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
@@ -68,17 +136,19 @@ impl<'de, 'py> Visitor<'de> for PySeed<'py> {
         self.visit_unit()
     }
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let inner = self.enter()?;
         let list = PyList::empty(self.py);
-        while let Some(item) = seq.next_element_seed(self)? {
-            list.append(item).map_err(py_err)?;
+        while let Some(item) = seq.next_element_seed(inner)? {
+            list.append(item).map_err(|e| self.fail(e))?;
         }
         Ok(list.into_any())
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let inner = self.enter()?;
         let dict = PyDict::new(self.py);
         while let Some(key) = map.next_key_seed(KeySeed { py: self.py })? {
-            let value = map.next_value_seed(self)?;
-            dict.set_item(key, value).map_err(py_err)?;
+            let value = map.next_value_seed(inner)?;
+            dict.set_item(key, value).map_err(|e| self.fail(e))?;
         }
         Ok(dict.into_any())
     }
@@ -164,8 +234,31 @@ fn join(path: &str, part: &str) -> String {
 }
 
 /// A Python value as JSON. Refuses what JSON cannot hold faithfully (NaN, infinities, non-string keys, objects
-/// of other types) instead of guessing.
+/// of other types, nesting deeper than `MAX_JSON_DEPTH`) instead of guessing.
 pub fn py_to_json(obj: &Bound<'_, PyAny>, path: &str) -> Result<Value, ToJsonError> {
+    value_to_json(obj, path, 0)
+}
+
+/// A Python dict (a record) as a JSON object; keys must be strings. The dict is level 1 of `MAX_JSON_DEPTH`.
+pub fn dict_to_json(d: &Bound<'_, PyDict>, path: &str) -> Result<Map<String, Value>, ToJsonError> {
+    object_to_json(d, path, 1)
+}
+
+/// Refuses a list or dict at `level` beyond `MAX_JSON_DEPTH`, before reading into it.
+fn check_level(level: usize, path: &str) -> Result<(), ToJsonError> {
+    if level <= MAX_JSON_DEPTH {
+        return Ok(());
+    }
+    Err(ToJsonError {
+        path: path.to_string(),
+        message: format!(
+            "lists and dicts nested deeper than {MAX_JSON_DEPTH} levels (labelport.MAX_JSON_DEPTH) cannot be sent"
+        ),
+    })
+}
+
+/// `obj` (inside `depth` lists and dicts) as JSON.
+fn value_to_json(obj: &Bound<'_, PyAny>, path: &str, depth: usize) -> Result<Value, ToJsonError> {
     let fail = |message: String| ToJsonError {
         path: path.to_string(),
         message,
@@ -202,13 +295,15 @@ pub fn py_to_json(obj: &Bound<'_, PyAny>, path: &str) -> Result<Value, ToJsonErr
         });
     }
     if let Ok(d) = obj.cast::<PyDict>() {
-        return dict_to_json(d, path).map(Value::Object);
+        return object_to_json(d, path, depth + 1).map(Value::Object);
     }
     if obj.cast::<PyList>().is_ok() || obj.cast::<PyTuple>().is_ok() {
+        let level = depth + 1;
+        check_level(level, path)?;
         let mut out = Vec::new();
         for (i, item) in obj.try_iter().map_err(|e| fail(e.to_string()))?.enumerate() {
             let item = item.map_err(|e| fail(e.to_string()))?;
-            out.push(py_to_json(&item, &format!("{path}[{i}]"))?);
+            out.push(value_to_json(&item, &format!("{path}[{i}]"), level)?);
         }
         return Ok(Value::Array(out));
     }
@@ -220,8 +315,13 @@ pub fn py_to_json(obj: &Bound<'_, PyAny>, path: &str) -> Result<Value, ToJsonErr
     Err(fail(format!("a value of type {type_name} cannot be sent as JSON; convert it to str, int, float, bool, None, list or dict first")))
 }
 
-/// A Python dict as a JSON object; keys must be strings.
-pub fn dict_to_json(d: &Bound<'_, PyDict>, path: &str) -> Result<Map<String, Value>, ToJsonError> {
+/// A dict at `level` as a JSON object; keys must be strings.
+fn object_to_json(
+    d: &Bound<'_, PyDict>,
+    path: &str,
+    level: usize,
+) -> Result<Map<String, Value>, ToJsonError> {
+    check_level(level, path)?;
     let mut map = Map::with_capacity(d.len());
     for (k, v) in d.iter() {
         let key = match k.cast::<PyString>() {
@@ -243,7 +343,7 @@ pub fn dict_to_json(d: &Bound<'_, PyDict>, path: &str) -> Result<Map<String, Val
             }
         };
         let child = join(path, &key);
-        let value = py_to_json(&v, &child)?;
+        let value = value_to_json(&v, &child, level)?;
         map.insert(key, value);
     }
     Ok(map)

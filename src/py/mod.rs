@@ -1,5 +1,6 @@
 //! The Python bindings: the only code that touches pyo3.
 
+mod args;
 mod asyncio;
 mod client;
 mod errors;
@@ -17,6 +18,7 @@ use pyo3::prelude::*;
 fn _labelport(m: &Bound<'_, PyModule>) -> PyResult<()> {
     logging::install(m.py());
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    m.add("MAX_JSON_DEPTH", json::MAX_JSON_DEPTH)?;
     errors::register(m)?;
     m.add_class::<client::Client>()?;
     m.add_class::<client::Batch>()?;

@@ -8,6 +8,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyDict, PyList, PyString, PyTuple};
 use serde_json::value::RawValue;
 
+use super::args;
 use super::errors::to_py_err;
 use super::json::{json_to_py, GcPause};
 use super::runtime::{block_on_borrowed, no_panic};
@@ -270,7 +271,13 @@ impl Drop for ResultStream {
         if self.progress.display.is_some() {
             // Left before its end (a `break`): the display says so rather than hanging open.
             Python::attach(|py| {
+                // Dropped while an exception is on its way out (`batch.results().to_list()` failing): closing
+                // the display runs Python code, which would lose it ("error return without exception set").
+                let pending = PyErr::take(py);
                 let _ = self.progress.close(py, false);
+                if let Some(e) = pending {
+                    e.restore(py);
+                }
             });
         }
     }
@@ -310,8 +317,13 @@ impl ResultStream {
 
     /// Writes the remaining items as JSON lines to `path`, straight from the vendor's JSON; returns the count.
     #[allow(clippy::wrong_self_convention)] // as `to_list`
-    fn to_jsonl(&mut self, py: Python<'_>, path: std::path::PathBuf) -> PyResult<u64> {
+    fn to_jsonl(
+        &mut self,
+        py: Python<'_>,
+        #[pyo3(from_py_with = args::file_path)] path: String,
+    ) -> PyResult<u64> {
         no_panic(|| {
+            let path = std::path::PathBuf::from(path);
             let file = std::fs::File::create(&path).map_err(|e| {
                 to_py_err(
                     Error::invalid(format!("cannot write {}: {e}", path.display())).field("path"),

@@ -4,45 +4,40 @@
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
+use super::args;
 use super::errors::to_py_err;
 use super::json::json_value_to_py;
 use super::runtime::no_panic;
 use crate::engine::Error;
 use crate::sandbox::{Faults, Sandbox, SandboxConfig};
+use crate::vendors::config::Zero;
 
 #[pyclass(module = "labelport", frozen)]
 pub struct SandboxServer {
     inner: Sandbox,
 }
 
-fn faults_from(d: Option<&Bound<'_, PyDict>>) -> PyResult<Faults> {
+fn faults_from(d: Option<&Bound<'_, PyAny>>) -> PyResult<Faults> {
     let mut f = Faults::default();
-    let Some(d) = d else { return Ok(f) };
+    let Some(d) = d.filter(|d| !d.is_none()) else {
+        return Ok(f);
+    };
+    let d = d.cast::<PyDict>().map_err(|_| {
+        to_py_err(
+            Error::invalid("faults must be a dict of fault names and numbers").field("faults"),
+        )
+    })?;
     for (k, v) in d.iter() {
-        let name: String = k.extract()?;
-        let value: f64 = v.extract().map_err(|_| {
-            to_py_err(Error::invalid(format!("fault {name} must be a number")).field(name.clone()))
-        })?;
-        let probability = |v: f64| {
-            if (0.0..=1.0).contains(&v) {
-                Ok(v)
-            } else {
-                Err(to_py_err(
-                    Error::invalid(format!(
-                        "fault {name} is a probability between 0 and 1, not {v}"
-                    ))
-                    .field(name.clone()),
-                ))
-            }
-        };
+        let name = args::string(&k, "faults")?;
+        let probability = || args::probability(&v, &name);
         match name.as_str() {
-            "rate_limit" => f.rate_limit = probability(value)?,
-            "server_error" => f.server_error = probability(value)?,
-            "commit_then_fail" => f.commit_then_fail = probability(value)?,
-            "reset" => f.reset = probability(value)?,
-            "slow" => f.slow = probability(value)?,
-            "slow_s" => f.slow_s = value.max(0.0),
-            "token_ttl" => f.token_ttl = Some(value.max(0.0)),
+            "rate_limit" => f.rate_limit = probability()?,
+            "server_error" => f.server_error = probability()?,
+            "commit_then_fail" => f.commit_then_fail = probability()?,
+            "reset" => f.reset = probability()?,
+            "slow" => f.slow = probability()?,
+            "slow_s" => f.slow_s = args::seconds(&v, &name, Zero::Allowed)?,
+            "token_ttl" => f.token_ttl = Some(args::seconds(&v, &name, Zero::Allowed)?),
             _ => {
                 return Err(to_py_err(
                     Error::invalid(format!(
@@ -63,28 +58,16 @@ impl SandboxServer {
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
-        vendor: String,
-        seed: u64,
-        complete_after: f64,
-        exception_rate: f64,
-        faults: Option<&Bound<'_, PyDict>>,
-        latency: Option<f64>,
-        port: u16,
-        track_pids: bool,
+        #[pyo3(from_py_with = args::required_vendor)] vendor: String,
+        #[pyo3(from_py_with = args::seed)] seed: u64,
+        #[pyo3(from_py_with = args::complete_after)] complete_after: f64,
+        #[pyo3(from_py_with = args::exception_rate)] exception_rate: f64,
+        faults: Option<&Bound<'_, PyAny>>,
+        #[pyo3(from_py_with = args::latency)] latency: Option<f64>,
+        #[pyo3(from_py_with = args::port)] port: u16,
+        #[pyo3(from_py_with = args::track_pids)] track_pids: bool,
     ) -> PyResult<Self> {
         no_panic(|| {
-            if !(complete_after.is_finite() && complete_after >= 0.0) {
-                return Err(to_py_err(
-                    Error::invalid("complete_after must be a number of seconds >= 0")
-                        .field("complete_after"),
-                ));
-            }
-            if !(0.0..=1.0).contains(&exception_rate) {
-                return Err(to_py_err(
-                    Error::invalid("exception_rate is a probability between 0 and 1")
-                        .field("exception_rate"),
-                ));
-            }
             let config = SandboxConfig {
                 vendor: vendor.to_ascii_lowercase(),
                 seed,
@@ -129,8 +112,11 @@ impl SandboxServer {
         })
     }
 
-    fn advance(&self, seconds: f64) {
-        self.inner.advance(seconds)
+    fn advance(&self, #[pyo3(from_py_with = args::advance_by)] seconds: f64) -> PyResult<()> {
+        no_panic(|| {
+            self.inner.advance(seconds);
+            Ok(())
+        })
     }
 
     fn expire_tokens(&self) {

@@ -10,8 +10,9 @@ use std::sync::Arc;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
 
+use super::args;
 use super::asyncio::{AsyncBatch, AsyncClient};
-use super::client::{invalid, kwargs_to_options, path_arg, Batch, Client, ClientInner};
+use super::client::{invalid, kwargs_to_options, Batch, Client, ClientInner};
 use super::errors::to_py_err;
 use super::json::{json_value_to_py, py_to_json};
 use super::runtime::no_panic;
@@ -116,21 +117,15 @@ impl ClientSpec {
             return Ok(out);
         };
         for (k, v) in changes.iter() {
-            let name: String = k.extract()?;
+            let name = args::string(&k, "changes")?;
             match name.as_str() {
-                "project" => {
-                    out.project = if v.is_none() {
-                        None
-                    } else {
-                        Some(project_string(&v)?)
-                    }
-                }
-                "base_url" => out.base_url = v.extract()?,
-                "timeout" => out.timeout = v.extract()?,
-                "max_retries" => out.max_retries = v.extract()?,
-                "rate_limit" => out.rate_limit = v.extract()?,
-                "allow_insecure" => out.allow_insecure = v.extract()?,
-                "ca_bundle" => out.ca_bundle = path_arg(&v)?,
+                "project" => out.project = args::project(&v)?,
+                "base_url" => out.base_url = args::base_url(&v)?,
+                "timeout" => out.timeout = args::timeout(&v)?,
+                "max_retries" => out.max_retries = args::max_retries(&v)?,
+                "rate_limit" => out.rate_limit = args::rate_limit(&v)?,
+                "allow_insecure" => out.allow_insecure = args::allow_insecure(&v)?,
+                "ca_bundle" => out.ca_bundle = args::ca_bundle(&v)?,
                 _ => {
                     let value = py_to_json(&v, &name)
                         .map_err(|e| invalid(format!("{}: {}", e.path, e.message), &name))?;
@@ -186,46 +181,33 @@ impl ClientSpec {
     }
 }
 
-fn project_string(p: &Bound<'_, PyAny>) -> PyResult<String> {
-    match p.extract::<String>() {
-        Ok(s) => Ok(s),
-        Err(_) => p
-            .extract::<i64>()
-            .map(|i| i.to_string())
-            .map_err(|_| invalid("project must be a string or an integer", "project")),
-    }
-}
-
 #[pymethods]
 impl ClientSpec {
     #[new]
     #[pyo3(signature = (vendor, project=None, *, base_url=None, timeout=30.0, max_retries=5, rate_limit=None, allow_insecure=false, ca_bundle=None, **kwargs))]
     #[allow(clippy::too_many_arguments)]
     fn new(
-        vendor: &str,
-        project: Option<&Bound<'_, PyAny>>,
-        base_url: Option<String>,
-        timeout: f64,
-        max_retries: u32,
-        rate_limit: Option<f64>,
-        allow_insecure: bool,
-        ca_bundle: Option<&Bound<'_, PyAny>>,
+        #[pyo3(from_py_with = args::required_vendor)] vendor: String,
+        #[pyo3(from_py_with = args::project)] project: Option<String>,
+        #[pyo3(from_py_with = args::base_url)] base_url: Option<String>,
+        #[pyo3(from_py_with = args::timeout)] timeout: f64,
+        #[pyo3(from_py_with = args::max_retries)] max_retries: u32,
+        #[pyo3(from_py_with = args::rate_limit)] rate_limit: Option<f64>,
+        #[pyo3(from_py_with = args::allow_insecure)] allow_insecure: bool,
+        #[pyo3(from_py_with = args::ca_bundle)] ca_bundle: Option<String>,
         kwargs: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<Self> {
         no_panic(|| {
-            let spec = vendor_spec(vendor).map_err(to_py_err)?;
+            let spec = vendor_spec(&vendor).map_err(to_py_err)?;
             let mut out = ClientSpec {
                 vendor: spec.name,
-                project: match project {
-                    Some(p) if !p.is_none() => Some(project_string(p)?),
-                    _ => None,
-                },
+                project,
                 base_url,
                 timeout,
                 max_retries,
                 rate_limit,
                 allow_insecure,
-                ca_bundle: ca_bundle.map(path_arg).transpose()?.flatten(),
+                ca_bundle,
                 options: Options::new(),
                 credentials: BTreeMap::new(),
             };
@@ -287,12 +269,14 @@ impl ClientSpec {
 
     /// The vendor's client options (not credentials).
     #[getter]
-    fn options<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+    fn options<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         no_panic(|| {
-            json_value_to_py(
-                py,
-                &serde_json::Value::Object(self.options.clone().into_iter().collect()),
-            )
+            // Value by value: an option may use every level of MAX_JSON_DEPTH, with no room for a wrapper.
+            let out = PyDict::new(py);
+            for (k, v) in &self.options {
+                out.set_item(k, json_value_to_py(py, v)?)?;
+            }
+            Ok(out)
         })
     }
 
@@ -386,13 +370,13 @@ impl ClientSpec {
 #[pyfunction]
 fn _spec_from_state(state: &Bound<'_, PyDict>) -> PyResult<ClientSpec> {
     no_panic(|| {
-        let vendor: String = state
+        let vendor = state
             .get_item("vendor")?
-            .ok_or_else(|| invalid("a ClientSpec needs a vendor", "vendor"))?
-            .extract()?;
+            .ok_or_else(|| invalid("a ClientSpec needs a vendor", "vendor"))?;
+        let vendor = args::required_vendor(&vendor)?;
         let rest = state.copy()?;
         rest.del_item("vendor")?;
-        let base = ClientSpec::new(&vendor, None, None, 30.0, 5, None, false, None, None)?;
+        let base = ClientSpec::new(vendor, None, None, 30.0, 5, None, false, None, None)?;
         base.apply(Some(&rest))
     })
 }

@@ -12,6 +12,101 @@ use super::profile::{self, Profile, ProfileValue};
 
 pub type Options = BTreeMap<String, serde_json::Value>;
 
+/// The longest time a caller can give in seconds (a timeout, a poll interval, a stall window): a year. Longer
+/// is a mistake (`1e300`, `inf`), and would overflow `Duration` and `Instant` arithmetic.
+pub const MAX_SECONDS: f64 = 365.0 * 24.0 * 3600.0;
+
+/// The most retries of one request a caller can ask for: beyond this, retrying is a hang, not resilience.
+pub const MAX_RETRIES: u32 = 100;
+
+/// Whether an argument in seconds may be 0: a wait with `timeout=0` checks once, while a request or a poll
+/// interval of 0 means nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Zero {
+    Allowed,
+    Refused,
+}
+
+/// A caller's number of seconds as a `Duration`: finite, at most `MAX_SECONDS`, and above 0 (or at 0 where
+/// `zero` allows it); otherwise an `InvalidInput` naming `field`. Every duration a caller gives passes here, so
+/// no `Duration::from_secs_f64` downstream can panic.
+pub fn seconds(field: &str, value: f64, zero: Zero) -> Result<Duration> {
+    let low_ok = match zero {
+        Zero::Allowed => value >= 0.0,
+        Zero::Refused => value > 0.0,
+    };
+    // Written so that NaN fails both comparisons.
+    if low_ok && value <= MAX_SECONDS {
+        return Ok(Duration::from_secs_f64(value));
+    }
+    let low = match zero {
+        Zero::Allowed => "at least 0",
+        Zero::Refused => "more than 0",
+    };
+    Err(Error::invalid(format!(
+        "{field} must be a number of seconds, {low} and at most {MAX_SECONDS:.0} (a year), not {value}"
+    ))
+    .field(field))
+}
+
+/// `rate_limit=`: requests per second, a positive finite number.
+pub fn rate_limit(value: f64) -> Result<f64> {
+    if value.is_finite() && value > 0.0 {
+        return Ok(value);
+    }
+    Err(Error::invalid(format!(
+        "rate_limit must be a positive number of requests per second, not {value}"
+    ))
+    .field("rate_limit"))
+}
+
+/// `max_retries=`: from 0 to `MAX_RETRIES`.
+pub fn max_retries(value: u64) -> Result<u32> {
+    match u32::try_from(value) {
+        Ok(n) if n <= MAX_RETRIES => Ok(n),
+        _ => Err(Error::invalid(format!(
+            "max_retries must be a whole number from 0 to {MAX_RETRIES}, not {value}"
+        ))
+        .field("max_retries")),
+    }
+}
+
+/// A base URL, parsed. One holding a user name or password is refused: it would show in every `repr`, log
+/// line and pickled spec, where credentials never go (they are keyword arguments, variables or a profile's).
+/// Neither the message of a refusal nor that of a URL that does not parse repeats them.
+pub fn parse_base_url(text: &str) -> Result<url::Url> {
+    let url = url::Url::parse(text.trim_end_matches('/')).map_err(|e| {
+        Error::invalid(format!(
+            "base_url {:?} is not a URL: {e}",
+            without_userinfo(text)
+        ))
+        .field("base_url")
+    })?;
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(Error::invalid(format!(
+            "base_url {:?} holds a user name or password: pass credentials as keyword arguments, \
+             LABELPORT_<VENDOR>_<NAME> variables or a profile, never in the URL",
+            without_userinfo(text)
+        ))
+        .field("base_url"));
+    }
+    Ok(url)
+}
+
+/// `text` with whatever precedes an `@` in its authority (`scheme://user:password@host`) replaced by `***`:
+/// how a URL that may hold credentials is shown, whether or not it parses.
+fn without_userinfo(text: &str) -> String {
+    let Some(start) = text.find("://").map(|i| i + 3) else {
+        return text.to_string();
+    };
+    let rest = &text[start..];
+    let authority = rest.find(['/', '?', '#']).map_or(rest, |end| &rest[..end]);
+    match authority.rfind('@') {
+        Some(at) => format!("{}***{}", &text[..start], &rest[at..]),
+        None => text.to_string(),
+    }
+}
+
 /// A credential value: never shown by `Debug`.
 #[derive(Clone)]
 pub struct Secret(String);
@@ -427,9 +522,7 @@ fn resolve_with(
     };
     let base =
         layered(args.base_url, "base_url")?.unwrap_or_else(|| spec.default_base_url.to_string());
-    let base_url = url::Url::parse(base.trim_end_matches('/')).map_err(|e| {
-        Error::invalid(format!("base_url {base:?} is not a URL: {e}")).field("base_url")
-    })?;
+    let base_url = parse_base_url(&base)?;
     crate::engine::http::check_scheme(&base_url, args.allow_insecure)?;
     let ca_bundle = layered(args.ca_bundle, "ca_bundle")?;
     let tls_roots = match &ca_bundle {
@@ -441,19 +534,9 @@ fn resolve_with(
         Ok(abs) => abs.to_string_lossy().into_owned(),
         Err(_) => p,
     });
-    if !(args.timeout.is_finite() && args.timeout > 0.0) {
-        return Err(
-            Error::invalid("timeout must be a positive number of seconds").field("timeout"),
-        );
-    }
-    if let Some(r) = args.rate_limit {
-        if !(r.is_finite() && r > 0.0) {
-            return Err(Error::invalid(
-                "rate_limit must be a positive number of requests per second",
-            )
-            .field("rate_limit"));
-        }
-    }
+    let timeout = seconds("timeout", args.timeout, Zero::Refused)?;
+    let max_retries = max_retries(args.max_retries.into())?;
+    let rate_limit = args.rate_limit.map(rate_limit).transpose()?;
     options.extend(limit_options);
     Ok(ClientConfig {
         spec,
@@ -461,9 +544,9 @@ fn resolve_with(
         base_url,
         credentials,
         options,
-        timeout: Duration::from_secs_f64(args.timeout),
-        max_retries: args.max_retries,
-        rate_limit: args.rate_limit,
+        timeout,
+        max_retries,
+        rate_limit,
         tls_roots,
         ca_bundle,
         limits: args.limits.unwrap_or(limits),
@@ -636,6 +719,156 @@ mod tests {
             ErrorKind::InvalidInput
         );
         assert!(base("http://example.com", true).is_ok());
+    }
+
+    #[test]
+    fn credentials_in_the_base_url_are_refused_without_repeating_them() {
+        let with_base = |url: &str| {
+            let mut a = args();
+            a.project = Some("wf".into());
+            a.keywords.insert("username".into(), "u".into());
+            a.keywords.insert("password".into(), "p".into());
+            a.base_url = Some(url.into());
+            a
+        };
+        for url in [
+            "http://alice-in-url:s3cret-in-url@127.0.0.1:9",
+            "https://alice-in-url@example.com/api",
+            "https://:s3cret-in-url@example.com",
+            // Does not parse at all: still not repeated.
+            "http://alice-in-url:s3cret-in-url@127.0.0.1:999999",
+            "http://alice-in-url:s3cret-in-url@[::1",
+        ] {
+            let e = resolve(with_base(url), |_| None).unwrap_err();
+            assert_eq!(e.kind, ErrorKind::InvalidInput, "{url}: {e}");
+            assert_eq!(e.field.as_deref(), Some("base_url"));
+            let shown = format!("{e} {e:?}");
+            assert!(
+                !shown.contains("alice-in-url") && !shown.contains("s3cret-in-url"),
+                "{shown}"
+            );
+        }
+        // From the environment, and from a profile.
+        let env = |k: &str| {
+            (k == "LABELPORT_ALEGION_BASE_URL")
+                .then(|| "http://alice-in-url:s3cret-in-url@127.0.0.1:9".to_string())
+        };
+        let mut a = with_base("");
+        a.base_url = None;
+        let e = resolve(a, env).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("base_url"));
+        assert!(!e.message.contains("s3cret-in-url"), "{e}");
+        let file = profile_file(
+            "url-credentials",
+            "[profiles.p]\nvendor = \"alegion\"\nproject = \"wf\"\nbase_url = \"https://alice-in-url:s3cret-in-url@example.com\"\n",
+            0o600,
+        );
+        let mut a = with_base("");
+        a.base_url = None;
+        a.profile = Some("p".into());
+        let e = resolve(a, with_profile(&file, &[])).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("base_url"));
+        assert!(
+            !e.message.contains("s3cret-in-url") && !e.message.contains("alice-in-url"),
+            "{e}"
+        );
+        // An `@` in the path is no credential.
+        assert!(resolve(with_base("https://example.com/team@x/api"), |_| None).is_ok());
+    }
+
+    #[test]
+    fn userinfo_is_hidden_from_shown_urls() {
+        assert_eq!(
+            without_userinfo("https://u:p@h:1/a@b"),
+            "https://***@h:1/a@b"
+        );
+        assert_eq!(without_userinfo("https://h/a@b"), "https://h/a@b");
+        assert_eq!(without_userinfo("http://a@b@h?x"), "http://***@h?x");
+        assert_eq!(without_userinfo("not a url"), "not a url");
+    }
+
+    #[test]
+    fn seconds_are_finite_and_at_most_a_year() {
+        for bad in [
+            1e300,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            f64::NAN,
+            -1.0,
+            MAX_SECONDS + 1.0,
+        ] {
+            for zero in [Zero::Allowed, Zero::Refused] {
+                let e = seconds("timeout", bad, zero).unwrap_err();
+                assert_eq!(
+                    (e.kind, e.field.as_deref()),
+                    (ErrorKind::InvalidInput, Some("timeout"))
+                );
+            }
+        }
+        assert!(seconds("t", 0.0, Zero::Refused).is_err());
+        assert_eq!(seconds("t", 0.0, Zero::Allowed).unwrap(), Duration::ZERO);
+        assert_eq!(
+            seconds("t", MAX_SECONDS, Zero::Refused).unwrap(),
+            Duration::from_secs(365 * 24 * 3600)
+        );
+    }
+
+    #[test]
+    fn client_limits_out_of_range_are_invalid_input_not_a_panic() {
+        let base = || {
+            let mut a = args();
+            a.project = Some("wf".into());
+            a.keywords.insert("username".into(), "u".into());
+            a.keywords.insert("password".into(), "p".into());
+            a
+        };
+        for t in [1e300, f64::NAN, f64::INFINITY, 0.0, -1.0] {
+            let e = resolve(
+                ClientArgs {
+                    timeout: t,
+                    ..base()
+                },
+                |_| None,
+            )
+            .unwrap_err();
+            assert_eq!(e.field.as_deref(), Some("timeout"), "{t}");
+        }
+        for r in [f64::NAN, f64::INFINITY, 0.0, -1.0] {
+            let e = resolve(
+                ClientArgs {
+                    rate_limit: Some(r),
+                    ..base()
+                },
+                |_| None,
+            )
+            .unwrap_err();
+            assert_eq!(e.field.as_deref(), Some("rate_limit"), "{r}");
+        }
+        let e = resolve(
+            ClientArgs {
+                max_retries: MAX_RETRIES + 1,
+                ..base()
+            },
+            |_| None,
+        )
+        .unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("max_retries"));
+        assert!(e.message.contains("100"), "{e}");
+        assert_eq!(
+            max_retries(u64::MAX).unwrap_err().field.as_deref(),
+            Some("max_retries")
+        );
+        let c = resolve(
+            ClientArgs {
+                timeout: MAX_SECONDS,
+                max_retries: MAX_RETRIES,
+                rate_limit: Some(1e-300),
+                ..base()
+            },
+            |_| None,
+        )
+        .unwrap();
+        assert_eq!(c.max_retries, MAX_RETRIES);
     }
 
     /// A profile file of its own for one test, and an environment that points at it.

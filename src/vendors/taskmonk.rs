@@ -32,7 +32,7 @@ use serde_json::value::RawValue;
 use serde_json::{json, Map, Value};
 use url::Url;
 
-use super::config::{check_options, ClientConfig, Options};
+use super::config::{check_options, seconds, ClientConfig, Options, Zero};
 use super::model::*;
 use super::{Adapter, UploadOptions, UploadProgress};
 use crate::engine::auth::OAuth2ClientCredentials;
@@ -182,22 +182,15 @@ fn parse_client_options(
     };
     let stall = match options.get("stall_timeout") {
         None | Some(Value::Null) => DEFAULT_STALL_S,
-        Some(v) => match v.as_f64() {
-            Some(s) if s.is_finite() && s > 0.0 => s,
-            _ => {
-                return Err(option_error(
-                    "stall_timeout",
-                    "stall_timeout must be a positive number of seconds",
-                ))
-            }
-        },
+        Some(v) => v.as_f64().ok_or_else(|| {
+            option_error(
+                "stall_timeout",
+                "stall_timeout must be a positive number of seconds",
+            )
+        })?,
     };
-    Ok((
-        key_column,
-        output_fields,
-        format,
-        Duration::from_secs_f64(stall),
-    ))
+    let stall = seconds("stall_timeout", stall, Zero::Refused).map_err(|e| e.vendor(VENDOR))?;
+    Ok((key_column, output_fields, format, stall))
 }
 
 /// A JSON value as the string a CSV cell holds: objects and lists as JSON text, null as empty.
@@ -1816,6 +1809,12 @@ mod tests {
         assert_eq!(fmt, FileFormat::Excel);
         assert_eq!(stall, Duration::from_millis(2500));
         o.insert("stall_timeout".into(), json!(0));
+        assert_eq!(
+            parse_client_options(&o).unwrap_err().field.as_deref(),
+            Some("stall_timeout")
+        );
+        // Beyond any clock: an error, not a panic.
+        o.insert("stall_timeout".into(), json!(1e300));
         assert_eq!(
             parse_client_options(&o).unwrap_err().field.as_deref(),
             Some("stall_timeout")

@@ -2,6 +2,7 @@
 
 use std::time::{Duration, Instant};
 
+use super::config::{seconds, Zero};
 use super::model::BatchCounts;
 use crate::engine::{Error, ErrorKind, Result};
 
@@ -27,25 +28,15 @@ const CONFIRM_PAUSE: Duration = Duration::from_millis(200);
 
 impl BatchWait {
     pub fn new(timeout: Option<f64>, poll_interval: f64) -> Result<Self> {
-        if !(poll_interval.is_finite() && poll_interval > 0.0) {
-            return Err(
-                Error::invalid("poll_interval must be a positive number of seconds")
-                    .field("poll_interval"),
-            );
-        }
-        if let Some(t) = timeout {
-            if !(t.is_finite() && t >= 0.0) {
-                return Err(
-                    Error::invalid("timeout must be a number of seconds >= 0, or None")
-                        .field("timeout"),
-                );
-            }
-        }
+        let poll = seconds("poll_interval", poll_interval, Zero::Refused)?;
+        let timeout = timeout
+            .map(|t| seconds("timeout", t, Zero::Allowed))
+            .transpose()?;
         let started = Instant::now();
         Ok(BatchWait {
             started,
-            deadline: timeout.map(|t| started + Duration::from_secs_f64(t)),
-            poll: Duration::from_secs_f64(poll_interval),
+            deadline: timeout.map(|t| started + t),
+            poll,
             done_before: false,
         })
     }
@@ -129,5 +120,9 @@ mod tests {
         assert!(BatchWait::new(None, 0.0).is_err());
         assert!(BatchWait::new(Some(-1.0), 1.0).is_err());
         assert!(BatchWait::new(Some(f64::NAN), 1.0).is_err());
+        // No clock holds these: an error, not a panic.
+        assert!(BatchWait::new(Some(1e300), 1.0).is_err());
+        assert!(BatchWait::new(None, 1e300).is_err());
+        assert!(BatchWait::new(None, f64::INFINITY).is_err());
     }
 }

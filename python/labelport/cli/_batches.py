@@ -15,6 +15,7 @@ import re
 import sys
 from typing import Any, TextIO
 
+from labelport._labelport import MAX_JSON_DEPTH
 from labelport.cli import _output
 
 # Every vendor's credential names (DESIGN.md section 1): refused as --option, so no secret lands in shell
@@ -35,6 +36,10 @@ def _assignment(text: str) -> tuple[str, Any]:
         parsed: Any = json.loads(value)  # numbers, true/false, lists
     except ValueError:
         parsed = value
+    except RecursionError:
+        raise argparse.ArgumentTypeError(
+            f"{name}: lists nested deeper than {MAX_JSON_DEPTH} levels (labelport.MAX_JSON_DEPTH) cannot be sent"
+        ) from None
     return name, parsed
 
 
