@@ -683,14 +683,16 @@ struct Wire {
     delivery: Delivery,
 }
 
-fn json_items(n: usize) -> Vec<u8> {
+/// A JSON array of `n` one-digit items, each `digit` (0 to 9): the answers of one scenario use their index,
+/// so an honest list's pages differ as real pages do (the engine ends a listing at a repeated page).
+fn json_items(n: usize, digit: usize) -> Vec<u8> {
     let mut v = Vec::with_capacity(2 * n + 2);
     v.push(b'[');
     for i in 0..n {
         if i > 0 {
             v.push(b',');
         }
-        v.push(b'0');
+        v.push(b'0' + (digit % 10) as u8);
     }
     v.push(b']');
     v
@@ -702,7 +704,7 @@ fn big_body(size: usize, zeros: bool) -> Vec<u8> {
         return vec![0u8; size];
     }
     let n = (size - 1) / 2;
-    let mut v = json_items(n);
+    let mut v = json_items(n, 0);
     v.resize(size, b' ');
     v
 }
@@ -851,7 +853,7 @@ fn chunked_bad(body: &[u8], variant: u8) -> Vec<u8> {
     out
 }
 
-fn build_wire(a: &Answer, ctx: &Ctx) -> Wire {
+fn build_wire(a: &Answer, ctx: &Ctx, index: usize) -> Wire {
     let (status, headers) = match &a.head {
         Head::Raw(bytes) => {
             return Wire {
@@ -864,8 +866,8 @@ fn build_wire(a: &Answer, ctx: &Ctx) -> Wire {
     };
     let plain = |cap: usize| -> Vec<u8> {
         match &a.payload {
-            Payload::Page => json_items(ctx.page_size),
-            Payload::Items(n) => json_items(*n as usize),
+            Payload::Page => json_items(ctx.page_size, index),
+            Payload::Items(n) => json_items(*n as usize, index),
             Payload::Empty => Vec::new(),
             Payload::Literal(b) => ctx.fill_bytes(b),
             Payload::Big { size, zeros } => {
@@ -972,7 +974,7 @@ fn build_wire(a: &Answer, ctx: &Ctx) -> Wire {
 
 /// The answer of [`After::EndlessPages`] to a request for page `n`.
 fn endless_page(ctx: &Ctx, n: u64) -> Wire {
-    let body = json_items(ctx.page_size);
+    let body = json_items(ctx.page_size, 0);
     let head = format!(
         "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nLink: <http://{}/items?page={}&pageSize={}>; \
          rel=\"next\"\r\nContent-Length: {}\r\n\r\n",
@@ -1415,7 +1417,8 @@ async fn drive(scenario: &Scenario, options: Options, largest: &Arc<AtomicUsize>
         .answers
         .iter()
         .take(MAX_ANSWERS)
-        .map(|a| Arc::new(build_wire(a, &ctx)))
+        .enumerate()
+        .map(|(i, a)| Arc::new(build_wire(a, &ctx, i)))
         .collect();
     let wire_bytes = wires.iter().map(|w| w.bytes.len()).sum::<usize>() + 4096;
     let server = Arc::new(Server {

@@ -6,7 +6,7 @@ pub mod concurrency;
 pub mod error;
 /// A byte-described hostile HTTP server driving the engine: the `http_response` fuzz target and its property
 /// test (issue 18). Never in a release build.
-#[cfg(feature = "fuzzing")]
+#[cfg(any(test, feature = "fuzzing"))]
 pub mod hostile;
 pub mod http;
 pub mod pagination;
