@@ -58,7 +58,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from labelport._labelport import LabelportError
+from labelport._labelport import MAX_JSON_DEPTH, LabelportError
 
 __all__ = [
     "MAX_BODY",
@@ -82,8 +82,8 @@ METHODS = ("basic", "access_key", "token", "hmac")
 MAX_BODY = 10 * 1024 * 1024
 REQUEST_TIMEOUT = 10.0
 MAX_CONNECTIONS = 32
-#: JSON nested deeper than this is refused as ``bad_body`` (400) instead of being parsed.
-MAX_JSON_DEPTH = 128
+# MAX_JSON_DEPTH (labelport's one nesting limit, 128): JSON nested deeper is refused as ``bad_body`` (400)
+# instead of being parsed.
 
 
 class CallbackRejected(LabelportError):

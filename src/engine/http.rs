@@ -162,16 +162,9 @@ pub struct HttpClient {
     parse_error: ErrorParser,
 }
 
-/// Plain HTTP is refused except to loopback (the sandbox) unless the user says otherwise; so is a URL
-/// carrying a user name or password (it would be shown and pickled wherever the URL goes).
+/// Plain HTTP is refused except to loopback (the sandbox) unless the user says otherwise. (A base URL holding
+/// a user name or password never gets here: `vendors/config.rs` `parse_base_url` refuses it.)
 pub fn check_scheme(url: &Url, allow_insecure: bool) -> Result<()> {
-    if !url.username().is_empty() || url.password().is_some() {
-        return Err(Error::invalid(
-            "base_url holds a user name or password: pass credentials as keyword arguments (or a profile), \
-             never in the URL",
-        )
-        .field("base_url"));
-    }
     match url.scheme() {
         "https" => Ok(()),
         "http" if allow_insecure || is_loopback(url) => Ok(()),
@@ -232,7 +225,8 @@ pub fn request_url(base: &Url, root: &Url, absolute: Option<&str>, path: &str) -
     Ok(url)
 }
 
-fn origin_of(url: &Url) -> Url {
+/// `url`'s scheme, host and port alone, as it may be shown in an error.
+pub fn origin_of(url: &Url) -> Url {
     let mut o = url.clone();
     o.set_path("/");
     o.set_query(None);

@@ -11,7 +11,9 @@ use url::Url;
 
 use super::error::{Error, Result};
 use super::http::{HttpClient, Request, Response};
-use super::pagination::{parse_link_header, PageBudget, PageInfo, PageNumberPaging, Step};
+use super::pagination::{
+    parse_link_header, with_query_param, PageBudget, PageInfo, PageNumberPaging, Step,
+};
 
 /// Turns one page's response into items. Runs on the runtime's threads, off the GIL.
 pub type Decoder<T> = Arc<dyn Fn(&Response) -> Result<Vec<T>> + Send + Sync>;
@@ -215,11 +217,7 @@ async fn produce_page_number<T: Send + 'static>(
         let planned = last_page.map_or(pages, |l| l.min(pages));
         if planned > first_page && info.items >= list.page_size {
             paging.mark_visited(&list.first, first_page + 1, planned);
-            let url_for = {
-                let paging = PageNumberPaging::new(list.page_param, list.page_size);
-                let first = list.first.clone();
-                move |n: u64| paging.url_for_page(&first, n)
-            };
+            let url_for = |n: u64| with_query_param(&list.first, list.page_param, &n.to_string());
             let mut fetched = futures::stream::iter(first_page + 1..=planned)
                 .map(|n| {
                     let (http, decode, url) = (http.clone(), decode.clone(), url_for(n));

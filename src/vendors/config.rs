@@ -282,10 +282,6 @@ pub struct ClientArgs {
     pub allow_insecure: bool,
     /// A PEM file of extra certificate authorities (or `LABELPORT_<VENDOR>_CA_BUNDLE`, or the profile's).
     pub ca_bundle: Option<String>,
-    /// `max_response_size=` and `max_pages=`; `None`: the defaults.
-    pub limits: Option<Limits>,
-    /// `max_retry_wait=`; `None`: `DEFAULT_MAX_RETRY_WAIT`.
-    pub max_retry_wait: Option<Duration>,
 }
 
 fn env_name(vendor: &str, name: &str) -> String {
@@ -549,8 +545,8 @@ fn resolve_with(
         rate_limit,
         tls_roots,
         ca_bundle,
-        limits: args.limits.unwrap_or(limits),
-        max_retry_wait: args.max_retry_wait.unwrap_or(max_retry_wait),
+        limits,
+        max_retry_wait,
     })
 }
 
@@ -589,10 +585,8 @@ fn take_limits(
         };
         match name {
             "max_retry_wait" => {
-                let secs = number
-                    .filter(|s| s.is_finite() && (0.0..=1e9).contains(s))
-                    .ok_or_else(|| bad("a number of seconds between 0 and 1e9"))?;
-                wait = Duration::from_secs_f64(secs);
+                let secs = number.ok_or_else(|| bad("a number of seconds"))?;
+                wait = seconds(name, secs, Zero::Allowed).map_err(|e| e.vendor(spec.name))?;
             }
             _ => {
                 let n = number

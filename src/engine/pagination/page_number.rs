@@ -9,15 +9,8 @@ use url::Url;
 
 use super::link::Links;
 use crate::engine::error::{Error, ErrorKind, Result};
-use crate::engine::http::same_origin;
+use crate::engine::http::{origin_of, same_origin};
 use crate::engine::redact::redact_url;
-
-fn origin_only(url: &Url) -> Url {
-    let mut o = url.clone();
-    o.set_path("/");
-    o.set_query(None);
-    o
-}
 
 /// What one page said about where the list goes on.
 #[derive(Debug, Clone, Default)]
@@ -156,7 +149,7 @@ impl PageNumberPaging {
                     format!(
                         "the listing's next page is on another host ({}): labelport follows pages only on \
                          the vendor's own host, so credentials never leave it",
-                        redact_url(&origin_only(url))
+                        redact_url(&origin_of(url))
                     ),
                 )
                 .code("cross_origin_link"))
