@@ -195,13 +195,35 @@ def test_a_next_link_to_another_host_is_never_followed(
 ) -> None:
     other = hostile_server(lambda *_: http_answer(200, "[]"))
     page = json.dumps([result(i) for i in range(1000)])
-    link = f'<http://127.0.0.1:{other.port}/api/v1/batches/{BID}/results?page=2>; rel="next"'
+    link = f'<http://127.0.0.1:{other.port}/steal?page=2>; rel="next"'
     srv = alegion(lambda *_: http_answer(200, page, {"Link": link}))
     code = client_code() + f"def case():\n    return len(list(c.batch({BID!r}).results()))"
     run = isolated(code, url=srv.url)
     run.expect("VendorError", "cross_origin_link", max_mb=400, max_seconds=20)
     assert other.requests == [], f"the other host was contacted: {other.requests}"
     report('`Link: <http://other-host/...>; rel="next"`', run)
+
+
+def test_a_next_link_to_the_same_page_on_another_origin_is_read_on_the_clients_own(
+    alegion: Any, isolated: Any, hostile_server: Callable[..., Any], http_answer: Callable[..., bytes]
+) -> None:
+    """A server behind a proxy may build links from the inside (http, an inner port): a link to exactly the next
+    page of the same list is read on the client's own origin; the other origin sees nothing."""
+    other = hostile_server(lambda *_: http_answer(200, "[]"))
+
+    def pages(method: str, path: str, *_: Any) -> bytes:
+        n = int(re.search(r"[?&]page=(\d+)", path).group(1))  # type: ignore[union-attr]
+        if n == 1:
+            link = f'<http://127.0.0.1:{other.port}{path.replace("page=1", "page=2")}>; rel="next"'
+            return http_answer(200, json.dumps([result(i) for i in range(1000)]), {"Link": link})
+        return http_answer(200, json.dumps([result(1000 + i) for i in range(5)]))
+
+    srv = alegion(pages)
+    code = client_code() + f"def case():\n    return len(list(c.batch({BID!r}).results()))"
+    run = isolated(code, url=srv.url)
+    run.expect(None, max_mb=400, max_seconds=20)
+    assert run.outcome["ok"] == "1005", run.outcome
+    assert other.requests == [], f"the other host was contacted: {other.requests}"
 
 
 # --- 7. an error body that quotes the request -------------------------------------------------------------------

@@ -142,7 +142,12 @@ impl PageNumberPaging {
         }
         self.page += 1;
         let next = match info.links.get("next") {
-            // The credential goes with every page: a `next` link elsewhere is never followed.
+            // The credential goes with every page: a `next` link elsewhere is never followed. A server behind
+            // a proxy may build its links from the inside (`http://`, an inner port): a link to exactly the
+            // page this list comes to next is a hint, and that page is read on the client's own origin.
+            Some(url) if !same_origin(url, current) && self.is_next_page_of(url, current) => {
+                self.url_for_page(current, self.page)
+            }
             Some(url) if !same_origin(url, current) => {
                 return Err(Error::new(
                     ErrorKind::Vendor,
@@ -162,6 +167,19 @@ impl PageNumberPaging {
         };
         self.visit(&next)?;
         Ok(Step::Next(next))
+    }
+
+    /// Whether `link` names the page this walk comes to next (`self.page`) of the list `current` belongs to:
+    /// the same path, the same query but for the page number.
+    fn is_next_page_of(&self, link: &Url, current: &Url) -> bool {
+        let page = link
+            .query_pairs()
+            .filter(|(k, _)| k == self.page_param)
+            .map(|(_, v)| v.parse::<u64>().ok())
+            .collect::<Vec<_>>();
+        page == [Some(self.page)]
+            && link.path() == current.path()
+            && self.without_page(link).query() == self.without_page(current).query()
     }
 
     /// How many pages a list of `total` items has.
@@ -292,12 +310,29 @@ mod tests {
     }
 
     #[test]
-    fn a_next_link_to_another_origin_is_refused() {
+    fn a_next_link_to_the_same_page_elsewhere_is_read_on_our_own_origin() {
+        let u1 = first();
+        for host in ["http://evil:80", "https://h", "http://h:8080"] {
+            let link = format!(
+                "<{host}/api/v1/batches/b/results?page=2&pageSize=20&sort=%2BcreatedAt>; rel=\"next\""
+            );
+            let mut p = PageNumberPaging::new("page", 20);
+            let Step::Next(u2) = p.next(&u1, &info(20, Some(100), &link, &u1)).unwrap() else {
+                panic!("the list goes on")
+            };
+            assert_eq!(u2, p.url_for_page(&u1, 2), "{link}");
+            assert!(same_origin(&u2, &u1));
+        }
+    }
+
+    #[test]
+    fn a_next_link_to_anything_else_on_another_origin_is_refused() {
         let u1 = first();
         for link in [
-            "<http://evil:80/api/v1/batches/b/results?page=2>; rel=\"next\"",
-            "<https://h/api/v1/batches/b/results?page=2>; rel=\"next\"",
-            "<http://h:8080/api/v1/batches/b/results?page=2>; rel=\"next\"",
+            "<http://evil:80/steal?page=2>; rel=\"next\"",
+            "<https://h/api/v1/batches/b/results?page=3&pageSize=20&sort=%2BcreatedAt>; rel=\"next\"",
+            "<http://h:8080/api/v1/batches/b/results?page=2&pageSize=20&sort=%2BcreatedAt&x=1>; rel=\"next\"",
+            "<http://h:8080/api/v1/batches/other/results?page=2&pageSize=20&sort=%2BcreatedAt>; rel=\"next\"",
         ] {
             let mut p = PageNumberPaging::new("page", 20);
             let err = p.next(&u1, &info(20, Some(100), link, &u1)).unwrap_err();
