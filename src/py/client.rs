@@ -61,7 +61,6 @@ impl ClientInner {
             max_retries,
             rate_limit,
             allow_insecure,
-            ..Default::default()
         };
         let (config, warnings) =
             resolve_reporting(args, |name| std::env::var(name).ok()).map_err(to_py_err)?;
