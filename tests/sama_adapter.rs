@@ -1,5 +1,5 @@
 //! The Sama adapter against the Sama sandbox over real sockets, for what Python cannot reach yet: the
-//! consumer-cursor results (`Sama::results_for_consumer`, for `batch.results(consumer=...)`).
+//! consumer-cursor results (`SamaAdapter::results_for_consumer`, for `batch.results(consumer=...)`).
 //! `src/vendors` and `src/sandbox` never import each other; this test uses both, and they meet over HTTP.
 
 use std::collections::HashSet;
@@ -7,13 +7,13 @@ use std::sync::Arc;
 
 use labelport::engine::stream::PageStream;
 use labelport::sandbox::{Sandbox, SandboxConfig};
-use labelport::vendors::sama::Sama;
+use labelport::vendors::sama::SamaAdapter;
 use labelport::vendors::{
     resolve, Adapter, ClientArgs, Envelope, UploadOptions, UploadProgress, UploadRecord,
 };
 use serde_json::json;
 
-fn adapter(sb: &Sandbox) -> Arc<Sama> {
+fn adapter(sb: &Sandbox) -> Arc<SamaAdapter> {
     let (name, key) = sb.credentials().remove(0);
     let cfg = resolve(
         ClientArgs {
@@ -28,7 +28,7 @@ fn adapter(sb: &Sandbox) -> Arc<Sama> {
         |_| None,
     )
     .unwrap();
-    Arc::new(Sama::new(cfg, tokio::runtime::Handle::current()).unwrap())
+    Arc::new(SamaAdapter::new(cfg, tokio::runtime::Handle::current()).unwrap())
 }
 
 async fn drain(mut s: PageStream<Envelope>) -> Vec<Envelope> {
@@ -39,7 +39,7 @@ async fn drain(mut s: PageStream<Envelope>) -> Vec<Envelope> {
     out
 }
 
-async fn upload(a: &Sama, batch: &str, keys: std::ops::Range<usize>) {
+async fn upload(a: &SamaAdapter, batch: &str, keys: std::ops::Range<usize>) {
     let info = a.get_batch(batch).await.unwrap();
     let records = keys
         .map(|i| UploadRecord {

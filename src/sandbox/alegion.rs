@@ -42,7 +42,7 @@ const PAGING: Defaults = Defaults {
     descending: false,
 };
 
-pub struct Alegion {
+pub struct AlegionSim {
     shared: Arc<Shared>,
     store: Store,
     password: String,
@@ -54,7 +54,7 @@ pub struct Alegion {
 /// Handlers answer with an error response or a success response alike; `?` returns early.
 type Answer = Result<Response, Response>;
 
-impl Alegion {
+impl AlegionSim {
     pub fn new(shared: Arc<Shared>) -> Self {
         let c = &shared.config;
         let store = Store::new(
@@ -63,7 +63,7 @@ impl Alegion {
             c.exception_rate,
             shared.clock.origin_ms(),
         );
-        Alegion {
+        AlegionSim {
             password: password(c.seed),
             token_ttl_ms: seconds_to_ms(c.faults.token_ttl.unwrap_or(DEFAULT_TOKEN_TTL_S)),
             store,
@@ -459,7 +459,7 @@ fn unprocessable(message: String) -> Response {
 
 // ---- handlers ----------------------------------------------------------------------------------
 
-type S = State<Arc<Alegion>>;
+type S = State<Arc<AlegionSim>>;
 
 async fn login(State(a): S, uri: Uri, body: Bytes) -> Answer {
     a.login(&body, uri.path())
@@ -468,14 +468,14 @@ async fn login(State(a): S, uri: Uri, body: Bytes) -> Answer {
 async fn list_workflows(State(a): S, uri: Uri, headers: HeaderMap) -> Answer {
     a.authorize(&headers, uri.path())?;
     let q = Query::parse(uri.query());
-    let page = Alegion::page_request(&q)?;
+    let page = AlegionSim::page_request(&q)?;
     let mut all: Vec<&Workflow> = a.store.workflows.iter().collect();
     all.sort_by_key(|w| (w.created_ms, w.id));
     let total = all.len() as u64;
     let (s, e) = page.window(total);
     let mut items: Vec<Value> = all[s as usize..e as usize]
         .iter()
-        .map(|w| Alegion::workflow_json(w))
+        .map(|w| AlegionSim::workflow_json(w))
         .collect();
     if page.descending {
         items.reverse();
@@ -487,7 +487,7 @@ async fn list_batches(State(a): S, Path(wf): Path<String>, uri: Uri, headers: He
     a.authorize(&headers, uri.path())?;
     let w = a.workflow_for(&wf, uri.path())?;
     let q = Query::parse(uri.query());
-    let page = Alegion::page_request(&q)?;
+    let page = AlegionSim::page_request(&q)?;
     let batches = a.store.batches_of(w.id);
     let mut all: Vec<Value> = Vec::new();
     let mut keys: Vec<(i64, Uuid, usize)> = Vec::new();
@@ -499,7 +499,7 @@ async fn list_batches(State(a): S, Path(wf): Path<String>, uri: Uri, headers: He
     let total = keys.len() as u64;
     let (s, e) = page.window(total);
     for &(_, _, k) in &keys[s as usize..e as usize] {
-        all.push(Alegion::batch_json(&batches[k].read()));
+        all.push(AlegionSim::batch_json(&batches[k].read()));
     }
     if page.descending {
         all.reverse();
@@ -536,14 +536,14 @@ async fn create_batch(
         }
     };
     let batch = a.store.create_batch(w, name, enabled, a.now());
-    let json = Alegion::batch_json(&batch.read());
+    let json = AlegionSim::batch_json(&batch.read());
     Ok(Json(json).into_response())
 }
 
 async fn get_batch(State(a): S, Path(id): Path<String>, uri: Uri, headers: HeaderMap) -> Answer {
     a.authorize(&headers, uri.path())?;
     let b = a.batch_for(&id, uri.path())?;
-    let json = Alegion::batch_json(&b.read());
+    let json = AlegionSim::batch_json(&b.read());
     Ok(Json(json).into_response())
 }
 
@@ -597,7 +597,7 @@ async fn put_batch(
     b.name = name.to_string();
     let now = a.now();
     b.set_enabled(enabled, now);
-    Ok(Json(Alegion::batch_json(&b)).into_response())
+    Ok(Json(AlegionSim::batch_json(&b)).into_response())
 }
 
 async fn add_record(
@@ -612,7 +612,7 @@ async fn add_record(
     let batch = a.batch_for(&id, path)?;
     let v: Value = serde_json::from_slice(&body)
         .map_err(|e| a.bad_request(&format!("JSON parse error: {e}"), path))?;
-    let record = Alegion::parse_record(v).map_err(|m| a.bad_request(&m, path))?;
+    let record = AlegionSim::parse_record(v).map_err(|m| a.bad_request(&m, path))?;
     let mut created = a.store_records(&batch, vec![record]);
     Ok(Json(created.pop().unwrap_or(Value::Null)).into_response())
 }
@@ -650,9 +650,9 @@ async fn list_records(State(a): S, Path(id): Path<String>, uri: Uri, headers: He
     a.authorize(&headers, path)?;
     let batch = a.batch_for(&id, path)?;
     let q = Query::parse(uri.query());
-    let page = Alegion::page_request(&q)?;
-    let min = Alegion::instant(&q, "minCreatedAt")?;
-    let max = Alegion::instant(&q, "maxCreatedAt")?;
+    let page = AlegionSim::page_request(&q)?;
+    let min = AlegionSim::instant(&q, "minCreatedAt")?;
+    let max = AlegionSim::instant(&q, "maxCreatedAt")?;
     let status = q.get("status").filter(|s| !s.trim().is_empty());
     let set = status.map_or(StatusSet::all(), StatusSet::parse);
 
@@ -664,7 +664,7 @@ async fn list_records(State(a): S, Path(id): Path<String>, uri: Uri, headers: He
     let mut items: Vec<Value> = b
         .select_records(&p, set, range, window, total)
         .into_iter()
-        .map(|i| Alegion::record_json(&b, &b.records[i], b.status(&p, i)))
+        .map(|i| AlegionSim::record_json(&b, &b.records[i], b.status(&p, i)))
         .collect();
     drop(b);
     if page.descending {
@@ -679,9 +679,9 @@ async fn list_results(State(a): S, Path(id): Path<String>, uri: Uri, headers: He
     a.authorize(&headers, path)?;
     let batch = a.batch_for(&id, path)?;
     let q = Query::parse(uri.query());
-    let page = Alegion::page_request(&q)?;
-    let min = Alegion::instant(&q, "minCreatedAt")?;
-    let max = Alegion::instant(&q, "maxCreatedAt")?;
+    let page = AlegionSim::page_request(&q)?;
+    let min = AlegionSim::instant(&q, "minCreatedAt")?;
+    let max = AlegionSim::instant(&q, "maxCreatedAt")?;
 
     let b = batch.read();
     let p = b.progress(a.now(), a.store.complete_after_ms);
@@ -739,7 +739,7 @@ struct InputRecordOut<'a> {
     status: &'static str,
 }
 
-impl Alegion {
+impl AlegionSim {
     /// One row per result; `data` and `resultData` as JSON text, so nothing is lost.
     fn results_csv(&self, b: &Batch, results: &[(&Rec, i64)]) -> Result<String, String> {
         let mut w = csv::Writer::from_writer(Vec::new());
@@ -791,7 +791,7 @@ async fn sim_set_status(State(a): S, Path(id): Path<String>, body: Bytes) -> Res
     let mut b = batch.write();
     a.store.set_overrides(&mut b, &[i], o);
     let p = b.progress(a.now(), a.store.complete_after_ms);
-    Json(Alegion::record_json(&b, &b.records[i], b.status(&p, i))).into_response()
+    Json(AlegionSim::record_json(&b, &b.records[i], b.status(&p, i))).into_response()
 }
 
 /// `/_sim/batches/{batchId}/status` `{"status": ..., "from": "exception", "count": n}`: the same
@@ -825,7 +825,7 @@ async fn sim_set_batch_status(State(a): S, Path(id): Path<String>, body: Bytes) 
 }
 
 /// The override a `/_sim/` body asks for (`in-progress` restarts now, `complete` completes now).
-fn sim_override(a: &Alegion, body: &[u8]) -> Result<Override, Response> {
+fn sim_override(a: &AlegionSim, body: &[u8]) -> Result<Override, Response> {
     let status = serde_json::from_slice::<Value>(body)
         .ok()
         .and_then(|v| v.get("status").and_then(Value::as_str).map(str::to_string));
@@ -869,9 +869,9 @@ async fn not_found(State(a): S, uri: Uri) -> Response {
     )
 }
 
-impl Simulator for Alegion {
+impl Simulator for AlegionSim {
     fn router(self: Arc<Self>, routes: &Routes) -> Router {
-        type Route = MethodRouter<Arc<Alegion>>;
+        type Route = MethodRouter<Arc<AlegionSim>>;
         let table: Vec<(&'static str, Route, bool)> = vec![
             ("/api/v1/login", post(login), false),
             ("/api/v1/workflows", get(list_workflows), true),
@@ -902,7 +902,7 @@ impl Simulator for Alegion {
             ),
             ("/api/v1/batches/{batchId}/results", get(list_results), true),
         ];
-        let mut r: Router<Arc<Alegion>> = Router::new();
+        let mut r: Router<Arc<AlegionSim>> = Router::new();
         for (template, route, faulty) in table {
             let route = if faulty {
                 routes.api(template, route)

@@ -159,7 +159,7 @@ struct Store {
     mode: Mode,
 }
 
-pub struct Deepen {
+pub struct DeepenSim {
     shared: Arc<Shared>,
     client_id: String,
     token: String,
@@ -168,7 +168,7 @@ pub struct Deepen {
 }
 
 type Answer = Result<Response, Response>;
-type S = State<Arc<Deepen>>;
+type S = State<Arc<DeepenSim>>;
 
 fn seeded(seed: u64, what: &str) -> [u8; 32] {
     Sha256::new()
@@ -213,7 +213,7 @@ fn last_segment(name: &str) -> &str {
     name.rsplit('/').next().unwrap_or(name)
 }
 
-impl Deepen {
+impl DeepenSim {
     pub fn new(shared: Arc<Shared>) -> Self {
         let seed = shared.config.seed;
         let client_id = format!("client_{}", alnum(&seeded(seed, "client"), 12));
@@ -234,7 +234,7 @@ impl Deepen {
             "pipeline_spec": default_stages(),
             "preferences": {},
         });
-        Deepen {
+        DeepenSim {
             client_id,
             token,
             dir,
@@ -622,12 +622,12 @@ fn dataset_key(raw: &str) -> &str {
     raw.rsplit(':').next().unwrap_or(raw)
 }
 
-impl Deepen {
+impl DeepenSim {
     /// Runs `f` on a dataset brought up to date, or answers 404.
     fn with_dataset<T>(
         &self,
         raw: &str,
-        f: impl FnOnce(&Deepen, &mut Store, &mut Dataset) -> Result<T, Response>,
+        f: impl FnOnce(&DeepenSim, &mut Store, &mut Dataset) -> Result<T, Response>,
     ) -> Result<T, Response> {
         let mut store = self.store.lock();
         let id = dataset_key(raw).to_string();
@@ -1137,7 +1137,7 @@ enum Action {
 }
 
 async fn task_action(
-    a: Arc<Deepen>,
+    a: Arc<DeepenSim>,
     tid: String,
     headers: HeaderMap,
     body: Bytes,
@@ -1213,7 +1213,7 @@ async fn reject_task(State(a): S, Path(tid): Path<String>, h: HeaderMap, b: Byte
 }
 
 /// Every task of the client, brought up to date, passed through `keep`.
-fn client_tasks(a: &Deepen, keep: impl Fn(&Dataset, &Task) -> bool) -> (Vec<Value>, Vec<Value>) {
+fn client_tasks(a: &DeepenSim, keep: impl Fn(&Dataset, &Task) -> bool) -> (Vec<Value>, Vec<Value>) {
     let mut store = a.store.lock();
     let (now, mode) = (a.now(), store.mode);
     let order = store.order.clone();
@@ -1409,9 +1409,9 @@ async fn fallback(uri: Uri) -> Response {
     not_found()
 }
 
-impl Simulator for Deepen {
+impl Simulator for DeepenSim {
     fn router(self: Arc<Self>, routes: &Routes) -> Router {
-        type Route = MethodRouter<Arc<Deepen>>;
+        type Route = MethodRouter<Arc<DeepenSim>>;
         let table: Vec<(&'static str, Route)> = vec![
             (
                 "/api/v2/clients/{clientId}/datasets",
@@ -1460,7 +1460,7 @@ impl Simulator for Deepen {
             ),
             ("/api/v2/labelling_profiles/{profileId}", get(get_profile)),
         ];
-        let mut r: Router<Arc<Deepen>> = Router::new();
+        let mut r: Router<Arc<DeepenSim>> = Router::new();
         for (template, route) in table {
             let route = routes.api(template, route);
             // Django answers with and without the trailing slash alike here.
@@ -1499,7 +1499,7 @@ impl Simulator for Deepen {
     }
 }
 
-impl Drop for Deepen {
+impl Drop for DeepenSim {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.dir);
     }

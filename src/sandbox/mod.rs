@@ -209,11 +209,11 @@ impl Sandbox {
             port,
         });
         let sim: Arc<dyn Simulator> = match config.vendor.as_str() {
-            "alegion" => Arc::new(alegion::Alegion::new(shared.clone())),
-            "taskmonk" => Arc::new(taskmonk::TaskMonk::new(shared.clone())),
-            "sama" => Arc::new(sama::Sama::new(shared.clone())),
-            "deepen" => Arc::new(deepen::Deepen::new(shared.clone())),
-            "playment" => Arc::new(playment::Playment::new(shared.clone())),
+            "alegion" => Arc::new(alegion::AlegionSim::new(shared.clone())),
+            "taskmonk" => Arc::new(taskmonk::TaskMonkSim::new(shared.clone())),
+            "sama" => Arc::new(sama::SamaSim::new(shared.clone())),
+            "deepen" => Arc::new(deepen::DeepenSim::new(shared.clone())),
+            "playment" => Arc::new(playment::PlaymentSim::new(shared.clone())),
             other => return Err(format!("unknown vendor {other:?}")),
         };
 

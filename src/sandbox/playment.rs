@@ -84,7 +84,7 @@ struct Project {
     last_cursor: u64,
 }
 
-pub struct Playment {
+pub struct PlaymentSim {
     shared: Arc<Shared>,
     /// API key -> index of the project it may use.
     keys: Vec<(String, usize)>,
@@ -197,7 +197,7 @@ fn frames_of(data: &Map<String, Value>) -> Result<u64, String> {
     Err("data holds none of image_url, video_data, sensor_data".into())
 }
 
-impl Playment {
+impl PlaymentSim {
     pub fn new(shared: Arc<Shared>) -> Self {
         let seed = shared.config.seed;
         let origin = shared.clock.origin_ms();
@@ -221,7 +221,7 @@ impl Playment {
                 last_cursor: 0,
             })
         };
-        Playment {
+        PlaymentSim {
             keys: vec![(api_key(seed), 0), (format!("{}-other", api_key(seed)), 1)],
             projects: vec![project(0, "Sandbox project"), project(1, "Another team")],
             complete_after_ms: seconds_to_ms(shared.config.complete_after),
@@ -413,7 +413,7 @@ impl Playment {
     }
 }
 
-fn batch_item(p: &Project, b: &Batch, sim: &Playment, now: i64) -> Value {
+fn batch_item(p: &Project, b: &Batch, sim: &PlaymentSim, now: i64) -> Value {
     let (mut done, mut frames, mut done_frames, mut annotations) = (0u64, 0u64, 0u64, 0u64);
     for &j in &b.jobs {
         let job = &p.jobs[j];
@@ -437,7 +437,7 @@ fn batch_item(p: &Project, b: &Batch, sim: &Playment, now: i64) -> Value {
 
 // ---- handlers ----------------------------------------------------------------------------------
 
-type S = State<Arc<Playment>>;
+type S = State<Arc<PlaymentSim>>;
 
 async fn create_job(
     State(a): S,
@@ -790,9 +790,9 @@ async fn not_found() -> Response {
     fail(StatusCode::NOT_FOUND, "GE_0002", "route not found")
 }
 
-impl Simulator for Playment {
+impl Simulator for PlaymentSim {
     fn router(self: Arc<Self>, routes: &Routes) -> Router {
-        type Route = MethodRouter<Arc<Playment>>;
+        type Route = MethodRouter<Arc<PlaymentSim>>;
         let table: Vec<(&'static str, Route)> = vec![
             ("/v0/projects/{projectId}/jobs", post(create_job)),
             ("/v1/projects/{projectId}/jobs", post(create_job)),
@@ -810,7 +810,7 @@ impl Simulator for Playment {
             ("/_sim/results/{file}", get(result_direct)),
             ("/_sim/signed/{file}", get(signed)),
         ];
-        let mut r: Router<Arc<Playment>> = Router::new();
+        let mut r: Router<Arc<PlaymentSim>> = Router::new();
         for (template, route) in table {
             r = r.route(template, routes.api(template, route));
         }

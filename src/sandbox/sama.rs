@@ -48,7 +48,7 @@ const STATUS_PAGE_MAX: u64 = 100;
 const DELIVERED_PAGE_MAX: u64 = 1000;
 const TICK: Duration = Duration::from_millis(50);
 
-pub struct Sama {
+pub struct SamaSim {
     shared: Arc<Shared>,
     key: String,
     store: Mutex<Store>,
@@ -59,7 +59,7 @@ pub struct Sama {
 }
 
 type Answer = Result<Response, Response>;
-type S = State<Arc<Sama>>;
+type S = State<Arc<SamaSim>>;
 
 fn errors(status: StatusCode, kind: Value, message: &str) -> Response {
     (
@@ -134,10 +134,10 @@ fn match_cbid(task_value: Option<&str>, wanted: &[String], match_type: Option<&s
     }
 }
 
-impl Sama {
+impl SamaSim {
     pub fn new(shared: Arc<Shared>) -> Self {
         let c = &shared.config;
-        Sama {
+        SamaSim {
             key: format!("sama-sbx-{}", seeded_hex(c.seed, "sama-key", 16)),
             store: Mutex::new(Store::new(c.seed, seconds_to_ms(c.complete_after))),
             callback_log: Mutex::new((Vec::new(), Vec::new())),
@@ -610,13 +610,13 @@ async fn project_info(State(a): S, Path(p): Path<String>, uri: Uri) -> Answer {
 async fn create_schema(State(a): S, Path(p): Path<String>, uri: Uri) -> Answer {
     let pid = a.enter(&uri, &p)?;
     let st = a.store.lock();
-    Ok(Json(Sama::project_schema(&st, pid)).into_response())
+    Ok(Json(SamaSim::project_schema(&st, pid)).into_response())
 }
 
 async fn deliver_schema(State(a): S, Path(p): Path<String>, uri: Uri) -> Answer {
     let pid = a.enter(&uri, &p)?;
     let st = a.store.lock();
-    let inputs = Sama::project_schema(&st, pid);
+    let inputs = SamaSim::project_schema(&st, pid);
     let project = st.project(pid).expect("checked");
     let mut outputs = Map::new();
     for (name, values) in &project.outputs {
@@ -664,7 +664,7 @@ async fn create_batch(
             }
             for (i, t) in ts.iter().enumerate() {
                 let data = t.get("data").cloned().unwrap_or(Value::Null);
-                if let Some(errs) = Sama::creation_errors(&st, pid, &data) {
+                if let Some(errs) = SamaSim::creation_errors(&st, pid, &data) {
                     let first = errs[0]["message"].as_str().unwrap_or("").to_string();
                     return Err(errors(
                         StatusCode::BAD_REQUEST,
@@ -707,7 +707,7 @@ async fn create_batch(
     st.batches.insert(bid, b);
     match inline {
         Some(tasks) => {
-            let ids = Sama::start_creation(&mut st, bid, tasks, now);
+            let ids = SamaSim::start_creation(&mut st, bid, tasks, now);
             drop(st);
             a.settle();
             Ok(Json(json!({"batch_id": bid, "task_ids": ids})).into_response())
@@ -780,7 +780,7 @@ async fn continue_batch(State(a): S, Path((p, b)): Path<(String, String)>, uri: 
             ))
         }
     };
-    Sama::start_creation(&mut st, bid, items, now);
+    SamaSim::start_creation(&mut st, bid, items, now);
     drop(st);
     a.settle();
     Ok(Json(json!({"batch_id": bid})).into_response())
@@ -973,7 +973,7 @@ async fn delivered_get(State(a): S, Path(p): Path<String>, uri: Uri) -> Answer {
         list_param(&q, "client_batch_id"),
         list_param(&q, "task_id"),
     );
-    let all = Sama::delivered(
+    let all = SamaSim::delivered(
         &mut st,
         pid,
         now,
@@ -1025,7 +1025,7 @@ async fn delivered_post(State(a): S, Path(p): Path<String>, uri: Uri, body: Byte
     let now = a.now();
     let mut st = a.store.lock();
     let (b, c) = (text_list("batch_id"), text_list("client_batch_id"));
-    let all = Sama::delivered(
+    let all = SamaSim::delivered(
         &mut st,
         pid,
         now,
@@ -1332,9 +1332,9 @@ async fn fallback() -> Response {
     not_found()
 }
 
-impl Simulator for Sama {
+impl Simulator for SamaSim {
     fn router(self: Arc<Self>, routes: &Routes) -> Router {
-        type Route = MethodRouter<Arc<Sama>>;
+        type Route = MethodRouter<Arc<SamaSim>>;
         // (axum path, statistics template, route). Paths whose last segment is `<id>.json` take the whole
         // segment as the parameter and strip the suffix in the handler.
         let table: Vec<(&'static str, &'static str, Route)> = vec![
@@ -1410,7 +1410,7 @@ impl Simulator for Sama {
             ),
             ("/_uploads/{token}", "/_uploads/{token}", put(upload_file)),
         ];
-        let mut r: Router<Arc<Sama>> = Router::new();
+        let mut r: Router<Arc<SamaSim>> = Router::new();
         for (path, template, route) in table {
             r = r.route(
                 path,

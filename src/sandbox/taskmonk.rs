@@ -73,7 +73,7 @@ const LEVELS: u32 = 1;
 const REWORK_MS: i64 = 1000;
 const KEY_COLUMN: &str = "external_id";
 
-pub struct TaskMonk {
+pub struct TaskMonkSim {
     shared: Arc<Shared>,
     secret: String,
     token_ttl_ms: i64,
@@ -175,11 +175,11 @@ fn cell(v: &Value) -> String {
     }
 }
 
-impl TaskMonk {
+impl TaskMonkSim {
     pub fn new(shared: Arc<Shared>) -> Self {
         let c = &shared.config;
         let secret = hex::encode(&Sha256::digest(format!("taskmonk-secret-{}", c.seed))[..16]);
-        TaskMonk {
+        TaskMonkSim {
             secret,
             token_ttl_ms: seconds_to_ms(c.faults.token_ttl.unwrap_or(DEFAULT_TOKEN_TTL_S)),
             tokens: Mutex::new(HashMap::new()),
@@ -445,7 +445,7 @@ fn parse_batch_id(raw: &str) -> Result<u64, Response> {
 
 // ---- handlers ------------------------------------------------------------------------------------
 
-type S = State<Arc<TaskMonk>>;
+type S = State<Arc<TaskMonkSim>>;
 
 async fn token(State(t): S, uri: Uri, body: Bytes) -> Response {
     t.token(&uri, &body)
@@ -525,14 +525,14 @@ async fn list_batches(State(t): S, Path(p): Path<String>, headers: HeaderMap) ->
         .batches
         .values()
         .filter(|b| b.project == p)
-        .map(|b| TaskMonk::batch_json(b, now))
+        .map(|b| TaskMonkSim::batch_json(b, now))
         .collect();
     Ok(Json(Value::Array(items)).into_response())
 }
 
 /// The batch `raw` of project `p`, locked.
 fn with_batch<R>(
-    t: &TaskMonk,
+    t: &TaskMonkSim,
     p: &str,
     raw: &str,
     f: impl FnOnce(&mut SimState, u64) -> Result<R, Response>,
@@ -599,7 +599,7 @@ enum Reply {
     Task,
 }
 
-impl TaskMonk {
+impl TaskMonkSim {
     /// Stores rows as a new import job of batch `id`; answers once the row count is known.
     fn create_import(
         &self,
@@ -1036,7 +1036,7 @@ enum OutputKind {
     Levels,
 }
 
-impl TaskMonk {
+impl TaskMonkSim {
     #[allow(clippy::too_many_arguments)]
     fn output(
         &self,
@@ -1456,9 +1456,9 @@ async fn sim_state(State(t): S) -> Response {
         .into_response()
 }
 
-impl Simulator for TaskMonk {
+impl Simulator for TaskMonkSim {
     fn router(self: Arc<Self>, routes: &Routes) -> Router {
-        type Route = MethodRouter<Arc<TaskMonk>>;
+        type Route = MethodRouter<Arc<TaskMonkSim>>;
         let table: Vec<(&'static str, Route)> = vec![
             (
                 "/api/project/{projectId}/batch",
@@ -1533,7 +1533,7 @@ impl Simulator for TaskMonk {
             ),
             ("/_files/{token}/{name}", get(download)),
         ];
-        let mut r: Router<Arc<TaskMonk>> = Router::new().route(
+        let mut r: Router<Arc<TaskMonkSim>> = Router::new().route(
             "/api/oauth2/token",
             routes.exempt("/api/oauth2/token", post(token)),
         );

@@ -40,7 +40,7 @@ const UPLOAD_CONCURRENCY: usize = 4;
 const READ_AHEAD: usize = 4;
 const TOTAL_HEADER: &str = "x-total-count";
 
-pub struct Alegion {
+pub struct AlegionAdapter {
     cfg: ClientConfig,
     http: Arc<HttpClient>,
     api: Url,
@@ -174,7 +174,7 @@ fn decode_items<T: for<'de> Deserialize<'de>>(
     }
 }
 
-impl Alegion {
+impl AlegionAdapter {
     pub fn new(cfg: ClientConfig, rt: tokio::runtime::Handle) -> Result<Self> {
         let mut api = cfg.base_url.clone();
         api.path_segments_mut()
@@ -204,7 +204,7 @@ impl Alegion {
         let rate = cfg.rate_limit.map(|r| Arc::new(RateLimiter::new(r)));
         let auth = Paced::new(Arc::new(auth), rate, None);
         let http = HttpClient::new(cfg.http_config(), Arc::new(auth), parse_error)?;
-        Ok(Alegion {
+        Ok(AlegionAdapter {
             cfg,
             http: Arc::new(http),
             api,
@@ -433,7 +433,7 @@ impl ChunkOutcome {
 }
 
 #[async_trait::async_trait]
-impl Adapter for Alegion {
+impl Adapter for AlegionAdapter {
     fn vendor(&self) -> &'static str {
         VENDOR
     }
@@ -818,7 +818,7 @@ impl Adapter for Alegion {
     }
 }
 
-impl Alegion {
+impl AlegionAdapter {
     /// Imports a CSV file's rows (multipart, part `file`), at most 1,000 rows per call; used by
     /// `upload(path.csv)` where the file already has Alegion's column layout.
     pub async fn import_csv(

@@ -44,7 +44,7 @@ const UPLOAD_CONCURRENCY: usize = 2;
 const PAGE: usize = 1000;
 const READ_CHUNK: usize = 64 * 1024;
 
-pub struct Deepen {
+pub struct DeepenAdapter {
     cfg: ClientConfig,
     http: Arc<HttpClient>,
     api: Url,
@@ -282,7 +282,7 @@ impl Drop for TempZip {
     }
 }
 
-impl Deepen {
+impl DeepenAdapter {
     pub fn new(cfg: ClientConfig, rt: tokio::runtime::Handle) -> Result<Self> {
         let mut api = cfg.base_url.clone();
         api.path_segments_mut()
@@ -298,7 +298,7 @@ impl Deepen {
         let rate = cfg.rate_limit.map(|r| Arc::new(RateLimiter::new(r)));
         let auth = Paced::new(Arc::new(auth), rate, None);
         let http = HttpClient::new(cfg.http_config(), Arc::new(auth), parse_error)?;
-        Ok(Deepen {
+        Ok(DeepenAdapter {
             cfg,
             http: Arc::new(http),
             api,
@@ -723,7 +723,7 @@ fn pages<T: Send + 'static>(
 }
 
 #[async_trait::async_trait]
-impl Adapter for Deepen {
+impl Adapter for DeepenAdapter {
     fn vendor(&self) -> &'static str {
         VENDOR
     }
@@ -1033,7 +1033,7 @@ impl Adapter for Deepen {
         since_us: Option<i64>,
         include_raw: bool,
     ) -> PageStream<Envelope> {
-        let me = Deepen {
+        let me = DeepenAdapter {
             cfg: self.cfg.clone(),
             http: self.http.clone(),
             api: self.api.clone(),
@@ -1099,7 +1099,7 @@ impl Adapter for Deepen {
         include_raw: bool,
     ) -> Result<PageStream<Envelope>> {
         Self::check_id(batch_id)?;
-        let me = Deepen {
+        let me = DeepenAdapter {
             cfg: self.cfg.clone(),
             http: self.http.clone(),
             api: self.api.clone(),

@@ -199,11 +199,11 @@ pub trait Adapter: Send + Sync {
 /// Builds the adapter for `config.vendor`.
 pub fn connect(config: ClientConfig, rt: tokio::runtime::Handle) -> Result<Arc<dyn Adapter>> {
     match config.spec.name {
-        "alegion" => Ok(Arc::new(alegion::Alegion::new(config, rt)?)),
-        "taskmonk" => Ok(Arc::new(taskmonk::TaskMonk::new(config, rt)?)),
-        "sama" => Ok(Arc::new(sama::Sama::new(config, rt)?)),
-        "deepen" => Ok(Arc::new(deepen::Deepen::new(config, rt)?)),
-        "playment" => Ok(Arc::new(playment::Playment::new(config, rt)?)),
+        "alegion" => Ok(Arc::new(alegion::AlegionAdapter::new(config, rt)?)),
+        "taskmonk" => Ok(Arc::new(taskmonk::TaskMonkAdapter::new(config, rt)?)),
+        "sama" => Ok(Arc::new(sama::SamaAdapter::new(config, rt)?)),
+        "deepen" => Ok(Arc::new(deepen::DeepenAdapter::new(config, rt)?)),
+        "playment" => Ok(Arc::new(playment::PlaymentAdapter::new(config, rt)?)),
         other => Err(Error::new(
             crate::engine::ErrorKind::Unsupported,
             format!("vendor {other:?} is not available in this version of labelport yet"),

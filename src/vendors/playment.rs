@@ -169,9 +169,9 @@ struct Inner {
     rt: tokio::runtime::Handle,
 }
 
-pub struct Playment(Arc<Inner>);
+pub struct PlaymentAdapter(Arc<Inner>);
 
-impl Playment {
+impl PlaymentAdapter {
     pub fn new(cfg: ClientConfig, rt: tokio::runtime::Handle) -> Result<Self> {
         if cfg.base_url.cannot_be_a_base() {
             return Err(Error::invalid("base_url cannot be a base").field("base_url"));
@@ -201,7 +201,7 @@ impl Playment {
                     format!("could not build the HTTP client: {e}"),
                 )
             })?;
-        Ok(Playment(Arc::new(Inner {
+        Ok(PlaymentAdapter(Arc::new(Inner {
             cfg,
             http: Arc::new(http),
             files,
@@ -718,7 +718,7 @@ fn parse_item<T: for<'de> Deserialize<'de>>(raw: &RawValue, operation: &str) -> 
 }
 
 #[async_trait::async_trait]
-impl Adapter for Playment {
+impl Adapter for PlaymentAdapter {
     fn vendor(&self) -> &'static str {
         VENDOR
     }

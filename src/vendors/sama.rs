@@ -56,7 +56,7 @@ const TASKS_FILE_NAME: &str = "labelport";
 /// Failures shown in an error message; all of them are in `details`.
 const SHOWN_PROBLEMS: usize = 10;
 
-pub struct Sama {
+pub struct SamaAdapter {
     cfg: ClientConfig,
     http: Arc<HttpClient>,
     /// `<base>/v2/`
@@ -370,7 +370,7 @@ struct Created {
     sama_batch: u64,
 }
 
-impl Sama {
+impl SamaAdapter {
     pub fn new(cfg: ClientConfig, rt: tokio::runtime::Handle) -> Result<Self> {
         let project_id: u64 = cfg.project.trim().parse().map_err(|_| {
             Error::invalid(format!(
@@ -413,7 +413,7 @@ impl Sama {
         let rate = cfg.rate_limit.map(|r| Arc::new(RateLimiter::new(r)));
         let auth = Paced::new(Arc::new(auth), rate, None);
         let http = HttpClient::new(cfg.http_config(), Arc::new(auth), parse_error)?;
-        Ok(Sama {
+        Ok(SamaAdapter {
             cfg,
             http: Arc::new(http),
             root,
@@ -1073,7 +1073,7 @@ fn decode_tasks(resp: &Response, operation: &str) -> Result<Vec<(TaskDto, Box<Ra
 }
 
 #[async_trait::async_trait]
-impl Adapter for Sama {
+impl Adapter for SamaAdapter {
     fn consumer_results(
         &self,
         batch_id: &str,
@@ -1833,7 +1833,7 @@ mod tests {
         let rt = tokio::runtime::Builder::new_current_thread()
             .build()
             .unwrap();
-        let s = Sama::new(cfg, rt.handle().clone()).unwrap();
+        let s = SamaAdapter::new(cfg, rt.handle().clone()).unwrap();
         assert_eq!(
             s.url(&[]).as_str(),
             "https://api.sama.com/v2/projects/117.json"
@@ -1867,7 +1867,9 @@ mod tests {
             |_| None,
         )
         .unwrap();
-        let e = Sama::new(bad_project, rt.handle().clone()).err().unwrap();
+        let e = SamaAdapter::new(bad_project, rt.handle().clone())
+            .err()
+            .unwrap();
         assert_eq!(e.field.as_deref(), Some("project"));
     }
 

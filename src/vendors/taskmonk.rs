@@ -84,7 +84,7 @@ struct Track {
     last_change: Instant,
 }
 
-pub struct TaskMonk {
+pub struct TaskMonkAdapter {
     cfg: ClientConfig,
     http: Arc<HttpClient>,
     rt: tokio::runtime::Handle,
@@ -636,7 +636,7 @@ impl ChunkOutcome {
     }
 }
 
-impl TaskMonk {
+impl TaskMonkAdapter {
     pub fn new(cfg: ClientConfig, rt: tokio::runtime::Handle) -> Result<Self> {
         let (key_column, output_fields, export_format, stall) = parse_client_options(&cfg.options)?;
         let mut root = cfg.base_url.clone();
@@ -672,7 +672,7 @@ impl TaskMonk {
         let rate = cfg.rate_limit.map(|r| Arc::new(RateLimiter::new(r)));
         let auth = Paced::new(Arc::new(auth), rate, None);
         let http = HttpClient::new(cfg.http_config(), Arc::new(auth), parse_error)?;
-        Ok(TaskMonk {
+        Ok(TaskMonkAdapter {
             cfg,
             http: Arc::new(http),
             rt,
@@ -1136,7 +1136,7 @@ impl TaskMonk {
 }
 
 #[async_trait::async_trait]
-impl Adapter for TaskMonk {
+impl Adapter for TaskMonkAdapter {
     fn vendor(&self) -> &'static str {
         VENDOR
     }
@@ -1609,10 +1609,10 @@ async fn send_pages(tx: &tokio::sync::mpsc::Sender<Result<Vec<Envelope>>>, items
     }
 }
 
-impl TaskMonk {
+impl TaskMonkAdapter {
     /// What a streaming task needs, owned (the adapter itself is behind an `Arc` we do not hold).
-    fn clone_parts(&self) -> Arc<TaskMonk> {
-        Arc::new(TaskMonk {
+    fn clone_parts(&self) -> Arc<TaskMonkAdapter> {
+        Arc::new(TaskMonkAdapter {
             cfg: self.cfg.clone(),
             http: self.http.clone(),
             rt: self.rt.clone(),
