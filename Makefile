@@ -8,20 +8,22 @@ PYTHON ?= python3.11
 VENV := .venv
 VENV_ABS := $(abspath $(VENV))
 BIN := $(VENV)/bin
+# Two stamps: the build needs only maturin (what `make demo` installs); the test toolchain comes with `make test`.
+BUILD_STAMP := $(VENV)/.labelport-build
 STAMP := $(VENV)/.labelport-tools
 # maturin develop installs into the active virtualenv: activate it for every command that needs it.
 ACTIVATE := VIRTUAL_ENV=$(VENV_ABS) PATH=$(VENV_ABS)/bin:$$PATH
-TOOLS := "maturin>=1.7,<2" "pytest>=7"
+BUILD_TOOLS := "maturin>=1.7,<2"
 # What the tests need besides labelport itself (pytest, requests, httpx, orjson), the vendors' official SDKs
 # (witnesses of the simulators' fidelity) and the optional extras (pandas, polars, pyarrow, tqdm, ...).
 TEST_REQUIREMENTS := $(wildcard tests/requirements.txt tests/requirements-extras.txt tests/requirements-distributed.txt tests/witness-requirements/*.txt)
 
-.PHONY: help venv develop demo test test-rust test-python wheel bench bench-smoke reliability fuzz lint format clean distclean
+.PHONY: help venv venv-build develop demo test test-rust test-python wheel bench bench-smoke reliability fuzz lint format clean distclean
 
 help:
 	@echo "make demo         set up, build, and run the demo against the local Alegion sandbox"
 	@echo "make test         set up, build, and run every test (Rust, then Python)"
-	@echo "make venv         create .venv with maturin and the test requirements (once)"
+	@echo "make venv         create .venv with maturin and the test requirements (once; demo needs only maturin)"
 	@echo "make develop      build the Rust core (release) into .venv"
 	@echo "make test-rust    cargo test --release --no-default-features (no interpreter needed)"
 	@echo "make test-python  build, then pytest against the sandbox"
@@ -35,44 +37,50 @@ help:
 
 venv: $(STAMP)
 
-$(STAMP): $(TEST_REQUIREMENTS)
+venv-build: $(BUILD_STAMP)
+
+$(BUILD_STAMP):
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check $(TOOLS) \
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check $(BUILD_TOOLS)
+	touch $(BUILD_STAMP)
+
+$(STAMP): $(BUILD_STAMP) $(TEST_REQUIREMENTS)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check \
 		$(foreach r,$(TEST_REQUIREMENTS),-r $(r))
 	touch $(STAMP)
 
-develop: venv
+develop: venv-build
 	$(ACTIVATE) $(BIN)/maturin develop --release
 
 demo: develop
 	$(BIN)/python -m labelport demo
 
-test: develop
+test: develop venv
 	$(ACTIVATE) cargo test --release --no-default-features
 	$(ACTIVATE) $(BIN)/pytest
 
-test-rust: venv
+test-rust: venv-build
 	$(ACTIVATE) cargo test --release --no-default-features
 
-test-python: develop
+test-python: develop venv
 	$(ACTIVATE) $(BIN)/pytest
 
 # The release wheel: one abi3 wheel (CPython >= 3.10) for manylinux2014 (glibc 2.17), linked through zig
 # (`ziglang` from PyPI) so it runs on old Linux distributions; the dist profile (LTO). Its own target directory,
 # so zig's compiler settings do not invalidate the development build. Then the sdist.
-wheel: venv
+wheel: venv-build
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check "ziglang>=0.13,<0.14"
 	$(ACTIVATE) CARGO_TARGET_DIR=target/wheel $(BIN)/maturin build --profile dist \
 		--compatibility manylinux2014 --zig --out dist
 	$(BIN)/maturin sdist --out dist
 
-bench: develop
+bench: develop venv
 	$(BIN)/python bench/run.py
 
-bench-smoke: develop
+bench-smoke: develop venv
 	$(BIN)/python bench/run.py --smoke
 
-reliability: develop
+reliability: develop venv
 	$(BIN)/python bench/reliability.py
 
 # libFuzzer needs a nightly toolchain (cargo install cargo-fuzz); no sanitizer: the code is safe Rust, and a

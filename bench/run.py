@@ -2,6 +2,7 @@
 
     python bench/run.py            # the full run (BENCHMARKS.md)
     python bench/run.py --smoke    # seconds: checks every scenario runs (CI)
+    python bench/run.py --base DIR # also each labelport runner with an earlier build, interleaved
 
 Each measurement runs in a fresh child process, so peak memory is the scenario's own; the timing is taken
 inside the child around the work only. Every scenario runs `--repeat` times per runner, interleaved; the
@@ -299,9 +300,16 @@ def child(name: str, env_json: str) -> None:
     started = time.perf_counter()
     n = RUNNERS[name](env)
     elapsed = env.get("_elapsed", time.perf_counter() - started)
+    lp = sys.modules.get("labelport")
     print(
         json.dumps(
-            {"n": n, "seconds": elapsed, "peak_rss_mb": peak_rss_mb(), "growth_mb": peak_rss_mb() - base}
+            {
+                "n": n,
+                "seconds": elapsed,
+                "peak_rss_mb": peak_rss_mb(),
+                "growth_mb": peak_rss_mb() - base,
+                "labelport": getattr(lp, "__file__", None),
+            }
         )
     )
 
@@ -309,16 +317,37 @@ def child(name: str, env_json: str) -> None:
 # ------------------------------------------------------------------------------------------------ parent
 
 
+# The labelport package to measure beside the installed one (`--base DIR`): a copy of an earlier build's
+# python/labelport, put first on the children's path.
+BASE: str | None = None
+BASE_SUFFIX = " [base]"
+
+
+def is_labelport(name: str) -> bool:
+    return name.split("/", 1)[1].startswith(("labelport", "floor"))
+
+
 def run_child(name: str, env: dict[str, Any]) -> dict[str, Any]:
+    child_env = dict(os.environ)
+    on_base = name.endswith(BASE_SUFFIX)
+    if on_base:
+        assert BASE is not None
+        name = name[: -len(BASE_SUFFIX)]
+        child_env["PYTHONPATH"] = os.pathsep.join(filter(None, [BASE, child_env.get("PYTHONPATH")]))
     out = subprocess.run(
         [sys.executable, __file__, "--child", name, json.dumps(env)],
         capture_output=True,
         text=True,
         timeout=1800,
+        env=child_env,
     )
     if out.returncode != 0:
         raise SystemExit(f"{name} failed:\n{out.stderr[-3000:]}")
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    loaded = result.get("labelport") or ""
+    if on_base and not loaded.startswith(str(BASE)):
+        raise SystemExit(f"{name} with the base build loaded labelport from {loaded!r}, not from {BASE}")
+    return result
 
 
 class Sandbox:
@@ -377,6 +406,8 @@ def seed_sama(info: dict[str, Any], n: int) -> str:
 
 
 def measure(names: list[str], env: dict[str, Any], repeat: int) -> dict[str, list[dict[str, Any]]]:
+    if BASE:  # each labelport runner again with the base build, interleaved with the rest
+        names = [m for n in names for m in ([n, n + BASE_SUFFIX] if is_labelport(n) else [n])]
     runs: dict[str, list[dict[str, Any]]] = {n: [] for n in names}
     for _ in range(repeat):
         for name in names:  # interleaved, so load on the machine falls on every runner alike
@@ -386,17 +417,30 @@ def measure(names: list[str], env: dict[str, Any], repeat: int) -> dict[str, lis
 
 def table(title: str, runs: dict[str, list[dict[str, Any]]], reference: str) -> list[str]:
     ref = statistics.median(r["seconds"] for r in runs[reference])
+    base_ref = reference + BASE_SUFFIX
+    compare = base_ref in runs
+    ref_b = statistics.median(r["seconds"] for r in runs[base_ref]) if compare else 0.0
     lines = [
         f"### {title}",
         "",
-        "| runner | items | median s | ratio (peer / labelport) | peak RSS MB |",
-        "|---|---:|---:|---:|---:|",
+        "| runner | items | median s | ratio (peer / labelport) |"
+        + (" ratio against the base build |" if compare else "")
+        + " peak RSS MB |",
+        "|---|---:|---:|---:|" + ("---:|" if compare else "") + "---:|",
     ]
     for name, rs in runs.items():
         med = statistics.median(r["seconds"] for r in rs)
         ratio = "1.00 (reference)" if name == reference else f"{med / ref:.2f}"
+        # The same peer against the base build's labelport: the ratio this change must keep.
+        ratio_b = (
+            "" if name.endswith(BASE_SUFFIX) or name == reference else f"{med / ref_b:.2f}" if ref_b else ""
+        )
         peak = max(r["peak_rss_mb"] for r in rs)
-        lines.append(f"| {name.split('/', 1)[1]} | {rs[0]['n']:,} | {med:.3f} | {ratio} | {peak:.0f} |")
+        lines.append(
+            f"| {name.split('/', 1)[1]} | {rs[0]['n']:,} | {med:.3f} | {ratio} |"
+            + (f" {ratio_b} |" if compare else "")
+            + f" {peak:.0f} |"
+        )
     return lines + [""]
 
 
@@ -405,8 +449,16 @@ def main() -> None:
     p.add_argument("--smoke", action="store_true", help="tiny sizes, one repetition: checks everything runs")
     p.add_argument("--repeat", type=int, default=5)
     p.add_argument("--only", default="B1,B2,B3,B4,B5", help="the scenarios to run, e.g. --only B2,B3")
+    p.add_argument(
+        "--base",
+        metavar="DIR",
+        help="also run each labelport runner with the labelport package in DIR (a copy of an earlier build's "
+        "python/labelport, with its compiled module), interleaved: a change's before and after in one run",
+    )
     p.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     args = p.parse_args()
+    global BASE
+    BASE = os.path.abspath(args.base) if args.base else None
     if args.child:
         child(*args.child)
         return
@@ -468,14 +520,24 @@ def alegion_scenarios(only: set[str], smoke: bool, repeat: int) -> list[str]:
             f"B4/labelport ({n_big:,})": run_child("B4/labelport", {**info, "batch": big}),
             f"B4/labelport ({small_n:,})": run_child("B4/labelport", {**info, "batch": small}),
         }
+        if BASE:
+            mem[f"B4/labelport ({n_big:,}){BASE_SUFFIX}"] = run_child(
+                "B4/labelport" + BASE_SUFFIX, {**info, "batch": big}
+            )
+            mem[f"B4/labelport ({small_n:,}){BASE_SUFFIX}"] = run_child(
+                "B4/labelport" + BASE_SUFFIX, {**info, "batch": small}
+            )
         out += [
             "### B4 memory: stream results without keeping them",
             "",
-            "| results | seconds | peak RSS MB | growth while streaming MB |",
-            "|---:|---:|---:|---:|",
+            "| build | results | seconds | peak RSS MB | growth while streaming MB |",
+            "|---|---:|---:|---:|---:|",
         ]
-        for r in mem.values():
-            out.append(f"| {r['n']:,} | {r['seconds']:.2f} | {r['peak_rss_mb']:.0f} | {r['growth_mb']:.1f} |")
+        for name, r in mem.items():
+            build = "base" if name.endswith(BASE_SUFFIX) else "this"
+            out.append(
+                f"| {build} | {r['n']:,} | {r['seconds']:.2f} | {r['peak_rss_mb']:.0f} | {r['growth_mb']:.1f} |"
+            )
         out.append("")
     finally:
         sb.close()

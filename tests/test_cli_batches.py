@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -22,7 +23,7 @@ def clean_environ() -> dict[str, str]:
 
 
 def run(
-    *args: str, env: dict[str, str] | None = None, timeout: float = 120
+    *args: str, env: dict[str, str] | None = None, timeout: float = 120, umask: int | None = None
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "labelport", *args],
@@ -32,6 +33,7 @@ def run(
         timeout=timeout,
         stdin=subprocess.DEVNULL,
         env={**clean_environ(), **(env or {})},
+        preexec_fn=None if umask is None else (lambda: os.umask(umask)),
     )
 
 
@@ -105,8 +107,91 @@ def test_an_etl_step_from_the_shell(alegion, tmp_path):
 
     again = ok(run("results", "--watermark-file", str(mark), *common, env=env))
     assert again.stdout == ""
-    assert "0 results" in again.stderr
+    assert f"0 new results since {watermark}" in again.stderr
     assert mark.read_text().strip() == watermark
+
+
+ENVELOPE_COLUMNS = ["id", "batch_id", "key", "status", "created_at", "completed_at", "vendor"]
+
+
+def test_an_incremental_run_with_nothing_new_writes_the_envelope_columns(alegion, tmp_path):
+    """ETL-safe: the run that finds nothing new writes a file with no rows but the envelope's columns (parquet
+    and CSV alike), so the next step loads nothing twice and never meets a file without columns."""
+    pq = pytest.importorskip("pyarrow.parquet")
+    env = alegion.env()
+    batch = alegion.client().create_batch("incremental")
+    batch.upload([{"image_id": str(i), "url": f"https://x/{i}.jpg"} for i in range(5)], key="image_id")
+    batch.wait(timeout=60, poll_interval=0.2, progress=False)
+    common = ("--vendor", "alegion", "--batch", batch.id)
+    mark = tmp_path / "watermark"
+    first = tmp_path / "first.parquet"
+    ok(
+        run(
+            "results",
+            "--format",
+            "parquet",
+            "--output",
+            str(first),
+            "--watermark-file",
+            str(mark),
+            *common,
+            env=env,
+        )
+    )
+    assert pq.read_table(first).num_rows == 5
+    watermark = mark.read_text().strip()
+
+    empty = tmp_path / "empty.parquet"
+    proc = ok(
+        run(
+            "results",
+            "--format",
+            "parquet",
+            "--output",
+            str(empty),
+            "--watermark-file",
+            str(mark),
+            *common,
+            env=env,
+        )
+    )
+    assert f"0 new results since {watermark}" in proc.stderr
+    table = pq.read_table(empty)
+    assert table.num_rows == 0 and table.column_names == ENVELOPE_COLUMNS
+    assert str(table.schema.field("completed_at").type) == "timestamp[us, tz=UTC]"
+
+    csv_out = tmp_path / "empty.csv"
+    ok(
+        run(
+            "results",
+            "--format",
+            "csv",
+            "--output",
+            str(csv_out),
+            "--watermark-file",
+            str(mark),
+            *common,
+            env=env,
+        )
+    )
+    assert csv_out.read_text().splitlines() == [",".join(ENVELOPE_COLUMNS)]
+    assert mark.read_text().strip() == watermark
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o027], ids=["umask022", "umask027"])
+def test_output_files_follow_the_umask_and_keep_an_existing_files_mode(alegion, tmp_path, umask):
+    env = alegion.env()
+    batch = alegion.client().create_batch("modes")
+    batch.upload([{"image_id": "1"}], key="image_id")
+    batch.wait(timeout=60, poll_interval=0.2, progress=False)
+    common = ("--vendor", "alegion", "--batch", batch.id)
+    out, mark = tmp_path / "labels.jsonl", tmp_path / "watermark"
+    ok(run("results", "--output", str(out), "--watermark-file", str(mark), *common, env=env, umask=umask))
+    assert stat.S_IMODE(out.stat().st_mode) == 0o666 & ~umask
+    assert stat.S_IMODE(mark.stat().st_mode) == 0o666 & ~umask
+    os.chmod(out, 0o640)  # a mode the user chose stays through a rewrite
+    ok(run("results", "--format", "csv", "--output", str(out), *common, env=env, umask=umask))
+    assert stat.S_IMODE(out.stat().st_mode) == 0o640
 
 
 def test_results_jsonl_and_csv_on_stdout_and_since(alegion, tmp_path):

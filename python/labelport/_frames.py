@@ -290,11 +290,14 @@ async def ato_arrow(stream: Any, flatten: bool = False, *, key_type: Any = None)
 
 
 class _Spool:
-    """Rows spooled to a temporary JSON lines file, with every column seen and the kinds of its values."""
+    """Rows spooled to a temporary JSON lines file, with every column seen and the kinds of its values. The
+    envelope's own columns are there from the start, so a file of no results still has them: an incremental
+    run with nothing new loads as zero rows downstream, not as a file without columns."""
 
-    def __init__(self) -> None:
+    def __init__(self, flatten: bool) -> None:
         self.file = tempfile.TemporaryFile("w+", encoding="utf-8")
-        self.kinds: dict[str, set[str]] = {}
+        fixed = [n for n in ENVELOPE if not (flatten and n in ("input", "output"))]
+        self.kinds: dict[str, set[str]] = {n: set() for n in fixed}
         self.count = 0
 
     def add(self, row: dict[str, Any]) -> None:
@@ -325,7 +328,7 @@ class _Spool:
 
 
 def _spool(stream: Iterable[Mapping[str, Any]], flatten: bool, progress: Any, desc: str) -> _Spool:
-    spool = _Spool()
+    spool = _Spool(flatten)
     try:
         for row in rows(_counted(stream, progress, desc), flatten):
             spool.add(row)

@@ -389,5 +389,6 @@ def cmd_results(args: argparse.Namespace, out: TextIO) -> int:
     if args.watermark_file and watermark:
         with _output.text(args.watermark_file, out) as f:
             f.write(watermark + "\n")
-    print(f"labelport: {count} results; watermark {watermark or '(none)'}", file=sys.stderr)
+    counted = f"{count} new results since {since}" if since else f"{count} results"
+    print(f"labelport: {counted}; watermark {watermark or '(none)'}", file=sys.stderr)
     return 0

@@ -51,14 +51,25 @@ def check(path: str, out: TextIO) -> None:
     _target(path, out)
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)  # reading the umask means setting it: put it straight back
+    os.umask(mask)
+    return mask
+
+
 @contextmanager
 def _replacing(path: str) -> Iterator[str]:
-    """A temporary path beside ``path``, moved over it only when the block completes."""
+    """A temporary path beside ``path``, moved over it only when the block completes. The result has the
+    mode of the file it replaces, or for a new file the mode the user's umask gives (mkstemp makes 0600)."""
     target = os.path.abspath(path)
+    st = _stat(target)
     fd, tmp = tempfile.mkstemp(
         dir=os.path.dirname(target), prefix=f".{os.path.basename(target)}.", suffix=".part"
     )
-    os.close(fd)
+    try:
+        os.fchmod(fd, stat.S_IMODE(st.st_mode) if st is not None else 0o666 & ~_umask())
+    finally:
+        os.close(fd)
     try:
         yield tmp
         os.replace(tmp, target)
