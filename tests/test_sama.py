@@ -231,6 +231,25 @@ def test_results_since_is_exclusive(sandbox, client, batch, make_records, upload
     assert {r["key"] for r in newer} == {r["image_id"] for r in second}
 
 
+def test_results_since_reads_past_a_page_thinned_by_the_inclusive_bound():
+    """Sama's `from` is inclusive, so the first page of a read since a watermark may hold only tasks at the
+    watermark itself. That page was taken for the last one (its tasks dropped before counting), and every
+    later delivery was lost to the read, with the watermark moving past them."""
+    with lp.sandbox.start("sama", seed=5, complete_after=10.0) as sb, sb.client() as c:
+        b = c.create_batch("thinned")
+        old = [{"image_id": f"a{i}", "url": f"u{i}"} for i in range(1200)]
+        b.upload(old, key="image_id", progress=False).wait(timeout=60)
+        sb.advance(11)  # the first 1,200 are delivered together
+        stream = b.results()
+        assert len(stream.to_list()) == 1200
+        mark = stream.watermark
+        new = [{"image_id": f"b{i}", "url": f"v{i}"} for i in range(300)]
+        b.upload(new, key="image_id", progress=False).wait(timeout=60)
+        sb.advance(11)
+        newer = b.results(since=mark).to_list()
+        assert sorted(r["key"] for r in newer) == sorted(r["image_id"] for r in new)
+
+
 def test_a_schema_violation_is_refused_before_anything_is_sent(sandbox, unique, counter):
     sim(
         sandbox,

@@ -12,7 +12,8 @@ use url::Url;
 use super::error::{Error, Result};
 use super::http::{HttpClient, Request, Response};
 use super::pagination::{
-    parse_link_header, with_query_param, PageBudget, PageInfo, PageNumberPaging, Step,
+    incomplete_listing, parse_link_header, with_query_param, PageBudget, PageInfo,
+    PageNumberPaging, Step,
 };
 
 /// Turns one page's response into items. Runs on the runtime's threads, off the GIL.
@@ -210,74 +211,96 @@ async fn produce_page_number<T: Send + 'static>(
         return Ok(());
     }
 
-    // With the total known, fetch the remaining planned pages concurrently, in order. The plan is a range,
-    // turned into URLs only as pages are fetched: a server's total may be any number.
-    if let Some(total) = info.total {
-        let pages = paging.page_count(total);
-        let planned = last_page.map_or(pages, |l| l.min(pages));
-        if planned > first_page && info.items >= list.page_size {
-            paging.mark_visited(&list.first, first_page + 1, planned);
-            let url_for = |n: u64| with_query_param(&list.first, list.page_param, &n.to_string());
-            let mut fetched = futures::stream::iter(first_page + 1..=planned)
-                .map(|n| {
-                    let (http, decode, url) = (http.clone(), decode.clone(), url_for(n));
-                    AbortOnDrop(
-                        rt.spawn(async move { fetch(&http, url, list.operation, &decode).await }),
-                    )
-                })
-                .buffered(list.read_ahead.max(1));
-            let mut seen = (first_page - 1) * list.page_size as u64 + info.items as u64;
-            let mut last = info;
-            let mut reached = first_page;
-            while let Some(joined) = fetched.next().await {
-                let (resp, items) = joined_result(joined)?;
-                budget.count(&resp.body, items.len())?;
-                reached += 1;
-                seen += items.len() as u64;
-                last = page_info(&resp, items.len(), list.total_header);
-                let short = items.len() < list.page_size;
-                if !emit(tx, items, keep).await {
-                    return Ok(());
-                }
-                if short {
-                    return Ok(());
-                }
+    // Fetch the rest of the plan concurrently, in order. The plan is a range, turned into URLs only as
+    // pages are fetched: a server's total may be any number.
+    let Some(planned) = planned_last_page(first_page, last_page, &info, list.page_size) else {
+        return match paging.next(&first, &info)? {
+            Step::Done => Ok(()),
+            Step::Next(url) => {
+                let mut walk = Walk {
+                    paging: &mut paging,
+                    budget: &mut budget,
+                };
+                follow(&http, &mut walk, url, &list, &decode, keep, last_page, tx).await
             }
-            if last_page.is_some_and(|l| reached >= l) {
-                return Ok(());
-            }
-            // Items that arrived while we paged: carry on one page at a time from where the plan ended.
-            let grown = last.total.is_some_and(|t| t > seen);
-            if !grown {
-                return Ok(());
-            }
-            // The machine resumes at page `planned + 1`, with the items seen so far (a fresh one would count
-            // from page 1 again and take the page after as one already fetched).
-            let mut paging = PageNumberPaging::resuming_at(
-                list.page_param,
-                list.page_size,
-                &list.first,
-                planned + 1,
-                seen,
-            );
-            let next = paging.url_for_page(&list.first, planned + 1);
-            let mut walk = Walk {
-                paging: &mut paging,
-                budget: &mut budget,
+        };
+    };
+    paging.mark_visited(&list.first, first_page + 1, planned);
+    let url_for = |n: u64| with_query_param(&list.first, list.page_param, &n.to_string());
+    let mut fetched = futures::stream::iter(first_page + 1..=planned)
+        .map(|n| {
+            let (http, decode, url) = (http.clone(), decode.clone(), url_for(n));
+            AbortOnDrop(rt.spawn(async move { fetch(&http, url, list.operation, &decode).await }))
+        })
+        .buffered(list.read_ahead.max(1));
+    // Exact only for a walk from page 1: the plan below goes on past page 1 only for an explicit range.
+    let mut seen = info.items as u64;
+    let mut total = info.total;
+    while let Some(joined) = fetched.next().await {
+        let (resp, items) = joined_result(joined)?;
+        budget.count(&resp.body, items.len())?;
+        let n = items.len();
+        seen += n as u64;
+        total = page_info(&resp, n, list.total_header).total.or(total);
+        if !emit(tx, items, keep).await {
+            return Ok(());
+        }
+        if n == 0 {
+            // Nothing comes after an empty page (the list is ordered; what arrives later lands past it).
+            return match total {
+                Some(t) if first_page == 1 && seen < t => Err(incomplete_listing(seen, t)),
+                _ => Ok(()),
             };
-            return follow(&http, &mut walk, next, &list, &decode, keep, last_page, tx).await;
         }
     }
-    match paging.next(&first, &info)? {
-        Step::Done => Ok(()),
-        Step::Next(url) => {
-            let mut walk = Walk {
-                paging: &mut paging,
-                budget: &mut budget,
-            };
-            follow(&http, &mut walk, url, &list, &decode, keep, last_page, tx).await
-        }
+    if last_page.is_some() || total.is_some_and(|t| seen >= t) {
+        return Ok(());
     }
+    // Items that arrived while we paged: carry on one page at a time from where the plan ended. The machine
+    // resumes at page `planned + 1`, with the items seen so far (a fresh one would count from page 1 again and
+    // take the page after as one already fetched).
+    let mut paging = PageNumberPaging::resuming_at(
+        list.page_param,
+        list.page_size,
+        &list.first,
+        planned + 1,
+        seen,
+    );
+    let next = paging.url_for_page(&list.first, planned + 1);
+    let mut walk = Walk {
+        paging: &mut paging,
+        budget: &mut budget,
+    };
+    follow(&http, &mut walk, next, &list, &decode, keep, last_page, tx).await
+}
+
+/// The last page to fetch concurrently after page `first_page`, or `None` to walk one page at a time. An
+/// explicit range past page 1 is fetched whole (an empty page ends it early). From page 1, the server's total
+/// plans the rest, in pages of the size the server actually served: a first page shorter than asked while the
+/// total says more is the server's own cap. A list without a total is walked.
+fn planned_last_page(
+    first_page: u64,
+    last_page: Option<u64>,
+    info: &PageInfo,
+    asked: usize,
+) -> Option<u64> {
+    if info.items == 0 {
+        return None;
+    }
+    let end = match (first_page, last_page, info.total) {
+        (1, l, Some(total)) => {
+            let served = if (info.items as u64) < total {
+                info.items.min(asked)
+            } else {
+                asked
+            };
+            let pages = total.div_ceil(served.max(1) as u64);
+            l.map_or(pages, |l| l.min(pages))
+        }
+        (_, Some(l), _) => l,
+        _ => return None,
+    };
+    (end > first_page).then_some(end)
 }
 
 /// Where a one-page-at-a-time walk stands: the paging machine and the pages counted so far.
@@ -364,32 +387,39 @@ mod tests {
         });
     }
 
-    /// Regression (found by the 10 x 5,000 fault matrix, Alegion seed 2): a list that grows while its
-    /// planned pages are fetched concurrently. Page 1 says 40 items (pages 1 and 2 planned); page 2 says 60,
-    /// so the streamer goes on with page 3, which has no `Link`. It used to restart its page counter and take
-    /// page 2 for the page after page 3: "already fetched" (`pagination_loop`), and the upload failed.
-    #[test]
-    fn a_list_that_grows_while_paged_is_read_to_its_new_end() {
+    /// Reads every page of `/items` from a server on 127.0.0.1 answering with `page`, asking `page_size`
+    /// items a page; the items, or the stream's error, and the number of requests the server saw.
+    fn read_all<F>(page_size: usize, page: F) -> (Result<Vec<u64>>, usize)
+    where
+        F: Fn(u64, usize) -> (Option<u64>, Vec<u64>) + Clone + Send + Sync + 'static,
+    {
         use axum::extract::Query;
         use axum::response::IntoResponse;
         use std::collections::HashMap;
+        use std::sync::atomic::{AtomicUsize, Ordering};
 
-        async fn page(Query(q): Query<HashMap<String, String>>) -> axum::response::Response {
-            let n: u64 = q.get("page").and_then(|p| p.parse().ok()).unwrap_or(1);
-            let total = if n == 1 { 40 } else { 60 };
-            let items: Vec<u64> = if n <= 3 {
-                ((n - 1) * 20..n * 20).collect()
-            } else {
-                vec![]
-            };
-            ([("x-total-count", total.to_string())], axum::Json(items)).into_response()
-        }
-
+        let requests = Arc::new(AtomicUsize::new(0));
+        let counted = requests.clone();
+        let handler = move |Query(q): Query<HashMap<String, String>>| {
+            let page = page.clone();
+            counted.fetch_add(1, Ordering::SeqCst);
+            async move {
+                let n: u64 = q.get("page").and_then(|p| p.parse().ok()).unwrap_or(1);
+                let asked: usize = q.get("pageSize").and_then(|p| p.parse().ok()).unwrap_or(0);
+                let (total, items) = page(n, asked);
+                let mut resp = axum::Json(items).into_response();
+                if let Some(t) = total {
+                    resp.headers_mut()
+                        .insert("x-total-count", t.to_string().parse().unwrap());
+                }
+                resp
+            }
+        };
         let rt = tokio::runtime::Runtime::new().unwrap();
         let got = rt.block_on(async {
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
             let addr = listener.local_addr().unwrap();
-            let app = axum::Router::new().route("/items", axum::routing::get(page));
+            let app = axum::Router::new().route("/items", axum::routing::get(handler));
             tokio::spawn(async move { axum::serve(listener, app).await });
             let http = HttpClient::new(
                 super::super::http::HttpConfig {
@@ -410,9 +440,10 @@ mod tests {
             )
             .unwrap();
             let list = PageNumberList {
-                first: Url::parse(&format!("http://{addr}/items?page=1")).unwrap(),
+                first: Url::parse(&format!("http://{addr}/items?page=1&pageSize={page_size}"))
+                    .unwrap(),
                 page_param: "page",
-                page_size: 20,
+                page_size,
                 total_header: "x-total-count",
                 operation: "test",
                 read_ahead: 2,
@@ -427,11 +458,72 @@ mod tests {
             );
             let mut got = Vec::new();
             while let Some(p) = s.next_page().await {
-                got.extend(p.expect("every page"));
+                match p {
+                    Ok(items) => got.extend(items),
+                    Err(e) => return Err(e),
+                }
             }
-            got
+            Ok(got)
         });
-        assert_eq!(got, (0..60).collect::<Vec<u64>>());
+        (got, requests.load(Ordering::SeqCst))
+    }
+
+    /// Regression (found by the 10 x 5,000 fault matrix, Alegion seed 2): a list that grows while its
+    /// planned pages are fetched concurrently. Page 1 says 40 items (pages 1 and 2 planned); page 2 says 60,
+    /// so the streamer goes on with page 3, which has no `Link`. It used to restart its page counter and take
+    /// page 2 for the page after page 3: "already fetched" (`pagination_loop`), and the upload failed.
+    #[test]
+    fn a_list_that_grows_while_paged_is_read_to_its_new_end() {
+        let (got, _) = read_all(20, |n, _| {
+            let total = if n == 1 { 40 } else { 60 };
+            let items = if n <= 3 {
+                ((n - 1) * 20..n * 20).collect()
+            } else {
+                vec![]
+            };
+            (Some(total), items)
+        });
+        assert_eq!(got.unwrap(), (0..60).collect::<Vec<u64>>());
+    }
+
+    /// Issue 20: a server that caps its pages at 7 items while 20 are asked, with a total of 50. The stream
+    /// used to end on the first short page (7 of 50 items, silently); now it plans its concurrent reads in
+    /// the server's own page size: 8 pages, each fetched once.
+    #[test]
+    fn a_server_capping_its_page_size_loses_nothing() {
+        let (got, requests) = read_all(20, |n, asked| {
+            let size = asked.min(7) as u64;
+            let items = ((n - 1) * size..(n * size).min(50)).collect();
+            (Some(50), items)
+        });
+        assert_eq!(got.unwrap(), (0..50).collect::<Vec<u64>>());
+        assert_eq!(requests, 8);
+    }
+
+    /// Without a total, a short page is read past: only an empty page ends the list.
+    #[test]
+    fn without_a_total_a_capped_list_is_read_to_an_empty_page() {
+        let (got, requests) = read_all(20, |n, asked| {
+            let size = asked.min(7) as u64;
+            let items = ((n - 1) * size..(n * size).min(50)).collect();
+            (None, items)
+        });
+        assert_eq!(got.unwrap(), (0..50).collect::<Vec<u64>>());
+        assert_eq!(requests, 9);
+    }
+
+    /// A server whose pages skip items (it caps its pages at 7 but counts its offsets in the 20 asked): the
+    /// stream cannot read what the server never serves, and says so instead of ending short in silence.
+    #[test]
+    fn a_list_that_ends_short_of_its_total_is_incomplete_listing() {
+        let (got, _) = read_all(20, |n, asked| {
+            let from = (n - 1) * asked as u64;
+            let items = (from..(from + 7).min(50)).collect();
+            (Some(50), items)
+        });
+        let err = got.unwrap_err();
+        assert_eq!(err.code.as_deref(), Some("incomplete_listing"), "{err:?}");
+        assert!(err.message.contains("says 50"), "{}", err.message);
     }
 
     #[test]

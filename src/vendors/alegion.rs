@@ -174,6 +174,17 @@ fn decode_items<T: for<'de> Deserialize<'de>>(
     }
 }
 
+/// A list's `X-Total-Count`.
+fn total_of(resp: &Response, operation: &'static str) -> Result<u64> {
+    resp.header(TOTAL_HEADER)
+        .and_then(|t| t.trim().parse().ok())
+        .ok_or_else(|| {
+            Error::new(ErrorKind::Vendor, "the list answered without X-Total-Count")
+                .vendor(VENDOR)
+                .operation(operation)
+        })
+}
+
 impl AlegionAdapter {
     pub fn new(cfg: ClientConfig, rt: tokio::runtime::Handle) -> Result<Self> {
         let mut api = cfg.base_url.clone();
@@ -259,13 +270,7 @@ impl AlegionAdapter {
             .append_pair("page", "1")
             .append_pair("pageSize", "1");
         let resp = self.http.send(&Request::get(url, operation)).await?;
-        resp.header(TOTAL_HEADER)
-            .and_then(|t| t.trim().parse().ok())
-            .ok_or_else(|| {
-                Error::new(ErrorKind::Vendor, "the list answered without X-Total-Count")
-                    .vendor(VENDOR)
-                    .operation(operation)
-            })
+        total_of(&resp, operation)
     }
 
     async fn collect<T: Send + 'static>(
@@ -705,13 +710,20 @@ impl Adapter for AlegionAdapter {
 
     async fn result_pages(&self, batch_id: &str) -> Result<Option<PagePlan>> {
         self.check_batch_id(batch_id)?;
-        let total = self
-            .count(&["batches", batch_id, "results"], &[], "results")
-            .await?;
-        Ok(Some(PagePlan {
-            total,
-            page_size: PAGE_SIZE as u64,
-        }))
+        // The first page itself, not a one-item count: a server that serves fewer than PAGE_SIZE a page
+        // numbers its pages in its own size, and a plan in ours would leave readers unevenly loaded.
+        let list = self.list(&["batches", batch_id, "results"], &[], "results");
+        let resp = self.http.send(&Request::get(list.first, "results")).await?;
+        let total = total_of(&resp, "results")?;
+        let served = resp
+            .json::<Vec<serde::de::IgnoredAny>>(VENDOR, "results")?
+            .len() as u64;
+        let page_size = if served > 0 && served < total {
+            served
+        } else {
+            PAGE_SIZE as u64
+        };
+        Ok(Some(PagePlan { total, page_size }))
     }
 
     fn results_range(

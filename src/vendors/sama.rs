@@ -36,7 +36,9 @@ use crate::engine::pagination::PageBudget;
 use crate::engine::rate_limit::{Paced, RateLimiter};
 use crate::engine::redact::redact_url;
 use crate::engine::retry::{is_ambiguous, is_retryable, Outcome, RequestKind, RetryPolicy};
-use crate::engine::stream::{page_number_stream, Decoder, PageNumberList, PageStream};
+use crate::engine::stream::{
+    page_number_stream, page_number_stream_filtered, Decoder, Keep, PageNumberList, PageStream,
+};
 use crate::engine::{Error, ErrorKind, Result};
 
 const VENDOR: &str = "sama";
@@ -934,7 +936,7 @@ impl SamaAdapter {
                 };
                 let page = match http.send(&req).await {
                     Ok(resp) => view
-                        .envelopes(&resp, &batch, None, include_raw)
+                        .envelopes(&resp, &batch, include_raw)
                         .and_then(|items| {
                             budget
                                 .count(&resp.body, items.len())
@@ -1449,8 +1451,14 @@ impl Adapter for SamaAdapter {
         let me = self.view.clone();
         let batch = batch_id.to_string();
         let decode: Decoder<Envelope> =
-            Arc::new(move |resp: &Response| me.envelopes(resp, &batch, since_us, include_raw));
-        page_number_stream(&self.rt, self.http.clone(), list, decode)
+            Arc::new(move |resp: &Response| me.envelopes(resp, &batch, include_raw));
+        // Sama's `from` is inclusive: the bound is made exclusive after the page is counted, so a page thinned
+        // by it is not taken for the short last page (which lost every later page of a large read).
+        let keep: Option<Keep<Envelope>> = since_us.map(|since| {
+            Arc::new(move |e: &Envelope| e.completed_us.is_none_or(|done| done > since))
+                as Keep<Envelope>
+        });
+        page_number_stream_filtered(&self.rt, self.http.clone(), list, decode, keep)
     }
 
     /// Every created task of the batch with its neutral status (multi-task status, paced to one page a
@@ -1682,18 +1690,12 @@ impl SamaView {
         &self,
         resp: &Response,
         batch_id: &str,
-        since_us: Option<i64>,
         include_raw: bool,
     ) -> Result<Vec<Envelope>> {
         let items = decode_tasks(resp, "results")?;
         let mut out = Vec::with_capacity(items.len());
         for (t, raw) in items {
             let completed_us = t.delivered_at.as_deref().and_then(parse_rfc3339_us);
-            if let (Some(since), Some(done)) = (since_us, completed_us) {
-                if done <= since {
-                    continue;
-                }
-            }
             out.push(Envelope {
                 key: self.key_of(&t.id, &t.data),
                 input: Some(self.input_of(&t.data)?),

@@ -6,4 +6,4 @@ pub mod page_number;
 
 pub use budget::PageBudget;
 pub use link::{parse_link_header, Links};
-pub use page_number::{with_query_param, PageInfo, PageNumberPaging, Step};
+pub use page_number::{incomplete_listing, with_query_param, PageInfo, PageNumberPaging, Step};

@@ -33,6 +33,13 @@ pub struct PageNumberPaging {
     page_size: usize,
     page: u64,
     seen_items: u64,
+    /// Whether `seen_items` counts every item from page 1. A reader that starts at a later page cannot know
+    /// how many items the pages before it held (the server may cap its pages below the size asked), so it
+    /// reads on to an empty page instead of ending at the total.
+    counted_from_start: bool,
+    /// Whether an earlier page named its `next`: a server that pages by links ends its list with a page that
+    /// names none, whether or not that page has a `Link` header at all.
+    followed_links: bool,
     seen_urls: HashSet<String>,
     /// Pages `.1..=.2` of the list whose page 1 is `.0` (without its page parameter) count as fetched: a
     /// planned range, marked without a URL per page, as a total from the server may plan billions.
@@ -46,6 +53,8 @@ impl PageNumberPaging {
             page_size,
             page: 1,
             seen_items: 0,
+            counted_from_start: true,
+            followed_links: false,
             seen_urls: HashSet::new(),
             visited_range: None,
         }
@@ -68,13 +77,13 @@ impl PageNumberPaging {
         paging
     }
 
-    /// Walks from page `page` (1-based) on, as if the pages before it had been full: how a reader of a
-    /// range of pages starts.
+    /// Walks from page `page` (1-based) on: how a reader of a range of pages starts. Past page 1 it ends on
+    /// an empty page, not at the total (see `counted_from_start`).
     pub fn starting_at(page_param: &'static str, page_size: usize, page: u64) -> Self {
         let page = page.max(1);
         PageNumberPaging {
             page,
-            seen_items: (page - 1) * page_size as u64,
+            counted_from_start: page == 1,
             ..Self::new(page_param, page_size)
         }
     }
@@ -128,19 +137,27 @@ impl PageNumberPaging {
         Ok(())
     }
 
-    /// Given the page just fetched (`current`), the next step. Ends on an empty or short page, on reaching the
-    /// total, or when there is no `next` link and no total to go by.
+    /// Given the page just fetched (`current`), the next step. A page shorter than asked is not the end (a
+    /// server may cap its page size below the one asked): the walk ends on reaching the total, on an empty
+    /// page, or when the server's links go on without a `next` and there is no total to go by. An empty page
+    /// before the total, counted from page 1, is `incomplete_listing`: items were lost, not listed.
     pub fn next(&mut self, current: &Url, info: &PageInfo) -> Result<Step> {
         self.seen_items += info.items as u64;
-        if info.items == 0 || info.items < self.page_size {
-            return Ok(Step::Done);
+        if info.items == 0 {
+            return match info.total {
+                Some(total) if self.counted_from_start && self.seen_items < total => {
+                    Err(incomplete_listing(self.seen_items, total))
+                }
+                _ => Ok(Step::Done),
+            };
         }
         if let Some(total) = info.total {
-            if self.seen_items >= total {
+            if self.counted_from_start && self.seen_items >= total {
                 return Ok(Step::Done);
             }
         }
         self.page += 1;
+        self.followed_links |= info.links.get("next").is_some();
         let next = match info.links.get("next") {
             // The credential goes with every page: a `next` link elsewhere is never followed. A server behind
             // a proxy may build its links from the inside (`http://`, an inner port): a link to exactly the
@@ -160,7 +177,7 @@ impl PageNumberPaging {
                 .code("cross_origin_link"))
             }
             Some(url) => url.clone(),
-            None if info.total.is_some() || info.links.is_empty() => {
+            None if info.total.is_some() || (info.links.is_empty() && !self.followed_links) => {
                 self.url_for_page(current, self.page)
             }
             None => return Ok(Step::Done),
@@ -186,6 +203,20 @@ impl PageNumberPaging {
     pub fn page_count(&self, total: u64) -> u64 {
         total.div_ceil(self.page_size as u64)
     }
+}
+
+/// A listing that ended (an empty page) with fewer items than the server's own total: a server that pages
+/// differently from what the client asked, or a list that shrank while it was read. Never a silent short read.
+pub fn incomplete_listing(seen: u64, total: u64) -> Error {
+    Error::new(
+        ErrorKind::Vendor,
+        format!(
+            "the listing ended after {seen} items, but the server's total says {total}: labelport stops rather \
+             than return a list with items missing (the server may page differently from what was asked, or \
+             the list shrank while it was read)"
+        ),
+    )
+    .code("incomplete_listing")
 }
 
 /// `url` with query parameter `name` set to `value` (replacing any earlier value).
@@ -290,7 +321,7 @@ mod tests {
     }
 
     #[test]
-    fn without_total_or_links_counts_pages_until_a_short_one() {
+    fn without_total_or_links_reads_until_an_empty_page() {
         let mut p = PageNumberPaging::new("page", 20);
         let u1 = first();
         let Step::Next(u2) = p.next(&u1, &info(20, None, "", &u1)).unwrap() else {
@@ -298,7 +329,58 @@ mod tests {
         };
         assert!(u2.as_str().contains("page=2"));
         assert!(u2.as_str().contains("sort=%2BcreatedAt"), "{u2}");
-        assert_eq!(p.next(&u2, &info(5, None, "", &u2)).unwrap(), Step::Done);
+        // A short page may be a server's cap, not the end: only an empty page ends a list without a total.
+        let Step::Next(u3) = p.next(&u2, &info(5, None, "", &u2)).unwrap() else {
+            panic!("a short page without a total is not the end")
+        };
+        assert_eq!(p.next(&u3, &info(0, None, "", &u3)).unwrap(), Step::Done);
+    }
+
+    /// Issue 20: a server that caps its pages below the size asked (here 7 of 20) while its total says more.
+    /// The walk used to end on the first short page and lose every later item.
+    #[test]
+    fn a_page_shorter_than_asked_goes_on_to_the_total() {
+        let mut p = PageNumberPaging::new("page", 20);
+        let mut url = first();
+        let mut seen = 0;
+        loop {
+            let items = (30 - seen).min(7);
+            seen += items;
+            match p.next(&url, &info(items, Some(30), "", &url)).unwrap() {
+                Step::Next(next) => url = next,
+                Step::Done => break,
+            }
+        }
+        assert_eq!(seen, 30);
+        assert_eq!(p.page(), 5);
+    }
+
+    #[test]
+    fn an_empty_page_before_the_total_is_incomplete_listing() {
+        let mut p = PageNumberPaging::new("page", 20);
+        let u1 = first();
+        let Step::Next(u2) = p.next(&u1, &info(20, Some(50), "", &u1)).unwrap() else {
+            panic!()
+        };
+        let err = p.next(&u2, &info(0, Some(50), "", &u2)).unwrap_err();
+        assert_eq!(err.code.as_deref(), Some("incomplete_listing"));
+        assert!(
+            err.message.contains("after 20 items") && err.message.contains("says 50"),
+            "{}",
+            err.message
+        );
+    }
+
+    #[test]
+    fn a_page_without_a_next_link_ends_a_list_paged_by_links() {
+        let mut p = PageNumberPaging::new("page", 20);
+        let u1 = first();
+        let link = r#"<http://h/api/v1/batches/b/results?page=2&pageSize=20&sort=%2BcreatedAt>; rel="next""#;
+        let Step::Next(u2) = p.next(&u1, &info(20, None, link, &u1)).unwrap() else {
+            panic!()
+        };
+        // No `Link` header at all on page 2: the server that named page 2 names no page 3.
+        assert_eq!(p.next(&u2, &info(20, None, "", &u2)).unwrap(), Step::Done);
     }
 
     #[test]
@@ -362,21 +444,21 @@ mod tests {
     }
 
     #[test]
-    fn starting_at_a_later_page_counts_the_pages_before_it() {
+    fn starting_at_a_later_page_reads_on_to_an_empty_page() {
         let mut p = PageNumberPaging::starting_at("page", 20, 3);
         assert_eq!(p.page(), 3);
         let u3 = p.url_for_page(&first(), 3);
-        // Pages 1 and 2 held 40 items: a full page 3 reaches the total of 60.
-        assert_eq!(
-            p.next(&u3, &info(20, Some(60), "", &u3)).unwrap(),
-            Step::Done
-        );
-        let mut p = PageNumberPaging::starting_at("page", 20, 3);
-        let Step::Next(u4) = p.next(&u3, &info(20, Some(61), "", &u3)).unwrap() else {
-            panic!()
+        // What pages 1 and 2 held is unknown here (a server may cap its pages): the total cannot end this
+        // walk, and an empty page ends it without a complaint.
+        let Step::Next(u4) = p.next(&u3, &info(20, Some(60), "", &u3)).unwrap() else {
+            panic!("the total cannot end a walk that did not count from page 1")
         };
         assert!(u4.as_str().contains("page=4"), "{u4}");
         assert_eq!(p.page(), 4);
+        assert_eq!(
+            p.next(&u4, &info(0, Some(60), "", &u4)).unwrap(),
+            Step::Done
+        );
     }
 
     #[test]
@@ -418,6 +500,30 @@ mod properties {
                         prop_assert_eq!(n, pages + 1);
                         url = next;
                     }
+                }
+            }
+            prop_assert_eq!(served, total);
+        }
+
+        /// A server that caps its pages at `cap` items, below the `page_size` asked: every item is read, each
+        /// page once, and the walk ends.
+        #[test]
+        fn a_server_capping_its_pages_loses_nothing(total in 0u64..20_000, page_size in 2usize..2_000, cap_frac in 0.01f64..1.0, with_total in any::<bool>()) {
+            let cap = ((page_size as f64 * cap_frac) as usize).clamp(1, page_size);
+            let mut paging = PageNumberPaging::new("page", page_size);
+            let mut url = Url::parse("http://h/items?page=1&pageSize=7").unwrap();
+            paging.visit(&url).unwrap();
+            let mut served = 0u64;
+            let mut pages = 0u64;
+            loop {
+                let items = (total - served).min(cap as u64) as usize;
+                served += items as u64;
+                pages += 1;
+                prop_assert!(pages <= total / cap as u64 + 2, "paging did not end");
+                let info = PageInfo { items, total: with_total.then_some(total), links: Links::default() };
+                match paging.next(&url, &info).unwrap() {
+                    Step::Done => break,
+                    Step::Next(next) => url = next,
                 }
             }
             prop_assert_eq!(served, total);
