@@ -733,12 +733,27 @@ fn record_key(
                 json_type(other)
             ))
             .field(field)),
-            None => Err(
-                Error::invalid(format!("record #{index} has no key field {field:?}")).field(field),
-            ),
+            None => Err(Error::invalid(format!(
+                "record #{index} has no key field {field:?}; its fields are {}",
+                fields_of(data)
+            ))
+            .field(field)),
         },
         None => Ok(content_key(data)),
     }
+}
+
+/// A record's field names for a message: the first few, quoted, and how many more.
+fn fields_of(data: &serde_json::Map<String, serde_json::Value>) -> String {
+    const SHOWN: usize = 12;
+    if data.is_empty() {
+        return "none (an empty record)".to_string();
+    }
+    let mut names: Vec<String> = data.keys().take(SHOWN).map(|k| format!("{k:?}")).collect();
+    if data.len() > SHOWN {
+        names.push(format!("and {} more", data.len() - SHOWN));
+    }
+    names.join(", ")
 }
 
 fn json_type(v: &serde_json::Value) -> &'static str {
