@@ -18,6 +18,7 @@ import platform
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from typing import Any
@@ -105,6 +106,58 @@ def b1_floor(env: dict[str, Any]) -> int:
         if len(items) < 1000:
             return len(out)
         page += 1
+
+
+def limit(env: dict[str, Any]) -> int:
+    """The limit: `orjson.loads` of the very page bodies the runners were served (recorded), already in memory,
+    with the cyclic collector paused. No client does less work and still hands over the same objects."""
+    import gc
+
+    import orjson
+    from replay import Recording
+
+    bodies = Recording.load(env["recording"]).bodies("GET", env["list_suffix"], env["page_param"])
+    gc.disable()
+    started = time.perf_counter()
+    out: list[Any] = []
+    for body in bodies:
+        page = orjson.loads(body)
+        out.extend(page[env["items_field"]] if env.get("items_field") else page)
+    env["_elapsed"] = time.perf_counter() - started
+    gc.enable()
+    return len(out)
+
+
+def b6_labelport(env: dict[str, Any]) -> int:
+    import labelport as lp
+
+    client = lp.Client("alegion", project=env["project"], base_url=env["url"], **env["credentials"])
+    return len(client.batch(env["batch"]).results().to_pandas(flatten=True))
+
+
+def _b6_requests(env: dict[str, Any], decode: Callable[[Any], Any]) -> int:
+    import pandas as pd
+    import requests
+
+    s = requests.Session()
+    url: str | None = alegion_session(env, s)
+    out: list[Any] = []
+    while url:
+        r = s.get(url)
+        r.raise_for_status()
+        out.extend(decode(r))
+        url = r.links.get("next", {}).get("url")
+    return len(pd.json_normalize(out))
+
+
+def b6_requests(env: dict[str, Any]) -> int:
+    return _b6_requests(env, lambda r: r.json())
+
+
+def b6_requests_orjson(env: dict[str, Any]) -> int:
+    import orjson
+
+    return _b6_requests(env, lambda r: orjson.loads(r.content))
 
 
 def b4_labelport(env: dict[str, Any]) -> int:
@@ -281,8 +334,10 @@ RUNNERS: dict[str, Callable[[dict[str, Any]], int]] = {
     "B1/requests": b1_requests,
     "B1/httpx": b1_httpx,
     "B1/floor (engine bytes + orjson)": b1_floor,
+    "B1/limit (orjson.loads of the same bytes in memory)": limit,
     "B2/labelport": b2_labelport,
     "B2/sama (official SDK)": b2_sama,
+    "B2/limit (orjson.loads of the same bytes in memory)": limit,
     "B3/labelport (default)": b3_labelport,
     "B3/labelport (max_concurrency=256)": b3_labelport_raised,
     "B3/playment (official package)": b3_playment,
@@ -291,6 +346,10 @@ RUNNERS: dict[str, Callable[[dict[str, Any]], int]] = {
     "B5/labelport": b5_labelport,
     "B5/requests": b5_requests,
     "B5/httpx": b5_httpx,
+    "B6/labelport to_pandas(flatten=True)": b6_labelport,
+    "B6/requests + json_normalize": b6_requests,
+    "B6/requests + orjson + json_normalize": b6_requests_orjson,
+    "B6/limit (orjson.loads of the same bytes in memory)": limit,
 }
 
 
@@ -415,6 +474,24 @@ def measure(names: list[str], env: dict[str, Any], repeat: int) -> dict[str, lis
     return runs
 
 
+def replayed(env: dict[str, Any], names: list[str], listing: dict[str, Any], repeat: int) -> dict[str, Any]:
+    """Records what the runners `names` ask of the sandbox at env["url"] (each once, through a recording
+    proxy), then measures them against that recording, served from memory by a process of its own: the
+    client's cost alone. `listing` names the paged list whose bodies the limit row decodes."""
+    from replay import ReplayProcess, record
+
+    recorders = [n for n in names if not n.split("/", 1)[1].startswith("limit")]
+    recording = record(env["url"], [lambda url, n=n: RUNNERS[n]({**env, "url": url}) for n in recorders])
+    with tempfile.TemporaryDirectory() as d:
+        path = os.path.join(d, "recording.pickle")
+        recording.save(path)
+        server = ReplayProcess(path)
+        try:
+            return measure(names, {**env, "url": server.url, "recording": path, **listing}, repeat)
+        finally:
+            server.close()
+
+
 def table(title: str, runs: dict[str, list[dict[str, Any]]], reference: str) -> list[str]:
     ref = statistics.median(r["seconds"] for r in runs[reference])
     base_ref = reference + BASE_SUFFIX
@@ -448,7 +525,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--smoke", action="store_true", help="tiny sizes, one repetition: checks everything runs")
     p.add_argument("--repeat", type=int, default=5)
-    p.add_argument("--only", default="B1,B2,B3,B4,B5", help="the scenarios to run, e.g. --only B2,B3")
+    p.add_argument("--only", default="B1,B2,B3,B4,B5,B6", help="the scenarios to run, e.g. --only B2,B3")
     p.add_argument(
         "--base",
         metavar="DIR",
@@ -475,7 +552,7 @@ def main() -> None:
         "",
     ]
     only = {x.strip().upper() for x in args.only.split(",")}
-    if only & {"B1", "B4", "B5"}:
+    if only & {"B1", "B4", "B5", "B6"}:
         out += alegion_scenarios(only, smoke, repeat)
     if "B2" in only:
         out += sama_scenario(smoke, repeat)
@@ -494,9 +571,39 @@ def alegion_scenarios(only: set[str], smoke: bool, repeat: int) -> list[str]:
         info = sb.info
         batch = seed_alegion(info, "bench-b1", n_results)
         env = {**info, "batch": batch}
+        alegion_list = {"list_suffix": "/results", "page_param": "page"}
+        if "B1" in only:
+            b1 = [
+                "B1/labelport",
+                "B1/requests",
+                "B1/httpx",
+                "B1/floor (engine bytes + orjson)",
+                "B1/limit (orjson.loads of the same bytes in memory)",
+            ]
+            out += table(
+                f"B1 results, replayed: {n_results:,} Alegion results, 1,000 per page, into a list of dicts "
+                "(the sandbox's answers recorded once, served from memory by a process of their own)",
+                replayed(env, b1, alegion_list, repeat),
+                "B1/labelport",
+            )
+        if "B6" in only:
+            import pandas as pd
+
+            b6 = [
+                "B6/labelport to_pandas(flatten=True)",
+                "B6/requests + json_normalize",
+                "B6/requests + orjson + json_normalize",
+                "B6/limit (orjson.loads of the same bytes in memory)",
+            ]
+            out += table(
+                f"B6 DataFrame, replayed: {n_results:,} Alegion results into a flattened pandas DataFrame "
+                f"(pandas {pd.__version__}, default NumPy dtype backend)",
+                replayed(env, b6, alegion_list, repeat),
+                "B6/labelport to_pandas(flatten=True)",
+            )
         if "B1" in only:
             out += table(
-                f"B1 results: {n_results:,} Alegion results, 1,000 per page, into a list of dicts",
+                f"B1 results on the sandbox: {n_results:,} Alegion results, 1,000 per page, into a list of dicts",
                 measure(
                     ["B1/labelport", "B1/requests", "B1/httpx", "B1/floor (engine bytes + orjson)"],
                     env,
@@ -550,9 +657,16 @@ def sama_scenario(smoke: bool, repeat: int) -> list[str]:
     sb = Sandbox("sama")
     try:
         env = {**sb.info, "batch": seed_sama(sb.info, n_sama)}
+        b2 = ["B2/labelport", "B2/sama (official SDK)", "B2/limit (orjson.loads of the same bytes in memory)"]
+        sama_list = {"list_suffix": "/tasks/delivered.json", "page_param": "page", "items_field": "tasks"}
         out += table(
-            f"B2 Sama delivered tasks: {n_sama:,} tasks of one client batch, into a list",
-            measure(["B2/labelport", "B2/sama (official SDK)"], env, repeat),
+            f"B2 Sama delivered tasks, replayed: {n_sama:,} tasks of one client batch, into a list",
+            replayed(env, b2, sama_list, repeat),
+            "B2/labelport",
+        )
+        out += table(
+            f"B2 Sama delivered tasks on the sandbox: {n_sama:,} tasks of one client batch, into a list",
+            measure(b2[:2], env, repeat),
             "B2/labelport",
         )
     finally:
