@@ -26,6 +26,8 @@ mod stats;
 mod taskmonk;
 mod taskmonk_files;
 #[cfg(test)]
+mod test_http;
+#[cfg(test)]
 mod tests;
 
 use std::sync::Arc;
