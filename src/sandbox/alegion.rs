@@ -1,4 +1,4 @@
-//! The Alegion API simulator (legacy `app.alegion.com/api/v1`; vendors/alegion.md section 6).
+//! The Alegion API simulator (legacy `app.alegion.com/api/v1`; wire facts: docs/vendors/alegion.md).
 //!
 //! Alegion's model against the neutral one: project = workflow (seeded, read-only), Batch = batch,
 //! record = input record (`data` + optional `metadata`, the record key), Job = the import calls of
@@ -16,7 +16,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{FromRequestParts, Path, State};
+use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, MethodRouter};
@@ -29,18 +30,20 @@ use super::alegion_store::{
     password, Batch, NewRecord, Override, Rec, Status, StatusSet, Store, Workflow,
 };
 use super::clock::{iso_ms, parse_instant_us, seconds_to_ms};
-use super::paging::{self, BadParam, Defaults, PageRequest, Query};
+use super::paging::{self, BadParam, PageRequest, Paging, Query};
 use super::{multipart, Routes, Shared, Simulator};
+
+#[path = "alegion_wire.rs"]
+mod wire;
+
+use wire::ResultOut;
 
 const USERNAME: &str = "sandbox";
 const DEFAULT_TOKEN_TTL_S: f64 = 3600.0;
 /// "The import endpoints currently limit imports to 1,000 records per request."
 const IMPORT_LIMIT: usize = 1000;
-const PAGING: Defaults = Defaults {
-    page_size: 20,
-    max_page_size: 1000,
-    descending: false,
-};
+/// Spring's page parameters: 20 a page unless asked, at most 1,000, oldest first.
+const PAGING: Paging = Paging::new("page", "pageSize", 20, 1000);
 
 pub struct AlegionSim {
     shared: Arc<Shared>,
@@ -173,62 +176,6 @@ impl AlegionSim {
 
     // ---- shapes ----------------------------------------------------------------------------
 
-    fn workflow_json(w: &Workflow) -> Value {
-        json!({
-            "id": w.id.to_string(),
-            "name": w.name,
-            "description": w.description,
-            "isActive": true,
-            "isVisible": true,
-            "isArchived": false,
-            "createdAt": iso_ms(w.created_ms),
-            "isLimitWorkerToOncePerInputRecord": false,
-        })
-    }
-
-    fn batch_json(b: &Batch) -> Value {
-        json!({
-            "id": b.id.to_string(),
-            "name": b.name,
-            "workflowId": b.workflow_id.to_string(),
-            "priority": "normal",
-            "isActive": true,
-            "isEnabled": b.enabled,
-            "createdAt": iso_ms(b.created_ms),
-            "lowWaterMark": 200,
-            "highWaterMark": 500,
-        })
-    }
-
-    fn record_json(b: &Batch, r: &Rec, status: Status) -> Value {
-        json!({
-            "id": r.id.to_string(),
-            "data": r.data,
-            "metadata": r.metadata,
-            "createdAt": iso_ms(r.created_ms),
-            "workflowStageId": b.stages[status.stage()].to_string(),
-            "status": status.as_str(),
-        })
-    }
-
-    /// A result as Alegion shows it, borrowing the record: a page of 1,000 is written straight to JSON text
-    /// rather than built as a `Value` tree per result and dropped.
-    fn result_out<'a>(&self, b: &Batch, r: &'a Rec, created_ms: i64) -> ResultOut<'a> {
-        ResultOut {
-            id: r.result_id.to_string(),
-            created_at: iso_ms(created_ms),
-            result_data: self.store.result_data(r.id),
-            input_record: InputRecordOut {
-                created_at: iso_ms(r.created_ms),
-                metadata: &r.metadata,
-                data: &r.data,
-                workflow_stage_id: b.stages[2].to_string(),
-                id: r.id.to_string(),
-                status: "complete",
-            },
-        }
-    }
-
     // ---- helpers ---------------------------------------------------------------------------
 
     fn batch_for(
@@ -250,7 +197,13 @@ impl AlegionSim {
     }
 
     fn page_request(q: &Query) -> Result<PageRequest, Response> {
-        PageRequest::parse(q, &PAGING).map_err(|e| param_error(&e))
+        PageRequest::parse(q, &PAGING, false).map_err(|e| param_error(&e))
+    }
+
+    /// A JSON body, or Spring's 400.
+    fn json(&self, body: &[u8], path: &str) -> Result<Value, Response> {
+        serde_json::from_slice(body)
+            .map_err(|e| self.bad_request(&format!("JSON parse error: {e}"), path))
     }
 
     fn instant(q: &Query, name: &str) -> Result<Option<i64>, Response> {
@@ -265,20 +218,20 @@ impl AlegionSim {
         }
     }
 
-    fn list<T: serde::Serialize>(
+    /// A page of a listing: `body` with the totals and links of `page`.
+    fn list(
         &self,
         uri: &Uri,
         headers: &HeaderMap,
-        items: Vec<T>,
+        mut body: Response,
         page: &PageRequest,
         total: u64,
         filters: &[(&str, &str)],
     ) -> Response {
         let base = paging::base_url(headers, uri.path(), &self.fallback_host());
-        let mut res = Json(items).into_response();
-        res.headers_mut()
-            .extend(page.headers(&base, total, filters));
-        res
+        body.headers_mut()
+            .extend(page.headers(&PAGING, &base, total, filters));
+        body
     }
 
     /// For the odd client that sends no `Host` header.
@@ -461,64 +414,80 @@ fn unprocessable(message: String) -> Response {
 
 type S = State<Arc<AlegionSim>>;
 
+/// An authorised call: the bearer token is valid. Extracted before anything else of the request is
+/// looked at.
+struct Authed(Arc<AlegionSim>);
+
+impl FromRequestParts<Arc<AlegionSim>> for Authed {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, a: &Arc<AlegionSim>) -> Result<Self, Response> {
+        a.authorize(&parts.headers, parts.uri.path())?;
+        Ok(Authed(Arc::clone(a)))
+    }
+}
+
 async fn login(State(a): S, uri: Uri, body: Bytes) -> Answer {
     a.login(&body, uri.path())
 }
 
-async fn list_workflows(State(a): S, uri: Uri, headers: HeaderMap) -> Answer {
-    a.authorize(&headers, uri.path())?;
-    let q = Query::parse(uri.query());
-    let page = AlegionSim::page_request(&q)?;
+async fn list_workflows(Authed(a): Authed, uri: Uri, headers: HeaderMap) -> Answer {
+    let page = AlegionSim::page_request(&Query::parse(uri.query()))?;
     let mut all: Vec<&Workflow> = a.store.workflows.iter().collect();
     all.sort_by_key(|w| (w.created_ms, w.id));
-    let total = all.len() as u64;
-    let (s, e) = page.window(total);
-    let mut items: Vec<Value> = all[s as usize..e as usize]
-        .iter()
-        .map(|w| AlegionSim::workflow_json(w))
-        .collect();
-    if page.descending {
-        items.reverse();
-    }
-    Ok(a.list(&uri, &headers, items, &page, total, &[]))
+    let items: Vec<Value> = shown(&page, &all, |w| AlegionSim::workflow_json(w));
+    Ok(a.list(
+        &uri,
+        &headers,
+        Json(items).into_response(),
+        &page,
+        all.len() as u64,
+        &[],
+    ))
 }
 
-async fn list_batches(State(a): S, Path(wf): Path<String>, uri: Uri, headers: HeaderMap) -> Answer {
-    a.authorize(&headers, uri.path())?;
+async fn list_batches(
+    Path(wf): Path<String>,
+    Authed(a): Authed,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Answer {
     let w = a.workflow_for(&wf, uri.path())?;
-    let q = Query::parse(uri.query());
-    let page = AlegionSim::page_request(&q)?;
+    let page = AlegionSim::page_request(&Query::parse(uri.query()))?;
     let batches = a.store.batches_of(w.id);
-    let mut all: Vec<Value> = Vec::new();
     let mut keys: Vec<(i64, Uuid, usize)> = Vec::new();
     for (k, b) in batches.iter().enumerate() {
         let b = b.read();
         keys.push((b.created_ms, b.id, k));
     }
     keys.sort_unstable();
-    let total = keys.len() as u64;
-    let (s, e) = page.window(total);
-    for &(_, _, k) in &keys[s as usize..e as usize] {
-        all.push(AlegionSim::batch_json(&batches[k].read()));
-    }
-    if page.descending {
-        all.reverse();
-    }
-    Ok(a.list(&uri, &headers, all, &page, total, &[]))
+    let items: Vec<Value> = shown(&page, &keys, |&(_, _, k)| {
+        AlegionSim::batch_json(&batches[k].read())
+    });
+    Ok(a.list(
+        &uri,
+        &headers,
+        Json(items).into_response(),
+        &page,
+        keys.len() as u64,
+        &[],
+    ))
 }
 
-async fn create_batch(
-    State(a): S,
-    Path(wf): Path<String>,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Answer {
+/// The page of an ascending listing, in the order asked for.
+fn shown<T, U>(page: &PageRequest, sorted: &[T], f: impl Fn(&T) -> U) -> Vec<U> {
+    let (s, e) = page.window(sorted.len() as u64);
+    let mut items: Vec<U> = sorted[s as usize..e as usize].iter().map(f).collect();
+    if page.descending {
+        items.reverse();
+    }
+    items
+}
+
+async fn create_batch(Path(wf): Path<String>, Authed(a): Authed, uri: Uri, body: Bytes) -> Answer {
     let path = uri.path();
-    a.authorize(&headers, path)?;
     let w = a.workflow_for(&wf, path)?;
-    let v: Value = serde_json::from_slice(&body)
-        .map_err(|e| a.bad_request(&format!("JSON parse error: {e}"), path))?;
+    let v = a.json(&body, path)?;
     let name = match v.get("name") {
         Some(Value::String(n)) => n.clone(),
         _ => {
@@ -540,8 +509,7 @@ async fn create_batch(
     Ok(Json(json).into_response())
 }
 
-async fn get_batch(State(a): S, Path(id): Path<String>, uri: Uri, headers: HeaderMap) -> Answer {
-    a.authorize(&headers, uri.path())?;
+async fn get_batch(Path(id): Path<String>, Authed(a): Authed, uri: Uri) -> Answer {
     let b = a.batch_for(&id, uri.path())?;
     let json = AlegionSim::batch_json(&b.read());
     Ok(Json(json).into_response())
@@ -557,18 +525,10 @@ const PUT_FIELDS: [&str; 7] = [
     "isActive",
 ];
 
-async fn put_batch(
-    State(a): S,
-    Path(id): Path<String>,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Answer {
+async fn put_batch(Path(id): Path<String>, Authed(a): Authed, uri: Uri, body: Bytes) -> Answer {
     let path = uri.path();
-    a.authorize(&headers, path)?;
     let batch = a.batch_for(&id, path)?;
-    let v: Value = serde_json::from_slice(&body)
-        .map_err(|e| a.bad_request(&format!("JSON parse error: {e}"), path))?;
+    let v = a.json(&body, path)?;
     let Value::Object(obj) = v else {
         return Err(a.bad_request("JSON parse error: a batch object is required", path));
     };
@@ -600,178 +560,147 @@ async fn put_batch(
     Ok(Json(AlegionSim::batch_json(&b)).into_response())
 }
 
-async fn add_record(
-    State(a): S,
-    Path(id): Path<String>,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Answer {
-    let path = uri.path();
-    a.authorize(&headers, path)?;
-    let batch = a.batch_for(&id, path)?;
-    let v: Value = serde_json::from_slice(&body)
-        .map_err(|e| a.bad_request(&format!("JSON parse error: {e}"), path))?;
-    let record = AlegionSim::parse_record(v).map_err(|m| a.bad_request(&m, path))?;
-    let mut created = a.store_records(&batch, vec![record]);
-    Ok(Json(created.pop().unwrap_or(Value::Null)).into_response())
+/// What an import endpoint takes: one record, a JSON array of them, or a CSV file.
+#[derive(Clone, Copy)]
+enum Import {
+    One,
+    Json,
+    Csv,
 }
 
 async fn import(
-    State(a): S,
     Path(id): Path<String>,
+    Authed(a): Authed,
     uri: Uri,
     headers: HeaderMap,
     body: Bytes,
+    kind: Import,
 ) -> Answer {
     let path = uri.path();
-    a.authorize(&headers, path)?;
     let batch = a.batch_for(&id, path)?;
-    let records = a.parse_import(&body, path)?;
-    Ok(Json(Value::Array(a.store_records(&batch, records))).into_response())
+    let records = match kind {
+        Import::One => {
+            let v = a.json(&body, path)?;
+            vec![AlegionSim::parse_record(v).map_err(|m| a.bad_request(&m, path))?]
+        }
+        Import::Json => a.parse_import(&body, path)?,
+        Import::Csv => a.parse_csv(&headers, &body, path)?,
+    };
+    let mut created = a.store_records(&batch, records);
+    Ok(match kind {
+        Import::One => Json(created.pop().unwrap_or(Value::Null)),
+        Import::Json | Import::Csv => Json(Value::Array(created)),
+    }
+    .into_response())
 }
 
-async fn import_csv(
-    State(a): S,
-    Path(id): Path<String>,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Answer {
-    let path = uri.path();
-    a.authorize(&headers, path)?;
-    let batch = a.batch_for(&id, path)?;
-    let records = a.parse_csv(&headers, &body, path)?;
-    Ok(Json(Value::Array(a.store_records(&batch, records))).into_response())
+/// The route of an import endpoint.
+fn import_route(kind: Import) -> MethodRouter<Arc<AlegionSim>> {
+    post(
+        move |id: Path<String>, a: Authed, uri: Uri, headers: HeaderMap, body: Bytes| {
+            import(id, a, uri, headers, body, kind)
+        },
+    )
 }
 
-async fn list_records(State(a): S, Path(id): Path<String>, uri: Uri, headers: HeaderMap) -> Answer {
-    let path = uri.path();
-    a.authorize(&headers, path)?;
-    let batch = a.batch_for(&id, path)?;
-    let q = Query::parse(uri.query());
-    let page = AlegionSim::page_request(&q)?;
-    let min = AlegionSim::instant(&q, "minCreatedAt")?;
-    let max = AlegionSim::instant(&q, "maxCreatedAt")?;
-    let status = q.get("status").filter(|s| !s.trim().is_empty());
+async fn list_records(l: Listing) -> Answer {
+    let status = l.q.get("status").filter(|s| !s.trim().is_empty());
     let set = status.map_or(StatusSet::all(), StatusSet::parse);
 
-    let b = batch.read();
-    let p = b.progress(a.now(), a.store.complete_after_ms);
-    let range = b.created_range(min, max);
+    let b = l.batch.read();
+    let p = b.progress(l.a.now(), l.a.store.complete_after_ms);
+    let range = b.created_range(l.min, l.max);
     let total = b.count(&p, set, range.0, range.1);
-    let window = page.window(total);
+    let window = l.page.window(total);
     let mut items: Vec<Value> = b
         .select_records(&p, set, range, window, total)
         .into_iter()
         .map(|i| AlegionSim::record_json(&b, &b.records[i], b.status(&p, i)))
         .collect();
     drop(b);
-    if page.descending {
+    if l.page.descending {
         items.reverse();
     }
-    let filters = carried_filters(&q, &["status", "minCreatedAt", "maxCreatedAt"]);
-    Ok(a.list(&uri, &headers, items, &page, total, &filters))
+    let filters = carried_filters(&l.q, &["status", "minCreatedAt", "maxCreatedAt"]);
+    l.answer(Json(items).into_response(), total, &filters)
 }
 
-async fn list_results(State(a): S, Path(id): Path<String>, uri: Uri, headers: HeaderMap) -> Answer {
-    let path = uri.path();
-    a.authorize(&headers, path)?;
-    let batch = a.batch_for(&id, path)?;
-    let q = Query::parse(uri.query());
-    let page = AlegionSim::page_request(&q)?;
-    let min = AlegionSim::instant(&q, "minCreatedAt")?;
-    let max = AlegionSim::instant(&q, "maxCreatedAt")?;
-
-    let b = batch.read();
+async fn list_results(l: Listing) -> Answer {
+    let (a, b) = (&l.a, l.batch.read());
     let p = b.progress(a.now(), a.store.complete_after_ms);
-    let (total, refs) = b.results(&p, min, max, |total| page.window(total));
+    let (total, refs) = b.results(&p, l.min, l.max, |total| l.page.window(total));
     let mut results: Vec<(&Rec, i64)> = refs
         .iter()
         .map(|r| (&b.records[r.index], r.created_ms))
         .collect();
-    if page.descending {
+    if l.page.descending {
         results.reverse();
     }
-    let filters = carried_filters(&q, &["minCreatedAt", "maxCreatedAt"]);
-    if wants_csv(&headers) {
-        let body = a
+    let filters = carried_filters(&l.q, &["minCreatedAt", "maxCreatedAt"]);
+    let body = if wants_csv(&l.headers) {
+        let csv = a
             .results_csv(&b, &results)
-            .map_err(|e| a.spring(StatusCode::INTERNAL_SERVER_ERROR, None, &e, path))?;
-        let base = paging::base_url(&headers, uri.path(), &a.fallback_host());
-        let mut res = body.into_response();
+            .map_err(|e| a.spring(StatusCode::INTERNAL_SERVER_ERROR, None, &e, l.uri.path()))?;
+        let mut res = csv.into_response();
         res.headers_mut().insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static("text/csv;charset=UTF-8"),
         );
-        res.headers_mut()
-            .extend(page.headers(&base, total, &filters));
-        return Ok(res);
+        res
+    } else {
+        let items: Vec<ResultOut> = results
+            .iter()
+            .map(|(r, t)| a.result_out(&b, r, *t))
+            .collect();
+        Json(items).into_response()
+    };
+    l.answer(body, total, &filters)
+}
+
+/// An authorised listing of a batch's records or results: the batch, the page, and the
+/// `minCreatedAt` / `maxCreatedAt` bounds (µs), read in the order the server validates them.
+struct Listing {
+    a: Arc<AlegionSim>,
+    batch: Arc<parking_lot::RwLock<Batch>>,
+    q: Query,
+    page: PageRequest,
+    min: Option<i64>,
+    max: Option<i64>,
+    uri: Uri,
+    headers: HeaderMap,
+}
+
+impl FromRequestParts<Arc<AlegionSim>> for Listing {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, a: &Arc<AlegionSim>) -> Result<Self, Response> {
+        let Path(id) = Path::<String>::from_request_parts(parts, a)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        let Authed(a) = Authed::from_request_parts(parts, a).await?;
+        let batch = a.batch_for(&id, parts.uri.path())?;
+        let q = Query::parse(parts.uri.query());
+        let page = AlegionSim::page_request(&q)?;
+        let min = AlegionSim::instant(&q, "minCreatedAt")?;
+        let max = AlegionSim::instant(&q, "maxCreatedAt")?;
+        Ok(Listing {
+            a,
+            batch,
+            q,
+            page,
+            min,
+            max,
+            uri: parts.uri.clone(),
+            headers: parts.headers.clone(),
+        })
     }
-    let items: Vec<ResultOut> = results
-        .iter()
-        .map(|(r, t)| a.result_out(&b, r, *t))
-        .collect();
-    Ok(a.list(&uri, &headers, items, &page, total, &filters))
 }
 
-/// A result, fields in Alegion's order (see `Alegion::result_out`).
-#[derive(serde::Serialize)]
-struct ResultOut<'a> {
-    id: String,
-    #[serde(rename = "createdAt")]
-    created_at: String,
-    #[serde(rename = "resultData")]
-    result_data: Value,
-    #[serde(rename = "inputRecord")]
-    input_record: InputRecordOut<'a>,
-}
-
-#[derive(serde::Serialize)]
-struct InputRecordOut<'a> {
-    #[serde(rename = "createdAt")]
-    created_at: String,
-    metadata: &'a Option<String>,
-    data: &'a Map<String, Value>,
-    #[serde(rename = "workflowStageId")]
-    workflow_stage_id: String,
-    id: String,
-    status: &'static str,
-}
-
-impl AlegionSim {
-    /// One row per result; `data` and `resultData` as JSON text, so nothing is lost.
-    fn results_csv(&self, b: &Batch, results: &[(&Rec, i64)]) -> Result<String, String> {
-        let mut w = csv::Writer::from_writer(Vec::new());
-        let e = |e: csv::Error| e.to_string();
-        w.write_record([
-            "id",
-            "createdAt",
-            "inputRecordId",
-            "inputRecordCreatedAt",
-            "metadata",
-            "status",
-            "workflowStageId",
-            "data",
-            "resultData",
-        ])
-        .map_err(e)?;
-        for (r, t) in results {
-            w.write_record([
-                r.result_id.to_string(),
-                iso_ms(*t),
-                r.id.to_string(),
-                iso_ms(r.created_ms),
-                r.metadata.clone().unwrap_or_default(),
-                "complete".to_string(),
-                b.stages[2].to_string(),
-                Value::Object(r.data.clone()).to_string(),
-                self.store.result_data(r.id).to_string(),
-            ])
-            .map_err(e)?;
-        }
-        let bytes = w.into_inner().map_err(|e| e.to_string())?;
-        String::from_utf8(bytes).map_err(|e| e.to_string())
+impl Listing {
+    /// `body` as this page, with its totals and links.
+    fn answer(&self, body: Response, total: u64, filters: &[(&str, &str)]) -> Answer {
+        let l = self;
+        Ok(l.a.list(&l.uri, &l.headers, body, &l.page, total, filters))
     }
 }
 
@@ -887,17 +816,17 @@ impl Simulator for AlegionSim {
             ),
             (
                 "/api/v1/batches/{batchId}/records",
-                get(list_records).post(add_record),
+                get(list_records).merge(import_route(Import::One)),
                 true,
             ),
             (
                 "/api/v1/batches/{batchId}/records/import",
-                post(import),
+                import_route(Import::Json),
                 true,
             ),
             (
                 "/api/v1/batches/{batchId}/records/import-csv",
-                post(import_csv),
+                import_route(Import::Csv),
                 true,
             ),
             ("/api/v1/batches/{batchId}/results", get(list_results), true),

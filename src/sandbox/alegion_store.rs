@@ -19,8 +19,9 @@ use std::sync::Arc;
 
 use parking_lot::RwLock;
 use serde_json::{Map, Value};
-use sha2::{Digest, Sha256};
 use uuid::Uuid;
+
+use super::seeded::{self, hash, unit};
 
 pub struct Workflow {
     pub id: Uuid,
@@ -322,39 +323,24 @@ impl Batch {
             return (lo + s as usize..lo + e as usize).collect();
         }
         let want = (e - s) as usize;
-        let mut out = Vec::with_capacity(want);
+        let matching = |i: &usize| set.contains(self.status(p, *i));
         if s <= total - e {
             // Nearer the start: walk forward.
-            let mut skip = s;
-            for i in lo..hi {
-                if set.contains(self.status(p, i)) {
-                    if skip > 0 {
-                        skip -= 1;
-                    } else {
-                        out.push(i);
-                        if out.len() == want {
-                            break;
-                        }
-                    }
-                }
-            }
+            (lo..hi)
+                .filter(matching)
+                .skip(s as usize)
+                .take(want)
+                .collect()
         } else {
-            let mut skip = total - e;
-            for i in (lo..hi).rev() {
-                if set.contains(self.status(p, i)) {
-                    if skip > 0 {
-                        skip -= 1;
-                    } else {
-                        out.push(i);
-                        if out.len() == want {
-                            break;
-                        }
-                    }
-                }
-            }
+            let mut out: Vec<usize> = (lo..hi)
+                .rev()
+                .filter(matching)
+                .skip((total - e) as usize)
+                .take(want)
+                .collect();
             out.reverse();
+            out
         }
-        out
     }
 
     /// Results whose `createdAt` lies in `[min_us, max_us]`: the total, and those at ascending
@@ -652,35 +638,12 @@ impl Store {
         let mut b = [0u8; 16];
         b[..6].copy_from_slice(&prefix.to_be_bytes()[2..]);
         b[6..].copy_from_slice(&hash(self.seed, "id", &(region + seq).to_le_bytes())[..10]);
-        stamp_v4(b)
+        seeded::uuid_v4(b)
     }
 }
 
-fn hash(seed: u64, what: &str, data: &[u8]) -> [u8; 32] {
-    Sha256::new()
-        .chain_update(seed.to_le_bytes())
-        .chain_update(what.as_bytes())
-        .chain_update([0])
-        .chain_update(data)
-        .finalize()
-        .into()
-}
-
-/// A uniform draw in [0, 1) from a hash.
-fn unit(h: &[u8; 32]) -> f64 {
-    (u64::from_le_bytes(h[..8].try_into().unwrap()) >> 11) as f64 / (1u64 << 53) as f64
-}
-
 fn seeded_uuid(seed: u64, what: &str, n: u64) -> Uuid {
-    let h = hash(seed, what, &n.to_le_bytes());
-    stamp_v4(h[..16].try_into().unwrap())
-}
-
-/// Version 4, RFC 4122 variant: they look like the vendor's random ids.
-fn stamp_v4(mut b: [u8; 16]) -> Uuid {
-    b[6] = (b[6] & 0x0f) | 0x40;
-    b[8] = (b[8] & 0x3f) | 0x80;
-    Uuid::from_bytes(b)
+    seeded::uuid(seed, what, &n.to_le_bytes())
 }
 
 /// The seeded user's password.

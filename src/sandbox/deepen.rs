@@ -1,4 +1,4 @@
-//! The Deepen AI API simulator (`tools.deepen.ai/api/v2`; vendors/deepen.md section 5).
+//! The Deepen AI API simulator (`tools.deepen.ai/api/v2`; wire facts: docs/vendors/deepen.md).
 //!
 //! Deepen's model against the neutral one: project = the workspace's `clientId`, Batch = dataset,
 //! record = a file inside an uploaded zip (its `file_id` is the entry name, which is the record
@@ -18,6 +18,7 @@
 //! existing dataset (the documented API only declares them at creation), task statuses in lower
 //! snake case, `rejection_count` on a TaskResource, error bodies `{"detail": ...}` (DRF).
 //! Uploaded archives are kept on disk, streamed in and out, never whole in memory.
+//! No listing is paged (none is documented to be): each is answered whole, one page of everything.
 
 // Errors here are finished HTTP answers, built at most once per request; boxing them buys nothing.
 #![allow(clippy::result_large_err)]
@@ -28,7 +29,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, State};
+use axum::extract::{FromRequestParts, Path, RawPathParams, State};
+use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put, MethodRouter};
@@ -36,10 +38,10 @@ use axum::{Json, Router};
 use futures::StreamExt;
 use parking_lot::Mutex;
 use serde_json::{json, Map, Value};
-use sha2::{Digest, Sha256};
 
 use super::clock::seconds_to_ms;
-use super::paging::Query;
+use super::paging::{Envelope, Query};
+use super::seeded;
 use super::{Routes, Shared, Simulator};
 
 const API: &str = "/api/v2";
@@ -48,116 +50,14 @@ const REVIEWER: &str = "sim-reviewer@example.com";
 /// A task not accepted this long after its creation is "delayed" (sandbox clock).
 const DELAY_MS: i64 = 7 * 24 * 3600 * 1000;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Mode {
-    Auto,
-    Manual,
-    RejectOnce,
-}
+#[path = "deepen_store.rs"]
+mod store;
+#[path = "deepen_views.rs"]
+mod views;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum TaskStatus {
-    Waiting,
-    Ready,
-    InProgress,
-    Submitted,
-    Accepted,
-    Rejected,
-}
-
-impl TaskStatus {
-    fn as_str(self) -> &'static str {
-        match self {
-            TaskStatus::Waiting => "waiting",
-            TaskStatus::Ready => "ready",
-            TaskStatus::InProgress => "in_progress",
-            TaskStatus::Submitted => "submitted",
-            TaskStatus::Accepted => "accepted",
-            TaskStatus::Rejected => "rejected",
-        }
-    }
-}
-
-struct Task {
-    id: String,
-    stage: usize,
-    /// The unit of work: a file (frame_by_frame) or an object track (label_by_label).
-    unit: usize,
-    status: TaskStatus,
-    created_ms: i64,
-    updated_ms: i64,
-    /// When the next automatic transition happens.
-    due: Option<i64>,
-    rejections: u32,
-    reason: Option<String>,
-    assignee: String,
-}
-
-struct Archive {
-    file_name: String,
-    file_size: u64,
-    file_type: String,
-    upload_id: String,
-    /// Bytes stored so far (a completed PUT).
-    uploaded: Option<u64>,
-    processed: bool,
-}
-
-struct FileRec {
-    file_id: String,
-    size: u64,
-    created_ms: i64,
-}
-
-struct Dataset {
-    id: String,
-    name: String,
-    dataset_type: String,
-    dataset_format: Option<String>,
-    sequence: bool,
-    profile_id: String,
-    stages: Vec<Value>,
-    categories: Vec<String>,
-    label_type: String,
-    tags: Value,
-    created_ms: i64,
-    archives: Vec<Archive>,
-    files: Vec<FileRec>,
-    file_index: HashMap<String, usize>,
-    /// Units of work: files, or object tracks of a sequence.
-    units: usize,
-    tasks: Vec<Task>,
-    processing_until: i64,
-    marked_done: bool,
-    user_scopes: Value,
-}
-
-impl Dataset {
-    fn stage_id(&self, s: usize) -> &str {
-        self.stages[s]
-            .get("stage_id")
-            .and_then(Value::as_str)
-            .unwrap_or("stage")
-    }
-
-    fn unit_tasks(&self, unit: usize) -> Vec<usize> {
-        // Tasks of one unit sit next to each other, one per stage, in stage order.
-        let n = self.stages.len();
-        (unit * n..unit * n + n).collect()
-    }
-}
-
-struct Store {
-    datasets: HashMap<String, Dataset>,
-    order: Vec<String>,
-    /// task id -> dataset id
-    task_owner: HashMap<String, String>,
-    /// upload id -> (dataset id, archive index)
-    uploads: HashMap<String, (String, usize)>,
-    profiles: Vec<Value>,
-    counter: u64,
-    mode: Mode,
-}
+use store::{
+    dataset_key, human, set, submit, track_label, Archive, Dataset, Mode, Store, Task, TaskStatus,
+};
 
 pub struct DeepenSim {
     shared: Arc<Shared>,
@@ -170,12 +70,27 @@ pub struct DeepenSim {
 type Answer = Result<Response, Response>;
 type S = State<Arc<DeepenSim>>;
 
+/// An authorised call: the bearer token is valid and, on a `/clients/{clientId}/...` route, the
+/// client id is the workspace's. Extracted before anything else of the request is looked at.
+struct Authed(Arc<DeepenSim>);
+
+impl FromRequestParts<Arc<DeepenSim>> for Authed {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, a: &Arc<DeepenSim>) -> Result<Self, Response> {
+        let params = RawPathParams::from_request_parts(parts, a)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        a.authorize(&parts.headers)?;
+        if let Some((_, cid)) = params.iter().find(|(k, _)| *k == "clientId") {
+            a.check_client(cid)?;
+        }
+        Ok(Authed(Arc::clone(a)))
+    }
+}
+
 fn seeded(seed: u64, what: &str) -> [u8; 32] {
-    Sha256::new()
-        .chain_update(seed.to_le_bytes())
-        .chain_update(what.as_bytes())
-        .finalize()
-        .into()
+    seeded::digest(seed, &[what.as_bytes()])
 }
 
 const ALNUM: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
@@ -316,408 +231,7 @@ impl DeepenSim {
         self.dir.join(format!("{upload_id}.zip"))
     }
 
-    /// Declares archives (`files: [{file_size, file_type}]`) on a dataset.
-    fn declare(&self, store: &mut Store, d: &mut Dataset, files: &[Value]) -> Result<(), String> {
-        let mut new = Vec::new();
-        for (i, f) in files.iter().enumerate() {
-            let size = f
-                .get("file_size")
-                .and_then(Value::as_u64)
-                .ok_or_else(|| format!("files[{i}].file_size must be an integer"))?;
-            let file_type = f
-                .get("file_type")
-                .and_then(Value::as_str)
-                .unwrap_or("application/zip")
-                .to_string();
-            new.push((size, file_type));
-        }
-        for (size, file_type) in new {
-            let upload_id = self.next_id(store, "upload", 20);
-            let ext = if file_type.contains("mp4") {
-                "mp4"
-            } else {
-                "zip"
-            };
-            let file_name = format!("{}_{}.{ext}", d.id, d.archives.len());
-            store
-                .uploads
-                .insert(upload_id.clone(), (d.id.clone(), d.archives.len()));
-            d.archives.push(Archive {
-                file_name,
-                file_size: size,
-                file_type,
-                upload_id,
-                uploaded: None,
-                processed: false,
-            });
-        }
-        Ok(())
-    }
-
     // ---- progression -----------------------------------------------------------------------
-
-    /// Applies every automatic transition due by `now`, in time order per unit.
-    fn tick(&self, d: &mut Dataset, now: i64, mode: Mode) {
-        let n = d.stages.len();
-        let q = self.step_ms(n);
-        for unit in 0..d.units {
-            let ids = d.unit_tasks(unit);
-            loop {
-                let next = ids
-                    .iter()
-                    .copied()
-                    .filter_map(|i| d.tasks[i].due.map(|t| (t, i)))
-                    .filter(|(t, _)| *t <= now)
-                    .min();
-                let Some((t, i)) = next else { break };
-                d.tasks[i].due = None;
-                let stage = d.tasks[i].stage;
-                match d.tasks[i].status {
-                    TaskStatus::Waiting => {
-                        // Processing finished: the first stage can start.
-                        set(&mut d.tasks[i], TaskStatus::Ready, t, human(mode, t + q));
-                    }
-                    TaskStatus::Ready => {
-                        if stage > 0 && mode != Mode::Manual {
-                            let prev = ids[stage - 1];
-                            if mode == Mode::RejectOnce && d.tasks[prev].rejections == 0 {
-                                d.tasks[prev].rejections += 1;
-                                d.tasks[prev].reason = Some("sandbox reject_once".into());
-                                set(&mut d.tasks[prev], TaskStatus::Rejected, t, Some(t + q));
-                                set(&mut d.tasks[i], TaskStatus::Waiting, t, None);
-                                continue;
-                            }
-                            set(&mut d.tasks[prev], TaskStatus::Accepted, t, None);
-                        }
-                        set(
-                            &mut d.tasks[i],
-                            TaskStatus::InProgress,
-                            t,
-                            human(mode, t + q),
-                        );
-                    }
-                    TaskStatus::Rejected => {
-                        set(
-                            &mut d.tasks[i],
-                            TaskStatus::InProgress,
-                            t,
-                            human(mode, t + q),
-                        );
-                    }
-                    TaskStatus::InProgress => submit(d, &ids, i, t, mode, q),
-                    TaskStatus::Submitted | TaskStatus::Accepted => {}
-                }
-            }
-        }
-    }
-
-    fn dataset_json(&self, d: &Dataset, now: i64) -> Value {
-        let (stage, status, processing) = stage_of(d, now);
-        let mut by_stage = Map::new();
-        for s in 0..d.stages.len() {
-            let mut counts = Map::new();
-            for t in d.tasks.iter().filter(|t| t.stage == s) {
-                let e = counts.entry(t.status.as_str()).or_insert(json!(0));
-                *e = json!(e.as_u64().unwrap_or(0) + 1);
-            }
-            by_stage.insert(d.stage_id(s).to_string(), Value::Object(counts));
-        }
-        let files: Vec<Value> = d
-            .archives
-            .iter()
-            .map(|a| {
-                json!({
-                    "file_size": a.file_size,
-                    "file_type": a.file_type,
-                    "resumable_upload_url": self.upload_url(d, a),
-                })
-            })
-            .collect();
-        let uploaded: Vec<Value> = d
-            .archives
-            .iter()
-            .filter(|a| a.processed)
-            .map(|a| json!(a.file_name))
-            .collect();
-        json!({
-            "dataset_id": d.id,
-            "client_id": self.client_id,
-            "dataset_name": d.name,
-            "dataset_type": d.dataset_type,
-            "dataset_format": d.dataset_format,
-            "labelling_mode": if d.sequence { "label_by_label" } else { "frame_by_frame" },
-            "labelling_profile_id": d.profile_id,
-            "pipeline_spec": d.stages,
-            "pipeline_status_by_label_set_id": {"default": by_stage},
-            "sensor_config": {},
-            "uploaded_files": uploaded,
-            "fps": Value::Null,
-            "frame_sizes": [],
-            "create_timestamp_millis": d.created_ms,
-            "tags": d.tags,
-            "files": files,
-            "current_stage": stage,
-            "current_stage_status": status,
-            "processing_status": processing,
-            "user_scopes": d.user_scopes,
-            "user_group_scopes": [],
-        })
-    }
-
-    fn file_json(&self, d: &Dataset, f: &FileRec) -> Value {
-        let sensor = if d.dataset_type == "3d" {
-            "lidar"
-        } else {
-            "camera"
-        };
-        json!({
-            "file_id": f.file_id,
-            "dataset_id": d.id,
-            "sensors": [sensor],
-            "file_size": f.size,
-            "create_time_millis": f.created_ms,
-        })
-    }
-
-    fn task_json(&self, d: &Dataset, t: &Task) -> Value {
-        let (task_type, file_id, label_id) = if d.sequence {
-            ("label", Value::Null, json!(track_label(d, t.unit)))
-        } else {
-            ("file", json!(d.files[t.unit].file_id), Value::Null)
-        };
-        json!({
-            "task_id": t.id,
-            "dataset_id": d.id,
-            "client_id": self.client_id,
-            "stage_id": d.stage_id(t.stage),
-            "label_set_id": "default",
-            "task_type": task_type,
-            "file_id": file_id,
-            "label_id": label_id,
-            "status": t.status.as_str(),
-            "assignee_email": t.assignee,
-            "rejection_count": t.rejections,
-            "rejection_reason": t.reason,
-            "create_time_millis": t.created_ms,
-            "update_time_millis": t.updated_ms,
-        })
-    }
-
-    /// The labels of `file` at `stage` (present once that stage's work was submitted).
-    fn labels_of(&self, d: &Dataset, file: usize, stage: usize) -> Vec<Value> {
-        let n = d.stages.len();
-        let seed = self.shared.config.seed;
-        let f = &d.files[file];
-        let (units, done_ms): (Vec<usize>, Vec<i64>) = if d.sequence {
-            (0..d.units)
-                .filter_map(|u| {
-                    let t = &d.tasks[u * n + stage];
-                    labelled(t).then_some((u, t.updated_ms))
-                })
-                .unzip()
-        } else {
-            let t = &d.tasks[file * n + stage];
-            if !labelled(t) {
-                return vec![];
-            }
-            let k = 1 + (seeded(seed, &format!("{}:{}", d.id, f.file_id))[0] % 3) as usize;
-            ((0..k).collect(), vec![t.updated_ms; k])
-        };
-        units
-            .into_iter()
-            .zip(done_ms)
-            .map(|(j, at)| {
-                let h = seeded(seed, &format!("{}:{}:{j}", d.id, f.file_id));
-                let label_id = if d.sequence {
-                    track_label(d, j)
-                } else {
-                    let cat = &d.categories[h[1] as usize % d.categories.len()];
-                    format!("{cat}:{}", file * 4 + j + 1)
-                };
-                let category = label_id.split(':').next().unwrap_or("").to_string();
-                let x = |i: usize| (h[i] as f64 * 3.0).round();
-                let mut label = json!({
-                    "file_id": f.file_id,
-                    "label_id": label_id,
-                    "label_category_id": category,
-                    "label_type": d.label_type,
-                    "stage_id": d.stage_id(stage),
-                    "label_set_id": "default",
-                    "sensor_id": if d.dataset_type == "3d" { "lidar" } else { "camera" },
-                    "labeller_email": if stage == 0 { LABELLER } else { REVIEWER },
-                    "create_time_millis": at,
-                    "update_time_millis": at,
-                    "version": 1,
-                    "attributes": {},
-                });
-                if d.label_type == "3d_bbox" {
-                    label["three_d_bbox"] = json!({"cx": x(2) / 10.0, "cy": x(3) / 10.0, "cz": 1.0,
-                        "h": 1.5, "l": 4.2, "w": 1.8, "rot_z": 0.0});
-                } else {
-                    label["box"] = json!([x(2), x(3), x(4) + 8.0, x(5) + 8.0]);
-                }
-                label
-            })
-            .collect()
-    }
-}
-
-fn labelled(t: &Task) -> bool {
-    matches!(t.status, TaskStatus::Submitted | TaskStatus::Accepted)
-}
-
-fn track_label(d: &Dataset, unit: usize) -> String {
-    format!("{}:{}", d.categories[unit % d.categories.len()], unit + 1)
-}
-
-fn set(t: &mut Task, status: TaskStatus, at: i64, due: Option<i64>) {
-    t.status = status;
-    t.updated_ms = at;
-    t.due = due;
-}
-
-/// A step people take: scheduled in the auto modes, never in manual mode.
-fn human(mode: Mode, at: i64) -> Option<i64> {
-    (mode != Mode::Manual).then_some(at)
-}
-
-/// Submits task `i` of a unit: the last stage finishes (accepted); otherwise the next stage's task
-/// becomes ready.
-fn submit(d: &mut Dataset, ids: &[usize], i: usize, t: i64, mode: Mode, q: i64) {
-    let stage = d.tasks[i].stage;
-    if stage + 1 == ids.len() {
-        set(&mut d.tasks[i], TaskStatus::Accepted, t, None);
-    } else {
-        set(&mut d.tasks[i], TaskStatus::Submitted, t, None);
-        let next = ids[stage + 1];
-        set(&mut d.tasks[next], TaskStatus::Ready, t, human(mode, t + q));
-    }
-}
-
-/// `(current_stage, current_stage_status, processing_status)`.
-fn stage_of(d: &Dataset, now: i64) -> (&'static str, &'static str, &'static str) {
-    if !d.archives.iter().any(|a| a.processed) {
-        return ("FileUpload", "waiting", "waiting_for_upload");
-    }
-    if now < d.processing_until {
-        return ("Processing", "in_progress", "processing");
-    }
-    if d.tasks.iter().all(|t| t.status == TaskStatus::Accepted) || d.marked_done {
-        let status = if d.marked_done { "done" } else { "ready" };
-        return ("Audit", status, "labelling_done");
-    }
-    let started = d.tasks.iter().any(|t| {
-        !matches!(t.status, TaskStatus::Waiting | TaskStatus::Ready)
-            || (t.stage > 0 && t.status != TaskStatus::Waiting)
-    });
-    (
-        "Labelling",
-        if started { "in_progress" } else { "ready" },
-        "files_getting_labelled",
-    )
-}
-
-/// A dataset id from a path: legacy `client:project:dataset` ids name the dataset last.
-fn dataset_key(raw: &str) -> &str {
-    raw.rsplit(':').next().unwrap_or(raw)
-}
-
-impl DeepenSim {
-    /// Runs `f` on a dataset brought up to date, or answers 404.
-    fn with_dataset<T>(
-        &self,
-        raw: &str,
-        f: impl FnOnce(&DeepenSim, &mut Store, &mut Dataset) -> Result<T, Response>,
-    ) -> Result<T, Response> {
-        let mut store = self.store.lock();
-        let id = dataset_key(raw).to_string();
-        let mut d = store.datasets.remove(&id).ok_or_else(not_found)?;
-        let mode = store.mode;
-        self.tick(&mut d, self.now(), mode);
-        let out = f(self, &mut store, &mut d);
-        store.datasets.insert(id, d);
-        out
-    }
-
-    /// Unpacks an uploaded archive: each entry becomes a file (its name the `file_id`) with one
-    /// task per stage. An entry whose name the dataset already holds replaces it (counted again).
-    fn unpack(&self, store: &mut Store, d: &mut Dataset, k: usize) -> Result<usize, Response> {
-        let path = self.archive_path(&d.archives[k].upload_id);
-        let file =
-            std::fs::File::open(&path).map_err(|_| bad("the uploaded data could not be found"))?;
-        let mut zip = zip::ZipArchive::new(std::io::BufReader::new(file)).map_err(|e| {
-            bad(&format!(
-                "the uploaded file is not a valid zip archive: {e}"
-            ))
-        })?;
-        let now = self.now();
-        let processing = if self.shared.config.complete_after > 0.0 {
-            seconds_to_ms(self.shared.config.complete_after) / 10
-        } else {
-            0
-        };
-        d.processing_until = d.processing_until.max(now + processing);
-        let mut entries = Vec::new();
-        for i in 0..zip.len() {
-            let e = zip
-                .by_index(i)
-                .map_err(|e| bad(&format!("the uploaded archive is corrupt: {e}")))?;
-            if e.is_dir() {
-                continue;
-            }
-            entries.push((e.name().to_string(), e.size()));
-        }
-        let n = d.stages.len();
-        let mut keys = Vec::new();
-        for (name, size) in entries {
-            if let Some(&i) = d.file_index.get(&name) {
-                d.files[i].size = size;
-                keys.push(name);
-                continue;
-            }
-            let index = d.files.len();
-            d.file_index.insert(name.clone(), index);
-            d.files.push(FileRec {
-                file_id: name.clone(),
-                size,
-                created_ms: now,
-            });
-            if !d.sequence {
-                self.add_unit(store, d, now, n);
-            }
-            keys.push(name);
-        }
-        if d.sequence && d.units == 0 && !d.files.is_empty() {
-            let tracks = 1 + (seeded(self.shared.config.seed, &d.id)[0] % 3) as usize;
-            for _ in 0..tracks {
-                self.add_unit(store, d, now, n);
-            }
-        }
-        self.shared.stats.created(keys.iter().map(String::as_str));
-        d.archives[k].processed = true;
-        Ok(keys.len())
-    }
-
-    fn add_unit(&self, store: &mut Store, d: &mut Dataset, now: i64, n: usize) {
-        let unit = d.units;
-        d.units += 1;
-        for s in 0..n {
-            let id = format!("t_{}", self.next_id(store, "task", 16));
-            store.task_owner.insert(id.clone(), d.id.clone());
-            d.tasks.push(Task {
-                id,
-                stage: s,
-                unit,
-                status: TaskStatus::Waiting,
-                created_ms: now,
-                updated_ms: now,
-                due: (s == 0).then_some(d.processing_until),
-                rejections: 0,
-                reason: None,
-                assignee: if s == 0 { LABELLER } else { REVIEWER }.to_string(),
-            });
-        }
-    }
 }
 
 // ---- handlers ----------------------------------------------------------------------------------
@@ -729,9 +243,7 @@ fn json_body(body: &[u8]) -> Result<Value, Response> {
     serde_json::from_slice(body).map_err(|e| bad(&format!("JSON parse error - {e}")))
 }
 
-async fn list_datasets(State(a): S, Path(cid): Path<String>, headers: HeaderMap) -> Answer {
-    a.authorize(&headers)?;
-    a.check_client(&cid)?;
+async fn list_datasets(Authed(a): Authed) -> Answer {
     let mut store = a.store.lock();
     let (now, mode) = (a.now(), store.mode);
     let order = store.order.clone();
@@ -745,9 +257,7 @@ async fn list_datasets(State(a): S, Path(cid): Path<String>, headers: HeaderMap)
     Ok(Json(Value::Object(out)).into_response())
 }
 
-async fn list_dataset_ids(State(a): S, Path(cid): Path<String>, headers: HeaderMap) -> Answer {
-    a.authorize(&headers)?;
-    a.check_client(&cid)?;
+async fn list_dataset_ids(Authed(a): Authed) -> Answer {
     let store = a.store.lock();
     let list: Vec<Value> = store
         .order
@@ -755,17 +265,10 @@ async fn list_dataset_ids(State(a): S, Path(cid): Path<String>, headers: HeaderM
         .filter_map(|id| store.datasets.get(id))
         .map(|d| json!({"dataset_id": d.id, "dataset_name": d.name}))
         .collect();
-    Ok(Json(json!({ "datasets": list })).into_response())
+    Ok(Json(Envelope::items("datasets").whole(list)).into_response())
 }
 
-async fn create_dataset(
-    State(a): S,
-    Path(cid): Path<String>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Answer {
-    a.authorize(&headers)?;
-    a.check_client(&cid)?;
+async fn create_dataset(Authed(a): Authed, body: Bytes) -> Answer {
     let v = json_body(&body)?;
     let text = |k: &str| v.get(k).and_then(Value::as_str).map(str::to_string);
     let name = text("dataset_name")
@@ -879,14 +382,12 @@ async fn create_dataset(
     Ok(Json(out).into_response())
 }
 
-async fn get_dataset(State(a): S, Path(did): Path<String>, headers: HeaderMap) -> Answer {
-    a.authorize(&headers)?;
+async fn get_dataset(Authed(a): Authed, Path(did): Path<String>) -> Answer {
     let out = a.with_dataset(&did, |a, _, d| Ok(a.dataset_json(d, a.now())))?;
     Ok(Json(out).into_response())
 }
 
-async fn delete_dataset(State(a): S, Path(did): Path<String>, headers: HeaderMap) -> Answer {
-    a.authorize(&headers)?;
+async fn delete_dataset(Authed(a): Authed, Path(did): Path<String>) -> Answer {
     let mut store = a.store.lock();
     let id = dataset_key(&did).to_string();
     let d = store.datasets.remove(&id).ok_or_else(not_found)?;
@@ -901,8 +402,7 @@ async fn delete_dataset(State(a): S, Path(did): Path<String>, headers: HeaderMap
     Ok(Json(json!({})).into_response())
 }
 
-async fn list_files(State(a): S, Path(did): Path<String>, headers: HeaderMap) -> Answer {
-    a.authorize(&headers)?;
+async fn list_files(Authed(a): Authed, Path(did): Path<String>) -> Answer {
     let files = a.with_dataset(&did, |a, _, d| {
         Ok(d.files
             .iter()
@@ -913,13 +413,7 @@ async fn list_files(State(a): S, Path(did): Path<String>, headers: HeaderMap) ->
 }
 
 /// [I] Declares more archives on an existing dataset: `{"files": [{file_size, file_type}]}`.
-async fn add_archives(
-    State(a): S,
-    Path(did): Path<String>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Answer {
-    a.authorize(&headers)?;
+async fn add_archives(Authed(a): Authed, Path(did): Path<String>, body: Bytes) -> Answer {
     let v = json_body(&body)?;
     let Some(files) = v
         .get("files")
@@ -943,12 +437,7 @@ async fn add_archives(
     Ok(Json(out).into_response())
 }
 
-async fn get_file(
-    State(a): S,
-    Path((did, fid)): Path<(String, String)>,
-    headers: HeaderMap,
-) -> Answer {
-    a.authorize(&headers)?;
+async fn get_file(Authed(a): Authed, Path((did, fid)): Path<(String, String)>) -> Answer {
     let out = a.with_dataset(&did, |a, _, d| {
         let i = *d.file_index.get(&fid).ok_or_else(not_found)?;
         Ok(a.file_json(d, &d.files[i]))
@@ -956,13 +445,7 @@ async fn get_file(
     Ok(Json(out).into_response())
 }
 
-async fn process_upload(
-    State(a): S,
-    Path(did): Path<String>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Answer {
-    a.authorize(&headers)?;
+async fn process_upload(Authed(a): Authed, Path(did): Path<String>, body: Bytes) -> Answer {
     let v = json_body(&body)?;
     let Some(name) = v.get("file_name").and_then(Value::as_str) else {
         return Err(bad("file_name: This field is required."));
@@ -986,8 +469,7 @@ async fn process_upload(
     Ok(Json(out).into_response())
 }
 
-async fn mark_done(State(a): S, Path(did): Path<String>, headers: HeaderMap) -> Answer {
-    a.authorize(&headers)?;
+async fn mark_done(Authed(a): Authed, Path(did): Path<String>) -> Answer {
     a.with_dataset(&did, |a, _, d| {
         let now = a.now();
         for t in d.tasks.iter_mut() {
@@ -1001,13 +483,7 @@ async fn mark_done(State(a): S, Path(did): Path<String>, headers: HeaderMap) -> 
     Ok(Json(json!({})).into_response())
 }
 
-async fn user_scopes(
-    State(a): S,
-    Path(did): Path<String>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Answer {
-    a.authorize(&headers)?;
+async fn user_scopes(Authed(a): Authed, Path(did): Path<String>, body: Bytes) -> Answer {
     let v = json_body(&body)?;
     a.with_dataset(&did, |_, _, d| {
         if let Some(s) = v.get("user_scopes") {
@@ -1020,8 +496,7 @@ async fn user_scopes(
 
 /// `file_tasks` / `label_tasks` assignments: any JSON is accepted; recognisable items
 /// `{stage_id, email, file_ids | label_ids}` set the assignee [I].
-async fn assign(State(a): S, Path(did): Path<String>, headers: HeaderMap, body: Bytes) -> Answer {
-    a.authorize(&headers)?;
+async fn assign(Authed(a): Authed, Path(did): Path<String>, body: Bytes) -> Answer {
     let v = json_body(&body)?;
     let items: Vec<Value> = match &v {
         Value::Array(items) => items.clone(),
@@ -1071,8 +546,7 @@ async fn assign(State(a): S, Path(did): Path<String>, headers: HeaderMap, body: 
     Ok(Json(json!({})).into_response())
 }
 
-async fn get_labels(State(a): S, Path(did): Path<String>, uri: Uri, headers: HeaderMap) -> Answer {
-    a.authorize(&headers)?;
+async fn get_labels(Authed(a): Authed, Path(did): Path<String>, uri: Uri) -> Answer {
     let q = Query::parse(uri.query());
     let flag = |k: &str| q.get(k).is_some_and(|v| v.eq_ignore_ascii_case("true"));
     let (final_only, by_file, filter) = (
@@ -1118,15 +592,14 @@ async fn get_labels(State(a): S, Path(did): Path<String>, uri: Uri, headers: Hea
     Ok(Json(out).into_response())
 }
 
-async fn list_tasks(State(a): S, Path(did): Path<String>, headers: HeaderMap) -> Answer {
-    a.authorize(&headers)?;
+async fn list_tasks(Authed(a): Authed, Path(did): Path<String>) -> Answer {
     let tasks = a.with_dataset(&did, |a, _, d| {
         Ok(d.tasks
             .iter()
             .map(|t| a.task_json(d, t))
             .collect::<Vec<_>>())
     })?;
-    Ok(Json(json!({ "tasks": tasks })).into_response())
+    Ok(Json(Envelope::items("tasks").whole(tasks)).into_response())
 }
 
 #[derive(Clone, Copy)]
@@ -1136,14 +609,7 @@ enum Action {
     Reject,
 }
 
-async fn task_action(
-    a: Arc<DeepenSim>,
-    tid: String,
-    headers: HeaderMap,
-    body: Bytes,
-    action: Action,
-) -> Answer {
-    a.authorize(&headers)?;
+async fn task_action(a: Arc<DeepenSim>, tid: String, body: Bytes, action: Action) -> Answer {
     let reason = serde_json::from_slice::<Value>(&body)
         .ok()
         .and_then(|v| v.get("reason").and_then(Value::as_str).map(str::to_string));
@@ -1202,14 +668,13 @@ async fn task_action(
     Ok(Json(out).into_response())
 }
 
-async fn submit_task(State(a): S, Path(tid): Path<String>, h: HeaderMap, b: Bytes) -> Answer {
-    task_action(a, tid, h, b, Action::Submit).await
-}
-async fn accept_task(State(a): S, Path(tid): Path<String>, h: HeaderMap, b: Bytes) -> Answer {
-    task_action(a, tid, h, b, Action::Accept).await
-}
-async fn reject_task(State(a): S, Path(tid): Path<String>, h: HeaderMap, b: Bytes) -> Answer {
-    task_action(a, tid, h, b, Action::Reject).await
+/// The route of a task action: submit, accept or reject.
+fn action_route(action: Action) -> MethodRouter<Arc<DeepenSim>> {
+    post(
+        move |Authed(a): Authed, Path(tid): Path<String>, body: Bytes| {
+            task_action(a, tid, body, action)
+        },
+    )
 }
 
 /// Every task of the client, brought up to date, passed through `keep`.
@@ -1235,9 +700,7 @@ fn client_tasks(a: &DeepenSim, keep: impl Fn(&Dataset, &Task) -> bool) -> (Vec<V
     (files, labels)
 }
 
-async fn user_tasks(State(a): S, Path(cid): Path<String>, uri: Uri, headers: HeaderMap) -> Answer {
-    a.authorize(&headers)?;
-    a.check_client(&cid)?;
+async fn user_tasks(Authed(a): Authed, uri: Uri) -> Answer {
     let q = Query::parse(uri.query());
     let Some(email) = q.get("email").map(str::to_string) else {
         return Err(bad("email: This query parameter is required."));
@@ -1246,33 +709,22 @@ async fn user_tasks(State(a): S, Path(cid): Path<String>, uri: Uri, headers: Hea
     Ok(Json(json!({"file_tasks": files, "label_tasks": labels})).into_response())
 }
 
-async fn delayed_tasks(State(a): S, Path(cid): Path<String>, headers: HeaderMap) -> Answer {
-    a.authorize(&headers)?;
-    a.check_client(&cid)?;
+async fn delayed_tasks(Authed(a): Authed) -> Answer {
     let now = a.now();
     let (mut files, labels) = client_tasks(&a, |_, t| {
         t.status != TaskStatus::Accepted && now - t.created_ms > DELAY_MS
     });
     files.extend(labels);
-    // The document names the key "delayed tasks"; both spellings are answered.
+    // Deepen's API reference spells the key "delayed tasks"; both spellings are answered.
     Ok(Json(json!({"delayed_tasks": files.clone(), "delayed tasks": files})).into_response())
 }
 
-async fn list_profiles(State(a): S, Path(cid): Path<String>, headers: HeaderMap) -> Answer {
-    a.authorize(&headers)?;
-    a.check_client(&cid)?;
+async fn list_profiles(Authed(a): Authed) -> Answer {
     let profiles = a.store.lock().profiles.clone();
-    Ok(Json(json!({ "profiles": profiles })).into_response())
+    Ok(Json(Envelope::items("profiles").whole(profiles)).into_response())
 }
 
-async fn create_profile(
-    State(a): S,
-    Path(cid): Path<String>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Answer {
-    a.authorize(&headers)?;
-    a.check_client(&cid)?;
+async fn create_profile(Authed(a): Authed, body: Bytes) -> Answer {
     let v = json_body(&body)?;
     let Some(name) = v.get("profile_name").and_then(Value::as_str) else {
         return Err(bad("profile_name: This field is required."));
@@ -1296,8 +748,7 @@ async fn create_profile(
     Ok(Json(json!({ "profile_id": id })).into_response())
 }
 
-async fn get_profile(State(a): S, Path(pid): Path<String>, headers: HeaderMap) -> Answer {
-    a.authorize(&headers)?;
+async fn get_profile(Authed(a): Authed, Path(pid): Path<String>) -> Answer {
     let store = a.store.lock();
     let p = store
         .profiles
@@ -1446,9 +897,18 @@ impl Simulator for DeepenSim {
             ("/api/v2/datasets/{datasetId}/label_tasks", post(assign)),
             ("/api/v2/datasets/{datasetId}/labels", get(get_labels)),
             ("/api/v2/datasets/{datasetId}/tasks", get(list_tasks)),
-            ("/api/v2/tasks/{taskId}/submit", post(submit_task)),
-            ("/api/v2/tasks/{taskId}/accept", post(accept_task)),
-            ("/api/v2/tasks/{taskId}/reject", post(reject_task)),
+            (
+                "/api/v2/tasks/{taskId}/submit",
+                action_route(Action::Submit),
+            ),
+            (
+                "/api/v2/tasks/{taskId}/accept",
+                action_route(Action::Accept),
+            ),
+            (
+                "/api/v2/tasks/{taskId}/reject",
+                action_route(Action::Reject),
+            ),
             ("/api/v2/clients/{clientId}/user_tasks", get(user_tasks)),
             (
                 "/api/v2/clients/{clientId}/delayed_tasks",

@@ -1,10 +1,11 @@
-//! The Deepen sandbox over real sockets, as a client sees it (vendors/deepen.md section 5).
+//! The Deepen sandbox over real sockets, as a client sees it (docs/vendors/deepen.md).
 
 use std::io::Write;
 
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
+use super::super::test_http::send;
 use super::super::{Sandbox, SandboxConfig};
 
 struct C {
@@ -14,10 +15,16 @@ struct C {
     cid: String,
 }
 
-async fn answer(res: reqwest::Response) -> (StatusCode, Value) {
-    let status = res.status();
-    let text = res.text().await.unwrap();
-    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+async fn call(req: reqwest::RequestBuilder) -> (StatusCode, Value) {
+    let a = send(req).await;
+    (a.status, a.body)
+}
+
+/// The object an upload URL names (its `name` parameter's last segment): what processing is asked for.
+fn object_name(upload_url: &str) -> String {
+    let url = url::Url::parse(upload_url).unwrap();
+    let (_, name) = url.query_pairs().find(|(k, _)| k == "name").unwrap();
+    name.rsplit('/').next().unwrap().to_string()
 }
 
 fn zip_of(names: &[&str]) -> Vec<u8> {
@@ -55,27 +62,21 @@ impl C {
     }
 
     async fn get(&self, path: &str) -> (StatusCode, Value) {
-        answer(
+        call(
             self.http
                 .get(self.url(path))
                 .bearer_auth(&self.token)
-                .header("content-type", "application/json")
-                .send()
-                .await
-                .unwrap(),
+                .header("content-type", "application/json"),
         )
         .await
     }
 
     async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
-        answer(
+        call(
             self.http
                 .post(self.url(path))
                 .bearer_auth(&self.token)
-                .json(&body)
-                .send()
-                .await
-                .unwrap(),
+                .json(&body),
         )
         .await
     }
@@ -113,16 +114,7 @@ impl C {
             .await
             .unwrap();
         assert_eq!(r.status(), 200);
-        let name = url::Url::parse(upload)
-            .unwrap()
-            .query_pairs()
-            .find(|(k, _)| k == "name")
-            .unwrap()
-            .1
-            .rsplit('/')
-            .next()
-            .unwrap()
-            .to_string();
+        let name = object_name(upload);
         let (s, b) = self
             .post(
                 &format!("/datasets/{id}/process_uploaded_data"),
@@ -131,6 +123,21 @@ impl C {
             .await;
         assert_eq!(s, 200, "{b}");
         id
+    }
+
+    /// A sandbox in `mode` (`complete_after` 0) with one processed dataset: the client, the dataset id
+    /// and its tasks.
+    async fn in_mode(
+        mode: &str,
+        name: &str,
+        files: &[&str],
+        kind: &str,
+    ) -> (C, String, Vec<Value>) {
+        let c = C::start(0.0).await;
+        c.mode(mode).await;
+        let id = c.dataset_with(name, files, kind).await;
+        let tasks = c.tasks(&id).await;
+        (c, id, tasks)
     }
 
     async fn tasks(&self, id: &str) -> Vec<Value> {
@@ -144,10 +151,10 @@ impl C {
 async fn auth_is_a_bearer_token_and_errors_are_detail_bodies() {
     let c = C::start(0.0).await;
     let path = c.url(&format!("/clients/{}/datasets", c.cid));
-    let (s, b) = answer(c.http.get(&path).send().await.unwrap()).await;
+    let (s, b) = call(c.http.get(&path)).await;
     assert_eq!(s, 401);
     assert!(b["detail"].is_string());
-    let (s, _) = answer(c.http.get(&path).bearer_auth("nope").send().await.unwrap()).await;
+    let (s, _) = call(c.http.get(&path).bearer_auth("nope")).await;
     assert_eq!(s, 401);
     let (s, b) = c.get("/clients/someone_else/datasets").await;
     assert_eq!(s, 403, "{b}");
@@ -316,16 +323,7 @@ async fn upload_process_labels_and_stats() {
     );
     let (_, d) = c.get(&format!("/datasets/{id}")).await;
     let name = d["files"][1]["resumable_upload_url"].as_str().unwrap();
-    let name = url::Url::parse(name)
-        .unwrap()
-        .query_pairs()
-        .find(|(k, _)| k == "name")
-        .unwrap()
-        .1
-        .rsplit('/')
-        .next()
-        .unwrap()
-        .to_string();
+    let name = object_name(name);
     let (s, _) = c
         .post(
             &format!("/datasets/{id}/process_uploaded_data"),
@@ -335,13 +333,10 @@ async fn upload_process_labels_and_stats() {
     assert_eq!(s, 200);
     assert_eq!(c.tasks(&id).await.len(), 8);
 
-    let (s, _) = answer(
+    let (s, _) = call(
         c.http
             .delete(c.url(&format!("/datasets/{id}")))
-            .bearer_auth(&c.token)
-            .send()
-            .await
-            .unwrap(),
+            .bearer_auth(&c.token),
     )
     .await;
     assert_eq!(s, 200);
@@ -396,12 +391,13 @@ async fn stages_advance_on_the_sandbox_clock() {
 
 #[tokio::test]
 async fn reject_once_reworks_every_unit_once() {
-    let c = C::start(0.0).await;
-    c.mode("reject_once").await;
-    let id = c
-        .dataset_with("rework", &["a.png", "b.png"], "frame_by_frame")
-        .await;
-    let tasks = c.tasks(&id).await;
+    let (_c, _id, tasks) = C::in_mode(
+        "reject_once",
+        "rework",
+        &["a.png", "b.png"],
+        "frame_by_frame",
+    )
+    .await;
     assert!(tasks.iter().all(|t| t["status"] == "accepted"));
     let labelling: Vec<&Value> = tasks
         .iter()
@@ -417,10 +413,7 @@ async fn reject_once_reworks_every_unit_once() {
 
 #[tokio::test]
 async fn manual_mode_submit_accept_reject() {
-    let c = C::start(0.0).await;
-    c.mode("manual").await;
-    let id = c.dataset_with("manual", &["a.png"], "frame_by_frame").await;
-    let t = c.tasks(&id).await;
+    let (c, id, t) = C::in_mode("manual", "manual", &["a.png"], "frame_by_frame").await;
     let (lab, qa) = (
         t[0]["task_id"].as_str().unwrap(),
         t[1]["task_id"].as_str().unwrap(),
@@ -466,12 +459,13 @@ async fn manual_mode_submit_accept_reject() {
 
 #[tokio::test]
 async fn user_delayed_and_sequence_tasks() {
-    let c = C::start(0.0).await;
-    c.mode("manual").await;
-    let id = c
-        .dataset_with("seq", &["0.png", "1.png", "2.png"], "label_by_label")
-        .await;
-    let tasks = c.tasks(&id).await;
+    let (c, id, tasks) = C::in_mode(
+        "manual",
+        "seq",
+        &["0.png", "1.png", "2.png"],
+        "label_by_label",
+    )
+    .await;
     assert!(!tasks.is_empty() && tasks.iter().all(|t| t["task_type"] == "label"));
     assert!(tasks.iter().all(|t| t["label_id"].is_string()));
 

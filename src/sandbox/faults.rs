@@ -153,15 +153,9 @@ impl FaultState {
             *n += 1;
             *n - 1
         };
-        let draw = Sha256::new()
-            .chain_update(self.shared.config.seed.to_le_bytes())
-            .chain_update(request)
-            .chain_update(attempt.to_le_bytes())
-            .finalize();
-        let u = |i: usize| {
-            let word = u64::from_le_bytes(draw[i * 8..i * 8 + 8].try_into().unwrap());
-            (word >> 11) as f64 / (1u64 << 53) as f64
-        };
+        let draw =
+            super::seeded::digest(self.shared.config.seed, &[&request, &attempt.to_le_bytes()]);
+        let u = |i: usize| super::seeded::unit(&draw[i * 8..]);
         // Independent draws per kind; when several fire, the earliest in this list wins.
         let fault = [
             (f.rate_limit, Fault::RateLimit),
@@ -173,8 +167,7 @@ impl FaultState {
         .enumerate()
         .find(|(i, (p, _))| u(*i) < *p)
         .map(|(_, (_, kind))| kind);
-        let slow_draw = u64::from_le_bytes(Sha256::digest(draw)[..8].try_into().unwrap());
-        let slow = ((slow_draw >> 11) as f64 / (1u64 << 53) as f64) < f.slow;
+        let slow = super::seeded::unit(&Sha256::digest(draw)) < f.slow;
         Fate { fault, slow }
     }
 

@@ -1,5 +1,5 @@
 //! Local simulators of the vendors' APIs: what tests, benchmarks and users' own pipeline tests run
-//! against (DESIGN.md section 5).
+//! against.
 //!
 //! Each simulator speaks its vendor's real HTTP API on 127.0.0.1 and meets the client over sockets
 //! only: nothing here imports `crate::vendors` or `crate::py`, and nothing here touches Python (no
@@ -21,9 +21,12 @@ mod playment;
 mod playment_tests;
 mod sama;
 mod sama_store;
+mod seeded;
 mod stats;
 mod taskmonk;
 mod taskmonk_files;
+#[cfg(test)]
+mod test_http;
 #[cfg(test)]
 mod tests;
 
@@ -266,7 +269,8 @@ impl Sandbox {
         self.sim.project()
     }
 
-    /// The credential keyword arguments of the seeded user, named as in DESIGN.md section 1.
+    /// The seeded user's credentials, named as `Client` takes them as keyword arguments (the
+    /// vendor's own names, e.g. Alegion's `username` and `password`).
     pub fn credentials(&self) -> Vec<(String, String)> {
         self.sim.credentials()
     }

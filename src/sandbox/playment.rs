@@ -1,4 +1,4 @@
-//! The Playment API simulator (vendors/playment.md section 6; seed document 001).
+//! The Playment API simulator (wire facts and their sources: docs/vendors/playment.md).
 //!
 //! Playment's model against the neutral one: project = project (seeded, read-only, with a Default
 //! batch), Batch = batch, record = job (`data` + the client's `reference_id`, the record key,
@@ -10,7 +10,7 @@
 //! `{"success": false, "error": {"code", "message"}}`: 200 for success (creates included), 400 for
 //! validation and domain errors, 401 for a missing or unknown `x-api-key`, 5xx for faults.
 //!
-//! Simulator-defined where the vendor is silent (playment.md section 7): non-terminal statuses
+//! Simulator-defined where the vendor's documents are silent: non-terminal statuses
 //! `created` and `in_progress`; `next_page_token` is the next job's creation cursor in
 //! nanoseconds, `""` on the last page; the result file's `data` holds the job's `data` fields as
 //! sent beside the labels (the documented image result echoes `image_url`, the video and sensor
@@ -34,12 +34,21 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use super::clock::seconds_to_ms;
-use super::paging::Query;
+use super::paging::{self, Envelope, Query};
+use super::seeded::{self, hash, unit};
 use super::{Routes, Shared, Simulator};
 
-/// "The first call returns the first 100 jobs" (S4).
+/// "The first call returns the first 100 jobs", as the vendor documents the batch listing.
 pub const PAGE_SIZE: usize = 100;
-/// priority_weight: integers 1..=10, default 5 (S1).
+/// A batch's jobs, a page at a time, with the token of the next page (`""` on the last).
+const JOBS: Envelope = Envelope {
+    items: "jobs",
+    total: None,
+    page: None,
+    size: None,
+    next_token: Some("next_page_token"),
+};
+/// priority_weight: integers 1..=10, default 5, as the vendor documents it.
 const MAX_PRIORITY: i64 = 10;
 const DEFAULT_PRIORITY: i64 = 5;
 /// The tag the sandbox hands out "during the integration process".
@@ -93,27 +102,6 @@ pub struct PlaymentSim {
     signing_secret: [u8; 32],
 }
 
-fn hash(seed: u64, what: &str, data: &[u8]) -> [u8; 32] {
-    Sha256::new()
-        .chain_update(seed.to_le_bytes())
-        .chain_update(what.as_bytes())
-        .chain_update([0])
-        .chain_update(data)
-        .finalize()
-        .into()
-}
-
-fn unit(h: &[u8]) -> f64 {
-    (u64::from_le_bytes(h[..8].try_into().unwrap()) >> 11) as f64 / (1u64 << 53) as f64
-}
-
-fn seeded_uuid(seed: u64, what: &str, data: &[u8]) -> Uuid {
-    let mut b: [u8; 16] = hash(seed, what, data)[..16].try_into().unwrap();
-    b[6] = (b[6] & 0x0f) | 0x40;
-    b[8] = (b[8] & 0x3f) | 0x80;
-    Uuid::from_bytes(b)
-}
-
 /// The seeded API key.
 pub fn api_key(seed: u64) -> String {
     format!("sandbox-{}", &hex::encode(hash(seed, "api_key", &[]))[..24])
@@ -143,8 +131,8 @@ fn is_url(s: &str) -> bool {
         && !s.contains(char::is_whitespace)
 }
 
-/// Checks `data` against the shapes of playment.md section 4; the number of frames, or the FS_0003
-/// message.
+/// Checks `data` against the documented image, video and sensor shapes; the number of frames, or
+/// the FS_0003 message.
 fn frames_of(data: &Map<String, Value>) -> Result<u64, String> {
     fn unique_frames(frames: &[Value], url_field: Option<&str>) -> Result<u64, String> {
         let mut seen = HashSet::new();
@@ -202,9 +190,9 @@ impl PlaymentSim {
         let seed = shared.config.seed;
         let origin = shared.clock.origin_ms();
         let project = |n: u8, name: &str| {
-            let id = seeded_uuid(seed, "project", &[n]);
+            let id = seeded::uuid(seed, "project", &[n]);
             let default = Batch {
-                id: seeded_uuid(seed, "default-batch", &[n]),
+                id: seeded::uuid(seed, "default-batch", &[n]),
                 name: "Default batch".into(),
                 description: "Jobs created without a batch_id".into(),
                 is_default: true,
@@ -310,7 +298,7 @@ impl PlaymentSim {
             .filter_map(|f| f.get("frame_id").and_then(Value::as_str).map(String::from))
             .collect();
         let id = |i: usize| {
-            seeded_uuid(
+            seeded::uuid(
                 seed,
                 "annotation",
                 &[job.id.as_bytes(), &[i as u8][..]].concat(),
@@ -517,7 +505,7 @@ async fn create_job(
         return Err(bad("FS_0001", "Duplicate Reference Id"));
     }
     let n = proj.jobs.len() as u64;
-    let id = seeded_uuid(
+    let id = seeded::uuid(
         seed,
         "job",
         &[proj.id.as_bytes(), &n.to_le_bytes()[..]].concat(),
@@ -586,7 +574,7 @@ async fn create_batch(
         ));
     }
     let n = proj.batches.len() as u64;
-    let id = seeded_uuid(
+    let id = seeded::uuid(
         a.shared.config.seed,
         "batch",
         &[proj.id.as_bytes(), &n.to_le_bytes()[..]].concat(),
@@ -645,21 +633,14 @@ async fn get_batch(
         .iter()
         .find(|x| x.id == id)
         .ok_or_else(|| bad("resource_error", "batch not found"))?;
-    let start = match q.get("page_token").filter(|t| !t.is_empty()) {
-        None => 0,
-        Some(t) => {
-            let cursor: u64 = t
-                .parse()
-                .map_err(|_| bad("invalid_request_error", "Invalid pageToken provided"))?;
-            b.jobs
-                .iter()
-                .position(|&j| proj.jobs[j].cursor == cursor)
-                .ok_or_else(|| bad("invalid_request_error", "Invalid pageToken provided"))?
-        }
-    };
+    let token = q.get("page_token");
+    let page = paging::token_range(token, PAGE_SIZE, b.jobs.len(), |t| {
+        let cursor: u64 = t.parse().ok()?;
+        b.jobs.iter().position(|&j| proj.jobs[j].cursor == cursor)
+    })
+    .map_err(|()| bad("invalid_request_error", "Invalid pageToken provided"))?;
     let now = a.now();
-    let end = (start + PAGE_SIZE).min(b.jobs.len());
-    let jobs: Vec<Value> = b.jobs[start..end]
+    let jobs: Vec<Value> = b.jobs[page.clone()]
         .iter()
         .map(|&j| {
             let job = &proj.jobs[j];
@@ -674,15 +655,22 @@ async fn get_batch(
             item
         })
         .collect();
-    let next = b
-        .jobs
-        .get(end)
-        .map(|&j| proj.jobs[j].cursor.to_string())
-        .unwrap_or_default();
-    Ok(ok(
-        json!({"id": b.id.to_string(), "project_id": proj.id.to_string(), "name": b.name,
-        "jobs": jobs, "next_page_token": next}),
-    ))
+    let facts = paging::Facts {
+        page: paging::Page {
+            number: 1,
+            size: PAGE_SIZE as u64,
+        },
+        total: b.jobs.len() as u64,
+        next_token: b
+            .jobs
+            .get(page.end)
+            .map(|&j| proj.jobs[j].cursor.to_string())
+            .unwrap_or_default(),
+    };
+    let mut body =
+        json!({"id": b.id.to_string(), "project_id": proj.id.to_string(), "name": b.name});
+    JOBS.write(body.as_object_mut().expect("an object"), jobs, &facts);
+    Ok(ok(body))
 }
 
 async fn details(State(a): S, Path(project): Path<String>, headers: HeaderMap) -> Answer {

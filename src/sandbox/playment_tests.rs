@@ -1,4 +1,4 @@
-//! The Playment sandbox over real sockets, as a client sees it (vendors/playment.md section 6).
+//! The Playment sandbox over real sockets, as a client sees it (docs/vendors/playment.md).
 
 use std::time::Duration;
 

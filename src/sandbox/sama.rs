@@ -1,4 +1,4 @@
-//! The Sama Platform API simulator (`api.sama.com/v2`; vendors/sama.md section 6).
+//! The Sama Platform API simulator (`api.sama.com/v2`; wire facts: docs/vendors/sama.md).
 //!
 //! Sama's model against the neutral one: project = project (seeded: 117 and 118 for the sandbox key,
 //! 999 for another customer), Batch = the tasks sharing one `client_batch_id` input value, record = a
@@ -24,8 +24,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{FromRequestParts, Path, RawPathParams, State};
 use axum::http::header::CONTENT_TYPE;
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put, MethodRouter};
@@ -34,18 +35,32 @@ use parking_lot::Mutex;
 use serde_json::{json, Map, Value};
 
 use super::clock::{iso_ms, parse_instant_us, seconds_to_ms};
-use super::paging::Query;
+use super::paging::{Envelope, Facts, Page, Paging, Query};
 use super::sama_store::{
     base64, creation_status, hmac_sha256, seeded_hex, validate, Callback, CallbackAuth,
     DeliveredCache, SimBatch, Store, Task, CLIENT_BATCH_INPUT, STATS_KEY_INPUT,
 };
 use super::{Routes, Shared, Simulator};
 
+#[path = "sama_delivery.rs"]
+mod delivery;
+#[path = "sama_hooks.rs"]
+mod hooks;
+#[path = "sama_reads.rs"]
+mod reads;
+
+use hooks::{sim_callback_log, sim_callbacks, sim_config, sim_schema};
+use reads::{batch_status, delivered_get, delivered_post, multi_status, task_status};
+
 /// Inline batch creation takes at most 1,000 tasks.
 const INLINE_LIMIT: usize = 1000;
-const BATCH_PAGE_MAX: u64 = 1000;
-const STATUS_PAGE_MAX: u64 = 100;
 const DELIVERED_PAGE_MAX: u64 = 1000;
+/// A batch's status lists up to 1,000 of its tasks a page; `page_size=0` lists none.
+const BATCH_PAGING: Paging = paging(1000, 0);
+const STATUS_PAGING: Paging = paging(100, 1);
+const DELIVERED_PAGING: Paging = paging(DELIVERED_PAGE_MAX, 1);
+/// Task listings carry the tasks only: no total, no next page.
+const TASKS: Envelope = Envelope::items("tasks");
 const TICK: Duration = Duration::from_millis(50);
 
 pub struct SamaSim {
@@ -60,6 +75,26 @@ pub struct SamaSim {
 
 type Answer = Result<Response, Response>;
 type S = State<Arc<SamaSim>>;
+
+/// An authorised call to a project's endpoint: the `access_key` is the sandbox's and the project
+/// `{p}` one it may use; `pid` is its id. Extracted before anything else of the request is looked at.
+struct Project(Arc<SamaSim>, u64);
+
+impl FromRequestParts<Arc<SamaSim>> for Project {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, a: &Arc<SamaSim>) -> Result<Self, Response> {
+        let params = RawPathParams::from_request_parts(parts, a)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        let p = params
+            .iter()
+            .find(|(k, _)| *k == "p")
+            .map_or("", |(_, v)| v);
+        let pid = a.enter(&parts.uri, p)?;
+        Ok(Project(Arc::clone(a), pid))
+    }
+}
 
 fn errors(status: StatusCode, kind: Value, message: &str) -> Response {
     (
@@ -94,29 +129,61 @@ fn bool_param(q: &Query, name: &str, default: bool) -> bool {
     }
 }
 
-/// `page` (1-based) and `page_size` (clamped to `max`; `Some(0)` only where allowed).
-fn page_params(q: &Query, default: u64, max: u64) -> (u64, u64) {
-    let page = q
-        .get("page")
-        .and_then(|p| p.trim().parse::<u64>().ok())
-        .unwrap_or(1)
-        .max(1);
-    let size = q
-        .get("page_size")
-        .and_then(|p| p.trim().parse::<u64>().ok())
-        .map(|s| s.min(max))
-        .unwrap_or(default);
-    (page, size)
+/// `page` (1-based) and `page_size`, both read leniently, the size at most `max` (also the default)
+/// and at least `min`.
+const fn paging(max: u64, min: u64) -> Paging {
+    Paging::new("page", "page_size", max, max).lenient(min)
 }
 
-fn window<T: Clone>(items: &[T], page: u64, size: u64) -> Vec<T> {
-    let skip = ((page - 1) * size) as usize;
-    items
-        .iter()
-        .skip(skip)
-        .take(size as usize)
-        .cloned()
-        .collect()
+fn page_of(q: &Query, paging: &Paging) -> Page {
+    paging.read(q).expect("lenient numbers are never refused")
+}
+
+/// What a Sama listing says about the rest: nothing (`TASKS` writes no counts).
+fn no_facts(page: Page) -> Facts {
+    Facts {
+        page,
+        total: 0,
+        next_token: String::new(),
+    }
+}
+
+/// The batch `bid` of project `pid`, or 404.
+fn batch_in(st: &Store, pid: u64, bid: u64) -> Result<&SimBatch, Response> {
+    st.batches
+        .get(&bid)
+        .filter(|x| x.project == pid)
+        .ok_or_else(not_found)
+}
+
+/// An empty body reads as `{}`.
+fn json_or_empty(body: &[u8]) -> Result<Value, Response> {
+    if body.is_empty() {
+        return Ok(json!({}));
+    }
+    serde_json::from_slice(body).map_err(|e| bad_request(&format!("Invalid JSON body: {e}")))
+}
+
+/// An optional instant parameter (`from`, `to`), in microseconds.
+fn instant_param(q: &Query, name: &str) -> Result<Option<i64>, Response> {
+    match q.get(name) {
+        Some(v) if !v.is_empty() => parse_instant_us(v)
+            .map(Some)
+            .ok_or_else(|| bad_request(&format!("Invalid {name}: {v}"))),
+        _ => Ok(None),
+    }
+}
+
+/// The strings of an array field (`reasons`), none when absent.
+fn strings(v: &Value, key: &str) -> Vec<String> {
+    v.get(key)
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|x| x.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// Comma lists allowed.
@@ -173,237 +240,6 @@ impl SamaSim {
         }
         self.settle();
         Ok(pid)
-    }
-
-    fn start_ticker(self: &Arc<Self>) {
-        if self.ticker.swap(true, Ordering::SeqCst) {
-            return;
-        }
-        let me = Arc::downgrade(self);
-        tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(TICK).await;
-                match me.upgrade() {
-                    Some(s) => s.settle(),
-                    None => return,
-                }
-            }
-        });
-    }
-
-    /// Counts newly created tasks, and sends the creation and delivery callbacks that are due.
-    fn settle(self: &Arc<Self>) {
-        let now = self.now();
-        let mut sends = Vec::new();
-        let mut created_keys = Vec::new();
-        {
-            let mut st = self.store.lock();
-            // Tasks before `settled_upto` are settled for good; without a delivery callback anywhere, they need
-            // no look (this runs on every request: a scan of 100,000 tasks each time would dominate).
-            let deliveries = st.projects.iter().any(|p| p.delivery_callback.is_some());
-            let from = if deliveries { 0 } else { st.settled_upto };
-            for i in from..st.tasks.len() {
-                let t = &st.tasks[i];
-                if !t.settled && !t.canceled && now >= t.scheduled_ms {
-                    let project = st.project(t.project);
-                    let cb = project.and_then(|p| p.creation_callback.clone());
-                    let (attempts, backoff) = project
-                        .map(|p| (p.callback_attempts, p.callback_backoff_ms))
-                        .unwrap_or((5, 1000));
-                    if let Some(errs) = &t.errors {
-                        if let Some(cb) = cb {
-                            let defaults = Store::default_answers(t);
-                            let questions: Map<String, Value> = t
-                                .data
-                                .iter()
-                                .filter(|(k, _)| !k.starts_with("output_"))
-                                .map(|(k, v)| (k.clone(), v.clone()))
-                                .collect();
-                            let message = errs
-                                .first()
-                                .and_then(|e| e.get("message"))
-                                .cloned()
-                                .unwrap_or(json!("Task creation failed"));
-                            let payload = json!({"success": false, "errors": [{
-                                "task_id": t.id, "type": 400, "message": message,
-                                "request_data": {"project_id": t.project, "questions": questions,
-                                                 "default_answers": defaults, "priority": t.priority}}]});
-                            sends.push((cb, "creation", t.id.clone(), payload, attempts, backoff));
-                        }
-                    } else {
-                        created_keys.push(match t.data.get(STATS_KEY_INPUT) {
-                            Some(Value::String(s)) => s.clone(),
-                            Some(v @ Value::Number(_)) => v.to_string(),
-                            _ => t.id.clone(),
-                        });
-                        if let Some(cb) = cb {
-                            let mut task = json!({
-                                "id": t.id, "project_id": t.project, "created_at": iso_ms(t.scheduled_ms),
-                                "state": st.state(t, now), "data": t.data, "answers": {},
-                            });
-                            if let Some(o) = task.as_object_mut() {
-                                o.insert("batch_id".into(), json!(t.batch));
-                            }
-                            sends.push((
-                                cb,
-                                "creation",
-                                t.id.clone(),
-                                json!({ "task": task }),
-                                attempts,
-                                backoff,
-                            ));
-                        }
-                    }
-                    st.tasks[i].settled = true;
-                }
-                let t = &st.tasks[i];
-                if deliveries && st.visible(t, now) {
-                    let deliver = st.deliver_ms(t);
-                    if now >= deliver && t.delivery_notified != Some(deliver) {
-                        let project = st.project(t.project);
-                        if let Some(cb) = project.and_then(|p| p.delivery_callback.clone()) {
-                            let p = project.expect("checked");
-                            let payload = json!({"task": st.task_json(t, now, true)});
-                            sends.push((
-                                cb,
-                                "delivery",
-                                t.id.clone(),
-                                payload,
-                                p.callback_attempts,
-                                p.callback_backoff_ms,
-                            ));
-                        }
-                        st.tasks[i].delivery_notified = Some(deliver);
-                    }
-                }
-            }
-            while st
-                .tasks
-                .get(st.settled_upto)
-                .is_some_and(|t| t.settled || t.canceled)
-            {
-                st.settled_upto += 1;
-            }
-        }
-        if !created_keys.is_empty() {
-            self.shared
-                .stats
-                .created(created_keys.iter().map(String::as_str));
-        }
-        for (cb, kind, task_id, payload, attempts, backoff) in sends {
-            let me = self.clone();
-            tokio::spawn(async move {
-                me.post_callback(cb, kind, task_id, payload, attempts, backoff)
-                    .await
-            });
-        }
-    }
-
-    /// Posts one payload: up to `attempts` tries, waiting `backoff * 2^n` between them.
-    async fn post_callback(
-        self: Arc<Self>,
-        cb: Callback,
-        kind: &'static str,
-        task_id: String,
-        payload: Value,
-        attempts: u32,
-        backoff_ms: u64,
-    ) {
-        let body = serde_json::to_vec(&payload).unwrap_or_default();
-        let mut url = match url::Url::parse(&cb.url) {
-            Ok(u) => u,
-            Err(_) => return,
-        };
-        if let CallbackAuth::AccessKey(k) = &cb.auth {
-            url.query_pairs_mut().append_pair("access_key", k);
-        }
-        for attempt in 1..=attempts.max(1) {
-            let mut rb = self
-                .http
-                .post(url.clone())
-                .header("content-type", "application/json")
-                .body(body.clone());
-            match &cb.auth {
-                CallbackAuth::Basic { username, password } => {
-                    rb = rb.header(
-                        "authorization",
-                        format!(
-                            "Basic {}",
-                            base64(format!("{username}:{password}").as_bytes())
-                        ),
-                    );
-                }
-                CallbackAuth::Token(t) => rb = rb.header("x-auth-token", t),
-                CallbackAuth::Hmac { key_id, secret } => {
-                    let date = chrono::Utc::now()
-                        .format("%a, %d %b %Y %H:%M:%S GMT")
-                        .to_string();
-                    let target = match url.query() {
-                        Some(q) => format!("{}?{q}", url.path()),
-                        None => url.path().to_string(),
-                    };
-                    let mut to_sign = format!("POST\n{target}\n{date}\n").into_bytes();
-                    to_sign.extend_from_slice(&body);
-                    let sig = base64(&hmac_sha256(secret.as_bytes(), &to_sign));
-                    rb = rb
-                        .header("x-wsm-date", date)
-                        .header("authorization", format!("HMAC-SHA256 {key_id}:{sig}"));
-                }
-                CallbackAuth::AccessKey(_) | CallbackAuth::None => {}
-            }
-            let (status, reply, error) = match rb.send().await {
-                Ok(r) => {
-                    let status = r.status().as_u16();
-                    let text = r.bytes().await.unwrap_or_default();
-                    (Some(status), text, None)
-                }
-                Err(e) => (None, Bytes::new(), Some(e.to_string())),
-            };
-            let ok = status.is_some_and(|s| (200..300).contains(&s));
-            self.callback_log.lock().0.push(json!({
-                "kind": kind, "task_id": task_id, "attempt": attempt, "status": status,
-                "ok": ok, "error": error,
-            }));
-            if ok {
-                if kind == "delivery" {
-                    self.after_delivery_callback(&task_id, &reply);
-                }
-                return;
-            }
-            if attempt < attempts {
-                let wait = backoff_ms.saturating_mul(1 << (attempt - 1).min(20));
-                tokio::time::sleep(Duration::from_millis(wait)).await;
-            }
-        }
-        self.callback_log.lock().1.push(json!({
-            "kind": kind, "task_id": task_id, "payload": payload,
-        }));
-    }
-
-    /// A 2xx acknowledges the delivery; `{"reject": true, "reasons": [...]}` in it rejects the task instead
-    /// (the rejection format is ours: Sama's is not public).
-    fn after_delivery_callback(&self, task_id: &str, reply: &[u8]) {
-        let now = self.now();
-        let mut st = self.store.lock();
-        let Some(&i) = st.by_id.get(task_id) else {
-            return;
-        };
-        let reply: Value = serde_json::from_slice(reply).unwrap_or(Value::Null);
-        if reply.get("reject").and_then(Value::as_bool) == Some(true) {
-            let reasons = reply
-                .get("reasons")
-                .and_then(Value::as_array)
-                .map(|rs| {
-                    rs.iter()
-                        .filter_map(|r| r.as_str().map(str::to_string))
-                        .collect()
-                })
-                .unwrap_or_default();
-            st.task_mut(i).rejected = Some((now, reasons));
-        } else {
-            let deliver = st.deliver_ms(&st.tasks[i]);
-            st.task_mut(i).acknowledged = Some(deliver);
-        }
     }
 
     fn project_schema(st: &Store, pid: u64) -> Value {
@@ -475,21 +311,13 @@ impl SamaSim {
             let id = st.new_task_id();
             let priority = item.get("priority").and_then(Value::as_i64).unwrap_or(0);
             let submit = item.get("submit").and_then(Value::as_bool).unwrap_or(false);
+            let data = data.as_object().cloned().unwrap_or_default();
+            let at = now + span * (k as i64 + 1) / n.max(1);
             let task = Task {
-                id: id.clone(),
-                project: pid,
-                batch: bid,
-                data: data.as_object().cloned().unwrap_or_default(),
                 priority,
                 submit,
-                scheduled_ms: now + span * (k as i64 + 1) / n.max(1),
                 errors,
-                canceled: false,
-                deleted: false,
-                rejected: None,
-                acknowledged: None,
-                settled: false,
-                delivery_notified: None,
+                ..Task::scheduled(id.clone(), pid, bid, data, at)
             };
             let i = st.tasks.len();
             st.by_id.insert(id.clone(), i);
@@ -517,79 +345,6 @@ impl SamaSim {
             b.signature
         )
     }
-
-    fn tasks_page(&self, st: &Store, matching: Vec<usize>, now: i64, answers: bool) -> Vec<Value> {
-        matching
-            .into_iter()
-            .map(|i| st.task_json(&st.tasks[i], now, answers))
-            .collect()
-    }
-
-    /// Delivered tasks of a project matching the filters, ordered by (delivery time, id). The answer is
-    /// kept and reused while nothing it depends on changes (no task changed, none added, and the clock has
-    /// not reached the next task's delivery): paging through 100,000 delivered tasks would otherwise
-    /// filter and sort the whole project once per page.
-    #[allow(clippy::too_many_arguments)]
-    fn delivered(
-        st: &mut Store,
-        pid: u64,
-        now: i64,
-        batch_ids: Option<&[String]>,
-        cbids: Option<&[String]>,
-        match_type: Option<&str>,
-        task_ids: Option<&[String]>,
-        from_us: Option<i64>,
-    ) -> Arc<Vec<(i64, usize)>> {
-        let key = format!("{pid}|{batch_ids:?}|{cbids:?}|{match_type:?}|{task_ids:?}|{from_us:?}");
-        if let Some(list) = st.delivered_cache.as_ref().and_then(|c| {
-            (c.key == key
-                && c.generation == st.generation
-                && c.tasks_len == st.tasks.len()
-                && (c.computed_at..c.valid_until).contains(&now))
-            .then(|| c.list.clone())
-        }) {
-            return list;
-        }
-        let mut valid_until = i64::MAX;
-        let mut out: Vec<(i64, usize)> = Vec::new();
-        for (i, t) in st.tasks.iter().enumerate() {
-            if t.project != pid
-                || t.canceled
-                || t.deleted
-                || t.errors.is_some()
-                || batch_ids.is_some_and(|b| !b.contains(&t.batch.to_string()))
-                || task_ids.is_some_and(|ids| !ids.contains(&t.id))
-                || cbids.is_some_and(|c| {
-                    !match_cbid(Store::client_batch_id_ref(t).as_deref(), c, match_type)
-                })
-            {
-                continue;
-            }
-            let deliver = st.deliver_ms(t);
-            if from_us.is_some_and(|f| deliver * 1000 < f) {
-                continue;
-            }
-            // Delivered (or acknowledged) once the clock has passed both its scheduling and its delivery.
-            let delivered_from = deliver.max(t.scheduled_ms);
-            if now >= delivered_from {
-                out.push((deliver, i));
-            } else {
-                valid_until = valid_until.min(delivered_from);
-            }
-        }
-        // (delivery time, id) is unique per task: an unstable sort gives the same order, faster.
-        out.sort_unstable_by(|a, b| (a.0, &st.tasks[a.1].id).cmp(&(b.0, &st.tasks[b.1].id)));
-        let list = Arc::new(out);
-        st.delivered_cache = Some(DeliveredCache {
-            key,
-            generation: st.generation,
-            tasks_len: st.tasks.len(),
-            computed_at: now,
-            valid_until,
-            list: list.clone(),
-        });
-        list
-    }
 }
 
 // ---- handlers ----------------------------------------------------------------------------------
@@ -607,14 +362,12 @@ async fn project_info(State(a): S, Path(p): Path<String>, uri: Uri) -> Answer {
     .into_response())
 }
 
-async fn create_schema(State(a): S, Path(p): Path<String>, uri: Uri) -> Answer {
-    let pid = a.enter(&uri, &p)?;
+async fn create_schema(Project(a, pid): Project) -> Answer {
     let st = a.store.lock();
     Ok(Json(SamaSim::project_schema(&st, pid)).into_response())
 }
 
-async fn deliver_schema(State(a): S, Path(p): Path<String>, uri: Uri) -> Answer {
-    let pid = a.enter(&uri, &p)?;
+async fn deliver_schema(Project(a, pid): Project) -> Answer {
     let st = a.store.lock();
     let inputs = SamaSim::project_schema(&st, pid);
     let project = st.project(pid).expect("checked");
@@ -638,20 +391,8 @@ async fn deliver_schema(State(a): S, Path(p): Path<String>, uri: Uri) -> Answer 
     .into_response())
 }
 
-async fn create_batch(
-    State(a): S,
-    Path(p): Path<String>,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Answer {
-    let pid = a.enter(&uri, &p)?;
-    let req: Value = if body.is_empty() {
-        json!({})
-    } else {
-        serde_json::from_slice(&body)
-            .map_err(|e| bad_request(&format!("Invalid JSON body: {e}")))?
-    };
+async fn create_batch(Project(a, pid): Project, headers: HeaderMap, body: Bytes) -> Answer {
+    let req = json_or_empty(&body)?;
     let now = a.now();
     let mut st = a.store.lock();
     let inline = match req.get("tasks") {
@@ -752,16 +493,11 @@ async fn upload_file(State(a): S, Path(token): Path<String>, uri: Uri, body: Byt
     res
 }
 
-async fn continue_batch(State(a): S, Path((p, b)): Path<(String, String)>, uri: Uri) -> Answer {
-    let pid = a.enter(&uri, &p)?;
+async fn continue_batch(Project(a, pid): Project, Path((_, b)): Path<(String, String)>) -> Answer {
     let bid = parse_id(&b)?;
     let now = a.now();
     let mut st = a.store.lock();
-    let batch = st
-        .batches
-        .get(&bid)
-        .filter(|x| x.project == pid)
-        .ok_or_else(not_found)?;
+    let batch = batch_in(&st, pid, bid)?;
     if batch.continued_ms.is_some() || batch.canceled_ms.is_some() {
         return Err(bad_request(&format!(
             "Batch {bid} is not waiting for a tasks file"
@@ -786,16 +522,11 @@ async fn continue_batch(State(a): S, Path((p, b)): Path<(String, String)>, uri: 
     Ok(Json(json!({"batch_id": bid})).into_response())
 }
 
-async fn cancel_batch(State(a): S, Path((p, b)): Path<(String, String)>, uri: Uri) -> Answer {
-    let pid = a.enter(&uri, &p)?;
+async fn cancel_batch(Project(a, pid): Project, Path((_, b)): Path<(String, String)>) -> Answer {
     let bid = parse_id(&b)?;
     let now = a.now();
     let mut st = a.store.lock();
-    let batch = st
-        .batches
-        .get(&bid)
-        .filter(|x| x.project == pid)
-        .ok_or_else(not_found)?;
+    let batch = batch_in(&st, pid, bid)?;
     let (state, _) = st.batch_summary(batch, now);
     if !matches!(state, "waiting" | "processing") {
         return Err(bad_request(&format!(
@@ -820,261 +551,13 @@ async fn cancel_batch(State(a): S, Path((p, b)): Path<(String, String)>, uri: Ur
     )
 }
 
-async fn batch_status(State(a): S, Path((p, b)): Path<(String, String)>, uri: Uri) -> Answer {
-    let pid = a.enter(&uri, &p)?;
-    let bid = parse_id(strip_json(&b)?)?;
-    let q = Query::parse(uri.query());
-    let omit_failed = bool_param(&q, "omit_failed_task_data", false);
-    let (page, size) = page_params(&q, BATCH_PAGE_MAX, BATCH_PAGE_MAX);
-    let now = a.now();
-    let st = a.store.lock();
-    let batch = st
-        .batches
-        .get(&bid)
-        .filter(|x| x.project == pid)
-        .ok_or_else(not_found)?;
-    let (state, [n, created, failed, canceled]) = st.batch_summary(batch, now);
-    let mut out = json!({
-        "batch_id": batch.id, "project_id": pid, "state": state,
-        "tasks_file_name": batch.tasks_file_name, "notification_email": batch.notification_email,
-        "created_at": iso_ms(batch.created_ms),
-        "tasks_count": n, "created_count": created, "failed_count": failed, "canceled_count": canceled,
-        "messages": batch.messages,
-    });
-    if size > 0 {
-        let tasks: Vec<Value> = window(&batch.entries, page, size)
-            .into_iter()
-            .map(|i| {
-                let t = &st.tasks[i];
-                let status = creation_status(batch, t, now);
-                let mut e = json!({"id": t.id, "status": status});
-                if matches!(status, "failed" | "canceled") && !omit_failed {
-                    e["data"] = Value::Object(t.data.clone());
-                }
-                if status == "failed" {
-                    e["errors"] = json!(t.errors);
-                }
-                e
-            })
-            .collect();
-        out["tasks"] = json!(tasks);
-    }
-    Ok(Json(out).into_response())
-}
-
-async fn task_status(State(a): S, Path((p, t)): Path<(String, String)>, uri: Uri) -> Answer {
-    let pid = a.enter(&uri, &p)?;
-    let tid = strip_json(&t)?;
-    let now = a.now();
-    let st = a.store.lock();
-    let &i = st.by_id.get(tid).ok_or_else(not_found)?;
-    let task = &st.tasks[i];
-    if task.project != pid || !st.visible(task, now) {
-        return Err(not_found());
-    }
-    Ok(Json(json!({"task": st.task_json(task, now, true)})).into_response())
-}
-
-async fn multi_status(State(a): S, Path(p): Path<String>, uri: Uri) -> Answer {
-    let pid = a.enter(&uri, &p)?;
-    let q = Query::parse(uri.query());
-    let now = a.now();
-    let mut st = a.store.lock();
-    if st.config.status_rate_limit {
-        let at = std::time::Instant::now();
-        if st
-            .last_status_call
-            .is_some_and(|last| at.duration_since(last) < Duration::from_secs(1))
-        {
-            let mut res = errors(
-                StatusCode::TOO_MANY_REQUESTS,
-                json!(429),
-                "Rate limit exceeded: 1 request per second",
-            );
-            res.headers_mut()
-                .insert("retry-after", HeaderValue::from_static("1"));
-            return Err(res);
-        }
-        st.last_status_call = Some(at);
-    }
-    let (page, size) = page_params(&q, STATUS_PAGE_MAX, STATUS_PAGE_MAX);
-    let size = size.max(1);
-    let omit_answers = bool_param(&q, "omit_answers", true);
-    let batch_ids = list_param(&q, "batch_id");
-    let cbids = list_param(&q, "client_batch_id");
-    let match_type = q.get("client_batch_id_match_type");
-    let task_ids = list_param(&q, "task_id").or_else(|| list_param(&q, "task_ids"));
-    let state = q.get("state").map(|s| s.trim().to_ascii_lowercase());
-    let date_type = q.get("date_type").unwrap_or("created_at");
-    let from = match q.get("from") {
-        Some(v) if !v.is_empty() => {
-            Some(parse_instant_us(v).ok_or_else(|| bad_request(&format!("Invalid from: {v}")))?)
-        }
-        _ => None,
-    };
-    let to = match q.get("to") {
-        Some(v) if !v.is_empty() => {
-            Some(parse_instant_us(v).ok_or_else(|| bad_request(&format!("Invalid to: {v}")))?)
-        }
-        _ => None,
-    };
-    let matching: Vec<usize> = (0..st.tasks.len())
-        .filter(|&i| {
-            let t = &st.tasks[i];
-            if t.project != pid || !st.visible(t, now) {
-                return false;
-            }
-            if batch_ids
-                .as_ref()
-                .is_some_and(|b| !b.contains(&t.batch.to_string()))
-            {
-                return false;
-            }
-            if cbids
-                .as_ref()
-                .is_some_and(|c| !match_cbid(Store::client_batch_id(t).as_deref(), c, match_type))
-            {
-                return false;
-            }
-            if task_ids.as_ref().is_some_and(|ids| !ids.contains(&t.id)) {
-                return false;
-            }
-            if state.as_deref().is_some_and(|s| s != st.state(t, now)) {
-                return false;
-            }
-            let when_ms = match date_type {
-                "delivered_at" | "completion_date" => st.deliver_ms(t),
-                "updated_at" => t.rejected.as_ref().map(|r| r.0).unwrap_or(t.scheduled_ms),
-                _ => t.scheduled_ms,
-            } * 1000;
-            from.is_none_or(|f| when_ms >= f) && to.is_none_or(|x| when_ms <= x)
-        })
-        .collect();
-    let tasks = a.tasks_page(&st, window(&matching, page, size), now, !omit_answers);
-    st.last_status_call = Some(std::time::Instant::now());
-    Ok(Json(json!({ "tasks": tasks })).into_response())
-}
-
-async fn delivered_get(State(a): S, Path(p): Path<String>, uri: Uri) -> Answer {
-    let pid = a.enter(&uri, &p)?;
-    let q = Query::parse(uri.query());
-    let from = match q.get("from") {
-        Some(v) if !v.is_empty() => {
-            Some(parse_instant_us(v).ok_or_else(|| bad_request(&format!("Invalid from: {v}")))?)
-        }
-        _ => None,
-    };
-    let (page, size) = page_params(&q, DELIVERED_PAGE_MAX, DELIVERED_PAGE_MAX);
-    let size = size.max(1);
-    let now = a.now();
-    let mut st = a.store.lock();
-    let (b, c, t) = (
-        list_param(&q, "batch_id"),
-        list_param(&q, "client_batch_id"),
-        list_param(&q, "task_id"),
-    );
-    let all = SamaSim::delivered(
-        &mut st,
-        pid,
-        now,
-        b.as_deref(),
-        c.as_deref(),
-        q.get("client_batch_id_match_type"),
-        t.as_deref(),
-        from,
-    );
-    let page = window(&all, page, size);
-    let mut body = Vec::with_capacity(16 + page.len() * 512);
-    body.extend_from_slice(b"{\"tasks\":[");
-    for (n, (_, i)) in page.into_iter().enumerate() {
-        if n > 0 {
-            body.push(b',');
-        }
-        st.write_task_json(&mut body, &st.tasks[i], now, true);
-    }
-    body.extend_from_slice(b"]}");
-    Ok(([(CONTENT_TYPE, "application/json")], body).into_response())
-}
-
-/// Consumer mode: deliveries this consumer has not been given yet; `page`/`page_size` are ignored.
-async fn delivered_post(State(a): S, Path(p): Path<String>, uri: Uri, body: Bytes) -> Answer {
-    let pid = a.enter(&uri, &p)?;
-    let req: Value = if body.is_empty() {
-        json!({})
-    } else {
-        serde_json::from_slice(&body)
-            .map_err(|e| bad_request(&format!("Invalid JSON body: {e}")))?
-    };
-    let text_list = |k: &str| -> Option<Vec<String>> {
-        match req.get(k) {
-            None | Some(Value::Null) => None,
-            Some(Value::String(s)) => Some(s.split(',').map(|x| x.trim().to_string()).collect()),
-            Some(v) => Some(vec![v.to_string()]),
-        }
-    };
-    let consumer = req
-        .get("consumer")
-        .and_then(Value::as_str)
-        .unwrap_or("default")
-        .to_string();
-    let limit = req
-        .get("limit")
-        .and_then(Value::as_u64)
-        .unwrap_or(DELIVERED_PAGE_MAX)
-        .clamp(1, DELIVERED_PAGE_MAX) as usize;
-    let now = a.now();
-    let mut st = a.store.lock();
-    let (b, c) = (text_list("batch_id"), text_list("client_batch_id"));
-    let all = SamaSim::delivered(
-        &mut st,
-        pid,
-        now,
-        b.as_deref(),
-        c.as_deref(),
-        req.get("client_batch_id_match_type")
-            .and_then(Value::as_str),
-        None,
-        None,
-    );
-    let seen = st
-        .consumers
-        .remove(&(pid, consumer.clone()))
-        .unwrap_or_default();
-    let fresh: Vec<(i64, usize)> = all
-        .iter()
-        .copied()
-        .filter(|(d, i)| !seen.contains(&(*i, *d)))
-        .take(limit)
-        .collect();
-    let mut seen: HashSet<(usize, i64)> = seen;
-    let tasks: Vec<Value> = fresh
-        .iter()
-        .map(|&(d, i)| {
-            seen.insert((i, d));
-            st.task_json(&st.tasks[i], now, true)
-        })
-        .collect();
-    st.consumers.insert((pid, consumer), seen);
-    Ok(Json(json!({ "tasks": tasks })).into_response())
-}
-
 async fn reject_task(
-    State(a): S,
-    Path((p, t)): Path<(String, String)>,
-    uri: Uri,
+    Project(a, pid): Project,
+    Path((_, t)): Path<(String, String)>,
     body: Bytes,
 ) -> Answer {
-    let pid = a.enter(&uri, &p)?;
     let req: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    let reasons: Vec<String> = req
-        .get("reasons")
-        .and_then(Value::as_array)
-        .map(|rs| {
-            rs.iter()
-                .filter_map(|r| r.as_str().map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default();
+    let reasons = strings(&req, "reasons");
     let now = a.now();
     let mut st = a.store.lock();
     let &i = st.by_id.get(&t).ok_or_else(not_found)?;
@@ -1106,8 +589,7 @@ fn task_ids_body(body: &[u8]) -> Result<(Value, Vec<String>), Response> {
     Ok((req, ids))
 }
 
-async fn bulk_update(State(a): S, Path(p): Path<String>, uri: Uri, body: Bytes) -> Answer {
-    let pid = a.enter(&uri, &p)?;
+async fn bulk_update(Project(a, pid): Project, body: Bytes) -> Answer {
     let (req, ids) = task_ids_body(&body)?;
     let priority = req
         .get("priority")
@@ -1127,8 +609,7 @@ async fn bulk_update(State(a): S, Path(p): Path<String>, uri: Uri, body: Bytes) 
     Ok(Json(json!({"updated_count": updated})).into_response())
 }
 
-async fn delete_tasks(State(a): S, Path(p): Path<String>, uri: Uri, body: Bytes) -> Answer {
-    let pid = a.enter(&uri, &p)?;
+async fn delete_tasks(Project(a, pid): Project, body: Bytes) -> Answer {
     let (_, ids) = task_ids_body(&body)?;
     let mut st = a.store.lock();
     let mut deleted = 0;
@@ -1143,8 +624,7 @@ async fn delete_tasks(State(a): S, Path(p): Path<String>, uri: Uri, body: Bytes)
     Ok(Json(json!({"deleted_count": deleted})).into_response())
 }
 
-async fn project_stats(State(a): S, Path(p): Path<String>, uri: Uri) -> Answer {
-    let pid = a.enter(&uri, &p)?;
+async fn project_stats(Project(a, pid): Project, uri: Uri) -> Answer {
     let q = Query::parse(uri.query());
     let from = q.get("from").and_then(parse_instant_us);
     let to = q.get("to").and_then(parse_instant_us);
@@ -1181,143 +661,6 @@ async fn project_stats(State(a): S, Path(p): Path<String>, uri: Uri) -> Answer {
         "total": total, "states": states,
     }))
     .into_response())
-}
-
-// ---- /_sim hooks --------------------------------------------------------------------------------
-
-fn sim_error(message: &str) -> Response {
-    (StatusCode::BAD_REQUEST, Json(json!({ "message": message }))).into_response()
-}
-
-async fn sim_schema(State(a): S, Path(p): Path<String>, body: Bytes) -> Response {
-    let Ok(pid) = p.parse::<u64>() else {
-        return sim_error("project id must be an integer");
-    };
-    let schema: Value = match serde_json::from_slice(&body) {
-        Ok(v) => v,
-        Err(e) => return sim_error(&format!("expected a JSON Schema or null: {e}")),
-    };
-    let mut st = a.store.lock();
-    match st.project_mut(pid) {
-        Some(project) => {
-            project.schema = (!schema.is_null()).then_some(schema);
-            Json(json!({"project_id": pid, "schema_set": project.schema.is_some()})).into_response()
-        }
-        None => sim_error("no such project"),
-    }
-}
-
-fn parse_callback(v: &Value) -> Result<Option<Callback>, String> {
-    if v.is_null() {
-        return Ok(None);
-    }
-    let text = |k: &str| {
-        v.get(k)
-            .and_then(Value::as_str)
-            .map(str::to_string)
-            .ok_or_else(|| format!("callback {k} is required"))
-    };
-    let url = text("url")?;
-    url::Url::parse(&url).map_err(|e| format!("bad callback url: {e}"))?;
-    let auth = match v.get("auth").and_then(Value::as_str).unwrap_or("none") {
-        "none" => CallbackAuth::None,
-        "basic" => CallbackAuth::Basic {
-            username: text("username")?,
-            password: text("password")?,
-        },
-        "access_key" => CallbackAuth::AccessKey(text("access_key")?),
-        "token" => CallbackAuth::Token(text("token")?),
-        "hmac" => CallbackAuth::Hmac {
-            key_id: text("key_id")?,
-            secret: text("secret")?,
-        },
-        other => {
-            return Err(format!(
-                "unknown auth {other:?}: basic, access_key, token, hmac or none"
-            ))
-        }
-    };
-    Ok(Some(Callback { url, auth }))
-}
-
-/// `{"creation": {"url", "auth": "basic"|"access_key"|"token"|"hmac"|"none", ...}|null, "delivery": ...,
-/// "attempts": 5, "backoff_s": 1.0}`.
-async fn sim_callbacks(State(a): S, Path(p): Path<String>, body: Bytes) -> Response {
-    let Ok(pid) = p.parse::<u64>() else {
-        return sim_error("project id must be an integer");
-    };
-    let v: Value = match serde_json::from_slice(&body) {
-        Ok(v) => v,
-        Err(e) => return sim_error(&format!("expected JSON: {e}")),
-    };
-    let creation = match v.get("creation").map(parse_callback).transpose() {
-        Ok(c) => c,
-        Err(m) => return sim_error(&m),
-    };
-    let delivery = match v.get("delivery").map(parse_callback).transpose() {
-        Ok(c) => c,
-        Err(m) => return sim_error(&m),
-    };
-    let now = a.now();
-    let mut st = a.store.lock();
-    let Some(had_delivery) = st.project(pid).map(|p| p.delivery_callback.is_some()) else {
-        return sim_error("no such project");
-    };
-    if matches!(&delivery, Some(Some(_))) && !had_delivery {
-        // A delivery callback covers deliveries from now on: those made before it are not sent (without a
-        // delivery callback, `settle` no longer looks at delivered tasks, so it cannot tell them apart).
-        for i in 0..st.tasks.len() {
-            let t = &st.tasks[i];
-            if t.project == pid && st.visible(t, now) && now >= st.deliver_ms(t) {
-                let deliver = st.deliver_ms(t);
-                st.tasks[i].delivery_notified = Some(deliver);
-            }
-        }
-    }
-    let project = st.project_mut(pid).expect("checked above");
-    if let Some(c) = creation {
-        project.creation_callback = c;
-    }
-    if let Some(d) = delivery {
-        project.delivery_callback = d;
-    }
-    if let Some(n) = v.get("attempts").and_then(Value::as_u64) {
-        project.callback_attempts = n.clamp(1, 100) as u32;
-    }
-    if let Some(s) = v.get("backoff_s").and_then(Value::as_f64) {
-        project.callback_backoff_ms = seconds_to_ms(s.max(0.0)) as u64;
-    }
-    Json(json!({"project_id": pid, "configured": true})).into_response()
-}
-
-async fn sim_callback_log(State(a): S) -> Response {
-    a.settle();
-    let log = a.callback_log.lock();
-    Json(json!({"attempts": log.0, "unreachable": log.1})).into_response()
-}
-
-/// `{"creation_s": f, "upload_ttl_s": f, "status_rate_limit": bool}`.
-async fn sim_config(State(a): S, body: Bytes) -> Response {
-    let v: Value = match serde_json::from_slice(&body) {
-        Ok(v) => v,
-        Err(e) => return sim_error(&format!("expected JSON: {e}")),
-    };
-    let mut st = a.store.lock();
-    if let Some(s) = v.get("creation_s").and_then(Value::as_f64) {
-        st.config.creation_ms = seconds_to_ms(s.max(0.0));
-    }
-    if let Some(s) = v.get("upload_ttl_s").and_then(Value::as_f64) {
-        st.config.upload_ttl_ms = seconds_to_ms(s.max(0.0));
-    }
-    if let Some(b) = v.get("status_rate_limit").and_then(Value::as_bool) {
-        st.config.status_rate_limit = b;
-    }
-    Json(json!({
-        "creation_s": st.config.creation_ms as f64 / 1000.0,
-        "upload_ttl_s": st.config.upload_ttl_ms as f64 / 1000.0,
-        "status_rate_limit": st.config.status_rate_limit,
-    }))
-    .into_response()
 }
 
 async fn method_not_allowed() -> Response {

@@ -20,8 +20,8 @@ pub const CLIENT_BATCH_INPUT: &str = "client_batch_id";
 /// The input the sandbox counts `records_created` by (labelport's default key input), else the task id.
 pub const STATS_KEY_INPUT: &str = "labelport_key";
 
-/// How a callback authenticates (vendors/sama.md section 2.2; the HMAC recipe is the provisional one of
-/// section 7, not Sama's).
+/// How a callback authenticates: the four methods Sama documents. The HMAC recipe is the sandbox's own
+/// guess, not one Sama publishes.
 #[derive(Clone, Debug)]
 pub enum CallbackAuth {
     None,
@@ -90,6 +90,34 @@ pub struct Task {
     pub settled: bool,
     /// The delivery time a delivery callback was sent for.
     pub delivery_notified: Option<i64>,
+}
+
+impl Task {
+    /// A task the creation job reaches at `scheduled_ms`: priority 0, not submitted, nothing since.
+    pub fn scheduled(
+        id: String,
+        project: u64,
+        batch: u64,
+        data: Map<String, Value>,
+        at: i64,
+    ) -> Task {
+        Task {
+            id,
+            project,
+            batch,
+            data,
+            priority: 0,
+            submit: false,
+            scheduled_ms: at,
+            errors: None,
+            canceled: false,
+            deleted: false,
+            rejected: None,
+            acknowledged: None,
+            settled: false,
+            delivery_notified: None,
+        }
+    }
 }
 
 /// A task as Sama shows it, fields in Sama's order.
@@ -420,11 +448,7 @@ impl Store {
 
 /// A seeded hex string (keys, tokens, signatures).
 pub fn seeded_hex(seed: u64, what: &str, n: usize) -> String {
-    let h = Sha256::new()
-        .chain_update(seed.to_le_bytes())
-        .chain_update(what.as_bytes())
-        .finalize();
-    hex::encode(&h[..n.min(32)])
+    hex::encode(&super::seeded::digest(seed, &[what.as_bytes()])[..n.min(32)])
 }
 
 /// Checks `data` against the subset of JSON Schema the creation schemas use: `type`, `properties`,
@@ -626,22 +650,7 @@ mod tests {
     #[test]
     fn task_states_follow_the_clock() {
         let mut s = Store::new(1, 1000);
-        let t = Task {
-            id: s.new_task_id(),
-            project: 117,
-            batch: 1,
-            data: Map::new(),
-            priority: 0,
-            submit: false,
-            scheduled_ms: 10_000,
-            errors: None,
-            canceled: false,
-            deleted: false,
-            rejected: None,
-            acknowledged: None,
-            settled: false,
-            delivery_notified: None,
-        };
+        let t = Task::scheduled(s.new_task_id(), 117, 1, Map::new(), 10_000);
         assert_eq!(t.id.len(), 24);
         let states: Vec<&str> = [10_000, 10_300, 10_600, 10_900, 11_000]
             .iter()

@@ -1,4 +1,4 @@
-//! The Sama sandbox over real sockets, as a client sees it (vendors/sama.md section 6).
+//! The Sama sandbox over real sockets, as a client sees it (docs/vendors/sama.md).
 
 use std::sync::Arc;
 use std::time::Duration;

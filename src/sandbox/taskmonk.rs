@@ -1,4 +1,4 @@
-//! The TaskMonk API simulator (vendors/taskmonk.md section 6; what `taskmonk-sdk` 0.29 calls).
+//! The TaskMonk API simulator (what `taskmonk-sdk` 0.29 calls; wire facts: docs/vendors/taskmonk.md).
 //!
 //! TaskMonk's model against the neutral one: project = a project set up by the annotation partner
 //! (seeded: `4519`; `4520` exists but the API client has no access to it), Batch = batch (numeric
@@ -12,8 +12,8 @@
 //! Time is the sandbox clock and everything is computed from it when asked: import job `j` ingests its
 //! rows at `rows_per_second` from its creation (`completed` counts them); a task ingested at `t` is
 //! `new` until `t + complete_after / 2`, `in_progress` until `t + complete_after`, then `completed`
-//! with seeded outputs ("fill output fields with random values and auto-submit", as the seed document
-//! describes). TaskMonk has no exception state: a seeded `exception_rate` share of tasks is sent back
+//! with seeded outputs (as a test project set to "fill output fields with random values and
+//! auto-submit" behaves). TaskMonk has no exception state: a seeded `exception_rate` share of tasks is sent back
 //! for rework instead, `in_progress` until `t + 2 * complete_after + 1 s`. Test hooks (`/_sim/...`, no auth, no faults):
 //!
 //! - `POST /_sim/ingestion` `{"rows_per_second": f, "stall": bool}`: later import jobs ingest at that
@@ -34,8 +34,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{Path, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
+use axum::extract::{FromRequestParts, Path, RawPathParams, State};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put, MethodRouter};
 use axum::{Json, Router};
@@ -43,10 +44,20 @@ use parking_lot::Mutex;
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 
-use super::clock::{iso_ms, seconds_to_ms};
+use super::clock::seconds_to_ms;
 use super::paging::Query;
 use super::taskmonk_files::{self as files, FileType, Table};
 use super::{Routes, Shared, Simulator};
+
+#[path = "taskmonk_output.rs"]
+mod output;
+#[path = "taskmonk_store.rs"]
+mod store;
+
+use output::{download, output_dictionary, output_route, OutputKind};
+#[cfg(test)]
+use store::ingest_offset_ms;
+use store::{progress_json, Batch, JobKind, Reply, SimState, TaskStatus};
 
 pub const PROJECT: &str = "4519";
 /// A project of the same organization the sandbox client was not added to.
@@ -59,7 +70,7 @@ const DEFAULT_ROWS_PER_SECOND: f64 = 5000.0;
 const OUTPUT_LATENCY_MS: i64 = 150;
 /// How long an output file stays at its URL, in sandbox ms.
 const FILE_TTL_MS: i64 = 3_600_000;
-/// Decoded upload size and row limits (open question 7: configurable defaults).
+/// Decoded upload size and row limits: the vendor publishes none, so these are the sandbox's own.
 const FILE_LIMIT: usize = 100 << 20;
 const ROW_LIMIT: usize = 100_000;
 /// The project's output fields: (name, choices); no choices = a confidence number.
@@ -83,79 +94,6 @@ pub struct TaskMonkSim {
     state: Mutex<SimState>,
 }
 
-struct SimState {
-    next_batch: u64,
-    next_task: u64,
-    batches: BTreeMap<u64, Batch>,
-    jobs: HashMap<String, Job>,
-    /// Output files by their unguessable token.
-    files: HashMap<String, OutFile>,
-    rows_per_second: f64,
-    stall: bool,
-    auto_complete: bool,
-    schema: Option<Vec<String>>,
-    next_taxonomy: u64,
-}
-
-struct Batch {
-    id: u64,
-    project: String,
-    name: String,
-    priority: i64,
-    comments: String,
-    notifications: Value,
-    start_time: Option<String>,
-    state: String,
-    /// Input columns in first-seen order over every upload.
-    input_fields: Vec<String>,
-    /// Import job ids in creation order.
-    imports: Vec<String>,
-    /// Tasks completed by `/_sim/batch/{b}/complete`: task id -> (ms, outputs).
-    manual: HashMap<u64, (i64, Map<String, Value>)>,
-}
-
-enum JobKind {
-    Import {
-        batch: u64,
-        rows: Vec<Map<String, Value>>,
-        first_task: u64,
-        rows_per_second: f64,
-        /// Rows this job ever ingests (fewer than `rows.len()` when stalled).
-        limit: usize,
-        auto_complete: bool,
-    },
-    Output {
-        ready_ms: i64,
-    },
-}
-
-struct Job {
-    project: String,
-    created_ms: i64,
-    kind: JobKind,
-}
-
-struct OutFile {
-    ready_ms: i64,
-    kind: FileType,
-    bytes: Vec<u8>,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq)]
-enum TaskStatus {
-    New,
-    InProgress { started: i64 },
-    Completed { started: i64, done: i64 },
-}
-
-/// A task as seen at one instant.
-struct TaskView<'a> {
-    id: u64,
-    input: &'a Map<String, Value>,
-    status: TaskStatus,
-    outputs: Option<Map<String, Value>>,
-}
-
 type Answer = Result<Response, Response>;
 
 fn error(status: StatusCode, code: &str, message: &str) -> Response {
@@ -164,6 +102,19 @@ fn error(status: StatusCode, code: &str, message: &str) -> Response {
 
 fn bad_request(message: &str) -> Response {
     error(StatusCode::BAD_REQUEST, "bad_request", message)
+}
+
+fn json_body(body: &[u8]) -> Result<Value, Response> {
+    serde_json::from_slice(body).map_err(|e| bad_request(&format!("Invalid JSON: {e}")))
+}
+
+/// A body of white space reads as `{}` (endpoints whose every field is optional).
+fn json_or_empty(body: &[u8]) -> Result<Value, Response> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        Ok(json!({}))
+    } else {
+        json_body(body)
+    }
 }
 
 /// A JSON scalar as the string a CSV cell holds.
@@ -207,33 +158,6 @@ impl TaskMonkSim {
     fn complete_after_ms(&self) -> i64 {
         seconds_to_ms(self.shared.config.complete_after)
     }
-
-    /// A seeded draw in [0, 1) for (what, task).
-    fn draw(&self, what: &str, task: u64) -> f64 {
-        let d = Sha256::new()
-            .chain_update(self.shared.config.seed.to_le_bytes())
-            .chain_update(what.as_bytes())
-            .chain_update(task.to_le_bytes())
-            .finalize();
-        let word = u64::from_le_bytes(d[..8].try_into().unwrap());
-        (word >> 11) as f64 / (1u64 << 53) as f64
-    }
-
-    fn seeded_outputs(&self, task: u64) -> Map<String, Value> {
-        let mut out = Map::new();
-        for (name, choices) in OUTPUT_FIELDS {
-            let u = self.draw(name, task);
-            let v = if choices.is_empty() {
-                format!("{:.2}", 0.5 + u * 0.49)
-            } else {
-                choices[(u * choices.len() as f64) as usize % choices.len()].to_string()
-            };
-            out.insert(name.to_string(), Value::String(v));
-        }
-        out
-    }
-
-    // ---- auth ------------------------------------------------------------------------------
 
     fn issue(&self) -> Response {
         let access = hex::encode(rand::random::<[u8; 24]>());
@@ -320,117 +244,6 @@ impl TaskMonkSim {
             )),
         }
     }
-
-    // ---- tasks -----------------------------------------------------------------------------
-
-    /// Every ingested task of a batch at `now`, in task id order.
-    fn tasks<'a>(&self, st: &'a SimState, b: &'a Batch, now: i64) -> Vec<TaskView<'a>> {
-        let ca = self.complete_after_ms();
-        let mut out = Vec::new();
-        for jid in &b.imports {
-            let Some(job) = st.jobs.get(jid) else {
-                continue;
-            };
-            let JobKind::Import {
-                rows,
-                first_task,
-                rows_per_second,
-                limit,
-                auto_complete,
-                ..
-            } = &job.kind
-            else {
-                continue;
-            };
-            for (i, row) in rows.iter().enumerate().take(*limit) {
-                let ingested = job.created_ms + ingest_offset_ms(i, *rows_per_second);
-                if ingested > now {
-                    break;
-                }
-                let id = first_task + i as u64;
-                let (status, outputs) = if let Some((done, outputs)) = b.manual.get(&id) {
-                    let started = (*done).min(ingested + ca / 2).max(ingested);
-                    let s = TaskStatus::Completed {
-                        started,
-                        done: *done,
-                    };
-                    (s, Some(outputs.clone()))
-                } else if !auto_complete {
-                    (TaskStatus::New, None)
-                } else {
-                    let started = ingested + ca / 2;
-                    let reworked = self.draw("exception", id) < self.shared.config.exception_rate;
-                    let done = if reworked {
-                        ingested + 2 * ca + REWORK_MS
-                    } else {
-                        ingested + ca
-                    };
-                    if now >= done {
-                        let s = TaskStatus::Completed { started, done };
-                        (s, Some(self.seeded_outputs(id)))
-                    } else if now >= started && (ca > 0 || reworked) {
-                        (TaskStatus::InProgress { started }, None)
-                    } else {
-                        (TaskStatus::New, None)
-                    }
-                };
-                out.push(TaskView {
-                    id,
-                    input: row,
-                    status,
-                    outputs,
-                });
-            }
-        }
-        out
-    }
-
-    fn batch_json(b: &Batch, now_ms: i64) -> Value {
-        let scheduled = b.start_time.as_deref().is_some_and(|t| {
-            super::clock::parse_instant_us(t).is_some_and(|us| us / 1000 > now_ms)
-        });
-        json!({
-            "id": b.id.to_string(),
-            "project_id": b.project,
-            "name": b.name,
-            "priority": b.priority,
-            "comments": b.comments,
-            "notifications": b.notifications,
-            "start_time": b.start_time,
-            "status": if scheduled { "Scheduled" } else { "Active" },
-        })
-    }
-
-    fn job_progress(&self, job: &Job, now: i64) -> (u64, u64) {
-        match &job.kind {
-            JobKind::Import {
-                rows,
-                rows_per_second,
-                limit,
-                ..
-            } => {
-                let elapsed = (now - job.created_ms).max(0);
-                let ingested = (0..*limit)
-                    .take_while(|&i| ingest_offset_ms(i, *rows_per_second) <= elapsed)
-                    .count();
-                (ingested as u64, rows.len() as u64)
-            }
-            JobKind::Output { ready_ms } => (u64::from(now >= *ready_ms), 1),
-        }
-    }
-}
-
-/// When row `i` of an import job is ingested, in ms after the job started.
-fn ingest_offset_ms(i: usize, rows_per_second: f64) -> i64 {
-    if rows_per_second <= 0.0 {
-        return i64::MAX / 4;
-    }
-    ((i as f64 + 1.0) * 1000.0 / rows_per_second).floor() as i64
-}
-
-fn progress_json(completed: u64, total: u64) -> Value {
-    let percentage = (completed * 100).checked_div(total).unwrap_or(0);
-    json!({"completed": completed, "total": total, "percentage": percentage})
 }
 
 fn parse_batch_id(raw: &str) -> Result<u64, Response> {
@@ -446,6 +259,26 @@ fn parse_batch_id(raw: &str) -> Result<u64, Response> {
 // ---- handlers ------------------------------------------------------------------------------------
 
 type S = State<Arc<TaskMonkSim>>;
+
+/// An authorised call to a project's endpoint: the bearer token is valid and the client may use the
+/// project `{projectId}`. Extracted before anything else of the request is looked at.
+struct Project(Arc<TaskMonkSim>, String);
+
+impl FromRequestParts<Arc<TaskMonkSim>> for Project {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, t: &Arc<TaskMonkSim>) -> Result<Self, Response> {
+        let params = RawPathParams::from_request_parts(parts, t)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        let p = params
+            .iter()
+            .find(|(k, _)| *k == "projectId")
+            .map_or_else(String::new, |(_, v)| v.to_string());
+        t.access(&parts.headers, &p)?;
+        Ok(Project(Arc::clone(t), p))
+    }
+}
 
 async fn token(State(t): S, uri: Uri, body: Bytes) -> Response {
     t.token(&uri, &body)
@@ -485,15 +318,8 @@ fn batch_fields(
     Ok((name, priority, comments, notifications, start_time))
 }
 
-async fn create_batch(
-    State(t): S,
-    Path(p): Path<String>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Answer {
-    t.access(&headers, &p)?;
-    let v: Value =
-        serde_json::from_slice(&body).map_err(|e| bad_request(&format!("Invalid JSON: {e}")))?;
+async fn create_batch(Project(t, p): Project, body: Bytes) -> Answer {
+    let v = json_body(&body)?;
     let (name, priority, comments, notifications, start_time) = batch_fields(&v, None)?;
     let mut st = t.state.lock();
     let id = st.next_batch;
@@ -517,8 +343,7 @@ async fn create_batch(
     Ok(Json(json!({"id": id.to_string()})).into_response())
 }
 
-async fn list_batches(State(t): S, Path(p): Path<String>, headers: HeaderMap) -> Answer {
-    t.access(&headers, &p)?;
+async fn list_batches(Project(t, p): Project) -> Answer {
     let now = t.now();
     let st = t.state.lock();
     let items: Vec<Value> = st
@@ -550,14 +375,11 @@ fn with_batch<R>(
 }
 
 async fn update_batch(
-    State(t): S,
-    Path((p, b)): Path<(String, String)>,
-    headers: HeaderMap,
+    Project(t, p): Project,
+    Path((_, b)): Path<(String, String)>,
     body: Bytes,
 ) -> Answer {
-    t.access(&headers, &p)?;
-    let v: Value =
-        serde_json::from_slice(&body).map_err(|e| bad_request(&format!("Invalid JSON: {e}")))?;
+    let v = json_body(&body)?;
     with_batch(&t, &p, &b, |st, id| {
         let batch = st.batches.get_mut(&id).expect("checked");
         let (name, priority, comments, notifications, start_time) = batch_fields(&v, Some(batch))?;
@@ -571,14 +393,11 @@ async fn update_batch(
 }
 
 async fn update_state(
-    State(t): S,
-    Path((p, b)): Path<(String, String)>,
-    headers: HeaderMap,
+    Project(t, p): Project,
+    Path((_, b)): Path<(String, String)>,
     body: Bytes,
 ) -> Answer {
-    t.access(&headers, &p)?;
-    let v: Value =
-        serde_json::from_slice(&body).map_err(|e| bad_request(&format!("Invalid JSON: {e}")))?;
+    let v = json_body(&body)?;
     let Some(state) = v.get("state").and_then(Value::as_str).map(str::to_string) else {
         return Err(bad_request("state is required"));
     };
@@ -588,108 +407,7 @@ async fn update_state(
     })
 }
 
-/// Which reply shape an import endpoint uses.
-#[derive(Clone, Copy)]
-enum Reply {
-    /// v2 and the dictionary import: `{"job_id"}`.
-    Snake,
-    /// v1 and the URL import: `{"batchId", "jobId"}`.
-    Camel,
-    /// One task added by external id: `{"id": task id}`.
-    Task,
-}
-
 impl TaskMonkSim {
-    /// Stores rows as a new import job of batch `id`; answers once the row count is known.
-    fn create_import(
-        &self,
-        st: &mut SimState,
-        id: u64,
-        project: &str,
-        table: Table,
-        reply: Reply,
-    ) -> Answer {
-        let header: Vec<String> = table.header.clone();
-        if header.iter().all(|h| h.is_empty()) {
-            return Err(bad_request("The file has no header row"));
-        }
-        if table.rows.is_empty() {
-            return Err(bad_request("The file has no data rows"));
-        }
-        if table.rows.len() > ROW_LIMIT {
-            return Err(error(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "too_large",
-                &format!("At most {ROW_LIMIT} rows per import"),
-            ));
-        }
-        if let Some(schema) = &st.schema {
-            if let Some(unknown) = header.iter().find(|h| !schema.contains(h)) {
-                return Err(error(
-                    StatusCode::BAD_REQUEST,
-                    "invalid_field",
-                    &format!("Unknown input field {unknown:?} for project {project}"),
-                ));
-            }
-        }
-        let rows: Vec<Map<String, Value>> = table
-            .rows
-            .into_iter()
-            .map(|cells| {
-                header
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, h)| !h.is_empty())
-                    .map(|(i, h)| {
-                        (
-                            h.clone(),
-                            Value::String(cells.get(i).cloned().unwrap_or_default()),
-                        )
-                    })
-                    .collect()
-            })
-            .collect();
-        let first_task = st.next_task;
-        st.next_task += rows.len() as u64;
-        let keys: Vec<String> = rows
-            .iter()
-            .enumerate()
-            .map(|(i, r)| match r.get(KEY_COLUMN).map(cell) {
-                Some(k) if !k.is_empty() => k,
-                _ => (first_task + i as u64).to_string(),
-            })
-            .collect();
-        self.shared.stats.created(keys.iter().map(String::as_str));
-        let limit = if st.stall { rows.len() / 2 } else { rows.len() };
-        let job_id = uuid::Uuid::new_v4().to_string();
-        let batch = st.batches.get_mut(&id).expect("checked");
-        for h in header {
-            if !h.is_empty() && !batch.input_fields.contains(&h) {
-                batch.input_fields.push(h);
-            }
-        }
-        batch.imports.push(job_id.clone());
-        let job = Job {
-            project: project.to_string(),
-            created_ms: self.now(),
-            kind: JobKind::Import {
-                batch: id,
-                rows,
-                first_task,
-                rows_per_second: st.rows_per_second,
-                limit,
-                auto_complete: st.auto_complete,
-            },
-        };
-        st.jobs.insert(job_id.clone(), job);
-        Ok(match reply {
-            Reply::Snake => Json(json!({"job_id": job_id})),
-            Reply::Camel => Json(json!({"batchId": id.to_string(), "jobId": job_id})),
-            Reply::Task => Json(json!({"id": first_task.to_string()})),
-        }
-        .into_response())
-    }
-
     fn import_file(&self, p: &str, b: &str, uri: &Uri, body: &[u8], reply: Reply) -> Answer {
         let q = Query::parse(uri.query());
         let named = q
@@ -714,26 +432,14 @@ impl TaskMonkSim {
     }
 }
 
-async fn import_v2(
-    State(t): S,
-    Path((p, b)): Path<(String, String)>,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Answer {
-    t.access(&headers, &p)?;
-    t.import_file(&p, &b, &uri, &body, Reply::Snake)
-}
-
-async fn import_v1(
-    State(t): S,
-    Path((p, b)): Path<(String, String)>,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Answer {
-    t.access(&headers, &p)?;
-    t.import_file(&p, &b, &uri, &body, Reply::Camel)
+/// The route of a file import: the same upload, answered in the endpoint's reply shape.
+fn import_route(reply: Reply) -> MethodRouter<Arc<TaskMonkSim>> {
+    post(
+        move |Project(t, p): Project,
+              Path((_, b)): Path<(String, String)>,
+              uri: Uri,
+              body: Bytes| async move { t.import_file(&p, &b, &uri, &body, reply) },
+    )
 }
 
 /// The 2025 Postman path, without the project.
@@ -754,14 +460,11 @@ async fn import_no_project(
 }
 
 async fn import_dictionary(
-    State(t): S,
-    Path((p, b)): Path<(String, String)>,
-    headers: HeaderMap,
+    Project(t, p): Project,
+    Path((_, b)): Path<(String, String)>,
     body: Bytes,
 ) -> Answer {
-    t.access(&headers, &p)?;
-    let v: Value =
-        serde_json::from_slice(&body).map_err(|e| bad_request(&format!("Invalid JSON: {e}")))?;
+    let v = json_body(&body)?;
     let Value::Array(items) = v else {
         return Err(bad_request("A JSON array of tasks is required"));
     };
@@ -802,16 +505,13 @@ async fn import_dictionary(
     })
 }
 
-/// #5: the file at `file_url`; the sandbox fetches only `file://` paths and loopback URLs.
+/// Import by URL: the file at `file_url`; the sandbox fetches only `file://` paths and loopback URLs.
 async fn import_url(
-    State(t): S,
-    Path((p, b)): Path<(String, String)>,
-    headers: HeaderMap,
+    Project(t, p): Project,
+    Path((_, b)): Path<(String, String)>,
     body: Bytes,
 ) -> Answer {
-    t.access(&headers, &p)?;
-    let v: Value =
-        serde_json::from_slice(&body).map_err(|e| bad_request(&format!("Invalid JSON: {e}")))?;
+    let v = json_body(&body)?;
     let Some(raw_url) = text_of(&v, &["file_url", "fileUrl"]) else {
         return Err(bad_request("file_url is required"));
     };
@@ -873,11 +573,9 @@ fn is_loopback(url: &url::Url) -> bool {
     }
 }
 
-/// #22 (Java `addTask`): one task with an external id.
-async fn add_task(State(t): S, Path(p): Path<String>, headers: HeaderMap, body: Bytes) -> Answer {
-    t.access(&headers, &p)?;
-    let v: Value =
-        serde_json::from_slice(&body).map_err(|e| bad_request(&format!("Invalid JSON: {e}")))?;
+/// The Java SDK's `addTask`: one task with an external id.
+async fn add_task(Project(t, p): Project, body: Bytes) -> Answer {
+    let v = json_body(&body)?;
     let Some(batch) = text_of(&v, &["batch_id", "batchId"]) else {
         return Err(bad_request("batch_id is required"));
     };
@@ -902,16 +600,9 @@ async fn add_task(State(t): S, Path(p): Path<String>, headers: HeaderMap, body: 
     })
 }
 
-/// #14: a taxonomy of the project.
-async fn create_taxonomy(
-    State(t): S,
-    Path(p): Path<String>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Answer {
-    t.access(&headers, &p)?;
-    let v: Value =
-        serde_json::from_slice(&body).map_err(|e| bad_request(&format!("Invalid JSON: {e}")))?;
+/// Creates a taxonomy of the project.
+async fn create_taxonomy(Project(t, _): Project, body: Bytes) -> Answer {
+    let v = json_body(&body)?;
     if text_of(&v, &["name"]).is_none() {
         return Err(bad_request("name is required"));
     }
@@ -921,15 +612,9 @@ async fn create_taxonomy(
     Ok(Json(json!({"id": id.to_string()})).into_response())
 }
 
-/// #15: categories from an Excel (or CSV) file in the multipart part `file`; answers their count.
-async fn import_taxonomy(
-    State(t): S,
-    Path(p): Path<String>,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Answer {
-    t.access(&headers, &p)?;
+/// Taxonomy import: categories from an Excel (or CSV) file in the multipart part `file`; answers
+/// their count.
+async fn import_taxonomy(_: Project, uri: Uri, headers: HeaderMap, body: Bytes) -> Answer {
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -945,23 +630,11 @@ async fn import_taxonomy(
     Ok(Json(json!({"count": table.rows.len()})).into_response())
 }
 
-async fn import_taxonomy_by_id(
-    state: S,
-    Path((p, _taxonomy)): Path<(String, String)>,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Answer {
-    import_taxonomy(state, Path(p), uri, headers, body).await
-}
-
 async fn job_status(
-    State(t): S,
-    Path((p, j)): Path<(String, String)>,
+    Project(t, p): Project,
+    Path((_, j)): Path<(String, String)>,
     uri: Uri,
-    headers: HeaderMap,
 ) -> Answer {
-    t.access(&headers, &p)?;
     let now = t.now();
     let q = Query::parse(uri.query());
     let st = t.state.lock();
@@ -998,12 +671,7 @@ async fn job_status(
     }
 }
 
-async fn batch_status(
-    State(t): S,
-    Path((p, b)): Path<(String, String)>,
-    headers: HeaderMap,
-) -> Answer {
-    t.access(&headers, &p)?;
+async fn batch_status(Project(t, p): Project, Path((_, b)): Path<(String, String)>) -> Answer {
     let now = t.now();
     with_batch(&t, &p, &b, |st, id| {
         let batch = &st.batches[&id];
@@ -1023,319 +691,6 @@ async fn batch_status(
         }))
         .into_response())
     })
-}
-
-/// Which output file an output endpoint writes.
-#[derive(Clone, Copy, PartialEq)]
-enum OutputKind {
-    /// #9 and #21: input and output fields.
-    Batch,
-    /// #10: plus per-level, per-user columns.
-    BatchAndUser,
-    /// #11: plus per-level outputs.
-    Levels,
-}
-
-impl TaskMonkSim {
-    #[allow(clippy::too_many_arguments)]
-    fn output(
-        &self,
-        p: &str,
-        b: &str,
-        uri: &Uri,
-        headers: &HeaderMap,
-        body: &[u8],
-        kind: OutputKind,
-        camel: bool,
-    ) -> Answer {
-        self.access(headers, p)?;
-        let q = Query::parse(uri.query());
-        let format = match q.get("output_format") {
-            None => FileType::Csv,
-            Some(f) => match f.trim().to_ascii_lowercase().as_str() {
-                "csv" => FileType::Csv,
-                "excel" | "xlsx" => FileType::Excel,
-                _ => {
-                    return Err(bad_request(&format!(
-                        "output_format must be CSV or Excel, not {f:?}"
-                    )))
-                }
-            },
-        };
-        let v: Value = if body.iter().all(u8::is_ascii_whitespace) {
-            json!({})
-        } else {
-            serde_json::from_slice(body).map_err(|e| bad_request(&format!("Invalid JSON: {e}")))?
-        };
-        let names: Vec<String> = v
-            .get("field_names")
-            .or_else(|| v.get("fieldNames"))
-            .and_then(Value::as_array)
-            .map(|a| {
-                a.iter()
-                    .filter_map(Value::as_str)
-                    .map(String::from)
-                    .collect()
-            })
-            .unwrap_or_default();
-        let completed_only = v
-            .get("completedOnly")
-            .or_else(|| v.get("completed_only"))
-            .and_then(Value::as_bool)
-            .unwrap_or(false);
-        let now = self.now();
-        let (table, id) = with_batch(self, p, b, |st, id| {
-            let batch = &st.batches[&id];
-            let outputs: Vec<String> = OUTPUT_FIELDS.iter().map(|(n, _)| n.to_string()).collect();
-            let mut columns: Vec<String> = batch
-                .input_fields
-                .iter()
-                .chain(outputs.iter())
-                .cloned()
-                .collect();
-            if !names.is_empty() {
-                if let Some(unknown) = names.iter().find(|n| !columns.contains(n)) {
-                    return Err(bad_request(&format!("Unknown field {unknown:?}")));
-                }
-                columns.retain(|c| names.contains(c));
-            }
-            let mut header = columns.clone();
-            if kind == OutputKind::Levels {
-                for l in 1..=LEVELS {
-                    header.extend(outputs.iter().map(|o| format!("L{l}_{o}")));
-                }
-            }
-            if kind == OutputKind::BatchAndUser {
-                for l in 1..=LEVELS {
-                    for a in ["User", "Start_Date", "Completion_Date"] {
-                        header.push(format!("L{l}_U1_{a}"));
-                    }
-                }
-            }
-            let mut rows = Vec::new();
-            for task in self.tasks(st, batch, now) {
-                let done = matches!(task.status, TaskStatus::Completed { .. });
-                if completed_only && !done {
-                    continue;
-                }
-                let empty = Map::new();
-                let out = task.outputs.as_ref().unwrap_or(&empty);
-                let mut row: Vec<String> = columns
-                    .iter()
-                    .map(|c| {
-                        task.input
-                            .get(c)
-                            .or_else(|| out.get(c))
-                            .map(cell)
-                            .unwrap_or_default()
-                    })
-                    .collect();
-                if kind == OutputKind::Levels {
-                    for _ in 1..=LEVELS {
-                        row.extend(
-                            outputs
-                                .iter()
-                                .map(|o| out.get(o).map(cell).unwrap_or_default()),
-                        );
-                    }
-                }
-                if kind == OutputKind::BatchAndUser {
-                    for l in 1..=LEVELS {
-                        let (user, start, end) = match task.status {
-                            TaskStatus::New => (String::new(), String::new(), String::new()),
-                            TaskStatus::InProgress { started } => {
-                                (format!("L{l}_U1"), iso_ms(started), String::new())
-                            }
-                            TaskStatus::Completed { started, done } => {
-                                (format!("L{l}_U1"), iso_ms(started), iso_ms(done))
-                            }
-                        };
-                        row.extend([user, start, end]);
-                    }
-                }
-                let _ = task.id;
-                rows.push(row);
-            }
-            Ok((Table { header, rows }, id))
-        })?;
-        let bytes = files::write(&table, format)
-            .map_err(|m| error(StatusCode::INTERNAL_SERVER_ERROR, "internal", &m))?;
-        let job_id = uuid::Uuid::new_v4().to_string();
-        let token = hex::encode(rand::random::<[u8; 16]>());
-        let ready_ms = now + OUTPUT_LATENCY_MS;
-        let file_url = format!(
-            "{}/_files/{token}/{id}_{job_id}.{}",
-            self.public_base(headers),
-            format.extension()
-        );
-        let mut st = self.state.lock();
-        // Files stay fetchable for an hour of sandbox time, then go (as expiring blob URLs do).
-        st.files.retain(|_, f| f.ready_ms + FILE_TTL_MS > now);
-        st.files.insert(
-            token,
-            OutFile {
-                ready_ms,
-                kind: format,
-                bytes,
-            },
-        );
-        st.jobs.insert(
-            job_id.clone(),
-            Job {
-                project: p.to_string(),
-                created_ms: now,
-                kind: JobKind::Output { ready_ms },
-            },
-        );
-        let reply = if camel {
-            json!({"fileUrl": file_url, "jobId": job_id})
-        } else {
-            json!({"file_url": file_url, "job_id": job_id})
-        };
-        Ok(Json(reply).into_response())
-    }
-
-    /// Absolute URLs point back at this server, by the host the client used.
-    fn public_base(&self, headers: &HeaderMap) -> String {
-        let host = headers
-            .get(header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .map(str::to_string)
-            .unwrap_or_else(|| format!("127.0.0.1:{}", self.shared.port));
-        format!("http://{host}")
-    }
-}
-
-async fn output_v2(
-    State(t): S,
-    Path((p, b)): Path<(String, String)>,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Answer {
-    t.output(&p, &b, &uri, &headers, &body, OutputKind::Batch, false)
-}
-
-async fn output_v1(
-    State(t): S,
-    Path((p, b)): Path<(String, String)>,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Answer {
-    t.output(&p, &b, &uri, &headers, &body, OutputKind::Batch, true)
-}
-
-async fn output_file(
-    State(t): S,
-    Path((p, b)): Path<(String, String)>,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Answer {
-    t.output(
-        &p,
-        &b,
-        &uri,
-        &headers,
-        &body,
-        OutputKind::BatchAndUser,
-        false,
-    )
-}
-
-async fn output_levels(
-    State(t): S,
-    Path((p, b)): Path<(String, String)>,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Answer {
-    t.output(&p, &b, &uri, &headers, &body, OutputKind::Levels, false)
-}
-
-async fn output_dictionary(
-    State(t): S,
-    Path((p, b)): Path<(String, String)>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Answer {
-    t.access(&headers, &p)?;
-    let v: Value = if body.iter().all(u8::is_ascii_whitespace) {
-        json!({})
-    } else {
-        serde_json::from_slice(&body).map_err(|e| bad_request(&format!("Invalid JSON: {e}")))?
-    };
-    let page = v.get("page").and_then(Value::as_u64).unwrap_or(1).max(1);
-    let size = v
-        .get("page_size")
-        .and_then(Value::as_u64)
-        .unwrap_or(100)
-        .clamp(1, 1000);
-    let completed_only = v
-        .get("completedOnly")
-        .and_then(Value::as_bool)
-        .unwrap_or(false);
-    let now = t.now();
-    with_batch(&t, &p, &b, |st, id| {
-        let batch = &st.batches[&id];
-        let tasks: Vec<TaskView> = t
-            .tasks(st, batch, now)
-            .into_iter()
-            .filter(|x| !completed_only || matches!(x.status, TaskStatus::Completed { .. }))
-            .collect();
-        let total = tasks.len() as u64;
-        let items: Vec<Value> = tasks
-            .into_iter()
-            .skip(((page - 1) * size) as usize)
-            .take(size as usize)
-            .map(|x| {
-                let mut data: Map<String, Value> = x.input.clone();
-                if let Some(o) = x.outputs {
-                    data.extend(o);
-                }
-                json!({
-                    "external_id": x.input.get(KEY_COLUMN).map(cell).unwrap_or_else(|| x.id.to_string()),
-                    "batch_id": id.to_string(),
-                    "data": data,
-                })
-            })
-            .collect();
-        Ok(
-            Json(json!({"items": items, "total": total, "page": page, "page_size": size}))
-                .into_response(),
-        )
-    })
-}
-
-/// `GET {file_url}`: a pre-authorised blob URL, 404 until the output job has written it. Like blob
-/// storage given a URL that is already authorised, it refuses a request that also carries credentials
-/// (so a client that leaks its token to the file host is caught).
-async fn download(
-    State(t): S,
-    Path((token, _name)): Path<(String, String)>,
-    headers: HeaderMap,
-) -> Response {
-    if headers.contains_key(header::AUTHORIZATION) {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "InvalidAuthenticationInfo",
-            "The file URL is pre-authorised: send no Authorization header",
-        );
-    }
-    let now = t.now();
-    let st = t.state.lock();
-    match st.files.get(&token) {
-        Some(f) if now >= f.ready_ms => {
-            let mut res = f.bytes.clone().into_response();
-            res.headers_mut().insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static(f.kind.content_type()),
-            );
-            res
-        }
-        _ => (StatusCode::NOT_FOUND, "The specified blob does not exist.").into_response(),
-    }
 }
 
 async fn not_found(uri: Uri) -> Response {
@@ -1474,11 +829,11 @@ impl Simulator for TaskMonkSim {
             ),
             (
                 "/api/project/v2/{projectId}/batch/{batchId}/tasks/import",
-                post(import_v2),
+                import_route(Reply::Snake),
             ),
             (
                 "/api/project/{projectId}/batch/{batchId}/tasks/import",
-                post(import_v1),
+                import_route(Reply::Camel),
             ),
             ("/api/batch/{batchId}/tasks/import", post(import_no_project)),
             (
@@ -1499,19 +854,19 @@ impl Simulator for TaskMonkSim {
             ),
             (
                 "/api/project/v2/{projectId}/batch/{batchId}/output",
-                post(output_v2),
+                output_route(OutputKind::Batch, false),
             ),
             (
                 "/api/project/{projectId}/batch/{batchId}/output",
-                post(output_v1),
+                output_route(OutputKind::Batch, true),
             ),
             (
                 "/api/project/{projectId}/batch/{batchId}/output/file",
-                post(output_file),
+                output_route(OutputKind::BatchAndUser, false),
             ),
             (
                 "/api/project/v2/{projectId}/batch/{batchId}/levels/output",
-                post(output_levels),
+                output_route(OutputKind::Levels, false),
             ),
             (
                 "/api/project/{projectId}/batch/{batchId}/output/dictionary",
@@ -1529,7 +884,7 @@ impl Simulator for TaskMonkSim {
             ),
             (
                 "/api/project/v2/{projectId}/taxonomy/{taxonomyId}/import",
-                post(import_taxonomy_by_id),
+                post(import_taxonomy),
             ),
             ("/_files/{token}/{name}", get(download)),
         ];

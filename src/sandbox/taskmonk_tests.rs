@@ -1,11 +1,11 @@
-//! The TaskMonk sandbox over real sockets, as the SDK and a client see it (taskmonk.md section 6).
+//! The TaskMonk sandbox over real sockets, as the SDK and a client see it (docs/vendors/taskmonk.md).
 
 use std::io::Write;
 
 use base64::Engine;
-use reqwest::StatusCode;
 use serde_json::{json, Value};
 
+use super::super::test_http::{send, Answer};
 use super::super::{Faults, Sandbox, SandboxConfig};
 use super::{ingest_offset_ms, progress_json, OTHER_PROJECT, PROJECT};
 use crate::sandbox::taskmonk_files::{self as files, FileType};
@@ -14,33 +14,6 @@ struct Client {
     sb: Sandbox,
     http: reqwest::Client,
     token: String,
-}
-
-struct Answer {
-    status: StatusCode,
-    body: Value,
-    text: String,
-    content_type: String,
-    bytes: Vec<u8>,
-}
-
-async fn answer(res: reqwest::Response) -> Answer {
-    let status = res.status();
-    let content_type = res
-        .headers()
-        .get("content-type")
-        .map(|v| v.to_str().unwrap().to_string())
-        .unwrap_or_default();
-    let bytes = res.bytes().await.unwrap().to_vec();
-    let text = String::from_utf8_lossy(&bytes).to_string();
-    let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-    Answer {
-        status,
-        body,
-        text,
-        content_type,
-        bytes,
-    }
 }
 
 fn config(complete_after: f64) -> SandboxConfig {
@@ -95,67 +68,42 @@ impl Client {
     async fn token_call(&self, creds: &[(String, String)]) -> Answer {
         let mut q: Vec<(String, String)> = vec![("grant_type".into(), "client_credentials".into())];
         q.extend(creds.iter().cloned());
-        answer(
+        send(
             self.http
                 .post(self.url("/api/oauth2/token"))
                 .query(&q)
-                .header("accept", "application/json")
-                .send()
-                .await
-                .unwrap(),
+                .header("accept", "application/json"),
         )
         .await
     }
 
     async fn get(&self, path: &str) -> Answer {
-        answer(
-            self.http
-                .get(self.url(path))
-                .bearer_auth(&self.token)
-                .send()
-                .await
-                .unwrap(),
-        )
-        .await
+        send(self.http.get(self.url(path)).bearer_auth(&self.token)).await
     }
 
     async fn post(&self, path: &str, body: Value) -> Answer {
-        answer(
+        send(
             self.http
                 .post(self.url(path))
                 .bearer_auth(&self.token)
-                .json(&body)
-                .send()
-                .await
-                .unwrap(),
+                .json(&body),
         )
         .await
     }
 
     async fn post_text(&self, path: &str, body: String) -> Answer {
-        answer(
+        send(
             self.http
                 .post(self.url(path))
                 .bearer_auth(&self.token)
                 .header("content-type", "text/plain")
-                .body(body)
-                .send()
-                .await
-                .unwrap(),
+                .body(body),
         )
         .await
     }
 
     async fn sim(&self, path: &str, body: Value) -> Value {
-        let a = answer(
-            self.http
-                .post(self.url(path))
-                .json(&body)
-                .send()
-                .await
-                .unwrap(),
-        )
-        .await;
+        let a = send(self.http.post(self.url(path)).json(&body)).await;
         assert_eq!(a.status, 200, "{}", a.text);
         a.body
     }
@@ -214,7 +162,7 @@ impl Client {
             .or(a.body["jobId"].as_str())
             .unwrap()
             .to_string();
-        let early = answer(self.http.get(&url).send().await.unwrap()).await;
+        let early = send(self.http.get(&url)).await;
         assert_eq!(early.status, 404, "the file exists before its job is done");
         loop {
             let p = self.job(&job).await;
@@ -223,14 +171,14 @@ impl Client {
             }
             tokio::time::sleep(std::time::Duration::from_millis(30)).await;
         }
-        let file = answer(self.http.get(&url).send().await.unwrap()).await;
+        let file = send(self.http.get(&url)).await;
         assert_eq!(file.status, 200, "{}", file.text);
         let kind = if format.eq_ignore_ascii_case("csv") {
             FileType::Csv
         } else {
             FileType::Excel
         };
-        assert_eq!(file.content_type, kind.content_type());
+        assert_eq!(file.content_type(), kind.content_type());
         (files::parse(&file.bytes, kind).unwrap(), file)
     }
 
@@ -283,32 +231,18 @@ async fn token_endpoint_and_auth_errors() {
         .await;
     assert_eq!(bad.status, 401);
     assert_eq!(bad.body["error"], "invalid_client");
-    assert!(bad.content_type.starts_with("application/json"));
+    assert!(bad.content_type().starts_with("application/json"));
 
-    let refresh = answer(
-        c.http
-            .post(c.url("/api/oauth2/token"))
-            .query(&[
-                ("grant_type", "refresh_token"),
-                ("client_id", &c.creds()[0].1),
-                ("client_secret", &c.creds()[1].1),
-                ("refresh_token", t.body["refresh_token"].as_str().unwrap()),
-            ])
-            .send()
-            .await
-            .unwrap(),
-    )
+    let refresh = send(c.http.post(c.url("/api/oauth2/token")).query(&[
+        ("grant_type", "refresh_token"),
+        ("client_id", &c.creds()[0].1),
+        ("client_secret", &c.creds()[1].1),
+        ("refresh_token", t.body["refresh_token"].as_str().unwrap()),
+    ]))
     .await;
     assert_eq!(refresh.status, 200, "{}", refresh.text);
 
-    let none = answer(
-        c.http
-            .get(c.url(&format!("/api/project/{PROJECT}/batch")))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let none = send(c.http.get(c.url(&format!("/api/project/{PROJECT}/batch")))).await;
     assert_eq!(none.status, 401);
     assert_eq!(
         c.get(&format!("/api/project/{OTHER_PROJECT}/batch"))
@@ -371,27 +305,18 @@ async fn batches_are_created_listed_and_updated() {
     assert_eq!(items[0]["project_id"], PROJECT);
     assert_eq!(items[0]["status"], "Active");
 
-    let put = answer(
-        c.http
+    let put = send(c.http
             .put(c.url(&format!("/api/project/{PROJECT}/batch/{a}")))
             .bearer_auth(&c.token)
-            .json(&json!({"batch_name": "first", "priority": 7, "comments": "hi", "notifications": []}))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+            .json(&json!({"batch_name": "first", "priority": 7, "comments": "hi", "notifications": []}))).await;
     assert_eq!(put.status, 200, "{}", put.text);
     let list = c.get(&format!("/api/project/{PROJECT}/batch")).await;
     assert_eq!(list.body[0]["priority"], 7);
-    let state = answer(
+    let state = send(
         c.http
             .put(c.url(&format!("/api/project/{PROJECT}/batch/{a}/state")))
             .bearer_auth(&c.token)
-            .json(&json!({"state": "Paused"}))
-            .send()
-            .await
-            .unwrap(),
+            .json(&json!({"state": "Paused"})),
     )
     .await;
     assert_eq!(state.body, json!({"id": a, "state": "Paused"}));
@@ -725,14 +650,11 @@ async fn url_imports_external_tasks_and_taxonomies() {
             "file",
             reqwest::multipart::Part::bytes(xlsx.clone()).file_name("file"),
         );
-        let a = answer(
+        let a = send(
             c.http
                 .post(c.url(&path))
                 .bearer_auth(&c.token)
-                .multipart(form)
-                .send()
-                .await
-                .unwrap(),
+                .multipart(form),
         )
         .await;
         assert_eq!(a.status, 200, "{}", a.text);
@@ -755,32 +677,23 @@ async fn files_refuse_credentials_and_expire() {
         .await;
     let url = a.body["file_url"].as_str().unwrap().to_string();
     c.wait_job(a.body["job_id"].as_str().unwrap()).await;
-    let with_token = answer(c.http.get(&url).bearer_auth(&c.token).send().await.unwrap()).await;
+    let with_token = send(c.http.get(&url).bearer_auth(&c.token)).await;
     assert_eq!(with_token.status, 400);
-    assert_eq!(
-        answer(c.http.get(&url).send().await.unwrap()).await.status,
-        200
-    );
+    assert_eq!(send(c.http.get(&url)).await.status, 200);
     // A later output job sweeps files past their hour.
     c.sb.advance(3601.0);
     let t = c.token_call(&c.creds()).await;
-    let fresh = answer(
+    let fresh = send(
         c.http
             .post(c.url(&format!(
                 "/api/project/v2/{PROJECT}/batch/{batch}/output?output_format=CSV"
             )))
             .bearer_auth(t.body["access_token"].as_str().unwrap())
-            .json(&json!({}))
-            .send()
-            .await
-            .unwrap(),
+            .json(&json!({})),
     )
     .await;
     assert_eq!(fresh.status, 200, "{}", fresh.text);
-    assert_eq!(
-        answer(c.http.get(&url).send().await.unwrap()).await.status,
-        404
-    );
+    assert_eq!(send(c.http.get(&url)).await.status, 404);
 }
 
 #[tokio::test]

@@ -2,10 +2,10 @@
 
 use std::time::{Duration, Instant};
 
-use reqwest::header::HeaderMap;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
+use super::test_http::{send, Answer};
 use super::{Faults, Sandbox, SandboxConfig};
 
 struct Client {
@@ -14,47 +14,10 @@ struct Client {
     token: String,
 }
 
-struct Answer {
-    status: StatusCode,
-    headers: HeaderMap,
-    body: Value,
-    text: String,
-}
-
-impl Answer {
-    fn header(&self, name: &str) -> &str {
-        self.headers
-            .get(name)
-            .map(|v| v.to_str().unwrap())
-            .unwrap_or("")
-    }
-
-    fn total(&self) -> u64 {
-        self.header("x-total-count").parse().unwrap()
-    }
-
-    fn items(&self) -> &Vec<Value> {
-        self.body.as_array().expect("a JSON array")
-    }
-}
-
 fn config() -> SandboxConfig {
     SandboxConfig {
         seed: 42,
         ..Default::default()
-    }
-}
-
-async fn answer(res: reqwest::Response) -> Answer {
-    let status = res.status();
-    let headers = res.headers().clone();
-    let text = res.text().await.unwrap();
-    let body = serde_json::from_str(&text).unwrap_or(Value::Null);
-    Answer {
-        status,
-        headers,
-        body,
-        text,
     }
 }
 
@@ -82,22 +45,14 @@ impl Client {
             .into_iter()
             .map(|(k, v)| (k, Value::String(v)))
             .collect();
-        let a = answer(
-            self.http
-                .post(self.url("/api/v1/login"))
-                .json(&creds)
-                .send()
-                .await
-                .unwrap(),
-        )
-        .await;
+        let a = send(self.http.post(self.url("/api/v1/login")).json(&creds)).await;
         assert_eq!(a.status, 200, "{}", a.text);
         assert_eq!(a.body["token_type"], "bearer");
         a.body["access_token"].as_str().unwrap().to_string()
     }
 
     async fn send(&self, req: reqwest::RequestBuilder) -> Answer {
-        answer(req.bearer_auth(&self.token).send().await.unwrap()).await
+        send(req.bearer_auth(&self.token)).await
     }
 
     async fn get(&self, path: &str) -> Answer {
@@ -133,6 +88,30 @@ impl Client {
             Value::Array(records),
         )
         .await
+    }
+
+    async fn import_csv(&self, batch: &str, form: reqwest::multipart::Form) -> Answer {
+        let url = self.url(&format!("/api/v1/batches/{batch}/records/import-csv"));
+        self.send(self.http.post(url).multipart(form)).await
+    }
+
+    /// A client of a sandbox finishing records 10 s after import, and a batch of `n` records imported
+    /// now: the batch id and the records' `createdAt` (ms).
+    async fn timed(name: &str, n: usize) -> (Client, String, i64) {
+        let c = Client::start(SandboxConfig {
+            complete_after: 10.0,
+            ..config()
+        })
+        .await;
+        let batch = c.create_batch(name).await;
+        let imported = c.import(&batch, keys(name, n)).await;
+        let created = ms(&imported.items()[0]["createdAt"]);
+        (c, batch, created)
+    }
+
+    /// The statistics, as `GET /_sim/stats` answers them.
+    async fn sim_stats(&self) -> Value {
+        send(self.http.get(self.url("/_sim/stats"))).await.body
     }
 
     async fn count(&self, batch: &str, what: &str) -> u64 {
@@ -174,39 +153,30 @@ async fn login_and_token_errors() {
         ..config()
     })
     .await;
-    let bad = answer(
+    let bad = send(
         c.http
             .post(c.url("/api/v1/login"))
-            .json(&json!({"username": "sandbox", "password": "nope"}))
-            .send()
-            .await
-            .unwrap(),
+            .json(&json!({"username": "sandbox", "password": "nope"})),
     )
     .await;
     assert_eq!(bad.status, 401);
     assert_eq!(bad.body["error"], "Unauthorized");
 
-    let login = answer(
+    let login = send(
         c.http
             .post(c.url("/api/v1/login"))
-            .json(&json!({"username": "sandbox", "password": c.sb.credentials()[1].1}))
-            .send()
-            .await
-            .unwrap(),
+            .json(&json!({"username": "sandbox", "password": c.sb.credentials()[1].1})),
     )
     .await;
     assert_eq!(login.body["expires_in"], 60);
 
     // No header: 401. Unknown token: 500 AccessDeniedException, exactly as documented.
-    let none = answer(c.http.get(c.url("/api/v1/workflows")).send().await.unwrap()).await;
+    let none = send(c.http.get(c.url("/api/v1/workflows"))).await;
     assert_eq!(none.status, 401);
-    let wrong = answer(
+    let wrong = send(
         c.http
             .get(c.url("/api/v1/workflows?page=1"))
-            .header("authorization", "Bearer not-a-token")
-            .send()
-            .await
-            .unwrap(),
+            .header("authorization", "Bearer not-a-token"),
     )
     .await;
     assert_eq!(wrong.status, 500);
@@ -233,13 +203,10 @@ async fn login_and_token_errors() {
     assert_eq!(wrong.body["path"], "/api/v1/workflows");
 
     // Header name and scheme are case-insensitive.
-    let ok = answer(
+    let ok = send(
         c.http
             .get(c.url("/api/v1/workflows"))
-            .header("AUTHORIZATION", format!("bEaReR {}", c.token))
-            .send()
-            .await
-            .unwrap(),
+            .header("AUTHORIZATION", format!("bEaReR {}", c.token)),
     )
     .await;
     assert_eq!(ok.status, 200);
@@ -585,14 +552,7 @@ async fn pagination_headers_as_documented() {
 
 #[tokio::test]
 async fn results_appear_after_complete_after() {
-    let c = Client::start(SandboxConfig {
-        complete_after: 10.0,
-        ..config()
-    })
-    .await;
-    let batch = c.create_batch("timed").await;
-    let imported = c.import(&batch, keys("t", 5)).await;
-    let created = ms(&imported.items()[0]["createdAt"]);
+    let (c, batch, created) = Client::timed("timed", 5).await;
     let records = format!("/api/v1/batches/{batch}/records");
     let status_of = |a: &Answer| a.items()[0]["status"].as_str().unwrap().to_string();
     assert_eq!(status_of(&c.get(&records).await), "queued");
@@ -616,7 +576,7 @@ async fn results_appear_after_complete_after() {
     })
     .await;
     let b2 = again.create_batch("timed").await;
-    again.import(&b2, keys("t", 5)).await;
+    again.import(&b2, keys("timed", 5)).await;
     let r2 = again.get(&format!("/api/v1/batches/{b2}/results")).await;
     for (x, y) in results.items().iter().zip(r2.items()) {
         assert_eq!(x["resultData"], y["resultData"]);
@@ -763,13 +723,7 @@ async fn csv_import_and_csv_results() {
         "file",
         reqwest::multipart::Part::bytes(csv.as_bytes().to_vec()).file_name("records.csv"),
     );
-    let a = c
-        .send(
-            c.http
-                .post(c.url(&format!("/api/v1/batches/{batch}/records/import-csv")))
-                .multipart(form),
-        )
-        .await;
+    let a = c.import_csv(&batch, form).await;
     assert_eq!(a.status, 200, "{}", a.text);
     assert_eq!(a.items().len(), 2);
     assert_eq!(a.items()[0]["metadata"], "r1");
@@ -787,13 +741,7 @@ async fn csv_import_and_csv_results() {
         "file",
         reqwest::multipart::Part::text(big).file_name("big.csv"),
     );
-    let a = c
-        .send(
-            c.http
-                .post(c.url(&format!("/api/v1/batches/{batch}/records/import-csv")))
-                .multipart(form),
-        )
-        .await;
+    let a = c.import_csv(&batch, form).await;
     assert_eq!(a.status, 422);
     assert_eq!(c.count(&batch, "records?").await, 2);
 
@@ -873,15 +821,7 @@ async fn stats_count_requests_and_records() {
     assert_eq!(s["records_created"]["s00001"], 1);
     assert_eq!(s["records_total"], 4);
     assert!(s["peak_rps"].as_f64().unwrap() >= 1.0);
-    let over_http: Value = c
-        .http
-        .get(c.url("/_sim/stats"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let over_http: Value = c.sim_stats().await;
     assert_eq!(over_http["records_created"], s["records_created"]);
     let adv = c
         .http
@@ -895,14 +835,7 @@ async fn stats_count_requests_and_records() {
 
 #[tokio::test]
 async fn disabled_batches_freeze_progress() {
-    let c = Client::start(SandboxConfig {
-        complete_after: 10.0,
-        ..config()
-    })
-    .await;
-    let batch = c.create_batch("freeze").await;
-    let imported = c.import(&batch, keys("f", 3)).await;
-    let created = ms(&imported.items()[0]["createdAt"]);
+    let (c, batch, created) = Client::timed("freeze", 3).await;
     let path = format!("/api/v1/batches/{batch}");
     let put = |enabled: bool| {
         c.put(
@@ -937,33 +870,24 @@ fn faulty(f: Faults) -> SandboxConfig {
     }
 }
 
+/// `faulty` with the faults `set` changes from none.
+fn faulty_with(set: impl FnOnce(&mut Faults)) -> SandboxConfig {
+    let mut f = Faults::default();
+    set(&mut f);
+    faulty(f)
+}
+
 #[tokio::test]
 async fn faults_rate_limit_and_server_error_store_nothing() {
-    let c = Client::start(faulty(Faults {
-        rate_limit: 1.0,
-        ..Default::default()
-    }))
-    .await;
+    let c = Client::start(faulty_with(|f| f.rate_limit = 1.0)).await;
     let a = c.get("/api/v1/workflows").await;
     assert_eq!(a.status, 429);
     assert_eq!(a.header("retry-after"), "1");
     // Control endpoints are exempt.
-    let s: Value = c
-        .http
-        .get(c.url("/_sim/stats"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let s: Value = c.sim_stats().await;
     assert_eq!(s["requests"]["GET /api/v1/workflows 429"], 1);
 
-    let c = Client::start(faulty(Faults {
-        server_error: 1.0,
-        ..Default::default()
-    }))
-    .await;
+    let c = Client::start(faulty_with(|f| f.server_error = 1.0)).await;
     let a = c
         .import("00000000-0000-4000-8000-000000000000", keys("x", 2))
         .await;
@@ -1010,11 +934,7 @@ fn config_seed(seed: u64) -> SandboxConfig {
 
 #[tokio::test]
 async fn faults_reset_drops_the_connection() {
-    let c = Client::start(faulty(Faults {
-        reset: 1.0,
-        ..Default::default()
-    }))
-    .await;
+    let c = Client::start(faulty_with(|f| f.reset = 1.0)).await;
     let err = c
         .http
         .get(c.url("/api/v1/workflows"))
@@ -1057,11 +977,7 @@ async fn faults_slow_delays_and_latency_adds() {
 #[tokio::test]
 async fn faults_repeat_for_the_same_seed() {
     let run = || async {
-        let c = Client::start(faulty(Faults {
-            server_error: 0.5,
-            ..Default::default()
-        }))
-        .await;
+        let c = Client::start(faulty_with(|f| f.server_error = 0.5)).await;
         let mut seen = Vec::new();
         for i in 0..20 {
             seen.push(
