@@ -7,10 +7,8 @@
 //! "Incorrect token provided". Lists page by `page`/`pageSize` with `Link` and `X-Total-Count`.
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use futures::StreamExt;
 use reqwest::Method;
 use serde::Deserialize;
 use serde_json::json;
@@ -19,6 +17,7 @@ use url::Url;
 
 use super::config::{check_options, ClientConfig, Options};
 use super::model::*;
+use super::upload::{in_chunks, Driver, Pieces, Plan, Wording};
 use super::{Adapter, PagePlan, PageRange, UploadOptions, UploadProgress};
 use crate::engine::auth::LoginToken;
 use crate::engine::http::{request_url, Body, HttpClient, Request, Response};
@@ -317,56 +316,6 @@ impl AlegionAdapter {
         Ok(())
     }
 
-    /// Imports one chunk. A failure that may or may not have stored the chunk (a 5xx, a dropped connection)
-    /// is reconciled: the batch is asked which keys it holds, and only the missing records are sent again.
-    async fn import_chunk(
-        &self,
-        batch_id: &str,
-        chunk: Vec<UploadRecord>,
-        collect: bool,
-        progress: &UploadProgress,
-    ) -> ChunkOutcome {
-        let mut pending = chunk;
-        let mut round = 0u32;
-        let retry = self.cfg.retry_policy();
-        loop {
-            match self.post_import(batch_id, &pending).await {
-                Ok(()) => {
-                    progress
-                        .sent
-                        .fetch_add(pending.len() as u64, Ordering::Relaxed);
-                    return ChunkOutcome::default();
-                }
-                Err(e) if e.kind == ErrorKind::InvalidInput && collect => {
-                    return self.bisect(batch_id, pending, e, progress).await;
-                }
-                Err(e) if is_ambiguous(&e) && round < retry.max_retries => {
-                    tokio::time::sleep(retry.delay(round, None)).await;
-                    round += 1;
-                    match self.existing_keys(batch_id).await {
-                        Ok(present) => {
-                            let before = pending.len();
-                            pending.retain(|r| !present.contains(&r.key));
-                            progress
-                                .sent
-                                .fetch_add((before - pending.len()) as u64, Ordering::Relaxed);
-                            log::info!(
-                                target: "labelport::vendors::alegion",
-                                "import failed ambiguously ({e}); {} of {before} records were stored, resending the rest",
-                                before - pending.len()
-                            );
-                            if pending.is_empty() {
-                                return ChunkOutcome::default();
-                            }
-                        }
-                        Err(e2) => return ChunkOutcome::error(e2, pending),
-                    }
-                }
-                Err(e) => return ChunkOutcome::error(e, pending),
-            }
-        }
-    }
-
     async fn post_import(&self, batch_id: &str, records: &[UploadRecord]) -> Result<()> {
         let body: Vec<serde_json::Value> = records
             .iter()
@@ -381,59 +330,28 @@ impl AlegionAdapter {
         )?;
         self.http.send(&req).await.map(|_| ())
     }
+}
 
-    /// Finds the records an all-or-nothing import refuses by splitting the chunk until each refusal names one
-    /// record; everything else goes through.
-    async fn bisect(
-        &self,
-        batch_id: &str,
-        records: Vec<UploadRecord>,
-        err: Error,
-        progress: &UploadProgress,
-    ) -> ChunkOutcome {
-        if records.len() == 1 {
-            let r = &records[0];
-            let failure = Failure {
-                key: r.key.clone(),
-                field: err.field.clone(),
-                code: err.code.clone(),
-                message: err.message.clone(),
-            };
-            return ChunkOutcome {
-                failures: vec![failure],
-                ..Default::default()
-            };
-        }
-        let mut out = ChunkOutcome::default();
-        let mid = records.len() / 2;
-        let mut halves = records;
-        let second = halves.split_off(mid);
-        for half in [halves, second] {
-            let part = Box::pin(self.import_chunk(batch_id, half, true, progress)).await;
-            out.failures.extend(part.failures);
-            if part.error.is_some() {
-                out.error = part.error;
-                out.unsent.extend(part.unsent);
-            }
-        }
-        out
+/// One upload's pieces for the driver: the batch's keys, imports of at most `IMPORT_LIMIT` records.
+struct Imports<'a> {
+    adapter: &'a AlegionAdapter,
+    batch_id: &'a str,
+}
+
+#[async_trait::async_trait]
+impl Pieces for Imports<'_> {
+    type Item = UploadRecord;
+    type Chunk = Vec<UploadRecord>;
+    type Receipt = ();
+
+    async fn existing_keys(&self) -> Result<HashSet<String>> {
+        self.adapter.existing_keys(self.batch_id).await
     }
-}
-
-#[derive(Default)]
-struct ChunkOutcome {
-    failures: Vec<Failure>,
-    error: Option<Error>,
-    unsent: Vec<String>,
-}
-
-impl ChunkOutcome {
-    fn error(e: Error, pending: Vec<UploadRecord>) -> Self {
-        ChunkOutcome {
-            failures: vec![],
-            error: Some(e),
-            unsent: pending.into_iter().map(|r| r.key).collect(),
-        }
+    fn chunks(&self, records: Vec<UploadRecord>) -> Vec<Vec<UploadRecord>> {
+        in_chunks(records, IMPORT_LIMIT)
+    }
+    async fn send(&self, chunk: &Vec<UploadRecord>) -> Result<()> {
+        self.adapter.post_import(self.batch_id, chunk).await
     }
 }
 
@@ -577,81 +495,22 @@ impl Adapter for AlegionAdapter {
             self.cfg.spec.upload_options,
         )?;
         let total = records.len() as u64;
-        let present = self.existing_keys(&batch.id).await?;
-        let to_send: Vec<UploadRecord> = records
-            .into_iter()
-            .filter(|r| !present.contains(&r.key))
-            .collect();
-        let skipped = total - to_send.len() as u64;
-        progress.skipped.store(skipped, Ordering::Relaxed);
-
-        let stop = AtomicBool::new(false);
-        let mut chunks = Vec::new();
-        let mut iter = to_send.into_iter().peekable();
-        while iter.peek().is_some() {
-            chunks.push(iter.by_ref().take(IMPORT_LIMIT).collect::<Vec<_>>());
-        }
-        let outcomes: Vec<ChunkOutcome> = futures::stream::iter(chunks)
-            .map(|chunk| {
-                let (stop, progress) = (&stop, &progress);
-                async move {
-                    // After a failure in raise mode, chunks not yet started are not sent at all.
-                    if stop.load(Ordering::Relaxed) {
-                        return ChunkOutcome {
-                            unsent: chunk.into_iter().map(|r| r.key).collect(),
-                            ..Default::default()
-                        };
-                    }
-                    let out = self
-                        .import_chunk(&batch.id, chunk, options.collect_errors, progress)
-                        .await;
-                    if out.error.is_some() || (!options.collect_errors && !out.failures.is_empty())
-                    {
-                        stop.store(true, Ordering::Relaxed);
-                    }
-                    out
-                }
-            })
-            .buffer_unordered(UPLOAD_CONCURRENCY)
-            .collect()
-            .await;
-
-        let mut failures = Vec::new();
-        let mut unsent = Vec::new();
-        let mut first_error = None;
-        for o in outcomes {
-            failures.extend(o.failures);
-            unsent.extend(o.unsent);
-            if first_error.is_none() {
-                first_error = o.error;
-            }
-        }
-        let sent = progress.sent.load(Ordering::Relaxed);
-        if let Some(e) = first_error {
-            let message = format!(
-                "{}; {sent} of {total} records are in the batch{}, {} were not sent: run the same upload again to send the rest (records already in the batch are skipped)",
-                e.message,
-                if skipped > 0 { format!(" ({skipped} were there already)") } else { String::new() },
-                unsent.len()
-            );
-            let details = json!({"sent": sent, "skipped": skipped, "not_sent": unsent.len(), "not_sent_keys": unsent.iter().take(100).collect::<Vec<_>>()});
-            return Err(Error { message, ..e }
-                .in_operation("upload")
-                .details(details));
-        }
-        let job_id = format!("alegion-import-{}", uuid::Uuid::new_v4());
-        Ok(JobState {
-            id: job_id,
-            batch_id: batch.id.clone(),
-            // The job ran to its end; refused records are counted in `failed`, not a failed job.
-            state: JobPhase::Completed,
-            total,
-            done: sent + skipped,
-            failed: failures.len() as u64,
-            skipped,
-            failures,
-            vendor_job: None,
-        })
+        let imports = Imports {
+            adapter: self,
+            batch_id: &batch.id,
+        };
+        // An import is all or nothing and may be stored though its answer is lost.
+        let plan = Plan::new(VENDOR, UPLOAD_CONCURRENCY)
+            .reconciling(self.cfg.retry_policy())
+            .bisecting();
+        let driver = Driver::new(&imports, plan, &options, &progress);
+        let sent = driver
+            .run(records)
+            .await?
+            .finish(total, &progress, Wording::stored())?;
+        let id = format!("alegion-import-{}", uuid::Uuid::new_v4());
+        // Alegion's import is synchronous: the job ran to its end when the last import answered.
+        Ok(sent.stored_job(id, &batch.id, total, &progress))
     }
 
     async fn batch_status(&self, batch_id: &str) -> Result<BatchCounts> {

@@ -16,10 +16,8 @@
 use std::collections::{HashMap, HashSet};
 use std::io::{Read, Write};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use futures::StreamExt;
 use reqwest::Method;
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -28,6 +26,7 @@ use url::Url;
 
 use super::config::{check_options, ClientConfig, Options};
 use super::model::*;
+use super::upload::{in_chunks, Driver, Keyed, Pieces, Plan, Wording};
 use super::{Adapter, UploadOptions, UploadProgress};
 use crate::engine::auth::{refused_with_401, KeyPlacement, StaticKey};
 use crate::engine::http::{read_limited, request_url, HttpClient, Request, Response};
@@ -215,8 +214,37 @@ fn entry_of(r: &UploadRecord, index: usize) -> Result<Entry> {
     Ok(Entry { name, source })
 }
 
+/// Every record's entry, checked before anything is sent; file names must be unique.
+fn entries_of(records: &[UploadRecord]) -> Result<Vec<Arc<Entry>>> {
+    let mut entries = Vec::with_capacity(records.len());
+    let mut seen = HashSet::new();
+    for (i, r) in records.iter().enumerate() {
+        let e = entry_of(r, i)?;
+        if !seen.insert(e.name.clone()) {
+            return Err(Error::new(
+                ErrorKind::DuplicateRecord,
+                format!(
+                    "two records have the file name {:?}: a key must be unique within an upload",
+                    e.name
+                ),
+            )
+            .vendor(VENDOR)
+            .operation("upload")
+            .key(e.name));
+        }
+        entries.push(Arc::new(e));
+    }
+    Ok(entries)
+}
+
+impl Keyed for Entry {
+    fn key(&self) -> &str {
+        &self.name
+    }
+}
+
 /// Writes entries into a zip at `path`, streaming each file from disk; the zip's size.
-fn write_zip(path: &std::path::Path, entries: &[Entry]) -> std::io::Result<u64> {
+fn write_zip(path: &std::path::Path, entries: &[Arc<Entry>]) -> std::io::Result<u64> {
     let file = std::fs::File::create(path)?;
     let mut zip = zip::ZipWriter::new(std::io::BufWriter::new(file));
     let opts = zip::write::SimpleFileOptions::default()
@@ -573,8 +601,7 @@ impl DeepenAdapter {
     }
 
     /// Packs, uploads and processes one zip of entries.
-    async fn send_zip(&self, batch_id: &str, entries: Vec<Entry>) -> Result<u64> {
-        let n = entries.len() as u64;
+    async fn send_zip(&self, batch_id: &str, entries: Vec<Arc<Entry>>) -> Result<()> {
         let path =
             std::env::temp_dir().join(format!("labelport-deepen-{}.zip", uuid::Uuid::new_v4()));
         let temp = TempZip(path.clone());
@@ -601,8 +628,7 @@ impl DeepenAdapter {
                 .vendor(VENDOR)
                 .operation("upload")
             })?;
-        self.process(batch_id, &name).await?;
-        Ok(n)
+        self.process(batch_id, &name).await
     }
 
     /// Acts on the submitted task behind each id (a file id, a label id of a sequence, or a task id).
@@ -720,6 +746,30 @@ fn pages<T: Send + 'static>(
             }
         }
     })
+}
+
+/// One upload's pieces for the driver: the dataset's file ids, zips of at most `FILES_PER_ZIP` files.
+struct Zips<'a> {
+    adapter: &'a DeepenAdapter,
+    batch_id: &'a str,
+}
+
+#[async_trait::async_trait]
+impl Pieces for Zips<'_> {
+    type Item = Arc<Entry>;
+    type Chunk = Vec<Arc<Entry>>;
+    type Receipt = ();
+
+    async fn existing_keys(&self) -> Result<HashSet<String>> {
+        let files = self.adapter.files(self.batch_id, "upload").await?;
+        Ok(files.into_iter().map(|(f, _)| f.file_id).collect())
+    }
+    fn chunks(&self, entries: Vec<Arc<Entry>>) -> Vec<Vec<Arc<Entry>>> {
+        in_chunks(entries, FILES_PER_ZIP)
+    }
+    async fn send(&self, zip: &Vec<Arc<Entry>>) -> Result<()> {
+        self.adapter.send_zip(self.batch_id, zip.clone()).await
+    }
 }
 
 #[async_trait::async_trait]
@@ -896,98 +946,31 @@ impl Adapter for DeepenAdapter {
         )?;
         Self::check_id(&batch.id)?;
         let total = records.len() as u64;
-        // Everything is checked before anything is sent.
-        let mut entries = Vec::with_capacity(records.len());
-        let mut seen = HashSet::new();
-        for (i, r) in records.iter().enumerate() {
-            let e = entry_of(r, i)?;
-            if !seen.insert(e.name.clone()) {
-                return Err(Error::new(
-                    ErrorKind::DuplicateRecord,
-                    format!("two records have the file name {:?}: a key must be unique within an upload", e.name),
-                )
-                .vendor(VENDOR)
-                .operation("upload")
-                .key(e.name));
-            }
-            entries.push(e);
-        }
+        let entries = entries_of(&records)?;
         drop(records);
-        let present: HashSet<String> = self
-            .files(&batch.id, "upload")
-            .await?
-            .into_iter()
-            .map(|(f, _)| f.file_id)
-            .collect();
-        let to_send: Vec<Entry> = entries
-            .into_iter()
-            .filter(|e| !present.contains(&e.name))
-            .collect();
-        let skipped = total - to_send.len() as u64;
-        progress.skipped.store(skipped, Ordering::Relaxed);
-
-        let mut chunks = Vec::new();
-        let mut it = to_send.into_iter().peekable();
-        while it.peek().is_some() {
-            chunks.push(it.by_ref().take(FILES_PER_ZIP).collect::<Vec<_>>());
-        }
-        let stop = AtomicBool::new(false);
-        let outcomes: Vec<(Option<Error>, Vec<String>)> = futures::stream::iter(chunks)
-            .map(|chunk| {
-                let (stop, progress) = (&stop, &progress);
-                async move {
-                    let names: Vec<String> = chunk.iter().map(|e| e.name.clone()).collect();
-                    if stop.load(Ordering::Relaxed) {
-                        return (None, names);
-                    }
-                    match self.send_zip(&batch.id, chunk).await {
-                        Ok(n) => {
-                            progress.sent.fetch_add(n, Ordering::Relaxed);
-                            (None, vec![])
-                        }
-                        Err(e) => {
-                            stop.store(true, Ordering::Relaxed);
-                            (Some(e), names)
-                        }
-                    }
-                }
-            })
-            .buffer_unordered(UPLOAD_CONCURRENCY)
-            .collect()
-            .await;
-        let mut first_error = None;
-        let mut unsent = Vec::new();
-        for (e, names) in outcomes {
-            unsent.extend(names);
-            if first_error.is_none() {
-                first_error = e;
-            }
-        }
-        let sent = progress.sent.load(Ordering::Relaxed);
-        if let Some(e) = first_error {
-            let message = format!(
-                "{}; {sent} of {total} files are in the dataset{}, {} were not sent: run the same upload again to send the rest (files already in the dataset are skipped)",
-                e.message,
-                if skipped > 0 { format!(" ({skipped} were there already)") } else { String::new() },
-                unsent.len()
-            );
-            let details = json!({"sent": sent, "skipped": skipped, "not_sent": unsent.len(),
-                                 "not_sent_keys": unsent.iter().take(100).collect::<Vec<_>>()});
-            return Err(Error { message, ..e }
-                .in_operation("upload")
-                .details(details));
-        }
-        let job = JobState {
-            id: format!("deepen-upload-{}", uuid::Uuid::new_v4()),
-            batch_id: batch.id.clone(),
-            state: JobPhase::Running,
-            total,
-            done: sent + skipped,
-            failed: 0,
-            skipped,
-            failures: vec![],
-            vendor_job: Some(batch.id.clone()),
+        let zips = Zips {
+            adapter: self,
+            batch_id: &batch.id,
         };
+        // Neither reconciled here (`send_zip` checks by archive name: files are listed only once Deepen has
+        // unpacked them) nor bisected (files are checked before anything is sent).
+        let plan = Plan::new(VENDOR, UPLOAD_CONCURRENCY);
+        let driver = Driver::new(&zips, plan, &options, &progress);
+        let wording = Wording {
+            noun: "files",
+            container: "dataset",
+            landed: "are in the dataset".into(),
+            details: None,
+        };
+        let sent = driver
+            .run(entries)
+            .await?
+            .finish(total, &progress, wording)?;
+        let id = format!("deepen-upload-{}", uuid::Uuid::new_v4());
+        let mut job = sent.stored_job(id, &batch.id, total, &progress);
+        // Deepen unpacks the archives after they are sent: the job runs until the dataset is processed.
+        job.state = JobPhase::Running;
+        job.vendor_job = Some(batch.id.clone());
         self.job_status(&job).await
     }
 

@@ -9,6 +9,7 @@ pub mod playment;
 pub mod profile;
 pub mod sama;
 pub mod taskmonk;
+pub mod upload;
 pub mod wait;
 
 use std::sync::Arc;

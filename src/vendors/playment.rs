@@ -20,7 +20,7 @@
 #![allow(clippy::result_large_err)]
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -35,6 +35,7 @@ use url::Url;
 
 use super::config::{check_options, ClientConfig, Options};
 use super::model::*;
+use super::upload::{in_chunks, Driver, Pieces, Plan, Wording};
 use super::{Adapter, UploadOptions, UploadProgress};
 use crate::engine::auth::{refused_with_401, KeyPlacement, StaticKey};
 use crate::engine::concurrency::{AdaptiveLimit, LimitConfig};
@@ -271,6 +272,125 @@ fn check_record(r: &UploadRecord) -> Option<Failure> {
         code: Some("FS_0003".into()),
         message: "a Playment record needs the data to annotate: an image_url, video_data or sensor_data field".into(),
     })
+}
+
+/// The records holding data to annotate, and (with `collect`) a failure for each of the others; without
+/// `collect`, the first record without data refuses the upload before anything is sent.
+fn with_data(
+    records: Vec<UploadRecord>,
+    collect: bool,
+) -> Result<(Vec<UploadRecord>, Vec<Failure>)> {
+    let mut failures: Vec<Failure> = Vec::new();
+    let mut good = Vec::with_capacity(records.len());
+    for r in records {
+        match check_record(&r) {
+            None => good.push(r),
+            Some(f) if collect => failures.push(f),
+            Some(f) => {
+                return Err(Error::invalid(format!("{}; nothing was sent", f.message))
+                    .vendor(VENDOR)
+                    .operation("upload")
+                    .key(f.key)
+                    .field("image_url")
+                    .code("FS_0003"))
+            }
+        }
+    }
+    Ok((good, failures))
+}
+
+/// A refused record as the error that stops an upload.
+fn refusal(f: Failure) -> Error {
+    let kind = if f.code.as_deref() == Some("FS_0001") {
+        ErrorKind::DuplicateRecord
+    } else {
+        ErrorKind::InvalidInput
+    };
+    let mut e = Error::new(kind, f.message).vendor(VENDOR).key(f.key);
+    e.code = f.code;
+    e.field = f.field;
+    e
+}
+
+/// What a create the vendor took came to.
+enum Landed {
+    Job,
+    /// `FS_0001` for this key: the project holds a job with it already.
+    Duplicate(String),
+}
+
+/// One upload's pieces for the driver: the batch's reference_ids, one create-job call per record.
+struct Jobs<'a> {
+    inner: &'a Arc<Inner>,
+    batch_id: &'a str,
+    url: Url,
+    settings: Map<String, Value>,
+}
+
+#[async_trait::async_trait]
+impl Pieces for Jobs<'_> {
+    type Item = UploadRecord;
+    type Chunk = Vec<UploadRecord>;
+    type Receipt = Landed;
+
+    async fn existing_keys(&self) -> Result<HashSet<String>> {
+        Ok(self
+            .inner
+            .keys_in(self.batch_id)
+            .await?
+            .into_keys()
+            .collect())
+    }
+    fn chunks(&self, records: Vec<UploadRecord>) -> Vec<Vec<UploadRecord>> {
+        in_chunks(records, 1)
+    }
+    async fn send(&self, job: &Vec<UploadRecord>) -> Result<Landed> {
+        let r = &job[0];
+        match self
+            .inner
+            .create(&self.url, self.batch_id, &self.settings, r)
+            .await
+        {
+            Created::Job => Ok(Landed::Job),
+            Created::Duplicate => Ok(Landed::Duplicate(r.key.clone())),
+            Created::Refused(f) => Err(refusal(f)),
+            Created::Error(e) => Err(e),
+        }
+    }
+    /// A duplicate counts once the batch is seen to hold it (`place_duplicates`).
+    fn landed(&self, receipt: &Landed, _len: usize) -> u64 {
+        matches!(receipt, Landed::Job) as u64
+    }
+}
+
+impl Inner {
+    /// FS_0001: created by an earlier attempt whose answer was lost, or by a run that was cut short. The
+    /// batch's job list says which job holds it; a key held elsewhere in the project is refused.
+    async fn place_duplicates(
+        self: &Arc<Self>,
+        batch_id: &str,
+        keys: Vec<String>,
+        progress: &UploadProgress,
+        failures: &mut Vec<Failure>,
+    ) -> Result<()> {
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let now_present = self.keys_in(batch_id).await?;
+        for key in keys {
+            if now_present.contains_key(&key) {
+                progress.sent.fetch_add(1, Ordering::Relaxed);
+            } else {
+                failures.push(Failure {
+                    key,
+                    field: Some("reference_id".into()),
+                    code: Some("FS_0001".into()),
+                    message: "this key (reference_id) is already used by a job in another batch of the project".into(),
+                });
+            }
+        }
+        Ok(())
+    }
 }
 
 impl Inner {
@@ -883,130 +1003,33 @@ impl Adapter for PlaymentAdapter {
         let (url, settings) = me.job_settings(&options.options)?;
         let total = records.len() as u64;
         // Records without data to annotate are refused here, before anything is sent.
-        let mut failures: Vec<Failure> = Vec::new();
-        let mut good = Vec::with_capacity(records.len());
-        for r in records {
-            match check_record(&r) {
-                None => good.push(r),
-                Some(f) if options.collect_errors => failures.push(f),
-                Some(f) => {
-                    return Err(Error::invalid(format!("{}; nothing was sent", f.message))
-                        .vendor(VENDOR)
-                        .operation("upload")
-                        .key(f.key)
-                        .field("image_url")
-                        .code("FS_0003"))
-                }
-            }
+        let (good, mut failures) = with_data(records, options.collect_errors)?;
+        let jobs = Jobs {
+            inner: me,
+            batch_id: &batch.id,
+            url,
+            settings,
+        };
+        // The adaptive limit inside `create` decides how many are in flight; this only bounds it.
+        // Not reconciled here: Playment deduplicates by reference_id, so `create` resends after an ambiguous
+        // failure itself. A chunk is one record: bisecting it names it.
+        let plan = Plan::new(VENDOR, me.limit.config().max).bisecting();
+        let driver = Driver::new(&jobs, plan, &options, &progress);
+        let mut sent = driver.run(good).await?;
+        failures.append(&mut sent.failures);
+        let duplicates = sent.receipts.drain(..).filter_map(|l| match l {
+            Landed::Duplicate(key) => Some(key),
+            Landed::Job => None,
+        });
+        me.place_duplicates(&batch.id, duplicates.collect(), &progress, &mut failures)
+            .await?;
+        if sent.error.is_none() && !options.collect_errors {
+            sent.error = failures.first().cloned().map(refusal);
         }
-        let present = me.keys_in(&batch.id).await?;
-        let to_send: Vec<UploadRecord> = good
-            .into_iter()
-            .filter(|r| !present.contains_key(&r.key))
-            .collect();
-        let skipped = total - failures.len() as u64 - to_send.len() as u64;
-        progress.skipped.store(skipped, Ordering::Relaxed);
-
-        let stop = AtomicBool::new(false);
-        let mut duplicates: Vec<String> = Vec::new();
-        let mut unsent: Vec<String> = Vec::new();
-        let mut first_error: Option<Error> = None;
-        {
-            let mut outcomes = futures::stream::iter(to_send)
-                .map(|r| {
-                    let (stop, progress, url, settings) = (&stop, &progress, &url, &settings);
-                    async move {
-                        if stop.load(Ordering::Relaxed) {
-                            return (r.key, None);
-                        }
-                        let out = me.create(url, &batch.id, settings, &r).await;
-                        match &out {
-                            Created::Job => {
-                                progress.sent.fetch_add(1, Ordering::Relaxed);
-                            }
-                            Created::Refused(_) if !options.collect_errors => {
-                                stop.store(true, Ordering::Relaxed)
-                            }
-                            Created::Error(_) => stop.store(true, Ordering::Relaxed),
-                            _ => {}
-                        }
-                        (r.key, Some(out))
-                    }
-                })
-                // The adaptive limit inside `create` decides how many are in flight; this only bounds it.
-                .buffer_unordered(self.0.limit.config().max);
-            while let Some((key, out)) = outcomes.next().await {
-                match out {
-                    None => unsent.push(key),
-                    Some(Created::Job) => {}
-                    Some(Created::Duplicate) => duplicates.push(key),
-                    Some(Created::Refused(f)) => failures.push(f),
-                    Some(Created::Error(e)) => {
-                        unsent.push(key);
-                        if first_error.is_none() {
-                            first_error = Some(e);
-                        }
-                    }
-                }
-            }
-        }
-        // FS_0001: created by an earlier attempt whose answer was lost, or by a run that was cut short.
-        // The batch's job list says which job holds it; a key held elsewhere in the project is refused.
-        if !duplicates.is_empty() {
-            let now_present = me.keys_in(&batch.id).await?;
-            for key in duplicates {
-                if now_present.contains_key(&key) {
-                    progress.sent.fetch_add(1, Ordering::Relaxed);
-                } else {
-                    failures.push(Failure {
-                        key,
-                        field: Some("reference_id".into()),
-                        code: Some("FS_0001".into()),
-                        message: "this key (reference_id) is already used by a job in another batch of the project".into(),
-                    });
-                }
-            }
-        }
-        let sent = progress.sent.load(Ordering::Relaxed);
-        if first_error.is_none() && !options.collect_errors {
-            if let Some(f) = failures.first() {
-                let kind = if f.code.as_deref() == Some("FS_0001") {
-                    ErrorKind::DuplicateRecord
-                } else {
-                    ErrorKind::InvalidInput
-                };
-                let mut e = Error::new(kind, f.message.clone())
-                    .vendor(VENDOR)
-                    .key(f.key.clone());
-                e.code = f.code.clone();
-                e.field = f.field.clone();
-                first_error = Some(e);
-            }
-        }
-        if let Some(e) = first_error {
-            let message = format!(
-                "{}; {sent} of {total} records are in the batch{}, {} were not sent: run the same upload again to send the rest (records already in the batch are skipped)",
-                e.message,
-                if skipped > 0 { format!(" ({skipped} were there already)") } else { String::new() },
-                unsent.len()
-            );
-            let details = json!({"sent": sent, "skipped": skipped, "not_sent": unsent.len(),
-                "not_sent_keys": unsent.iter().take(100).collect::<Vec<_>>()});
-            return Err(Error { message, ..e }
-                .in_operation("upload")
-                .details(details));
-        }
-        Ok(JobState {
-            id: format!("playment-upload-{}", uuid::Uuid::new_v4()),
-            batch_id: batch.id.clone(),
-            state: JobPhase::Completed,
-            total,
-            done: sent + skipped,
-            failed: failures.len() as u64,
-            skipped,
-            failures,
-            vendor_job: None,
-        })
+        sent.failures = failures;
+        let sent = sent.finish(total, &progress, Wording::stored())?;
+        let id = format!("playment-upload-{}", uuid::Uuid::new_v4());
+        Ok(sent.stored_job(id, &batch.id, total, &progress))
     }
 
     async fn batch_status(&self, batch_id: &str) -> Result<BatchCounts> {

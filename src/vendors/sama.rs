@@ -14,7 +14,6 @@
 #![allow(clippy::result_large_err)]
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -28,6 +27,7 @@ use url::Url;
 
 use super::config::{check_options, ClientConfig, Options};
 use super::model::*;
+use super::upload::{in_chunks, Chunk, Driver, Keyed, Pieces, Plan, Wording};
 use super::{Adapter, UploadOptions, UploadProgress};
 use crate::engine::auth::{refused_with_401, KeyPlacement, StaticKey};
 use crate::engine::http::{request_url, HttpClient, Request, Response};
@@ -738,7 +738,7 @@ impl SamaAdapter {
     }
 
     /// One Sama batch creation job: create, PUT the file, continue. Returns once Sama is creating the tasks.
-    async fn run_creation(&self, tasks: &[Value]) -> Result<Created> {
+    async fn run_creation(&self, tasks: &[(String, Value)]) -> Result<Created> {
         // 1. A waiting batch with an upload URL. A lost answer leaves an orphan batch that never creates a
         //    task, so this create may be repeated.
         let req = Request::json(
@@ -770,7 +770,8 @@ impl SamaAdapter {
             .ok_or_else(|| bad("upload", "batch creation answered without tasks_put_url"))?;
 
         // 2. The tasks file.
-        let body = serde_json::to_vec(tasks).map_err(|e| Error::invalid(e.to_string()))?;
+        let tasks: Vec<&Value> = tasks.iter().map(|(_, t)| t).collect();
+        let body = serde_json::to_vec(&tasks).map_err(|e| Error::invalid(e.to_string()))?;
         self.put_tasks_file(&put_url, body.into()).await?;
 
         // 3. Start creating. After an ambiguous failure, the batch's state says whether it started.
@@ -842,7 +843,7 @@ impl SamaAdapter {
         records: Vec<UploadRecord>,
         priority: i64,
         submit: bool,
-    ) -> Result<(Vec<(String, Value)>, Vec<(usize, String, String, String)>)> {
+    ) -> Result<(Vec<(String, Value)>, Refused)> {
         let schema = self.creation_schema().await?.clone();
         let mut ok = Vec::new();
         let mut refused = Vec::new();
@@ -1074,6 +1075,114 @@ fn decode_tasks(resp: &Response, operation: &str) -> Result<Vec<(TaskDto, Box<Ra
         .collect()
 }
 
+/// `priority` and `submit` of `upload(...)`: the settings of every task it creates.
+fn task_settings(options: &Options) -> Result<(i64, bool)> {
+    let priority = match options.get("priority") {
+        None => 0,
+        Some(v) => v
+            .as_i64()
+            .filter(|p| i32::try_from(*p).is_ok())
+            .ok_or_else(|| {
+                Error::invalid("priority must be a 32-bit integer (lower is worked first)")
+                    .vendor(VENDOR)
+                    .field("priority")
+            })?,
+    };
+    let submit = match options.get("submit") {
+        None => false,
+        Some(Value::Bool(b)) => *b,
+        Some(_) => {
+            return Err(Error::invalid("submit must be True or False")
+                .vendor(VENDOR)
+                .field("submit"))
+        }
+    };
+    Ok((priority, submit))
+}
+
+/// Records refused by `prepare`: (row, key, field, message), a record once per problem.
+type Refused = Vec<(usize, String, String, String)>;
+
+/// The error of an upload whose records do not all match the creation schema: nothing is sent.
+fn schema_error(refused: &Refused, total: u64) -> Error {
+    let rows: HashSet<usize> = refused.iter().map(|r| r.0).collect();
+    let shown: Vec<String> = refused
+        .iter()
+        .take(SHOWN_PROBLEMS)
+        .map(|(row, key, field, m)| format!("record #{row} (key {key:?}) field {field:?} {m}"))
+        .collect();
+    let more = refused.len().saturating_sub(SHOWN_PROBLEMS);
+    let (_, key, field, _) = &refused[0];
+    let details = json!({"problems": refused.iter().map(|(row, key, field, m)| json!({"row": row, "key": key, "field": field, "message": m})).collect::<Vec<_>>(), "sent": 0});
+    Error::invalid(format!(
+        "{} of {total} records do not match the project's creation schema; nothing was sent: {}{}",
+        rows.len(),
+        shown.join("; "),
+        if more > 0 {
+            format!("; and {more} more")
+        } else {
+            String::new()
+        }
+    ))
+    .vendor(VENDOR)
+    .operation("upload")
+    .key(key.clone())
+    .field(field.clone())
+    .details(details)
+}
+
+/// One failure per refused record: its first field, every problem in the message.
+fn schema_failures(refused: Refused) -> Vec<Failure> {
+    let mut failures: Vec<Failure> = Vec::new();
+    let mut refused_keys = HashSet::new();
+    for (_, key, field, message) in refused {
+        let problem = format!("field {field:?} {message}");
+        if refused_keys.insert(key.clone()) {
+            failures.push(Failure {
+                key,
+                field: Some(field),
+                code: Some("InvalidInputSchema".into()),
+                message: problem,
+            });
+        } else if let Some(f) = failures.iter_mut().find(|f| f.key == key) {
+            f.message = format!("{}; {problem}", f.message);
+        }
+    }
+    failures
+}
+
+impl Keyed for (String, Value) {
+    fn key(&self) -> &str {
+        &self.0
+    }
+}
+
+/// One upload's pieces for the driver: the batch's keys, Sama batch creation jobs of at most
+/// `TASKS_PER_JOB` tasks.
+struct Creations<'a> {
+    adapter: &'a SamaAdapter,
+    batch_id: &'a str,
+}
+
+#[async_trait::async_trait]
+impl Pieces for Creations<'_> {
+    type Item = (String, Value);
+    type Chunk = Vec<(String, Value)>;
+    /// The creation job (its Sama batch id) and the keys it carries.
+    type Receipt = (u64, Vec<String>);
+
+    async fn existing_keys(&self) -> Result<HashSet<String>> {
+        self.adapter.existing_keys(self.batch_id).await
+    }
+    fn chunks(&self, tasks: Vec<(String, Value)>) -> Vec<Vec<(String, Value)>> {
+        in_chunks(tasks, TASKS_PER_JOB)
+    }
+    async fn send(&self, tasks: &Vec<(String, Value)>) -> Result<(u64, Vec<String>)> {
+        let created = self.adapter.run_creation(tasks).await?;
+        Ok((created.sama_batch, tasks.keys()))
+    }
+}
+
 #[async_trait::async_trait]
 impl Adapter for SamaAdapter {
     fn consumer_results(
@@ -1179,128 +1288,27 @@ impl Adapter for SamaAdapter {
             &options.options,
             self.cfg.spec.upload_options,
         )?;
-        let priority = match options.options.get("priority") {
-            None => 0,
-            Some(v) => v
-                .as_i64()
-                .filter(|p| i32::try_from(*p).is_ok())
-                .ok_or_else(|| {
-                    Error::invalid("priority must be a 32-bit integer (lower is worked first)")
-                        .vendor(VENDOR)
-                        .field("priority")
-                })?,
-        };
-        let submit = match options.options.get("submit") {
-            None => false,
-            Some(Value::Bool(b)) => *b,
-            Some(_) => {
-                return Err(Error::invalid("submit must be True or False")
-                    .vendor(VENDOR)
-                    .field("submit"))
-            }
-        };
+        let (priority, submit) = task_settings(&options.options)?;
         let total = records.len() as u64;
         let (tasks, refused) = self.prepare(&batch.id, records, priority, submit).await?;
         if !refused.is_empty() && !options.collect_errors {
-            let rows: HashSet<usize> = refused.iter().map(|r| r.0).collect();
-            let shown: Vec<String> = refused
-                .iter()
-                .take(SHOWN_PROBLEMS)
-                .map(|(row, key, field, m)| {
-                    format!("record #{row} (key {key:?}) field {field:?} {m}")
-                })
-                .collect();
-            let more = refused.len().saturating_sub(SHOWN_PROBLEMS);
-            let (_, key, field, _) = &refused[0];
-            let details = json!({"problems": refused.iter().map(|(row, key, field, m)| json!({"row": row, "key": key, "field": field, "message": m})).collect::<Vec<_>>(), "sent": 0});
-            return Err(Error::invalid(format!(
-                "{} of {total} records do not match the project's creation schema; nothing was sent: {}{}",
-                rows.len(),
-                shown.join("; "),
-                if more > 0 { format!("; and {more} more") } else { String::new() }
-            ))
-            .vendor(VENDOR)
-            .operation("upload")
-            .key(key.clone())
-            .field(field.clone())
-            .details(details));
+            return Err(schema_error(&refused, total));
         }
-        // One failure per refused record: its first field, every problem in the message.
-        let mut failures: Vec<Failure> = Vec::new();
-        let mut refused_keys = HashSet::new();
-        for (_, key, field, message) in refused {
-            let problem = format!("field {field:?} {message}");
-            if refused_keys.insert(key.clone()) {
-                failures.push(Failure {
-                    key,
-                    field: Some(field),
-                    code: Some("InvalidInputSchema".into()),
-                    message: problem,
-                });
-            } else if let Some(f) = failures.iter_mut().find(|f| f.key == key) {
-                f.message = format!("{}; {problem}", f.message);
-            }
-        }
-
-        let present = self.existing_keys(&batch.id).await?;
-        let to_send: Vec<(String, Value)> = tasks
-            .into_iter()
-            .filter(|(k, _)| !present.contains(k))
-            .collect();
-        let skipped = total - refused_keys.len() as u64 - to_send.len() as u64;
-        progress.skipped.store(skipped, Ordering::Relaxed);
-
-        let stop = AtomicBool::new(false);
-        let chunks: Vec<Vec<(String, Value)>> = {
-            let mut out = Vec::new();
-            let mut it = to_send.into_iter().peekable();
-            while it.peek().is_some() {
-                out.push(it.by_ref().take(TASKS_PER_JOB).collect());
-            }
-            out
+        let failures = schema_failures(refused);
+        let creations = Creations {
+            adapter: self,
+            batch_id: &batch.id,
         };
-        let outcomes: Vec<(Vec<String>, Result<Option<u64>>)> = futures::stream::iter(chunks)
-            .map(|chunk| {
-                let (stop, progress) = (&stop, &progress);
-                async move {
-                    let keys: Vec<String> = chunk.iter().map(|(k, _)| k.clone()).collect();
-                    if stop.load(Ordering::Relaxed) {
-                        return (keys, Ok(None));
-                    }
-                    let tasks: Vec<Value> = chunk.into_iter().map(|(_, t)| t).collect();
-                    match self.run_creation(&tasks).await {
-                        Ok(c) => {
-                            progress
-                                .sent
-                                .fetch_add(keys.len() as u64, Ordering::Relaxed);
-                            (keys, Ok(Some(c.sama_batch)))
-                        }
-                        Err(e) => {
-                            stop.store(true, Ordering::Relaxed);
-                            (keys, Err(e))
-                        }
-                    }
-                }
-            })
-            .buffer_unordered(UPLOAD_CONCURRENCY)
-            .collect()
-            .await;
-
+        // Neither reconciled here (`run_creation` makes each of its steps safe to repeat, as tasks are listed
+        // only once created) nor bisected (records are checked against the schema first, Sama reports the rest
+        // with the job).
+        let plan = Plan::new(VENDOR, UPLOAD_CONCURRENCY);
+        let driver = Driver::new(&creations, plan, &options, &progress);
+        let mut sent = driver.run(tasks).await?;
         let mut started = Vec::new();
-        let mut unsent = Vec::new();
-        let mut first_error = None;
-        for (keys, outcome) in outcomes {
-            match outcome {
-                Ok(Some(id)) => {
-                    self.inflight_keys.lock().insert(id, Arc::new(keys));
-                    started.push(id);
-                }
-                Ok(None) => unsent.extend(keys),
-                Err(e) => {
-                    unsent.extend(keys);
-                    first_error.get_or_insert(e);
-                }
-            }
+        for (id, keys) in sent.receipts.drain(..) {
+            self.inflight_keys.lock().insert(id, Arc::new(keys));
+            started.push(id);
         }
         started.sort_unstable();
         if !started.is_empty() {
@@ -1310,19 +1318,12 @@ impl Adapter for SamaAdapter {
                 .or_default()
                 .extend(started.iter().copied());
         }
-        let sent = progress.sent.load(Ordering::Relaxed);
-        if let Some(e) = first_error {
-            let message = format!(
-                "{}; {sent} of {total} records were handed to Sama (batch creation jobs {started:?}){}, {} were not sent: run the same upload again to send the rest (records already in the batch are skipped)",
-                e.message,
-                if skipped > 0 { format!(", {skipped} were there already") } else { String::new() },
-                unsent.len()
-            );
-            let details = json!({"sent": sent, "skipped": skipped, "not_sent": unsent.len(), "not_sent_keys": unsent.iter().take(100).collect::<Vec<_>>(), "sama_batches": started});
-            return Err(Error { message, ..e }
-                .in_operation("upload")
-                .details(details));
-        }
+        let wording = Wording {
+            landed: format!("were handed to Sama in batch creation jobs {started:?}"),
+            details: Some(("sama_batches", json!(started))),
+            ..Wording::stored()
+        };
+        let skipped = sent.finish(total, &progress, wording)?.skipped;
         let ids: Vec<String> = started.iter().map(u64::to_string).collect();
         let running = !started.is_empty();
         let failed = failures.len() as u64;

@@ -20,7 +20,6 @@
 
 use std::collections::{HashMap, HashSet};
 use std::io::Write;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -34,6 +33,7 @@ use url::Url;
 
 use super::config::{check_options, seconds, ClientConfig, Options, Zero};
 use super::model::*;
+use super::upload::{Chunk, Driver, Keyed, Pieces, Plan, Sent, Wording};
 use super::{Adapter, UploadOptions, UploadProgress};
 use crate::engine::auth::OAuth2ClientCredentials;
 use crate::engine::http::{
@@ -616,26 +616,6 @@ fn text_field(v: &Value, names: &[&str]) -> Option<String> {
     })
 }
 
-#[derive(Default)]
-struct ChunkOutcome {
-    jobs: Vec<String>,
-    /// Records found in the batch after an ambiguous failure.
-    reconciled: u64,
-    failures: Vec<Failure>,
-    error: Option<Error>,
-    unsent: Vec<String>,
-}
-
-impl ChunkOutcome {
-    fn error(e: Error, pending: Vec<Row>) -> Self {
-        ChunkOutcome {
-            error: Some(e),
-            unsent: pending.into_iter().map(|r| r.key).collect(),
-            ..Default::default()
-        }
-    }
-}
-
 impl TaskMonkAdapter {
     pub fn new(cfg: ClientConfig, rt: tokio::runtime::Handle) -> Result<Self> {
         let (key_column, output_fields, export_format, stall) = parse_client_options(&cfg.options)?;
@@ -984,110 +964,31 @@ impl TaskMonkAdapter {
         })
     }
 
-    /// Imports one chunk. A failure that may or may not have stored it (a 5xx, a dropped connection) is
-    /// reconciled: once the batch's imports are ingested, the batch is asked which keys it holds, and
-    /// only the missing rows are sent again.
-    async fn import_chunk(
-        &self,
-        batch_id: &str,
-        columns: &[String],
-        chunk: Vec<Row>,
-        collect: bool,
-        progress: &UploadProgress,
-    ) -> ChunkOutcome {
-        let mut pending = chunk;
-        let mut out = ChunkOutcome::default();
-        let mut round = 0u32;
-        loop {
-            match self.post_import(batch_id, columns, &pending).await {
-                Ok(job) => {
-                    progress
-                        .sent
-                        .fetch_add(pending.len() as u64, Ordering::Relaxed);
-                    out.jobs.push(job);
-                    return out;
-                }
-                Err(e) if e.kind == ErrorKind::InvalidInput && collect => {
-                    let part = self.bisect(batch_id, columns, pending, e, progress).await;
-                    out.jobs.extend(part.jobs);
-                    out.reconciled += part.reconciled;
-                    out.failures.extend(part.failures);
-                    out.error = part.error;
-                    out.unsent = part.unsent;
-                    return out;
-                }
-                Err(e) if is_ambiguous(&e) && round < self.retry.max_retries => {
-                    tokio::time::sleep(self.retry.delay(round, None)).await;
-                    round += 1;
-                    match self.existing_keys(batch_id).await {
-                        Ok(present) => {
-                            let before = pending.len();
-                            pending.retain(|r| !present.contains(&r.key));
-                            let found = (before - pending.len()) as u64;
-                            out.reconciled += found;
-                            progress.sent.fetch_add(found, Ordering::Relaxed);
-                            log::info!(
-                                target: "labelport::vendors::taskmonk",
-                                "import failed ambiguously ({e}); {found} of {before} rows were stored, resending the rest"
-                            );
-                            if pending.is_empty() {
-                                return out;
-                            }
-                        }
-                        Err(e2) => {
-                            let mut o = ChunkOutcome::error(e2, pending);
-                            o.jobs = out.jobs;
-                            o.reconciled = out.reconciled;
-                            return o;
-                        }
-                    }
-                }
-                Err(e) => {
-                    let mut o = ChunkOutcome::error(e, pending);
-                    o.jobs = out.jobs;
-                    o.reconciled = out.reconciled;
-                    return o;
+    /// Sets the batch's priority for `upload(priority=...)`, keeping its other settings.
+    async fn set_priority(&self, batch: &BatchInfo, priority: &Value) -> Result<()> {
+        let name = match &batch.name {
+            Some(n) => n.clone(),
+            None => self.get_batch(&batch.id).await?.name.unwrap_or_default(),
+        };
+        let mut opts = Options::new();
+        opts.insert("priority".into(), priority.clone());
+        let mut body = Self::batch_body(&name, &opts)?;
+        if let Some(raw) = batch.raw.as_object() {
+            for k in ["comments", "notifications", "start_time"] {
+                if let Some(v) = raw.get(k).filter(|v| !v.is_null()) {
+                    body[k] = v.clone();
                 }
             }
         }
-    }
-
-    /// Finds the rows an import refuses by splitting the chunk until each refusal names one row.
-    async fn bisect(
-        &self,
-        batch_id: &str,
-        columns: &[String],
-        rows: Vec<Row>,
-        err: Error,
-        progress: &UploadProgress,
-    ) -> ChunkOutcome {
-        if rows.len() == 1 {
-            return ChunkOutcome {
-                failures: vec![Failure {
-                    key: rows[0].key.clone(),
-                    field: err.field.clone(),
-                    code: err.code.clone(),
-                    message: err.message.clone(),
-                }],
-                ..Default::default()
-            };
-        }
-        let mut out = ChunkOutcome::default();
-        let mut first = rows;
-        let second = first.split_off(first.len() / 2);
-        for half in [first, second] {
-            // Only the half's own columns: a refused column then refuses only the rows that fill it.
-            let (cols, half) = prune_columns(columns, half);
-            let part = Box::pin(self.import_chunk(batch_id, &cols, half, true, progress)).await;
-            out.jobs.extend(part.jobs);
-            out.reconciled += part.reconciled;
-            out.failures.extend(part.failures);
-            if part.error.is_some() {
-                out.error = part.error;
-                out.unsent.extend(part.unsent);
-            }
-        }
-        out
+        let req = Request::json(
+            Method::PUT,
+            self.url(false, &["batch", &batch.id]),
+            &body,
+            RequestKind::Read,
+            "upload",
+        )?;
+        self.http.send(&req).await?;
+        Ok(())
     }
 
     fn batch_body(name: &str, options: &Options) -> Result<Value> {
@@ -1132,6 +1033,73 @@ impl TaskMonkAdapter {
             created_at: None,
             raw,
         })
+    }
+}
+
+/// One upload's pieces for the driver: the batch's keys, import jobs of CSV rows.
+struct Imports<'a> {
+    adapter: &'a TaskMonkAdapter,
+    batch_id: &'a str,
+    /// Every column of the upload, the key column last.
+    columns: Vec<String>,
+}
+
+/// The rows of one import job and the columns of its CSV file.
+struct Csv {
+    columns: Vec<String>,
+    rows: Vec<Row>,
+}
+
+impl Keyed for Row {
+    fn key(&self) -> &str {
+        &self.key
+    }
+}
+
+impl Chunk for Csv {
+    fn len(&self) -> usize {
+        self.rows.len()
+    }
+    fn keys(&self) -> Vec<String> {
+        self.rows.keys()
+    }
+    fn retain_missing(&mut self, present: &HashSet<String>) {
+        self.rows.retain_missing(present);
+    }
+    fn halves(self) -> (Self, Self) {
+        let (first, second) = self.rows.halves();
+        // Only a half's own columns: a refused column then refuses only the rows that fill it.
+        let half = |rows| {
+            let (columns, rows) = prune_columns(&self.columns, rows);
+            Csv { columns, rows }
+        };
+        (half(first), half(second))
+    }
+}
+
+#[async_trait::async_trait]
+impl Pieces for Imports<'_> {
+    type Item = Row;
+    type Chunk = Csv;
+    /// The import job's id.
+    type Receipt = String;
+
+    async fn existing_keys(&self) -> Result<HashSet<String>> {
+        self.adapter.existing_keys(self.batch_id).await
+    }
+    fn chunks(&self, rows: Vec<Row>) -> Vec<Csv> {
+        chunks(rows)
+            .into_iter()
+            .map(|rows| Csv {
+                columns: self.columns.clone(),
+                rows,
+            })
+            .collect()
+    }
+    async fn send(&self, csv: &Csv) -> Result<String> {
+        self.adapter
+            .post_import(self.batch_id, &csv.columns, &csv.rows)
+            .await
     }
 }
 
@@ -1282,100 +1250,32 @@ impl Adapter for TaskMonkAdapter {
         self.check_batch_id(&batch.id)?;
         let (columns, rows) = prepare_rows(&records, &self.key_column)?;
         if let Some(p) = options.options.get("priority") {
-            let name = match &batch.name {
-                Some(n) => n.clone(),
-                None => self.get_batch(&batch.id).await?.name.unwrap_or_default(),
-            };
-            let mut opts = Options::new();
-            opts.insert("priority".into(), p.clone());
-            let mut body = Self::batch_body(&name, &opts)?;
-            if let Some(raw) = batch.raw.as_object() {
-                for k in ["comments", "notifications", "start_time"] {
-                    if let Some(v) = raw.get(k).filter(|v| !v.is_null()) {
-                        body[k] = v.clone();
-                    }
-                }
-            }
-            let req = Request::json(
-                Method::PUT,
-                self.url(false, &["batch", &batch.id]),
-                &body,
-                RequestKind::Read,
-                "upload",
-            )?;
-            self.http.send(&req).await?;
+            self.set_priority(batch, p).await?;
         }
         let total = rows.len() as u64;
-        let present = self.existing_keys(&batch.id).await?;
-        let to_send: Vec<Row> = rows
-            .into_iter()
-            .filter(|r| !present.contains(&r.key))
-            .collect();
-        let skipped = total - to_send.len() as u64;
-        progress.skipped.store(skipped, Ordering::Relaxed);
-
-        let stop = AtomicBool::new(false);
-        let columns = &columns;
-        let outcomes: Vec<ChunkOutcome> = futures::stream::iter(chunks(to_send))
-            .map(|chunk| {
-                let (stop, progress) = (&stop, &progress);
-                async move {
-                    // After a failure in raise mode, chunks not yet started are not sent at all.
-                    if stop.load(Ordering::Relaxed) {
-                        return ChunkOutcome {
-                            unsent: chunk.into_iter().map(|r| r.key).collect(),
-                            ..Default::default()
-                        };
-                    }
-                    let out = self
-                        .import_chunk(&batch.id, columns, chunk, options.collect_errors, progress)
-                        .await;
-                    if out.error.is_some() || (!options.collect_errors && !out.failures.is_empty())
-                    {
-                        stop.store(true, Ordering::Relaxed);
-                    }
-                    out
-                }
-            })
-            .buffer_unordered(UPLOAD_CONCURRENCY)
-            .collect()
-            .await;
-
-        let mut failures = Vec::new();
-        let mut unsent = Vec::new();
-        let mut jobs = Vec::new();
-        let mut reconciled = 0;
-        let mut first_error = None;
-        for o in outcomes {
-            failures.extend(o.failures);
-            unsent.extend(o.unsent);
-            jobs.extend(o.jobs);
-            reconciled += o.reconciled;
-            if first_error.is_none() {
-                first_error = o.error;
-            }
-        }
-        if !options.collect_errors && first_error.is_none() && !failures.is_empty() {
-            let f = &failures[0];
-            first_error = Some(
-                Error::invalid(f.message.clone())
-                    .vendor(VENDOR)
-                    .key(f.key.clone()),
-            );
-        }
-        let sent = progress.sent.load(Ordering::Relaxed);
-        if let Some(e) = first_error {
-            let message = format!(
-                "{}; {sent} of {total} records were accepted{}, {} were not sent: run the same upload again to send the rest (records already in the batch are skipped)",
-                e.message,
-                if skipped > 0 { format!(" ({skipped} were in the batch already)") } else { String::new() },
-                unsent.len()
-            );
-            let details = json!({"sent": sent, "skipped": skipped, "not_sent": unsent.len(), "not_sent_keys": unsent.iter().take(100).collect::<Vec<_>>(), "import_jobs": jobs});
-            return Err(Error { message, ..e }
-                .in_operation("upload")
-                .details(details));
-        }
+        let imports = Imports {
+            adapter: self,
+            batch_id: &batch.id,
+            columns,
+        };
+        // TaskMonk does not deduplicate: an import that may have been stored is reconciled first.
+        let plan = Plan::new(VENDOR, UPLOAD_CONCURRENCY)
+            .reconciling(self.retry)
+            .bisecting();
+        let driver = Driver::new(&imports, plan, &options, &progress);
+        let mut sent = driver.run(rows).await?;
+        let jobs = std::mem::take(&mut sent.receipts);
+        let wording = Wording {
+            landed: "were accepted".into(),
+            details: Some(("import_jobs", json!(jobs))),
+            ..Wording::stored()
+        };
+        let Sent {
+            skipped,
+            reconciled,
+            failures,
+            ..
+        } = sent.finish(total, &progress, wording)?;
         let base = skipped + reconciled;
         let id = if jobs.len() == 1 {
             jobs[0].clone()
