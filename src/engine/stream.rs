@@ -396,6 +396,7 @@ mod tests {
                     vendor: "test",
                     base_url: Url::parse(&format!("http://{addr}")).unwrap(),
                     limits: Default::default(),
+                    rate_limit: None,
                     timeout: std::time::Duration::from_secs(5),
                     connect_timeout: std::time::Duration::from_secs(5),
                     retry: Default::default(),
