@@ -14,6 +14,7 @@ use super::http::{HttpClient, Request, Response};
 use super::pagination::{
     parse_link_header, with_query_param, PageBudget, PageInfo, PageNumberPaging, Step,
 };
+use super::runner::{deadline, with_deadline};
 
 /// Turns one page's response into items. Runs on the runtime's threads, off the GIL.
 pub type Decoder<T> = Arc<dyn Fn(&Response) -> Result<Vec<T>> + Send + Sync>;
@@ -68,11 +69,12 @@ impl<T: Send + 'static> PageStream<T> {
         let (tx, rx) = mpsc::channel(CHANNEL_PAGES);
         let on_panic = tx.clone();
         let fut = std::panic::AssertUnwindSafe(produce(tx));
-        let producer = AbortOnDrop(rt.spawn(async move {
+        // The producer keeps the caller's deadline (a `wait(timeout=)` polling through a stream).
+        let producer = AbortOnDrop(rt.spawn(with_deadline(deadline(), async move {
             if let Err(payload) = futures::FutureExt::catch_unwind(fut).await {
                 let _ = on_panic.send(Err(Error::internal(&*payload))).await;
             }
-        }));
+        })));
         PageStream {
             rx,
             _producer: producer,
@@ -221,9 +223,9 @@ async fn produce_page_number<T: Send + 'static>(
             let mut fetched = futures::stream::iter(first_page + 1..=planned)
                 .map(|n| {
                     let (http, decode, url) = (http.clone(), decode.clone(), url_for(n));
-                    AbortOnDrop(
-                        rt.spawn(async move { fetch(&http, url, list.operation, &decode).await }),
-                    )
+                    let fetch_page =
+                        async move { fetch(&http, url, list.operation, &decode).await };
+                    AbortOnDrop(rt.spawn(with_deadline(deadline(), fetch_page)))
                 })
                 .buffered(list.read_ahead.max(1));
             let mut seen = (first_page - 1) * list.page_size as u64 + info.items as u64;
