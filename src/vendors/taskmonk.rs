@@ -1228,7 +1228,7 @@ impl Adapter for TaskMonkAdapter {
                     .key(name),
                 );
             }
-            match self.http.send(&req).await {
+            match self.http.send(req).await {
                 Ok(resp) => {
                     let created = resp.json::<Value>(VENDOR, "create_batch").and_then(|v| {
                         let mut raw = body.clone();
