@@ -525,29 +525,15 @@ impl HttpClient {
             }
             Err(e) if e.is_connect() => Outcome::ConnectFailed,
             Err(e) if e.is_timeout() => {
-                let error = self.timeout_error(req);
-                return if is_retryable(req.kind, Outcome::TransportFailed) {
-                    Step::Retry {
-                        error,
-                        after: None,
-                        paced: false,
-                    }
-                } else {
-                    Step::Fail(error)
-                };
+                let retryable = is_retryable(req.kind, Outcome::TransportFailed);
+                return Step::retry_if(retryable, self.timeout_error(req));
             }
             Err(_) => Outcome::TransportFailed,
         };
-        let error = self.transport_error(req, outcome);
-        if is_retryable(req.kind, outcome) {
-            Step::Retry {
-                error,
-                after: None,
-                paced: false,
-            }
-        } else {
-            Step::Fail(error)
-        }
+        Step::retry_if(
+            is_retryable(req.kind, outcome),
+            self.transport_error(req, outcome),
+        )
     }
 
     /// What a whole answer calls for: done, a renewal, a retry after a wait, or an error.

@@ -53,6 +53,22 @@ pub enum Step<T> {
     },
 }
 
+impl<T> Step<T> {
+    /// `error` tried again after the policy's backoff where `retryable` (the decision table's answer for
+    /// it), else final.
+    pub fn retry_if(retryable: bool, error: Error) -> Self {
+        if retryable {
+            Step::Retry {
+                error,
+                after: None,
+                paced: false,
+            }
+        } else {
+            Step::Fail(error)
+        }
+    }
+}
+
 /// How many tries one request has used.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Tries {

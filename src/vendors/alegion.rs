@@ -428,10 +428,7 @@ impl ChunkOutcome {
 #[async_trait::async_trait]
 impl Adapter for AlegionAdapter {
     fn kit(&self) -> Kit<'_> {
-        Kit {
-            cfg: &self.cfg,
-            http: &self.http,
-        }
+        Kit::new(&self.cfg, &self.http)
     }
 
     async fn create_batch(

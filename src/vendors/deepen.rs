@@ -718,10 +718,7 @@ fn pages<T: Send + 'static>(
 #[async_trait::async_trait]
 impl Adapter for DeepenAdapter {
     fn kit(&self) -> Kit<'_> {
-        Kit {
-            cfg: &self.cfg,
-            http: &self.http,
-        }
+        Kit::new(&self.cfg, &self.http)
     }
 
     async fn create_batch(

@@ -38,7 +38,11 @@ pub struct Kit<'a> {
     pub http: &'a Arc<HttpClient>,
 }
 
-impl Kit<'_> {
+impl<'a> Kit<'a> {
+    pub fn new(cfg: &'a ClientConfig, http: &'a Arc<HttpClient>) -> Self {
+        Kit { cfg, http }
+    }
+
     /// What the vendor's spec says it takes and does, with `extra` (settings of this client) added.
     pub fn capabilities(&self, extra: Map<String, Value>) -> Value {
         let spec = self.cfg.spec;

@@ -466,12 +466,10 @@ impl Inner {
                     permit.clean();
                     Step::Done(resp)
                 }
-                Err(e) if is_ambiguous(&e) && e.code.as_deref() != Some("FS_0001") => Step::Retry {
-                    error: e,
-                    after: None,
-                    paced: false,
-                },
-                Err(e) => Step::Fail(e),
+                Err(e) => {
+                    let again = is_ambiguous(&e) && e.code.as_deref() != Some("FS_0001");
+                    Step::retry_if(again, e)
+                }
             }
         })
         .await;
@@ -538,11 +536,7 @@ impl Inner {
         let resp = match self.raw_get(url, with_key).await {
             Ok(resp) => resp,
             Err(_) => {
-                return Step::Retry {
-                    error: self.connection_lost(url),
-                    after: None,
-                    paced: false,
-                }
+                return self.connection_lost(url);
             }
         };
         let status = resp.status().as_u16();
@@ -559,11 +553,7 @@ impl Inner {
                 ))
             }
             Err(BodyError::Transport(_)) => {
-                return Step::Retry {
-                    error: self.connection_lost(url),
-                    after: None,
-                    paced: false,
-                }
+                return self.connection_lost(url);
             }
         };
         if !is_retryable(RequestKind::Read, Outcome::Status(status)) {
@@ -595,8 +585,10 @@ impl Inner {
         }
     }
 
-    fn connection_lost(&self, url: &Url) -> Error {
-        Error::new(
+    /// A read whose connection broke: tried again as the decision table allows.
+    fn connection_lost<T>(&self, url: &Url) -> Step<T> {
+        let retryable = is_retryable(RequestKind::Read, Outcome::TransportFailed);
+        let error = Error::new(
             ErrorKind::Vendor,
             format!(
                 "GET {}: the connection failed before an answer arrived",
@@ -605,7 +597,8 @@ impl Inner {
         )
         .vendor(VENDOR)
         .operation("results")
-        .code("connection_lost")
+        .code("connection_lost");
+        Step::retry_if(retryable, error)
     }
 
     fn status_error(&self, url: &Url, status: u16, body: &[u8]) -> Error {
@@ -744,10 +737,7 @@ fn parse_item<T: for<'de> Deserialize<'de>>(raw: &RawValue, operation: &str) -> 
 #[async_trait::async_trait]
 impl Adapter for PlaymentAdapter {
     fn kit(&self) -> Kit<'_> {
-        Kit {
-            cfg: &self.0.cfg,
-            http: &self.0.http,
-        }
+        Kit::new(&self.0.cfg, &self.0.http)
     }
 
     fn capability_settings(&self) -> Map<String, Value> {

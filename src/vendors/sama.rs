@@ -1077,10 +1077,7 @@ impl Adapter for SamaAdapter {
     }
 
     fn kit(&self) -> Kit<'_> {
-        Kit {
-            cfg: &self.cfg,
-            http: &self.http,
-        }
+        Kit::new(&self.cfg, &self.http)
     }
 
     fn capability_settings(&self) -> Map<String, Value> {

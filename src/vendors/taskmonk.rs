@@ -1164,10 +1164,7 @@ impl TaskMonkAdapter {
 #[async_trait::async_trait]
 impl Adapter for TaskMonkAdapter {
     fn kit(&self) -> Kit<'_> {
-        Kit {
-            cfg: &self.cfg,
-            http: &self.http,
-        }
+        Kit::new(&self.cfg, &self.http)
     }
 
     fn capability_settings(&self) -> Map<String, Value> {
@@ -1242,12 +1239,7 @@ impl Adapter for TaskMonkAdapter {
                         Err(e) => Step::Fail(e),
                     }
                 }
-                Err(e) if is_ambiguous(&e) => Step::Retry {
-                    error: e,
-                    after: None,
-                    paced: false,
-                },
-                Err(e) => Step::Fail(e),
+                Err(e) => Step::retry_if(is_ambiguous(&e), e),
             }
         })
         .await
