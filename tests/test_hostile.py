@@ -429,3 +429,99 @@ def test_limit_options_travel_with_the_spec(sandbox: lp.sandbox.Sandbox) -> None
         again = pickle.loads(pickle.dumps(c.spec(include_credentials=True))).client()
         state = pickle.dumps(again.spec())
         assert b"max_pages" in state and b"max_retry_wait" in state and b"max_response_size" in state
+
+
+# --- 9, continued: no Retry-After outlives the caller's timeout; no private retry loop waits past the limit -----
+def forwarding(
+    target: str, hostile: Callable[[str, bool], bytes | None], http_answer: Callable[..., bytes]
+) -> Answer:
+    """A proxy to the sandbox at ``target``, except where ``hostile(path, armed)`` gives an answer. It is armed
+    by a GET of ``/__arm`` (from the child, once its setup is done). The Host header goes through unchanged, so
+    the URLs the sandbox hands out (files, redirects) point back at the proxy."""
+    import http.client
+    from urllib.parse import urlsplit
+
+    where = urlsplit(target)
+    armed = {"on": False}
+    hop_by_hop = {"connection", "content-length", "transfer-encoding", "keep-alive"}
+
+    def answer(method: str, path: str, headers: dict[str, str], body: bytes) -> bytes:
+        if path == "/__arm":
+            armed["on"] = True
+            return http_answer(200, "{}")
+        out = hostile(path, armed["on"])
+        if out is not None:
+            return out
+        conn = http.client.HTTPConnection(where.hostname, where.port, timeout=30)
+        try:
+            sent = {k: v for k, v in headers.items() if k not in hop_by_hop}
+            conn.request(method, path, body=body or None, headers=sent)
+            resp = conn.getresponse()
+            data = resp.read()
+            kept = [(k, v) for k, v in resp.getheaders() if k.lower() not in hop_by_hop]
+            return http_answer(resp.status, data, kept)
+        finally:
+            conn.close()
+
+    return answer
+
+
+SLOW_DOWN = ('{"message": "slow down"}', {"Retry-After": "300"})
+
+
+@pytest.mark.parametrize("vendor", ["alegion", "deepen", "playment", "sama", "taskmonk"])
+def test_a_retry_after_past_the_waits_timeout_ends_the_wait_at_its_timeout(
+    vendor: str, hostile_server: Callable[..., Any], isolated: Any, http_answer: Callable[..., bytes]
+) -> None:
+    slow = http_answer(429, *SLOW_DOWN)
+    with lp.sandbox.start(vendor, seed=5) as sb:
+        srv = hostile_server(forwarding(sb.url, lambda _path, armed: slow if armed else None, http_answer))
+        settings = {"project": sb.project, **sb.credentials}
+        code = (
+            "import urllib.request\n"
+            f"c = lp.Client({vendor!r}, base_url=URL, **{settings!r})\n"
+            "b = c.create_batch('deadline', exist_ok=True)\n"
+            "def case():\n"
+            "    urllib.request.urlopen(URL + '/__arm').read()\n"
+            "    return b.wait(timeout=2)\n"
+        )
+        run = isolated(code, url=srv.url, timeout=60)
+    run.expect("Timeout", None, max_mb=400, max_seconds=6)
+    assert run.seconds >= 1.5, run.outcome  # it waited until the timeout, not less
+    assert "not finished after" in run.message, run.message
+    report(f"{vendor}: `Retry-After: 300` on status polls, `wait(timeout=2)`", run)
+
+
+# Playment's result file behind /v1/attachments, TaskMonk's output file: read outside the engine's send.
+RESULT_FILE = {
+    "playment": (
+        "/v1/attachments",
+        "[{'image_id': 'r-1', 'image_url': 'https://example.com/1.jpg'}]",
+    ),
+    "taskmonk": ("/_files/", "[{'image_id': 'r-1', 'url': 'https://example.com/1.jpg'}]"),
+}
+
+
+@pytest.mark.parametrize("vendor", sorted(RESULT_FILE))
+def test_a_long_retry_after_on_the_result_file_is_reported_at_once(
+    vendor: str, hostile_server: Callable[..., Any], isolated: Any, http_answer: Callable[..., bytes]
+) -> None:
+    slow = http_answer(429, *SLOW_DOWN)
+    prefix, records = RESULT_FILE[vendor]
+    with lp.sandbox.start(vendor, seed=5) as sb:
+        hostile = lambda path, _armed: slow if path.startswith(prefix) else None  # noqa: E731
+        srv = hostile_server(forwarding(sb.url, hostile, http_answer))
+        settings = {"project": sb.project, **sb.credentials}
+        code = (
+            f"c = lp.Client({vendor!r}, base_url=URL, **{settings!r})\n"
+            "b = c.create_batch('files', exist_ok=True)\n"
+            f"b.upload({records}, key='image_id').wait(timeout=60)\n"
+            "b.wait(timeout=60, poll_interval=0.1)\n"
+            "def case():\n"
+            "    return b.results().to_list()\n"
+        )
+        run = isolated(code, url=srv.url, timeout=60)
+    run.expect("RateLimited", None, max_mb=400, max_seconds=10)
+    assert run.outcome["retry_after"] == 300.0, run.outcome
+    assert any(path.startswith(prefix) for _, path, _ in srv.requests), srv.requests
+    report(f"{vendor}: `Retry-After: 300` on the result file", run)

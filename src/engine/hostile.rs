@@ -1297,6 +1297,7 @@ fn client(options: Options, self_addr: &str) -> HttpClient {
             max_response_bytes: RESPONSE_LIMIT as u64,
             max_pages: MAX_PAGES,
         },
+        rate_limit: None,
         timeout: REQUEST_TIMEOUT,
         connect_timeout: REQUEST_TIMEOUT,
         retry: RetryPolicy {

@@ -15,12 +15,15 @@ use reqwest::Method;
 use url::Url;
 
 use super::auth::Auth;
+use super::concurrency::AdaptiveLimit;
 use super::error::{Error, ErrorKind, Result};
+use super::rate_limit::RateLimiter;
 use super::redact::{redact_secrets, redact_url};
 use super::retry::{
     is_retryable, read_retry_after, Outcome, RequestKind, RetryAfter, RetryPolicy,
     IMPLAUSIBLE_RETRY_AFTER_SECS,
 };
+use super::runner::{run, Step, Tries};
 
 pub const USER_AGENT: &str = concat!("labelport/", env!("CARGO_PKG_VERSION"));
 
@@ -58,6 +61,8 @@ pub struct HttpConfig {
     pub timeout: Duration,
     pub connect_timeout: Duration,
     pub retry: RetryPolicy,
+    /// Requests per second at most (`rate_limit=`), every attempt counted: first tries, retries, raw reads.
+    pub rate_limit: Option<f64>,
     pub limits: Limits,
     /// Certificate authorities trusted besides the system's.
     pub tls_roots: Vec<reqwest::Certificate>,
@@ -160,6 +165,9 @@ pub struct HttpClient {
     config: HttpConfig,
     auth: Arc<dyn Auth>,
     parse_error: ErrorParser,
+    rate: Option<RateLimiter>,
+    /// Told of every 429 and 503, where the adapter adapts its concurrency to them.
+    congestion: Option<Arc<AdaptiveLimit>>,
 }
 
 /// Plain HTTP is refused except to loopback (the sandbox) unless the user says otherwise. (A base URL holding
@@ -311,28 +319,6 @@ pub fn too_large(vendor: &str, operation: &str, method: &Method, url: &Url, limi
     .code("response_too_large")
 }
 
-/// What the answer to one attempt calls for.
-enum Verdict {
-    Done(Response),
-    /// Try again after this wait; `paced` says whether it was a 429 with `Retry-After` (its own budget).
-    Again {
-        wait: Duration,
-        paced: bool,
-    },
-    /// The credential was refused: renew it and replay once.
-    Renew,
-    Fail(Error),
-}
-
-/// How many tries one request has used.
-#[derive(Default)]
-struct Tries {
-    retry: u32,
-    /// A 429 is the vendor pacing us, not failing: its waits have their own, larger budget.
-    paced: u32,
-    renewed: bool,
-}
-
 impl HttpClient {
     pub fn new(config: HttpConfig, auth: Arc<dyn Auth>, parse_error: ErrorParser) -> Result<Self> {
         let inner = reqwest::Client::builder()
@@ -352,10 +338,30 @@ impl HttpClient {
             })?;
         Ok(HttpClient {
             inner,
+            rate: config.rate_limit.map(RateLimiter::new),
             config,
             auth,
             parse_error,
+            congestion: None,
         })
+    }
+
+    /// Tells `limit` of every 429 and 503 answer `send` reads (the adaptive concurrency's backoff signal).
+    pub fn with_congestion(mut self, limit: Arc<AdaptiveLimit>) -> Self {
+        self.congestion = Some(limit);
+        self
+    }
+
+    /// Waits for the rate limit's next slot: before every attempt of `send`, and before every request an
+    /// adapter makes through `raw()`.
+    pub async fn pace(&self) {
+        if let Some(rate) = &self.rate {
+            rate.acquire().await;
+        }
+    }
+
+    pub fn retry_policy(&self) -> &RetryPolicy {
+        &self.config.retry
     }
 
     pub fn vendor(&self) -> &'static str {
@@ -454,71 +460,57 @@ impl HttpClient {
             .operation(req.operation)
             .code("cross_origin_url"));
         }
-        let mut tries = Tries::default();
-        loop {
-            let (rb, generation) = self
-                .auth
-                .authorize(&self.inner, self.build(req))
-                .await
-                .map_err(|e| e.in_operation(req.operation))?;
-            let started = Instant::now();
-            let outcome = match rb.send().await {
-                Ok(resp) => {
-                    let status = resp.status().as_u16();
-                    let headers = resp.headers().clone();
-                    match read_limited(resp, self.config.limits.max_response_bytes).await {
-                        Ok(body) => {
-                            log::debug!(
-                                target: "labelport::engine::http",
-                                "{} {} -> {} ({} bytes, {} ms, attempt {})",
-                                req.method,
-                                redact_url(&req.url),
-                                status,
-                                body.len(),
-                                started.elapsed().as_millis(),
-                                tries.retry + tries.paced + 1
-                            );
-                            match self.judge(req, status, headers, body, &tries) {
-                                Verdict::Done(resp) => return Ok(resp),
-                                Verdict::Fail(err) => return Err(err),
-                                Verdict::Renew => {
-                                    // Auth is checked before the vendor does anything, so replaying even a
-                                    // create after a refusal cannot create twice.
-                                    tries.renewed = true;
-                                    self.auth.invalidate(generation);
-                                    continue;
-                                }
-                                Verdict::Again { wait, paced } => {
-                                    log::info!(
-                                        target: "labelport::engine::retry",
-                                        "{} {} answered {status}; retry {} in {:.2} s",
-                                        req.method, redact_url(&req.url), tries.retry + tries.paced + 1,
-                                        wait.as_secs_f64()
-                                    );
-                                    tokio::time::sleep(wait).await;
-                                    if paced {
-                                        tries.paced += 1;
-                                    } else {
-                                        tries.retry += 1;
-                                    }
-                                    continue;
-                                }
-                            }
+        let label = format!("{} {}", req.method, redact_url(&req.url));
+        run(&self.config.retry, &label, |tries| self.attempt(req, tries)).await
+    }
+
+    /// One try of `req`: waits for the rate limit, authorizes, sends, reads the answer and judges it.
+    async fn attempt(&self, req: &Request, tries: Tries) -> Step<Response> {
+        self.pace().await;
+        let (rb, generation) = match self.auth.authorize(&self.inner, self.build(req)).await {
+            Ok(authorized) => authorized,
+            Err(e) => return Step::Fail(e.in_operation(req.operation)),
+        };
+        let started = Instant::now();
+        let outcome = match rb.send().await {
+            Ok(resp) => {
+                let status = resp.status().as_u16();
+                let headers = resp.headers().clone();
+                match read_limited(resp, self.config.limits.max_response_bytes).await {
+                    Ok(body) => {
+                        log::debug!(
+                            target: "labelport::engine::http",
+                            "{} {} -> {} ({} bytes, {} ms, attempt {})",
+                            req.method,
+                            redact_url(&req.url),
+                            status,
+                            body.len(),
+                            started.elapsed().as_millis(),
+                            tries.attempt()
+                        );
+                        let step = self.judge(req, status, headers, body, tries);
+                        if matches!(step, Step::Replay) {
+                            // Auth is checked before the vendor does anything, so replaying even a create
+                            // after a refusal cannot create twice.
+                            self.auth.invalidate(generation);
                         }
-                        Err(BodyError::TooLarge { limit }) => {
-                            return Err(too_large(
-                                self.config.vendor,
-                                req.operation,
-                                &req.method,
-                                &req.url,
-                                limit,
-                            ))
-                        }
-                        Err(BodyError::Transport(_)) => Outcome::TransportFailed,
+                        return step;
                     }
+                    Err(BodyError::TooLarge { limit }) => {
+                        return Step::Fail(too_large(
+                            self.config.vendor,
+                            req.operation,
+                            &req.method,
+                            &req.url,
+                            limit,
+                        ))
+                    }
+                    Err(BodyError::Transport(_)) => Outcome::TransportFailed,
                 }
-                Err(e) if e.is_redirect() => {
-                    return Err(Error::new(
+            }
+            Err(e) if e.is_redirect() => {
+                return Step::Fail(
+                    Error::new(
                         ErrorKind::Vendor,
                         format!(
                             "{} {} redirected more than {MAX_REDIRECTS} times: a redirect loop",
@@ -528,32 +520,20 @@ impl HttpClient {
                     )
                     .vendor(self.config.vendor)
                     .operation(req.operation)
-                    .code("redirect_loop"))
-                }
-                Err(e) if e.is_connect() => Outcome::ConnectFailed,
-                Err(e) if e.is_timeout() => {
-                    if !(is_retryable(req.kind, Outcome::TransportFailed)
-                        && tries.retry < self.config.retry.max_retries)
-                    {
-                        return Err(self.timeout_error(req));
-                    }
-                    Outcome::TransportFailed
-                }
-                Err(_) => Outcome::TransportFailed,
-            };
-            if is_retryable(req.kind, outcome) && tries.retry < self.config.retry.max_retries {
-                let wait = self.config.retry.delay(tries.retry, None);
-                log::info!(
-                    target: "labelport::engine::retry",
-                    "{} {} failed ({outcome:?}); retry {} in {:.2} s",
-                    req.method, redact_url(&req.url), tries.retry + 1, wait.as_secs_f64()
-                );
-                tokio::time::sleep(wait).await;
-                tries.retry += 1;
-                continue;
+                    .code("redirect_loop"),
+                )
             }
-            return Err(self.transport_error(req, outcome));
-        }
+            Err(e) if e.is_connect() => Outcome::ConnectFailed,
+            Err(e) if e.is_timeout() => {
+                let retryable = is_retryable(req.kind, Outcome::TransportFailed);
+                return Step::retry_if(retryable, self.timeout_error(req));
+            }
+            Err(_) => Outcome::TransportFailed,
+        };
+        Step::retry_if(
+            is_retryable(req.kind, outcome),
+            self.transport_error(req, outcome),
+        )
     }
 
     /// What a whole answer calls for: done, a renewal, a retry after a wait, or an error.
@@ -563,18 +543,23 @@ impl HttpClient {
         status: u16,
         headers: HeaderMap,
         body: Bytes,
-        tries: &Tries,
-    ) -> Verdict {
+        tries: Tries,
+    ) -> Step<Response> {
+        if matches!(status, 429 | 503) {
+            if let Some(c) = &self.congestion {
+                c.overloaded();
+            }
+        }
         if self.auth.is_rejection(status, &body) {
             if !tries.renewed && self.auth.renewable() {
-                return Verdict::Renew;
+                return Step::Replay;
             }
             let mut err = self.status_error(req, status, &headers, &body);
             err.kind = ErrorKind::Auth;
-            return Verdict::Fail(err);
+            return Step::Fail(err);
         }
         if (200..300).contains(&status) {
-            return Verdict::Done(Response {
+            return Step::Done(Response {
                 status,
                 headers,
                 body,
@@ -582,14 +567,14 @@ impl HttpClient {
             });
         }
         if (300..400).contains(&status) {
-            return Verdict::Fail(self.redirect_error(req, status, &headers));
+            return Step::Fail(self.redirect_error(req, status, &headers));
         }
         let policy = &self.config.retry;
         let after = read_retry_after(&headers, policy);
         let retryable = is_retryable(req.kind, Outcome::Status(status));
         match after {
             RetryAfter::Implausible(secs) if retryable => {
-                return Verdict::Fail(
+                return Step::Fail(
                     bad_response(
                         self.config.vendor,
                         req.operation,
@@ -610,23 +595,23 @@ impl HttpClient {
                     err.message,
                     policy.max_retry_after.as_secs_f64()
                 );
-                return Verdict::Fail(err.retry_after(secs));
+                return Step::TooLong {
+                    error: err.retry_after(secs),
+                    wait: Duration::from_secs_f64(secs),
+                };
             }
             _ => {}
         }
-        if status == 429 && after.wait().is_some() && tries.paced < policy.max_rate_limited {
-            return Verdict::Again {
-                wait: policy.delay(tries.paced, after.wait()),
-                paced: true,
-            };
+        let error = self.status_error(req, status, &headers, &body);
+        if retryable {
+            Step::Retry {
+                error,
+                after: after.wait(),
+                paced: status == 429 && after.wait().is_some(),
+            }
+        } else {
+            Step::Fail(error)
         }
-        if retryable && tries.retry < policy.max_retries {
-            return Verdict::Again {
-                wait: policy.delay(tries.retry, after.wait()),
-                paced: false,
-            };
-        }
-        Verdict::Fail(self.status_error(req, status, &headers, &body))
     }
 
     fn timeout_error(&self, req: &Request) -> Error {
@@ -760,6 +745,7 @@ mod tests {
             timeout: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(5),
             retry: RetryPolicy::default(),
+            rate_limit: None,
             tls_roots: vec![],
         };
         HttpClient::new(config, Arc::new(auth), |_, _| (None, None)).unwrap()

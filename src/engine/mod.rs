@@ -13,6 +13,7 @@ pub mod pagination;
 pub mod rate_limit;
 pub mod redact;
 pub mod retry;
+pub mod runner;
 pub mod stream;
 
 pub use error::{Error, ErrorKind, Result};

@@ -1,20 +1,12 @@
-//! A hard ceiling on requests per second for one client (`rate_limit=`), and `Paced`, the auth wrapper
-//! that applies it (with the adaptive concurrency's congestion signal) to every attempt `HttpClient`
-//! makes, retries included: `authorize` runs before every attempt and `is_rejection` sees every answer.
+//! A hard ceiling on requests per second for one client (`rate_limit=`). `HttpClient` owns it and waits for
+//! a slot before every attempt it makes, retries included, and before every raw read an adapter makes.
 //!
 //! Pacing is a GCRA with a burst of one: request n may start no earlier than n / rate seconds after the
 //! first, so any one-second window holds at most `rate + BURST` request starts.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use async_trait::async_trait;
 use parking_lot::Mutex;
-use reqwest::RequestBuilder;
-
-use super::auth::Auth;
-use super::concurrency::AdaptiveLimit;
-use super::error::Result;
 
 /// Requests beyond `rate` that a one-second window may hold.
 pub const BURST: u32 = 1;
@@ -46,67 +38,6 @@ impl RateLimiter {
     pub async fn acquire(&self) {
         let at = self.reserve(Instant::now());
         tokio::time::sleep_until(at.into()).await;
-    }
-}
-
-/// Wraps an `Auth`: every attempt waits for the rate limiter, and every 429/503 answer tells the
-/// adaptive concurrency to back off.
-pub struct Paced {
-    inner: Arc<dyn Auth>,
-    rate: Option<Arc<RateLimiter>>,
-    congestion: Option<Arc<AdaptiveLimit>>,
-}
-
-impl Paced {
-    pub fn new(
-        inner: Arc<dyn Auth>,
-        rate: Option<Arc<RateLimiter>>,
-        congestion: Option<Arc<AdaptiveLimit>>,
-    ) -> Self {
-        Paced {
-            inner,
-            rate,
-            congestion,
-        }
-    }
-}
-
-#[async_trait]
-impl Auth for Paced {
-    async fn authorize(
-        &self,
-        http: &reqwest::Client,
-        req: RequestBuilder,
-    ) -> Result<(RequestBuilder, u64)> {
-        if let Some(rate) = &self.rate {
-            rate.acquire().await;
-        }
-        self.inner.authorize(http, req).await
-    }
-
-    fn is_rejection(&self, status: u16, body: &[u8]) -> bool {
-        if matches!(status, 429 | 503) {
-            if let Some(c) = &self.congestion {
-                c.overloaded();
-            }
-        }
-        self.inner.is_rejection(status, body)
-    }
-
-    fn invalidate(&self, generation: u64) {
-        self.inner.invalidate(generation)
-    }
-
-    fn renewable(&self) -> bool {
-        self.inner.renewable()
-    }
-
-    fn renewals(&self) -> u64 {
-        self.inner.renewals()
-    }
-
-    fn secrets(&self) -> Vec<String> {
-        self.inner.secrets()
     }
 }
 

@@ -15,6 +15,7 @@ use super::pagination::{
     incomplete_listing, parse_link_header, with_query_param, PageBudget, PageInfo,
     PageNumberPaging, Step,
 };
+use super::runner::{deadline, with_deadline};
 
 /// Turns one page's response into items. Runs on the runtime's threads, off the GIL.
 pub type Decoder<T> = Arc<dyn Fn(&Response) -> Result<Vec<T>> + Send + Sync>;
@@ -69,11 +70,12 @@ impl<T: Send + 'static> PageStream<T> {
         let (tx, rx) = mpsc::channel(CHANNEL_PAGES);
         let on_panic = tx.clone();
         let fut = std::panic::AssertUnwindSafe(produce(tx));
-        let producer = AbortOnDrop(rt.spawn(async move {
+        // The producer keeps the caller's deadline (a `wait(timeout=)` polling through a stream).
+        let producer = AbortOnDrop(rt.spawn(with_deadline(deadline(), async move {
             if let Err(payload) = futures::FutureExt::catch_unwind(fut).await {
                 let _ = on_panic.send(Err(Error::internal(&*payload))).await;
             }
-        }));
+        })));
         PageStream {
             rx,
             _producer: producer,
@@ -230,7 +232,8 @@ async fn produce_page_number<T: Send + 'static>(
     let mut fetched = futures::stream::iter(first_page + 1..=planned)
         .map(|n| {
             let (http, decode, url) = (http.clone(), decode.clone(), url_for(n));
-            AbortOnDrop(rt.spawn(async move { fetch(&http, url, list.operation, &decode).await }))
+            let fetch_page = async move { fetch(&http, url, list.operation, &decode).await };
+            AbortOnDrop(rt.spawn(with_deadline(deadline(), fetch_page)))
         })
         .buffered(list.read_ahead.max(1));
     // Exact only for a walk from page 1: the plan below goes on past page 1 only for an explicit range.
@@ -426,6 +429,7 @@ mod tests {
                     vendor: "test",
                     base_url: Url::parse(&format!("http://{addr}")).unwrap(),
                     limits: Default::default(),
+                    rate_limit: None,
                     timeout: std::time::Duration::from_secs(5),
                     connect_timeout: std::time::Duration::from_secs(5),
                     retry: Default::default(),

@@ -26,12 +26,13 @@ use super::errors::to_py_err;
 use super::json::{json_to_py, json_value_to_py, GcPause};
 use super::results::{call_frames, check_progress, envelope_to_py, StreamProgress};
 use super::runtime::{no_panic, runtime};
+use crate::engine::runner::with_deadline;
 use crate::engine::stream::PageStream;
-use crate::engine::{Error, ErrorKind, Result};
-use crate::vendors::wait::{BatchWait, Next};
+use crate::engine::{Error, Result};
+use crate::vendors::wait::{job_deadline, job_poll_error, job_timed_out, BatchWait, Next};
 use crate::vendors::{
-    format_rfc3339_us, Adapter, BatchInfo, Envelope, JobPhase, JobState, UploadOptions,
-    UploadProgress, UploadRecord,
+    format_rfc3339_us, Adapter, BatchCounts, BatchInfo, Envelope, JobPhase, JobState,
+    UploadOptions, UploadProgress, UploadRecord,
 };
 
 /// pyo3-async-runtimes on our runtime, so the async API survives `fork()` like the blocking one.
@@ -589,8 +590,12 @@ impl AsyncBatch {
             let id = self.info.id.clone();
             let vendor = self.client.vendor();
             let fut = async move {
+                let mut last: Option<BatchCounts> = None;
                 loop {
-                    let counts = adapter.batch_status(&id).await?;
+                    let counts = with_deadline(waiting.deadline(), adapter.batch_status(&id))
+                        .await
+                        .map_err(|e| waiting.poll_error(e, &id, vendor, last.as_ref()))?;
+                    last = Some(counts.clone());
                     if let Some(cb) = &progress {
                         Python::attach(|py| -> PyResult<()> {
                             cb.call1(py, (counts_to_py(py, &counts)?,))?;
@@ -804,10 +809,14 @@ impl AsyncJob {
         let vendor = self.client.vendor();
         let fut = async move {
             let started = std::time::Instant::now();
+            // `status()` polls once, with retries as any request: only a wait ends at its timeout.
+            let deadline = job_deadline(started, timeout.filter(|_| until_done));
             loop {
                 let current = shared.lock().clone();
                 let fresh = if current.state == JobPhase::Running {
-                    adapter.job_status(&current).await?
+                    with_deadline(deadline, adapter.job_status(&current))
+                        .await
+                        .map_err(|e| job_poll_error(e, || job_timed_out(&current, vendor, None)))?
                 } else {
                     current
                 };
@@ -816,15 +825,7 @@ impl AsyncJob {
                     return Ok(fresh);
                 }
                 if timeout.is_some_and(|t| started.elapsed().as_secs_f64() >= t) {
-                    return Err(Error::new(
-                        ErrorKind::Timeout,
-                        format!(
-                            "job {} still running: {} of {} records",
-                            fresh.id, fresh.done, fresh.total
-                        ),
-                    )
-                    .vendor(vendor)
-                    .operation("wait"));
+                    return Err(job_timed_out(&fresh, vendor, None));
                 }
                 tokio::time::sleep(Duration::from_secs_f64(poll_interval.max(MIN_POLL_S))).await;
             }

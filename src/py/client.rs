@@ -20,9 +20,10 @@ use super::results::{check_progress, RequestPages, ResultStream};
 use super::runtime::{block_on, block_on_ticking, no_panic, runtime, sleep};
 use crate::engine::http::Request;
 use crate::engine::retry::RequestKind;
+use crate::engine::runner::with_deadline;
 use crate::engine::{Error, ErrorKind, Result};
 use crate::vendors::config::{ClientArgs, VendorSpec};
-use crate::vendors::wait::{BatchWait, Next};
+use crate::vendors::wait::{job_deadline, job_poll_error, job_timed_out, BatchWait, Next};
 use crate::vendors::{
     connect, parse_rfc3339_us, resolve, resolve_reporting, Adapter, BatchCounts, BatchInfo,
     ClientConfig, JobPhase, JobState, Options, Status, UploadOptions, UploadProgress, UploadRecord,
@@ -985,10 +986,17 @@ impl Batch {
         waiting: &mut BatchWait,
         progress: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyDict>> {
+        let mut last: Option<BatchCounts> = None;
         loop {
             let adapter = self.client.adapter()?;
             let id = self.info.id.clone();
-            let counts = block_on(py, async move { adapter.batch_status(&id).await })?;
+            let (wait, seen, vendor) = (waiting.clone(), last.clone(), self.client.vendor());
+            let counts = block_on(py, async move {
+                with_deadline(wait.deadline(), adapter.batch_status(&id))
+                    .await
+                    .map_err(|e| wait.poll_error(e, &id, vendor, seen.as_ref()))
+            })?;
+            last = Some(counts.clone());
             let dict = counts_to_py(py, &counts)?;
             if let Some(cb) = progress {
                 cb.call1((dict.copy()?,))?;
@@ -1323,13 +1331,25 @@ pub(super) fn job_to_py<'py>(py: Python<'py>, s: &JobState) -> PyResult<Bound<'p
 }
 
 impl Job {
-    fn refresh(&self, py: Python<'_>) -> PyResult<JobState> {
+    /// The job's state, asked of the vendor while it runs; a poll's retry waits end at `deadline`, where the
+    /// wait that polls times out (`timeout`).
+    fn refresh(
+        &self,
+        py: Python<'_>,
+        deadline: Option<Instant>,
+        timeout: Option<f64>,
+    ) -> PyResult<JobState> {
         let current = self.state.lock().clone();
         if current.state != JobPhase::Running {
             return Ok(current);
         }
         let adapter = self.client.adapter()?;
-        let fresh = block_on(py, async move { adapter.job_status(&current).await })?;
+        let vendor = self.client.config.spec.name;
+        let fresh = block_on(py, async move {
+            with_deadline(deadline, adapter.job_status(&current))
+                .await
+                .map_err(|e| job_poll_error(e, || job_timed_out(&current, vendor, timeout)))
+        })?;
         *self.state.lock() = fresh.clone();
         Ok(fresh)
     }
@@ -1352,7 +1372,7 @@ impl Job {
     /// `{"state": "running" | "completed" | "failed", "done", "total", "failed", "skipped"}`.
     fn status<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         no_panic(|| {
-            let s = self.refresh(py)?;
+            let s = self.refresh(py, None, None)?;
             job_to_py(py, &s)
         })
     }
@@ -1367,24 +1387,16 @@ impl Job {
     ) -> PyResult<Bound<'py, PyDict>> {
         no_panic(|| {
             let started = Instant::now();
+            let deadline = job_deadline(started, timeout);
             loop {
-                let s = self.refresh(py)?;
+                let s = self.refresh(py, deadline, timeout)?;
                 if s.state != JobPhase::Running {
                     return job_to_py(py, &s);
                 }
                 if let Some(t) = timeout {
                     if started.elapsed().as_secs_f64() >= t {
-                        return Err(to_py_err(
-                            Error::new(
-                                ErrorKind::Timeout,
-                                format!(
-                                    "job {} still running after {t} s: {} of {} records",
-                                    s.id, s.done, s.total
-                                ),
-                            )
-                            .vendor(self.client.config.spec.name)
-                            .operation("wait"),
-                        ));
+                        let vendor = self.client.config.spec.name;
+                        return Err(to_py_err(job_timed_out(&s, vendor, timeout)));
                     }
                 }
                 sleep(py, Duration::from_secs_f64(poll_interval.max(MIN_POLL_S)))?;

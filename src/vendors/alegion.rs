@@ -16,13 +16,13 @@ use serde_json::value::RawValue;
 use url::Url;
 
 use super::config::{check_options, ClientConfig, Options};
+use super::kit::{self, Kit};
 use super::model::*;
 use super::upload::{in_chunks, Driver, Pieces, Plan, Wording};
 use super::{Adapter, PagePlan, PageRange, UploadOptions, UploadProgress};
 use crate::engine::auth::LoginToken;
 use crate::engine::http::{request_url, Body, HttpClient, Request, Response};
 use crate::engine::pagination::with_query_param;
-use crate::engine::rate_limit::{Paced, RateLimiter};
 use crate::engine::retry::{is_ambiguous, RequestKind};
 use crate::engine::stream::{
     page_number_range_stream, page_number_stream, page_number_stream_filtered, Decoder, Keep,
@@ -186,11 +186,7 @@ fn total_of(resp: &Response, operation: &'static str) -> Result<u64> {
 
 impl AlegionAdapter {
     pub fn new(cfg: ClientConfig, rt: tokio::runtime::Handle) -> Result<Self> {
-        let mut api = cfg.base_url.clone();
-        api.path_segments_mut()
-            .map_err(|_| Error::invalid("base_url cannot be a base").field("base_url"))?
-            .pop_if_empty()
-            .extend(["api", "v1"]);
+        let api = kit::api_root(&cfg, &["api", "v1"])?;
         let retry = cfg.retry_policy();
         let mut login_url = api.clone();
         login_url
@@ -210,10 +206,7 @@ impl AlegionAdapter {
             is_token_refused,
             retry,
         );
-        // `rate_limit=`: a hard ceiling on every attempt's start, retries included.
-        let rate = cfg.rate_limit.map(|r| Arc::new(RateLimiter::new(r)));
-        let auth = Paced::new(Arc::new(auth), rate, None);
-        let http = HttpClient::new(cfg.http_config(), Arc::new(auth), parse_error)?;
+        let http = kit::http_client(&cfg, auth, parse_error)?;
         Ok(AlegionAdapter {
             cfg,
             http: Arc::new(http),
@@ -357,38 +350,8 @@ impl Pieces for Imports<'_> {
 
 #[async_trait::async_trait]
 impl Adapter for AlegionAdapter {
-    fn vendor(&self) -> &'static str {
-        VENDOR
-    }
-
-    fn project(&self) -> &str {
-        &self.cfg.project
-    }
-
-    fn base_url(&self) -> &Url {
-        &self.cfg.base_url
-    }
-
-    fn http(&self) -> &Arc<HttpClient> {
-        &self.http
-    }
-
-    fn capabilities(&self) -> serde_json::Value {
-        json!({
-            "vendor": VENDOR,
-            "credentials": self.cfg.spec.credentials,
-            "client_options": self.cfg.spec.client_options,
-            "batch_options": self.cfg.spec.batch_options,
-            "upload_options": self.cfg.spec.upload_options,
-            "max_records_per_request": IMPORT_LIMIT,
-            "operations": {
-                "records": true,
-                "results_since": true,
-                "cancel": false,
-                "accept": false,
-                "reject": false,
-            },
-        })
+    fn kit(&self) -> Kit<'_> {
+        Kit::new(&self.cfg, &self.http)
     }
 
     async fn create_batch(

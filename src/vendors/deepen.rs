@@ -25,12 +25,12 @@ use serde_json::{json, Value};
 use url::Url;
 
 use super::config::{check_options, ClientConfig, Options};
+use super::kit::{self, Kit};
 use super::model::*;
 use super::upload::{in_chunks, Driver, Keyed, Pieces, Plan, Wording};
 use super::{Adapter, UploadOptions, UploadProgress};
 use crate::engine::auth::{refused_with_401, KeyPlacement, StaticKey};
 use crate::engine::http::{read_limited, request_url, HttpClient, Request, Response};
-use crate::engine::rate_limit::{Paced, RateLimiter};
 use crate::engine::redact::redact_url;
 use crate::engine::retry::{is_ambiguous, RequestKind, RetryPolicy};
 use crate::engine::stream::PageStream;
@@ -312,20 +312,13 @@ impl Drop for TempZip {
 
 impl DeepenAdapter {
     pub fn new(cfg: ClientConfig, rt: tokio::runtime::Handle) -> Result<Self> {
-        let mut api = cfg.base_url.clone();
-        api.path_segments_mut()
-            .map_err(|_| Error::invalid("base_url cannot be a base").field("base_url"))?
-            .pop_if_empty()
-            .extend(["api", "v2"]);
+        let api = kit::api_root(&cfg, &["api", "v2"])?;
         let auth = StaticKey::new(
             KeyPlacement::Bearer,
             cfg.credentials["api_token"].expose(),
             refused_with_401,
         );
-        // `rate_limit=`: a hard ceiling on every attempt's start, retries included.
-        let rate = cfg.rate_limit.map(|r| Arc::new(RateLimiter::new(r)));
-        let auth = Paced::new(Arc::new(auth), rate, None);
-        let http = HttpClient::new(cfg.http_config(), Arc::new(auth), parse_error)?;
+        let http = kit::http_client(&cfg, auth, parse_error)?;
         Ok(DeepenAdapter {
             cfg,
             http: Arc::new(http),
@@ -774,41 +767,8 @@ impl Pieces for Zips<'_> {
 
 #[async_trait::async_trait]
 impl Adapter for DeepenAdapter {
-    fn vendor(&self) -> &'static str {
-        VENDOR
-    }
-
-    fn project(&self) -> &str {
-        &self.cfg.project
-    }
-
-    fn base_url(&self) -> &Url {
-        &self.cfg.base_url
-    }
-
-    fn http(&self) -> &Arc<HttpClient> {
-        &self.http
-    }
-
-    fn capabilities(&self) -> Value {
-        json!({
-            "vendor": VENDOR,
-            "credentials": self.cfg.spec.credentials,
-            "client_options": self.cfg.spec.client_options,
-            "batch_options": self.cfg.spec.batch_options,
-            "upload_options": self.cfg.spec.upload_options,
-            "max_records_per_request": FILES_PER_ZIP,
-            "operations": {
-                "records": true,
-                "results_since": true,
-                "cancel": false,
-                "accept": true,
-                "reject": true,
-                "tasks": true,
-                "user_tasks": true,
-                "delayed_tasks": true,
-            },
-        })
+    fn kit(&self) -> Kit<'_> {
+        Kit::new(&self.cfg, &self.http)
     }
 
     async fn create_batch(

@@ -4,12 +4,15 @@
 pub mod alegion;
 pub mod config;
 pub mod deepen;
+pub mod kit;
 pub mod model;
 pub mod playment;
 pub mod profile;
 pub mod sama;
+pub mod spec;
 pub mod taskmonk;
 pub mod upload;
+pub mod values;
 pub mod wait;
 
 use std::sync::Arc;
@@ -22,6 +25,7 @@ pub use config::{
     check_options, resolve, resolve_reporting, ClientArgs, ClientConfig, Options, Secret,
     VendorSpec, SPECS,
 };
+pub use kit::Kit;
 pub use model::*;
 
 use crate::engine::http::HttpClient;
@@ -63,11 +67,28 @@ impl PagePlan {
 /// The neutral operations. Every vendor implements what it can; the rest answers `Unsupported`.
 #[async_trait]
 pub trait Adapter: Send + Sync {
-    fn vendor(&self) -> &'static str;
-    fn project(&self) -> &str;
-    fn base_url(&self) -> &Url;
-    fn http(&self) -> &Arc<HttpClient>;
-    fn capabilities(&self) -> serde_json::Value;
+    /// The adapter's config and HTTP client, from which the accessors below are read.
+    fn kit(&self) -> Kit<'_>;
+    /// Settings of this client that `capabilities()` shows besides the vendor's spec.
+    fn capability_settings(&self) -> serde_json::Map<String, serde_json::Value> {
+        serde_json::Map::new()
+    }
+
+    fn vendor(&self) -> &'static str {
+        self.kit().cfg.spec.name
+    }
+    fn project(&self) -> &str {
+        &self.kit().cfg.project
+    }
+    fn base_url(&self) -> &Url {
+        &self.kit().cfg.base_url
+    }
+    fn http(&self) -> &Arc<HttpClient> {
+        self.kit().http
+    }
+    fn capabilities(&self) -> serde_json::Value {
+        self.kit().capabilities(self.capability_settings())
+    }
 
     async fn create_batch(
         &self,

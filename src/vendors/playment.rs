@@ -25,7 +25,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use reqwest::header::{HeaderValue, LOCATION, RETRY_AFTER};
+use reqwest::header::{HeaderValue, LOCATION};
 use reqwest::Method;
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -34,18 +34,21 @@ use tokio::sync::mpsc;
 use url::Url;
 
 use super::config::{check_options, ClientConfig, Options};
+use super::kit::{self, Kit};
 use super::model::*;
 use super::upload::{in_chunks, Driver, Pieces, Plan, Wording};
 use super::{Adapter, UploadOptions, UploadProgress};
 use crate::engine::auth::{refused_with_401, KeyPlacement, StaticKey};
 use crate::engine::concurrency::{AdaptiveLimit, LimitConfig};
 use crate::engine::http::{
-    read_limited, request_url, too_large, BodyError, HttpClient, Request, Response,
+    bad_response, read_limited, request_url, too_large, BodyError, HttpClient, Request, Response,
 };
 use crate::engine::pagination::PageBudget;
-use crate::engine::rate_limit::{Paced, RateLimiter};
 use crate::engine::redact::redact_url;
-use crate::engine::retry::{is_ambiguous, parse_retry_after, RequestKind, RetryPolicy};
+use crate::engine::retry::{
+    is_ambiguous, is_retryable, read_retry_after, Outcome, RequestKind, RetryAfter, RetryPolicy,
+};
+use crate::engine::runner::{run, Step};
 use crate::engine::stream::PageStream;
 use crate::engine::{Error, ErrorKind, Result};
 
@@ -165,7 +168,6 @@ struct Inner {
     /// storage URL (never the key).
     files: reqwest::Client,
     limit: Arc<AdaptiveLimit>,
-    rate: Option<Arc<RateLimiter>>,
     retry: RetryPolicy,
     rt: tokio::runtime::Handle,
 }
@@ -181,14 +183,12 @@ impl PlaymentAdapter {
         let limits = limit_config(&cfg.options)?;
         let retry = cfg.retry_policy();
         let limit = AdaptiveLimit::new(limits);
-        let rate = cfg.rate_limit.map(|r| Arc::new(RateLimiter::new(r)));
         let key = StaticKey::new(
             KeyPlacement::Header("x-api-key"),
             cfg.credentials["api_key"].expose(),
             refused_with_401,
         );
-        let auth = Paced::new(Arc::new(key), rate.clone(), Some(limit.clone()));
-        let http = HttpClient::new(cfg.http_config(), Arc::new(auth), parse_error)?;
+        let http = kit::http_client(&cfg, key, parse_error)?.with_congestion(limit.clone());
         let files = reqwest::Client::builder()
             .user_agent(crate::engine::http::USER_AGENT)
             .timeout(cfg.timeout)
@@ -207,7 +207,6 @@ impl PlaymentAdapter {
             http: Arc::new(http),
             files,
             limit,
-            rate,
             retry,
             rt,
         })))
@@ -578,51 +577,52 @@ impl Inner {
             Ok(req) => req,
             Err(e) => return Created::Error(e.key(r.key.clone())),
         };
-        let mut round = 0;
-        loop {
+        // A create the vendor may or may not have applied is sent again: Playment refuses a second job
+        // with the same reference_id (FS_0001), which counts as created.
+        let sent = run(&self.retry, "upload", |_| async {
             let permit = self.limit.acquire().await;
             match self.http.send(&req).await.map_err(by_code) {
                 Ok(resp) => {
                     permit.clean();
-                    return match data::<Value>(&resp, "upload") {
-                        Ok(d) if d.get("job_id").and_then(Value::as_str).is_some() => Created::Job,
-                        Ok(_) => Created::Error(
-                            Error::new(ErrorKind::Vendor, "the create-job answer has no job_id")
-                                .vendor(VENDOR)
-                                .operation("upload")
-                                .key(r.key.clone()),
-                        ),
-                        Err(e) => Created::Error(e.key(r.key.clone())),
-                    };
+                    Step::Done(resp)
                 }
-                Err(e) if e.code.as_deref() == Some("FS_0001") => return Created::Duplicate,
-                Err(e) if is_ambiguous(&e) && round < self.retry.max_retries => {
-                    drop(permit);
-                    tokio::time::sleep(self.retry.delay(round, None)).await;
-                    round += 1;
+                Err(e) => {
+                    let again = is_ambiguous(&e) && e.code.as_deref() != Some("FS_0001");
+                    Step::retry_if(again, e)
                 }
-                Err(e) if e.kind == ErrorKind::InvalidInput => {
-                    return Created::Refused(Failure {
-                        key: r.key.clone(),
-                        field: e.field.clone(),
-                        code: e.code.clone(),
-                        message: e.message,
-                    })
-                }
-                Err(e) => return Created::Error(e.key(r.key.clone())),
             }
+        })
+        .await;
+        match sent {
+            Ok(resp) => match data::<Value>(&resp, "upload") {
+                Ok(d) if d.get("job_id").and_then(Value::as_str).is_some() => Created::Job,
+                Ok(_) => Created::Error(
+                    Error::new(ErrorKind::Vendor, "the create-job answer has no job_id")
+                        .vendor(VENDOR)
+                        .operation("upload")
+                        .key(r.key.clone()),
+                ),
+                Err(e) => Created::Error(e.key(r.key.clone())),
+            },
+            Err(e) if e.code.as_deref() == Some("FS_0001") => Created::Duplicate,
+            Err(e) if e.kind == ErrorKind::InvalidInput => Created::Refused(Failure {
+                key: r.key.clone(),
+                field: e.field.clone(),
+                code: e.code.clone(),
+                message: e.message,
+            }),
+            Err(e) => Created::Error(e.key(r.key.clone())),
         }
     }
 
-    /// One attempt without following redirects: `(status, location or body)`.
+    /// One attempt without following redirects, paced like every request of the client; `with_key` adds
+    /// the API key.
     async fn raw_get(
         &self,
         url: &Url,
         with_key: bool,
     ) -> std::result::Result<reqwest::Response, reqwest::Error> {
-        if let Some(rate) = &self.rate {
-            rate.acquire().await;
-        }
+        self.http.pace().await;
         let rb = self.files.get(url.clone());
         let rb = if with_key {
             match self.http.auth().authorize(&self.files, rb).await {
@@ -636,77 +636,89 @@ impl Inner {
     }
 
     /// GET with the engine's retry rules for reads, for the two calls that must not follow redirects
-    /// automatically. Returns the first non-retryable answer with its body.
+    /// automatically. Returns the first answer that may not be retried, with its body; an answer still
+    /// retryable when the retries run out is the error it stands for.
     async fn get_manual(
         &self,
         url: &Url,
         with_key: bool,
     ) -> Result<(u16, reqwest::header::HeaderMap, bytes::Bytes)> {
-        let mut retry = 0;
-        let mut paced = 0;
-        loop {
-            let (outcome, after) = match self.raw_get(url, with_key).await {
-                Ok(resp) => {
-                    let status = resp.status().as_u16();
-                    let headers = resp.headers().clone();
-                    match read_limited(resp, self.http.limits().max_response_bytes).await {
-                        Ok(body) if !matches!(status, 429 | 500 | 502..=504) => {
-                            return Ok((status, headers, body))
-                        }
-                        Ok(body) => {
-                            if matches!(status, 429 | 503) {
-                                self.limit.overloaded();
-                            }
-                            let after = headers
-                                .get(RETRY_AFTER)
-                                .and_then(|v| v.to_str().ok())
-                                .and_then(parse_retry_after);
-                            ((status, headers, body), after)
-                        }
-                        Err(BodyError::TooLarge { limit }) => {
-                            return Err(too_large(
-                                VENDOR,
-                                "results",
-                                &reqwest::Method::GET,
-                                url,
-                                limit,
-                            ))
-                        }
-                        Err(BodyError::Transport(e)) => (
-                            (0, Default::default(), bytes::Bytes::from(e.to_string())),
-                            None,
-                        ),
-                    }
-                }
-                Err(e) => (
-                    (0, Default::default(), bytes::Bytes::from(e.to_string())),
-                    None,
-                ),
-            };
-            // A 429 with Retry-After is pacing, not failure: it has its own budget, like the engine's.
-            if outcome.0 == 429 && after.is_some() && paced < self.retry.max_rate_limited {
-                tokio::time::sleep(self.retry.delay(paced, after)).await;
-                paced += 1;
-                continue;
+        let label = format!("GET {}", redact_url(url));
+        run(&self.retry, &label, |_| self.get_once(url, with_key)).await
+    }
+
+    /// One try of `get_manual`.
+    async fn get_once(
+        &self,
+        url: &Url,
+        with_key: bool,
+    ) -> Step<(u16, reqwest::header::HeaderMap, bytes::Bytes)> {
+        let resp = match self.raw_get(url, with_key).await {
+            Ok(resp) => resp,
+            Err(_) => {
+                return self.connection_lost(url);
             }
-            if retry >= self.retry.max_retries {
-                if outcome.0 == 0 {
-                    return Err(Error::new(
-                        ErrorKind::Vendor,
-                        format!(
-                            "GET {}: the connection failed before an answer arrived",
-                            redact_url(url)
-                        ),
-                    )
-                    .vendor(VENDOR)
-                    .operation("results")
-                    .code("connection_lost"));
-                }
-                return Ok(outcome);
+        };
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let body = match read_limited(resp, self.http.limits().max_response_bytes).await {
+            Ok(body) => body,
+            Err(BodyError::TooLarge { limit }) => {
+                return Step::Fail(too_large(
+                    VENDOR,
+                    "results",
+                    &reqwest::Method::GET,
+                    url,
+                    limit,
+                ))
             }
-            tokio::time::sleep(self.retry.delay(retry, after)).await;
-            retry += 1;
+            Err(BodyError::Transport(_)) => {
+                return self.connection_lost(url);
+            }
+        };
+        if !is_retryable(RequestKind::Read, Outcome::Status(status)) {
+            return Step::Done((status, headers, body));
         }
+        if matches!(status, 429 | 503) {
+            self.limit.overloaded();
+        }
+        let error = self.status_error(url, status, &body);
+        match read_retry_after(&headers, &self.retry) {
+            RetryAfter::TooLong(secs) => Step::TooLong {
+                error: error.retry_after(secs),
+                wait: Duration::from_secs_f64(secs),
+            },
+            RetryAfter::Implausible(secs) => Step::Fail(
+                bad_response(
+                    VENDOR,
+                    "results",
+                    url,
+                    &format!("HTTP {status} with Retry-After {secs}"),
+                )
+                .http_status(status),
+            ),
+            after => Step::Retry {
+                error,
+                after: after.wait(),
+                paced: status == 429 && after.wait().is_some(),
+            },
+        }
+    }
+
+    /// A read whose connection broke: tried again as the decision table allows.
+    fn connection_lost<T>(&self, url: &Url) -> Step<T> {
+        let retryable = is_retryable(RequestKind::Read, Outcome::TransportFailed);
+        let error = Error::new(
+            ErrorKind::Vendor,
+            format!(
+                "GET {}: the connection failed before an answer arrived",
+                redact_url(url)
+            ),
+        )
+        .vendor(VENDOR)
+        .operation("results")
+        .code("connection_lost");
+        Step::retry_if(retryable, error)
     }
 
     fn status_error(&self, url: &Url, status: u16, body: &[u8]) -> Error {
@@ -750,7 +762,12 @@ impl Inner {
         })?;
         let mut attach = self.url("/v1/attachments");
         attach.query_pairs_mut().append_pair("url", &result_url);
-        let (status, headers, body) = self.get_manual(&attach, true).await?;
+        // An answer the vendor kept refusing names the record, as any other refusal of its result does.
+        let with_key = |e: Error| match e.status {
+            Some(_) => e.key(job.reference_id.clone()),
+            None => e,
+        };
+        let (status, headers, body) = self.get_manual(&attach, true).await.map_err(with_key)?;
         let signed = match status {
             300..=399 => headers
                 .get(LOCATION)
@@ -763,7 +780,7 @@ impl Inner {
                     .key(job.reference_id))
             }
         };
-        let (status, headers, body) = self.get_manual(&signed, false).await?;
+        let (status, headers, body) = self.get_manual(&signed, false).await.map_err(with_key)?;
         if status != 200 {
             return Err(self
                 .status_error(&signed, status, &body)
@@ -839,34 +856,14 @@ fn parse_item<T: for<'de> Deserialize<'de>>(raw: &RawValue, operation: &str) -> 
 
 #[async_trait::async_trait]
 impl Adapter for PlaymentAdapter {
-    fn vendor(&self) -> &'static str {
-        VENDOR
+    fn kit(&self) -> Kit<'_> {
+        Kit::new(&self.0.cfg, &self.0.http)
     }
 
-    fn project(&self) -> &str {
-        &self.0.cfg.project
-    }
-
-    fn base_url(&self) -> &Url {
-        &self.0.cfg.base_url
-    }
-
-    fn http(&self) -> &Arc<HttpClient> {
-        &self.0.http
-    }
-
-    fn capabilities(&self) -> Value {
-        let spec = self.0.cfg.spec;
-        json!({
-            "vendor": VENDOR,
-            "credentials": spec.credentials,
-            "client_options": spec.client_options,
-            "batch_options": spec.batch_options,
-            "upload_options": spec.upload_options,
-            "max_records_per_request": 1,
-            "rate_limit": self.0.cfg.rate_limit,
-            "operations": {"records": true, "results_since": true, "cancel": false, "accept": false, "reject": false},
-        })
+    fn capability_settings(&self) -> Map<String, Value> {
+        let mut settings = Map::new();
+        settings.insert("rate_limit".into(), json!(self.0.cfg.rate_limit));
+        settings
     }
 
     async fn create_batch(

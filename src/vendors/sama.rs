@@ -22,10 +22,11 @@ use parking_lot::Mutex;
 use reqwest::Method;
 use serde::Deserialize;
 use serde_json::value::RawValue;
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 use url::Url;
 
 use super::config::{check_options, ClientConfig, Options};
+use super::kit::{self, Kit};
 use super::model::*;
 use super::upload::{in_chunks, Chunk, Driver, Keyed, Pieces, Plan, Wording};
 use super::{Adapter, UploadOptions, UploadProgress};
@@ -33,7 +34,6 @@ use crate::engine::auth::{refused_with_401, KeyPlacement, StaticKey};
 use crate::engine::http::{request_url, HttpClient, Request, Response};
 use crate::engine::pagination::with_query_param;
 use crate::engine::pagination::PageBudget;
-use crate::engine::rate_limit::{Paced, RateLimiter};
 use crate::engine::redact::redact_url;
 use crate::engine::retry::{is_ambiguous, is_retryable, Outcome, RequestKind, RetryPolicy};
 use crate::engine::stream::{
@@ -400,21 +400,14 @@ impl SamaAdapter {
             .vendor(VENDOR)
             .field("key_field"));
         }
-        let mut root = cfg.base_url.clone();
-        root.path_segments_mut()
-            .map_err(|_| Error::invalid("base_url cannot be a base").field("base_url"))?
-            .pop_if_empty()
-            .extend(["v2", ""]);
+        let root = kit::api_root(&cfg, &["v2", ""])?;
         let retry = cfg.retry_policy();
         let auth = StaticKey::new(
             KeyPlacement::Query("access_key"),
             cfg.credentials["api_key"].expose(),
             refused_with_401,
         );
-        // `rate_limit=`: a hard ceiling on every attempt's start, retries included.
-        let rate = cfg.rate_limit.map(|r| Arc::new(RateLimiter::new(r)));
-        let auth = Paced::new(Arc::new(auth), rate, None);
-        let http = HttpClient::new(cfg.http_config(), Arc::new(auth), parse_error)?;
+        let http = kit::http_client(&cfg, auth, parse_error)?;
         Ok(SamaAdapter {
             cfg,
             http: Arc::new(http),
@@ -1194,42 +1187,15 @@ impl Adapter for SamaAdapter {
         self.results_for_consumer(batch_id, consumer, include_raw)
     }
 
-    fn vendor(&self) -> &'static str {
-        VENDOR
+    fn kit(&self) -> Kit<'_> {
+        Kit::new(&self.cfg, &self.http)
     }
 
-    fn project(&self) -> &str {
-        &self.cfg.project
-    }
-
-    fn base_url(&self) -> &Url {
-        &self.cfg.base_url
-    }
-
-    fn http(&self) -> &Arc<HttpClient> {
-        &self.http
-    }
-
-    fn capabilities(&self) -> Value {
-        json!({
-            "vendor": VENDOR,
-            "credentials": self.cfg.spec.credentials,
-            "client_options": self.cfg.spec.client_options,
-            "batch_options": self.cfg.spec.batch_options,
-            "upload_options": self.cfg.spec.upload_options,
-            "client_batch_field": self.client_batch_field,
-            "key_field": self.key_field,
-            "max_records_per_request": TASKS_PER_JOB,
-            "operations": {
-                "records": true,
-                "results_since": true,
-                "results_consumer": true,
-                "cancel": true,
-                "accept": false,
-                "reject": true,
-                "list_batches": false,
-            },
-        })
+    fn capability_settings(&self) -> Map<String, Value> {
+        let mut settings = Map::new();
+        settings.insert("client_batch_field".into(), json!(self.client_batch_field));
+        settings.insert("key_field".into(), json!(self.key_field));
+        settings
     }
 
     /// Nothing is created at Sama: a batch is the tasks carrying its name as their client batch id. Without

@@ -32,15 +32,16 @@ use serde_json::{json, Map, Value};
 use url::Url;
 
 use super::config::{check_options, seconds, ClientConfig, Options, Zero};
+use super::kit::{self, Kit};
 use super::model::*;
 use super::upload::{Chunk, Driver, Keyed, Pieces, Plan, Sent, Wording};
 use super::{Adapter, UploadOptions, UploadProgress};
 use crate::engine::auth::OAuth2ClientCredentials;
 use crate::engine::http::{
-    read_limited, request_url, too_large, Body, BodyError, HttpClient, Request,
+    bad_response, read_limited, request_url, too_large, Body, BodyError, HttpClient, Request,
 };
-use crate::engine::rate_limit::{Paced, RateLimiter};
-use crate::engine::retry::{is_ambiguous, parse_retry_after, RequestKind, RetryPolicy};
+use crate::engine::retry::{is_ambiguous, read_retry_after, RequestKind, RetryAfter, RetryPolicy};
+use crate::engine::runner::{run, Step};
 use crate::engine::stream::PageStream;
 use crate::engine::{Error, ErrorKind, Result};
 
@@ -619,11 +620,7 @@ fn text_field(v: &Value, names: &[&str]) -> Option<String> {
 impl TaskMonkAdapter {
     pub fn new(cfg: ClientConfig, rt: tokio::runtime::Handle) -> Result<Self> {
         let (key_column, output_fields, export_format, stall) = parse_client_options(&cfg.options)?;
-        let mut root = cfg.base_url.clone();
-        root.path_segments_mut()
-            .map_err(|_| Error::invalid("base_url cannot be a base").field("base_url"))?
-            .pop_if_empty()
-            .extend(["api"]);
+        let root = kit::api_root(&cfg, &["api"])?;
         let mut project_url = root.clone();
         project_url
             .path_segments_mut()
@@ -648,10 +645,7 @@ impl TaskMonkAdapter {
             is_token_refused,
             retry,
         );
-        // `rate_limit=`: a hard ceiling on every attempt's start, retries included.
-        let rate = cfg.rate_limit.map(|r| Arc::new(RateLimiter::new(r)));
-        let auth = Paced::new(Arc::new(auth), rate, None);
-        let http = HttpClient::new(cfg.http_config(), Arc::new(auth), parse_error)?;
+        let http = kit::http_client(&cfg, auth, parse_error)?;
         Ok(TaskMonkAdapter {
             cfg,
             http: Arc::new(http),
@@ -837,51 +831,83 @@ impl TaskMonkAdapter {
     async fn download(&self, url: &Url, operation: &'static str) -> Result<bytes::Bytes> {
         // A pre-authorised URL: its query (a signature) is redacted, and its path may be a token too.
         let shown = shown_file_url(url);
-        let mut attempt = 0u32;
-        loop {
-            let sent = self.http.raw().get(url.clone()).send().await;
-            let (retry, after, why) = match sent {
-                Ok(resp) => {
-                    let status = resp.status().as_u16();
-                    let after = resp
-                        .headers()
-                        .get(reqwest::header::RETRY_AFTER)
-                        .and_then(|v| v.to_str().ok())
-                        .and_then(parse_retry_after);
-                    if status == 200 {
-                        match read_limited(resp, self.http.limits().max_response_bytes).await {
-                            Ok(b) => return Ok(b),
-                            Err(BodyError::TooLarge { limit }) => {
-                                return Err(too_large(
-                                    VENDOR,
-                                    operation,
-                                    &reqwest::Method::GET,
-                                    url,
-                                    limit,
-                                ))
-                            }
-                            Err(_) => (true, None, "the download broke off".to_string()),
-                        }
-                    } else {
-                        let retry = matches!(status, 404 | 429 | 500 | 502 | 503 | 504);
-                        (retry, after, format!("HTTP {status}"))
-                    }
-                }
-                Err(e) if e.is_timeout() => (true, None, "timed out".to_string()),
-                Err(_) => (true, None, "the connection failed".to_string()),
+        let failed = |why: &str| {
+            Error::new(
+                ErrorKind::Vendor,
+                format!("could not download the output file {shown}: {why}"),
+            )
+            .vendor(VENDOR)
+            .operation(operation)
+            .code("download_failed")
+        };
+        let again = |why: &str, after: Option<Duration>| Step::Retry {
+            error: failed(why),
+            after,
+            paced: false,
+        };
+        // Its own budget of tries: a file not written yet answers 404 for a while.
+        let policy = RetryPolicy {
+            max_retries: DOWNLOAD_TRIES - 1,
+            ..self.retry
+        };
+        run(&policy, &format!("GET {shown}"), |_| async {
+            self.http.pace().await;
+            let resp = match self.http.raw().get(url.clone()).send().await {
+                Ok(resp) => resp,
+                Err(e) if e.is_timeout() => return again("timed out", None),
+                Err(_) => return again("the connection failed", None),
             };
-            if !retry || attempt + 1 >= DOWNLOAD_TRIES {
-                return Err(Error::new(
-                    ErrorKind::Vendor,
-                    format!("could not download the output file {shown}: {why}"),
-                )
-                .vendor(VENDOR)
-                .operation(operation)
-                .code("download_failed"));
+            let status = resp.status().as_u16();
+            if status != 200 {
+                let why = format!("HTTP {status}");
+                if !matches!(status, 404 | 429 | 500 | 502 | 503 | 504) {
+                    return Step::Fail(failed(&why));
+                }
+                return match read_retry_after(resp.headers(), &policy) {
+                    RetryAfter::TooLong(secs) => Step::TooLong {
+                        error: Error::new(
+                            if status == 429 {
+                                ErrorKind::RateLimited
+                            } else {
+                                ErrorKind::Vendor
+                            },
+                            format!(
+                                "could not download the output file {shown}: {why}, and the server asked to \
+                                 wait {secs} s, more than the client's max_retry_wait of {} s",
+                                policy.max_retry_after.as_secs_f64()
+                            ),
+                        )
+                        .vendor(VENDOR)
+                        .operation(operation)
+                        .http_status(status)
+                        .retry_after(secs),
+                        wait: Duration::from_secs_f64(secs),
+                    },
+                    RetryAfter::Implausible(secs) => Step::Fail(
+                        bad_response(
+                            VENDOR,
+                            operation,
+                            url,
+                            &format!("HTTP {status} with Retry-After {secs}"),
+                        )
+                        .http_status(status),
+                    ),
+                    after => again(&why, after.wait()),
+                };
             }
-            tokio::time::sleep(self.retry.delay(attempt, after)).await;
-            attempt += 1;
-        }
+            match read_limited(resp, self.http.limits().max_response_bytes).await {
+                Ok(b) => Step::Done(b),
+                Err(BodyError::TooLarge { limit }) => Step::Fail(too_large(
+                    VENDOR,
+                    operation,
+                    &reqwest::Method::GET,
+                    url,
+                    limit,
+                )),
+                Err(_) => again("the download broke off", None),
+            }
+        })
+        .await
     }
 
     /// The keys the batch holds, once its imports are ingested: how uploads stay idempotent and how
@@ -1105,40 +1131,19 @@ impl Pieces for Imports<'_> {
 
 #[async_trait::async_trait]
 impl Adapter for TaskMonkAdapter {
-    fn vendor(&self) -> &'static str {
-        VENDOR
+    fn kit(&self) -> Kit<'_> {
+        Kit::new(&self.cfg, &self.http)
     }
 
-    fn project(&self) -> &str {
-        &self.cfg.project
-    }
-
-    fn base_url(&self) -> &Url {
-        &self.cfg.base_url
-    }
-
-    fn http(&self) -> &Arc<HttpClient> {
-        &self.http
-    }
-
-    fn capabilities(&self) -> Value {
-        json!({
-            "vendor": VENDOR,
-            "credentials": self.cfg.spec.credentials,
-            "client_options": self.cfg.spec.client_options,
-            "batch_options": self.cfg.spec.batch_options,
-            "upload_options": self.cfg.spec.upload_options,
-            "max_records_per_request": IMPORT_ROWS,
-            "key_column": self.key_column,
-            "export_format": match self.export_format { FileFormat::Csv => "csv", FileFormat::Excel => "excel" },
-            "operations": {
-                "records": true,
-                "results_since": true,
-                "cancel": false,
-                "accept": false,
-                "reject": false,
-            },
-        })
+    fn capability_settings(&self) -> Map<String, Value> {
+        let mut settings = Map::new();
+        settings.insert("key_column".into(), json!(self.key_column));
+        let format = match self.export_format {
+            FileFormat::Csv => "csv",
+            FileFormat::Excel => "excel",
+        };
+        settings.insert("export_format".into(), json!(format));
+        settings
     }
 
     async fn create_batch(
@@ -1162,45 +1167,50 @@ impl Adapter for TaskMonkAdapter {
             RequestKind::Create,
             "create_batch",
         )?;
-        let mut round = 0;
-        loop {
-            // Before every attempt, look for the batch by name: after an ambiguous failure it may exist.
-            if let Some(existing) = self
-                .list_batches()
-                .await?
-                .into_iter()
-                .find(|b| b.name.as_deref() == Some(name))
-            {
-                if exist_ok || round > 0 {
-                    return Ok(existing);
+        // Before every attempt, look for the batch by name: after an ambiguous failure it may exist.
+        let (req, body) = (&req, &body);
+        run(&self.retry, "create_batch", |tries| async move {
+            let existing = match self.list_batches().await {
+                Ok(batches) => batches
+                    .into_iter()
+                    .find(|b| b.name.as_deref() == Some(name)),
+                Err(e) => return Step::Fail(e),
+            };
+            if let Some(existing) = existing {
+                if exist_ok || tries.retry > 0 {
+                    return Step::Done(existing);
                 }
-                return Err(Error::new(
-                    ErrorKind::DuplicateRecord,
-                    format!(
-                        "a batch named {name:?} already exists (id {}); pass exist_ok=True to use it",
-                        existing.id
-                    ),
-                )
-                .vendor(VENDOR)
-                .operation("create_batch")
-                .key(name));
+                return Step::Fail(
+                    Error::new(
+                        ErrorKind::DuplicateRecord,
+                        format!(
+                            "a batch named {name:?} already exists (id {}); pass exist_ok=True to use it",
+                            existing.id
+                        ),
+                    )
+                    .vendor(VENDOR)
+                    .operation("create_batch")
+                    .key(name),
+                );
             }
-            match self.http.send(&req).await {
+            match self.http.send(req).await {
                 Ok(resp) => {
-                    let v: Value = resp.json(VENDOR, "create_batch")?;
-                    let mut raw = body.clone();
-                    raw["id"] = v.get("id").cloned().unwrap_or(Value::Null);
-                    raw["name"] = json!(name);
-                    raw["project_id"] = json!(self.cfg.project);
-                    return Self::batch_info(raw);
+                    let created = resp.json::<Value>(VENDOR, "create_batch").and_then(|v| {
+                        let mut raw = body.clone();
+                        raw["id"] = v.get("id").cloned().unwrap_or(Value::Null);
+                        raw["name"] = json!(name);
+                        raw["project_id"] = json!(self.cfg.project);
+                        Self::batch_info(raw)
+                    });
+                    match created {
+                        Ok(info) => Step::Done(info),
+                        Err(e) => Step::Fail(e),
+                    }
                 }
-                Err(e) if is_ambiguous(&e) && round < self.retry.max_retries => {
-                    tokio::time::sleep(self.retry.delay(round, None)).await;
-                    round += 1;
-                }
-                Err(e) => return Err(e),
+                Err(e) => Step::retry_if(is_ambiguous(&e), e),
             }
-        }
+        })
+        .await
     }
 
     async fn get_batch(&self, id: &str) -> Result<BatchInfo> {

@@ -3,7 +3,8 @@
 use std::time::{Duration, Instant};
 
 use super::config::{seconds, Zero};
-use super::model::BatchCounts;
+use super::model::{BatchCounts, JobState};
+use crate::engine::runner::PAST_DEADLINE;
 use crate::engine::{Error, ErrorKind, Result};
 
 /// After one poll: stop with the counts, sleep and poll again, or give up.
@@ -15,7 +16,7 @@ pub enum Next {
 
 /// Waits for every record of a batch to be final, confirmed on two consecutive polls: the counts come from
 /// separate calls, so one "done" can be a race between them.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct BatchWait {
     started: Instant,
     deadline: Option<Instant>,
@@ -55,21 +56,77 @@ impl BatchWait {
         };
         if let Some(deadline) = self.deadline {
             if !done && Instant::now() + pause > deadline {
-                return Err(Error::new(
-                    ErrorKind::Timeout,
-                    format!(
-                        "batch {batch_id} not finished after {:.1} s: {} of {} records finished",
-                        self.started.elapsed().as_secs_f64(),
-                        counts.finished(),
-                        counts.total
-                    ),
-                )
-                .vendor(vendor)
-                .operation("wait"));
+                return Err(self.timed_out(batch_id, vendor, Some(counts)));
             }
         }
         Ok(Next::Sleep(pause))
     }
+
+    /// When the wait runs out. Each status poll runs within it (`engine::runner::with_deadline`), so a
+    /// vendor's `Retry-After` cannot hold the wait past its timeout.
+    pub fn deadline(&self) -> Option<Instant> {
+        self.deadline
+    }
+
+    /// A failed poll as the wait reports it: one that reached the deadline is the wait's own `Timeout`, with
+    /// the counts of the last poll that answered (`last`).
+    pub fn poll_error(
+        &self,
+        err: Error,
+        batch_id: &str,
+        vendor: &str,
+        last: Option<&BatchCounts>,
+    ) -> Error {
+        if err.code.as_deref() == Some(PAST_DEADLINE) {
+            return self.timed_out(batch_id, vendor, last);
+        }
+        err
+    }
+
+    fn timed_out(&self, batch_id: &str, vendor: &str, counts: Option<&BatchCounts>) -> Error {
+        let seen = match counts {
+            Some(c) => format!("{} of {} records finished", c.finished(), c.total),
+            None => "the vendor answered no status poll in time".to_string(),
+        };
+        Error::new(
+            ErrorKind::Timeout,
+            format!(
+                "batch {batch_id} not finished after {:.1} s: {seen}",
+                self.started.elapsed().as_secs_f64(),
+            ),
+        )
+        .vendor(vendor)
+        .operation("wait")
+    }
+}
+
+/// The deadline of a job's `wait(timeout=)` begun at `started`: each of its polls runs within it
+/// (`engine::runner::with_deadline`).
+pub fn job_deadline(started: Instant, timeout: Option<f64>) -> Option<Instant> {
+    let timeout = Duration::try_from_secs_f64(timeout?).ok()?;
+    started.checked_add(timeout)
+}
+
+/// A failed poll of a job's wait: one that reached the deadline is the wait's own `Timeout` (`timed_out`).
+pub fn job_poll_error(err: Error, timed_out: impl FnOnce() -> Error) -> Error {
+    if err.code.as_deref() == Some(PAST_DEADLINE) {
+        return timed_out();
+    }
+    err
+}
+
+/// The `Timeout` a job's `wait(timeout=)` ends with, `job` as last seen.
+pub fn job_timed_out(job: &JobState, vendor: &str, after: Option<f64>) -> Error {
+    let after = after.map(|t| format!(" after {t} s")).unwrap_or_default();
+    Error::new(
+        ErrorKind::Timeout,
+        format!(
+            "job {} still running{after}: {} of {} records",
+            job.id, job.done, job.total
+        ),
+    )
+    .vendor(vendor)
+    .operation("wait")
 }
 
 #[cfg(test)]
