@@ -476,6 +476,7 @@ class SandboxServer:
         latency: float | None = None,
         port: int = 0,
         track_pids: bool = False,
+        dialect: Mapping[str, bool | int | str] | None = None,
     ) -> SandboxServer: ...
     @property
     def url(self) -> str: ...

@@ -134,9 +134,18 @@ def start(
     latency: float | None = None,
     port: int = 0,
     track_pids: bool = False,
+    dialect: Mapping[str, bool | int | str] | None = None,
 ) -> Sandbox:
     """Start a local simulator of ``vendor``'s API; it is listening when this returns. ``track_pids=True`` counts
-    requests per client process in ``stats()["requests_by_pid"]`` (a few milliseconds per new connection)."""
+    requests per client process in ``stats()["requests_by_pid"]`` (a few milliseconds per new connection).
+
+    ``dialect`` varies what no public source settles about the vendor's API (the "Guesses that remain" in
+    docs/vendors/<vendor>.md); left out, the simulator behaves as it always has. A setting the vendor's
+    simulator does not have is an error naming the ones it has. Settings so far:
+
+    - ``page_cap`` (Alegion): a whole number; every listing serves at most this many items a page whatever
+      the client asks, pages numbered in that size, totals unchanged.
+    """
     server = SandboxServer(
         vendor,
         seed=seed,
@@ -146,5 +155,6 @@ def start(
         latency=latency,
         port=port,
         track_pids=track_pids,
+        dialect=dict(dialect) if dialect else None,
     )
     return Sandbox(server)

@@ -9,7 +9,7 @@ use super::errors::to_py_err;
 use super::json::json_value_to_py;
 use super::runtime::no_panic;
 use crate::engine::Error;
-use crate::sandbox::{Faults, Sandbox, SandboxConfig};
+use crate::sandbox::{Dialect, Faults, Sandbox, SandboxConfig, Setting};
 use crate::vendors::config::Zero;
 
 #[pyclass(module = "labelport", frozen)]
@@ -51,10 +51,42 @@ fn faults_from(d: Option<&Bound<'_, PyAny>>) -> PyResult<Faults> {
     Ok(f)
 }
 
+/// A dict of dialect settings; whether each exists for the vendor is the sandbox's to say.
+fn dialect_from(d: Option<&Bound<'_, PyAny>>) -> PyResult<Dialect> {
+    let mut dialect = Dialect::default();
+    let Some(d) = d.filter(|d| !d.is_none()) else {
+        return Ok(dialect);
+    };
+    let d = d.cast::<PyDict>().map_err(|_| {
+        to_py_err(
+            Error::invalid("dialect must be a dict of setting names and values").field("dialect"),
+        )
+    })?;
+    for (k, v) in d.iter() {
+        let name = args::string(&k, "dialect")?;
+        let setting = if let Ok(b) = v.extract::<bool>() {
+            Setting::Switch(b)
+        } else if let Ok(n) = v.extract::<u64>() {
+            Setting::Number(n)
+        } else if let Ok(w) = v.extract::<String>() {
+            Setting::Word(w)
+        } else {
+            return Err(to_py_err(
+                Error::invalid(format!(
+                    "dialect setting {name:?} must be a bool, a whole number or a string"
+                ))
+                .field(name),
+            ));
+        };
+        dialect = dialect.set(&name, setting);
+    }
+    Ok(dialect)
+}
+
 #[pymethods]
 impl SandboxServer {
     #[new]
-    #[pyo3(signature = (vendor, *, seed=0, complete_after=0.0, exception_rate=0.0, faults=None, latency=None, port=0, track_pids=false))]
+    #[pyo3(signature = (vendor, *, seed=0, complete_after=0.0, exception_rate=0.0, faults=None, latency=None, port=0, track_pids=false, dialect=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -66,6 +98,7 @@ impl SandboxServer {
         #[pyo3(from_py_with = args::latency)] latency: Option<f64>,
         #[pyo3(from_py_with = args::port)] port: u16,
         #[pyo3(from_py_with = args::track_pids)] track_pids: bool,
+        dialect: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
         no_panic(|| {
             let config = SandboxConfig {
@@ -77,6 +110,7 @@ impl SandboxServer {
                 port,
                 faults: faults_from(faults)?,
                 track_pids,
+                dialect: dialect_from(dialect)?,
             };
             let inner = py
                 .detach(|| Sandbox::start(config))

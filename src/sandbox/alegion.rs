@@ -196,8 +196,17 @@ impl AlegionSim {
             .ok_or_else(|| self.not_found("Workflow", id, path))
     }
 
-    fn page_request(q: &Query) -> Result<PageRequest, Response> {
-        PageRequest::parse(q, &PAGING, false).map_err(|e| param_error(&e))
+    /// The vendor's paging, its cap lowered by the dialect's `page_cap`.
+    fn paging(&self) -> Paging {
+        let cap = self.shared.config.dialect.page_cap();
+        Paging {
+            max_size: cap.map_or(PAGING.max_size, |c| c.min(PAGING.max_size)),
+            ..PAGING
+        }
+    }
+
+    fn page_request(&self, q: &Query) -> Result<PageRequest, Response> {
+        PageRequest::parse(q, &self.paging(), false).map_err(|e| param_error(&e))
     }
 
     /// A JSON body, or Spring's 400.
@@ -230,7 +239,7 @@ impl AlegionSim {
     ) -> Response {
         let base = paging::base_url(headers, uri.path(), &self.fallback_host());
         body.headers_mut()
-            .extend(page.headers(&PAGING, &base, total, filters));
+            .extend(page.headers(&self.paging(), &base, total, filters));
         body
     }
 
@@ -432,7 +441,7 @@ async fn login(State(a): S, uri: Uri, body: Bytes) -> Answer {
 }
 
 async fn list_workflows(Authed(a): Authed, uri: Uri, headers: HeaderMap) -> Answer {
-    let page = AlegionSim::page_request(&Query::parse(uri.query()))?;
+    let page = a.page_request(&Query::parse(uri.query()))?;
     let mut all: Vec<&Workflow> = a.store.workflows.iter().collect();
     all.sort_by_key(|w| (w.created_ms, w.id));
     let items: Vec<Value> = shown(&page, &all, |w| AlegionSim::workflow_json(w));
@@ -453,7 +462,7 @@ async fn list_batches(
     headers: HeaderMap,
 ) -> Answer {
     let w = a.workflow_for(&wf, uri.path())?;
-    let page = AlegionSim::page_request(&Query::parse(uri.query()))?;
+    let page = a.page_request(&Query::parse(uri.query()))?;
     let batches = a.store.batches_of(w.id);
     let mut keys: Vec<(i64, Uuid, usize)> = Vec::new();
     for (k, b) in batches.iter().enumerate() {
@@ -680,7 +689,7 @@ impl FromRequestParts<Arc<AlegionSim>> for Listing {
         let Authed(a) = Authed::from_request_parts(parts, a).await?;
         let batch = a.batch_for(&id, parts.uri.path())?;
         let q = Query::parse(parts.uri.query());
-        let page = AlegionSim::page_request(&q)?;
+        let page = a.page_request(&q)?;
         let min = AlegionSim::instant(&q, "minCreatedAt")?;
         let max = AlegionSim::instant(&q, "maxCreatedAt")?;
         Ok(Listing {

@@ -12,6 +12,7 @@ mod clock;
 mod conn;
 mod control;
 mod deepen;
+mod dialect;
 mod faults;
 mod multipart;
 mod paging;
@@ -40,6 +41,7 @@ use parking_lot::Mutex;
 use tokio::sync::watch;
 
 use clock::Clock;
+pub use dialect::{Dialect, Setting};
 use faults::FaultState;
 use stats::Stats;
 
@@ -61,6 +63,8 @@ pub struct SandboxConfig {
     /// behind a connection costs a few milliseconds per new connection (`/proc`), which would slow down
     /// clients that open one per request, such as the vendors' SDKs in the benchmarks.
     pub track_pids: bool,
+    /// What no source settles, varied (see `dialect`).
+    pub dialect: Dialect,
 }
 
 impl Default for SandboxConfig {
@@ -74,6 +78,7 @@ impl Default for SandboxConfig {
             port: 0,
             faults: Faults::default(),
             track_pids: false,
+            dialect: Dialect::default(),
         }
     }
 }
@@ -195,6 +200,7 @@ impl Sandbox {
                 VENDORS.join(", ")
             ));
         }
+        config.dialect.validate(&config.vendor)?;
         let listener = std::net::TcpListener::bind(("127.0.0.1", config.port))
             .map_err(|e| format!("sandbox: cannot bind 127.0.0.1:{}: {e}", config.port))?;
         listener

@@ -1201,3 +1201,70 @@ fn stop_does_not_wait_for_slow_answers() {
     let answer = rt.block_on(pending).unwrap();
     assert!(answer.is_err() || answer.unwrap().status() != 200);
 }
+
+#[tokio::test]
+async fn dialect_page_cap_caps_every_listing() {
+    use super::Setting;
+    let c = Client::start(SandboxConfig {
+        dialect: super::Dialect::default().set("page_cap", Setting::Number(250)),
+        ..config()
+    })
+    .await;
+    let batch = c.create_batch("capped").await;
+    assert_eq!(c.import(&batch, keys("c", 600)).await.status, 200);
+    for what in ["records", "results"] {
+        let mut seen = std::collections::HashSet::new();
+        for (p, want) in [(1, 250), (2, 250), (3, 100), (4, 0)] {
+            let a = c
+                .get(&format!(
+                    "/api/v1/batches/{batch}/{what}?page={p}&pageSize=1000"
+                ))
+                .await;
+            assert_eq!(a.status, 200, "{what} page {p}: {}", a.text);
+            assert_eq!(a.header("x-total-count"), "600", "{what}: totals unchanged");
+            assert_eq!(a.items().len(), want, "{what} page {p}");
+            for item in a.items() {
+                assert!(
+                    seen.insert(item.to_string()),
+                    "{what}: pages numbered in the cap"
+                );
+            }
+        }
+        assert_eq!(seen.len(), 600, "{what}");
+    }
+    let project = c.sb.project();
+    for path in [
+        "/api/v1/workflows?page=1&pageSize=1000".to_string(),
+        format!("/api/v1/workflows/{project}/batches?page=1&pageSize=1000"),
+    ] {
+        let a = c.get(&path).await;
+        assert_eq!(a.status, 200, "{path}: {}", a.text);
+        assert!(a.header("link").contains("pageSize=250"), "{path}");
+    }
+}
+
+#[test]
+fn dialect_unknown_settings_are_refused_by_name() {
+    use super::Setting;
+    let start = |vendor: &str, name: &str, value: Setting| {
+        Sandbox::start(SandboxConfig {
+            vendor: vendor.into(),
+            dialect: super::Dialect::default().set(name, value),
+            ..Default::default()
+        })
+        .err()
+    };
+    let err = start("alegion", "pagecap", Setting::Number(1)).unwrap();
+    assert!(
+        err.contains("\"pagecap\"") && err.contains("settings: page_cap"),
+        "{err}"
+    );
+    let err = start("sama", "page_cap", Setting::Number(250)).unwrap();
+    assert!(
+        err.contains("sama") && err.contains("settings: none"),
+        "{err}"
+    );
+    let err = start("alegion", "page_cap", Setting::Number(0)).unwrap();
+    assert!(err.contains("at least 1"), "{err}");
+    assert!(start("alegion", "page_cap", Setting::Number(250)).is_none());
+}
