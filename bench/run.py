@@ -56,7 +56,8 @@ def b1_labelport(env: dict[str, Any]) -> int:
     return len(client.batch(env["batch"]).results().to_list())
 
 
-def b1_requests(env: dict[str, Any]) -> int:
+def requests_results(env: dict[str, Any], decode: Callable[[Any], Any]) -> list[Any]:
+    """Every result through a `requests.Session` loop following `Link: next`, each page decoded by `decode`."""
     import requests
 
     s = requests.Session()
@@ -65,9 +66,13 @@ def b1_requests(env: dict[str, Any]) -> int:
     while url:
         r = s.get(url)
         r.raise_for_status()
-        out.extend(r.json())
+        out.extend(decode(r))
         url = r.links.get("next", {}).get("url")
-    return len(out)
+    return out
+
+
+def b1_requests(env: dict[str, Any]) -> int:
+    return len(requests_results(env, lambda r: r.json()))
 
 
 def b1_httpx(env: dict[str, Any]) -> int:
@@ -137,17 +142,8 @@ def b6_labelport(env: dict[str, Any]) -> int:
 
 def _b6_requests(env: dict[str, Any], decode: Callable[[Any], Any]) -> int:
     import pandas as pd
-    import requests
 
-    s = requests.Session()
-    url: str | None = alegion_session(env, s)
-    out: list[Any] = []
-    while url:
-        r = s.get(url)
-        r.raise_for_status()
-        out.extend(decode(r))
-        url = r.links.get("next", {}).get("url")
-    return len(pd.json_normalize(out))
+    return len(pd.json_normalize(requests_results(env, decode)))
 
 
 def b6_requests(env: dict[str, Any]) -> int:
