@@ -46,7 +46,7 @@ pub enum Step<T> {
         paced: bool,
     },
     /// The vendor asked for a wait longer than the client waits (`max_retry_wait`): fails with `error`
-    /// at once, or at the caller's deadline with its `Timeout` when that comes first.
+    /// (carrying `retry_after`) at once.
     TooLong {
         error: Error,
         wait: Duration,
@@ -97,12 +97,7 @@ where
             Step::Done(value) => return Ok(value),
             Step::Fail(error) => return Err(error),
             Step::Replay => tries.renewed = true,
-            Step::TooLong { error, wait } => {
-                return Err(match past_deadline(wait) {
-                    Some(until) => reach_deadline(until, error).await,
-                    None => error,
-                })
-            }
+            Step::TooLong { error, .. } => return Err(error),
             Step::Retry {
                 error,
                 after,
@@ -118,6 +113,11 @@ where
                     return Err(error);
                 };
                 if let Some(until) = past_deadline(wait) {
+                    // A wait the vendor asked for that outlasts the caller's timeout: say so at once (the
+                    // error carries `retry_after`); our own backoff instead ends at the deadline.
+                    if let Some(asked) = after {
+                        return Err(error.retry_after(asked.as_secs_f64()));
+                    }
                     return Err(reach_deadline(until, error).await);
                 }
                 let why = match (error.status, &error.code) {
@@ -137,12 +137,12 @@ where
 }
 
 /// The caller's deadline, if a wait of `wait` from now would pass it.
-fn past_deadline(wait: Duration) -> Option<Instant> {
+pub(crate) fn past_deadline(wait: Duration) -> Option<Instant> {
     deadline().filter(|d| Instant::now().checked_add(wait).is_none_or(|end| end > *d))
 }
 
 /// Sleeps until `until`, then the `Timeout` the caller's wait ends with; `error` is why it could not go on.
-async fn reach_deadline(until: Instant, error: Error) -> Error {
+pub(crate) async fn reach_deadline(until: Instant, error: Error) -> Error {
     tokio::time::sleep_until(until.into()).await;
     let mut timeout = Error::new(
         ErrorKind::Timeout,
@@ -209,14 +209,16 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_wait_past_the_deadline_ends_at_it_with_a_timeout() {
+    async fn a_backoff_past_the_deadline_ends_at_it_with_a_timeout() {
         let started = Instant::now();
         let deadline = started + Duration::from_millis(300);
+        let slow = RetryPolicy {
+            base: Duration::from_secs(60),
+            cap: Duration::from_secs(60),
+            ..quick()
+        };
         let err = with_deadline(Some(deadline), async {
-            run(&quick(), "t", |_| async {
-                retry::<()>(Some(Duration::from_secs(60)), true)
-            })
-            .await
+            run(&slow, "t", |_| async { retry::<()>(None, false) }).await
         })
         .await
         .unwrap_err();
@@ -233,11 +235,38 @@ mod tests {
             wait: Duration::from_secs(300),
         };
         let err = run(&quick(), "t", |_| async { long() }).await.unwrap_err();
-        assert_eq!(err.kind, ErrorKind::RateLimited); // no deadline: at once, as before
-        let deadline = Instant::now() + Duration::from_millis(100);
+        assert_eq!(err.kind, ErrorKind::RateLimited);
+        let started = Instant::now();
+        let deadline = started + Duration::from_secs(5);
         let err = with_deadline(Some(deadline), run(&quick(), "t", |_| async { long() }))
             .await
             .unwrap_err();
-        assert_eq!(err.kind, ErrorKind::Timeout);
+        assert_eq!(err.kind, ErrorKind::RateLimited, "at once, deadline or not");
+        assert!(started.elapsed() < Duration::from_secs(1));
+    }
+
+    #[tokio::test]
+    async fn a_retry_after_past_the_deadline_fails_at_once_carrying_it() {
+        let started = Instant::now();
+        let deadline = started + Duration::from_secs(5);
+        let err = with_deadline(Some(deadline), async {
+            run(&quick(), "t", |_| async {
+                Step::<()>::Retry {
+                    error: Error::new(ErrorKind::RateLimited, "HTTP 429"),
+                    after: Some(Duration::from_secs(60)),
+                    paced: true,
+                }
+            })
+            .await
+        })
+        .await
+        .unwrap_err();
+        assert_eq!(err.kind, ErrorKind::RateLimited);
+        assert_eq!(err.retry_after, Some(60.0));
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "{:?}",
+            started.elapsed()
+        );
     }
 }

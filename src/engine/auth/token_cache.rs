@@ -16,6 +16,7 @@ use crate::engine::http::{bad_response, read_limited, too_large, BodyError};
 use crate::engine::retry::{
     is_retryable, read_retry_after, Outcome, RequestKind, RetryAfter, RetryPolicy,
 };
+use crate::engine::runner::{past_deadline, reach_deadline};
 
 /// The largest token answer read: a token and a few fields, never megabytes.
 const MAX_TOKEN_BODY: u64 = 1024 * 1024;
@@ -174,7 +175,26 @@ pub(super) async fn request_token(
                             }
                             _ => {}
                         }
-                        tokio::time::sleep(retry.delay(attempt, after.wait())).await;
+                        let wait = retry.delay(attempt, after.wait());
+                        if let Some(until) = past_deadline(wait) {
+                            let err = Error::new(
+                                if status == 429 {
+                                    ErrorKind::RateLimited
+                                } else {
+                                    ErrorKind::Vendor
+                                },
+                                format!("{} answered HTTP {status}", endpoint.shown),
+                            )
+                            .vendor(endpoint.vendor)
+                            .operation(endpoint.operation)
+                            .http_status(status);
+                            // As `runner::run`: a wait the vendor asked for is reported at once.
+                            return Err(match after.wait() {
+                                Some(asked) => err.retry_after(asked.as_secs_f64()),
+                                None => reach_deadline(until, err).await,
+                            });
+                        }
+                        tokio::time::sleep(wait).await;
                         attempt += 1;
                         continue;
                     }
@@ -193,17 +213,12 @@ pub(super) async fn request_token(
             Err(e) if e.is_connect() => Outcome::ConnectFailed,
             Err(_) => Outcome::TransportFailed,
         };
-        if is_retryable(RequestKind::Read, outcome) && attempt < retry.max_retries {
-            tokio::time::sleep(retry.delay(attempt, None)).await;
-            attempt += 1;
-            continue;
-        }
         let what = if outcome == Outcome::ConnectFailed {
             "could not connect"
         } else {
             "the connection failed or stalled before a whole answer arrived"
         };
-        return Err(Error::new(
+        let err = Error::new(
             ErrorKind::Vendor,
             format!(
                 "could not reach {} ({}): {what}",
@@ -216,7 +231,17 @@ pub(super) async fn request_token(
             "connect_failed"
         } else {
             "connection_lost"
-        }));
+        });
+        if is_retryable(RequestKind::Read, outcome) && attempt < retry.max_retries {
+            let wait = retry.delay(attempt, None);
+            if let Some(until) = past_deadline(wait) {
+                return Err(reach_deadline(until, err).await);
+            }
+            tokio::time::sleep(wait).await;
+            attempt += 1;
+            continue;
+        }
+        return Err(err);
     }
 }
 
