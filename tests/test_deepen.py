@@ -22,7 +22,7 @@ import labelport as lp
 import pytest
 
 PUT = "PUT /_sim/storage/upload"
-DECLARE = "POST /api/v2/datasets/{datasetId}/files"
+CREATE = "POST /api/v2/clients/{clientId}/datasets"
 PROCESS = "POST /api/v2/datasets/{datasetId}/process_uploaded_data"
 ENVELOPE_KEYS = {"id", "batch_id", "key", "status", "input", "output", "created_at", "completed_at", "vendor"}
 NEUTRAL = {"pending", "in_progress", "completed", "exception", "canceled", "rejected", "failed"}
@@ -104,17 +104,19 @@ def parse_time(value: object) -> dt.datetime:
 
 def test_full_round_trip(sandbox, client, files, unique):
     name = f"round-{unique}"
+    # Deepen creates a dataset with its files: create_batch reserves the name, the first upload creates it.
     batch = client.create_batch(name, exist_ok=True)
     again = client.create_batch(name, exist_ok=True)
     assert again.id == batch.id and batch.name == name
-    assert sum(1 for b in client.batches() if b.name == name) == 1
-    with pytest.raises(lp.DuplicateRecord):
-        client.create_batch(name)
+    assert sum(1 for b in client.batches() if b.name == name) == 0
 
     records = files(20)
     job = batch.upload(records, key="name")
     assert job.batch_id == batch.id
     assert job.wait(timeout=60) == {"state": "completed", "done": 20, "total": 20, "failed": 0, "skipped": 0}
+    assert sum(1 for b in client.batches() if b.name == name) == 1
+    with pytest.raises(lp.DuplicateRecord):
+        client.create_batch(name)
     final = batch.wait(timeout=60, poll_interval=0.1)
     assert final["done"] is True and final["total"] == 20 and final["completed"] == 20
 
@@ -147,6 +149,10 @@ def test_full_round_trip(sandbox, client, files, unique):
     with sandbox.client() as other:
         same = other.batch(batch.id)
         assert same.name == name and same.status() == status
+        # The reserved id finds the dataset the upload created; the dataset's own id works as well.
+        assert (
+            other.batch(same.id).status() == status and other.create_batch(name, exist_ok=True).id == same.id
+        )
 
 
 def test_files_given_as_bytes_arrive_whole(client, unique):
@@ -154,8 +160,9 @@ def test_files_given_as_bytes_arrive_whole(client, unique):
     batch = client.create_batch(f"bytes-{unique}")
     recs = [{"name": f"{unique}-mem-{i}.png", "file": png(i, size=8 + i)} for i in range(3)]
     assert batch.upload(recs).wait(timeout=30)["done"] == 3
+    dataset_id = client.batch(batch.id).id
     for r in recs:
-        stored = client.request("GET", f"/datasets/{batch.id}/files/{r['name']}")
+        stored = client.request("GET", f"/datasets/{dataset_id}/files/{r['name']}")
         assert stored["file_size"] == len(r["file"]), (r["name"], stored)
     assert {r["key"] for r in batch.results()} == {r["name"] for r in recs}
 
@@ -236,7 +243,7 @@ def test_reject_once_mode_reworks_every_file_then_completes(files):
         batch = client.create_batch("rework")
         batch.upload(files(5), key="name").wait(timeout=30)
         assert batch.wait(timeout=30, poll_interval=0.1)["completed"] == 5
-        tasks = client.request("GET", f"/datasets/{batch.id}/tasks")["tasks"]
+        tasks = client.request("GET", f"/datasets/{client.batch(batch.id).id}/tasks")["tasks"]
         assert [t["rejection_count"] for t in tasks if t["stage_id"] == "Labelling"] == [1] * 5
         assert len(batch.results().to_list()) == 5
 
@@ -253,7 +260,7 @@ def test_task_lists_per_batch_per_user_and_delayed(files):
         tasks = batch.tasks()
         assert isinstance(tasks, list) and all(isinstance(t, dict) for t in tasks)
         assert collections.Counter(t["stage_id"] for t in tasks) == {"Labelling": 2, "QA": 2}
-        assert {t["dataset_id"] for t in tasks} == {batch.id}
+        assert {t["dataset_id"] for t in tasks} == {client.batch(batch.id).id}
 
         mine = client.user_tasks("sim-labeller@example.com")
         assert set(mine) == {"file_tasks", "label_tasks"}
@@ -302,7 +309,7 @@ def test_bad_credentials_are_an_auth_error(sandbox):
 
 def test_bad_input_is_refused_before_anything_is_sent(sandbox, client, files, unique, tmp_path):
     batch = client.create_batch(f"bad-{unique}")
-    before = (count(sandbox, PUT), count(sandbox, DECLARE), count(sandbox, PROCESS))
+    before = (count(sandbox, PUT), count(sandbox, CREATE), count(sandbox, PROCESS))
     good = files(2)
     for bad, field in [
         ({"name": "x.png"}, "file"),
@@ -321,7 +328,7 @@ def test_bad_input_is_refused_before_anything_is_sent(sandbox, client, files, un
         client.create_batch(f"bad-option-{unique}", priority=1)
     with pytest.raises(lp.NotFound):
         client.create_batch(f"bad-profile-{unique}", labelling_profile_id="prof_missing")
-    assert (count(sandbox, PUT), count(sandbox, DECLARE), count(sandbox, PROCESS)) == before
+    assert (count(sandbox, PUT), count(sandbox, CREATE), count(sandbox, PROCESS)) == before
     assert batch.status()["total"] == 0
     with pytest.raises(lp.UnsupportedOperation):
         batch.cancel()
@@ -332,8 +339,13 @@ def test_options_reach_the_dataset(client, unique):
     batch = client.create_batch(
         f"opts-{unique}", dataset_type="3d", labelling_profile_id=profiles[0]["profile_id"]
     )
-    assert batch.raw["dataset_type"] == "3d"
+    # Until the first upload the batch is a reservation carrying the options; the upload creates the dataset.
+    assert batch.raw["dataset_type"] == "3d" and batch.raw["reserved"] is True
     assert batch.raw["labelling_profile_id"] == profiles[0]["profile_id"]
+    batch.upload([{"name": f"{unique}.pcd", "file": b"pcd"}]).wait(timeout=30)
+    dataset = client.batch(batch.id).raw
+    assert dataset["dataset_type"] == "3d" and dataset["dataset_format"] == "default"
+    assert dataset["labelling_profile_id"] == profiles[0]["profile_id"]
 
 
 def test_fault_run_every_key_created_once_and_returned_once(files):

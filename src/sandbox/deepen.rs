@@ -14,9 +14,10 @@
 //! (`POST /_sim/deepen/mode`): `auto` (default), `manual` (only API calls move tasks) and
 //! `reject_once` (the QA stage rejects each unit's labelling once before accepting it).
 //!
-//! Inferred, not documented [I]: `POST /datasets/{id}/files` declares further archives of an
-//! existing dataset (the documented API only declares them at creation), task statuses in lower
-//! snake case, `rejection_count` on a TaskResource, error bodies `{"detail": ...}` (DRF).
+//! A dataset is created with its archives declared and sized, as the sources show: a create without
+//! sized `files` is refused, and no endpoint adds archives later (none is documented). Inferred, not
+//! documented [I]: task statuses in lower snake case, `rejection_count` on a TaskResource, error
+//! bodies `{"detail": ...}` (DRF). What no source settles is a dialect setting (`DIALECT`).
 //! Uploaded archives are kept on disk, streamed in and out, never whole in memory.
 //! No listing is paged (none is documented to be): each is answered whole, one page of everything.
 
@@ -40,9 +41,56 @@ use parking_lot::Mutex;
 use serde_json::{json, Map, Value};
 
 use super::clock::seconds_to_ms;
+use super::dialect::{Kind, SettingSpec, Value as DialectValue};
 use super::paging::{Envelope, Query};
 use super::seeded;
 use super::{Routes, Shared, Simulator};
+
+/// What no source settles about the Deepen API, as settings (`dialect.rs`; docs/vendors/deepen.md).
+pub(super) const DIALECT: &[super::dialect::SettingSpec] = &[
+    SettingSpec {
+        name: "bare_tasks",
+        kind: Kind::Switch,
+        changed: DialectValue::Switch(true),
+        doc: "tasks carry only stage_id and status: no task_id, file_id, label_id or timestamps \
+              (TaskResource fields are undocumented; ledger finding 2)",
+    },
+    SettingSpec {
+        name: "float_timestamps",
+        kind: Kind::Switch,
+        changed: DialectValue::Switch(true),
+        doc: "every *_millis timestamp and file_size written as a float, 1591397296799.0 \
+              (DatasetResource types them \"float\"; finding 6)",
+    },
+    SettingSpec {
+        name: "uploaded_files",
+        kind: Kind::Word(&["names", "paths", "objects"]),
+        changed: DialectValue::Word("objects"),
+        doc: "the form of a dataset's uploaded_files elements: archive names, object paths, or \
+              {file_name, file_size} objects (\"List of uploaded files\", form undocumented; finding 7)",
+    },
+    SettingSpec {
+        name: "finished_task_word",
+        kind: Kind::Word(&["accepted", "Accepted", "done", "finished"]),
+        changed: DialectValue::Word("done"),
+        doc: "what a task whose work is finished reads (the Task Life Cycle page names UI states only; \
+              finding 3)",
+    },
+    SettingSpec {
+        name: "finished_stage",
+        kind: Kind::Word(&["audit_ready", "audit_done", "labelling_done"]),
+        changed: DialectValue::Word("labelling_done"),
+        doc: "current_stage / current_stage_status once every task is finished: Audit ready (under \
+              review), Audit done, or Labelling done (findings 3 and 4)",
+    },
+    SettingSpec {
+        name: "datasets_map_without_ids",
+        kind: Kind::Switch,
+        changed: DialectValue::Switch(true),
+        doc: "the values of GET /clients/{clientId}/datasets omit dataset_id: the map key is the id \
+              (finding 12)",
+    },
+];
 
 const API: &str = "/api/v2";
 const LABELLER: &str = "sim-labeller@example.com";
@@ -50,6 +98,8 @@ const REVIEWER: &str = "sim-reviewer@example.com";
 /// A task not accepted this long after its creation is "delayed" (sandbox clock).
 const DELAY_MS: i64 = 7 * 24 * 3600 * 1000;
 
+#[path = "deepen_storage.rs"]
+mod storage;
 #[path = "deepen_store.rs"]
 mod store;
 #[path = "deepen_views.rs"]
@@ -161,6 +211,7 @@ impl DeepenSim {
                 profiles: vec![profile],
                 counter: 0,
                 mode: Mode::Auto,
+                fail_processing: None,
             }),
             shared,
         }
@@ -251,7 +302,13 @@ async fn list_datasets(Authed(a): Authed) -> Answer {
     for id in order {
         if let Some(d) = store.datasets.get_mut(&id) {
             a.tick(d, now, mode);
-            out.insert(id.clone(), a.dataset_json(d, now));
+            let mut j = a.dataset_json(d, now);
+            if a.shared.config.dialect.switch("datasets_map_without_ids") {
+                if let Some(o) = j.as_object_mut() {
+                    o.remove("dataset_id");
+                }
+            }
+            out.insert(id.clone(), j);
         }
     }
     Ok(Json(Value::Object(out)).into_response())
@@ -298,11 +355,15 @@ async fn create_dataset(Authed(a): Authed, body: Bytes) -> Answer {
             }
         }
     }
-    let files = match v.get("files") {
-        None | Some(Value::Null) => vec![],
-        Some(Value::Array(f)) => f.clone(),
-        Some(_) => return Err(bad("files: Expected a list of items.")),
-    };
+    // "We need the exact size of the zip file to create a new dataset" (Quickstart): no archive, no dataset.
+    let files =
+        match v.get("files") {
+            Some(Value::Array(f)) if !f.is_empty() => f.clone(),
+            Some(Value::Array(_)) | None | Some(Value::Null) => return Err(bad(
+                "files: the exact size of each file to upload is required (file_size, file_type).",
+            )),
+            Some(_) => return Err(bad("files: Expected a list of items.")),
+        };
     let mut store = a.store.lock();
     let profile = if let Some(p) = v.get("labelling_profile").filter(|p| p.is_object()) {
         p.clone()
@@ -374,6 +435,7 @@ async fn create_dataset(Authed(a): Authed, body: Bytes) -> Answer {
         processing_until: 0,
         marked_done: false,
         user_scopes: v.get("user_scopes").cloned().unwrap_or(json!([])),
+        processing_error: None,
     };
     a.declare(&mut store, &mut d, &files).map_err(|m| bad(&m))?;
     let out = a.dataset_json(&d, a.now());
@@ -412,31 +474,6 @@ async fn list_files(Authed(a): Authed, Path(did): Path<String>) -> Answer {
     Ok(Json(json!({ "files": files })).into_response())
 }
 
-/// [I] Declares more archives on an existing dataset: `{"files": [{file_size, file_type}]}`.
-async fn add_archives(Authed(a): Authed, Path(did): Path<String>, body: Bytes) -> Answer {
-    let v = json_body(&body)?;
-    let Some(files) = v
-        .get("files")
-        .and_then(Value::as_array)
-        .filter(|f| !f.is_empty())
-    else {
-        return Err(bad("files: This field is required."));
-    };
-    let out = a.with_dataset(&did, |a, store, d| {
-        let before = d.archives.len();
-        a.declare(store, d, files).map_err(|m| bad(&m))?;
-        let added: Vec<Value> = d.archives[before..]
-            .iter()
-            .map(|ar| {
-                json!({"file_size": ar.file_size, "file_type": ar.file_type,
-                       "resumable_upload_url": a.upload_url(d, ar)})
-            })
-            .collect();
-        Ok(json!({"dataset_id": d.id, "files": added}))
-    })?;
-    Ok(Json(out).into_response())
-}
-
 async fn get_file(Authed(a): Authed, Path((did, fid)): Path<(String, String)>) -> Answer {
     let out = a.with_dataset(&did, |a, _, d| {
         let i = *d.file_index.get(&fid).ok_or_else(not_found)?;
@@ -461,7 +498,10 @@ async fn process_upload(Authed(a): Authed, Path(did): Path<String>, body: Bytes)
             return Err(bad(&format!("File {name} has not been uploaded yet.")));
         }
         // [I] Processing an archive twice does nothing the second time.
-        if !d.archives[k].processed {
+        if let Some(message) = store.fail_processing.clone() {
+            d.archives[k].processed = true;
+            d.processing_error = Some(message);
+        } else if !d.archives[k].processed {
             a.unpack(store, d, k)?;
         }
         Ok(json!({}))
@@ -759,75 +799,6 @@ async fn get_profile(Authed(a): Authed, Path(pid): Path<String>) -> Answer {
     Ok(Json(p).into_response())
 }
 
-/// The fake object store behind `resumable_upload_url`: no bearer token, the body streamed to disk.
-async fn storage_put(State(a): S, uri: Uri, body: Body) -> Response {
-    let q = Query::parse(uri.query());
-    let Some(upload_id) = q.get("upload_id").map(str::to_string) else {
-        return storage_error(StatusCode::BAD_REQUEST, "missing upload_id");
-    };
-    let target = a.store.lock().uploads.get(&upload_id).cloned();
-    let Some((did, k)) = target else {
-        return storage_error(StatusCode::NOT_FOUND, "No such upload.");
-    };
-    let path = a.archive_path(&upload_id);
-    let partial = path.with_extension("part");
-    let written = async {
-        let mut file = std::fs::File::create(&partial).map_err(|e| e.to_string())?;
-        let mut stream = body.into_data_stream();
-        let mut n = 0u64;
-        while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|e| e.to_string())?;
-            n += chunk.len() as u64;
-            file.write_all(&chunk).map_err(|e| e.to_string())?;
-        }
-        file.flush().map_err(|e| e.to_string())?;
-        Ok::<u64, String>(n)
-    }
-    .await;
-    let n = match written {
-        Ok(n) => n,
-        Err(e) => {
-            let _ = std::fs::remove_file(&partial);
-            return storage_error(StatusCode::BAD_REQUEST, &format!("upload failed: {e}"));
-        }
-    };
-    let mut store = a.store.lock();
-    let Some(ar) = store
-        .datasets
-        .get_mut(&did)
-        .and_then(|d| d.archives.get_mut(k))
-    else {
-        return storage_error(StatusCode::NOT_FOUND, "No such upload.");
-    };
-    if n != ar.file_size {
-        let _ = std::fs::remove_file(&partial);
-        return storage_error(
-            StatusCode::BAD_REQUEST,
-            &format!(
-                "Content length {n} does not match the declared file_size {}.",
-                ar.file_size
-            ),
-        );
-    }
-    if std::fs::rename(&partial, &path).is_err() {
-        return storage_error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "could not store the object",
-        );
-    }
-    ar.uploaded = Some(n);
-    Json(json!({"kind": "storage#object", "name": ar.file_name, "size": n.to_string()}))
-        .into_response()
-}
-
-fn storage_error(status: StatusCode, message: &str) -> Response {
-    (
-        status,
-        Json(json!({"error": {"code": status.as_u16(), "message": message}})),
-    )
-        .into_response()
-}
-
 /// `POST /_sim/deepen/mode {"mode": "auto" | "manual" | "reject_once"}`.
 async fn sim_mode(State(a): S, body: Bytes) -> Response {
     let mode = serde_json::from_slice::<Value>(&body)
@@ -845,6 +816,17 @@ async fn sim_mode(State(a): S, body: Bytes) -> Response {
     };
     a.store.lock().mode = mode;
     Json(json!({ "mode": mode_name(mode) })).into_response()
+}
+
+/// `POST /_sim/deepen/preprocessing_error {"message": "..."}`: every archive processed from now on fails
+/// preprocessing with that message (`processing_status: preprocessing_error`, the older DatasetResource
+/// page); `{"message": null}` ends it.
+async fn sim_preprocessing_error(State(a): S, body: Bytes) -> Response {
+    let message = serde_json::from_slice::<Value>(&body)
+        .ok()
+        .and_then(|v| v.get("message").and_then(Value::as_str).map(str::to_string));
+    a.store.lock().fail_processing = message.clone();
+    Json(json!({ "message": message })).into_response()
 }
 
 fn mode_name(m: Mode) -> &'static str {
@@ -876,10 +858,7 @@ impl Simulator for DeepenSim {
                 "/api/v2/datasets/{datasetId}",
                 get(get_dataset).delete(delete_dataset),
             ),
-            (
-                "/api/v2/datasets/{datasetId}/files",
-                get(list_files).post(add_archives),
-            ),
+            ("/api/v2/datasets/{datasetId}/files", get(list_files)),
             ("/api/v2/datasets/{datasetId}/files/{fileId}", get(get_file)),
             (
                 "/api/v2/datasets/{datasetId}/process_uploaded_data",
@@ -933,11 +912,18 @@ impl Simulator for DeepenSim {
         // and the fault layer buffers bodies), latency and statistics only.
         r.route(
             "/_sim/storage/upload",
-            routes.exempt("/_sim/storage/upload", put(storage_put)),
+            routes.exempt("/_sim/storage/upload", put(storage::put)),
         )
         .route(
             "/_sim/deepen/mode",
             routes.control("/_sim/deepen/mode", post(sim_mode)),
+        )
+        .route(
+            "/_sim/deepen/preprocessing_error",
+            routes.control(
+                "/_sim/deepen/preprocessing_error",
+                post(sim_preprocessing_error),
+            ),
         )
         .fallback(fallback)
         .with_state(self)

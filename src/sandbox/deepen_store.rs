@@ -85,6 +85,8 @@ pub(super) struct Dataset {
     pub(super) processing_until: i64,
     pub(super) marked_done: bool,
     pub(super) user_scopes: Value,
+    /// Set when preprocessing failed (`/_sim/deepen/preprocessing_error`): Deepen's message.
+    pub(super) processing_error: Option<String>,
 }
 
 impl Dataset {
@@ -112,6 +114,8 @@ pub(super) struct Store {
     pub(super) profiles: Vec<Value>,
     pub(super) counter: u64,
     pub(super) mode: Mode,
+    /// The message every archive processed from now on fails with, when set.
+    pub(super) fail_processing: Option<String>,
 }
 
 impl DeepenSim {

@@ -4,8 +4,49 @@ use super::store::{labelled, track_label, Dataset, FileRec, Task, TaskStatus};
 use super::*;
 
 impl DeepenSim {
+    fn dialect(&self) -> &super::super::dialect::Dialect {
+        &self.shared.config.dialect
+    }
+
+    /// A timestamp or size as this dialect writes numbers: integers, or floats (`float_timestamps`).
+    pub(super) fn number(&self, n: i64) -> Value {
+        if self.dialect().switch("float_timestamps") {
+            json!(n as f64)
+        } else {
+            json!(n)
+        }
+    }
+
+    /// What a finished task reads (`finished_task_word`).
+    pub(super) fn status_word(&self, s: TaskStatus) -> &str {
+        match s {
+            TaskStatus::Accepted => self
+                .dialect()
+                .word("finished_task_word")
+                .unwrap_or("accepted"),
+            other => other.as_str(),
+        }
+    }
+
+    /// An `uploaded_files` element in this dialect's form.
+    fn uploaded_json(&self, d: &Dataset, a: &super::store::Archive) -> Value {
+        match self.dialect().word("uploaded_files") {
+            Some("paths") => json!(format!("{}/{}/{}", self.client_id, d.id, a.file_name)),
+            Some("objects") => {
+                json!({"file_name": a.file_name, "file_size": self.number(a.file_size as i64)})
+            }
+            _ => json!(a.file_name),
+        }
+    }
+
     pub(super) fn dataset_json(&self, d: &Dataset, now: i64) -> Value {
-        let (stage, status, processing) = stage_of(d, now);
+        let (stage, status, processing) = stage_of(
+            d,
+            now,
+            self.dialect()
+                .word("finished_stage")
+                .unwrap_or("audit_ready"),
+        );
         let mut by_stage = Map::new();
         for s in 0..d.stages.len() {
             let mut counts = Map::new();
@@ -20,7 +61,7 @@ impl DeepenSim {
             .iter()
             .map(|a| {
                 json!({
-                    "file_size": a.file_size,
+                    "file_size": self.number(a.file_size as i64),
                     "file_type": a.file_type,
                     "resumable_upload_url": self.upload_url(d, a),
                 })
@@ -30,7 +71,7 @@ impl DeepenSim {
             .archives
             .iter()
             .filter(|a| a.processed)
-            .map(|a| json!(a.file_name))
+            .map(|a| self.uploaded_json(d, a))
             .collect();
         json!({
             "dataset_id": d.id,
@@ -46,12 +87,13 @@ impl DeepenSim {
             "uploaded_files": uploaded,
             "fps": Value::Null,
             "frame_sizes": [],
-            "create_timestamp_millis": d.created_ms,
+            "create_timestamp_millis": self.number(d.created_ms),
             "tags": d.tags,
             "files": files,
             "current_stage": stage,
             "current_stage_status": status,
             "processing_status": processing,
+            "processing_status_message": d.processing_error.clone().unwrap_or_default(),
             "user_scopes": d.user_scopes,
             "user_group_scopes": [],
         })
@@ -67,8 +109,8 @@ impl DeepenSim {
             "file_id": f.file_id,
             "dataset_id": d.id,
             "sensors": [sensor],
-            "file_size": f.size,
-            "create_time_millis": f.created_ms,
+            "file_size": self.number(f.size as i64),
+            "create_time_millis": self.number(f.created_ms),
         })
     }
 
@@ -78,6 +120,9 @@ impl DeepenSim {
         } else {
             ("file", json!(d.files[t.unit].file_id), Value::Null)
         };
+        if self.dialect().switch("bare_tasks") {
+            return json!({"stage_id": d.stage_id(t.stage), "status": self.status_word(t.status)});
+        }
         json!({
             "task_id": t.id,
             "dataset_id": d.id,
@@ -87,12 +132,12 @@ impl DeepenSim {
             "task_type": task_type,
             "file_id": file_id,
             "label_id": label_id,
-            "status": t.status.as_str(),
+            "status": self.status_word(t.status),
             "assignee_email": t.assignee,
             "rejection_count": t.rejections,
             "rejection_reason": t.reason,
-            "create_time_millis": t.created_ms,
-            "update_time_millis": t.updated_ms,
+            "create_time_millis": self.number(t.created_ms),
+            "update_time_millis": self.number(t.updated_ms),
         })
     }
 
@@ -138,8 +183,8 @@ impl DeepenSim {
                     "label_set_id": "default",
                     "sensor_id": if d.dataset_type == "3d" { "lidar" } else { "camera" },
                     "labeller_email": if stage == 0 { LABELLER } else { REVIEWER },
-                    "create_time_millis": at,
-                    "update_time_millis": at,
+                    "create_time_millis": self.number(at),
+                    "update_time_millis": self.number(at),
                     "version": 1,
                     "attributes": {},
                 });
@@ -155,17 +200,28 @@ impl DeepenSim {
     }
 }
 
-/// `(current_stage, current_stage_status, processing_status)`.
-fn stage_of(d: &Dataset, now: i64) -> (&'static str, &'static str, &'static str) {
+/// `(current_stage, current_stage_status, processing_status)`, the last in the words of the older
+/// DatasetResource page (`files_to_be_uploaded`, `files_uploaded`, `preprocessing_error`,
+/// `files_getting_labelled`). `finished`: the `finished_stage` dialect word.
+fn stage_of(d: &Dataset, now: i64, finished: &str) -> (&'static str, &'static str, &'static str) {
+    if d.processing_error.is_some() {
+        return ("Processing", "in_progress", "preprocessing_error");
+    }
     if !d.archives.iter().any(|a| a.processed) {
-        return ("FileUpload", "waiting", "waiting_for_upload");
+        return ("FileUpload", "waiting", "files_to_be_uploaded");
     }
     if now < d.processing_until {
-        return ("Processing", "in_progress", "processing");
+        return ("Processing", "in_progress", "files_uploaded");
     }
-    if d.tasks.iter().all(|t| t.status == TaskStatus::Accepted) || d.marked_done {
-        let status = if d.marked_done { "done" } else { "ready" };
-        return ("Audit", status, "labelling_done");
+    if d.marked_done {
+        return ("Audit", "done", "files_getting_labelled");
+    }
+    if d.tasks.iter().all(|t| t.status == TaskStatus::Accepted) {
+        return match finished {
+            "audit_done" => ("Audit", "done", "files_getting_labelled"),
+            "labelling_done" => ("Labelling", "done", "files_getting_labelled"),
+            _ => ("Audit", "ready", "files_getting_labelled"),
+        };
     }
     let started = d.tasks.iter().any(|t| {
         !matches!(t.status, TaskStatus::Waiting | TaskStatus::Ready)
