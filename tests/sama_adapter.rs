@@ -105,5 +105,7 @@ async fn sama_consumer_results_never_repeat_a_delivery() {
     let posts = stats["requests"]["POST /v2/projects/{projectId}/tasks/delivered.json 200"]
         .as_u64()
         .unwrap();
-    assert_eq!(posts, 2 + 1 + 2 + 1);
+    // A read ends on an empty answer or one shorter than an earlier one (a server may hand out fewer than
+    // `limit`): 1,000 + 50; nothing; 1,000 + 50; 5, then nothing.
+    assert_eq!(posts, 2 + 1 + 2 + 2);
 }

@@ -35,12 +35,73 @@ use parking_lot::Mutex;
 use serde_json::{json, Map, Value};
 
 use super::clock::{iso_ms, parse_instant_us, seconds_to_ms};
+use super::dialect::{Kind, SettingSpec, Value as DialectValue};
 use super::paging::{Envelope, Facts, Page, Paging, Query};
 use super::sama_store::{
     base64, creation_status, hmac_sha256, seeded_hex, validate, Callback, CallbackAuth,
-    DeliveredCache, SimBatch, Store, Task, CLIENT_BATCH_INPUT, STATS_KEY_INPUT,
+    DeliveredCache, SimBatch, Store, Task, TaskForm, CLIENT_BATCH_INPUT, STATS_KEY_INPUT,
 };
 use super::{Routes, Shared, Simulator};
+
+/// What no source settles about the Sama API, as settings (`dialect.rs`; docs/vendors/sama.md, "Guesses
+/// that remain").
+pub(super) const DIALECT: &[super::dialect::SettingSpec] = &[
+    super::dialect::PAGE_CAP,
+    SettingSpec {
+        name: "job_state_field",
+        kind: Kind::Word(&["state", "status", "none"]),
+        changed: DialectValue::Word("none"),
+        doc: "the name of a creation job's state (GET batches/{id}.json), or none at all: the answer's field \
+              names are not documented (ledger finding 1)",
+    },
+    SettingSpec {
+        name: "job_counts",
+        kind: Kind::Word(&["named", "missing"]),
+        changed: DialectValue::Word("missing"),
+        doc: "whether a creation job's answer carries tasks_count/created_count/failed_count/canceled_count \
+              (missing: progress only from tasks[].status; ledger finding 1)",
+    },
+    SettingSpec {
+        name: "delivery_time_field",
+        kind: Kind::Word(&["delivered_at", "completion_date", "none"]),
+        changed: DialectValue::Word("none"),
+        doc: "the name of a delivered task's delivery time, or none at all: no Sama example shows one \
+              (ledger finding 2)",
+    },
+    SettingSpec {
+        name: "delivered_reads_completed",
+        kind: Kind::Switch,
+        changed: DialectValue::Switch(true),
+        doc: "delivered listings and delivery callbacks show delivered tasks with state \"completed\", as \
+              Sama's own delivery examples do (ledger finding 3)",
+    },
+    SettingSpec {
+        name: "single_task_under",
+        kind: Kind::Word(&["task", "tasks"]),
+        changed: DialectValue::Word("tasks"),
+        doc: "GET tasks/{id}.json answers {\"task\": {...}} (SDK 0.5.12) or {\"tasks\": [{...}]} (the SDK's \
+              earlier version; ledger finding 7)",
+    },
+    SettingSpec {
+        name: "ids_as_strings",
+        kind: Kind::Switch,
+        changed: DialectValue::Switch(true),
+        doc: "creation job ids (batch_id) written as strings, as the SDK's own test mock does (ledger finding 8)",
+    },
+    SettingSpec {
+        name: "created_at_zoneless",
+        kind: Kind::Switch,
+        changed: DialectValue::Switch(true),
+        doc: "tasks' created_at in Sama's example form 20130715T04:45:57 (no zone; ledger finding 11)",
+    },
+    SettingSpec {
+        name: "drop_key_input",
+        kind: Kind::Switch,
+        changed: DialectValue::Switch(true),
+        doc: "the project keeps no labelport_key input: task creation drops it, so no key comes back \
+              (ledger finding 5)",
+    },
+];
 
 #[path = "sama_delivery.rs"]
 mod delivery;
@@ -135,10 +196,6 @@ const fn paging(max: u64, min: u64) -> Paging {
     Paging::new("page", "page_size", max, max).lenient(min)
 }
 
-fn page_of(q: &Query, paging: &Paging) -> Page {
-    paging.read(q).expect("lenient numbers are never refused")
-}
-
 /// What a Sama listing says about the rest: nothing (`TASKS` writes no counts).
 fn no_facts(page: Page) -> Facts {
     Facts {
@@ -204,9 +261,28 @@ fn match_cbid(task_value: Option<&str>, wanted: &[String], match_type: Option<&s
 impl SamaSim {
     pub fn new(shared: Arc<Shared>) -> Self {
         let c = &shared.config;
+        let d = &c.dialect;
+        let mut store = Store::new(c.seed, seconds_to_ms(c.complete_after));
+        let named = |setting: &str, default: &'static str, words: &[&'static str]| {
+            let chosen = d.word(setting).unwrap_or(default);
+            words.iter().copied().find(|w| *w == chosen && *w != "none")
+        };
+        store.form = TaskForm {
+            delivery_field: named(
+                "delivery_time_field",
+                "delivered_at",
+                &["delivered_at", "completion_date"],
+            ),
+            delivered_reads_completed: d.switch("delivered_reads_completed"),
+            created_zoneless: d.switch("created_at_zoneless"),
+            ids_as_strings: d.switch("ids_as_strings"),
+            job_state_field: named("job_state_field", "state", &["state", "status"]),
+            job_counts_missing: d.word("job_counts") == Some("missing"),
+            drop_key_input: d.switch("drop_key_input"),
+        };
         SamaSim {
             key: format!("sama-sbx-{}", seeded_hex(c.seed, "sama-key", 16)),
-            store: Mutex::new(Store::new(c.seed, seconds_to_ms(c.complete_after))),
+            store: Mutex::new(store),
             callback_log: Mutex::new((Vec::new(), Vec::new())),
             ticker: AtomicBool::new(false),
             http: reqwest::Client::builder()
@@ -219,6 +295,25 @@ impl SamaSim {
 
     fn now(&self) -> i64 {
         self.shared.clock.now_ms()
+    }
+
+    /// A listing's page size, at most `max` lowered by the dialect's `page_cap`.
+    fn capped(&self, max: u64) -> u64 {
+        self.shared
+            .config
+            .dialect
+            .page_cap()
+            .map_or(max, |c| c.min(max))
+    }
+
+    /// The page a listing asks for (`page`, `page_size`), its size within the dialect's `page_cap`.
+    fn page_of(&self, q: &Query, paging: &Paging) -> Page {
+        let paging = Paging {
+            max_size: self.capped(paging.max_size),
+            default_size: self.capped(paging.default_size),
+            ..*paging
+        };
+        paging.read(q).expect("lenient numbers are never refused")
     }
 
     /// Checks the key and the project; starts the ticker on the first call. Settles first, so the request
@@ -311,7 +406,10 @@ impl SamaSim {
             let id = st.new_task_id();
             let priority = item.get("priority").and_then(Value::as_i64).unwrap_or(0);
             let submit = item.get("submit").and_then(Value::as_bool).unwrap_or(false);
-            let data = data.as_object().cloned().unwrap_or_default();
+            let mut data = data.as_object().cloned().unwrap_or_default();
+            if st.form.drop_key_input {
+                data.remove(STATS_KEY_INPUT);
+            }
             let at = now + span * (k as i64 + 1) / n.max(1);
             let task = Task {
                 priority,
@@ -344,6 +442,18 @@ impl SamaSim {
             (b.upload_expires_ms - b.created_ms) / 1000,
             b.signature
         )
+    }
+}
+
+/// Every answer's `Date` (RFC 7231, whole seconds) on the sandbox clock, as a real server's is on its own:
+/// the adapter dates a read by it where tasks carry no delivery time.
+fn dated(res: &mut Response, now_ms: i64) {
+    let text = chrono::DateTime::<chrono::Utc>::from_timestamp_millis(now_ms)
+        .unwrap_or_default()
+        .format("%a, %d %b %Y %H:%M:%S GMT")
+        .to_string();
+    if let Ok(v) = HeaderValue::from_str(&text) {
+        res.headers_mut().insert(axum::http::header::DATE, v);
     }
 }
 
@@ -451,11 +561,13 @@ async fn create_batch(Project(a, pid): Project, headers: HeaderMap, body: Bytes)
             let ids = SamaSim::start_creation(&mut st, bid, tasks, now);
             drop(st);
             a.settle();
-            Ok(Json(json!({"batch_id": bid, "task_ids": ids})).into_response())
+            let id = a.store.lock().form.batch_id(bid);
+            Ok(Json(json!({"batch_id": id, "task_ids": ids})).into_response())
         }
         None => {
             let url = a.upload_url(&headers, &st.batches[&bid]);
-            Ok(Json(json!({"batch_id": bid, "tasks_put_url": url})).into_response())
+            let id = st.form.batch_id(bid);
+            Ok(Json(json!({"batch_id": id, "tasks_put_url": url})).into_response())
         }
     }
 }
@@ -519,7 +631,8 @@ async fn continue_batch(Project(a, pid): Project, Path((_, b)): Path<(String, St
     SamaSim::start_creation(&mut st, bid, items, now);
     drop(st);
     a.settle();
-    Ok(Json(json!({"batch_id": bid})).into_response())
+    let id = a.store.lock().form.batch_id(bid);
+    Ok(Json(json!({ "batch_id": id })).into_response())
 }
 
 async fn cancel_batch(Project(a, pid): Project, Path((_, b)): Path<(String, String)>) -> Answer {
@@ -541,12 +654,13 @@ async fn cancel_batch(Project(a, pid): Project, Path((_, b)): Path<(String, Stri
             canceled += 1;
         }
     }
+    let id = st.form.batch_id(bid);
     let b = st.batches.get_mut(&bid).expect("batch");
     b.canceled_ms = Some(now);
     b.messages
         .push(format!("Canceled: {canceled} tasks were not created"));
     Ok(
-        Json(json!({"batch_id": bid, "state": "canceled", "canceled_count": canceled}))
+        Json(json!({"batch_id": id, "state": "canceled", "canceled_count": canceled}))
             .into_response(),
     )
 }
@@ -769,7 +883,16 @@ impl Simulator for SamaSim {
         for (path, route) in hooks {
             r = r.route(path, routes.control(path, route));
         }
-        r.fallback(fallback).with_state(self)
+        let clock = self.clone();
+        r.fallback(fallback)
+            .layer(axum::middleware::map_response(move |mut res: Response| {
+                let now = clock.now();
+                async move {
+                    dated(&mut res, now);
+                    res
+                }
+            }))
+            .with_state(self)
     }
 
     fn project(&self) -> String {

@@ -92,7 +92,7 @@ impl SamaSim {
                         let project = st.project(t.project);
                         if let Some(cb) = project.and_then(|p| p.delivery_callback.clone()) {
                             let p = project.expect("checked");
-                            let payload = json!({"task": st.task_json(t, now, true)});
+                            let payload = json!({"task": st.delivered_task_json(t, now)});
                             sends.push((
                                 cb,
                                 "delivery",

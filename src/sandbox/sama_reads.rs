@@ -108,18 +108,31 @@ pub(super) async fn batch_status(
     let bid = parse_id(strip_json(&b)?)?;
     let q = Query::parse(uri.query());
     let omit_failed = bool_param(&q, "omit_failed_task_data", false);
-    let page = page_of(&q, &BATCH_PAGING);
+    let page = a.page_of(&q, &BATCH_PAGING);
     let now = a.now();
     let st = a.store.lock();
     let batch = batch_in(&st, pid, bid)?;
     let (state, [n, created, failed, canceled]) = st.batch_summary(batch, now);
     let mut out = json!({
-        "batch_id": batch.id, "project_id": pid, "state": state,
+        "batch_id": st.form.batch_id(batch.id), "project_id": pid,
         "tasks_file_name": batch.tasks_file_name, "notification_email": batch.notification_email,
         "created_at": iso_ms(batch.created_ms),
-        "tasks_count": n, "created_count": created, "failed_count": failed, "canceled_count": canceled,
         "messages": batch.messages,
     });
+    let fields = out.as_object_mut().expect("an object");
+    if let Some(name) = st.form.job_state_field {
+        fields.insert(name.into(), json!(state));
+    }
+    if !st.form.job_counts_missing {
+        for (name, count) in [
+            ("tasks_count", n),
+            ("created_count", created),
+            ("failed_count", failed),
+            ("canceled_count", canceled),
+        ] {
+            fields.insert(name.into(), json!(count));
+        }
+    }
     if page.size > 0 {
         let tasks: Vec<Value> = page
             .slice(&batch.entries[..])
@@ -158,7 +171,13 @@ pub(super) async fn task_status(
     if task.project != pid || !st.visible(task, now) {
         return Err(not_found());
     }
-    Ok(Json(json!({"task": st.task_json(task, now, true)})).into_response())
+    let task = st.task_json(task, now, true);
+    // Which member holds the task is a dialect setting (`single_task_under`).
+    let body = match a.shared.config.dialect.word("single_task_under") {
+        Some("tasks") => json!({ "tasks": [task] }),
+        _ => json!({ "task": task }),
+    };
+    Ok(Json(body).into_response())
 }
 
 pub(super) async fn multi_status(Project(a, pid): Project, uri: Uri) -> Answer {
@@ -182,7 +201,7 @@ pub(super) async fn multi_status(Project(a, pid): Project, uri: Uri) -> Answer {
         }
         st.last_status_call = Some(at);
     }
-    let page = page_of(&q, &STATUS_PAGING);
+    let page = a.page_of(&q, &STATUS_PAGING);
     let omit_answers = bool_param(&q, "omit_answers", true);
     let batch_ids = list_param(&q, "batch_id");
     let cbids = list_param(&q, "client_batch_id");
@@ -232,7 +251,7 @@ pub(super) async fn multi_status(Project(a, pid): Project, uri: Uri) -> Answer {
 pub(super) async fn delivered_get(Project(a, pid): Project, uri: Uri) -> Answer {
     let q = Query::parse(uri.query());
     let from = instant_param(&q, "from")?;
-    let page = page_of(&q, &DELIVERED_PAGING);
+    let page = a.page_of(&q, &DELIVERED_PAGING);
     let now = a.now();
     let mut st = a.store.lock();
     let wanted = Wanted {
@@ -246,7 +265,7 @@ pub(super) async fn delivered_get(Project(a, pid): Project, uri: Uri) -> Answer 
     let body = TASKS.bytes(
         page.slice(&all[..]).iter(),
         &no_facts(page),
-        |out, (_, i)| st.write_task_json(out, &st.tasks[*i], now, true),
+        |out, (_, i)| st.write_delivered_task_json(out, &st.tasks[*i], now),
     );
     Ok(([(CONTENT_TYPE, "application/json")], body).into_response())
 }
@@ -270,7 +289,7 @@ pub(super) async fn delivered_post(Project(a, pid): Project, body: Bytes) -> Ans
         .get("limit")
         .and_then(Value::as_u64)
         .unwrap_or(DELIVERED_PAGE_MAX)
-        .clamp(1, DELIVERED_PAGE_MAX) as usize;
+        .clamp(1, a.capped(DELIVERED_PAGE_MAX)) as usize;
     let now = a.now();
     let mut st = a.store.lock();
     let wanted = Wanted {
@@ -299,7 +318,7 @@ pub(super) async fn delivered_post(Project(a, pid): Project, body: Bytes) -> Ans
         .iter()
         .map(|&(d, i)| {
             seen.insert((i, d));
-            st.task_json(&st.tasks[i], now, true)
+            st.delivered_task_json(&st.tasks[i], now)
         })
         .collect();
     st.consumers.insert((pid, consumer), seen);

@@ -125,7 +125,7 @@ impl Task {
 struct TaskOut<'a> {
     id: &'a str,
     project_id: u64,
-    batch_id: u64,
+    batch_id: Value,
     client_batch_id: Option<std::borrow::Cow<'a, str>>,
     created_at: String,
     state: &'static str,
@@ -135,6 +135,8 @@ struct TaskOut<'a> {
     answers: Option<Map<String, Value>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     delivered_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    completion_date: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     rejection_reasons: Option<&'a Vec<String>>,
 }
@@ -160,6 +162,38 @@ pub fn creation_status(b: &SimBatch, t: &Task, now: i64) -> &'static str {
         "preprocessing"
     } else {
         "ready"
+    }
+}
+
+/// How tasks and creation jobs are written: the dialect's choices among the forms no source settles
+/// (`DIALECT` in sama.rs; docs/vendors/sama.md).
+#[derive(Default, Clone)]
+pub struct TaskForm {
+    /// The name a delivered task's delivery time goes under; `None`: no delivery time at all.
+    pub delivery_field: Option<&'static str>,
+    /// Delivered listings (and delivery callbacks) show delivered tasks as `completed`, as Sama's own
+    /// examples do.
+    pub delivered_reads_completed: bool,
+    /// `created_at` in Sama's zone-less example form (`20130715T04:45:57`).
+    pub created_zoneless: bool,
+    /// Creation job ids as strings.
+    pub ids_as_strings: bool,
+    /// The name of the creation job's state (`state`, `status`); `None`: no job state.
+    pub job_state_field: Option<&'static str>,
+    /// The creation job's counts (`tasks_count`, `created_count`, ...) left out.
+    pub job_counts_missing: bool,
+    /// The project keeps no `labelport_key` input: creation drops it.
+    pub drop_key_input: bool,
+}
+
+impl TaskForm {
+    /// A creation job id as written.
+    pub fn batch_id(&self, id: u64) -> Value {
+        if self.ids_as_strings {
+            json!(id.to_string())
+        } else {
+            json!(id)
+        }
     }
 }
 
@@ -201,6 +235,7 @@ pub struct Store {
     pub uploads: HashMap<String, u64>,
     pub last_status_call: Option<std::time::Instant>,
     pub config: SimConfig,
+    pub form: TaskForm,
 }
 
 impl Store {
@@ -243,6 +278,11 @@ impl Store {
                 creation_ms: 0,
                 upload_ttl_ms: 4 * 3600 * 1000,
                 status_rate_limit: true,
+            },
+            form: TaskForm {
+                delivery_field: Some("delivered_at"),
+                job_state_field: Some("state"),
+                ..TaskForm::default()
             },
         }
     }
@@ -380,37 +420,61 @@ impl Store {
         out
     }
 
-    /// The task object (delivery format), with the simulator's extra `delivered_at`.
+    /// The task object (delivery format), with the simulator's extra delivery time (`form`).
     pub fn task_json(&self, t: &Task, now: i64, with_answers: bool) -> Value {
-        serde_json::to_value(self.task_out(t, now, with_answers)).unwrap_or(Value::Null)
+        serde_json::to_value(self.task_out(t, now, with_answers, false)).unwrap_or(Value::Null)
     }
 
-    /// The same object written straight into `out` as JSON text: listings of thousands of tasks skip building
-    /// (and dropping) a `Value` tree per task.
-    pub fn write_task_json(&self, out: &mut Vec<u8>, t: &Task, now: i64, with_answers: bool) {
+    /// The task as a delivered listing or a delivery callback shows it.
+    pub fn delivered_task_json(&self, t: &Task, now: i64) -> Value {
+        serde_json::to_value(self.task_out(t, now, true, true)).unwrap_or(Value::Null)
+    }
+
+    /// `delivered_task_json` written straight into `out` as JSON text: listings of thousands of tasks skip
+    /// building (and dropping) a `Value` tree per task.
+    pub fn write_delivered_task_json(&self, out: &mut Vec<u8>, t: &Task, now: i64) {
         // Writing into a Vec cannot fail, and every field serializes.
-        let _ = serde_json::to_writer(out, &self.task_out(t, now, with_answers));
+        let _ = serde_json::to_writer(out, &self.task_out(t, now, true, true));
     }
 
-    fn task_out<'a>(&'a self, t: &'a Task, now: i64, with_answers: bool) -> TaskOut<'a> {
+    fn task_out<'a>(
+        &'a self,
+        t: &'a Task,
+        now: i64,
+        with_answers: bool,
+        delivered_listing: bool,
+    ) -> TaskOut<'a> {
         let state = self.state(t, now);
         let answers = with_answers.then(|| match state {
             "completed" | "approved" | "delivered" | "acknowledged" => self.answers(t),
             "rejected" => Self::default_answers(t),
             _ => Map::new(),
         });
+        let delivered = matches!(state, "delivered" | "acknowledged");
+        let delivery_time = |name: &str| {
+            (delivered && self.form.delivery_field == Some(name))
+                .then(|| iso_ms(self.deliver_ms(t)))
+        };
         TaskOut {
             id: &t.id,
             project_id: t.project,
-            batch_id: t.batch,
+            batch_id: self.form.batch_id(t.batch),
             client_batch_id: Self::client_batch_id_ref(t),
-            created_at: iso_ms(t.scheduled_ms),
-            state,
+            created_at: if self.form.created_zoneless {
+                zoneless(t.scheduled_ms)
+            } else {
+                iso_ms(t.scheduled_ms)
+            },
+            state: if delivered && delivered_listing && self.form.delivered_reads_completed {
+                "completed"
+            } else {
+                state
+            },
             priority: t.priority,
             data: &t.data,
             answers,
-            delivered_at: matches!(state, "delivered" | "acknowledged")
-                .then(|| iso_ms(self.deliver_ms(t))),
+            delivered_at: delivery_time("delivered_at"),
+            completion_date: delivery_time("completion_date"),
             rejection_reasons: t.rejected.as_ref().map(|(_, reasons)| reasons),
         }
     }
@@ -444,6 +508,14 @@ impl Store {
         };
         (state, [n, created, failed, canceled])
     }
+}
+
+/// Sama's example form of a time, `20130715T04:45:57` (UTC, no zone; `[S4]` in docs/vendors/sama.md).
+fn zoneless(ms: i64) -> String {
+    chrono::DateTime::<chrono::Utc>::from_timestamp_millis(ms)
+        .unwrap_or_default()
+        .format("%Y%m%dT%H:%M:%S")
+        .to_string()
 }
 
 /// A seeded hex string (keys, tokens, signatures).
