@@ -72,6 +72,8 @@ pub struct HttpConfig {
 pub enum Body {
     Empty,
     Json(Bytes),
+    /// Plain text (`text/plain`): a body that is not JSON, such as TaskMonk's base64 upload.
+    Text(Bytes),
     /// One file part of a multipart form, rebuilt for every attempt (reqwest forms cannot be cloned).
     Multipart {
         part: &'static str,
@@ -425,6 +427,7 @@ impl HttpClient {
             Body::Json(bytes) => rb
                 .header(CONTENT_TYPE, "application/json")
                 .body(bytes.clone()),
+            Body::Text(bytes) => rb.header(CONTENT_TYPE, "text/plain").body(bytes.clone()),
             Body::Multipart {
                 part,
                 file_name,

@@ -45,19 +45,79 @@ use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 
 use super::clock::seconds_to_ms;
+use super::dialect::{Kind, SettingSpec, Value as Changed};
 use super::paging::Query;
 use super::taskmonk_files::{self as files, FileType, Table};
 use super::{Routes, Shared, Simulator};
 
+/// What no source settles about the TaskMonk API, as settings (`dialect.rs`; docs/vendors/taskmonk.md,
+/// "Findings" and "Guesses that remain").
+pub(super) const DIALECT: &[SettingSpec] = &[
+    super::dialect::PAGE_CAP,
+    SettingSpec {
+        name: "drop_key_column",
+        kind: Kind::Switch,
+        changed: Changed::Switch(true),
+        doc: "the project does not declare `external_id` as an input field: imports drop the column, output \
+              files never show it, and asking for it by name is refused (finding 2)",
+    },
+    SettingSpec {
+        name: "date_columns",
+        kind: Kind::Word(DATE_COLUMNS),
+        changed: Changed::Word("unprefixed"),
+        doc: "how the per-level columns of the \"batch and user\" file are spelled: `L1_U1_Completion_Date` \
+              (level_user, the one name seen), `L1 U1 Completion Date` (spaced), `l1_u1_completion_date` \
+              (lower_snake), or `Start Date` / `Completion Date` without a level (unprefixed) (finding 4)",
+    },
+    SettingSpec {
+        name: "output_job_counts_rows",
+        kind: Kind::Switch,
+        changed: Changed::Switch(true),
+        doc: "an output job counts the rows it writes, so an empty selection reports `completed: 0, total: 0` \
+              (by default it counts one file) (finding 5)",
+    },
+    SettingSpec {
+        name: "counts_as_strings",
+        kind: Kind::Switch,
+        changed: Changed::Switch(true),
+        doc: "job and batch status counts are numeric strings (`\"12\"`) (finding 7)",
+    },
+    SettingSpec {
+        name: "batch_status_new",
+        kind: Kind::Word(&["new_count", "not_started", "none"]),
+        changed: Changed::Word("none"),
+        doc: "the batch status names its not-started count `new_count` (the Java SDK's v2 class), \
+              `not_started` (the Python SDK's v1 docstring), or not at all (finding 7)",
+    },
+    SettingSpec {
+        name: "refuse_start_time_update",
+        kind: Kind::Switch,
+        changed: Changed::Switch(true),
+        doc: "a batch update carrying `start_time` is refused once the batch is Active (\"cannot be changed if \
+              the batch is already Active\") (finding 6)",
+    },
+    SettingSpec {
+        name: "no_batch_import_progress",
+        kind: Kind::Switch,
+        changed: Changed::Switch(true),
+        doc: "`GET /job/{batch_id}/status?input_type=batch` (seen only in the Java SDK) answers 404 (finding 8)",
+    },
+];
+
+const DATE_COLUMNS: &[&str] = &["level_user", "spaced", "lower_snake", "unprefixed"];
+
+#[path = "taskmonk_hooks.rs"]
+mod hooks;
 #[path = "taskmonk_output.rs"]
 mod output;
 #[path = "taskmonk_store.rs"]
 mod store;
 
+use hooks::{sim_auto_complete, sim_complete, sim_ingestion, sim_schema, sim_state};
 use output::{download, output_dictionary, output_route, OutputKind};
 #[cfg(test)]
 use store::ingest_offset_ms;
-use store::{progress_json, Batch, JobKind, Reply, SimState, TaskStatus};
+use store::{progress_json, Batch, Reply, SimState, TaskStatus};
 
 pub const PROJECT: &str = "4519";
 /// A project of the same organization the sandbox client was not added to.
@@ -153,6 +213,24 @@ impl TaskMonkSim {
 
     fn now(&self) -> i64 {
         self.shared.clock.now_ms()
+    }
+
+    fn dialect(&self) -> &super::Dialect {
+        &self.shared.config.dialect
+    }
+
+    /// A status answer's counts as the dialect writes them: numbers, or numeric strings.
+    fn counts(&self, mut v: Value) -> Value {
+        if self.dialect().switch("counts_as_strings") {
+            if let Value::Object(o) = &mut v {
+                for x in o.values_mut() {
+                    if let Some(n) = x.as_u64() {
+                        *x = Value::String(n.to_string());
+                    }
+                }
+            }
+        }
+        v
     }
 
     fn complete_after_ms(&self) -> i64 {
@@ -380,8 +458,16 @@ async fn update_batch(
     body: Bytes,
 ) -> Answer {
     let v = json_body(&body)?;
+    let refuse_start_time = t.dialect().switch("refuse_start_time_update")
+        && v.get("start_time").is_some_and(|s| !s.is_null());
+    let now = t.now();
     with_batch(&t, &p, &b, |st, id| {
         let batch = st.batches.get_mut(&id).expect("checked");
+        if refuse_start_time && TaskMonkSim::batch_json(batch, now)["status"] == "Active" {
+            return Err(bad_request(
+                "start_time cannot be changed if the batch is already Active",
+            ));
+        }
         let (name, priority, comments, notifications, start_time) = batch_fields(&v, Some(batch))?;
         batch.name = name;
         batch.priority = priority;
@@ -407,8 +493,36 @@ async fn update_state(
     })
 }
 
+/// A file import is base64 text: both SDKs send it as `text/plain` (the Java SDK's `StringEntity` as
+/// `text/plain; charset=ISO-8859-1`), never as JSON; a body parser chosen by Content-Type refuses JSON
+/// over text that is not JSON.
+fn refuse_json(headers: &HeaderMap) -> Result<(), Response> {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let essence = content_type.split(';').next().unwrap_or("").trim();
+    if essence.eq_ignore_ascii_case("application/json") {
+        return Err(error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "Expecting text/plain body: the file is sent as base64 text",
+        ));
+    }
+    Ok(())
+}
+
 impl TaskMonkSim {
-    fn import_file(&self, p: &str, b: &str, uri: &Uri, body: &[u8], reply: Reply) -> Answer {
+    fn import_file(
+        &self,
+        p: &str,
+        b: &str,
+        uri: &Uri,
+        headers: &HeaderMap,
+        body: &[u8],
+        reply: Reply,
+    ) -> Answer {
+        refuse_json(headers)?;
         let q = Query::parse(uri.query());
         let named = q
             .get("fileType")
@@ -438,7 +552,8 @@ fn import_route(reply: Reply) -> MethodRouter<Arc<TaskMonkSim>> {
         move |Project(t, p): Project,
               Path((_, b)): Path<(String, String)>,
               uri: Uri,
-              body: Bytes| async move { t.import_file(&p, &b, &uri, &body, reply) },
+              headers: HeaderMap,
+              body: Bytes| async move { t.import_file(&p, &b, &uri, &headers, &body, reply) },
     )
 }
 
@@ -456,7 +571,7 @@ async fn import_no_project(
         .and_then(|id| t.state.lock().batches.get(&id).map(|x| x.project.clone()))
         .unwrap_or_else(|| PROJECT.to_string());
     t.access(&headers, &project)?;
-    t.import_file(&project, &b, &uri, &body, Reply::Snake)
+    t.import_file(&project, &b, &uri, &headers, &body, Reply::Snake)
 }
 
 async fn import_dictionary(
@@ -638,7 +753,7 @@ async fn job_status(
     let now = t.now();
     let q = Query::parse(uri.query());
     let st = t.state.lock();
-    if q.get("input_type") == Some("batch") {
+    if q.get("input_type") == Some("batch") && !t.dialect().switch("no_batch_import_progress") {
         // `{j}` is a batch id: the upload progress of the whole batch.
         let id = parse_batch_id(&j)?;
         let Some(b) = st.batches.get(&id).filter(|b| b.project == p) else {
@@ -656,12 +771,12 @@ async fn job_status(
                 total += jt;
             }
         }
-        return Ok(Json(progress_json(c, total)).into_response());
+        return Ok(Json(t.counts(progress_json(c, total))).into_response());
     }
     match st.jobs.get(&j).filter(|job| job.project == p) {
         Some(job) => {
             let (c, total) = t.job_progress(job, now);
-            Ok(Json(progress_json(c, total)).into_response())
+            Ok(Json(t.counts(progress_json(c, total))).into_response())
         }
         None => Err(error(
             StatusCode::NOT_FOUND,
@@ -683,13 +798,16 @@ async fn batch_status(Project(t, p): Project, Path((_, b)): Path<(String, String
                 TaskStatus::Completed { .. } => done += 1,
             }
         }
-        Ok(Json(json!({
-            "new_count": new,
+        let mut counts = json!({
             "in_progress": prog,
             "completed": done,
             "total": new + prog + done,
-        }))
-        .into_response())
+        });
+        match t.dialect().word("batch_status_new").unwrap_or("new_count") {
+            "none" => {}
+            name => counts[name] = json!(new),
+        }
+        Ok(Json(t.counts(counts)).into_response())
     })
 }
 
@@ -699,116 +817,6 @@ async fn not_found(uri: Uri) -> Response {
         "not_found",
         &format!("No route for {}", uri.path()),
     )
-}
-
-// ---- /_sim hooks ---------------------------------------------------------------------------------
-
-async fn sim_ingestion(State(t): S, body: Bytes) -> Response {
-    let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    let mut st = t.state.lock();
-    if let Some(r) = v.get("rows_per_second").and_then(Value::as_f64) {
-        if !(r.is_finite() && r > 0.0) {
-            return bad_request("rows_per_second must be > 0");
-        }
-        st.rows_per_second = r;
-    }
-    if let Some(s) = v.get("stall").and_then(Value::as_bool) {
-        st.stall = s;
-    }
-    Json(json!({"rows_per_second": st.rows_per_second, "stall": st.stall})).into_response()
-}
-
-async fn sim_auto_complete(State(t): S, body: Bytes) -> Response {
-    let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    let Some(enabled) = v.get("enabled").and_then(Value::as_bool) else {
-        return bad_request("expected {\"enabled\": bool}");
-    };
-    t.state.lock().auto_complete = enabled;
-    Json(json!({"enabled": enabled})).into_response()
-}
-
-async fn sim_schema(State(t): S, body: Bytes) -> Response {
-    let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    let schema = v.get("input_fields").and_then(Value::as_array).map(|a| {
-        a.iter()
-            .filter_map(Value::as_str)
-            .map(String::from)
-            .collect::<Vec<_>>()
-    });
-    t.state.lock().schema = schema.clone();
-    Json(json!({"input_fields": schema})).into_response()
-}
-
-async fn sim_complete(State(t): S, Path(b): Path<String>, body: Bytes) -> Response {
-    let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    let outputs = v.get("outputs").and_then(Value::as_object).cloned();
-    let now = t.now();
-    let Ok(id) = parse_batch_id(&b) else {
-        return bad_request("invalid batch id");
-    };
-    let mut st = t.state.lock();
-    let Some(batch) = st.batches.get(&id) else {
-        return error(StatusCode::NOT_FOUND, "not_found", "no such batch");
-    };
-    let open: Vec<u64> = t
-        .tasks(&st, batch, now)
-        .into_iter()
-        .filter(|x| !matches!(x.status, TaskStatus::Completed { .. }))
-        .map(|x| x.id)
-        .collect();
-    let done: Vec<(u64, Map<String, Value>)> = open
-        .iter()
-        .map(|&task| {
-            let mut o = t.seeded_outputs(task);
-            if let Some(given) = &outputs {
-                o.extend(
-                    given
-                        .iter()
-                        .map(|(k, v)| (k.clone(), Value::String(cell(v)))),
-                );
-            }
-            (task, o)
-        })
-        .collect();
-    let batch = st.batches.get_mut(&id).expect("checked");
-    for (task, o) in done {
-        batch.manual.insert(task, (now, o));
-    }
-    Json(json!({"completed": open.len()})).into_response()
-}
-
-async fn sim_state(State(t): S) -> Response {
-    let now = t.now();
-    let st = t.state.lock();
-    let batches: Vec<Value> = st
-        .batches
-        .values()
-        .map(|b| {
-            let tasks = t.tasks(&st, b, now);
-            json!({
-                "id": b.id.to_string(),
-                "name": b.name,
-                "state": b.state,
-                "input_fields": b.input_fields,
-                "imports": b.imports,
-                "tasks": tasks.len(),
-            })
-        })
-        .collect();
-    let jobs: Vec<Value> = st
-        .jobs
-        .iter()
-        .map(|(id, j)| {
-            let (c, total) = t.job_progress(j, now);
-            let batch = match &j.kind {
-                JobKind::Import { batch, .. } => Some(batch.to_string()),
-                JobKind::Output { .. } => None,
-            };
-            json!({"id": id, "batch": batch, "completed": c, "total": total})
-        })
-        .collect();
-    Json(json!({"batches": batches, "jobs": jobs, "output_fields": OUTPUT_FIELDS.iter().map(|f| f.0).collect::<Vec<_>>()}))
-        .into_response()
 }
 
 impl Simulator for TaskMonkSim {

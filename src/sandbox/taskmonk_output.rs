@@ -84,6 +84,14 @@ impl TaskMonkSim {
                 .cloned()
                 .collect();
             if !names.is_empty() {
+                // A project that keeps the key column knows it before any task has it.
+                let keeps_key = !self.dialect().switch("drop_key_column");
+                if keeps_key
+                    && names.iter().any(|n| n == KEY_COLUMN)
+                    && !columns.iter().any(|c| c == KEY_COLUMN)
+                {
+                    columns.push(KEY_COLUMN.to_string());
+                }
                 if let Some(unknown) = names.iter().find(|n| !columns.contains(n)) {
                     return Err(bad_request(&format!("Unknown field {unknown:?}")));
                 }
@@ -95,10 +103,17 @@ impl TaskMonkSim {
                     header.extend(outputs.iter().map(|o| format!("L{l}_{o}")));
                 }
             }
+            let date_columns = self.dialect().word("date_columns").unwrap_or("level_user");
+            // Without a level prefix a file has only the dates (a user column would pass for a field).
+            let per_user: &[&str] = if date_columns == "unprefixed" {
+                &["Start_Date", "Completion_Date"]
+            } else {
+                &["User", "Start_Date", "Completion_Date"]
+            };
             if kind == OutputKind::BatchAndUser {
                 for l in 1..=LEVELS {
-                    for a in ["User", "Start_Date", "Completion_Date"] {
-                        header.push(format!("L{l}_U1_{a}"));
+                    for a in per_user {
+                        header.push(level_column(date_columns, l, a));
                     }
                 }
             }
@@ -140,7 +155,10 @@ impl TaskMonkSim {
                                 (format!("L{l}_U1"), iso_ms(started), iso_ms(done))
                             }
                         };
-                        row.extend([user, start, end]);
+                        if per_user.len() == 3 {
+                            row.push(user);
+                        }
+                        row.extend([start, end]);
                     }
                 }
                 let _ = task.id;
@@ -148,6 +166,7 @@ impl TaskMonkSim {
             }
             Ok((Table { header, rows }, id))
         })?;
+        let rows = table.rows.len() as u64;
         let bytes = files::write(&table, format)
             .map_err(|m| error(StatusCode::INTERNAL_SERVER_ERROR, "internal", &m))?;
         let job_id = uuid::Uuid::new_v4().to_string();
@@ -174,7 +193,7 @@ impl TaskMonkSim {
             Job {
                 project: p.to_string(),
                 created_ms: now,
-                kind: JobKind::Output { ready_ms },
+                kind: JobKind::Output { ready_ms, rows },
             },
         );
         let reply = if camel {
@@ -193,6 +212,16 @@ impl TaskMonkSim {
             .map(str::to_string)
             .unwrap_or_else(|| format!("127.0.0.1:{}", self.shared.port));
         format!("http://{host}")
+    }
+}
+
+/// A per-level, per-user column (`attribute` as `Start_Date`) as the dialect's `date_columns` spells it.
+fn level_column(spelling: &str, level: u32, attribute: &str) -> String {
+    match spelling {
+        "spaced" => format!("L{level} U1 {}", attribute.replace('_', " ")),
+        "lower_snake" => format!("l{level}_u1_{}", attribute.to_ascii_lowercase()),
+        "unprefixed" => attribute.replace('_', " "),
+        _ => format!("L{level}_U1_{attribute}"),
     }
 }
 
@@ -223,7 +252,15 @@ pub(super) async fn output_dictionary(
     body: Bytes,
 ) -> Answer {
     let v = json_or_empty(&body)?;
-    let page = DICTIONARY_PAGING.read_json(&v);
+    // The vendor's cap, lowered by the dialect's `page_cap`.
+    let cap = t.dialect().page_cap();
+    let paging = Paging {
+        max_size: cap.map_or(DICTIONARY_PAGING.max_size, |c| {
+            c.min(DICTIONARY_PAGING.max_size)
+        }),
+        ..DICTIONARY_PAGING
+    };
+    let page = paging.read_json(&v);
     let completed_only = v
         .get("completedOnly")
         .and_then(Value::as_bool)

@@ -58,6 +58,8 @@ pub(super) enum JobKind {
     },
     Output {
         ready_ms: i64,
+        /// Rows in the file: the job's `total` where the dialect counts rows.
+        rows: u64,
     },
 }
 
@@ -207,7 +209,14 @@ impl TaskMonkSim {
                     .count();
                 (ingested as u64, rows.len() as u64)
             }
-            JobKind::Output { ready_ms } => (u64::from(now >= *ready_ms), 1),
+            JobKind::Output { ready_ms, rows } => {
+                let total = if self.dialect().switch("output_job_counts_rows") {
+                    *rows
+                } else {
+                    1
+                };
+                (if now >= *ready_ms { total } else { 0 }, total)
+            }
         }
     }
 }
@@ -297,6 +306,20 @@ impl TaskMonkSim {
             })
             .collect();
         self.shared.stats.created(keys.iter().map(String::as_str));
+        // A project that does not declare the key column keeps no such field (counted above all the same).
+        let (rows, header) = if self.dialect().switch("drop_key_column") {
+            let rows = rows
+                .into_iter()
+                .map(|mut r| {
+                    r.remove(KEY_COLUMN);
+                    r
+                })
+                .collect();
+            let header = header.into_iter().filter(|h| h != KEY_COLUMN).collect();
+            (rows, header)
+        } else {
+            (rows, header)
+        };
         let limit = if st.stall { rows.len() / 2 } else { rows.len() };
         let job_id = uuid::Uuid::new_v4().to_string();
         let batch = st.batches.get_mut(&id).expect("checked");

@@ -6,7 +6,7 @@ use base64::Engine;
 use serde_json::{json, Value};
 
 use super::super::test_http::{send, Answer};
-use super::super::{Faults, Sandbox, SandboxConfig};
+use super::super::{Dialect, Faults, Sandbox, SandboxConfig, Setting};
 use super::{ingest_offset_ms, progress_json, OTHER_PROJECT, PROJECT};
 use crate::sandbox::taskmonk_files::{self as files, FileType};
 
@@ -435,6 +435,38 @@ async fn import_variants_and_refusals() {
     assert_eq!(unknown.body["error"], "invalid_field");
 }
 
+/// The SDKs send the file as `text/plain` (the Java SDK with a charset); JSON is refused on every file
+/// import route, before the body is read.
+#[tokio::test]
+async fn file_imports_refuse_a_json_content_type() {
+    let c = Client::start(config(0.0)).await;
+    let batch = c.create_batch("b").await;
+    let body = gzip_b64(b"a,external_id\n1,x1\n");
+    for path in [
+        format!("/api/project/v2/{PROJECT}/batch/{batch}/tasks/import?fileType=CSV"),
+        format!("/api/project/{PROJECT}/batch/{batch}/tasks/import?fileType=CSV"),
+        format!("/api/batch/{batch}/tasks/import?fileType=CSV"),
+    ] {
+        let send_as = |content_type: &'static str| {
+            send(
+                c.http
+                    .post(c.url(&path))
+                    .bearer_auth(&c.token)
+                    .header("content-type", content_type)
+                    .body(body.clone()),
+            )
+        };
+        let json = send_as("application/json").await;
+        assert_eq!(json.status, 415, "{path}: {}", json.text);
+        assert_eq!(json.body["error"], "unsupported_media_type");
+        let java = send_as("text/plain; charset=ISO-8859-1").await;
+        assert_eq!(java.status, 200, "{path}: {}", java.text);
+    }
+    // Only the three text imports were stored.
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    assert_eq!(c.batch_status(&batch).await["total"], 3);
+}
+
 #[tokio::test]
 async fn output_files_csv_excel_and_per_user_columns() {
     let c = Client::start(config(10.0)).await;
@@ -722,4 +754,123 @@ async fn exception_rate_sends_tasks_back_for_rework() {
     // Rework ends: every task completes.
     c.sb.advance(1.5);
     assert_eq!(c.batch_status(&batch).await["completed"], 40);
+}
+
+fn dialect_config(settings: &[(&str, Setting)]) -> SandboxConfig {
+    let dialect = settings
+        .iter()
+        .fold(Dialect::default(), |d, (name, value)| {
+            d.set(name, value.clone())
+        });
+    SandboxConfig {
+        dialect,
+        ..config(0.0)
+    }
+}
+
+/// The dictionary export is the listing that takes a page size: `page_cap` lowers its cap.
+#[tokio::test]
+async fn dialect_page_cap_caps_the_dictionary_export() {
+    let c = Client::start(dialect_config(&[("page_cap", Setting::Number(250))])).await;
+    let batch = c.create_batch("capped").await;
+    let job = c.import(&batch, &csv_of(&keys("p", 600))).await;
+    c.wait_job(&job).await;
+    let page = c
+        .post(
+            &format!("/api/project/{PROJECT}/batch/{batch}/output/dictionary"),
+            json!({"page": 1, "page_size": 1000}),
+        )
+        .await;
+    assert_eq!(page.body["total"], 600, "{}", page.text);
+    assert_eq!(page.body["items"].as_array().unwrap().len(), 250);
+    assert_eq!(page.body["page_size"], 250);
+}
+
+#[tokio::test]
+async fn dialect_counts_statuses_and_refusals() {
+    let c = Client::start(dialect_config(&[
+        ("counts_as_strings", Setting::Switch(true)),
+        ("batch_status_new", Setting::Word("not_started".into())),
+        ("no_batch_import_progress", Setting::Switch(true)),
+        ("refuse_start_time_update", Setting::Switch(true)),
+        ("output_job_counts_rows", Setting::Switch(true)),
+    ]))
+    .await;
+    let batch = c.create_batch("d").await;
+    let job = c.import(&batch, &csv_of(&keys("d", 3))).await;
+    let done = c.wait_job(&job).await;
+    assert_eq!(done["completed"], "3");
+    assert_eq!(done["total"], "3");
+    let status = c.batch_status(&batch).await;
+    assert!(status.get("new_count").is_none(), "{status}");
+    assert!(status["not_started"].is_string() && status["total"] == "3");
+    let by_batch = c
+        .get(&format!(
+            "/api/project/{PROJECT}/job/{batch}/status?input_type=batch"
+        ))
+        .await;
+    assert_eq!(by_batch.status, 404);
+    let put = |body: Value| {
+        send(
+            c.http
+                .put(c.url(&format!("/api/project/{PROJECT}/batch/{batch}")))
+                .bearer_auth(&c.token)
+                .json(&body),
+        )
+    };
+    let refused = put(json!({"batch_name": "d", "priority": 3, "start_time": "2026-01-01"})).await;
+    assert_eq!(refused.status, 400, "{}", refused.text);
+    let taken = put(json!({"batch_name": "d", "priority": 3})).await;
+    assert_eq!(taken.status, 200, "{}", taken.text);
+    // An output job of an empty selection: 0 of 0.
+    let nothing = c.create_batch("empty").await;
+    let empty = c
+        .post(
+            &format!("/api/project/v2/{PROJECT}/batch/{nothing}/output?output_format=CSV"),
+            json!({"field_names": [], "completedOnly": true}),
+        )
+        .await;
+    let out = c.job(empty.body["job_id"].as_str().unwrap()).await;
+    assert_eq!(
+        (&out["completed"], &out["total"]),
+        (&json!("0"), &json!("0"))
+    );
+}
+
+#[tokio::test]
+async fn dialect_drop_key_column_and_date_spellings() {
+    let c = Client::start(dialect_config(&[
+        ("drop_key_column", Setting::Switch(true)),
+        ("date_columns", Setting::Word("spaced".into())),
+    ]))
+    .await;
+    let batch = c.create_batch("k").await;
+    let job = c.import(&batch, &csv_of(&keys("k", 2))).await;
+    c.wait_job(&job).await;
+    let by_name = c
+        .post(
+            &format!("/api/project/v2/{PROJECT}/batch/{batch}/output?output_format=CSV"),
+            json!({"field_names": ["external_id"], "completedOnly": false}),
+        )
+        .await;
+    assert_eq!(by_name.status, 400, "{}", by_name.text);
+    let (table, _) = c
+        .output(
+            &format!("{PROJECT}/batch/{batch}/output/file"),
+            "CSV",
+            json!({"field_names": [], "completedOnly": false}),
+        )
+        .await;
+    assert!(
+        !table.header.iter().any(|h| h == "external_id"),
+        "{:?}",
+        table.header
+    );
+    assert!(
+        table.header.iter().any(|h| h == "L1 U1 Completion Date"),
+        "{:?}",
+        table.header
+    );
+    // Counted all the same, by the dropped value.
+    assert_eq!(c.sb.stats()["records_created"]["k0000"], 1);
 }

@@ -13,17 +13,19 @@
 //!
 //! Uploads are idempotent by key: TaskMonk does not deduplicate, so before sending (and after any
 //! ambiguous failure) the adapter waits until the batch's imports are ingested and asks for the keys the
-//! batch holds (an output file of the key column), then sends only the missing rows.
+//! batch holds (an output file of the key column), then sends only the missing rows. No source says the
+//! key column survives import, so the first import of an upload is read back before any other is sent
+//! (`key_column_dropped` if it did not).
+//!
+//! Every wire fact here, its source and how sure it is: docs/vendors/taskmonk.md (the ledger).
 
 // Errors carry the facts a user needs; boxing them buys nothing at these call rates.
 #![allow(clippy::result_large_err)]
 
-use std::collections::{HashMap, HashSet};
-use std::io::Write;
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use base64::Engine;
 use futures::StreamExt;
 use parking_lot::Mutex;
 use reqwest::Method;
@@ -31,16 +33,26 @@ use serde_json::value::RawValue;
 use serde_json::{json, Map, Value};
 use url::Url;
 
+#[path = "taskmonk_file.rs"]
+mod file;
+#[path = "taskmonk_import.rs"]
+mod import;
+#[path = "taskmonk_jobs.rs"]
+mod jobs;
+
+pub use file::{envelopes, parse_file, parse_timestamp_us, Table};
+use import::Imports;
+pub use import::{cell, encode_upload, prepare_rows, prune_columns, write_csv, Row};
+use jobs::{progress, text_field};
+
 use super::config::{check_options, seconds, ClientConfig, Options, Zero};
 use super::kit::{self, Kit};
 use super::model::*;
-use super::upload::{Chunk, Driver, Keyed, Pieces, Plan, Sent, Wording};
+use super::upload::{Driver, Plan, Sent, Wording};
 use super::{Adapter, UploadOptions, UploadProgress};
 use crate::engine::auth::OAuth2ClientCredentials;
-use crate::engine::http::{
-    bad_response, read_limited, request_url, too_large, Body, BodyError, HttpClient, Request,
-};
-use crate::engine::retry::{is_ambiguous, read_retry_after, RequestKind, RetryAfter, RetryPolicy};
+use crate::engine::http::{request_url, HttpClient, Request};
+use crate::engine::retry::{is_ambiguous, RequestKind, RetryPolicy};
 use crate::engine::runner::{run, Step};
 use crate::engine::stream::PageStream;
 use crate::engine::{Error, ErrorKind, Result};
@@ -58,6 +70,9 @@ const DEFAULT_KEY_COLUMN: &str = "external_id";
 const DEFAULT_STALL_S: f64 = 600.0;
 const POLL_FIRST: Duration = Duration::from_millis(100);
 const POLL_MAX: Duration = Duration::from_secs(2);
+/// Without the batch's import progress, the batch's task count is read again after this long: the same
+/// count twice means its imports are ingested.
+const SETTLE: Duration = Duration::from_secs(1);
 /// Tries of a download whose file is not there yet (404) or failed transiently.
 const DOWNLOAD_TRIES: u32 = 8;
 
@@ -78,6 +93,7 @@ impl FileFormat {
 
 /// One upload's import jobs, and when their progress last moved (for `Stalled`).
 struct Track {
+    batch: String,
     ids: Vec<String>,
     /// Records done without a job of ours: already in the batch, or found there after a failure.
     base: u64,
@@ -101,18 +117,36 @@ pub struct TaskMonkAdapter {
     jobs: Mutex<HashMap<String, Track>>,
 }
 
-/// Error bodies: `{"error": code, "message": ...}` (the simulator's choice; the real shape is unknown,
-/// so anything else falls back to the status line).
+/// Error bodies, in every shape a source or the stack suggests (no source documents TaskMonk's; finding
+/// 10): `{"error": code, "message"}`, `{"code", "message" | "error_description" | "detail" | "msg"}`,
+/// Play's `{"error": {"message", ...}}`, `{"errors": [{"message"}]}`, or a short plain-text body.
+/// Anything else falls back to the status line.
 pub fn parse_error(_status: u16, body: &[u8]) -> (Option<String>, Option<String>) {
+    fn text(o: &Map<String, Value>, names: &[&str]) -> Option<String> {
+        names.iter().find_map(|k| match o.get(*k) {
+            Some(Value::String(s)) if !s.trim().is_empty() => Some(s.clone()),
+            _ => None,
+        })
+    }
+    const MESSAGE: &[&str] = &["message", "error_description", "detail", "msg"];
     match serde_json::from_slice::<Value>(body) {
         Ok(Value::Object(o)) => {
-            let text = |k: &str| o.get(k).and_then(Value::as_str).map(str::to_string);
-            (
-                text("error").or_else(|| text("code")),
-                text("message").or_else(|| text("error_description")),
-            )
+            let nested = match (o.get("error"), o.get("errors")) {
+                (Some(Value::Object(e)), _) => Some(e),
+                (_, Some(Value::Array(list))) => list.first().and_then(Value::as_object),
+                _ => None,
+            };
+            let code =
+                text(&o, &["error", "code"]).or_else(|| nested.and_then(|e| text(e, &["code"])));
+            let message = text(&o, MESSAGE).or_else(|| nested.and_then(|e| text(e, MESSAGE)));
+            (code, message)
         }
-        _ => (None, None),
+        Ok(_) => (None, None),
+        Err(_) => {
+            let plain = std::str::from_utf8(body).map(str::trim).unwrap_or("");
+            let is_text = !plain.is_empty() && plain.len() <= 500 && !plain.starts_with('<');
+            (None, is_text.then(|| plain.to_string()))
+        }
     }
 }
 
@@ -194,15 +228,6 @@ fn parse_client_options(
     Ok((key_column, output_fields, format, stall))
 }
 
-/// A JSON value as the string a CSV cell holds: objects and lists as JSON text, null as empty.
-pub fn cell(v: &Value) -> String {
-    match v {
-        Value::String(s) => s.clone(),
-        Value::Null => String::new(),
-        other => other.to_string(),
-    }
-}
-
 /// A file URL as it may be shown: scheme, host and file name only.
 fn shown_file_url(url: &Url) -> String {
     let name = url
@@ -214,407 +239,6 @@ fn shown_file_url(url: &Url) -> String {
         url.scheme(),
         url.host_str().unwrap_or("?")
     )
-}
-
-/// A downloaded output file: the header and the rows, every cell a string.
-#[derive(Debug, Default, PartialEq)]
-pub struct Table {
-    pub header: Vec<String>,
-    pub rows: Vec<Vec<String>>,
-}
-
-fn bad_file(message: String) -> Error {
-    Error::new(ErrorKind::Vendor, message)
-        .vendor(VENDOR)
-        .code("bad_output_file")
-}
-
-/// Parses an output file: Excel when it is a zip (`.xlsx`), else CSV (UTF-8, BOM stripped, else latin-1).
-pub fn parse_file(bytes: &[u8]) -> Result<Table> {
-    if bytes.starts_with(b"PK\x03\x04") {
-        return parse_excel(bytes);
-    }
-    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
-    let text: std::borrow::Cow<str> = match std::str::from_utf8(bytes) {
-        Ok(s) => s.into(),
-        Err(_) => bytes.iter().map(|&b| b as char).collect::<String>().into(),
-    };
-    let mut reader = csv::ReaderBuilder::new()
-        .has_headers(true)
-        .flexible(true)
-        .from_reader(text.as_bytes());
-    let header = reader
-        .headers()
-        .map_err(|e| bad_file(format!("the output file is not valid CSV: {e}")))?
-        .iter()
-        .map(|h| h.trim().to_string())
-        .collect();
-    let mut rows = Vec::new();
-    for row in reader.records() {
-        let row = row.map_err(|e| bad_file(format!("the output file is not valid CSV: {e}")))?;
-        if row.iter().all(str::is_empty) {
-            continue;
-        }
-        rows.push(row.iter().map(str::to_string).collect());
-    }
-    Ok(Table { header, rows })
-}
-
-fn parse_excel(bytes: &[u8]) -> Result<Table> {
-    use calamine::{Data, Reader};
-    let mut book = calamine::Xlsx::new(std::io::Cursor::new(bytes.to_vec()))
-        .map_err(|e| bad_file(format!("the output file is not a valid Excel file: {e}")))?;
-    let range = book
-        .worksheet_range_at(0)
-        .ok_or_else(|| bad_file("the Excel output file has no sheet".into()))?
-        .map_err(|e| bad_file(format!("the output file is not a valid Excel file: {e}")))?;
-    let text = |c: &Data| match c {
-        Data::Empty => String::new(),
-        Data::String(s) | Data::DateTimeIso(s) | Data::DurationIso(s) => s.clone(),
-        Data::Float(f) if f.fract() == 0.0 && f.abs() < 1e15 => format!("{}", *f as i64),
-        Data::Bool(b) => b.to_string(),
-        other => other.to_string(),
-    };
-    let mut rows = range.rows();
-    let header = match rows.next() {
-        Some(r) => r.iter().map(|c| text(c).trim().to_string()).collect(),
-        None => return Ok(Table::default()),
-    };
-    let rows = rows
-        .map(|r| r.iter().map(text).collect::<Vec<_>>())
-        .filter(|r| r.iter().any(|c| !c.is_empty()))
-        .collect();
-    Ok(Table { header, rows })
-}
-
-/// `L{level}_U{user}_{attribute}`: the per-level, per-user columns of a "batch and user" output file.
-fn level_user_column(name: &str) -> Option<(u32, &str)> {
-    let rest = name.strip_prefix('L')?;
-    let (level, rest) = rest.split_once('_')?;
-    let level: u32 = level.parse().ok()?;
-    let rest = rest.strip_prefix('U')?;
-    let (user, attribute) = rest.split_once('_')?;
-    user.parse::<u32>().ok()?;
-    Some((level, attribute))
-}
-
-/// A timestamp of an output file as microseconds: RFC 3339, else a date-time without offset (UTC).
-pub fn parse_timestamp_us(s: &str) -> Option<i64> {
-    let s = s.trim();
-    if s.is_empty() {
-        return None;
-    }
-    if let Some(us) = parse_rfc3339_us(s) {
-        return Some(us);
-    }
-    for fmt in [
-        "%Y-%m-%dT%H:%M:%S%.f",
-        "%Y-%m-%d %H:%M:%S%.f",
-        "%d-%m-%Y %H:%M:%S",
-        "%d/%m/%Y %H:%M:%S",
-    ] {
-        if let Ok(t) = chrono::NaiveDateTime::parse_from_str(s, fmt) {
-            return Some(t.and_utc().timestamp_micros());
-        }
-    }
-    None
-}
-
-/// Where things are in an output file.
-#[derive(Debug)]
-struct Layout {
-    key: Option<usize>,
-    id: Option<usize>,
-    input: Vec<usize>,
-    output: Vec<usize>,
-    /// (level, column) of `..._Start_Date` and `..._Completion_Date`.
-    starts: Vec<(u32, usize)>,
-    completions: Vec<(u32, usize)>,
-}
-
-impl Layout {
-    fn new(header: &[String], key_column: &str, output_fields: Option<&[String]>) -> Layout {
-        let key = header.iter().position(|h| h == key_column);
-        let id = header
-            .iter()
-            .position(|h| matches!(h.as_str(), "task_id" | "taskId" | "Task Id"));
-        let mut layout = Layout {
-            key,
-            id,
-            input: vec![],
-            output: vec![],
-            starts: vec![],
-            completions: vec![],
-        };
-        for (i, name) in header.iter().enumerate() {
-            if Some(i) == key || Some(i) == id || name.is_empty() {
-                continue;
-            }
-            if let Some((level, attribute)) = level_user_column(name) {
-                match attribute {
-                    "Start_Date" => layout.starts.push((level, i)),
-                    "Completion_Date" => layout.completions.push((level, i)),
-                    _ => {}
-                }
-                continue;
-            }
-            let is_output = match output_fields {
-                Some(fields) => fields.iter().any(|f| f == name),
-                // labelport writes the key column last: what follows it is the project's output.
-                None => key.is_some_and(|k| i > k),
-            };
-            if is_output {
-                layout.output.push(i);
-            } else {
-                layout.input.push(i);
-            }
-        }
-        layout
-    }
-
-    /// The status of a row and its completion time, from the per-level dates where the file has them.
-    fn status(
-        &self,
-        row: &[String],
-        completed_only: bool,
-    ) -> (Status, Option<i64>, Option<String>) {
-        let get = |i: usize| row.get(i).map(String::as_str).unwrap_or("");
-        if self.completions.is_empty() && self.starts.is_empty() {
-            let labelled = self.output.iter().any(|&i| !get(i).is_empty());
-            let status = if completed_only || labelled {
-                Status::Completed
-            } else {
-                Status::Pending
-            };
-            return (status, None, None);
-        }
-        let last = self.completions.iter().map(|(l, _)| *l).max().unwrap_or(0);
-        let done = self
-            .completions
-            .iter()
-            .filter(|(l, _)| *l == last)
-            .filter_map(|&(_, i)| Some(get(i)).filter(|s| !s.is_empty()))
-            .filter_map(|s| parse_timestamp_us(s).map(|us| (us, s.to_string())))
-            .max();
-        if let Some((us, _)) = done {
-            return (Status::Completed, Some(us), Some(format_rfc3339_us(us)));
-        }
-        if completed_only {
-            return (Status::Completed, None, None);
-        }
-        let started = self
-            .starts
-            .iter()
-            .chain(self.completions.iter())
-            .any(|&(_, i)| !get(i).is_empty());
-        let status = if started {
-            Status::InProgress
-        } else {
-            Status::Pending
-        };
-        (status, None, None)
-    }
-}
-
-fn raw_of(map: &Map<String, Value>) -> Option<Box<RawValue>> {
-    RawValue::from_string(Value::Object(map.clone()).to_string()).ok()
-}
-
-/// Rows of an output file as envelopes.
-pub fn envelopes(
-    table: &Table,
-    batch_id: &str,
-    key_column: &str,
-    output_fields: Option<&[String]>,
-    completed_only: bool,
-    include_raw: bool,
-) -> Vec<Envelope> {
-    let layout = Layout::new(&table.header, key_column, output_fields);
-    let name = |i: usize| table.header[i].clone();
-    table
-        .rows
-        .iter()
-        .enumerate()
-        .map(|(n, row)| {
-            let get = |i: usize| row.get(i).cloned().unwrap_or_default();
-            let pick = |cols: &[usize]| -> Map<String, Value> {
-                cols.iter()
-                    .map(|&i| (name(i), Value::String(get(i))))
-                    .collect()
-            };
-            let key = layout.key.map(get).unwrap_or_else(|| (n + 1).to_string());
-            let (status, completed_us, completed_at) = layout.status(row, completed_only);
-            let output = (status == Status::Completed).then(|| pick(&layout.output));
-            let raw = include_raw
-                .then(|| {
-                    let all: Map<String, Value> = table
-                        .header
-                        .iter()
-                        .enumerate()
-                        .map(|(i, h)| (h.clone(), Value::String(get(i))))
-                        .collect();
-                    raw_of(&all)
-                })
-                .flatten();
-            Envelope {
-                id: layout.id.map(get).unwrap_or_else(|| key.clone()),
-                batch_id: batch_id.to_string(),
-                key,
-                status,
-                input: raw_of(&pick(&layout.input)),
-                output: output.as_ref().and_then(raw_of),
-                created_at: None,
-                completed_at,
-                vendor: VENDOR,
-                raw,
-                completed_us,
-            }
-        })
-        .collect()
-}
-
-/// The CSV of one import: the header, then one row per record.
-pub fn write_csv(columns: &[String], rows: &[Row]) -> Result<Vec<u8>> {
-    let mut w = csv::Writer::from_writer(Vec::new());
-    let e = |e: csv::Error| Error::invalid(format!("could not write the CSV: {e}"));
-    w.write_record(columns).map_err(e)?;
-    for r in rows {
-        w.write_record(&r.cells).map_err(e)?;
-    }
-    w.into_inner()
-        .map_err(|e| Error::invalid(format!("could not write the CSV: {e}")))
-}
-
-/// What TaskMonk's import takes: base64 of gzip of the file.
-pub fn encode_upload(file: &[u8]) -> Vec<u8> {
-    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-    // Writing into a Vec cannot fail.
-    let _ = gz.write_all(file);
-    let gz = gz.finish().unwrap_or_default();
-    base64::engine::general_purpose::STANDARD
-        .encode(gz)
-        .into_bytes()
-}
-
-/// One record as a CSV row.
-#[derive(Debug, Clone)]
-pub struct Row {
-    pub key: String,
-    pub cells: Vec<String>,
-}
-
-impl Row {
-    fn size(&self) -> usize {
-        self.cells.iter().map(|c| c.len() + 3).sum::<usize>() + 1
-    }
-}
-
-/// The columns of an upload (every field in first-seen order, the key column last) and its rows.
-pub fn prepare_rows(records: &[UploadRecord], key_column: &str) -> Result<(Vec<String>, Vec<Row>)> {
-    let mut columns: Vec<String> = Vec::new();
-    let mut seen: HashSet<&str> = HashSet::new();
-    for r in records {
-        for k in r.data.keys() {
-            if k != key_column && seen.insert(k.as_str()) {
-                columns.push(k.clone());
-            }
-        }
-    }
-    for r in records {
-        if let Some(v) = r.data.get(key_column) {
-            if cell(v) != r.key {
-                return Err(Error::invalid(format!(
-                    "field {key_column:?} is the column TaskMonk keys records by, and it holds {:?}, not the record key {:?}: rename the field, pass key={key_column:?}, or choose another key_column= on the Client",
-                    cell(v),
-                    r.key
-                ))
-                .vendor(VENDOR)
-                .operation("upload")
-                .key(r.key.clone())
-                .field(key_column));
-            }
-        }
-    }
-    columns.push(key_column.to_string());
-    let rows = records
-        .iter()
-        .map(|r| {
-            let mut cells: Vec<String> = columns[..columns.len() - 1]
-                .iter()
-                .map(|c| r.data.get(c).map(cell).unwrap_or_default())
-                .collect();
-            cells.push(r.key.clone());
-            Row {
-                key: r.key.clone(),
-                cells,
-            }
-        })
-        .collect();
-    Ok((columns, rows))
-}
-
-/// Drops the columns no row fills (the key column, last, always stays).
-pub fn prune_columns(columns: &[String], rows: Vec<Row>) -> (Vec<String>, Vec<Row>) {
-    let last = columns.len().saturating_sub(1);
-    let keep: Vec<usize> = (0..columns.len())
-        .filter(|&i| {
-            i == last
-                || rows
-                    .iter()
-                    .any(|r| r.cells.get(i).is_some_and(|c| !c.is_empty()))
-        })
-        .collect();
-    let cols = keep.iter().map(|&i| columns[i].clone()).collect();
-    let rows = rows
-        .into_iter()
-        .map(|r| Row {
-            cells: keep
-                .iter()
-                .map(|&i| r.cells.get(i).cloned().unwrap_or_default())
-                .collect(),
-            key: r.key,
-        })
-        .collect();
-    (cols, rows)
-}
-
-/// Splits rows into import jobs of at most `IMPORT_ROWS` rows and about `IMPORT_BYTES` of CSV.
-fn chunks(rows: Vec<Row>) -> Vec<Vec<Row>> {
-    let mut out: Vec<Vec<Row>> = Vec::new();
-    let mut size = 0;
-    for r in rows {
-        let s = r.size();
-        match out.last_mut() {
-            Some(last) if last.len() < IMPORT_ROWS && size + s <= IMPORT_BYTES => {
-                size += s;
-                last.push(r);
-            }
-            _ => {
-                size = s;
-                out.push(vec![r]);
-            }
-        }
-    }
-    out
-}
-
-/// `{"completed", "total"}` of a job-status answer.
-fn progress(v: &Value) -> Option<(u64, u64)> {
-    let n = |k: &str| {
-        v.get(k).and_then(|x| {
-            x.as_u64()
-                .or_else(|| x.as_str().and_then(|s| s.parse().ok()))
-        })
-    };
-    Some((n("completed")?, n("total")?))
-}
-
-fn text_field(v: &Value, names: &[&str]) -> Option<String> {
-    names.iter().find_map(|n| match v.get(*n) {
-        Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
-        Some(Value::Number(x)) => Some(x.to_string()),
-        _ => None,
-    })
 }
 
 impl TaskMonkAdapter {
@@ -689,307 +313,6 @@ impl TaskMonkAdapter {
             .json(VENDOR, operation)
     }
 
-    async fn job_progress(&self, job: &str, operation: &'static str) -> Result<(u64, u64)> {
-        let v = self
-            .get_json(self.url(false, &["job", job, "status"]), operation)
-            .await?;
-        progress(&v).ok_or_else(|| {
-            Error::new(
-                ErrorKind::Vendor,
-                format!("job {job}: unexpected status answer {v}"),
-            )
-            .vendor(VENDOR)
-            .operation(operation)
-            .code("bad_response")
-        })
-    }
-
-    /// Polls until `completed >= total` (and, unless `zero_done`, `total > 0`), raising `Stalled` when
-    /// the count does not move for the stall window.
-    async fn wait_progress<F, Fut>(
-        &self,
-        what: &str,
-        operation: &'static str,
-        zero_done: bool,
-        mut probe: F,
-    ) -> Result<(u64, u64)>
-    where
-        F: FnMut() -> Fut,
-        Fut: std::future::Future<Output = Result<(u64, u64)>>,
-    {
-        let mut last: Option<u64> = None;
-        let mut since = Instant::now();
-        let mut pause = POLL_FIRST;
-        loop {
-            let (done, total) = probe().await?;
-            if done >= total && (zero_done || total > 0) {
-                return Ok((done, total));
-            }
-            if last != Some(done) {
-                last = Some(done);
-                since = Instant::now();
-            } else if since.elapsed() >= self.stall {
-                return Err(self.stalled(what, done, total).operation(operation));
-            }
-            tokio::time::sleep(pause).await;
-            pause = (pause * 2).min(POLL_MAX);
-        }
-    }
-
-    fn stalled(&self, what: &str, done: u64, total: u64) -> Error {
-        Error::new(
-            ErrorKind::Stalled,
-            format!(
-                "{what} has not moved for {:.0} s ({done} of {total} done); TaskMonk reports no failure state, so it may never finish: ask the annotation partner, or raise stall_timeout=",
-                self.stall.as_secs_f64()
-            ),
-        )
-        .vendor(VENDOR)
-        .code("stalled")
-    }
-
-    /// Waits until every import of the batch is ingested (the batch form of the job status). A vendor
-    /// that does not know that form answers 404: then there is nothing to wait for.
-    async fn wait_ingested(&self, batch_id: &str, operation: &'static str) -> Result<(u64, u64)> {
-        let mut url = self.url(false, &["job", batch_id, "status"]);
-        url.query_pairs_mut().append_pair("input_type", "batch");
-        let what = format!("the imports of batch {batch_id}");
-        let result = self
-            .wait_progress(&what, operation, true, || {
-                let url = url.clone();
-                async move {
-                    let v = self.get_json(url, operation).await?;
-                    progress(&v).ok_or_else(|| {
-                        Error::new(ErrorKind::Vendor, "unexpected import progress answer")
-                            .vendor(VENDOR)
-                            .operation(operation)
-                    })
-                }
-            })
-            .await;
-        match result {
-            Err(e) if e.kind == ErrorKind::NotFound => Ok((0, 0)),
-            other => other,
-        }
-    }
-
-    /// Starts an output job, waits for it, downloads and parses its file.
-    async fn export(
-        &self,
-        batch_id: &str,
-        per_user: bool,
-        format: FileFormat,
-        fields: &[&str],
-        completed_only: bool,
-        operation: &'static str,
-    ) -> Result<Table> {
-        let mut url = if per_user {
-            self.url(false, &["batch", batch_id, "output", "file"])
-        } else {
-            self.url(true, &["batch", batch_id, "output"])
-        };
-        url.query_pairs_mut()
-            .append_pair("output_format", format.query_value());
-        // Starting another output job is harmless, so it retries like a read.
-        let req = Request::json(
-            Method::POST,
-            url,
-            &json!({"field_names": fields, "completedOnly": completed_only}),
-            RequestKind::Read,
-            operation,
-        )?;
-        let v: Value = self.http.send(&req).await?.json(VENDOR, operation)?;
-        let (Some(file_url), Some(job)) = (
-            text_field(&v, &["file_url", "fileUrl"]),
-            text_field(&v, &["job_id", "jobId"]),
-        ) else {
-            return Err(Error::new(
-                ErrorKind::Vendor,
-                "the output request answered without file_url and job_id",
-            )
-            .vendor(VENDOR)
-            .operation(operation)
-            .code("bad_response"));
-        };
-        let what = format!("output job {job} of batch {batch_id}");
-        self.wait_progress(&what, operation, false, || {
-            self.job_progress(&job, operation)
-        })
-        .await?;
-        let file_url = Url::parse(&file_url)
-            .or_else(|_| self.cfg.base_url.join(&file_url))
-            .map_err(|e| {
-                Error::new(ErrorKind::Vendor, format!("file_url is not a URL: {e}"))
-                    .vendor(VENDOR)
-                    .operation(operation)
-            })?;
-        let bytes = self.download(&file_url, operation).await?;
-        parse_file(&bytes).map_err(|e| e.operation(operation))
-    }
-
-    /// A plain GET of a pre-authorised file URL: no credentials go with it.
-    async fn download(&self, url: &Url, operation: &'static str) -> Result<bytes::Bytes> {
-        // A pre-authorised URL: its query (a signature) is redacted, and its path may be a token too.
-        let shown = shown_file_url(url);
-        let failed = |why: &str| {
-            Error::new(
-                ErrorKind::Vendor,
-                format!("could not download the output file {shown}: {why}"),
-            )
-            .vendor(VENDOR)
-            .operation(operation)
-            .code("download_failed")
-        };
-        let again = |why: &str, after: Option<Duration>| Step::Retry {
-            error: failed(why),
-            after,
-            paced: false,
-        };
-        // Its own budget of tries: a file not written yet answers 404 for a while.
-        let policy = RetryPolicy {
-            max_retries: DOWNLOAD_TRIES - 1,
-            ..self.retry
-        };
-        run(&policy, &format!("GET {shown}"), |_| async {
-            self.http.pace().await;
-            let resp = match self.http.raw().get(url.clone()).send().await {
-                Ok(resp) => resp,
-                Err(e) if e.is_timeout() => return again("timed out", None),
-                Err(_) => return again("the connection failed", None),
-            };
-            let status = resp.status().as_u16();
-            if status != 200 {
-                let why = format!("HTTP {status}");
-                if !matches!(status, 404 | 429 | 500 | 502 | 503 | 504) {
-                    return Step::Fail(failed(&why));
-                }
-                return match read_retry_after(resp.headers(), &policy) {
-                    RetryAfter::TooLong(secs) => Step::TooLong {
-                        error: Error::new(
-                            if status == 429 {
-                                ErrorKind::RateLimited
-                            } else {
-                                ErrorKind::Vendor
-                            },
-                            format!(
-                                "could not download the output file {shown}: {why}, and the server asked to \
-                                 wait {secs} s, more than the client's max_retry_wait of {} s",
-                                policy.max_retry_after.as_secs_f64()
-                            ),
-                        )
-                        .vendor(VENDOR)
-                        .operation(operation)
-                        .http_status(status)
-                        .retry_after(secs),
-                        wait: Duration::from_secs_f64(secs),
-                    },
-                    RetryAfter::Implausible(secs) => Step::Fail(
-                        bad_response(
-                            VENDOR,
-                            operation,
-                            url,
-                            &format!("HTTP {status} with Retry-After {secs}"),
-                        )
-                        .http_status(status),
-                    ),
-                    after => again(&why, after.wait()),
-                };
-            }
-            match read_limited(resp, self.http.limits().max_response_bytes).await {
-                Ok(b) => Step::Done(b),
-                Err(BodyError::TooLarge { limit }) => Step::Fail(too_large(
-                    VENDOR,
-                    operation,
-                    &reqwest::Method::GET,
-                    url,
-                    limit,
-                )),
-                Err(_) => again("the download broke off", None),
-            }
-        })
-        .await
-    }
-
-    /// The keys the batch holds, once its imports are ingested: how uploads stay idempotent and how
-    /// they reconcile after an ambiguous failure.
-    async fn existing_keys(&self, batch_id: &str) -> Result<HashSet<String>> {
-        let (_, imported) = self.wait_ingested(batch_id, "upload").await?;
-        if imported == 0 && self.vendor_counts(batch_id, "upload").await?.3 == 0 {
-            return Ok(HashSet::new());
-        }
-        let table = match self
-            .export(
-                batch_id,
-                false,
-                FileFormat::Csv,
-                &[self.key_column.as_str()],
-                false,
-                "upload",
-            )
-            .await
-        {
-            Ok(t) => t,
-            // The batch has no key column at all: none of its tasks came from labelport.
-            Err(e) if e.kind == ErrorKind::InvalidInput => return Ok(HashSet::new()),
-            Err(e) => return Err(e),
-        };
-        let Some(k) = table.header.iter().position(|h| *h == self.key_column) else {
-            return Ok(HashSet::new());
-        };
-        Ok(table
-            .rows
-            .into_iter()
-            .filter_map(|mut r| (k < r.len()).then(|| std::mem::take(&mut r[k])))
-            .filter(|k| !k.is_empty())
-            .collect())
-    }
-
-    /// `(new_count, in_progress, completed, total)` of the batch status.
-    async fn vendor_counts(
-        &self,
-        batch_id: &str,
-        operation: &'static str,
-    ) -> Result<(u64, u64, u64, u64)> {
-        let v = self
-            .get_json(self.url(false, &["batch", batch_id, "status"]), operation)
-            .await?;
-        let n = |k: &str| v.get(k).and_then(Value::as_u64);
-        let completed = n("completed").unwrap_or(0);
-        let in_progress = n("in_progress").unwrap_or(0);
-        let total = n("total").unwrap_or(0);
-        let new = n("new_count")
-            .or_else(|| n("not_started"))
-            .unwrap_or_else(|| total.saturating_sub(completed + in_progress));
-        Ok((new, in_progress, completed, total))
-    }
-
-    async fn post_import(
-        &self,
-        batch_id: &str,
-        columns: &[String],
-        rows: &[Row],
-    ) -> Result<String> {
-        let csv = write_csv(columns, rows)?;
-        let mut url = self.url(true, &["batch", batch_id, "tasks", "import"]);
-        url.query_pairs_mut().append_pair("fileType", "CSV");
-        // The body is base64 text; TaskMonk reads it whatever the Content-Type says.
-        let req = Request {
-            method: Method::POST,
-            url,
-            body: Body::Json(encode_upload(&csv).into()),
-            kind: RequestKind::Create,
-            operation: "upload",
-            headers: vec![],
-        };
-        let v: Value = self.http.send(&req).await?.json(VENDOR, "upload")?;
-        text_field(&v, &["job_id", "jobId"]).ok_or_else(|| {
-            Error::new(ErrorKind::Vendor, "the import answered without a job_id")
-                .vendor(VENDOR)
-                .operation("upload")
-                .code("bad_response")
-        })
-    }
-
     /// Sets the batch's priority for `upload(priority=...)`, keeping its other settings.
     async fn set_priority(&self, batch: &BatchInfo, priority: &Value) -> Result<()> {
         let name = match &batch.name {
@@ -1000,7 +323,9 @@ impl TaskMonkAdapter {
         opts.insert("priority".into(), priority.clone());
         let mut body = Self::batch_body(&name, &opts)?;
         if let Some(raw) = batch.raw.as_object() {
-            for k in ["comments", "notifications", "start_time"] {
+            // Not `start_time`: the Java SDK's `updateBatch` never sends it, and it "cannot be changed if the
+            // batch is already Active" (docs/vendors/taskmonk.md, finding 6).
+            for k in ["comments", "notifications"] {
                 if let Some(v) = raw.get(k).filter(|v| !v.is_null()) {
                     body[k] = v.clone();
                 }
@@ -1059,73 +384,6 @@ impl TaskMonkAdapter {
             created_at: None,
             raw,
         })
-    }
-}
-
-/// One upload's pieces for the driver: the batch's keys, import jobs of CSV rows.
-struct Imports<'a> {
-    adapter: &'a TaskMonkAdapter,
-    batch_id: &'a str,
-    /// Every column of the upload, the key column last.
-    columns: Vec<String>,
-}
-
-/// The rows of one import job and the columns of its CSV file.
-struct Csv {
-    columns: Vec<String>,
-    rows: Vec<Row>,
-}
-
-impl Keyed for Row {
-    fn key(&self) -> &str {
-        &self.key
-    }
-}
-
-impl Chunk for Csv {
-    fn len(&self) -> usize {
-        self.rows.len()
-    }
-    fn keys(&self) -> Vec<String> {
-        self.rows.keys()
-    }
-    fn retain_missing(&mut self, present: &HashSet<String>) {
-        self.rows.retain_missing(present);
-    }
-    fn halves(self) -> (Self, Self) {
-        let (first, second) = self.rows.halves();
-        // Only a half's own columns: a refused column then refuses only the rows that fill it.
-        let half = |rows| {
-            let (columns, rows) = prune_columns(&self.columns, rows);
-            Csv { columns, rows }
-        };
-        (half(first), half(second))
-    }
-}
-
-#[async_trait::async_trait]
-impl Pieces for Imports<'_> {
-    type Item = Row;
-    type Chunk = Csv;
-    /// The import job's id.
-    type Receipt = String;
-
-    async fn existing_keys(&self) -> Result<HashSet<String>> {
-        self.adapter.existing_keys(self.batch_id).await
-    }
-    fn chunks(&self, rows: Vec<Row>) -> Vec<Csv> {
-        chunks(rows)
-            .into_iter()
-            .map(|rows| Csv {
-                columns: self.columns.clone(),
-                rows,
-            })
-            .collect()
-    }
-    async fn send(&self, csv: &Csv) -> Result<String> {
-        self.adapter
-            .post_import(self.batch_id, &csv.columns, &csv.rows)
-            .await
     }
 }
 
@@ -1263,17 +521,20 @@ impl Adapter for TaskMonkAdapter {
             self.set_priority(batch, p).await?;
         }
         let total = rows.len() as u64;
-        let imports = Imports {
-            adapter: self,
-            batch_id: &batch.id,
-            columns,
-        };
+        let imports = Imports::new(self, &batch.id, columns);
         // TaskMonk does not deduplicate: an import that may have been stored is reconciled first.
         let plan = Plan::new(VENDOR, UPLOAD_CONCURRENCY)
             .reconciling(self.retry)
             .bisecting();
         let driver = Driver::new(&imports, plan, &options, &progress);
         let mut sent = driver.run(rows).await?;
+        // The batch lost the key column: what was sent is not "stored" in any sense a re-run could use.
+        if let Some(e) = sent
+            .error
+            .take_if(|e| e.code.as_deref() == Some("key_column_dropped"))
+        {
+            return Err(e);
+        }
         let jobs = std::mem::take(&mut sent.receipts);
         let wording = Wording {
             landed: "were accepted".into(),
@@ -1302,6 +563,7 @@ impl Adapter for TaskMonkAdapter {
         self.jobs.lock().insert(
             id.clone(),
             Track {
+                batch: batch.id.clone(),
                 ids: jobs.clone(),
                 base,
                 last_done: base,
@@ -1364,6 +626,7 @@ impl Adapter for TaskMonkAdapter {
         }
         let mut tracks = self.jobs.lock();
         let track = tracks.entry(job.id.clone()).or_insert_with(|| Track {
+            batch: job.batch_id.clone(),
             ids: ids.clone(),
             base,
             last_done: done,
@@ -1549,13 +812,6 @@ impl TaskMonkAdapter {
 mod tests {
     use super::*;
 
-    fn rec(key: &str, data: Value) -> UploadRecord {
-        UploadRecord {
-            key: key.into(),
-            data: data.as_object().unwrap().clone(),
-        }
-    }
-
     #[test]
     fn errors_are_parsed() {
         assert_eq!(
@@ -1569,118 +825,21 @@ mod tests {
             )
         );
         assert_eq!(parse_error(500, b"<html>"), (None, None));
+        let message = |body: &[u8]| parse_error(400, body).1;
+        let want = Some("Invalid Json".to_string());
+        assert_eq!(
+            message(br#"{"error":{"requestId":1,"message":"Invalid Json"}}"#),
+            want
+        );
+        assert_eq!(message(br#"{"errors":[{"message":"Invalid Json"}]}"#), want);
+        assert_eq!(message(br#"{"detail":"Invalid Json"}"#), want);
+        assert_eq!(message(b"Invalid Json\n"), want);
+        assert_eq!(
+            parse_error(400, br#"{"code":"bad","msg":"Invalid Json"}"#),
+            (Some("bad".into()), want)
+        );
         assert!(is_token_refused(401, b"") && is_token_refused(403, b""));
         assert!(!is_token_refused(404, b""));
-    }
-
-    #[test]
-    fn rows_put_the_key_column_last_and_refuse_a_conflicting_one() {
-        let records = vec![
-            rec(
-                "a",
-                json!({"url": "u1", "n": 1, "tags": ["x"], "none": null}),
-            ),
-            rec("b", json!({"url": "u2", "extra": true})),
-        ];
-        let (cols, rows) = prepare_rows(&records, "external_id").unwrap();
-        assert_eq!(cols, ["url", "n", "tags", "none", "extra", "external_id"]);
-        assert_eq!(rows[0].cells, ["u1", "1", "[\"x\"]", "", "", "a"]);
-        assert_eq!(rows[1].cells, ["u2", "", "", "", "true", "b"]);
-        // The key field may be the key column itself.
-        let same = vec![rec("k", json!({"external_id": "k", "x": 1}))];
-        assert_eq!(
-            prepare_rows(&same, "external_id").unwrap().0,
-            ["x", "external_id"]
-        );
-        let clash = vec![rec("k", json!({"external_id": "other"}))];
-        let e = prepare_rows(&clash, "external_id").unwrap_err();
-        assert_eq!(e.kind, ErrorKind::InvalidInput);
-        assert_eq!(e.field.as_deref(), Some("external_id"));
-    }
-
-    #[test]
-    fn pruning_keeps_filled_columns_and_the_key() {
-        let cols: Vec<String> = ["a", "b", "external_id"].map(String::from).to_vec();
-        let rows = vec![Row {
-            key: "k".into(),
-            cells: vec!["".into(), "x".into(), "k".into()],
-        }];
-        let (c, r) = prune_columns(&cols, rows);
-        assert_eq!(c, ["b", "external_id"]);
-        assert_eq!(r[0].cells, ["x", "k"]);
-    }
-
-    #[test]
-    fn chunks_respect_rows_and_bytes() {
-        let rows: Vec<Row> = (0..2500)
-            .map(|i| Row {
-                key: i.to_string(),
-                cells: vec!["x".into()],
-            })
-            .collect();
-        let c = chunks(rows);
-        assert_eq!(
-            c.iter().map(Vec::len).collect::<Vec<_>>(),
-            [1000, 1000, 500]
-        );
-        let big: Vec<Row> = (0..3)
-            .map(|i| Row {
-                key: i.to_string(),
-                cells: vec!["y".repeat(IMPORT_BYTES / 2)],
-            })
-            .collect();
-        assert_eq!(chunks(big).len(), 3);
-    }
-
-    #[test]
-    fn uploads_are_base64_gzip() {
-        let body = encode_upload(b"a,b\n1,2\n");
-        let gz = base64::engine::general_purpose::STANDARD
-            .decode(&body)
-            .unwrap();
-        assert_eq!(&gz[..2], &[0x1f, 0x8b]);
-        let mut out = String::new();
-        std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&gz[..]), &mut out)
-            .unwrap();
-        assert_eq!(out, "a,b\n1,2\n");
-    }
-
-    fn table() -> Table {
-        let csv =
-            "url,external_id,label,confidence,L1_U1_User,L1_U1_Start_Date,L1_U1_Completion_Date\n\
-                   u1,k1,car,0.9,L1_U1,2026-11-24T08:00:00.000Z,2026-11-24T08:00:02.500Z\n\
-                   u2,k2,,,L1_U1,2026-11-24T08:00:01.000Z,\n\
-                   u3,k3,,,,,\n";
-        parse_file(csv.as_bytes()).unwrap()
-    }
-
-    #[test]
-    fn output_rows_become_envelopes() {
-        let t = table();
-        let all = envelopes(&t, "331", "external_id", None, false, true);
-        assert_eq!(all.len(), 3);
-        let e = &all[0];
-        assert_eq!((e.id.as_str(), e.key.as_str()), ("k1", "k1"));
-        assert_eq!(e.status, Status::Completed);
-        assert_eq!(e.input.as_ref().unwrap().get(), r#"{"url":"u1"}"#);
-        assert_eq!(
-            e.output.as_ref().unwrap().get(),
-            r#"{"label":"car","confidence":"0.9"}"#
-        );
-        assert_eq!(e.completed_at.as_deref(), Some("2026-11-24T08:00:02.500Z"));
-        assert!(e.raw.as_ref().unwrap().get().contains("L1_U1_User"));
-        assert_eq!(all[1].status, Status::InProgress);
-        assert!(all[1].output.is_none());
-        assert_eq!(all[2].status, Status::Pending);
-
-        // Declared output fields win over the position of the key column.
-        let fields = vec!["label".to_string()];
-        let e = &envelopes(&t, "331", "external_id", Some(&fields), false, false)[0];
-        assert_eq!(
-            e.input.as_ref().unwrap().get(),
-            r#"{"url":"u1","confidence":"0.9"}"#
-        );
-        assert!(e.raw.is_none());
     }
 
     #[test]
@@ -1691,24 +850,7 @@ mod tests {
     }
 
     #[test]
-    fn level_columns_and_timestamps() {
-        assert_eq!(
-            level_user_column("L1_U1_Completion_Date"),
-            Some((1, "Completion_Date"))
-        );
-        assert_eq!(level_user_column("L12_U3_User"), Some((12, "User")));
-        assert_eq!(level_user_column("L1_label"), None);
-        assert_eq!(level_user_column("Label"), None);
-        let us = parse_timestamp_us("2026-11-24T08:00:02.500Z").unwrap();
-        assert_eq!(parse_timestamp_us("2026-11-24 08:00:02.5"), Some(us));
-        assert_eq!(parse_timestamp_us(""), None);
-        assert_eq!(parse_timestamp_us("soon"), None);
-    }
-
-    #[test]
-    fn latin1_csv_and_options() {
-        let t = parse_file(b"name,external_id\ncaf\xe9,k\n").unwrap();
-        assert_eq!(t.rows[0][0], "café");
+    fn client_options() {
         let mut o = Options::new();
         o.insert("export_format".into(), json!("Excel"));
         o.insert("output_fields".into(), json!("label, confidence"));
