@@ -20,7 +20,7 @@ def one_call(sb: lp.sandbox.Sandbox, c: lp.Client) -> None:
         c.batches()
 
 
-@pytest.mark.parametrize("vendor", ["alegion", "taskmonk", "playment", "deepen", "sama"])
+@pytest.mark.parametrize("vendor", lp.vendors())
 def test_every_vendor_keeps_to_the_rate_limit(vendor):
     with lp.sandbox.start(vendor, seed=3) as s, s.client(rate_limit=RATE) as c:
         t0 = time.monotonic()

@@ -30,8 +30,32 @@ use super::alegion_store::{
     password, Batch, NewRecord, Override, Rec, Status, StatusSet, Store, Workflow,
 };
 use super::clock::{iso_ms, parse_instant_us, seconds_to_ms};
+use super::dialect::{Kind, SettingSpec, Value as Setting};
 use super::paging::{self, BadParam, PageRequest, Paging, Query};
 use super::{multipart, Routes, Shared, Simulator};
+
+/// What no source settles about the Alegion API, as settings (`dialect.rs`; docs/vendors/alegion.md, whose
+/// findings the docs name).
+pub(super) const DIALECT: &[SettingSpec] = &[
+    super::dialect::PAGE_CAP,
+    SettingSpec {
+        name: "strict_status_filter",
+        kind: Kind::Switch,
+        changed: Setting::Switch(true),
+        doc: "the records list's status filter takes only the states the tutorial shows (queued, in-progress, \
+              exception, canceled) and answers any other value (complete, error) with Spring's 422 conversion \
+              error, as an enum parameter would (findings 2 and 5)",
+    },
+    SettingSpec {
+        name: "complete_word",
+        kind: Kind::Word(&["complete", "completed"]),
+        changed: Setting::Word("completed"),
+        doc: "the word a finished record's status reads in the records list: complete (a UI's colour map, the \
+              default) or completed (finding 4)",
+    },
+];
+/// The record states the tutorial shows; the only `status` filter values a strict server takes.
+const DOCUMENTED_STATES: [&str; 4] = ["queued", "in-progress", "exception", "canceled"];
 
 #[path = "alegion_wire.rs"]
 mod wire;
@@ -614,6 +638,19 @@ fn import_route(kind: Import) -> MethodRouter<Arc<AlegionSim>> {
 
 async fn list_records(l: Listing) -> Answer {
     let status = l.q.get("status").filter(|s| !s.trim().is_empty());
+    let dialect = &l.a.shared.config.dialect;
+    if let Some(list) = status.filter(|_| dialect.switch("strict_status_filter")) {
+        if let Some(bad) = list
+            .split(',')
+            .find(|w| !DOCUMENTED_STATES.contains(&w.trim()))
+        {
+            return Err(unprocessable(format!(
+                "Failed to convert value of type 'java.lang.String' to required type 'RecordStatus'; nested \
+                 exception is java.lang.IllegalArgumentException: No enum constant RecordStatus.{}",
+                bad.trim()
+            )));
+        }
+    }
     let set = status.map_or(StatusSet::all(), StatusSet::parse);
 
     let b = l.batch.read();
@@ -629,6 +666,11 @@ async fn list_records(l: Listing) -> Answer {
     drop(b);
     if l.page.descending {
         items.reverse();
+    }
+    if let Some(word) = dialect.word("complete_word").filter(|w| *w != "complete") {
+        for item in items.iter_mut().filter(|i| i["status"] == "complete") {
+            item["status"] = json!(word);
+        }
     }
     let filters = carried_filters(&l.q, &["status", "minCreatedAt", "maxCreatedAt"]);
     l.answer(Json(items).into_response(), total, &filters)

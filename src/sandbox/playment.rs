@@ -15,11 +15,14 @@
 //! nanoseconds, `""` on the last page; the result file's `data` holds the job's `data` fields as
 //! sent beside the labels (the documented image result echoes `image_url`, the video and sensor
 //! results their frames); its completion time is the file's `Last-Modified`; the signed storage
-//! URL refuses a request that carries `x-api-key` (credentials must never reach storage).
+//! URL refuses a request that carries `x-api-key` (credentials must never reach storage). Each of
+//! these, and what else no source settles, can be served the other way by a dialect setting
+//! (`DIALECT` below): the attachments answer, the labels' key, the status words, `Last-Modified`, a
+//! create-batch that requires `label`, details that lag a create or lack job counts, the page length.
 
 #![allow(clippy::result_large_err)]
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::body::Bytes;
@@ -34,9 +37,71 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use super::clock::seconds_to_ms;
+#[path = "playment_data.rs"]
+mod data;
+use super::dialect::{Kind, SettingSpec, Value as Setting};
 use super::paging::{self, Envelope, Query};
 use super::seeded::{self, hash, unit};
 use super::{Routes, Shared, Simulator};
+use data::frames_of;
+
+/// What no source settles about the Playment API, as settings (`dialect.rs`; docs/vendors/playment.md, whose
+/// findings the docs name).
+pub(super) const DIALECT: &[SettingSpec] = &[
+    SettingSpec {
+        name: "attachments",
+        kind: Kind::Word(&["redirect", "file", "json_url"]),
+        changed: Setting::Word("json_url"),
+        doc: "how GET /v1/attachments answers: a 302 to the signed URL (default), 200 with the result file itself, \
+              or 200 with JSON naming the signed URL in data.url (finding 2: the page says redirect under a 200 tab)",
+    },
+    SettingSpec {
+        name: "labels_key",
+        kind: Kind::Word(&["documented", "annotations_data"]),
+        changed: Setting::Word("annotations_data"),
+        doc: "where a result file's labels sit: annotations (image) and annotation_data (video, sensor) as those \
+              pages show (default), or annotations_data as the video segmentation page names it (finding 6)",
+    },
+    SettingSpec {
+        name: "status_words",
+        kind: Kind::Word(&["simulator", "callback"]),
+        changed: Setting::Word("callback"),
+        doc: "a job's status words: created, in_progress, completed, failed (default; only completed is \
+              documented for the pull API) or PENDING, PROCESSING, COMPLETED, FAILED (the callback's case; \
+              finding 4)",
+    },
+    SettingSpec {
+        name: "no_last_modified",
+        kind: Kind::Switch,
+        changed: Setting::Switch(true),
+        doc: "result files served without Last-Modified, labelport's only completion time (finding 5)",
+    },
+    SettingSpec {
+        name: "require_label",
+        kind: Kind::Switch,
+        changed: Setting::Switch(true),
+        doc: "create-batch refuses a body without label and project_id, which both code samples send (finding 3)",
+    },
+    SettingSpec {
+        name: "details_lag",
+        kind: Kind::Switch,
+        changed: Setting::Switch(true),
+        doc: "a new batch shows in the project details only from the second details read after its creation \
+              (finding 3: the create answers data.batch_id; nothing says the details list it at once)",
+    },
+    SettingSpec {
+        name: "no_batch_counts",
+        kind: Kind::Switch,
+        changed: Setting::Switch(true),
+        doc: "project details without a batch's total_jobs and completed_jobs (finding 10)",
+    },
+    SettingSpec {
+        name: "jobs_per_page",
+        kind: Kind::Number { min: 1 },
+        changed: Setting::Number(37),
+        doc: "jobs a page of a batch's job list holds (documented: 100)",
+    },
+];
 
 /// "The first call returns the first 100 jobs", as the vendor documents the batch listing.
 pub const PAGE_SIZE: usize = 100;
@@ -50,6 +115,8 @@ const JOBS: Envelope = Envelope {
 };
 /// priority_weight: integers 1..=10, default 5, as the vendor documents it.
 const MAX_PRIORITY: i64 = 10;
+/// The v1 error table: `FS_00012` "priority_weight must be in the range of 1-9".
+const MAX_PRIORITY_V1: i64 = 9;
 const DEFAULT_PRIORITY: i64 = 5;
 /// The tag the sandbox hands out "during the integration process".
 pub const TAG: &str = "sandbox-annotation";
@@ -81,6 +148,8 @@ struct Batch {
     is_default: bool,
     created_ms: i64,
     jobs: Vec<usize>,
+    /// Project-details reads still to leave it out of (dialect `details_lag`).
+    hidden_reads: u32,
 }
 
 struct Project {
@@ -123,68 +192,6 @@ fn ok(data: Value) -> Response {
     Json(json!({"success": true, "data": data})).into_response()
 }
 
-fn is_url(s: &str) -> bool {
-    ["http://", "https://", "s3://", "gs://"]
-        .iter()
-        .any(|p| s.starts_with(p))
-        && s.split('/').filter(|p| !p.is_empty()).count() >= 3
-        && !s.contains(char::is_whitespace)
-}
-
-/// Checks `data` against the documented image, video and sensor shapes; the number of frames, or
-/// the FS_0003 message.
-fn frames_of(data: &Map<String, Value>) -> Result<u64, String> {
-    fn unique_frames(frames: &[Value], url_field: Option<&str>) -> Result<u64, String> {
-        let mut seen = HashSet::new();
-        for f in frames {
-            let Some(id) = f.get("frame_id").and_then(Value::as_str) else {
-                return Err("invalid frame_id: every frame needs a string frame_id".into());
-            };
-            if !seen.insert(id) {
-                return Err(format!("duplicate frame_id {id:?}"));
-            }
-            if let Some(field) = url_field {
-                match f.get(field).and_then(Value::as_str) {
-                    Some(u) if is_url(u) => {}
-                    _ => return Err(format!("frame {id:?}: invalid {field}")),
-                }
-            }
-        }
-        Ok(frames.len() as u64)
-    }
-    if let Some(v) = data.get("image_url") {
-        return match v {
-            Value::String(u) if is_url(u) => Ok(1),
-            Value::Array(us)
-                if !us.is_empty() && us.iter().all(|u| u.as_str().is_some_and(is_url)) =>
-            {
-                Ok(us.len() as u64)
-            }
-            _ => Err("invalid image_url".into()),
-        };
-    }
-    if let Some(v) = data.get("video_data") {
-        let frames = v.get("frames").and_then(Value::as_array);
-        return match frames {
-            Some(fs) if !fs.is_empty() => unique_frames(fs, Some("src")),
-            _ => Err("video_data.frames must be a non-empty list".into()),
-        };
-    }
-    if let Some(v) = data.get("sensor_data") {
-        if let Some(fs) = v.get("frames") {
-            return match fs.as_array() {
-                Some(fs) => unique_frames(fs, None),
-                None => Err("sensor_data.frames must be a list".into()),
-            };
-        }
-        if v.get("sensors").is_some_and(Value::is_array) {
-            return Ok(1);
-        }
-        return Err("sensor_data needs frames or sensors".into());
-    }
-    Err("data holds none of image_url, video_data, sensor_data".into())
-}
-
 impl PlaymentSim {
     pub fn new(shared: Arc<Shared>) -> Self {
         let seed = shared.config.seed;
@@ -198,6 +205,7 @@ impl PlaymentSim {
                 is_default: true,
                 created_ms: origin - 86_400_000,
                 jobs: vec![],
+                hidden_reads: 0,
             };
             Mutex::new(Project {
                 id,
@@ -220,6 +228,37 @@ impl PlaymentSim {
 
     fn now(&self) -> i64 {
         self.shared.clock.now_ms()
+    }
+
+    fn switch(&self, name: &str) -> bool {
+        self.shared.config.dialect.switch(name)
+    }
+
+    fn word(&self, name: &str) -> Option<&str> {
+        self.shared.config.dialect.word(name)
+    }
+
+    /// Jobs a page of a batch listing holds.
+    fn jobs_per_page(&self) -> usize {
+        self.shared
+            .config
+            .dialect
+            .number("jobs_per_page")
+            .map_or(PAGE_SIZE, |n| n as usize)
+    }
+
+    /// A status as the wire spells it under the dialect's `status_words`.
+    fn status_word(&self, status: &'static str) -> &'static str {
+        if self.word("status_words") != Some("callback") {
+            return status;
+        }
+        match status {
+            "created" => "PENDING",
+            "in_progress" => "PROCESSING",
+            "completed" => "COMPLETED",
+            "failed" => "FAILED",
+            other => other,
+        }
     }
 
     fn host(&self) -> String {
@@ -342,6 +381,13 @@ impl PlaymentSim {
                 .collect();
             data.insert("annotation_data".into(), json!({ "annotations": trackers }));
         }
+        if self.word("labels_key") == Some("annotations_data") {
+            for k in ["annotations", "annotation_data"] {
+                if let Some(v) = data.remove(k) {
+                    data.insert("annotations_data".into(), v);
+                }
+            }
+        }
         json!({ "data": data })
     }
 
@@ -382,6 +428,9 @@ impl PlaymentSim {
                 ));
             }
             let mut res = Json(self.result_file(job)).into_response();
+            if self.switch("no_last_modified") {
+                return Ok(res);
+            }
             let modified = chrono::DateTime::from_timestamp_millis(self.completed_ms(job))
                 .unwrap_or_default()
                 .format("%a, %d %b %Y %H:%M:%S GMT")
@@ -469,14 +518,16 @@ async fn create_job(
     };
     let frames =
         frames_of(data).map_err(|m| bad("FS_0003", &format!("Invalid data passed: {m}")))?;
+    // v0 documents 1 to 10, v1's error table "1-9".
+    let max_priority = if v1 { MAX_PRIORITY_V1 } else { MAX_PRIORITY };
     let priority_weight = match b.get("priority_weight") {
         None | Some(Value::Null) => DEFAULT_PRIORITY,
         Some(v) => match v.as_i64() {
-            Some(w) if (1..=MAX_PRIORITY).contains(&w) && !v.is_f64() => w,
+            Some(w) if (1..=max_priority).contains(&w) && !v.is_f64() => w,
             _ => {
                 return Err(bad(
                     "FS_00012",
-                    &format!("priority_weight must be an integer in the range of 1-{MAX_PRIORITY}"),
+                    &format!("priority_weight must be an integer in the range of 1-{max_priority}"),
                 ))
             }
         },
@@ -565,6 +616,15 @@ async fn create_batch(
         .and_then(Value::as_str)
         .unwrap_or("")
         .to_string();
+    if a.switch("require_label") {
+        let given = |k: &str| b.get(k).and_then(Value::as_str).filter(|v| !v.is_empty());
+        if given("label").is_none() {
+            return Err(bad("GE_0002", "parameter missing: label"));
+        }
+        if given("project_id") != Some(project.as_str()) {
+            return Err(bad("GE_0002", "parameter missing: project_id"));
+        }
+    }
     let now = a.now();
     let mut proj = p.lock();
     if proj.batches.iter().any(|x| x.name == name) {
@@ -586,6 +646,7 @@ async fn create_batch(
         is_default: false,
         created_ms: now,
         jobs: vec![],
+        hidden_reads: a.switch("details_lag") as u32,
     });
     Ok(ok(json!({ "batch_id": id.to_string() })))
 }
@@ -607,7 +668,7 @@ async fn get_job(
     let tag = job.tag.clone().or(job.work_flow_id.clone());
     let mut out = json!({
         "project_id": proj.id.to_string(), "reference_id": job.reference_id, "job_id": job.id.to_string(),
-        "batch_id": proj.batches[job.batch].id.to_string(), "status": status, "tag": tag,
+        "batch_id": proj.batches[job.batch].id.to_string(), "status": a.status_word(status), "tag": tag,
         "priority_weight": job.priority_weight,
         "result": if status == "completed" { a.result_url(job) } else { String::new() },
     });
@@ -634,7 +695,8 @@ async fn get_batch(
         .find(|x| x.id == id)
         .ok_or_else(|| bad("resource_error", "batch not found"))?;
     let token = q.get("page_token");
-    let page = paging::token_range(token, PAGE_SIZE, b.jobs.len(), |t| {
+    let per_page = a.jobs_per_page();
+    let page = paging::token_range(token, per_page, b.jobs.len(), |t| {
         let cursor: u64 = t.parse().ok()?;
         b.jobs.iter().position(|&j| proj.jobs[j].cursor == cursor)
     })
@@ -645,7 +707,7 @@ async fn get_batch(
         .map(|&j| {
             let job = &proj.jobs[j];
             let status = a.status(job, now);
-            let mut item = json!({"id": job.id.to_string(), "reference_id": job.reference_id, "status": status,
+            let mut item = json!({"id": job.id.to_string(), "reference_id": job.reference_id, "status": a.status_word(status),
                 "frames": job.frames, "annotations": if status == "completed" { a.annotations(job) } else { 0 }});
             if !v1 {
                 item["priority_weight"] = json!(job.priority_weight);
@@ -658,7 +720,7 @@ async fn get_batch(
     let facts = paging::Facts {
         page: paging::Page {
             number: 1,
-            size: PAGE_SIZE as u64,
+            size: per_page as u64,
         },
         total: b.jobs.len() as u64,
         next_token: b
@@ -675,12 +737,27 @@ async fn get_batch(
 
 async fn details(State(a): S, Path(project): Path<String>, headers: HeaderMap) -> Answer {
     let p = a.project(&headers, &project)?;
-    let proj = p.lock();
+    let mut proj = p.lock();
     let now = a.now();
-    let batches: Vec<Value> = proj
-        .batches
-        .iter()
-        .map(|b| batch_item(&proj, b, &a, now))
+    let mut shown = Vec::new();
+    for (i, b) in proj.batches.iter_mut().enumerate() {
+        if b.hidden_reads > 0 {
+            b.hidden_reads -= 1;
+        } else {
+            shown.push(i);
+        }
+    }
+    let batches: Vec<Value> = shown
+        .into_iter()
+        .map(|i| {
+            let mut item = batch_item(&proj, &proj.batches[i], &a, now);
+            if a.switch("no_batch_counts") {
+                let fields = item.as_object_mut().expect("an object");
+                fields.remove("total_jobs");
+                fields.remove("completed_jobs");
+            }
+            item
+        })
         .collect();
     Ok(ok(
         json!({"name": proj.name, "base": "IMAGE", "batches": batches}),
@@ -711,7 +788,8 @@ async fn stats(State(a): S, Path(project): Path<String>, headers: HeaderMap) -> 
     ))
 }
 
-/// `GET /v1/attachments?url=<result url>`: 302 to a signed URL of the file.
+/// `GET /v1/attachments?url=<result url>`: 302 to a signed URL of the file (or, under the dialect's
+/// `attachments`, 200 with the file or with JSON naming the signed URL).
 async fn attachments(State(a): S, uri: Uri, headers: HeaderMap) -> Answer {
     let Some(mine) = a.key_project(&headers) else {
         return Err(fail(
@@ -739,6 +817,11 @@ async fn attachments(State(a): S, uri: Uri, headers: HeaderMap) -> Answer {
         "{}/_sim/signed/{file}?expires={expires}&sig={sig}",
         a.host()
     );
+    match a.word("attachments") {
+        Some("file") => return a.serve_result(file),
+        Some("json_url") => return Ok(ok(json!({ "url": location }))),
+        _ => {}
+    }
     let mut res = StatusCode::FOUND.into_response();
     res.headers_mut().insert(
         header::LOCATION,
@@ -826,38 +909,5 @@ impl Simulator for PlaymentSim {
             _ => "api_error",
         };
         json!({"success": false, "error": {"code": code, "message": message}})
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn data_shapes() {
-        let d = |v: Value| frames_of(v.as_object().unwrap());
-        assert_eq!(
-            d(json!({"image_url": "https://e.com/a/b.jpg", "metadata": null})),
-            Ok(1)
-        );
-        assert_eq!(
-            d(json!({"image_url": ["https://e.com/a", "s3://b/k/x"]})),
-            Ok(2)
-        );
-        assert!(d(json!({"image_url": "nope"})).is_err());
-        assert!(d(json!({"url": "https://e.com/a/b.jpg"})).is_err());
-        let frames = json!([{"frame_id": "f1", "src": "https://e.com/1.jpg"}, {"frame_id": "f2", "src": "https://e.com/2.jpg"}]);
-        assert_eq!(d(json!({"video_data": {"frames": frames}})), Ok(2));
-        let dup = json!([{"frame_id": "f1", "src": "https://e.com/1.jpg"}, {"frame_id": "f1", "src": "https://e.com/2.jpg"}]);
-        assert!(d(json!({"video_data": {"frames": dup}}))
-            .unwrap_err()
-            .contains("duplicate"));
-        assert_eq!(
-            d(
-                json!({"sensor_data": {"frames": [{"frame_id": "0", "sensors": []}], "sensor_meta": []}})
-            ),
-            Ok(1)
-        );
-        assert!(d(json!({"sensor_data": {"frames": [{"frame_id": 3}]}})).is_err());
     }
 }

@@ -1,4 +1,4 @@
-//! Alegion (legacy `app.alegion.com/api/v1`).
+//! Alegion (legacy `app.alegion.com/api/v1`). Wire facts and their sources: docs/vendors/alegion.md (the ledger).
 //!
 //! Neutral model onto Alegion: `project` = workflow id; `Batch` = batch; record = input record
 //! (`{data, metadata}`), its key carried in `metadata`; `Job` = the import calls of one upload (Alegion's
@@ -21,7 +21,7 @@ use super::model::*;
 use super::upload::{in_chunks, Driver, Pieces, Plan, Wording};
 use super::{Adapter, PagePlan, PageRange, UploadOptions, UploadProgress};
 use crate::engine::auth::LoginToken;
-use crate::engine::http::{request_url, Body, HttpClient, Request, Response};
+use crate::engine::http::{request_url, HttpClient, Request, Response};
 use crate::engine::pagination::with_query_param;
 use crate::engine::retry::{is_ambiguous, RequestKind};
 use crate::engine::stream::{
@@ -114,7 +114,8 @@ fn neutral_status(s: &str) -> Status {
     match s {
         "queued" => Status::Pending,
         "in-progress" => Status::InProgress,
-        "complete" => Status::Completed,
+        // `complete` is a UI's word (docs/vendors/alegion.md [UI]); `completed` is read too (finding 4).
+        "complete" | "completed" => Status::Completed,
         "exception" => Status::Exception,
         "canceled" | "cancelled" => Status::Canceled,
         "error" => Status::Failed,
@@ -123,15 +124,25 @@ fn neutral_status(s: &str) -> Status {
     }
 }
 
-fn alegion_status(s: Status) -> Option<&'static str> {
+/// The `status` filter value of a neutral status: only the record states the tutorial shows ([S2]). Completed
+/// and Failed have no documented word (`complete` and `error` come from a UI's colour map) and a Spring enum
+/// answers 422 to an unknown one, so those are filtered here, not by the server (docs/vendors/alegion.md,
+/// findings 2 and 5).
+fn filter_word(s: Status) -> Option<&'static str> {
     match s {
         Status::Pending => Some("queued"),
         Status::InProgress => Some("in-progress"),
-        Status::Completed => Some("complete"),
         Status::Exception => Some("exception"),
         Status::Canceled => Some("canceled"),
-        Status::Failed => Some("error"),
-        Status::Rejected => None,
+        Status::Completed | Status::Failed | Status::Rejected => None,
+    }
+}
+
+/// A count by a `status` value the server may not know: a refusal of the value (400/422) counts 0.
+fn refused_as_zero(r: Result<u64>) -> Result<u64> {
+    match r {
+        Err(e) if matches!(e.status, Some(400 | 422)) => Ok(0),
+        other => other,
     }
 }
 
@@ -462,10 +473,12 @@ impl Adapter for AlegionAdapter {
             adapter: self,
             batch_id: &batch.id,
         };
-        // An import is all or nothing and may be stored though its answer is lost.
+        // An import may be stored though its answer is lost; nothing says a refused one stored nothing
+        // (docs/vendors/alegion.md, finding 3), so a refusal is reconciled before it is halved.
         let plan = Plan::new(VENDOR, UPLOAD_CONCURRENCY)
             .reconciling(self.cfg.retry_policy())
-            .bisecting();
+            .bisecting()
+            .refusals_may_store();
         let driver = Driver::new(&imports, plan, &options, &progress);
         let sent = driver
             .run(records)
@@ -488,6 +501,7 @@ impl Adapter for AlegionAdapter {
             by("canceled"),
             by("error"),
         );
+        // `error` is a UI's word, not a documented filter value (finding 2): a server that refuses it counts 0.
         let (total, completed, pending, in_progress, exception, canceled, failed) = futures::try_join!(
             self.count(&records, &[], "status"),
             self.count(&results, &[], "status"),
@@ -495,7 +509,7 @@ impl Adapter for AlegionAdapter {
             self.count(&records, &ip, "status"),
             self.count(&records, &ex, "status"),
             self.count(&records, &ca, "status"),
-            self.count(&records, &er, "status"),
+            async { refused_as_zero(self.count(&records, &er, "status").await) },
         )?;
         Ok(BatchCounts {
             total,
@@ -576,16 +590,22 @@ impl Adapter for AlegionAdapter {
         include_raw: bool,
     ) -> Result<PageStream<Envelope>> {
         self.check_batch_id(batch_id)?;
-        let filter = statuses.map(|ss| {
-            ss.into_iter()
-                .filter_map(alegion_status)
-                .collect::<Vec<_>>()
-                .join(",")
-        });
-        if filter.as_deref() == Some("") {
+        let wanted: Option<Vec<Status>> =
+            statuses.map(|ss| ss.into_iter().filter(|s| *s != Status::Rejected).collect());
+        if wanted.as_ref().is_some_and(Vec::is_empty) {
             // Only statuses Alegion never has (rejected) were asked for.
             return Ok(PageStream::ready(&self.rt, Ok(vec![])));
         }
+        // The server filters when every wanted status has a documented word; else the whole list is read and
+        // filtered here.
+        let words: Option<Vec<&str>> = wanted
+            .as_ref()
+            .and_then(|ws| ws.iter().map(|s| filter_word(*s)).collect());
+        let filter = words.map(|ws| ws.join(","));
+        let keep: Option<Keep<Envelope>> = match (&filter, wanted) {
+            (None, Some(ws)) => Some(Arc::new(move |e: &Envelope| ws.contains(&e.status))),
+            _ => None,
+        };
         let query: Vec<(&str, &str)> = filter
             .as_deref()
             .map(|f| vec![("status", f)])
@@ -615,11 +635,12 @@ impl Adapter for AlegionAdapter {
                 })
                 .collect())
         });
-        Ok(page_number_stream(
+        Ok(page_number_stream_filtered(
             &self.rt,
             self.http.clone(),
             list,
             decode,
+            keep,
         ))
     }
 
@@ -649,77 +670,6 @@ impl Adapter for AlegionAdapter {
         let decode: Decoder<Box<RawValue>> =
             Arc::new(|resp: &Response| resp.json(VENDOR, "request"));
         page_number_stream(&self.rt, self.http.clone(), list, decode)
-    }
-}
-
-impl AlegionAdapter {
-    /// Imports a CSV file's rows (multipart, part `file`), at most 1,000 rows per call; used by
-    /// `upload(path.csv)` where the file already has Alegion's column layout.
-    pub async fn import_csv(
-        &self,
-        batch_id: &str,
-        file_name: &str,
-        csv: bytes::Bytes,
-    ) -> Result<u64> {
-        let req = Request {
-            method: Method::POST,
-            url: self.url(&["batches", batch_id, "records", "import-csv"]),
-            body: Body::Multipart {
-                part: "file",
-                file_name: file_name.to_string(),
-                mime: "text/csv",
-                data: csv,
-            },
-            kind: RequestKind::Create,
-            operation: "upload",
-            headers: vec![],
-        };
-        let resp = self.http.send(&req).await?;
-        let created: Vec<serde_json::Value> = resp.json(VENDOR, "upload")?;
-        Ok(created.len() as u64)
-    }
-
-    /// Creates one record (`POST /batches/{id}/records`).
-    pub async fn create_record(
-        &self,
-        batch_id: &str,
-        record: &UploadRecord,
-    ) -> Result<serde_json::Value> {
-        let req = Request::json(
-            Method::POST,
-            self.url(&["batches", batch_id, "records"]),
-            &json!({"data": record.data, "metadata": record.key}),
-            RequestKind::Create,
-            "upload",
-        )?;
-        self.http.send(&req).await?.json(VENDOR, "upload")
-    }
-
-    /// Updates a batch's name and `isEnabled` (`PUT /batches/{id}` wants every field).
-    pub async fn update_batch(
-        &self,
-        batch: &BatchInfo,
-        name: Option<&str>,
-        is_enabled: Option<bool>,
-    ) -> Result<BatchInfo> {
-        let raw = &batch.raw;
-        let body = json!({
-            "id": batch.id,
-            "name": name.or(batch.name.as_deref()).unwrap_or_default(),
-            "workflowId": raw.get("workflowId").cloned().unwrap_or_else(|| json!(self.cfg.project)),
-            "createdAt": batch.created_at.as_deref().map(|c| c.get(..10).unwrap_or(c)).unwrap_or("1970-01-01"),
-            "isEnabled": is_enabled.or_else(|| raw.get("isEnabled").and_then(|v| v.as_bool())).unwrap_or(true),
-            "priority": "normal",
-            "isActive": true,
-        });
-        let req = Request::json(
-            Method::PUT,
-            self.url(&["batches", &batch.id]),
-            &body,
-            RequestKind::Read,
-            "update_batch",
-        )?;
-        batch_info(self.http.send(&req).await?.json(VENDOR, "update_batch")?)
     }
 }
 
@@ -781,9 +731,12 @@ mod tests {
     #[test]
     fn statuses_map_both_ways() {
         for s in Status::ALL {
-            if let Some(a) = alegion_status(s) {
+            if let Some(a) = filter_word(s) {
                 assert_eq!(neutral_status(a), s);
             }
         }
+        assert_eq!(filter_word(Status::Completed), None);
+        assert_eq!(filter_word(Status::Failed), None);
+        assert_eq!(neutral_status("completed"), Status::Completed);
     }
 }

@@ -48,6 +48,17 @@ impl ClientConfig {
         }
     }
 
+    /// The requests per second this client keeps to (`None`: unpaced): `rate_limit=` when given, 0 meaning
+    /// unpaced; else the vendor's documented limit (`VendorSpec::default_rate_limit`) when the base URL is its
+    /// real host or any other non-loopback one; a loopback host (a sandbox, a test server) stays unpaced.
+    pub fn pacing(&self) -> Option<f64> {
+        pacing(
+            self.rate_limit,
+            self.spec.default_rate_limit,
+            &self.base_url,
+        )
+    }
+
     /// The transport settings of this client's `HttpClient`: one place for timeouts, retries, the rate limit,
     /// limits, TLS
     /// and the origin every request must stay on.
@@ -58,10 +69,32 @@ impl ClientConfig {
             timeout: self.timeout,
             connect_timeout: CONNECT_TIMEOUT,
             retry: self.retry_policy(),
-            rate_limit: self.rate_limit,
+            rate_limit: self.pacing(),
             limits: self.limits,
             tls_roots: self.tls_roots.clone(),
         }
+    }
+}
+
+/// `ClientConfig::pacing`, from its parts.
+fn pacing(given: Option<f64>, default: Option<f64>, base_url: &url::Url) -> Option<f64> {
+    match given {
+        Some(r) if r > 0.0 => Some(r),
+        Some(_) => None,
+        None => default.filter(|_| !is_loopback(base_url)),
+    }
+}
+
+/// Whether `url` names this machine: `localhost` (and `*.localhost`), 127.0.0.0/8 or `::1`.
+fn is_loopback(url: &url::Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(d)) => {
+            let d = d.trim_end_matches('.').to_ascii_lowercase();
+            d == "localhost" || d.ends_with(".localhost")
+        }
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
     }
 }
 
@@ -460,6 +493,65 @@ mod tests {
     }
 
     #[test]
+    fn a_documented_rate_limit_paces_real_hosts_only_unless_the_caller_says() {
+        let url = |u: &str| url::Url::parse(u).unwrap();
+        let real = url("https://api.playment.io");
+        // The vendor's figure on its host, or on any other non-loopback one (a proxy, a private endpoint).
+        assert_eq!(pacing(None, Some(5.0), &real), Some(5.0));
+        assert_eq!(
+            pacing(None, Some(5.0), &url("http://10.1.2.3:8080")),
+            Some(5.0)
+        );
+        assert_eq!(
+            pacing(None, Some(5.0), &url("http://[2001:db8::1]")),
+            Some(5.0)
+        );
+        // A sandbox or a test server on this machine stays unpaced.
+        for local in [
+            "http://127.0.0.1:4010",
+            "http://127.9.9.9",
+            "http://localhost:1",
+            "http://LOCALHOST.",
+            "http://sim.localhost",
+            "http://[::1]:80",
+        ] {
+            assert_eq!(pacing(None, Some(5.0), &url(local)), None, "{local}");
+        }
+        // The caller's rate wins either way; 0 is unpaced, the vendor's default included.
+        assert_eq!(pacing(Some(20.0), Some(5.0), &real), Some(20.0));
+        assert_eq!(
+            pacing(Some(2.0), Some(5.0), &url("http://127.0.0.1:1")),
+            Some(2.0)
+        );
+        assert_eq!(pacing(Some(0.0), Some(5.0), &real), None);
+        // A vendor documenting no limit is unpaced by default.
+        assert_eq!(pacing(None, None, &real), None);
+        // Through a resolved config: Playment's spec carries its limit, the config applies it.
+        let mut a = ClientArgs {
+            vendor: "playment".into(),
+            project: Some("p".into()),
+            timeout: 30.0,
+            ..Default::default()
+        };
+        a.keywords.insert("api_key".into(), "k".into());
+        let c = resolve(a, |_| None).unwrap();
+        assert_eq!(
+            (c.pacing(), c.http_config().rate_limit),
+            (Some(5.0), Some(5.0))
+        );
+        let sandbox = ClientConfig {
+            base_url: url("http://127.0.0.1:4010"),
+            ..c.clone()
+        };
+        assert_eq!(sandbox.http_config().rate_limit, None);
+        let unpaced = ClientConfig {
+            rate_limit: Some(0.0),
+            ..c
+        };
+        assert_eq!(unpaced.http_config().rate_limit, None);
+    }
+
+    #[test]
     fn keywords_win_over_the_environment() {
         let mut a = args();
         a.project = Some("wf".into());
@@ -595,7 +687,7 @@ mod tests {
             .unwrap_err();
             assert_eq!(e.field.as_deref(), Some("timeout"), "{t}");
         }
-        for r in [f64::NAN, f64::INFINITY, 0.0, -1.0] {
+        for r in [f64::NAN, f64::INFINITY, -0.5, -1.0] {
             let e = resolve(
                 ClientArgs {
                     rate_limit: Some(r),

@@ -20,6 +20,9 @@ pub struct VendorSpec {
     pub max_records_per_request: usize,
     /// The optional operations and whether the vendor's API has them (`capabilities()`).
     pub operations: &'static [(&'static str, bool)],
+    /// The vendor's documented rate limit in requests per second: the pacing of a client of its real host that
+    /// gives no `rate_limit=` (`ClientConfig::pacing`).
+    pub default_rate_limit: Option<f64>,
 }
 
 /// What every vendor's API offers beyond the neutral core, and what most lack.
@@ -43,6 +46,7 @@ pub const SPECS: &[VendorSpec] = &[
         max_records_per_request: super::alegion::IMPORT_LIMIT,
         operations: READ_ONLY,
         upload_options: &[],
+        default_rate_limit: None,
     },
     VendorSpec {
         name: "taskmonk",
@@ -60,6 +64,7 @@ pub const SPECS: &[VendorSpec] = &[
         max_records_per_request: super::taskmonk::IMPORT_ROWS,
         operations: READ_ONLY,
         upload_options: &["priority"],
+        default_rate_limit: None,
     },
     VendorSpec {
         name: "playment",
@@ -74,6 +79,8 @@ pub const SPECS: &[VendorSpec] = &[
         max_records_per_request: 1,
         operations: READ_ONLY,
         upload_options: &["priority_weight", "tag", "work_flow_id"],
+        // "QPS of 5", the only limit Playment documents (docs/vendors/playment.md, finding 1).
+        default_rate_limit: Some(5.0),
     },
     VendorSpec {
         name: "deepen",
@@ -95,12 +102,13 @@ pub const SPECS: &[VendorSpec] = &[
             ("delayed_tasks", true),
         ],
         upload_options: &[],
+        default_rate_limit: None,
     },
     VendorSpec {
         name: "sama",
         credentials: &["api_key"],
         default_base_url: "https://api.sama.com",
-        client_options: &["client_batch_field", "key_field"],
+        client_options: &["client_batch_field", "key_field", "stall_timeout"],
         batch_options: &[],
         default_key: None,
         file_field: None,
@@ -115,6 +123,7 @@ pub const SPECS: &[VendorSpec] = &[
             ("list_batches", false),
         ],
         upload_options: &["priority", "submit"],
+        default_rate_limit: None,
     },
 ];
 

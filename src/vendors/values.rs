@@ -42,13 +42,14 @@ pub fn seconds(field: &str, value: f64, zero: Zero) -> Result<Duration> {
     .field(field))
 }
 
-/// `rate_limit=`: requests per second, a positive finite number.
+/// `rate_limit=`: requests per second, a positive finite number, or 0 for unpaced (no vendor default either,
+/// `ClientConfig::pacing`).
 pub fn rate_limit(value: f64) -> Result<f64> {
-    if value.is_finite() && value > 0.0 {
+    if value.is_finite() && value >= 0.0 {
         return Ok(value);
     }
     Err(Error::invalid(format!(
-        "rate_limit must be a positive number of requests per second, not {value}"
+        "rate_limit must be a positive number of requests per second (or 0: unpaced), not {value}"
     ))
     .field("rate_limit"))
 }
