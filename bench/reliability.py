@@ -34,7 +34,7 @@ MAX_RETRIES = 10
 def vendors() -> list[str]:
     """The vendors this build has both a simulator and an adapter for."""
     out = []
-    for vendor in ("alegion", "taskmonk", "playment", "deepen", "sama"):
+    for vendor in lp.vendors():
         try:
             with lp.sandbox.start(vendor) as sb:
                 sb.client()
@@ -46,24 +46,7 @@ def vendors() -> list[str]:
 
 def make_records(vendor: str, prefix: str, n: int) -> tuple[list[dict[str, Any]], str]:
     """Records a vendor's sandbox project accepts, and the name of their key field."""
-    if vendor == "deepen":
-        return [
-            {"name": f"{prefix}-{i:05d}.jpg", "file": b"\xff\xd8\xff" + i.to_bytes(4, "big")}
-            for i in range(n)
-        ], "name"
-    if vendor == "playment":  # a Playment job needs image_url (or video_data / sensor_data)
-        return [
-            {"image_id": f"{prefix}-{i:05d}", "image_url": f"https://example.com/cars/{i:05d}.jpg"}
-            for i in range(n)
-        ], "image_id"
-    return [
-        {
-            "image_id": f"{prefix}-{i:05d}",
-            "url": f"https://example.com/cars/{i:05d}.jpg",
-            "caption": f"car {i}",
-        }
-        for i in range(n)
-    ], "image_id"
+    return lp.sandbox.sample_records(vendor, n, prefix=prefix)
 
 
 def run_one(vendor: str, seed: int, n: int, faults: dict[str, float] | None = None) -> dict[str, Any]:

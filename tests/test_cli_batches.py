@@ -15,7 +15,7 @@ import labelport as lp
 import pytest
 from labelport.cli import _batches
 
-VENDORS = ["alegion", "taskmonk", "playment", "deepen", "sama"]
+VENDORS = lp.vendors()
 
 
 def clean_environ() -> dict[str, str]:

@@ -114,7 +114,7 @@ def test_a_huge_total_count_of_distinct_pages_stops_at_max_pages(
 
 
 # --- 3. a request() path that names another host ----------------------------------------------------------------
-@pytest.mark.parametrize("vendor", ["alegion", "sama", "playment", "taskmonk", "deepen"])
+@pytest.mark.parametrize("vendor", lp.vendors())
 def test_a_request_path_never_leaves_the_clients_host(
     vendor: str, hostile_server: Callable[..., Any], http_answer: Callable[..., bytes]
 ) -> None:
@@ -469,11 +469,17 @@ def forwarding(
 SLOW_DOWN = ('{"message": "slow down"}', {"Retry-After": "300"})
 
 
-@pytest.mark.parametrize("vendor", ["alegion", "deepen", "playment", "sama", "taskmonk"])
-def test_a_retry_after_past_the_waits_timeout_ends_the_wait_at_its_timeout(
-    vendor: str, hostile_server: Callable[..., Any], isolated: Any, http_answer: Callable[..., bytes]
+@pytest.mark.parametrize("retry_after", [300, 30])
+@pytest.mark.parametrize("vendor", lp.vendors())
+def test_a_retry_after_past_the_waits_timeout_is_rate_limited_at_once(
+    vendor: str,
+    retry_after: int,
+    hostile_server: Callable[..., Any],
+    isolated: Any,
+    http_answer: Callable[..., bytes],
 ) -> None:
-    slow = http_answer(429, *SLOW_DOWN)
+    # 300 s: more than max_retry_wait (120 s); 30 s: less, but more than the wait's 2 s.
+    slow = http_answer(429, '{"message": "slow down"}', {"Retry-After": str(retry_after)})
     with lp.sandbox.start(vendor, seed=5) as sb:
         srv = hostile_server(forwarding(sb.url, lambda _path, armed: slow if armed else None, http_answer))
         settings = {"project": sb.project, **sb.credentials}
@@ -486,10 +492,9 @@ def test_a_retry_after_past_the_waits_timeout_ends_the_wait_at_its_timeout(
             "    return b.wait(timeout=2)\n"
         )
         run = isolated(code, url=srv.url, timeout=60)
-    run.expect("Timeout", None, max_mb=400, max_seconds=6)
-    assert run.seconds >= 1.5, run.outcome  # it waited until the timeout, not less
-    assert "not finished after" in run.message, run.message
-    report(f"{vendor}: `Retry-After: 300` on status polls, `wait(timeout=2)`", run)
+    run.expect("RateLimited", None, max_mb=400, max_seconds=1.5)
+    assert run.outcome["retry_after"] == float(retry_after), run.outcome
+    report(f"{vendor}: `Retry-After: {retry_after}` on status polls, `wait(timeout=2)`", run)
 
 
 # Playment's result file behind /v1/attachments, TaskMonk's output file: read outside the engine's send.
@@ -509,15 +514,18 @@ def test_a_long_retry_after_on_the_result_file_is_reported_at_once(
     slow = http_answer(429, *SLOW_DOWN)
     prefix, records = RESULT_FILE[vendor]
     with lp.sandbox.start(vendor, seed=5) as sb:
-        hostile = lambda path, _armed: slow if path.startswith(prefix) else None  # noqa: E731
+        # Armed after the setup: TaskMonk's upload itself reads an output file back (its key check).
+        hostile = lambda path, armed: slow if armed and path.startswith(prefix) else None  # noqa: E731
         srv = hostile_server(forwarding(sb.url, hostile, http_answer))
         settings = {"project": sb.project, **sb.credentials}
         code = (
+            "import urllib.request\n"
             f"c = lp.Client({vendor!r}, base_url=URL, **{settings!r})\n"
             "b = c.create_batch('files', exist_ok=True)\n"
             f"b.upload({records}, key='image_id').wait(timeout=60)\n"
             "b.wait(timeout=60, poll_interval=0.1)\n"
             "def case():\n"
+            "    urllib.request.urlopen(URL + '/__arm').read()\n"
             "    return b.results().to_list()\n"
         )
         run = isolated(code, url=srv.url, timeout=60)

@@ -418,7 +418,7 @@ def test_async_job_wait_out_of_range_is_invalid_input(sandbox, make_records):
     asyncio.run(go())
 
 
-@pytest.mark.parametrize("value", [math.nan, math.inf, 0.0, -5.0, "10", True], ids=repr)
+@pytest.mark.parametrize("value", [math.nan, math.inf, -0.5, -5.0, "10", True], ids=repr)
 def test_rate_limit_out_of_range_or_of_the_wrong_type_is_invalid_input(sandbox, quiet, value):
     invalid(lambda: sandbox.client(rate_limit=value), "rate_limit")
     invalid(lambda: lp.ClientSpec("alegion", rate_limit=value), "rate_limit")

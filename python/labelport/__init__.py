@@ -33,6 +33,7 @@ from labelport._labelport import (
     VendorError,
     __version__,
     reset_log_cache,
+    vendors,
 )
 from labelport.callbacks import CallbackRejected
 
@@ -63,4 +64,5 @@ __all__ = [
     "config",
     "reset_log_cache",
     "sandbox",
+    "vendors",
 ]

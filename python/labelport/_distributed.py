@@ -63,9 +63,9 @@ def spec_from_options(options: Mapping[str, Any]) -> ClientSpec:
     opts = {str(k).lower(): v for k, v in options.items() if str(k).lower() not in _NOT_CLIENT}
     vendor = opts.pop("vendor", None)
     if not vendor:
-        err = InvalidInput(
-            'labelport needs the option "vendor" (alegion, taskmonk, playment, deepen or sama)'
-        )
+        from labelport._labelport import vendors
+
+        err = InvalidInput(f'labelport needs the option "vendor" ({", ".join(vendors())})')
         err.field = "vendor"
         raise err
     kwargs: dict[str, Any] = {}

@@ -7,6 +7,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterat
 from os import PathLike
 from typing import Any, Literal, Protocol, final
 
+from labelport._check import Report as _CheckReport
+
 __version__: str
 #: How deep lists and dicts may nest in a record (the record is level 1), an option or a request body labelport
 #: sends, and in JSON it reads from a vendor: deeper is an ``InvalidInput`` (sending) or a ``VendorError`` with
@@ -125,6 +127,10 @@ class Client:
         ``path`` is relative to the vendor's API root (alegion: ``/workflows`` means ``/api/v1/workflows``) or an
         absolute path starting with the API prefix. Only GETs are retried unless ``retry=True``."""
     def close(self) -> None: ...
+    def check(self, *, batch: str | None = None, write: bool = False) -> _CheckReport:
+        """A read-only probe of the account against the vendor's ledger (docs/vendors/<vendor>.md): which
+        response fields and page sizes the live API confirmed or contradicted. ``batch``: the batch to read (else
+        the newest); ``write=True`` first creates one tiny batch of one record. Secrets are redacted."""
     def spec(self, *, include_credentials: bool = False) -> ClientSpec:
         """What rebuilds this client in another process (picklable): vendor, project, base URL, limits and options,
         and the credentials only with ``include_credentials=True``. Pickling a ``Client`` pickles
@@ -451,6 +457,10 @@ def _rebuild_batch(
 def _rebuild_async_batch(
     spec: ClientSpec, id: str, name: str | None, created_at: str | None, raw: Any
 ) -> AsyncBatch: ...
+def _ledger(vendor: str) -> str: ...
+def vendors() -> list[str]:
+    """The vendors labelport supports, by name (each has an adapter and a sandbox)."""
+
 def reset_log_cache() -> None:
     """Call after changing the level of a ``labelport`` logger: Rust caches Python's logging levels."""
 
@@ -476,6 +486,7 @@ class SandboxServer:
         latency: float | None = None,
         port: int = 0,
         track_pids: bool = False,
+        record_wire: bool = False,
         dialect: Mapping[str, bool | int | str] | None = None,
     ) -> SandboxServer: ...
     @property
@@ -489,4 +500,6 @@ class SandboxServer:
     def stats(self) -> dict[str, Any]: ...
     def advance(self, seconds: float) -> None: ...
     def expire_tokens(self) -> None: ...
+    @staticmethod
+    def dialect_settings(vendor: str) -> list[dict[str, Any]]: ...
     def stop(self) -> None: ...

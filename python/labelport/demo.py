@@ -46,9 +46,12 @@ WAIT_TIMEOUT_S = 300.0
 LOG_EVERY_POLLS = 4  # when stdout is not a terminal: one progress line every few polls
 
 
-def records(n: int) -> Iterator[dict[str, Any]]:
-    """``n`` deterministic records that look like an image-captioning job."""
+def records(n: int, vendor: str = "alegion") -> Iterator[dict[str, Any]]:
+    """``n`` deterministic records that look like an image-captioning job (Deepen's carry their image file)."""
     for i in range(1, n + 1):
+        if vendor == "deepen":
+            yield {"image_id": f"img-{i:05d}.jpg", "file": b"\xff\xd8\xff\xd9" + i.to_bytes(4, "big")}
+            continue
         caption = (
             f"a {COLORS[i % len(COLORS)]} {CARS[(i // 3) % len(CARS)]} on {PLACES[(i // 7) % len(PLACES)]}"
         )
@@ -118,7 +121,7 @@ def run(n: int = 1000, vendor: str = "alegion", out: TextIO | None = None) -> di
             batch = client.create_batch("labelport-demo", exist_ok=True)
             print(f"batch    {batch.name} ({batch.id})", file=out, flush=True)
 
-            data = list(records(n))
+            data = list(records(n, vendor))
             t0 = time.perf_counter()
             job = batch.upload(data, key="image_id")
             job_status = job.wait()

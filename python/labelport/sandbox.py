@@ -14,7 +14,7 @@ from typing import Any
 
 from labelport._labelport import Client, SandboxServer
 
-__all__ = ["Sandbox", "start"]
+__all__ = ["Sandbox", "all_changed", "dialect_settings", "sample_records", "start"]
 
 
 class Sandbox:
@@ -59,7 +59,9 @@ class Sandbox:
     def stats(self) -> dict[str, Any]:
         """Requests per endpoint and status, records created per key, the peak request rate, and requests per client
         process id (``requests_by_pid``: only when started with ``track_pids=True``; Linux, from ``/proc``;
-        ``"unknown"`` where it cannot tell)."""
+        ``"unknown"`` where it cannot tell), and the names each route received (``wire``: per ``"METHOD /route"``,
+        its ``query`` parameters and ``body`` fields, JSON paths as ``a.b`` and ``a[].b``; only when started with
+        ``record_wire=True``)."""
         return self._server.stats()
 
     def advance(self, seconds: float) -> None:
@@ -134,17 +136,18 @@ def start(
     latency: float | None = None,
     port: int = 0,
     track_pids: bool = False,
+    record_wire: bool = False,
     dialect: Mapping[str, bool | int | str] | None = None,
 ) -> Sandbox:
     """Start a local simulator of ``vendor``'s API; it is listening when this returns. ``track_pids=True`` counts
     requests per client process in ``stats()["requests_by_pid"]`` (a few milliseconds per new connection).
+    ``record_wire=True`` records the names of the query parameters and body fields each route receives, in
+    ``stats()["wire"]`` (each body is parsed once more).
 
     ``dialect`` varies what no public source settles about the vendor's API (the "Guesses that remain" in
     docs/vendors/<vendor>.md); left out, the simulator behaves as it always has. A setting the vendor's
-    simulator does not have is an error naming the ones it has. Settings so far:
-
-    - ``page_cap`` (Alegion): a whole number; every listing serves at most this many items a page whatever
-      the client asks, pages numbered in that size, totals unchanged.
+    simulator does not have is an error naming the ones it has. ``dialect_settings(vendor)`` lists each
+    vendor's settings with what they vary, and ``all_changed(vendor)`` is the dialect with every one changed (but ``drop_*`` settings).
     """
     server = SandboxServer(
         vendor,
@@ -155,6 +158,39 @@ def start(
         latency=latency,
         port=port,
         track_pids=track_pids,
+        record_wire=record_wire,
         dialect=dict(dialect) if dialect else None,
     )
     return Sandbox(server)
+
+
+def dialect_settings(vendor: str) -> list[dict[str, Any]]:
+    """The dialect settings ``vendor``'s simulator understands: each a dict of ``name``, ``kind`` (``"switch"``,
+    ``{"number": {"min": n}}`` or ``{"word": [...]}``), ``changed`` (the value ``all_changed`` uses) and ``doc``."""
+    return SandboxServer.dialect_settings(vendor)
+
+
+def all_changed(vendor: str) -> dict[str, bool | int | str]:
+    """The dialect with every one of ``vendor``'s settings changed at once (empty if it has none), except the
+    ``drop_*`` ones: those remove something labelport sends, so an upload must stop with a typed error."""
+    return {s["name"]: s["changed"] for s in dialect_settings(vendor) if not s["name"].startswith("drop_")}
+
+
+#: The bytes a Deepen sample record carries as its file (a JPEG's start and end markers: Deepen labels files).
+SAMPLE_FILE = b"\xff\xd8\xff\xd9"
+
+
+def sample_records(vendor: str, n: int, *, prefix: str = "rec") -> tuple[list[dict[str, Any]], str]:
+    """``n`` records any project of ``vendor``'s sandbox accepts, and their key field (``image_id``): each has
+    ``image_id``, ``image_url`` (Playment needs it) and ``caption``; Deepen's also carry a small ``file``."""
+    records = []
+    for i in range(n):
+        r: dict[str, Any] = {
+            "image_id": f"{prefix}-{i:05d}.jpg",
+            "image_url": f"https://example.com/cars/{i:05d}.jpg",
+            "caption": f"car {i}",
+        }
+        if vendor == "deepen":
+            r["file"] = SAMPLE_FILE + i.to_bytes(4, "big")
+        records.append(r)
+    return records, "image_id"

@@ -296,6 +296,7 @@ extractors! {
     exception_rate: f64 = probability("exception_rate");
     latency: Option<f64> = optional_seconds("latency", Zero::Allowed);
     track_pids: bool = boolean("track_pids");
+    record_wire: bool = boolean("record_wire");
     advance_by: f64 = seconds("seconds", Zero::Allowed);
 }
 

@@ -118,7 +118,12 @@ async fn send_source(
     let mut before = 0u64;
     while let Some(records) = Python::attach(|py| reader.next_chunk(py))? {
         if let Some(last) = parts.pop() {
-            parts.push(finish_part(adapter, last).await.map_err(to_py_err)?);
+            let number = parts.len() + 1;
+            parts.push(
+                finish_part(adapter, last, number)
+                    .await
+                    .map_err(to_py_err)?,
+            );
         }
         let n = records.len() as u64;
         parts.push(ticking_upload(adapter, batch, records, options.clone(), bar, before).await?);
@@ -126,7 +131,12 @@ async fn send_source(
     }
     if parts.len() > 1 {
         let last = parts.pop().expect("parts");
-        parts.push(finish_part(adapter, last).await.map_err(to_py_err)?);
+        let number = parts.len() + 1;
+        parts.push(
+            finish_part(adapter, last, number)
+                .await
+                .map_err(to_py_err)?,
+        );
     }
     if parts.is_empty() {
         return Err(to_py_err(

@@ -363,6 +363,34 @@ impl Client {
         no_panic(|| super::spec::reduce_client(py, &self.inner, false))
     }
 
+    /// A read-only probe of the account against the vendor's ledger (python/labelport/_check.py); the
+    /// credentials go along only so the report can redact them.
+    #[pyo3(signature = (*, batch=None, write=false))]
+    fn check<'py>(
+        slf: &Bound<'py, Self>,
+        batch: Option<String>,
+        write: bool,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        no_panic(|| {
+            let py = slf.py();
+            let secrets: Vec<String> = slf
+                .get()
+                .inner
+                .config
+                .credentials
+                .values()
+                .map(|s| s.expose().to_string())
+                .collect();
+            let kwargs = PyDict::new(py);
+            kwargs.set_item("batch", batch)?;
+            kwargs.set_item("write", write)?;
+            kwargs.set_item("secrets", secrets)?;
+            py.import("labelport._check")?
+                .getattr("run")?
+                .call((slf,), Some(&kwargs))
+        })
+    }
+
     fn __enter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
         slf
     }
@@ -570,13 +598,59 @@ impl Default for KeysSeen {
     }
 }
 
+/// How long a part of a chunked upload may show no progress before the upload stops, unless the client's
+/// `stall_timeout=` (where its vendor takes one) says otherwise.
+const PART_STALL_S: f64 = 600.0;
+
 /// Sends the records of several chunks as one job: a part still running at the vendor is waited for before
-/// the next is sent, and the parts' counts add up.
-pub(super) async fn finish_part(adapter: &Arc<dyn Adapter>, part: JobState) -> Result<JobState> {
+/// the next is sent, and the parts' counts add up. A part whose counts do not move for the stall window
+/// stops the upload with `Stalled`, naming the part (`number`, from 1) and its job.
+pub(super) async fn finish_part(
+    adapter: &Arc<dyn Adapter>,
+    part: JobState,
+    number: usize,
+) -> Result<JobState> {
+    let (stall, vendor) = {
+        let kit = adapter.kit();
+        let stall = kit
+            .cfg
+            .options
+            .get("stall_timeout")
+            .and_then(serde_json::Value::as_f64)
+            .unwrap_or(PART_STALL_S);
+        (
+            Duration::try_from_secs_f64(stall).unwrap_or(Duration::from_secs_f64(PART_STALL_S)),
+            kit.cfg.spec.name,
+        )
+    };
     let mut part = part;
+    let mut seen = (part.done, part.failed);
+    let mut moved = Instant::now();
     while part.state == JobPhase::Running {
-        tokio::time::sleep(Duration::from_secs(1)).await;
+        if moved.elapsed() >= stall {
+            return Err(Error::new(
+                ErrorKind::Stalled,
+                format!(
+                    "part {number} of the upload (job {}) has not moved for {:.0} s ({} of {} records done); \
+                     the records after it were not sent: run the same upload again later to send them (records \
+                     already in the batch are skipped), or raise stall_timeout=",
+                    part.id,
+                    stall.as_secs_f64(),
+                    part.done,
+                    part.total
+                ),
+            )
+            .vendor(vendor)
+            .operation("upload")
+            .code("stalled")
+            .details(serde_json::json!({"part": number, "job": part.id})));
+        }
+        tokio::time::sleep(Duration::from_secs(1).min(stall)).await;
         part = adapter.job_status(&part).await?;
+        if (part.done, part.failed) != seen {
+            seen = (part.done, part.failed);
+            moved = Instant::now();
+        }
     }
     Ok(part)
 }
@@ -1044,11 +1118,10 @@ impl Batch {
             UploadSource::Chunks(mut reader) => {
                 while let Some(records) = reader.next_chunk(py)? {
                     if let Some(last) = parts.pop() {
-                        let adapter = adapter.clone();
-                        parts.push(block_on(
-                            py,
-                            async move { finish_part(&adapter, last).await },
-                        )?);
+                        let (adapter, number) = (adapter.clone(), parts.len() + 1);
+                        parts.push(block_on(py, async move {
+                            finish_part(&adapter, last, number).await
+                        })?);
                     }
                     let n = records.len() as u64;
                     parts.push(send_one(py, records, before)?);
@@ -1061,11 +1134,10 @@ impl Batch {
             1 => Ok(parts.pop().expect("one part")),
             _ => {
                 let last = parts.pop().expect("parts");
-                let adapter = adapter.clone();
-                parts.push(block_on(
-                    py,
-                    async move { finish_part(&adapter, last).await },
-                )?);
+                let (adapter, number) = (adapter.clone(), parts.len() + 1);
+                parts.push(block_on(py, async move {
+                    finish_part(&adapter, last, number).await
+                })?);
                 Ok(merge_parts(parts))
             }
         }

@@ -14,6 +14,8 @@ mod spec;
 
 use pyo3::prelude::*;
 
+use runtime::no_panic;
+
 #[pymodule]
 fn _labelport(m: &Bound<'_, PyModule>) -> PyResult<()> {
     logging::install(m.py());
@@ -30,5 +32,26 @@ fn _labelport(m: &Bound<'_, PyModule>) -> PyResult<()> {
     spec::register(m)?;
     m.add_function(wrap_pyfunction!(logging::reset_log_cache, m)?)?;
     m.add_function(wrap_pyfunction!(runtime::_debug_panic, m)?)?;
+    m.add_function(wrap_pyfunction!(_ledger, m)?)?;
+    m.add_function(wrap_pyfunction!(vendors, m)?)?;
     Ok(())
+}
+
+/// The vendors labelport has an adapter and a sandbox for, by name: the one list (`vendors::spec::SPECS`)
+/// every other list in the package, its tests and its benchmarks is derived from.
+#[pyfunction]
+fn vendors() -> Vec<&'static str> {
+    crate::vendors::spec::SPECS.iter().map(|s| s.name).collect()
+}
+
+/// A vendor's ledger (docs/vendors/<vendor>.md), for `labelport check`.
+#[pyfunction]
+fn _ledger(vendor: &str) -> PyResult<&'static str> {
+    no_panic(|| {
+        crate::vendors::ledgers::ledger(&vendor.to_ascii_lowercase()).ok_or_else(|| {
+            errors::to_py_err(crate::engine::Error::invalid(format!(
+                "no ledger for vendor {vendor:?}"
+            )))
+        })
+    })
 }

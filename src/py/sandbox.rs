@@ -9,7 +9,7 @@ use super::errors::to_py_err;
 use super::json::json_value_to_py;
 use super::runtime::no_panic;
 use crate::engine::Error;
-use crate::sandbox::{Dialect, Faults, Sandbox, SandboxConfig, Setting};
+use crate::sandbox::{describe_dialect, Dialect, Faults, Sandbox, SandboxConfig, Setting};
 use crate::vendors::config::Zero;
 
 #[pyclass(module = "labelport", frozen)]
@@ -86,7 +86,7 @@ fn dialect_from(d: Option<&Bound<'_, PyAny>>) -> PyResult<Dialect> {
 #[pymethods]
 impl SandboxServer {
     #[new]
-    #[pyo3(signature = (vendor, *, seed=0, complete_after=0.0, exception_rate=0.0, faults=None, latency=None, port=0, track_pids=false, dialect=None))]
+    #[pyo3(signature = (vendor, *, seed=0, complete_after=0.0, exception_rate=0.0, faults=None, latency=None, port=0, track_pids=false, record_wire=false, dialect=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -98,6 +98,7 @@ impl SandboxServer {
         #[pyo3(from_py_with = args::latency)] latency: Option<f64>,
         #[pyo3(from_py_with = args::port)] port: u16,
         #[pyo3(from_py_with = args::track_pids)] track_pids: bool,
+        #[pyo3(from_py_with = args::record_wire)] record_wire: bool,
         dialect: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
         no_panic(|| {
@@ -110,6 +111,7 @@ impl SandboxServer {
                 port,
                 faults: faults_from(faults)?,
                 track_pids,
+                record_wire,
                 dialect: dialect_from(dialect)?,
             };
             let inner = py
@@ -151,6 +153,15 @@ impl SandboxServer {
             self.inner.advance(seconds);
             Ok(())
         })
+    }
+
+    /// The dialect settings a vendor's simulator understands (`lp.sandbox.dialect_settings`).
+    #[staticmethod]
+    fn dialect_settings<'py>(
+        py: Python<'py>,
+        #[pyo3(from_py_with = args::required_vendor)] vendor: String,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        no_panic(|| json_value_to_py(py, &describe_dialect(&vendor.to_ascii_lowercase())))
     }
 
     fn expire_tokens(&self) {

@@ -30,6 +30,7 @@ mod taskmonk_files;
 mod test_http;
 #[cfg(test)]
 mod tests;
+mod wire;
 
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -41,7 +42,7 @@ use parking_lot::Mutex;
 use tokio::sync::watch;
 
 use clock::Clock;
-pub use dialect::{Dialect, Setting};
+pub use dialect::{describe as describe_dialect, Dialect, Setting};
 use faults::FaultState;
 use stats::Stats;
 
@@ -63,6 +64,9 @@ pub struct SandboxConfig {
     /// behind a connection costs a few milliseconds per new connection (`/proc`), which would slow down
     /// clients that open one per request, such as the vendors' SDKs in the benchmarks.
     pub track_pids: bool,
+    /// Record the names of the query parameters and body fields each route receives (`stats()["wire"]`):
+    /// off by default, since it buffers and parses every body once more.
+    pub record_wire: bool,
     /// What no source settles, varied (see `dialect`).
     pub dialect: Dialect,
 }
@@ -78,6 +82,7 @@ impl Default for SandboxConfig {
             port: 0,
             faults: Faults::default(),
             track_pids: false,
+            record_wire: false,
             dialect: Dialect::default(),
         }
     }

@@ -4,6 +4,18 @@
 
 /// The content of the part named `name`, or why there is none.
 pub fn part<'a>(content_type: &str, body: &'a [u8], name: &str) -> Result<&'a [u8], String> {
+    parts(content_type, body)?
+        .into_iter()
+        .find(|(n, _)| n.as_deref() == Some(name))
+        .map(|(_, content)| content)
+        .ok_or_else(|| format!("Required request part '{name}' is not present"))
+}
+
+/// A part's name (from `Content-Disposition`) and content.
+pub type Part<'a> = (Option<String>, &'a [u8]);
+
+/// Every part of the body, in order.
+pub fn parts<'a>(content_type: &str, body: &'a [u8]) -> Result<Vec<Part<'a>>, String> {
     let boundary = boundary(content_type)
         .ok_or_else(|| "Current request is not a multipart request".to_string())?;
     let delimiter = format!("--{boundary}");
@@ -14,9 +26,10 @@ pub fn part<'a>(content_type: &str, body: &'a [u8], name: &str) -> Result<&'a [u
         return Err("Malformed multipart body".to_string());
     };
     rest = &rest[start + delimiter.len()..];
+    let mut out = Vec::new();
     loop {
         if rest.starts_with(b"--") {
-            break; // closing delimiter
+            return Ok(out); // closing delimiter
         }
         rest = strip_line_end(rest);
         let Some(head_end) = find(rest, b"\r\n\r\n") else {
@@ -30,13 +43,12 @@ pub fn part<'a>(content_type: &str, body: &'a [u8], name: &str) -> Result<&'a [u
         let Some(len) = find(&rest[content_start..], &next_delim) else {
             return Err("Malformed multipart body".to_string());
         };
-        let content = &rest[content_start..content_start + len];
-        if part_name(&headers).as_deref() == Some(name) {
-            return Ok(content);
-        }
+        out.push((
+            part_name(&headers),
+            &rest[content_start..content_start + len],
+        ));
         rest = &rest[content_start + len + next_delim.len()..];
     }
-    Err(format!("Required request part '{name}' is not present"))
 }
 
 fn boundary(content_type: &str) -> Option<String> {

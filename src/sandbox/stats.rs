@@ -5,7 +5,7 @@
 //! off in this crate, so each route tags its answer with its template ([`tag`]); a dropped
 //! connection is counted with the status `reset`.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -57,6 +57,8 @@ struct Inner {
     by_pid: Map<String, Value>,
     recent: VecDeque<Instant>,
     peak: usize,
+    /// Per `"<METHOD> <route template>"`: query parameter and body field names seen (`record_wire`).
+    wire: BTreeMap<String, (BTreeSet<String>, BTreeSet<String>)>,
 }
 
 const WINDOW: Duration = Duration::from_secs(1);
@@ -107,8 +109,20 @@ impl Stats {
         }
     }
 
+    fn sent(&self, route: String, query: BTreeSet<String>, body: BTreeSet<String>) {
+        let mut s = self.inner.lock();
+        let seen = s.wire.entry(route).or_default();
+        seen.0.extend(query);
+        seen.1.extend(body);
+    }
+
     pub fn snapshot(&self) -> Value {
         let s = self.inner.lock();
+        let wire: Map<String, Value> = s
+            .wire
+            .iter()
+            .map(|(route, (query, body))| (route.clone(), json!({"query": query, "body": body})))
+            .collect();
         json!({
             "requests": s.requests,
             "requests_total": s.requests_total,
@@ -116,6 +130,7 @@ impl Stats {
             "records_total": s.records_total,
             "requests_by_pid": s.by_pid,
             "peak_rps": s.peak as f64,
+            "wire": wire,
         })
     }
 }
@@ -138,6 +153,27 @@ pub async fn layer(State(shared): State<Arc<Shared>>, req: Request, next: Next) 
     };
     let method = req.method().clone();
     let path = req.uri().path().to_string();
+    // The names a client sent, when asked for: the body is buffered here and handed on whole.
+    let (req, sent) = if shared.config.record_wire {
+        let query = super::wire::query_names(req.uri().query());
+        let content_type = req
+            .headers()
+            .get(axum::http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string();
+        let (parts, body) = req.into_parts();
+        let bytes = axum::body::to_bytes(body, usize::MAX)
+            .await
+            .unwrap_or_default();
+        let fields = super::wire::body_fields(&content_type, &bytes);
+        (
+            Request::from_parts(parts, axum::body::Body::from(bytes)),
+            Some((query, fields)),
+        )
+    } else {
+        (req, None)
+    };
     let res = next.run(req).await;
     let template = res
         .extensions()
@@ -149,6 +185,11 @@ pub async fn layer(State(shared): State<Arc<Shared>>, req: Request, next: Next) 
     } else {
         res.status().as_u16().to_string()
     };
+    if let Some((query, fields)) = sent {
+        shared
+            .stats
+            .sent(format!("{method} {template}"), query, fields);
+    }
     shared
         .stats
         .answered(format!("{method} {template} {status}"), pid);

@@ -1259,11 +1259,13 @@ fn dialect_unknown_settings_are_refused_by_name() {
         err.contains("\"pagecap\"") && err.contains("settings: page_cap"),
         "{err}"
     );
-    let err = start("sama", "page_cap", Setting::Number(250)).unwrap();
+    let err = start("sama", "no_such_setting", Setting::Number(250)).unwrap();
     assert!(
-        err.contains("sama") && err.contains("settings: none"),
+        err.contains("sama") && err.contains("unknown dialect setting"),
         "{err}"
     );
+    let err = start("alegion", "page_cap", Setting::Word("250".into())).unwrap();
+    assert!(err.contains("whole number"), "{err}");
     let err = start("alegion", "page_cap", Setting::Number(0)).unwrap();
     assert!(err.contains("at least 1"), "{err}");
     assert!(start("alegion", "page_cap", Setting::Number(250)).is_none());

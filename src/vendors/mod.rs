@@ -5,6 +5,7 @@ pub mod alegion;
 pub mod config;
 pub mod deepen;
 pub mod kit;
+pub mod ledgers;
 pub mod model;
 pub mod playment;
 pub mod profile;

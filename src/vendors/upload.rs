@@ -110,6 +110,9 @@ pub struct Plan {
     /// With `collect_errors`, halve a refused chunk until each refusal names one record; off where the
     /// vendor refuses records before or after the send, never a whole chunk.
     bisect: bool,
+    /// A refused chunk may be partly stored (nothing says the vendor refuses all or nothing): before halving
+    /// it, the batch is asked which of its keys it holds, and those are not sent again.
+    refusals_may_store: bool,
 }
 
 impl Plan {
@@ -120,6 +123,7 @@ impl Plan {
             concurrency,
             reconcile: None,
             bisect: false,
+            refusals_may_store: false,
         }
     }
 
@@ -135,6 +139,14 @@ impl Plan {
     pub fn bisecting(self) -> Self {
         Plan {
             bisect: true,
+            ..self
+        }
+    }
+
+    /// Before halving a refused chunk, drops the records the batch holds: the vendor may have stored some.
+    pub fn refusals_may_store(self) -> Self {
+        Plan {
+            refusals_may_store: true,
             ..self
         }
     }
@@ -374,6 +386,20 @@ impl<'a, P: Pieces> Driver<'a, P> {
                     return out;
                 }
                 Err(e) if e.kind == ErrorKind::InvalidInput && collect && self.plan.bisect => {
+                    if self.plan.refusals_may_store && pending.len() > 1 {
+                        let present = match self.pieces.existing_keys().await {
+                            Ok(p) => p,
+                            Err(e2) => return out.failed(e2, pending),
+                        };
+                        let before = pending.len();
+                        pending.retain_missing(&present);
+                        let found = (before - pending.len()) as u64;
+                        out.reconciled += found;
+                        self.progress.sent.fetch_add(found, Ordering::Relaxed);
+                        if pending.is_empty() {
+                            return out;
+                        }
+                    }
                     let part = self.bisect(pending, e).await;
                     out.absorb(part);
                     return out;
@@ -446,6 +472,8 @@ mod tests {
     struct Memory {
         held: Mutex<HashMap<String, u32>>,
         lose_first_answer: Mutex<bool>,
+        /// A refused chunk keeps the records before its first bad one (not all or nothing).
+        stores_before_refusing: bool,
     }
 
     #[async_trait]
@@ -461,8 +489,13 @@ mod tests {
             in_chunks(items, 3)
         }
         async fn send(&self, chunk: &Vec<UploadRecord>) -> Result<usize> {
-            if let Some(bad) = chunk.iter().find(|r| r.key.starts_with("bad")) {
-                return Err(Error::invalid(format!("{} is refused", bad.key)).field("f"));
+            if let Some(at) = chunk.iter().position(|r| r.key.starts_with("bad")) {
+                if self.stores_before_refusing {
+                    for r in &chunk[..at] {
+                        *self.held.lock().entry(r.key.clone()).or_default() += 1;
+                    }
+                }
+                return Err(Error::invalid(format!("{} is refused", chunk[at].key)).field("f"));
             }
             for r in chunk {
                 *self.held.lock().entry(r.key.clone()).or_default() += 1;
@@ -494,12 +527,21 @@ mod tests {
     }
 
     async fn run(vendor: &Memory, keys: &[&str], collect_errors: bool) -> (Sent<usize>, u64) {
+        run_with(vendor, plan(), keys, collect_errors).await
+    }
+
+    async fn run_with(
+        vendor: &Memory,
+        plan: Plan,
+        keys: &[&str],
+        collect_errors: bool,
+    ) -> (Sent<usize>, u64) {
         let options = UploadOptions {
             collect_errors,
             ..Default::default()
         };
         let progress = UploadProgress::default();
-        let sent = Driver::new(vendor, plan(), &options, &progress)
+        let sent = Driver::new(vendor, plan, &options, &progress)
             .run(records(keys))
             .await
             .unwrap();
@@ -538,6 +580,23 @@ mod tests {
         assert_eq!(sent.failures[0].field.as_deref(), Some("f"));
         assert_eq!(count, 4);
         assert!(sent.error.is_none() && sent.unsent.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_refused_chunk_partly_stored_is_halved_without_sending_anything_twice() {
+        let vendor = Memory {
+            stores_before_refusing: true,
+            ..Memory::default()
+        };
+        let keys = ["a", "b", "bad1", "d", "e", "bad2", "g", "h"];
+        let (sent, count) = run_with(&vendor, plan().refusals_may_store(), &keys, true).await;
+        let refused: Vec<&str> = sent.failures.iter().map(|f| f.key.as_str()).collect();
+        assert_eq!(refused, ["bad1", "bad2"]);
+        assert_eq!(count, 6);
+        assert!(sent.error.is_none() && sent.unsent.is_empty());
+        let held = vendor.held.lock();
+        assert_eq!(held.len(), 6);
+        assert!(held.values().all(|&n| n == 1), "{held:?}");
     }
 
     #[tokio::test]

@@ -1,6 +1,7 @@
 """The ``labelport`` command line.
 
     labelport batches | create-batch NAME | upload FILE --key COL --batch ID | status | wait | results
+    labelport check [--batch ID] [--write]            probe the account against the vendor's ledger
     labelport demo [--records N]                      a full round trip against the Alegion sandbox
     labelport sandbox --vendor alegion --port 8080    run a vendor simulator until Ctrl-C
 
@@ -21,7 +22,8 @@ import time
 from collections.abc import Sequence
 from typing import Any, NoReturn, TextIO
 
-from labelport.cli import _batches
+from labelport._labelport import vendors
+from labelport.cli import _batches, _probe
 
 EXIT_OK = 0
 EXIT_USAGE = 1
@@ -91,6 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"labelport {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     _batches.add_commands(sub)
+    _probe.add_command(sub)
 
     demo = sub.add_parser(
         "demo",
@@ -107,7 +110,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="records to upload (1000)",
     )
     demo.add_argument(
-        "--vendor", default="alegion", help="vendor whose sandbox to use: alegion, taskmonk, playment or sama"
+        "--vendor",
+        default="alegion",
+        help=f"vendor whose sandbox to use: {', '.join(vendors())} (alegion)",
     )
 
     sb = sub.add_parser(
@@ -118,7 +123,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sb.set_defaults(run=_cmd_sandbox)
     sb.add_argument(
-        "--vendor", default="alegion", help="vendor to simulate: alegion, taskmonk, playment, deepen or sama"
+        "--vendor",
+        default="alegion",
+        help=f"vendor to simulate: {', '.join(vendors())} (alegion)",
     )
     sb.add_argument(
         "--port",

@@ -15,7 +15,7 @@ import re
 import sys
 from typing import Any, TextIO
 
-from labelport._labelport import MAX_JSON_DEPTH
+from labelport._labelport import MAX_JSON_DEPTH, vendors
 from labelport.cli import _output
 
 # Every vendor's credential names (DESIGN.md section 1): refused as --option, so no secret lands in shell
@@ -61,7 +61,7 @@ def common_options() -> argparse.ArgumentParser:
         "Each falls back to LABELPORT_<VENDOR>_PROJECT, LABELPORT_<VENDOR>_BASE_URL and the credentials' "
         "LABELPORT_<VENDOR>_<NAME> variables, then to the profile (--profile or LABELPORT_PROFILE).",
     )
-    g.add_argument("--vendor", help="alegion, taskmonk, playment, deepen or sama (or the profile's)")
+    g.add_argument("--vendor", help=f"{', '.join(vendors())} (or the profile's)")
     g.add_argument("--project", help="the vendor's project, workflow or client id")
     g.add_argument(
         "--profile", help="a [profiles.NAME] of ~/.config/labelport/config.toml (or LABELPORT_CONFIG)"
