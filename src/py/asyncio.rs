@@ -31,7 +31,7 @@ use crate::engine::stream::PageStream;
 use crate::engine::{Error, Result};
 use crate::vendors::wait::{job_deadline, job_poll_error, job_timed_out, BatchWait, Next};
 use crate::vendors::{
-    format_rfc3339_us, Adapter, BatchCounts, BatchInfo, Envelope, JobPhase, JobState,
+    format_rfc3339_us, Adapter, BatchCounts, BatchInfo, Envelope, JobPhase, JobState, RecordQuery,
     UploadOptions, UploadProgress, UploadRecord,
 };
 
@@ -670,7 +670,11 @@ impl AsyncBatch {
             let statuses = parse_statuses(status)?;
             let adapter = self.client.adapter()?;
             let stream = adapter
-                .records(&self.info.id, statuses, include_raw)
+                .records(RecordQuery {
+                    batch_id: &self.info.id,
+                    statuses,
+                    include_raw,
+                })
                 .map_err(to_py_err)?;
             Ok(AsyncStream::new(Pages::Envelopes(stream), None).with_progress(progress))
         })

@@ -26,7 +26,8 @@ use crate::vendors::config::{ClientArgs, VendorSpec};
 use crate::vendors::wait::{job_deadline, job_poll_error, job_timed_out, BatchWait, Next};
 use crate::vendors::{
     connect, parse_rfc3339_us, resolve, resolve_reporting, Adapter, BatchCounts, BatchInfo,
-    ClientConfig, JobPhase, JobState, Options, Status, UploadOptions, UploadProgress, UploadRecord,
+    ClientConfig, JobPhase, JobState, Options, RecordQuery, ResultQuery, Status, UploadOptions,
+    UploadProgress, UploadRecord,
 };
 
 /// What `Client`, `Batch` and `Job` share. The adapter is rebuilt after `fork()`: a child cannot use the
@@ -771,7 +772,14 @@ pub(super) fn results_stream(
                 .map_err(to_py_err)?,
             None,
         )),
-        None => Ok((adapter.results(batch_id, since_us, include_raw), since_us)),
+        None => {
+            let query = ResultQuery {
+                batch_id,
+                since_us,
+                include_raw,
+            };
+            Ok((adapter.results(query), since_us))
+        }
     }
 }
 
@@ -1314,7 +1322,11 @@ impl Batch {
             let statuses = parse_statuses(status)?;
             let adapter = self.client.adapter()?;
             let stream = adapter
-                .records(&self.info.id, statuses, include_raw)
+                .records(RecordQuery {
+                    batch_id: &self.info.id,
+                    statuses,
+                    include_raw,
+                })
                 .map_err(to_py_err)?;
             Ok(ResultStream::new(stream, None, progress))
         })

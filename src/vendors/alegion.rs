@@ -15,11 +15,11 @@ use serde_json::json;
 use serde_json::value::RawValue;
 use url::Url;
 
-use super::config::{check_options, ClientConfig, Options};
+use super::config::ClientConfig;
 use super::kit::{self, Kit};
 use super::model::*;
 use super::upload::{in_chunks, Driver, Pieces, Plan, Wording};
-use super::{Adapter, PagePlan, PageRange, UploadOptions, UploadProgress};
+use super::{Adapter, NewBatch, PagePlan, PageRange, RecordQuery, ResultQuery, UploadCall};
 use crate::engine::auth::LoginToken;
 use crate::engine::http::{request_url, HttpClient, Request, Response};
 use crate::engine::pagination::with_query_param;
@@ -199,11 +199,7 @@ impl AlegionAdapter {
     pub fn new(cfg: ClientConfig, rt: tokio::runtime::Handle) -> Result<Self> {
         let api = kit::api_root(&cfg, &["api", "v1"])?;
         let retry = cfg.retry_policy();
-        let mut login_url = api.clone();
-        login_url
-            .path_segments_mut()
-            .expect("checked above")
-            .push("login");
+        let login_url = kit::under(&api, &["login"]);
         let body = json!({
             "username": cfg.credentials["username"].expose(),
             "password": cfg.credentials["password"].expose(),
@@ -227,11 +223,7 @@ impl AlegionAdapter {
     }
 
     fn url(&self, segments: &[&str]) -> Url {
-        let mut u = self.api.clone();
-        u.path_segments_mut()
-            .expect("api root is a base")
-            .extend(segments);
-        u
+        kit::under(&self.api, segments)
     }
 
     fn list(
@@ -312,12 +304,7 @@ impl AlegionAdapter {
     }
 
     fn check_batch_id(&self, id: &str) -> Result<()> {
-        if id.trim().is_empty() {
-            return Err(Error::invalid("a batch id cannot be empty")
-                .vendor(VENDOR)
-                .field("id"));
-        }
-        Ok(())
+        kit::check_batch_id(VENDOR, id)
     }
 
     async fn post_import(&self, batch_id: &str, records: &[UploadRecord]) -> Result<()> {
@@ -365,20 +352,9 @@ impl Adapter for AlegionAdapter {
         Kit::new(&self.cfg, &self.http)
     }
 
-    async fn create_batch(
-        &self,
-        name: &str,
-        exist_ok: bool,
-        options: &Options,
-    ) -> Result<BatchInfo> {
-        check_options(VENDOR, "create_batch", options, self.cfg.spec.batch_options)?;
-        if name.trim().is_empty() {
-            return Err(Error::invalid("a batch name cannot be empty")
-                .vendor(VENDOR)
-                .operation("create_batch")
-                .field("name"));
-        }
-        let is_enabled = match options.get("is_enabled") {
+    async fn create_named_batch(&self, new: NewBatch<'_>) -> Result<BatchInfo> {
+        let name = new.name;
+        let is_enabled = match new.options.get("is_enabled") {
             None => true,
             Some(serde_json::Value::Bool(b)) => *b,
             Some(_) => {
@@ -405,7 +381,7 @@ impl Adapter for AlegionAdapter {
                 .into_iter()
                 .find(|b| b.name.as_deref() == Some(name))
             {
-                if exist_ok || round > 0 {
+                if new.exist_ok || round > 0 {
                     return Ok(existing);
                 }
                 return Err(Error::new(
@@ -455,23 +431,11 @@ impl Adapter for AlegionAdapter {
         raws.into_iter().map(batch_info).collect()
     }
 
-    async fn upload(
-        &self,
-        batch: &BatchInfo,
-        records: Vec<UploadRecord>,
-        options: UploadOptions,
-        progress: Arc<UploadProgress>,
-    ) -> Result<JobState> {
-        check_options(
-            VENDOR,
-            "upload",
-            &options.options,
-            self.cfg.spec.upload_options,
-        )?;
-        let total = records.len() as u64;
+    async fn send_records(&self, call: UploadCall<'_>) -> Result<JobState> {
+        let total = call.records.len() as u64;
         let imports = Imports {
             adapter: self,
-            batch_id: &batch.id,
+            batch_id: &call.batch.id,
         };
         // An import may be stored though its answer is lost; nothing says a refused one stored nothing
         // (docs/vendors/alegion.md, finding 3), so a refusal is reconciled before it is halved.
@@ -479,14 +443,15 @@ impl Adapter for AlegionAdapter {
             .reconciling(self.cfg.retry_policy())
             .bisecting()
             .refusals_may_store();
-        let driver = Driver::new(&imports, plan, &options, &progress);
-        let sent = driver
-            .run(records)
-            .await?
-            .finish(total, &progress, Wording::stored())?;
+        let driver = Driver::new(&imports, plan, &call.options, &call.progress);
+        let sent =
+            driver
+                .run(call.records)
+                .await?
+                .finish(total, &call.progress, Wording::stored())?;
         let id = format!("alegion-import-{}", uuid::Uuid::new_v4());
         // Alegion's import is synchronous: the job ran to its end when the last import answered.
-        Ok(sent.stored_job(id, &batch.id, total, &progress))
+        Ok(sent.stored_job(id, &call.batch.id, total, &call.progress))
     }
 
     async fn batch_status(&self, batch_id: &str) -> Result<BatchCounts> {
@@ -523,21 +488,18 @@ impl Adapter for AlegionAdapter {
         })
     }
 
-    fn results(
-        &self,
-        batch_id: &str,
-        since_us: Option<i64>,
-        include_raw: bool,
-    ) -> PageStream<Envelope> {
+    fn results(&self, q: ResultQuery<'_>) -> PageStream<Envelope> {
         // minCreatedAt is inclusive and millisecond-precise: ask for a superset, then keep what is strictly newer.
-        let since_q = since_us.map(|us| format_rfc3339_us(us.div_euclid(1000) * 1000));
+        let since_q = q
+            .since_us
+            .map(|us| format_rfc3339_us(us.div_euclid(1000) * 1000));
         let query: Vec<(&str, &str)> = since_q
             .as_deref()
             .map(|s| vec![("minCreatedAt", s)])
             .unwrap_or_default();
-        let list = self.list(&["batches", batch_id, "results"], &query, "results");
-        let decode = results_decoder(batch_id, include_raw);
-        let keep: Option<Keep<Envelope>> = since_us.map(|since| {
+        let list = self.list(&["batches", q.batch_id, "results"], &query, "results");
+        let decode = results_decoder(q.batch_id, q.include_raw);
+        let keep: Option<Keep<Envelope>> = q.since_us.map(|since| {
             Arc::new(move |e: &Envelope| e.completed_us.is_none_or(|done| done > since))
                 as Keep<Envelope>
         });
@@ -583,17 +545,13 @@ impl Adapter for AlegionAdapter {
         ))
     }
 
-    fn records(
-        &self,
-        batch_id: &str,
-        statuses: Option<Vec<Status>>,
-        include_raw: bool,
-    ) -> Result<PageStream<Envelope>> {
-        self.check_batch_id(batch_id)?;
-        let wanted: Option<Vec<Status>> =
-            statuses.map(|ss| ss.into_iter().filter(|s| *s != Status::Rejected).collect());
+    fn records(&self, q: RecordQuery<'_>) -> Result<PageStream<Envelope>> {
+        self.check_batch_id(q.batch_id)?;
+        let wanted: Option<Vec<Status>> = q
+            .statuses
+            .map(|ss| ss.into_iter().filter(|s| *s != Status::Rejected).collect());
         if wanted.as_ref().is_some_and(Vec::is_empty) {
-            // Only statuses Alegion never has (rejected) were asked for.
+            // Only q.statuses Alegion never has (rejected) were asked for.
             return Ok(PageStream::ready(&self.rt, Ok(vec![])));
         }
         // The server filters when every wanted status has a documented word; else the whole list is read and
@@ -610,10 +568,10 @@ impl Adapter for AlegionAdapter {
             .as_deref()
             .map(|f| vec![("status", f)])
             .unwrap_or_default();
-        let list = self.list(&["batches", batch_id, "records"], &query, "records");
-        let batch = batch_id.to_string();
+        let list = self.list(&["batches", q.batch_id, "records"], &query, "records");
+        let batch = q.batch_id.to_string();
         let decode: Decoder<Envelope> = Arc::new(move |resp: &Response| {
-            let items = decode_items::<RecordDto>(resp, include_raw, "records")?;
+            let items = decode_items::<RecordDto>(resp, q.include_raw, "records")?;
             Ok(items
                 .into_iter()
                 .map(|(rec, raw)| Envelope {

@@ -21,11 +21,11 @@ use serde_json::value::RawValue;
 use serde_json::{json, Value};
 use url::Url;
 
-use super::config::{check_options, ClientConfig, Options};
+use super::config::ClientConfig;
 use super::kit::{self, Kit};
 use super::model::*;
 use super::upload::{Driver, Plan, Wording};
-use super::{Adapter, UploadOptions, UploadProgress};
+use super::{Adapter, NewBatch, RecordQuery, ResultQuery, UploadCall};
 use crate::engine::auth::{refused_with_401, KeyPlacement, StaticKey};
 use crate::engine::http::{request_url, HttpClient, Request, Response};
 use crate::engine::retry::{RequestKind, RetryPolicy};
@@ -88,11 +88,7 @@ impl DeepenAdapter {
     }
 
     fn url(&self, segments: &[&str]) -> Url {
-        let mut u = self.api.clone();
-        u.path_segments_mut()
-            .expect("api root is a base")
-            .extend(segments);
-        u
+        kit::under(&self.api, segments)
     }
 
     fn retry(&self) -> RetryPolicy {
@@ -474,21 +470,10 @@ impl Adapter for DeepenAdapter {
 
     /// Reserves the name: the dataset is created by the first upload (see the module comment). A dataset of
     /// that name already there is a duplicate, or with `exist_ok` the batch.
-    async fn create_batch(
-        &self,
-        name: &str,
-        exist_ok: bool,
-        options: &Options,
-    ) -> Result<BatchInfo> {
-        check_options(VENDOR, "create_batch", options, self.cfg.spec.batch_options)?;
-        if name.trim().is_empty() {
-            return Err(Error::invalid("a batch name cannot be empty")
-                .vendor(VENDOR)
-                .operation("create_batch")
-                .field("name"));
-        }
+    async fn create_named_batch(&self, new: NewBatch<'_>) -> Result<BatchInfo> {
+        let name = new.name;
         let text = |k: &str| -> Result<Option<String>> {
-            match options.get(k) {
+            match new.options.get(k) {
                 None | Some(Value::Null) => Ok(None),
                 Some(Value::String(s)) => Ok(Some(s.clone())),
                 Some(_) => Err(Error::invalid(format!("{k} must be a string"))
@@ -533,7 +518,7 @@ impl Adapter for DeepenAdapter {
                 })?;
         }
         match self.find_by_name(name, "create_batch").await? {
-            Some(id) if exist_ok => self.get_batch(&id).await,
+            Some(id) if new.exist_ok => self.get_batch(&id).await,
             Some(id) => Err(Error::new(
                 ErrorKind::DuplicateRecord,
                 format!("a dataset named {name:?} already exists (id {id}); pass exist_ok=True to use it"),
@@ -584,27 +569,15 @@ impl Adapter for DeepenAdapter {
         Ok(out)
     }
 
-    async fn upload(
-        &self,
-        batch: &BatchInfo,
-        records: Vec<UploadRecord>,
-        options: UploadOptions,
-        progress: Arc<UploadProgress>,
-    ) -> Result<JobState> {
-        check_options(
-            VENDOR,
-            "upload",
-            &options.options,
-            self.cfg.spec.upload_options,
-        )?;
-        let total = records.len() as u64;
-        let entries = entries_of(&records)?;
-        drop(records);
-        let zips = Zips::prepare(self, &batch.id, &entries).await?;
+    async fn send_records(&self, call: UploadCall<'_>) -> Result<JobState> {
+        let total = call.records.len() as u64;
+        let entries = entries_of(&call.records)?;
+        drop(call.records);
+        let zips = Zips::prepare(self, &call.batch.id, &entries).await?;
         // Neither reconciled here (`process` checks by archive name: files are listed only once Deepen has
         // unpacked them) nor bisected (files are checked before anything is sent).
         let plan = Plan::new(VENDOR, UPLOAD_CONCURRENCY);
-        let driver = Driver::new(&zips, plan, &options, &progress);
+        let driver = Driver::new(&zips, plan, &call.options, &call.progress);
         let wording = Wording {
             noun: "files",
             container: "dataset",
@@ -614,9 +587,9 @@ impl Adapter for DeepenAdapter {
         let sent = driver
             .run(entries)
             .await?
-            .finish(total, &progress, wording)?;
+            .finish(total, &call.progress, wording)?;
         let id = format!("deepen-upload-{}", uuid::Uuid::new_v4());
-        let mut job = sent.stored_job(id, &batch.id, total, &progress);
+        let mut job = sent.stored_job(id, &call.batch.id, total, &call.progress);
         // Deepen unpacks the archives after they are sent: the job runs until the dataset is processed.
         job.state = JobPhase::Running;
         job.vendor_job = Some(zips.dataset_id.clone());
@@ -659,34 +632,18 @@ impl Adapter for DeepenAdapter {
             return Ok(BatchCounts::default());
         };
         let states = self.file_states(&dataset_id, None, "status").await?;
-        let mut c = BatchCounts {
-            total: states.len() as u64,
-            ..Default::default()
-        };
+        let mut c = BatchCounts::default();
         for f in states {
-            match f.status {
-                Status::Pending => c.pending += 1,
-                Status::InProgress => c.in_progress += 1,
-                Status::Completed => c.completed += 1,
-                Status::Exception => c.exception += 1,
-                Status::Canceled => c.canceled += 1,
-                Status::Rejected => c.rejected += 1,
-                Status::Failed => c.failed += 1,
-            }
+            c.count(f.status);
         }
         Ok(c)
     }
 
     /// Every completed file with its final labels (`labels?final=true`, `[D-labels]`, `[T4]`), oldest
     /// completion first.
-    fn results(
-        &self,
-        batch_id: &str,
-        since_us: Option<i64>,
-        include_raw: bool,
-    ) -> PageStream<Envelope> {
+    fn results(&self, q: ResultQuery<'_>) -> PageStream<Envelope> {
         let me = self.handle();
-        let batch = batch_id.to_string();
+        let batch = q.batch_id.to_string();
         pages(&self.rt, async move {
             let Some(dataset_id) = me.dataset_of(&batch, "results").await? else {
                 return Ok(vec![]);
@@ -708,14 +665,15 @@ impl Adapter for DeepenAdapter {
             let mut out: Vec<Envelope> = states
                 .into_iter()
                 .filter(|f| f.status == Status::Completed)
-                .filter(|f| match (since_us, f.done) {
+                .filter(|f| match (q.since_us, f.done) {
                     (Some(since), Some(done)) => done * 1000 > since,
                     _ => true,
                 })
                 .map(|f| {
                     let file_labels = by_file.get(&f.file_id).cloned().unwrap_or(json!([]));
                     let output = raw_json(&json!({ "labels": file_labels }));
-                    let raw = include_raw
+                    let raw = q
+                        .include_raw
                         .then(|| raw_json(&json!({"file": f.raw, "labels": file_labels})))
                         .flatten();
                     f.envelope(&batch, output, raw)
@@ -726,14 +684,9 @@ impl Adapter for DeepenAdapter {
         })
     }
 
-    fn records(
-        &self,
-        batch_id: &str,
-        statuses: Option<Vec<Status>>,
-        include_raw: bool,
-    ) -> Result<PageStream<Envelope>> {
+    fn records(&self, q: RecordQuery<'_>) -> Result<PageStream<Envelope>> {
         let me = self.handle();
-        let batch = batch_id.to_string();
+        let batch = q.batch_id.to_string();
         Ok(pages(&self.rt, async move {
             let Some(dataset_id) = me.dataset_of(&batch, "records").await? else {
                 return Ok(vec![]);
@@ -741,9 +694,9 @@ impl Adapter for DeepenAdapter {
             let states = me.file_states(&dataset_id, None, "records").await?;
             Ok(states
                 .into_iter()
-                .filter(|f| statuses.as_ref().is_none_or(|w| w.contains(&f.status)))
+                .filter(|f| q.statuses.as_ref().is_none_or(|w| w.contains(&f.status)))
                 .map(|f| {
-                    let raw = include_raw.then(|| raw_json(&f.raw)).flatten();
+                    let raw = q.include_raw.then(|| raw_json(&f.raw)).flatten();
                     f.envelope(&batch, None, raw)
                 })
                 .collect())

@@ -32,6 +32,26 @@ pub fn api_root(cfg: &ClientConfig, segments: &[&str]) -> Result<Url> {
     Ok(url)
 }
 
+/// `segments` under `root` (after its trailing slash), a URL made by [`api_root`] (which refuses a base URL that
+/// cannot hold a path).
+pub fn under(root: &Url, segments: &[&str]) -> Url {
+    let mut url = root.clone();
+    if let Ok(mut path) = url.path_segments_mut() {
+        path.pop_if_empty().extend(segments);
+    }
+    url
+}
+
+/// A batch id is never empty: an empty one would name the collection, not a batch.
+pub fn check_batch_id(vendor: &'static str, id: &str) -> Result<()> {
+    if id.trim().is_empty() {
+        return Err(Error::invalid("a batch id cannot be empty")
+            .vendor(vendor)
+            .field("id"));
+    }
+    Ok(())
+}
+
 /// An adapter's config and HTTP client, seen by the `Adapter` trait's accessors.
 pub struct Kit<'a> {
     pub cfg: &'a ClientConfig,

@@ -65,6 +65,36 @@ impl PagePlan {
     }
 }
 
+/// A `create_batch` call whose options and name `Adapter::create_batch` has checked.
+pub struct NewBatch<'a> {
+    pub name: &'a str,
+    pub exist_ok: bool,
+    pub options: &'a Options,
+}
+
+/// An `upload` call whose options `Adapter::upload` has checked against the vendor's spec.
+pub struct UploadCall<'a> {
+    pub batch: &'a BatchInfo,
+    pub records: Vec<UploadRecord>,
+    pub options: UploadOptions,
+    pub progress: Arc<UploadProgress>,
+}
+
+/// What `results` reads: a batch's finished records, those completed after `since_us` (exclusive) if given.
+#[derive(Clone, Copy)]
+pub struct ResultQuery<'a> {
+    pub batch_id: &'a str,
+    pub since_us: Option<i64>,
+    pub include_raw: bool,
+}
+
+/// What `records` reads: a batch's records, only those in `statuses` if given.
+pub struct RecordQuery<'a> {
+    pub batch_id: &'a str,
+    pub statuses: Option<Vec<Status>>,
+    pub include_raw: bool,
+}
+
 /// The neutral operations. Every vendor implements what it can; the rest answers `Unsupported`.
 #[async_trait]
 pub trait Adapter: Send + Sync {
@@ -91,12 +121,30 @@ pub trait Adapter: Send + Sync {
         self.kit().capabilities(self.capability_settings())
     }
 
+    /// Checks what every vendor checks (the options the spec lists, a non-empty name), then asks the vendor.
     async fn create_batch(
         &self,
         name: &str,
         exist_ok: bool,
         options: &Options,
-    ) -> Result<BatchInfo>;
+    ) -> Result<BatchInfo> {
+        let spec = self.kit().cfg.spec;
+        check_options(spec.name, "create_batch", options, spec.batch_options)?;
+        if name.trim().is_empty() {
+            return Err(Error::invalid("a batch name cannot be empty")
+                .vendor(spec.name)
+                .operation("create_batch")
+                .field("name"));
+        }
+        self.create_named_batch(NewBatch {
+            name,
+            exist_ok,
+            options,
+        })
+        .await
+    }
+    /// The vendor's part of `create_batch`, given a checked call.
+    async fn create_named_batch(&self, new: NewBatch<'_>) -> Result<BatchInfo>;
     async fn get_batch(&self, id: &str) -> Result<BatchInfo>;
     async fn list_batches(&self) -> Result<Vec<BatchInfo>>;
 
@@ -107,7 +155,19 @@ pub trait Adapter: Send + Sync {
         records: Vec<UploadRecord>,
         options: UploadOptions,
         progress: Arc<UploadProgress>,
-    ) -> Result<JobState>;
+    ) -> Result<JobState> {
+        let spec = self.kit().cfg.spec;
+        check_options(spec.name, "upload", &options.options, spec.upload_options)?;
+        self.send_records(UploadCall {
+            batch,
+            records,
+            options,
+            progress,
+        })
+        .await
+    }
+    /// The vendor's part of `upload`, given a call whose options the spec allows.
+    async fn send_records(&self, call: UploadCall<'_>) -> Result<JobState>;
     /// The current state of a job this adapter started.
     async fn job_status(&self, job: &JobState) -> Result<JobState> {
         Ok(job.clone())
@@ -115,12 +175,7 @@ pub trait Adapter: Send + Sync {
 
     async fn batch_status(&self, batch_id: &str) -> Result<BatchCounts>;
     /// Finished records, oldest completion first; `since_us` is an exclusive lower bound on completion time.
-    fn results(
-        &self,
-        batch_id: &str,
-        since_us: Option<i64>,
-        include_raw: bool,
-    ) -> PageStream<Envelope>;
+    fn results(&self, query: ResultQuery<'_>) -> PageStream<Envelope>;
     /// Finished records delivered to a named consumer since its last read (a per-consumer cursor kept by the
     /// vendor), where the vendor has one.
     fn consumer_results(
@@ -154,12 +209,7 @@ pub trait Adapter: Send + Sync {
             "the vendor's API cannot fetch a page of results by its number",
         ))
     }
-    fn records(
-        &self,
-        batch_id: &str,
-        statuses: Option<Vec<Status>>,
-        include_raw: bool,
-    ) -> Result<PageStream<Envelope>>;
+    fn records(&self, query: RecordQuery<'_>) -> Result<PageStream<Envelope>>;
 
     async fn cancel(&self, _batch_id: &str) -> Result<()> {
         Err(Error::unsupported(

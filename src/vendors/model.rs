@@ -120,6 +120,20 @@ impl BatchCounts {
         self.completed + self.exception + self.canceled + self.rejected + self.failed
     }
 
+    /// Counts one record (or task) in `status`.
+    pub fn count(&mut self, status: Status) {
+        self.total += 1;
+        *match status {
+            Status::Pending => &mut self.pending,
+            Status::InProgress => &mut self.in_progress,
+            Status::Completed => &mut self.completed,
+            Status::Exception => &mut self.exception,
+            Status::Canceled => &mut self.canceled,
+            Status::Rejected => &mut self.rejected,
+            Status::Failed => &mut self.failed,
+        } += 1;
+    }
+
     /// Every record is in a final state.
     pub fn done(&self) -> bool {
         self.finished() >= self.total

@@ -34,10 +34,10 @@ use serde_json::{json, Map, Value};
 use tokio::sync::mpsc;
 use url::Url;
 
-use super::config::{check_options, ClientConfig, Options};
+use super::config::ClientConfig;
 use super::kit::{self, Kit};
 use super::model::*;
-use super::{Adapter, UploadOptions, UploadProgress};
+use super::{Adapter, NewBatch, RecordQuery, ResultQuery, UploadCall};
 use crate::engine::auth::{refused_with_401, KeyPlacement, StaticKey};
 use crate::engine::concurrency::AdaptiveLimit;
 use crate::engine::http::{request_url, HttpClient, Request, Response};
@@ -395,21 +395,10 @@ impl Adapter for PlaymentAdapter {
         settings
     }
 
-    async fn create_batch(
-        &self,
-        name: &str,
-        exist_ok: bool,
-        options: &Options,
-    ) -> Result<BatchInfo> {
+    async fn create_named_batch(&self, new: NewBatch<'_>) -> Result<BatchInfo> {
+        let name = new.name;
         let me = &self.0;
-        check_options(VENDOR, "create_batch", options, me.cfg.spec.batch_options)?;
-        if name.trim().is_empty() {
-            return Err(Error::invalid("a batch name cannot be empty")
-                .vendor(VENDOR)
-                .operation("create_batch")
-                .field("name"));
-        }
-        let description = match options.get("description") {
+        let description = match new.options.get("description") {
             None => "",
             Some(Value::String(s)) => s.as_str(),
             Some(_) => {
@@ -427,7 +416,7 @@ impl Adapter for PlaymentAdapter {
             )
         };
         if let Some((b, raw)) = find().await? {
-            if exist_ok {
+            if new.exist_ok {
                 return Ok(Inner::info(b, &raw));
             }
             return Err(Error::new(
@@ -469,7 +458,8 @@ impl Adapter for PlaymentAdapter {
                 // Names are unique per project: a duplicate after an ambiguous failure (or a racing
                 // creator) is the batch we want.
                 Err(e)
-                    if e.code.as_deref() == Some("BATCH_CREATION") && (exist_ok || round > 0) =>
+                    if e.code.as_deref() == Some("BATCH_CREATION")
+                        && (new.exist_ok || round > 0) =>
                 {
                     break
                 }
@@ -527,14 +517,8 @@ impl Adapter for PlaymentAdapter {
             .collect())
     }
 
-    async fn upload(
-        &self,
-        batch: &BatchInfo,
-        records: Vec<UploadRecord>,
-        options: UploadOptions,
-        progress: Arc<UploadProgress>,
-    ) -> Result<JobState> {
-        self.0.upload(batch, records, options, &progress).await
+    async fn send_records(&self, call: UploadCall<'_>) -> Result<JobState> {
+        self.0.upload(call).await
     }
 
     async fn batch_status(&self, batch_id: &str) -> Result<BatchCounts> {
@@ -559,29 +543,15 @@ impl Adapter for PlaymentAdapter {
         while let Some(page) = s.next_page().await {
             for raw in page? {
                 let j: JobItem = parse_item(&raw, "status")?;
-                c.total += 1;
-                match neutral_status(&j.status) {
-                    Status::Pending => c.pending += 1,
-                    Status::InProgress => c.in_progress += 1,
-                    Status::Completed => c.completed += 1,
-                    Status::Exception => c.exception += 1,
-                    Status::Canceled => c.canceled += 1,
-                    Status::Rejected => c.rejected += 1,
-                    Status::Failed => c.failed += 1,
-                }
+                c.count(neutral_status(&j.status));
             }
         }
         Ok(c)
     }
 
-    fn results(
-        &self,
-        batch_id: &str,
-        since_us: Option<i64>,
-        include_raw: bool,
-    ) -> PageStream<Envelope> {
+    fn results(&self, q: ResultQuery<'_>) -> PageStream<Envelope> {
         let me = self.0.clone();
-        let batch = batch_id.to_string();
+        let batch = q.batch_id.to_string();
         PageStream::spawn(
             &self.0.rt,
             move |tx: mpsc::Sender<Result<Vec<Envelope>>>| async move {
@@ -603,7 +573,7 @@ impl Adapter for PlaymentAdapter {
                         .filter(|j| neutral_status(&j.status) == Status::Completed)
                         .collect();
                     let fetched: Vec<Result<Envelope>> = futures::stream::iter(done)
-                        .map(|j| me.result_of(&batch, j, include_raw))
+                        .map(|j| me.result_of(&batch, j, q.include_raw))
                         .buffered(RESULT_FETCHES)
                         .collect()
                         .await;
@@ -616,7 +586,10 @@ impl Adapter for PlaymentAdapter {
                     };
                     let kept: Vec<Envelope> = envelopes
                         .into_iter()
-                        .filter(|e| since_us.is_none_or(|s| e.completed_us.is_none_or(|d| d > s)))
+                        .filter(|e| {
+                            q.since_us
+                                .is_none_or(|s| e.completed_us.is_none_or(|d| d > s))
+                        })
                         .collect();
                     if tx.send(Ok(kept)).await.is_err() {
                         return;
@@ -626,19 +599,14 @@ impl Adapter for PlaymentAdapter {
         )
     }
 
-    fn records(
-        &self,
-        batch_id: &str,
-        statuses: Option<Vec<Status>>,
-        include_raw: bool,
-    ) -> Result<PageStream<Envelope>> {
-        if batch_id.trim().is_empty() {
+    fn records(&self, q: RecordQuery<'_>) -> Result<PageStream<Envelope>> {
+        if q.batch_id.trim().is_empty() {
             return Err(Error::invalid("a batch id cannot be empty")
                 .vendor(VENDOR)
                 .field("id"));
         }
         let me = self.0.clone();
-        let batch = batch_id.to_string();
+        let batch = q.batch_id.to_string();
         Ok(PageStream::spawn(
             &self.0.rt,
             move |tx: mpsc::Sender<Result<Vec<Envelope>>>| async move {
@@ -649,7 +617,7 @@ impl Adapter for PlaymentAdapter {
                         for raw in p {
                             let j: JobItem = parse_item(&raw, "records")?;
                             let status = neutral_status(&j.status);
-                            if statuses.as_ref().is_some_and(|ss| !ss.contains(&status)) {
+                            if q.statuses.as_ref().is_some_and(|ss| !ss.contains(&status)) {
                                 continue;
                             }
                             es.push(Envelope {
@@ -662,7 +630,7 @@ impl Adapter for PlaymentAdapter {
                                 created_at: None,
                                 completed_at: None,
                                 vendor: VENDOR,
-                                raw: include_raw.then_some(raw),
+                                raw: q.include_raw.then_some(raw),
                                 completed_us: None,
                             });
                         }
@@ -725,6 +693,7 @@ impl Adapter for PlaymentAdapter {
 mod tests {
     use super::upload::check_record;
     use super::*;
+    use crate::vendors::Options;
 
     #[test]
     fn envelope_errors_are_parsed() {

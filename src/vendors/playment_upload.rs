@@ -17,10 +17,10 @@ use crate::engine::http::Request;
 use crate::engine::retry::{is_ambiguous, RequestKind};
 use crate::engine::runner::{run, Step};
 use crate::engine::{Error, ErrorKind, Result};
-use crate::vendors::config::{check_options, Options};
+use crate::vendors::config::Options;
 use crate::vendors::model::*;
 use crate::vendors::upload::{in_chunks, Driver, Pieces, Plan, Wording};
-use crate::vendors::{UploadOptions, UploadProgress};
+use crate::vendors::{UploadCall, UploadProgress};
 
 /// What one record's create came to.
 enum Created {
@@ -313,27 +313,15 @@ impl Inner {
 impl Inner {
     /// One upload: the records without data refused first, the rest through the driver, one create per
     /// record, then the `FS_0001` duplicates placed.
-    pub(super) async fn upload(
-        self: &Arc<Self>,
-        batch: &BatchInfo,
-        records: Vec<UploadRecord>,
-        options: UploadOptions,
-        progress: &UploadProgress,
-    ) -> Result<JobState> {
+    pub(super) async fn upload(self: &Arc<Self>, call: UploadCall<'_>) -> Result<JobState> {
         let me = self;
-        check_options(
-            VENDOR,
-            "upload",
-            &options.options,
-            me.cfg.spec.upload_options,
-        )?;
-        let (url, settings) = me.job_settings(&options.options)?;
-        let total = records.len() as u64;
+        let (url, settings) = me.job_settings(&call.options.options)?;
+        let total = call.records.len() as u64;
         // Records without data to annotate are refused here, before anything is sent.
-        let (good, mut failures) = with_data(records, options.collect_errors)?;
+        let (good, mut failures) = with_data(call.records, call.options.collect_errors)?;
         let jobs = Jobs {
             inner: me,
-            batch_id: &batch.id,
+            batch_id: &call.batch.id,
             url,
             settings,
         };
@@ -341,21 +329,26 @@ impl Inner {
         // Not reconciled here: Playment deduplicates by reference_id, so `create` resends after an ambiguous
         // failure itself. A chunk is one record: bisecting it names it.
         let plan = Plan::new(VENDOR, me.limit.config().max).bisecting();
-        let driver = Driver::new(&jobs, plan, &options, progress);
+        let driver = Driver::new(&jobs, plan, &call.options, &call.progress);
         let mut sent = driver.run(good).await?;
         failures.append(&mut sent.failures);
         let duplicates = sent.receipts.drain(..).filter_map(|l| match l {
             Landed::Duplicate(key) => Some(key),
             Landed::Job => None,
         });
-        me.place_duplicates(&batch.id, duplicates.collect(), progress, &mut failures)
-            .await?;
-        if sent.error.is_none() && !options.collect_errors {
+        me.place_duplicates(
+            &call.batch.id,
+            duplicates.collect(),
+            &call.progress,
+            &mut failures,
+        )
+        .await?;
+        if sent.error.is_none() && !call.options.collect_errors {
             sent.error = failures.first().cloned().map(refusal);
         }
         sent.failures = failures;
-        let sent = sent.finish(total, progress, Wording::stored())?;
+        let sent = sent.finish(total, &call.progress, Wording::stored())?;
         let id = format!("playment-upload-{}", uuid::Uuid::new_v4());
-        Ok(sent.stored_job(id, &batch.id, total, progress))
+        Ok(sent.stored_job(id, &call.batch.id, total, &call.progress))
     }
 }

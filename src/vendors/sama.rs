@@ -29,10 +29,10 @@ use serde_json::value::RawValue;
 use serde_json::{json, Map, Value};
 use url::Url;
 
-use super::config::{check_options, seconds, ClientConfig, Options, Zero};
+use super::config::{seconds, ClientConfig, Zero};
 use super::kit::{self, Kit};
 use super::model::*;
-use super::{Adapter, UploadOptions, UploadProgress};
+use super::{Adapter, NewBatch, RecordQuery, ResultQuery, UploadCall};
 use crate::engine::auth::{refused_with_401, KeyPlacement, StaticKey};
 use crate::engine::http::{request_url, HttpClient, Request, Response};
 use crate::engine::pagination::with_query_param;
@@ -178,26 +178,18 @@ impl SamaAdapter {
 
     /// `<root>projects/<pid><last>` where the last segment carries `.json`, e.g. `url(&["batches.json"])`.
     fn url(&self, rest: &[&str]) -> Url {
-        let mut u = self.root.clone();
-        {
-            let mut segs = u.path_segments_mut().expect("root is a base");
-            segs.pop_if_empty().push("projects");
-            if rest.is_empty() {
-                segs.push(&format!("{}.json", self.project_id));
-            } else {
-                segs.push(&self.project_id.to_string()).extend(rest);
-            }
+        let project = self.project_id.to_string();
+        if rest.is_empty() {
+            kit::under(&self.root, &["projects", &format!("{project}.json")])
+        } else {
+            let mut path = vec!["projects", project.as_str()];
+            path.extend_from_slice(rest);
+            kit::under(&self.root, &path)
         }
-        u
     }
 
     fn check_batch_id(&self, id: &str) -> Result<()> {
-        if id.trim().is_empty() {
-            return Err(Error::invalid("a batch id cannot be empty")
-                .vendor(VENDOR)
-                .field("id"));
-        }
-        Ok(())
+        kit::check_batch_id(VENDOR, id)
     }
 
     fn batch_info(&self, id: &str) -> BatchInfo {
@@ -493,20 +485,9 @@ impl Adapter for SamaAdapter {
 
     /// Nothing is created at Sama: a batch is the tasks carrying its name as their client batch id. Without
     /// `exist_ok`, a name that tasks already carry is refused.
-    async fn create_batch(
-        &self,
-        name: &str,
-        exist_ok: bool,
-        options: &Options,
-    ) -> Result<BatchInfo> {
-        check_options(VENDOR, "create_batch", options, self.cfg.spec.batch_options)?;
-        if name.trim().is_empty() {
-            return Err(Error::invalid("a batch name cannot be empty")
-                .vendor(VENDOR)
-                .operation("create_batch")
-                .field("name"));
-        }
-        if !exist_ok {
+    async fn create_named_batch(&self, new: NewBatch<'_>) -> Result<BatchInfo> {
+        let name = new.name;
+        if !new.exist_ok {
             let first = self.status_page(name, 1, "create_batch").await?;
             if !first.is_empty() {
                 return Err(Error::new(
@@ -534,14 +515,8 @@ impl Adapter for SamaAdapter {
         ))
     }
 
-    async fn upload(
-        &self,
-        batch: &BatchInfo,
-        records: Vec<UploadRecord>,
-        options: UploadOptions,
-        progress: Arc<UploadProgress>,
-    ) -> Result<JobState> {
-        self.upload_tasks(batch, records, options, progress).await
+    async fn send_records(&self, call: UploadCall<'_>) -> Result<JobState> {
+        self.upload_tasks(call).await
     }
 
     /// The batch creation jobs' progress; once they are over, the tasks Sama could not create.
@@ -555,12 +530,7 @@ impl Adapter for SamaAdapter {
         // Tasks this client is still having created count as pending: a running creation job's tasks less
         // those it failed, canceled or that are listed already. The job is asked first, so a task created
         // in between is listed and subtracted, never lost.
-        let inflight: Vec<String> = self
-            .inflight
-            .lock()
-            .get(batch_id)
-            .cloned()
-            .unwrap_or_default();
+        let inflight = self.inflight_jobs(batch_id);
         let mut running = Vec::new();
         let mut finished = Vec::new();
         for id in inflight {
@@ -576,15 +546,10 @@ impl Adapter for SamaAdapter {
         }
         let mut listed: HashMap<String, u64> = HashMap::new();
         for t in self.tasks_for_counts(batch_id).await? {
-            counts.total += 1;
             if let Some(b) = t.batch_id.as_ref().and_then(job_id_text) {
                 *listed.entry(b).or_default() += 1;
             }
-            match neutral_status(t.state.as_deref().unwrap_or("new")) {
-                Status::Pending => counts.pending += 1,
-                Status::Completed => counts.completed += 1,
-                _ => counts.in_progress += 1,
-            }
+            counts.count(neutral_status(t.state.as_deref().unwrap_or("new")));
         }
         for (id, p) in running {
             let waiting = p
@@ -601,13 +566,8 @@ impl Adapter for SamaAdapter {
     /// read under each plausible name (ledger finding 2); a task without one is dated by the read's start, the
     /// server's `Date` on its first page, and a later read since that instant skips the tasks this one
     /// returned undated (`undated`).
-    fn results(
-        &self,
-        batch_id: &str,
-        since_us: Option<i64>,
-        include_raw: bool,
-    ) -> PageStream<Envelope> {
-        let first = self.results_url(batch_id, since_us);
+    fn results(&self, q: ResultQuery<'_>) -> PageStream<Envelope> {
+        let first = self.results_url(q.batch_id, q.since_us);
         let list = PageNumberList {
             first,
             page_param: "page",
@@ -617,22 +577,22 @@ impl Adapter for SamaAdapter {
             read_ahead: READ_AHEAD,
         };
         let me = self.view.clone();
-        let batch = batch_id.to_string();
+        let batch = q.batch_id.to_string();
         let undated = Undated {
             memo: self.undated.clone(),
             batch: batch.clone(),
             start: Arc::new(Mutex::new(None)),
         };
         let decode: Decoder<Envelope> = Arc::new(move |resp: &Response| {
-            me.envelopes(resp, &batch, include_raw, Some(&undated))
+            me.envelopes(resp, &batch, q.include_raw, Some(&undated))
         });
         // The bound is made exclusive after the page is counted, so a page thinned by it is not taken for the
         // short last page (which lost every later page of a large read).
-        let keep: Option<Keep<Envelope>> = since_us.map(|since| {
+        let keep: Option<Keep<Envelope>> = q.since_us.map(|since| {
             let seen = self
                 .undated
                 .lock()
-                .get(batch_id)
+                .get(q.batch_id)
                 .and_then(|reads| reads.iter().find(|(at, _)| *at == since))
                 .map(|(_, ids)| ids.clone())
                 .unwrap_or_default();
@@ -647,18 +607,13 @@ impl Adapter for SamaAdapter {
     /// Every created task of the batch with its neutral status (multi-task status, paced to one page a
     /// second). Tasks Sama failed to create, or did not create because the creation was canceled, are not
     /// tasks: they are in the upload's `job.failures()`.
-    fn records(
-        &self,
-        batch_id: &str,
-        statuses: Option<Vec<Status>>,
-        include_raw: bool,
-    ) -> Result<PageStream<Envelope>> {
-        self.check_batch_id(batch_id)?;
+    fn records(&self, q: RecordQuery<'_>) -> Result<PageStream<Envelope>> {
+        self.check_batch_id(q.batch_id)?;
         let view = self.view.clone();
         let http = self.http.clone();
         let gate = self.status_gate.clone();
-        let batch = batch_id.to_string();
-        let first = self.status_url(batch_id, 1);
+        let batch = q.batch_id.to_string();
+        let first = self.status_url(q.batch_id, 1);
         Ok(PageStream::spawn(&self.rt, move |tx| async move {
             let mut budget = PageBudget::new(http.limits().max_pages);
             for page in 1.. {
@@ -684,10 +639,10 @@ impl Adapter for SamaAdapter {
                     .into_iter()
                     .filter_map(|(t, raw)| {
                         let status = neutral_status(t.state.as_deref().unwrap_or("new"));
-                        if statuses.as_ref().is_some_and(|ss| !ss.contains(&status)) {
+                        if q.statuses.as_ref().is_some_and(|ss| !ss.contains(&status)) {
                             return None;
                         }
-                        Some(view.record(t, raw, &batch, status, include_raw))
+                        Some(view.record(t, raw, &batch, status, q.include_raw))
                     })
                     .collect();
                 if tx.send(page).await.is_err() || n < STATUS_PAGE {

@@ -23,10 +23,10 @@ use crate::engine::pagination::with_query_param;
 use crate::engine::redact::redact_url;
 use crate::engine::retry::{is_ambiguous, is_retryable, Outcome, RequestKind};
 use crate::engine::{Error, ErrorKind, Result};
-use crate::vendors::config::{check_options, Options};
+use crate::vendors::config::Options;
 use crate::vendors::model::*;
 use crate::vendors::upload::{in_chunks, Chunk, Driver, Keyed, Pieces, Plan, Sent, Wording};
-use crate::vendors::{UploadOptions, UploadProgress};
+use crate::vendors::UploadCall;
 
 /// How often a first creation job is asked whether it created a task yet, for the key check.
 const CHECK_POLL: Duration = Duration::from_secs(1);
@@ -288,6 +288,15 @@ impl SamaAdapter {
         }
     }
 
+    /// The creation jobs this client started for the batch and has not seen finish.
+    pub(super) fn inflight_jobs(&self, batch_id: &str) -> Vec<String> {
+        self.inflight
+            .lock()
+            .get(batch_id)
+            .cloned()
+            .unwrap_or_default()
+    }
+
     /// The keys the neutral batch holds already (created tasks), and whether any of its tasks carried the
     /// key input. Also the keys of creation jobs this client started that are still running: their tasks are
     /// not listed until created. Those jobs are asked first, so a task created in between is listed.
@@ -295,12 +304,7 @@ impl SamaAdapter {
     /// sending more would create every task again.
     pub(super) async fn existing_keys(&self, batch_id: &str) -> Result<(HashSet<String>, bool)> {
         let mut keys = HashSet::new();
-        let inflight: Vec<String> = self
-            .inflight
-            .lock()
-            .get(batch_id)
-            .cloned()
-            .unwrap_or_default();
+        let inflight = self.inflight_jobs(batch_id);
         for id in inflight {
             if !self.job_progress(&id, false, "upload").await?.finished {
                 if let Some(k) = self.inflight_keys.lock().get(&id).cloned() {
@@ -431,40 +435,30 @@ impl SamaAdapter {
     /// skipped. Until this client has seen Sama keep the key and client-batch inputs for the batch, the first
     /// job goes alone and one of its tasks is read back before anything else is sent (`check_kept`); an
     /// upload of one job is checked when the job is over (`job_status`).
-    pub(super) async fn upload_tasks(
-        &self,
-        batch: &BatchInfo,
-        records: Vec<UploadRecord>,
-        options: UploadOptions,
-        progress: Arc<UploadProgress>,
-    ) -> Result<JobState> {
-        check_options(
-            VENDOR,
-            "upload",
-            &options.options,
-            self.cfg.spec.upload_options,
-        )?;
-        let (priority, submit) = task_settings(&options.options)?;
-        let total = records.len() as u64;
-        let (tasks, refused) = self.prepare(&batch.id, records, priority, submit).await?;
-        if !refused.is_empty() && !options.collect_errors {
+    pub(super) async fn upload_tasks(&self, call: UploadCall<'_>) -> Result<JobState> {
+        let (priority, submit) = task_settings(&call.options.options)?;
+        let total = call.records.len() as u64;
+        let (tasks, refused) = self
+            .prepare(&call.batch.id, call.records, priority, submit)
+            .await?;
+        if !refused.is_empty() && !call.options.collect_errors {
             return Err(schema_error(&refused, total));
         }
         let failures = schema_failures(refused);
-        let (present, keyed) = self.existing_keys(&batch.id).await?;
+        let (present, keyed) = self.existing_keys(&call.batch.id).await?;
         if keyed {
-            self.verified.lock().insert(batch.id.clone());
+            self.verified.lock().insert(call.batch.id.clone());
         }
         let (mut to_send, held): (Vec<_>, Vec<_>) =
             tasks.into_iter().partition(|t| !present.contains(&t.0));
         let skipped = held.len() as u64;
-        let unchecked = !self.verified.lock().contains(&batch.id);
+        let unchecked = !self.verified.lock().contains(&call.batch.id);
         // Neither reconciled here (`run_creation` makes each of its steps safe to repeat, as tasks are listed
-        // only once created) nor bisected (records are checked against the schema first, Sama reports the rest
+        // only once created) nor bisected (call.records are checked against the schema first, Sama reports the rest
         // with the job).
         let creations = Creations { adapter: self };
         let plan = Plan::new(VENDOR, UPLOAD_CONCURRENCY);
-        let driver = Driver::new(&creations, plan, &options, &progress);
+        let driver = Driver::new(&creations, plan, &call.options, &call.progress);
         let rest = if unchecked && to_send.len() > TASKS_PER_JOB {
             to_send.split_off(TASKS_PER_JOB)
         } else {
@@ -475,16 +469,16 @@ impl SamaAdapter {
             let first = sent.receipts.first().cloned();
             let checked = match (&sent.error, first) {
                 (None, Some((job, keys))) => self
-                    .check_kept(&batch.id, &job, &keys, true)
+                    .check_kept(&call.batch.id, &job, &keys, true)
                     .await
                     .map(Some),
                 _ => Ok(None),
             };
             match checked {
                 Err(e) => {
-                    self.remember(&batch.id, &mut sent);
+                    self.remember(&call.batch.id, &mut sent);
                     let jobs: Vec<String> = self.jobs_of(&sent);
-                    return Err(e.details(json!({"sama_batches": jobs, "sent": progress.sent.load(std::sync::atomic::Ordering::Relaxed), "not_sent": rest.len()})));
+                    return Err(e.details(json!({"sama_batches": jobs, "sent": call.progress.sent.load(std::sync::atomic::Ordering::Relaxed), "not_sent": rest.len()})));
                 }
                 Ok(Some(_)) if sent.error.is_none() => {
                     let more = driver.run(rest).await?;
@@ -495,23 +489,23 @@ impl SamaAdapter {
                 _ => sent.unsent.extend(rest.keys()),
             }
         }
-        progress
+        call.progress
             .skipped
             .store(skipped, std::sync::atomic::Ordering::Relaxed);
         sent.skipped = skipped;
-        if unchecked && !self.verified.lock().contains(&batch.id) {
+        if unchecked && !self.verified.lock().contains(&call.batch.id) {
             if let Some((job, keys)) = sent.receipts.first() {
                 let keys = Arc::new(keys.clone());
                 self.unchecked.lock().insert(job.clone(), keys);
             }
         }
-        let started = self.remember(&batch.id, &mut sent);
+        let started = self.remember(&call.batch.id, &mut sent);
         let wording = Wording {
             landed: format!("were handed to Sama in batch creation jobs {started:?}"),
             details: Some(("sama_batches", json!(started))),
             ..Wording::stored()
         };
-        let skipped = sent.finish(total, &progress, wording)?.skipped;
+        let skipped = sent.finish(total, &call.progress, wording)?.skipped;
         let running = !started.is_empty();
         let failed = failures.len() as u64;
         Ok(JobState {
@@ -520,7 +514,7 @@ impl SamaAdapter {
             } else {
                 format!("sama-nothing-to-send-{}", uuid::Uuid::new_v4())
             },
-            batch_id: batch.id.clone(),
+            batch_id: call.batch.id.clone(),
             state: if running {
                 JobPhase::Running
             } else if failed > 0 {

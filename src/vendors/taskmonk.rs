@@ -45,11 +45,11 @@ use import::Imports;
 pub use import::{cell, encode_upload, prepare_rows, prune_columns, write_csv, Row};
 use jobs::{progress, text_field};
 
-use super::config::{check_options, seconds, ClientConfig, Options, Zero};
+use super::config::{seconds, ClientConfig, Options, Zero};
 use super::kit::{self, Kit};
 use super::model::*;
 use super::upload::{Driver, Plan, Sent, Wording};
-use super::{Adapter, UploadOptions, UploadProgress};
+use super::{Adapter, NewBatch, RecordQuery, ResultQuery, UploadCall};
 use crate::engine::auth::OAuth2ClientCredentials;
 use crate::engine::http::{request_url, HttpClient, Request};
 use crate::engine::retry::{is_ambiguous, RequestKind, RetryPolicy};
@@ -245,21 +245,9 @@ impl TaskMonkAdapter {
     pub fn new(cfg: ClientConfig, rt: tokio::runtime::Handle) -> Result<Self> {
         let (key_column, output_fields, export_format, stall) = parse_client_options(&cfg.options)?;
         let root = kit::api_root(&cfg, &["api"])?;
-        let mut project_url = root.clone();
-        project_url
-            .path_segments_mut()
-            .expect("checked above")
-            .extend(["project", &cfg.project]);
-        let mut v2_url = root.clone();
-        v2_url
-            .path_segments_mut()
-            .expect("checked above")
-            .extend(["project", "v2", &cfg.project]);
-        let mut token_url = root;
-        token_url
-            .path_segments_mut()
-            .expect("checked above")
-            .extend(["oauth2", "token"]);
+        let project_url = kit::under(&root, &["project", &cfg.project]);
+        let v2_url = kit::under(&root, &["project", "v2", &cfg.project]);
+        let token_url = kit::under(&root, &["oauth2", "token"]);
         let retry = cfg.retry_policy();
         let auth = OAuth2ClientCredentials::new(
             VENDOR,
@@ -286,15 +274,7 @@ impl TaskMonkAdapter {
     }
 
     fn url(&self, v2: bool, segments: &[&str]) -> Url {
-        let mut u = if v2 {
-            self.v2_url.clone()
-        } else {
-            self.project_url.clone()
-        };
-        u.path_segments_mut()
-            .expect("the API root is a base")
-            .extend(segments);
-        u
+        kit::under(if v2 { &self.v2_url } else { &self.project_url }, segments)
     }
 
     fn check_batch_id(&self, id: &str) -> Result<()> {
@@ -404,20 +384,9 @@ impl Adapter for TaskMonkAdapter {
         settings
     }
 
-    async fn create_batch(
-        &self,
-        name: &str,
-        exist_ok: bool,
-        options: &Options,
-    ) -> Result<BatchInfo> {
-        check_options(VENDOR, "create_batch", options, self.cfg.spec.batch_options)?;
-        if name.trim().is_empty() {
-            return Err(Error::invalid("a batch name cannot be empty")
-                .vendor(VENDOR)
-                .operation("create_batch")
-                .field("name"));
-        }
-        let body = Self::batch_body(name, options)?;
+    async fn create_named_batch(&self, new: NewBatch<'_>) -> Result<BatchInfo> {
+        let name = new.name;
+        let body = Self::batch_body(name, new.options)?;
         let req = Request::json(
             Method::POST,
             self.url(false, &["batch"]),
@@ -435,7 +404,7 @@ impl Adapter for TaskMonkAdapter {
                 Err(e) => return Step::Fail(e),
             };
             if let Some(existing) = existing {
-                if exist_ok || tries.retry > 0 {
+                if new.exist_ok || tries.retry > 0 {
                     return Step::Done(existing);
                 }
                 return Step::Fail(
@@ -502,33 +471,21 @@ impl Adapter for TaskMonkAdapter {
         items.into_iter().map(Self::batch_info).collect()
     }
 
-    async fn upload(
-        &self,
-        batch: &BatchInfo,
-        records: Vec<UploadRecord>,
-        options: UploadOptions,
-        progress: Arc<UploadProgress>,
-    ) -> Result<JobState> {
-        check_options(
-            VENDOR,
-            "upload",
-            &options.options,
-            self.cfg.spec.upload_options,
-        )?;
-        self.check_batch_id(&batch.id)?;
-        let (columns, rows) = prepare_rows(&records, &self.key_column)?;
-        if let Some(p) = options.options.get("priority") {
-            self.set_priority(batch, p).await?;
+    async fn send_records(&self, call: UploadCall<'_>) -> Result<JobState> {
+        self.check_batch_id(&call.batch.id)?;
+        let (columns, rows) = prepare_rows(&call.records, &self.key_column)?;
+        if let Some(p) = call.options.options.get("priority") {
+            self.set_priority(call.batch, p).await?;
         }
         let total = rows.len() as u64;
-        let imports = Imports::new(self, &batch.id, columns);
+        let imports = Imports::new(self, &call.batch.id, columns);
         // TaskMonk does not deduplicate: an import that may have been stored is reconciled first.
         let plan = Plan::new(VENDOR, UPLOAD_CONCURRENCY)
             .reconciling(self.retry)
             .bisecting();
-        let driver = Driver::new(&imports, plan, &options, &progress);
+        let driver = Driver::new(&imports, plan, &call.options, &call.progress);
         let mut sent = driver.run(rows).await?;
-        // The batch lost the key column: what was sent is not "stored" in any sense a re-run could use.
+        // The call.batch lost the key column: what was sent is not "stored" in any sense a re-run could use.
         if let Some(e) = sent
             .error
             .take_if(|e| e.code.as_deref() == Some("key_column_dropped"))
@@ -546,7 +503,7 @@ impl Adapter for TaskMonkAdapter {
             reconciled,
             failures,
             ..
-        } = sent.finish(total, &progress, wording)?;
+        } = sent.finish(total, &call.progress, wording)?;
         let base = skipped + reconciled;
         let id = if jobs.len() == 1 {
             jobs[0].clone()
@@ -563,7 +520,7 @@ impl Adapter for TaskMonkAdapter {
         self.jobs.lock().insert(
             id.clone(),
             Track {
-                batch: batch.id.clone(),
+                batch: call.batch.id.clone(),
                 ids: jobs.clone(),
                 base,
                 last_done: base,
@@ -572,7 +529,7 @@ impl Adapter for TaskMonkAdapter {
         );
         Ok(JobState {
             id,
-            batch_id: batch.id.clone(),
+            batch_id: call.batch.id.clone(),
             state,
             total,
             done: base,
@@ -668,79 +625,27 @@ impl Adapter for TaskMonkAdapter {
         })
     }
 
-    fn results(
-        &self,
-        batch_id: &str,
-        since_us: Option<i64>,
-        include_raw: bool,
-    ) -> PageStream<Envelope> {
-        let this = self.clone_parts();
-        let batch = batch_id.to_string();
-        PageStream::spawn(&self.rt, move |tx| async move {
-            let run = async {
-                let table = this
-                    .export(&batch, true, this.export_format, &[], true, "results")
-                    .await?;
-                let mut items = envelopes(
-                    &table,
-                    &batch,
-                    &this.key_column,
-                    this.output_fields.as_deref(),
-                    true,
-                    include_raw,
-                );
-                // `since` is exclusive; results without a completion time cannot be filtered and stay.
-                if let Some(since) = since_us {
-                    items.retain(|e| e.completed_us.is_none_or(|t| t > since));
-                }
-                items.sort_by(|a, b| (a.completed_us, &a.key).cmp(&(b.completed_us, &b.key)));
-                Ok::<_, Error>(items)
-            };
-            match run.await {
-                Ok(items) => send_pages(&tx, items).await,
-                Err(e) => {
-                    let _ = tx.send(Err(e)).await;
-                }
+    fn results(&self, q: ResultQuery<'_>) -> PageStream<Envelope> {
+        self.export_stream(q.batch_id, true, q.include_raw, move |items| {
+            // `since` is exclusive; results without a completion time cannot be filtered and stay.
+            if let Some(since) = q.since_us {
+                items.retain(|e| e.completed_us.is_none_or(|t| t > since));
             }
+            items.sort_by(|a, b| (a.completed_us, &a.key).cmp(&(b.completed_us, &b.key)));
         })
     }
 
-    fn records(
-        &self,
-        batch_id: &str,
-        statuses: Option<Vec<Status>>,
-        include_raw: bool,
-    ) -> Result<PageStream<Envelope>> {
-        self.check_batch_id(batch_id)?;
-        let this = self.clone_parts();
-        let batch = batch_id.to_string();
-        Ok(PageStream::spawn(&self.rt, move |tx| async move {
-            let run = async {
-                let table = this
-                    .export(&batch, true, this.export_format, &[], false, "records")
-                    .await?;
-                let mut items = envelopes(
-                    &table,
-                    &batch,
-                    &this.key_column,
-                    this.output_fields.as_deref(),
-                    false,
-                    include_raw,
-                );
+    fn records(&self, q: RecordQuery<'_>) -> Result<PageStream<Envelope>> {
+        self.check_batch_id(q.batch_id)?;
+        let statuses = q.statuses;
+        Ok(
+            self.export_stream(q.batch_id, false, q.include_raw, move |items| {
                 if let Some(wanted) = &statuses {
                     items.retain(|e| wanted.contains(&e.status));
                 }
-                Ok::<_, Error>(items)
-            };
-            match run.await {
-                Ok(items) => send_pages(&tx, items).await,
-                Err(e) => {
-                    let _ = tx.send(Err(e)).await;
-                }
-            }
-        }))
+            }),
+        )
     }
-
     fn api_url(&self, path: &str) -> Result<Url> {
         request_url(&self.cfg.base_url, &self.project_url, Some("/api/"), path)
     }
@@ -784,6 +689,42 @@ async fn send_pages(tx: &tokio::sync::mpsc::Sender<Result<Vec<Envelope>>>, items
 
 impl TaskMonkAdapter {
     /// What a streaming task needs, owned (the adapter itself is behind an `Arc` we do not hold).
+    /// The batch's export as envelopes (`results`: the finished records only), `shape`d, sent in pages.
+    fn export_stream(
+        &self,
+        batch_id: &str,
+        results: bool,
+        include_raw: bool,
+        shape: impl FnOnce(&mut Vec<Envelope>) + Send + 'static,
+    ) -> PageStream<Envelope> {
+        let this = self.clone_parts();
+        let batch = batch_id.to_string();
+        let operation = if results { "results" } else { "records" };
+        PageStream::spawn(&self.rt, move |tx| async move {
+            let run = async {
+                let table = this
+                    .export(&batch, true, this.export_format, &[], results, operation)
+                    .await?;
+                let mut items = envelopes(
+                    &table,
+                    &batch,
+                    &this.key_column,
+                    this.output_fields.as_deref(),
+                    results,
+                    include_raw,
+                );
+                shape(&mut items);
+                Ok::<_, Error>(items)
+            };
+            match run.await {
+                Ok(items) => send_pages(&tx, items).await,
+                Err(e) => {
+                    let _ = tx.send(Err(e)).await;
+                }
+            }
+        })
+    }
+
     fn clone_parts(&self) -> Arc<TaskMonkAdapter> {
         Arc::new(TaskMonkAdapter {
             cfg: self.cfg.clone(),

@@ -372,6 +372,18 @@ impl<'a, P: Pieces> Driver<'a, P> {
         Ok(all)
     }
 
+    /// Drops from `pending` the records the batch holds already (counted as reconciled and sent); returns how
+    /// many it dropped.
+    async fn reconcile(&self, pending: &mut P::Chunk, out: &mut Sent<P::Receipt>) -> Result<u64> {
+        let present = self.pieces.existing_keys().await?;
+        let before = pending.len();
+        pending.retain_missing(&present);
+        let found = (before - pending.len()) as u64;
+        out.reconciled += found;
+        self.progress.sent.fetch_add(found, Ordering::Relaxed);
+        Ok(found)
+    }
+
     /// Sends one chunk: reconciled after an ambiguous failure, halved when refused and `collect`.
     async fn send(&self, chunk: P::Chunk, collect: bool) -> Sent<P::Receipt> {
         let mut pending = chunk;
@@ -387,15 +399,9 @@ impl<'a, P: Pieces> Driver<'a, P> {
                 }
                 Err(e) if e.kind == ErrorKind::InvalidInput && collect && self.plan.bisect => {
                     if self.plan.refusals_may_store && pending.len() > 1 {
-                        let present = match self.pieces.existing_keys().await {
-                            Ok(p) => p,
-                            Err(e2) => return out.failed(e2, pending),
-                        };
-                        let before = pending.len();
-                        pending.retain_missing(&present);
-                        let found = (before - pending.len()) as u64;
-                        out.reconciled += found;
-                        self.progress.sent.fetch_add(found, Ordering::Relaxed);
+                        if let Err(e2) = self.reconcile(&mut pending, &mut out).await {
+                            return out.failed(e2, pending);
+                        }
                         if pending.is_empty() {
                             return out;
                         }
@@ -410,15 +416,11 @@ impl<'a, P: Pieces> Driver<'a, P> {
                     };
                     tokio::time::sleep(retry.delay(round, None)).await;
                     round += 1;
-                    let present = match self.pieces.existing_keys().await {
-                        Ok(p) => p,
+                    let before = pending.len();
+                    let found = match self.reconcile(&mut pending, &mut out).await {
+                        Ok(found) => found,
                         Err(e2) => return out.failed(e2, pending),
                     };
-                    let before = pending.len();
-                    pending.retain_missing(&present);
-                    let found = (before - pending.len()) as u64;
-                    out.reconciled += found;
-                    self.progress.sent.fetch_add(found, Ordering::Relaxed);
                     log::info!(
                         target: &format!("labelport::vendors::{}", self.plan.vendor),
                         "upload failed ambiguously ({e}); {found} of {before} records were stored, resending the rest"
