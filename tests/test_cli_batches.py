@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import signal
@@ -189,8 +190,12 @@ def test_output_files_follow_the_umask_and_keep_an_existing_files_mode(alegion, 
     ok(run("results", "--output", str(out), "--watermark-file", str(mark), *common, env=env, umask=umask))
     assert stat.S_IMODE(out.stat().st_mode) == 0o666 & ~umask
     assert stat.S_IMODE(mark.stat().st_mode) == 0o666 & ~umask
+    spooled = ["labels.csv"] + (["labels.parquet"] if importlib.util.find_spec("pyarrow") else [])
+    for name in spooled:  # the writers that spool first (CSV, parquet) too
+        ok(run("results", "--output", str(tmp_path / name), *common, env=env, umask=umask))
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o666 & ~umask, name
     os.chmod(out, 0o640)  # a mode the user chose stays through a rewrite
-    ok(run("results", "--format", "csv", "--output", str(out), *common, env=env, umask=umask))
+    ok(run("results", "--output", str(out), *common, env=env, umask=umask))
     assert stat.S_IMODE(out.stat().st_mode) == 0o640
 
 

@@ -22,6 +22,16 @@ from labelport.cli import _output
 # history. tests/test_cli.py checks this against every sandbox's credentials.
 CREDENTIAL_NAMES = frozenset({"username", "password", "client_id", "client_secret", "api_key", "api_token"})
 
+FORMATS = ("jsonl", "csv", "parquet")
+# What an --output name ending says it holds (case aside); the same suffixes `upload` reads.
+FORMAT_OF_SUFFIX = {
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".csv": "csv",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+}
+
 
 def _assignment(text: str) -> tuple[str, Any]:
     name, sep, value = text.partition("=")
@@ -175,16 +185,16 @@ def add_commands(sub: Any) -> None:
         "results",
         "write a batch's finished results as jsonl, csv or parquet",
         "Write a batch's finished results (one envelope per record) to --output, or to stdout for jsonl and "
-        "csv. A regular file appears only once complete; a pipe, FIFO or device (/dev/stdout) is written to as "
-        "it is. The watermark (the greatest completion time written) goes to stderr and to --watermark-file; "
-        "pass it as --since next time to get only newer results.",
+        "csv. The format is --format, else the one --output's name ends with (.jsonl, .ndjson, .csv, .parquet, "
+        ".pq), else jsonl. A regular file appears only once complete; a pipe, FIFO or device (/dev/stdout) is "
+        "written to as it is. The watermark (the greatest completion time written) goes to stderr and to "
+        "--watermark-file; pass it as --since next time to get only newer results.",
     )
     _batch_option(p)
     p.add_argument(
         "--format",
-        choices=["jsonl", "csv", "parquet"],
-        default="jsonl",
-        help="jsonl (default), csv or parquet",
+        choices=FORMATS,
+        help="jsonl, csv or parquet; default: what --output's name ends with, else jsonl",
     )
     p.add_argument(
         "--output", "-o", metavar="PATH", help="the file to write (parquet needs one); default: stdout"
@@ -203,10 +213,35 @@ def add_commands(sub: Any) -> None:
     p.set_defaults(run=cmd_results)
 
 
+def _suffix_format(path: str | None) -> str | None:
+    if not path:
+        return None
+    return FORMAT_OF_SUFFIX.get(os.path.splitext(path)[1].lower())
+
+
+def results_format(args: argparse.Namespace) -> str:
+    """The format `results` writes: --format, else what --output's name says (labels.parquet is parquet, not
+    JSON lines under a parquet name), else jsonl. A --format the name contradicts is a usage error."""
+    named = _suffix_format(args.output)
+    if args.format is None:
+        return named or "jsonl"
+    if named is not None and named != args.format:
+        raise ValueError(
+            f"results --format {args.format} but --output {args.output!r} names a {named} file: drop --format "
+            f"(the name chooses), or name the file for {args.format} (e.g. .{args.format})"
+        )
+    return str(args.format)
+
+
 def check(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
     """Usage errors argparse cannot see alone (exit 1)."""
-    if getattr(args, "run", None) is cmd_results and args.format == "parquet" and not args.output:
-        parser.error("results --format parquet needs --output PATH")
+    if getattr(args, "run", None) is cmd_results:
+        try:
+            args.format = results_format(args)
+        except ValueError as e:
+            parser.error(str(e))
+        if args.format == "parquet" and not args.output:
+            parser.error("results --format parquet needs --output PATH")
 
 
 def _verbose(args: argparse.Namespace) -> None:
