@@ -53,6 +53,21 @@ class RequestCounter:
 
 
 @pytest.fixture
+def stat_count() -> Callable[..., int]:
+    """``stat_count(sb, "METHOD /route", status=None)``: the requests a sandbox has answered on one endpoint
+    (with that status, or any), as counted by ``request_counts``."""
+
+    def count(sb: lp.sandbox.Sandbox, endpoint: str, status: str | None = None) -> int:
+        return sum(
+            n
+            for (ep, st), n in request_counts(sb).items()
+            if ep == endpoint and (status is None or st == status)
+        )
+
+    return count
+
+
+@pytest.fixture
 def counter(sandbox: lp.sandbox.Sandbox) -> RequestCounter:
     return RequestCounter(sandbox)
 

@@ -9,15 +9,6 @@ from typing import Any
 import labelport as lp
 
 
-def stat_count(sb: Any, endpoint: str, status: str | None = None) -> int:
-    n = 0
-    for key, v in sb.stats()["requests"].items():
-        ep, _, st = key.rpartition(" ")
-        if ep == endpoint and (status is None or st == status):
-            n += int(v)
-    return n
-
-
 def make(n: int, tag: str) -> list[dict[str, Any]]:
     return [{"id": f"{tag}-{i:04d}", "text": f"record {i}"} for i in range(n)]
 
@@ -42,7 +33,7 @@ def test_a_server_capping_pages_at_250_loses_nothing():
 
 
 # Finding 2: a server refusing `status=error` (a UI's word) with 422 still gives the batch's counts.
-def test_status_counts_survive_a_server_refusing_the_error_filter():
+def test_status_counts_survive_a_server_refusing_the_error_filter(stat_count):
     with (
         lp.sandbox.start(
             "alegion", seed=42, exception_rate=0.2, dialect={"strict_status_filter": True}
@@ -58,7 +49,7 @@ def test_status_counts_survive_a_server_refusing_the_error_filter():
 
 
 # Finding 5: `records(status="completed")` no longer sends `status=complete`; a strict server is not asked it.
-def test_completed_records_are_filtered_here_not_by_a_word_the_server_may_refuse():
+def test_completed_records_are_filtered_here_not_by_a_word_the_server_may_refuse(stat_count):
     with (
         lp.sandbox.start(
             "alegion", seed=43, exception_rate=0.2, dialect={"strict_status_filter": True}

@@ -13,7 +13,6 @@ import datetime as dt
 import hashlib
 import hmac
 import http.server
-import json
 import threading
 import time
 import urllib.error
@@ -47,18 +46,9 @@ WRONG_ANSWER = {
 }
 
 
-def sim(sb: lp.sandbox.Sandbox, path: str, body: Any = None, method: str = "POST") -> Any:
-    data = None if body is None and method == "GET" else json.dumps(body).encode()
-    req = urllib.request.Request(
-        sb.url + path, data=data, method=method, headers={"content-type": "application/json"}
-    )
-    with urllib.request.urlopen(req, timeout=10) as resp:
-        return json.loads(resp.read() or b"null")
-
-
 def configure(sb: lp.sandbox.Sandbox, url: str, method: str, creds: dict[str, str], **extra: Any) -> None:
     hook = {"url": url, "auth": method, **creds}
-    sim(sb, f"/_sim/projects/{PROJECT}/callbacks", {"creation": hook, "delivery": hook, **extra})
+    sb.hook(f"/_sim/projects/{PROJECT}/callbacks", {"creation": hook, "delivery": hook, **extra})
 
 
 def wait_until(check: Any, timeout: float = 15.0) -> None:
@@ -100,8 +90,7 @@ def capture(method: str, creds: dict[str, str], seed: int) -> tuple[str, dict[st
     rec = Recorder()
     try:
         with lp.sandbox.start("sama", seed=seed) as sb, sb.client() as c:
-            sim(
-                sb,
+            sb.hook(
                 f"/_sim/projects/{PROJECT}/callbacks",
                 {"creation": {"url": rec.url, "auth": method, **creds}},
             )
@@ -142,7 +131,7 @@ def test_sandbox_callbacks_are_accepted_once(method):
             # Two tasks: a creation and a delivery callback each.
             wait_until(lambda: len(rx.payloads()) >= 4)
             time.sleep(0.3)
-            log = sim(sb, "/_sim/callbacks", method="GET")
+            log = sb.hook("/_sim/callbacks", method="GET")
         payloads = rx.payloads()
         assert len(payloads) == 4
         keys = sorted(p["task"]["data"]["labelport_key"] for p in payloads)
@@ -163,10 +152,10 @@ def test_wrong_credentials_are_refused_at_each_of_five_attempts(method):
     with callbacks.Receiver("sama", method, **CREDS[method]) as rx:
         with lp.sandbox.start("sama", seed=22) as sb, sb.client() as c:
             hook = {"url": rx.url + "hook", "auth": method, **WRONG[method]}
-            sim(sb, f"/_sim/projects/{PROJECT}/callbacks", {"creation": hook, "backoff_s": 0.01})
+            sb.hook(f"/_sim/projects/{PROJECT}/callbacks", {"creation": hook, "backoff_s": 0.01})
             c.create_batch("wrong", exist_ok=True).upload([{"image_id": "w1", "url": "u"}], key="image_id")
-            wait_until(lambda: len(sim(sb, "/_sim/callbacks", method="GET")["unreachable"]) == 1)
-            log = sim(sb, "/_sim/callbacks", method="GET")
+            wait_until(lambda: len(sb.hook("/_sim/callbacks", method="GET")["unreachable"]) == 1)
+            log = sb.hook("/_sim/callbacks", method="GET")
         code, status = WRONG_ANSWER[method]
         assert [(a["attempt"], a["status"]) for a in log["attempts"]] == [(n, status) for n in range(1, 6)]
         assert rx.rejected == [(code, status)] * 5

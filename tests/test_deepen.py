@@ -15,7 +15,6 @@ import struct
 import subprocess
 import sys
 import textwrap
-import urllib.request
 import zlib
 
 import labelport as lp
@@ -55,17 +54,6 @@ def count(sb, endpoint: str, status: int | str | None = None) -> int:
         if ep == endpoint and (status is None or st == str(status)):
             total += int(n)
     return total
-
-
-def sim(sb, path: str, payload: dict) -> dict:
-    req = urllib.request.Request(
-        sb.url + path,
-        data=json.dumps(payload).encode(),
-        method="POST",
-        headers={"Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(req, timeout=10) as resp:
-        return json.loads(resp.read())
 
 
 @pytest.fixture(scope="module")
@@ -201,7 +189,7 @@ def test_job_follows_processing_and_stages_follow_the_clock(files, unique):
 def test_one_rejection_on_the_way_to_final_labels(sandbox, client, files, unique):
     """Manual mode: the labeller submits, the reviewer rejects through batch.reject, the rework is accepted
     through batch.accept, and QA finishes: the file's final labels arrive."""
-    sim(sandbox, "/_sim/deepen/mode", {"mode": "manual"})
+    sandbox.hook("/_sim/deepen/mode", {"mode": "manual"})
     try:
         batch = client.create_batch(f"review-{unique}")
         rec = files(1)[0]
@@ -233,12 +221,12 @@ def test_one_rejection_on_the_way_to_final_labels(sandbox, client, files, unique
         with pytest.raises(lp.NotFound):
             batch.reject(["nope.png"])
     finally:
-        sim(sandbox, "/_sim/deepen/mode", {"mode": "auto"})
+        sandbox.hook("/_sim/deepen/mode", {"mode": "auto"})
 
 
 def test_reject_once_mode_reworks_every_file_then_completes(files):
     with lp.sandbox.start("deepen", seed=3) as sb:
-        sim(sb, "/_sim/deepen/mode", {"mode": "reject_once"})
+        sb.hook("/_sim/deepen/mode", {"mode": "reject_once"})
         client = sb.client()
         batch = client.create_batch("rework")
         batch.upload(files(5), key="name").wait(timeout=30)
@@ -252,7 +240,7 @@ def test_task_lists_per_batch_per_user_and_delayed(files):
     """batch.tasks(), client.user_tasks(email) and client.delayed_tasks() return Deepen's task resources as
     dicts, sync and async; a week on the sandbox clock makes unaccepted tasks delayed."""
     with lp.sandbox.start("deepen", seed=5) as sb:
-        sim(sb, "/_sim/deepen/mode", {"mode": "manual"})
+        sb.hook("/_sim/deepen/mode", {"mode": "manual"})
         client = sb.client()
         batch = client.create_batch("tasks")
         batch.upload(files(2), key="name").wait(timeout=30)

@@ -10,7 +10,6 @@ import json
 import subprocess
 import sys
 import textwrap
-import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
@@ -31,17 +30,6 @@ def records(prefix: str, n: int, start: int = 0) -> list[dict]:
 
 def count(sb, endpoint: str) -> int:
     return sum(int(n) for k, n in sb.stats()["requests"].items() if k.rpartition(" ")[0] == endpoint)
-
-
-def sim(sb, path: str, payload: dict) -> dict:
-    req = urllib.request.Request(
-        sb.url + path,
-        data=json.dumps(payload).encode(),
-        method="POST",
-        headers={"Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(req, timeout=10) as resp:
-        return json.loads(resp.read())
 
 
 @contextlib.contextmanager
@@ -227,7 +215,7 @@ def test_a_processed_archive_is_recognised_in_any_uploaded_files_form(form):
 def test_a_failed_preprocessing_fails_the_job_with_deepens_message():
     """Finding 8: processing_status preprocessing_error (older DatasetResource page) ends the job."""
     with lp.sandbox.start("deepen", seed=1) as sb, sb.client() as client:
-        sim(sb, "/_sim/deepen/preprocessing_error", {"message": "corrupt archive"})
+        sb.hook("/_sim/deepen/preprocessing_error", {"message": "corrupt archive"})
         batch = client.create_batch("broken")
         job = batch.upload(records("p", 5), key="name")
         assert job.wait(timeout=10)["state"] == "failed"

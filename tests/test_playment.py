@@ -19,15 +19,6 @@ CREATE = "POST /v0/projects/{projectId}/jobs"
 ATTACH = "GET /v1/attachments"
 
 
-def stat_count(sb: Any, endpoint: str, status: str | None = None) -> int:
-    n = 0
-    for key, v in sb.stats()["requests"].items():
-        ep, _, st = key.rpartition(" ")
-        if ep == endpoint and (status is None or st == status):
-            n += int(v)
-    return n
-
-
 def created(sb: Any) -> dict[str, int]:
     return {str(k): int(v) for k, v in sb.stats()["records_created"].items()}
 
@@ -95,7 +86,7 @@ def test_the_same_script_runs_on_both_vendors(vendor):
         json.dumps(out["results"])
 
 
-def test_envelope_and_result_behind_the_redirect(sb, client):
+def test_envelope_and_result_behind_the_redirect(sb, client, stat_count):
     batch = client.create_batch(f"env-{uuid.uuid4().hex[:8]}")
     before = stat_count(sb, ATTACH, "302")
     batch.upload(make(130, "env"), key="image_id")
@@ -164,7 +155,7 @@ def test_results_since_is_exclusive_and_watermarked():
         assert sorted(r["key"] for r in later) == [f"b-{i:05d}" for i in range(3)]
 
 
-def test_options_and_bad_input_fail_before_anything_is_sent(sb, client):
+def test_options_and_bad_input_fail_before_anything_is_sent(sb, client, stat_count):
     batch = client.create_batch(f"bad-{uuid.uuid4().hex[:8]}")
     total = sb.stats()["records_total"]
     creates = stat_count(sb, CREATE)
@@ -215,7 +206,7 @@ def test_a_key_used_in_another_batch_is_a_duplicate(sb, client):
     assert all(created(sb)[r["image_id"]] == 1 for r in recs)
 
 
-def test_lost_answers_are_recovered_from_the_batch_list(sb, client):
+def test_lost_answers_are_recovered_from_the_batch_list(sb, client, stat_count):
     batch = client.create_batch(f"lost-{uuid.uuid4().hex[:8]}")
     recs = make(10, f"lost{uuid.uuid4().hex[:4]}")
     sb.inject(status=500, method="POST", path="/jobs", commit=True, times=4)
@@ -227,7 +218,7 @@ def test_lost_answers_are_recovered_from_the_batch_list(sb, client):
     assert batch.status()["total"] == 10
 
 
-def test_faults_create_nothing_twice_and_return_everything_once():
+def test_faults_create_nothing_twice_and_return_everything_once(stat_count):
     faults = {"server_error": 0.1, "commit_then_fail": 0.05, "reset": 0.02, "rate_limit": 0.05}
     recs = make(300, "fault")
     with lp.sandbox.start("playment", seed=21, faults=faults) as s, s.client(max_retries=8) as c:

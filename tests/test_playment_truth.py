@@ -14,15 +14,6 @@ JOBS_PAGE = "GET /v0/projects/{projectId}/batch/{batchId}"
 CREATE_V1 = "POST /v1/projects/{projectId}/jobs"
 
 
-def stat_count(sb: Any, endpoint: str, status: str | None = None) -> int:
-    n = 0
-    for key, v in sb.stats()["requests"].items():
-        ep, _, st = key.rpartition(" ")
-        if ep == endpoint and (status is None or st == status):
-            n += int(v)
-    return n
-
-
 def make(n: int, tag: str) -> list[dict[str, Any]]:
     return [
         {"image_id": f"{tag}-{i:04d}", "image_url": f"https://example.com/cars/{i:04d}.jpg"} for i in range(n)
@@ -37,7 +28,7 @@ def done_results(dialect: dict[str, Any], n: int = 12, **start: Any) -> list[dic
 
 
 # Finding 3: create-batch sends label and project_id, as both code samples do, and goes by data.batch_id.
-def test_create_batch_sends_label_and_project_id_and_keeps_the_returned_batch_id():
+def test_create_batch_sends_label_and_project_id_and_keeps_the_returned_batch_id(stat_count):
     dialect = {"require_label": True, "details_lag": True}
     with lp.sandbox.start("playment", seed=32, dialect=dialect) as sb, sb.client() as c:
         batch = c.create_batch("labelled", description="cars")
@@ -106,7 +97,7 @@ def test_results_without_last_modified_lose_nothing():
 
 
 # Finding 7: v1 jobs take priority_weight 1-9; a 10 with work_flow_id is refused before anything is sent.
-def test_priority_weight_10_on_the_v1_path_is_refused_before_sending():
+def test_priority_weight_10_on_the_v1_path_is_refused_before_sending(stat_count):
     with lp.sandbox.start("playment", seed=33) as sb, sb.client() as c:
         batch = c.create_batch("weights")
         with pytest.raises(lp.InvalidInput) as e:
@@ -126,7 +117,7 @@ def test_priority_weight_10_on_the_v1_path_is_refused_before_sending():
 # Finding 10: a finished batch's status is one details read, not a walk of its job list; without the counts
 # in the details, the walk still answers.
 @pytest.mark.parametrize("counts", [True, False])
-def test_a_finished_batch_status_reads_the_details_counts(counts):
+def test_a_finished_batch_status_reads_the_details_counts(counts, stat_count):
     dialect = {} if counts else {"no_batch_counts": True}
     with lp.sandbox.start("playment", seed=34, dialect=dialect) as sb, sb.client() as c:
         batch = c.create_batch("counted")
@@ -139,7 +130,7 @@ def test_a_finished_batch_status_reads_the_details_counts(counts):
 
 
 # A job list paged in another size than the documented 100 is read whole.
-def test_job_pages_of_another_size_are_read_whole():
+def test_job_pages_of_another_size_are_read_whole(stat_count):
     with lp.sandbox.start("playment", seed=35, dialect={"jobs_per_page": 7}) as sb, sb.client() as c:
         batch = c.create_batch("pages")
         records = make(30, "pg")

@@ -15,7 +15,6 @@ import json
 import logging
 import threading
 import time
-import urllib.request
 from typing import Any
 
 import labelport as lp
@@ -54,19 +53,6 @@ def sandbox():
     """Overrides conftest's Alegion sandbox: a Sama one whose tasks are delivered at once."""
     with lp.sandbox.start("sama", seed=11) as sb:
         yield sb
-
-
-def sim(sb: lp.sandbox.Sandbox, path: str, body: Any = None, method: str = "POST") -> Any:
-    """Calls one of the sandbox's /_sim/ hooks."""
-    data = None if body is None and method == "GET" else json.dumps(body).encode()
-    req = urllib.request.Request(
-        sb.url + path,
-        data=data,
-        method=method,
-        headers={"content-type": "application/json"},
-    )
-    with urllib.request.urlopen(req, timeout=10) as resp:
-        return json.loads(resp.read() or b"null")
 
 
 def parse_time(value: object) -> dt.datetime:
@@ -252,8 +238,7 @@ def test_results_since_reads_past_a_page_thinned_by_the_inclusive_bound():
 
 
 def test_a_schema_violation_is_refused_before_anything_is_sent(sandbox, unique, counter):
-    sim(
-        sandbox,
+    sandbox.hook(
         f"/_sim/projects/{PROJECT}/schema",
         {
             "type": "object",
@@ -295,7 +280,7 @@ def test_a_schema_violation_is_refused_before_anything_is_sent(sandbox, unique, 
                 (2, "c", "caption"),
             }
     finally:
-        sim(sandbox, f"/_sim/projects/{PROJECT}/schema", None)
+        sandbox.hook(f"/_sim/projects/{PROJECT}/schema", None)
 
 
 def test_collect_lets_good_records_through(sandbox, client, batch, counter):
@@ -387,7 +372,7 @@ def test_reject_sends_a_result_back_and_it_is_delivered_again():
 
 def test_cancel_stops_creation_only():
     with lp.sandbox.start("sama", seed=4) as sb, sb.client() as c:
-        sim(sb, "/_sim/config", {"creation_s": 100.0})
+        sb.hook("/_sim/config", {"creation_s": 100.0})
         b = c.create_batch("stop-me", exist_ok=True)
         job = b.upload([{"image_id": f"c{i}", "url": "u"} for i in range(10)], key="image_id")
         assert job.status()["state"] == "running"
@@ -404,7 +389,7 @@ def test_cancel_stops_creation_only():
 
 def test_batch_wait_counts_tasks_still_being_created():
     with lp.sandbox.start("sama", seed=6) as sb, sb.client() as c:
-        sim(sb, "/_sim/config", {"creation_s": 20.0})
+        sb.hook("/_sim/config", {"creation_s": 20.0})
         b = c.create_batch("slow", exist_ok=True)
         b.upload([{"image_id": f"s{i}", "url": "u"} for i in range(10)], key="image_id")
         sb.advance(5)
@@ -419,7 +404,7 @@ def test_batch_wait_counts_tasks_still_being_created():
 
 def test_a_rerun_while_sama_is_still_creating_sends_nothing_twice():
     with lp.sandbox.start("sama", seed=7) as sb, sb.client() as c:
-        sim(sb, "/_sim/config", {"creation_s": 20.0})
+        sb.hook("/_sim/config", {"creation_s": 20.0})
         b = c.create_batch("rerun", exist_ok=True)
         records = [{"image_id": f"q{i}", "url": "u"} for i in range(10)]
         b.upload(records, key="image_id")
@@ -493,8 +478,7 @@ def test_callbacks_arrive_with_each_auth_method(method):
     receiver = Receiver()
     try:
         with lp.sandbox.start("sama", seed=8) as sb, sb.client() as c:
-            sim(
-                sb,
+            sb.hook(
                 f"/_sim/projects/{PROJECT}/callbacks",
                 {
                     "creation": {"url": receiver.url, "auth": method, **auth},
@@ -534,8 +518,7 @@ def test_a_failing_callback_is_tried_five_times():
     receiver = Receiver(status=500)
     try:
         with lp.sandbox.start("sama", seed=9) as sb, sb.client() as c:
-            sim(
-                sb,
+            sb.hook(
                 f"/_sim/projects/{PROJECT}/callbacks",
                 {"creation": {"url": receiver.url, "auth": "token", "token": "t"}, "backoff_s": 0.01},
             )
@@ -543,7 +526,7 @@ def test_a_failing_callback_is_tried_five_times():
             receiver.wait_for(5)
             time.sleep(0.3)
             assert len(receiver.got) == 5
-            log = sim(sb, "/_sim/callbacks", method="GET")
+            log = sb.hook("/_sim/callbacks", method="GET")
             assert [a["attempt"] for a in log["attempts"]] == [1, 2, 3, 4, 5]
             assert len(log["unreachable"]) == 1
     finally:

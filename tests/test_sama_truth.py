@@ -5,26 +5,12 @@ against an adapter that bet on one form."""
 from __future__ import annotations
 
 import datetime as dt
-import json
-import urllib.request
 from typing import Any
 
 import labelport as lp
 import pytest
 
 CREATE = "POST /v2/projects/{projectId}/batches.json"
-
-
-def sim(sb: lp.sandbox.Sandbox, path: str, body: Any) -> Any:
-    """Calls one of the sandbox's /_sim/ hooks."""
-    req = urllib.request.Request(
-        sb.url + path,
-        data=json.dumps(body).encode(),
-        method="POST",
-        headers={"content-type": "application/json"},
-    )
-    with urllib.request.urlopen(req, timeout=10) as resp:
-        return json.loads(resp.read() or b"null")
 
 
 def records(prefix: str, n: int, start: int = 0) -> list[dict[str, Any]]:
@@ -68,7 +54,7 @@ def test_cancel_stops_a_job_whose_answer_names_no_state(dialect):
     """`cancel()` acted only on jobs reading `waiting`, `processing` or `queued`: without a state word it
     silently canceled nothing."""
     with lp.sandbox.start("sama", seed=32, dialect=dialect) as sb, sb.client() as c:
-        sim(sb, "/_sim/config", {"creation_s": 100.0})
+        sb.hook("/_sim/config", {"creation_s": 100.0})
         b = c.create_batch("stop-me", exist_ok=True)
         job = b.upload(records("c", 10), key="image_id")
         sb.advance(35)
@@ -85,7 +71,7 @@ def test_a_stalled_part_of_a_chunked_upload_stops_with_stalled_naming_it():
     with lp.sandbox.start("sama", seed=33) as sb, sb.client(stall_timeout=1.5) as c:
         b = c.create_batch("stalled", exist_ok=True)
         b.upload(records("p", 1), key="image_id").wait(timeout=30)  # the batch keeps its key input
-        sim(sb, "/_sim/config", {"creation_s": 1e7})  # from now on, creation jobs create nothing for hours
+        sb.hook("/_sim/config", {"creation_s": 1e7})  # from now on, creation jobs create nothing for hours
         stream = iter(records("s", 50_001))
         with pytest.raises(lp.Stalled) as info:
             b.upload(stream, key="image_id")
@@ -247,7 +233,7 @@ def test_a_continue_lost_on_a_job_that_names_no_state_is_sent_again():
     """After an ambiguous `continue`, a job answer without a `state` was read as "started": the job was never
     continued, its tasks never created, and the upload's wait never ended."""
     with lp.sandbox.start("sama", seed=44, dialect={"job_state_field": "none"}) as sb, sb.client() as c:
-        sim(sb, "/_sim/faults", {"status": 500, "method": "POST", "path": "continue.json", "commit": False})
+        sb.hook("/_sim/faults", {"status": 500, "method": "POST", "path": "continue.json", "commit": False})
         b = c.create_batch("lost-continue", exist_ok=True)
         status = b.upload(records("lc", 5), key="image_id").wait(timeout=30)
         assert (status["state"], status["done"]) == ("completed", 5)

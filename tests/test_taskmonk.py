@@ -7,7 +7,6 @@ import datetime as dt
 import json
 import logging
 import time
-import urllib.request
 from typing import Any
 
 import labelport as lp
@@ -27,18 +26,6 @@ ENVELOPE_KEYS = {
     "completed_at",
     "vendor",
 }
-
-
-def sim(sb: lp.sandbox.Sandbox, path: str, body: dict[str, Any]) -> dict[str, Any]:
-    """Calls one of the sandbox's /_sim/ test hooks."""
-    req = urllib.request.Request(
-        sb.url + path,
-        data=json.dumps(body).encode(),
-        headers={"Content-Type": "application/json"},
-        method="POST",
-    )
-    with urllib.request.urlopen(req, timeout=10) as resp:
-        return json.loads(resp.read())
 
 
 @pytest.fixture(scope="module")
@@ -167,7 +154,7 @@ def test_records_without_a_key_are_keyed_by_content(client, batch, created, coun
 
 
 def test_batch_wait_right_after_upload_counts_rows_still_being_ingested(sandbox, client, unique):
-    sim(sandbox, "/_sim/ingestion", {"rows_per_second": 200})
+    sandbox.hook("/_sim/ingestion", {"rows_per_second": 200})
     try:
         b = client.create_batch(f"slow-{unique}")
         b.upload([{"external_id": f"{unique}-{i}"} for i in range(400)], key="external_id")
@@ -176,11 +163,11 @@ def test_batch_wait_right_after_upload_counts_rows_still_being_ingested(sandbox,
         assert first["done"] is False
         assert b.wait(timeout=30, poll_interval=0.1)["completed"] == 400
     finally:
-        sim(sandbox, "/_sim/ingestion", {"rows_per_second": 5000})
+        sandbox.hook("/_sim/ingestion", {"rows_per_second": 5000})
 
 
 def test_job_status_moves_and_ends_at_total(sandbox, client, unique):
-    sim(sandbox, "/_sim/ingestion", {"rows_per_second": 400})
+    sandbox.hook("/_sim/ingestion", {"rows_per_second": 400})
     try:
         b = client.create_batch(f"progress-{unique}")
         job = b.upload([{"external_id": f"{unique}-{i}"} for i in range(600)], key="external_id")
@@ -189,17 +176,17 @@ def test_job_status_moves_and_ends_at_total(sandbox, client, unique):
         assert first["done"] < 600
         assert job.wait(timeout=30, poll_interval=0.1)["done"] == 600
     finally:
-        sim(sandbox, "/_sim/ingestion", {"rows_per_second": 5000})
+        sandbox.hook("/_sim/ingestion", {"rows_per_second": 5000})
 
 
 def test_a_stalled_import_raises_stalled(sandbox, unique):
     client = sandbox.client(stall_timeout=1.0)
     b = client.create_batch(f"stall-{unique}")
-    sim(sandbox, "/_sim/ingestion", {"stall": True})
+    sandbox.hook("/_sim/ingestion", {"stall": True})
     try:
         job = b.upload([{"external_id": f"{unique}-{i}"} for i in range(20)], key="external_id")
     finally:
-        sim(sandbox, "/_sim/ingestion", {"stall": False})
+        sandbox.hook("/_sim/ingestion", {"stall": False})
     started = time.monotonic()
     with pytest.raises(lp.Stalled) as info:
         job.wait(timeout=60, poll_interval=0.1)
@@ -209,19 +196,19 @@ def test_a_stalled_import_raises_stalled(sandbox, unique):
 
 
 def test_tasks_that_never_finish_time_out_and_show_as_pending(sandbox, client, unique):
-    sim(sandbox, "/_sim/auto-complete", {"enabled": False})
+    sandbox.hook("/_sim/auto-complete", {"enabled": False})
     try:
         b = client.create_batch(f"never-{unique}")
         b.upload([{"external_id": f"{unique}-{i}"} for i in range(6)], key="external_id").wait(timeout=30)
     finally:
-        sim(sandbox, "/_sim/auto-complete", {"enabled": True})
+        sandbox.hook("/_sim/auto-complete", {"enabled": True})
     with pytest.raises(lp.Timeout):
         b.wait(timeout=0.5, poll_interval=0.1)
     assert b.status()["pending"] == 6
     assert {r["status"] for r in b.records()} == {"pending"}
     assert b.records(status="completed").to_list() == []
     assert b.results().to_list() == []
-    sim(sandbox, f"/_sim/batch/{b.id}/complete", {"outputs": {"label": "bus"}})
+    sandbox.hook(f"/_sim/batch/{b.id}/complete", {"outputs": {"label": "bus"}})
     results = b.results().to_list()
     assert len(results) == 6 and {r["output"]["label"] for r in results} == {"bus"}
 
@@ -384,8 +371,8 @@ def test_faults_every_key_created_once_and_returned_once(unique):
     ):
         # On top of the seeded faults, the two ambiguous ones on imports for sure: stored then a 500,
         # and a dropped connection (nothing stored).
-        sim(sb, "/_sim/faults", {"status": 500, "path": "/tasks/import", "commit": True})
-        sim(sb, "/_sim/faults", {"reset": True, "path": "/tasks/import"})
+        sb.hook("/_sim/faults", {"status": 500, "path": "/tasks/import", "commit": True})
+        sb.hook("/_sim/faults", {"reset": True, "path": "/tasks/import"})
         b = c.create_batch(f"faults-{unique}", exist_ok=True)
         records = [{"external_id": f"f{i:04d}", "n": i} for i in range(300)]
         # In slices, as a cron job would, then all of it again: each slice is one import job.
@@ -414,7 +401,7 @@ def test_faults_every_key_created_once_and_returned_once(unique):
 
 def test_a_project_schema_refuses_unknown_columns_and_collect_keeps_the_rest(unique):
     with lp.sandbox.start("taskmonk", seed=4) as sb, sb.client() as c:
-        sim(sb, "/_sim/project/schema", {"input_fields": ["url", "external_id"]})
+        sb.hook("/_sim/project/schema", {"input_fields": ["url", "external_id"]})
         b = c.create_batch(f"schema-{unique}")
         records = [{"external_id": f"s{i}", "url": f"u{i}"} for i in range(8)]
         records[3]["colour"] = "red"

@@ -19,18 +19,6 @@ IMPORT = "POST /api/project/v2/{projectId}/batch/{batchId}/tasks/import"
 OUTPUT_FIELDS = {"label", "confidence", "is_occluded"}
 
 
-def sim(sb: lp.sandbox.Sandbox, path: str, body: dict[str, Any]) -> dict[str, Any]:
-    """Calls one of the sandbox's /_sim/ test hooks."""
-    req = urllib.request.Request(
-        sb.url + path,
-        data=json.dumps(body).encode(),
-        headers={"Content-Type": "application/json"},
-        method="POST",
-    )
-    with urllib.request.urlopen(req, timeout=10) as resp:
-        return json.loads(resp.read())
-
-
 def imports(sb: lp.sandbox.Sandbox) -> int:
     """File imports the sandbox has taken (any status)."""
     return sum(n for k, n in sb.stats()["requests"].items() if k.rpartition(" ")[0] == IMPORT)
@@ -149,7 +137,7 @@ def test_an_output_job_reporting_zero_of_zero_is_done():
         lp.sandbox.start("taskmonk", seed=35, dialect={"output_job_counts_rows": True}) as sb,
         sb.client(stall_timeout=3) as c,
     ):
-        sim(sb, "/_sim/auto-complete", {"enabled": False})
+        sb.hook("/_sim/auto-complete", {"enabled": False})
         b = c.create_batch("nothing done")
         b.upload([{"external_id": f"z{i}"} for i in range(5)], key="external_id").wait(timeout=30)
         started = time.monotonic()
@@ -212,7 +200,7 @@ def test_a_re_run_right_after_an_upload_without_batch_import_progress():
         lp.sandbox.start("taskmonk", seed=38, dialect={"no_batch_import_progress": True}) as sb,
         sb.client() as c,
     ):
-        sim(sb, "/_sim/ingestion", {"rows_per_second": 400})
+        sb.hook("/_sim/ingestion", {"rows_per_second": 400})
         b = c.create_batch("slow")
         rs = records("s", 800)
         b.upload(rs, key="image_id")
@@ -230,7 +218,7 @@ def test_another_client_re_running_while_rows_ingest_without_batch_import_progre
         lp.sandbox.start("taskmonk", seed=39, dialect={"no_batch_import_progress": True}) as sb,
         sb.client() as c,
     ):
-        sim(sb, "/_sim/ingestion", {"rows_per_second": 400})
+        sb.hook("/_sim/ingestion", {"rows_per_second": 400})
         b = c.create_batch("slow")
         rs = records("o", 800)
         b.upload(rs, key="image_id")

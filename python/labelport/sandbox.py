@@ -98,14 +98,16 @@ class Sandbox:
         ):
             if value is not None:
                 spec[name] = value
-        self._control("POST", "/_sim/faults", spec)
+        self.hook("/_sim/faults", spec)
 
     def clear_faults(self) -> None:
         """Remove every scripted fault not yet used."""
-        self._control("DELETE", "/_sim/faults", None)
+        self.hook("/_sim/faults", method="DELETE")
 
-    def _control(self, method: str, path: str, payload: Any) -> Any:
-        data = None if payload is None else json.dumps(payload).encode()
+    def hook(self, path: str, payload: Any = None, method: str = "POST") -> Any:
+        """Calls one of the simulator's ``/_sim/`` test hooks (faults, clocks, modes) with ``payload`` as JSON;
+        returns the decoded answer, or None for an empty one."""
+        data = None if payload is None and method in ("GET", "DELETE") else json.dumps(payload).encode()
         req = urllib.request.Request(
             self.url + path, data=data, method=method, headers={"Content-Type": "application/json"}
         )
