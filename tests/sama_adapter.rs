@@ -40,7 +40,11 @@ async fn drain(mut s: PageStream<Envelope>) -> Vec<Envelope> {
 }
 
 async fn upload(a: &SamaAdapter, batch: &str, keys: std::ops::Range<usize>) {
-    let info = a.get_batch(batch).await.unwrap();
+    // A Sama batch exists once a task carries its id: a new one is attached through create_batch.
+    let info = a
+        .create_batch(batch, true, &Default::default())
+        .await
+        .unwrap();
     let records = keys
         .map(|i| UploadRecord {
             key: format!("k{i:04}"),

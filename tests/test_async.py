@@ -79,7 +79,7 @@ def test_async_for_gives_every_result_once_and_a_watermark(sb):
 def test_async_errors_are_the_same_classes(sb):
     async def main():
         client = aclient(sb)
-        with pytest.raises(lp.InvalidInput):
+        with pytest.raises(lp.NotFound):  # a malformed id names no batch (docs/contract.md)
             await client.batch("not-a-uuid")
         with pytest.raises(lp.NotFound):
             await client.batch("00000000-0000-0000-0000-000000000000")

@@ -145,6 +145,13 @@ CASES = [
         "priority",
     ),
     Case(
+        "a misspelt argument of upload",
+        up([good(0)], keys="k"),
+        lp.InvalidInput,
+        "did you mean key=?",
+        "keys",
+    ),
+    Case(
         "an unknown on_error",
         up([good(0)], key="k", on_error="ignore"),
         lp.InvalidInput,
@@ -204,8 +211,8 @@ CASES = [
     Case(
         "a malformed batch id",
         lambda ctx: ctx.client.batch("not-a-uuid!"),
-        lp.InvalidInput,
-        "Invalid UUID string",
+        lp.NotFound,  # a malformed id names no batch (docs/contract.md), and is never sent
+        "an Alegion batch id is a UUID",
     ),
     Case(
         "an unknown batch id",

@@ -122,7 +122,8 @@ def test_full_round_trip(sandbox, client, files, unique):
         assert set(r) == ENVELOPE_KEYS
         assert r["id"] == r["key"]  # the result id is the file id
         assert r["status"] == "completed" and r["vendor"] == "deepen" and r["batch_id"] == batch.id
-        assert r["input"]["file_id"] == r["key"] and r["input"]["sensors"] == ["camera"]
+        # The record as uploaded, without its file (kept in the dataset's tags: docs/vendors/deepen.md).
+        assert r["input"] == {"name": r["key"], "camera": "front"}, r["input"]
         labels = r["output"]["labels"]
         assert labels and all(x["file_id"] == r["key"] and x["stage_id"] == "QA" for x in labels)
         assert parse_time(r["created_at"]) <= parse_time(r["completed_at"])
@@ -148,7 +149,7 @@ def test_files_given_as_bytes_arrive_whole(client, unique):
     batch = client.create_batch(f"bytes-{unique}")
     recs = [{"name": f"{unique}-mem-{i}.png", "file": png(i, size=8 + i)} for i in range(3)]
     assert batch.upload(recs).wait(timeout=30)["done"] == 3
-    dataset_id = client.batch(batch.id).id
+    dataset_id = client.batch(batch.id).raw["dataset_id"]
     for r in recs:
         stored = client.request("GET", f"/datasets/{dataset_id}/files/{r['name']}")
         assert stored["file_size"] == len(r["file"]), (r["name"], stored)
@@ -171,7 +172,7 @@ def test_key_defaults_to_name_and_other_keys_name_the_entry(client, files, uniqu
 def test_job_follows_processing_and_stages_follow_the_clock(files, unique):
     with lp.sandbox.start("deepen", seed=2, complete_after=100.0) as sb:
         batch = sb.client().create_batch("slow")
-        job = batch.upload(files(4), key="name")
+        job = batch.upload(files(4), key="name", wait=False)  # the default waits for processing
         assert job.status()["state"] == "running"  # processing
         assert batch.status()["pending"] == 4
         sb.advance(10)
@@ -209,7 +210,9 @@ def test_one_rejection_on_the_way_to_final_labels(sandbox, client, files, unique
         assert now["Labelling"]["status"] == "rejected" and now["Labelling"]["rejection_count"] == 1
         assert now["Labelling"]["rejection_reason"] == "boxes too loose"
         assert now["QA"]["status"] == "waiting"
-        assert batch.status()["in_progress"] == 1 and batch.results().to_list() == []
+        # Sent back: rejected (not finished) until the labeller submits the rework.
+        assert batch.status()["rejected"] == 1 and batch.results().to_list() == []
+        assert [r["status"] for r in batch.records()] == ["rejected"]
 
         client.request("POST", f"/tasks/{lab['task_id']}/submit")
         batch.accept([fid])
@@ -231,7 +234,7 @@ def test_reject_once_mode_reworks_every_file_then_completes(files):
         batch = client.create_batch("rework")
         batch.upload(files(5), key="name").wait(timeout=30)
         assert batch.wait(timeout=30, poll_interval=0.1)["completed"] == 5
-        tasks = client.request("GET", f"/datasets/{client.batch(batch.id).id}/tasks")["tasks"]
+        tasks = client.request("GET", f"/datasets/{client.batch(batch.id).raw['dataset_id']}/tasks")["tasks"]
         assert [t["rejection_count"] for t in tasks if t["stage_id"] == "Labelling"] == [1] * 5
         assert len(batch.results().to_list()) == 5
 
@@ -248,7 +251,7 @@ def test_task_lists_per_batch_per_user_and_delayed(files):
         tasks = batch.tasks()
         assert isinstance(tasks, list) and all(isinstance(t, dict) for t in tasks)
         assert collections.Counter(t["stage_id"] for t in tasks) == {"Labelling": 2, "QA": 2}
-        assert {t["dataset_id"] for t in tasks} == {client.batch(batch.id).id}
+        assert {t["dataset_id"] for t in tasks} == {client.batch(batch.id).raw["dataset_id"]}
 
         mine = client.user_tasks("sim-labeller@example.com")
         assert set(mine) == {"file_tasks", "label_tasks"}
@@ -317,7 +320,8 @@ def test_bad_input_is_refused_before_anything_is_sent(sandbox, client, files, un
     with pytest.raises(lp.NotFound):
         client.create_batch(f"bad-profile-{unique}", labelling_profile_id="prof_missing")
     assert (count(sandbox, PUT), count(sandbox, CREATE), count(sandbox, PROCESS)) == before
-    assert batch.status()["total"] == 0
+    with pytest.raises(lp.NotFound, match="first upload"):  # still only a reservation
+        batch.status()
     with pytest.raises(lp.UnsupportedOperation):
         batch.cancel()
 
@@ -371,7 +375,7 @@ UPLOADER = textwrap.dedent(
     import labelport as lp
     env = json.loads(sys.argv[1])
     client = lp.Client("deepen", project=env["project"], base_url=env["url"], **env["credentials"])
-    batch = client.batch(env["batch"])
+    batch = client.create_batch(env["batch"], exist_ok=True)  # the reservation, from another process
     records = [{"name": f"big-{i:03d}.png", "file": p} for i, p in enumerate(env["paths"])]
     job = batch.upload(records, key="name")
     # VmHWM, not ru_maxrss: Linux carries ru_maxrss over from the parent across fork and exec.
@@ -395,7 +399,7 @@ def test_a_zip_of_500_files_is_streamed_not_held_in_memory(tmp_path):
             "url": sb.url,
             "project": sb.project,
             "credentials": sb.credentials,
-            "batch": batch.id,
+            "batch": batch.name,
             "paths": paths,
         }
         out = subprocess.run(

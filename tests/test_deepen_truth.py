@@ -96,12 +96,15 @@ REATTACH = textwrap.dedent(
 
 
 def test_a_fresh_process_reattaches_by_name_and_by_either_id():
+    """One id from create_batch on: before the first upload the reserved id is NotFound (no dataset carries
+    it); after it, the reserved id finds the dataset in any process and stays the batch's id (create_batch
+    with exist_ok, client.batch, batches()); the dataset's own id works as a batch id too."""
     with lp.sandbox.start("deepen", seed=1) as sb, sb.client() as client:
         reserved = client.create_batch("reattach").id
-        assert client.batch(reserved).id == reserved  # before the first upload: the reservation itself
-        assert (
-            client.batch(reserved).status()["total"] == 0 and client.batch(reserved).results().to_list() == []
-        )
+        assert client.create_batch("reattach", exist_ok=True).id == reserved
+        for call in (lambda: client.batch(reserved), client.create_batch("reattach", exist_ok=True).status):
+            with pytest.raises(lp.NotFound, match="first upload"):
+                call()
         env = {"url": sb.url, "project": sb.project, "credentials": sb.credentials}
         out = subprocess.run(
             [sys.executable, "-c", REATTACH, json.dumps(env)], capture_output=True, text=True, timeout=120
@@ -111,10 +114,13 @@ def test_a_fresh_process_reattaches_by_name_and_by_either_id():
         assert report["reserved"] == reserved and report["job"]["done"] == 5
         with sb.client() as fresh:
             again = fresh.create_batch("reattach", exist_ok=True)
-            assert not again.id.startswith("reserved:") and again.name == "reattach"
-            assert fresh.batch(reserved).id == again.id == fresh.batch(again.id).id
-            assert fresh.batch(reserved).status()["total"] == 5
-            with pytest.raises(lp.DuplicateRecord):
+            assert (again.id, again.name) == (reserved, "reattach")
+            assert fresh.batch(reserved).id == reserved
+            assert [b.id for b in fresh.batches() if b.name == "reattach"] == [reserved]
+            dataset_id = fresh.batch(reserved).raw["dataset_id"]
+            assert not dataset_id.startswith("reserved:") and fresh.batch(dataset_id).id == dataset_id
+            assert fresh.batch(reserved).status()["total"] == 5 == fresh.batch(dataset_id).status()["total"]
+            with pytest.raises(lp.DuplicateRecord, match="reserved:"):
                 fresh.create_batch("reattach")
 
 
@@ -221,3 +227,28 @@ def test_a_failed_preprocessing_fails_the_job_with_deepens_message():
         assert job.wait(timeout=10)["state"] == "failed"
         (failure,) = job.failures()
         assert failure["code"] == "preprocessing_error" and failure["message"] == "corrupt archive"
+
+
+@pytest.mark.parametrize("form", ["strings", "objects"])
+def test_the_records_own_fields_come_back_from_the_dataset_tags_in_any_tag_form(form):
+    """Finding 15: Deepen keeps the file, not the record. The create call carries each record's own fields (the
+    record without its file) as a dataset tag, and ``input`` of results() and records() is read back from the
+    tags, with JSON types, whether Deepen answers the tags as strings or as objects (dialect ``tag_form``)."""
+    recs = [
+        {**r, "caption": f"car {i}", "count": i, "score": i + 0.5, "flag": i % 2 == 0, "note": None}
+        for i, r in enumerate(records("in", 4))
+    ]
+    with lp.sandbox.start("deepen", seed=4, dialect={"tag_form": form}) as sb, sb.client() as client:
+        batch = client.create_batch("inputs")
+        batch.upload(recs, key="name").wait(timeout=30)
+        batch.wait(timeout=60, poll_interval=0.1)
+        want = {r["name"]: {k: v for k, v in r.items() if k != "file"} for r in recs}
+        for envelope in batch.results().to_list() + batch.records().to_list():
+            got = envelope["input"]
+            assert got == want[envelope["key"]], got
+            assert [type(got[k]) for k in ("count", "score", "flag")] == [int, float, bool], got
+        tags = client.batch(batch.id).raw["tags"]
+        assert len(tags) == 1 + len(recs), tags  # the batch id, and one per record
+        # Read through the dataset's own id (another process, say): the same inputs.
+        dataset_id = client.batch(batch.id).raw["dataset_id"]
+        assert {r["key"]: r["input"] for r in client.batch(dataset_id).records()} == want

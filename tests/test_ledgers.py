@@ -90,10 +90,10 @@ def round_trip(vendor: str) -> dict[str, Any]:
         batch = client.create_batch("ledger", exist_ok=True)
         if client.capabilities["operations"].get("list_batches", True):
             client.batches()
-        client.batch(batch.id).status()
         job = batch.upload(records, key=key)
         job.status()
         job.wait(timeout=60)
+        client.batch(batch.id).status()  # after the upload: before it, a Sama or Deepen batch is NotFound
         batch.wait(timeout=60, poll_interval=0.1)
         stream = batch.results()
         stream.to_list()

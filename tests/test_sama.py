@@ -194,13 +194,14 @@ def test_counts_of_a_big_batch_in_mixed_states_match_the_full_listing():
         b.upload([{"image_id": f"b{i}", "url": f"v{i}"} for i in range(150)], key="image_id").wait(timeout=30)
         status = b.status()
         listed = collections.Counter(r["status"] for r in b.records())  # the full list, 100 a second
-        assert (status["total"], status["completed"], status["pending"], status["in_progress"]) == (
+        # The rejected tasks read `rejected` (docs/contract.md, `batch.status()`), in the counts and the listing.
+        assert (status["total"], status["completed"], status["pending"], status["rejected"]) == (
             300,
             145,
             150,
             5,
         )
-        assert listed == {"completed": 145, "pending": 150, "in_progress": 5}
+        assert listed == {"completed": 145, "pending": 150, "rejected": 5}
         assert status["done"] is False
 
 
@@ -353,11 +354,18 @@ def test_reject_sends_a_result_back_and_it_is_delivered_again():
             c.batch("another").reject([target["id"]])
         b.reject([target["id"]], reason="blurry")
         status = b.status()
-        assert (status["completed"], status["in_progress"], status["done"]) == (3, 1, False)
+        assert (status["completed"], status["rejected"], status["done"]) == (3, 1, False)
         assert target["id"] not in {r["id"] for r in b.results()}
         task = c.request("GET", f"projects/{PROJECT}/tasks/{target['id']}.json")["task"]
         assert task["state"] == "rejected"
         assert task["rejection_reasons"] == ["blurry"]
+        sb.advance(75)  # the rework has begun (Sama lists the task `in progress`): still `rejected` here
+        assert (
+            c.request("GET", f"projects/{PROJECT}/tasks/{target['id']}.json")["task"]["state"]
+            == "in progress"
+        )
+        assert (b.status()["rejected"], b.status()["in_progress"]) == (1, 0)
+        assert [r["status"] for r in b.records() if r["id"] == target["id"]] == ["rejected"]
         sb.advance(101)
         again = b.results(since=max(r["completed_at"] for r in first)).to_list()
         assert [r["id"] for r in again] == [target["id"]]
@@ -374,7 +382,7 @@ def test_cancel_stops_creation_only():
     with lp.sandbox.start("sama", seed=4) as sb, sb.client() as c:
         sb.hook("/_sim/config", {"creation_s": 100.0})
         b = c.create_batch("stop-me", exist_ok=True)
-        job = b.upload([{"image_id": f"c{i}", "url": "u"} for i in range(10)], key="image_id")
+        job = b.upload([{"image_id": f"c{i}", "url": "u"} for i in range(10)], key="image_id", wait=False)
         assert job.status()["state"] == "running"
         sb.advance(35)
         b.cancel()
@@ -391,7 +399,7 @@ def test_batch_wait_counts_tasks_still_being_created():
     with lp.sandbox.start("sama", seed=6) as sb, sb.client() as c:
         sb.hook("/_sim/config", {"creation_s": 20.0})
         b = c.create_batch("slow", exist_ok=True)
-        b.upload([{"image_id": f"s{i}", "url": "u"} for i in range(10)], key="image_id")
+        b.upload([{"image_id": f"s{i}", "url": "u"} for i in range(10)], key="image_id", wait=False)
         sb.advance(5)
         status = b.status()
         assert status["total"] == 10
@@ -407,9 +415,9 @@ def test_a_rerun_while_sama_is_still_creating_sends_nothing_twice():
         sb.hook("/_sim/config", {"creation_s": 20.0})
         b = c.create_batch("rerun", exist_ok=True)
         records = [{"image_id": f"q{i}", "url": "u"} for i in range(10)]
-        b.upload(records, key="image_id")
+        b.upload(records, key="image_id", wait=False)
         sb.advance(5)  # 2 of 10 tasks created so far
-        again = b.upload(records, key="image_id")
+        again = b.upload(records, key="image_id", wait=False)
         assert again.status()["skipped"] == 10
         sb.advance(20)
         b.wait(timeout=30, poll_interval=0.2)
@@ -568,7 +576,7 @@ def test_client_batch_field_and_key_field_options(unique):
     ):
         b = c.create_batch(f"lot-{unique}", exist_ok=True)
         records = [{"image_id": f"{unique}-k{i}", "url": "u"} for i in range(3)]
-        job = b.upload(records, key="image_id", priority=-1, submit=True)
+        job = b.upload(records, key="image_id", priority=-1, submit=True, wait=False)
         # The sandbox designates `client_batch_id` as the client batch input, so Sama's own filter does not
         # see `lot`: what a real project must set up is exactly this designation. The first job's tasks are
         # read back once it is over, and the wait says so.

@@ -56,7 +56,7 @@ def test_cancel_stops_a_job_whose_answer_names_no_state(dialect):
     with lp.sandbox.start("sama", seed=32, dialect=dialect) as sb, sb.client() as c:
         sb.hook("/_sim/config", {"creation_s": 100.0})
         b = c.create_batch("stop-me", exist_ok=True)
-        job = b.upload(records("c", 10), key="image_id")
+        job = b.upload(records("c", 10), key="image_id", wait=False)
         sb.advance(35)
         b.cancel()
         status = job.wait(timeout=30)
@@ -160,9 +160,8 @@ def test_an_upload_stops_after_the_first_job_when_sama_drops_the_key_input():
 def test_a_small_upload_whose_key_input_is_dropped_fails_its_wait_and_is_never_sent_twice():
     with lp.sandbox.start("sama", seed=38, dialect={"drop_key_input": True}) as sb, sb.client() as c:
         b = c.create_batch("keyless-small", exist_ok=True)
-        job = b.upload(records("m", 10), key="image_id")
         with pytest.raises(lp.InvalidInput) as info:
-            job.wait(timeout=30)
+            b.upload(records("m", 10), key="image_id")  # upload() waits for the job, whose tasks lack the key
         assert info.value.field == "key_field"
         with pytest.raises(lp.InvalidInput):
             b.upload(records("m", 10), key="image_id")

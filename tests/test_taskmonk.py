@@ -157,7 +157,7 @@ def test_batch_wait_right_after_upload_counts_rows_still_being_ingested(sandbox,
     sandbox.hook("/_sim/ingestion", {"rows_per_second": 200})
     try:
         b = client.create_batch(f"slow-{unique}")
-        b.upload([{"external_id": f"{unique}-{i}"} for i in range(400)], key="external_id")
+        b.upload([{"external_id": f"{unique}-{i}"} for i in range(400)], key="external_id", wait=False)
         first = b.status()
         assert first["total"] == 400, first
         assert first["done"] is False
@@ -170,7 +170,7 @@ def test_job_status_moves_and_ends_at_total(sandbox, client, unique):
     sandbox.hook("/_sim/ingestion", {"rows_per_second": 400})
     try:
         b = client.create_batch(f"progress-{unique}")
-        job = b.upload([{"external_id": f"{unique}-{i}"} for i in range(600)], key="external_id")
+        job = b.upload([{"external_id": f"{unique}-{i}"} for i in range(600)], key="external_id", wait=False)
         first = job.status()
         assert first["state"] == "running" and first["total"] == 600
         assert first["done"] < 600
@@ -184,7 +184,7 @@ def test_a_stalled_import_raises_stalled(sandbox, unique):
     b = client.create_batch(f"stall-{unique}")
     sandbox.hook("/_sim/ingestion", {"stall": True})
     try:
-        job = b.upload([{"external_id": f"{unique}-{i}"} for i in range(20)], key="external_id")
+        job = b.upload([{"external_id": f"{unique}-{i}"} for i in range(20)], key="external_id", wait=False)
     finally:
         sandbox.hook("/_sim/ingestion", {"stall": False})
     started = time.monotonic()

@@ -13,7 +13,7 @@ import threading
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from labelport._labelport import Batch, Client, ClientSpec, InvalidInput
+from labelport._labelport import Batch, Client, ClientSpec, InvalidInput, NotFound, _rebuild_batch
 
 #: Result pages per partition when reading (Alegion: 1,000 results a page).
 DEFAULT_PAGES_PER_PARTITION = 4
@@ -173,9 +173,22 @@ def to_json(value: Any) -> str | None:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
 
 
+def attach(client: Client, batch_id: str) -> Batch:
+    """The batch of ``batch_id``, to upload into or read. Where a batch exists only once its first upload created
+    it (``capabilities["batch_created_by_first_upload"]``: Deepen, Sama), ``client.batch(id)`` is ``NotFound``
+    before that upload, so the batch is attached by id without reading it (reads of it still raise
+    ``NotFound``; the upload creates it)."""
+    try:
+        return client.batch(batch_id)
+    except NotFound:
+        if not client.capabilities.get("batch_created_by_first_upload"):
+            raise
+        return _rebuild_batch(client.spec(include_credentials=True), batch_id, None, None, None)
+
+
 def worker_batch(spec: ClientSpec, batch_id: str) -> Batch:
-    """The batch, re-attached through this process's client for ``spec``."""
-    return client_for(spec).batch(batch_id)
+    """The batch, re-attached through this process's client for ``spec`` (``attach``)."""
+    return attach(client_for(spec), batch_id)
 
 
 def upload_chunks(

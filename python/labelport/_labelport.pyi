@@ -81,6 +81,10 @@ class Client:
     or a profile): ``max_response_size`` (bytes of one body after decompression, default 512 MiB),
     ``max_pages`` (pages of one listing, default 100,000) and ``max_retry_wait`` (seconds: the longest
     ``Retry-After`` waited out, default 120; a longer one raises ``RateLimited`` with ``retry_after`` at once).
+    TaskMonk's results come from export files whose every cell is text: ``coerce={field: "str" | "int" | "float"
+    | "bool" | "json"}`` converts the named fields of ``input`` and ``output`` (an empty cell of a non-``str``
+    field is ``None``; a value that does not convert raises ``InvalidInput`` naming the record's key and the
+    field). Also ``LABELPORT_TASKMONK_COERCE`` or a profile's ``coerce``, as a JSON object.
     """
 
     def __new__(
@@ -211,6 +215,7 @@ class Batch:
         *,
         on_error: Literal["raise", "collect"] = "raise",
         progress: _Progress = None,
+        wait: bool = True,
         **options: Any,
     ) -> Job:
         """Send records; returns once the vendor has accepted every one. Idempotent by key: records whose key the
@@ -225,7 +230,13 @@ class Batch:
         the same upload again sends only what is missing. Values
         of DataFrames, Arrow data and files that JSON has no word for are converted (datetimes to RFC 3339, numpy
         scalars to numbers, Decimal to str, NaN/NaT/None to null); plain dicts are sent as they are, and a NaN
-        there is an ``InvalidInput``. ``progress``: a progress bar (default ``labelport.config.progress``)."""
+        there is an ``InvalidInput``. ``progress``: a progress bar (default ``labelport.config.progress``).
+
+        ``wait`` (default True): return once the vendor holds every record, so ``job.status()`` reads
+        ``completed`` on every vendor (``Stalled`` if the vendor's job shows no progress for ``stall_timeout``,
+        600 s). ``wait=False`` returns once the records are sent: a vendor that ingests them afterwards gives a
+        running job, and ``job.wait()`` follows it. A chunked upload waits for each part before it sends the
+        next either way."""
     def status(self) -> dict[str, int | bool]:
         """Counts from the vendor: total, pending, in_progress, completed, exception, canceled, rejected, failed,
         and ``done`` (bool: every record is in a final state)."""
@@ -385,6 +396,7 @@ class AsyncBatch:
         *,
         on_error: Literal["raise", "collect"] = "raise",
         progress: _Progress = None,
+        wait: bool = True,
         **options: Any,
     ) -> AsyncJob: ...
     async def status(self) -> dict[str, int | bool]: ...

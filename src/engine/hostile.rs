@@ -1308,6 +1308,7 @@ fn client(options: Options, self_addr: &str) -> HttpClient {
             max_rate_limited: 1,
         },
         tls_roots: vec![],
+        auth_hint: None,
     };
     let auth = StaticKey::new(KeyPlacement::Header("x-api-key"), SECRET, refused_with_401);
     HttpClient::new(config, Arc::new(auth), parse_error).expect("the harness's client builds")

@@ -66,6 +66,9 @@ pub struct HttpConfig {
     pub limits: Limits,
     /// Certificate authorities trusted besides the system's.
     pub tls_roots: Vec<reqwest::Certificate>,
+    /// Added to every refusal of the credentials (`Auth`): which to check and where each came from. Never
+    /// holds a secret.
+    pub auth_hint: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -446,7 +449,27 @@ impl HttpClient {
     /// Sends `req` with credentials, renewing them once on a refusal and retrying as `retry.rs` allows.
     /// Returns the 2xx answer, or an error naming the operation, the status and the vendor's message.
     pub async fn send(&self, req: &Request) -> Result<Response> {
-        self.send_unscrubbed(req).await.map_err(|e| self.scrub(e))
+        self.send_unscrubbed(req)
+            .await
+            .map_err(|e| self.scrub(self.explain(e)))
+    }
+
+    /// A refusal of the credentials says which to check and where they came from (`HttpConfig::auth_hint`).
+    pub fn explain(&self, mut err: Error) -> Error {
+        if let (ErrorKind::Auth, Some(hint)) = (err.kind, &self.config.auth_hint) {
+            // The auth providers' own advice is generic: the hint replaces it.
+            let generic = ["check the credentials", "check client_id and client_secret"];
+            if let Some(advice) = generic.iter().find(|a| err.message.contains(*a)) {
+                err.message = err.message.replacen(advice, hint, 1);
+            } else if !err.message.contains(hint.as_str()) {
+                // The vendor's own words stay as they were sent.
+                err.message = match err.message.trim_end().chars().last() {
+                    Some('.' | '!' | '?') => format!("{} ({hint})", err.message.trim_end()),
+                    _ => format!("{}; {hint}", err.message),
+                };
+            }
+        }
+        err
     }
 
     async fn send_unscrubbed(&self, req: &Request) -> Result<Response> {
@@ -750,6 +773,7 @@ mod tests {
             retry: RetryPolicy::default(),
             rate_limit: None,
             tls_roots: vec![],
+            auth_hint: None,
         };
         HttpClient::new(config, Arc::new(auth), |_, _| (None, None)).unwrap()
     }

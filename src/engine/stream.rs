@@ -434,6 +434,7 @@ mod tests {
                     connect_timeout: std::time::Duration::from_secs(5),
                     retry: Default::default(),
                     tls_roots: vec![],
+                    auth_hint: None,
                 },
                 Arc::new(super::super::auth::StaticKey::new(
                     super::super::auth::KeyPlacement::Header("x-test-key"),

@@ -282,6 +282,7 @@ extractors! {
     wait_timeout: Option<f64> = optional_seconds("timeout", Zero::Allowed);
     poll_interval: f64 = seconds("poll_interval", Zero::Refused);
     include_raw: bool = boolean("include_raw");
+    upload_wait: bool = boolean("wait");
     consumer: Option<String> = optional_string("consumer");
     ids: Vec<String> = strings("ids");
     reason: Option<String> = optional_string("reason");

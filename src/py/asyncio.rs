@@ -18,7 +18,7 @@ use serde_json::value::RawValue;
 
 use super::args;
 use super::client::{
-    body_to_py, close_progress, counts_to_py, finish_part, job_to_py, merge_parts, parse_statuses,
+    body_to_py, close_progress, counts_to_py, job_to_py, merge_parts, parse_statuses,
     prepare_request, prepare_upload, results_stream, upload_bar, wait_progress, ClientInner,
     Prepared, UploadSource, MIN_POLL_S,
 };
@@ -29,7 +29,9 @@ use super::runtime::{no_panic, runtime};
 use crate::engine::runner::with_deadline;
 use crate::engine::stream::PageStream;
 use crate::engine::{Error, Result};
-use crate::vendors::wait::{job_deadline, job_poll_error, job_timed_out, BatchWait, Next};
+use crate::vendors::wait::{
+    job_deadline, job_poll_error, job_timed_out, settle, BatchWait, Next, Settling,
+};
 use crate::vendors::{
     format_rfc3339_us, Adapter, BatchCounts, BatchInfo, Envelope, JobPhase, JobState, RecordQuery,
     UploadOptions, UploadProgress, UploadRecord,
@@ -120,7 +122,7 @@ async fn send_source(
         if let Some(last) = parts.pop() {
             let number = parts.len() + 1;
             parts.push(
-                finish_part(adapter, last, number)
+                settle(adapter.as_ref(), last, Settling::Part(number))
                     .await
                     .map_err(to_py_err)?,
             );
@@ -133,7 +135,7 @@ async fn send_source(
         let last = parts.pop().expect("parts");
         let number = parts.len() + 1;
         parts.push(
-            finish_part(adapter, last, number)
+            settle(adapter.as_ref(), last, Settling::Part(number))
                 .await
                 .map_err(to_py_err)?,
         );
@@ -526,7 +528,9 @@ impl AsyncBatch {
 
     /// Sends records (a coroutine): the same inputs, chunking and `progress` as `Batch.upload` (the display is
     /// moved from the runtime every 100 ms while the event loop runs on).
-    #[pyo3(signature = (records, key=None, *, on_error="raise", progress=None, **options))]
+    // One parameter per Python argument of `upload`.
+    #[allow(clippy::too_many_arguments)]
+    #[pyo3(signature = (records, key=None, *, on_error="raise", progress=None, wait=true, **options))]
     fn upload<'py>(
         &self,
         py: Python<'py>,
@@ -534,6 +538,7 @@ impl AsyncBatch {
         #[pyo3(from_py_with = args::key)] key: Option<String>,
         #[pyo3(from_py_with = args::on_error)] on_error: &str,
         progress: Option<&Bound<'py, PyAny>>,
+        #[pyo3(from_py_with = args::upload_wait)] wait: bool,
         options: Option<&Bound<'py, PyDict>>,
     ) -> PyResult<Bound<'py, PyAny>> {
         no_panic(|| {
@@ -554,7 +559,12 @@ impl AsyncBatch {
                 if let Some(b) = &bar {
                     Python::attach(|py| close_progress(Some(b.bind(py)), sent.is_ok()))?;
                 }
-                let state = sent?;
+                let mut state = sent?;
+                if wait {
+                    state = settle(adapter.as_ref(), state, Settling::Upload)
+                        .await
+                        .map_err(to_py_err)?;
+                }
                 Python::attach(|py| {
                     Ok(Bound::new(
                         py,

@@ -23,7 +23,9 @@ use crate::engine::retry::RequestKind;
 use crate::engine::runner::with_deadline;
 use crate::engine::{Error, ErrorKind, Result};
 use crate::vendors::config::{ClientArgs, VendorSpec};
-use crate::vendors::wait::{job_deadline, job_poll_error, job_timed_out, BatchWait, Next};
+use crate::vendors::wait::{
+    job_deadline, job_poll_error, job_timed_out, settle, BatchWait, Next, Settling,
+};
 use crate::vendors::{
     connect, parse_rfc3339_us, resolve, resolve_reporting, Adapter, BatchCounts, BatchInfo,
     ClientConfig, JobPhase, JobState, Options, RecordQuery, ResultQuery, Status, UploadOptions,
@@ -599,63 +601,6 @@ impl Default for KeysSeen {
     }
 }
 
-/// How long a part of a chunked upload may show no progress before the upload stops, unless the client's
-/// `stall_timeout=` (where its vendor takes one) says otherwise.
-const PART_STALL_S: f64 = 600.0;
-
-/// Sends the records of several chunks as one job: a part still running at the vendor is waited for before
-/// the next is sent, and the parts' counts add up. A part whose counts do not move for the stall window
-/// stops the upload with `Stalled`, naming the part (`number`, from 1) and its job.
-pub(super) async fn finish_part(
-    adapter: &Arc<dyn Adapter>,
-    part: JobState,
-    number: usize,
-) -> Result<JobState> {
-    let (stall, vendor) = {
-        let kit = adapter.kit();
-        let stall = kit
-            .cfg
-            .options
-            .get("stall_timeout")
-            .and_then(serde_json::Value::as_f64)
-            .unwrap_or(PART_STALL_S);
-        (
-            Duration::try_from_secs_f64(stall).unwrap_or(Duration::from_secs_f64(PART_STALL_S)),
-            kit.cfg.spec.name,
-        )
-    };
-    let mut part = part;
-    let mut seen = (part.done, part.failed);
-    let mut moved = Instant::now();
-    while part.state == JobPhase::Running {
-        if moved.elapsed() >= stall {
-            return Err(Error::new(
-                ErrorKind::Stalled,
-                format!(
-                    "part {number} of the upload (job {}) has not moved for {:.0} s ({} of {} records done); \
-                     the records after it were not sent: run the same upload again later to send them (records \
-                     already in the batch are skipped), or raise stall_timeout=",
-                    part.id,
-                    stall.as_secs_f64(),
-                    part.done,
-                    part.total
-                ),
-            )
-            .vendor(vendor)
-            .operation("upload")
-            .code("stalled")
-            .details(serde_json::json!({"part": number, "job": part.id})));
-        }
-        tokio::time::sleep(Duration::from_secs(1).min(stall)).await;
-        part = adapter.job_status(&part).await?;
-        if (part.done, part.failed) != seen {
-            seen = (part.done, part.failed);
-            moved = Instant::now();
-        }
-    }
-    Ok(part)
-}
-
 /// One job state out of the parts of a chunked upload.
 pub(super) fn merge_parts(parts: Vec<JobState>) -> JobState {
     let mut parts = parts.into_iter();
@@ -1128,7 +1073,7 @@ impl Batch {
                     if let Some(last) = parts.pop() {
                         let (adapter, number) = (adapter.clone(), parts.len() + 1);
                         parts.push(block_on(py, async move {
-                            finish_part(&adapter, last, number).await
+                            settle(adapter.as_ref(), last, Settling::Part(number)).await
                         })?);
                     }
                     let n = records.len() as u64;
@@ -1144,7 +1089,7 @@ impl Batch {
                 let last = parts.pop().expect("parts");
                 let (adapter, number) = (adapter.clone(), parts.len() + 1);
                 parts.push(block_on(py, async move {
-                    finish_part(&adapter, last, number).await
+                    settle(adapter.as_ref(), last, Settling::Part(number)).await
                 })?);
                 Ok(merge_parts(parts))
             }
@@ -1206,8 +1151,11 @@ impl Batch {
     /// sends only what is missing. Values of DataFrames, Arrow data and files that JSON has no word for are
     /// converted (datetimes to RFC 3339, numpy scalars to numbers, Decimal to str, NaN/NaT/None to null);
     /// plain dicts are sent as they are, and a NaN there is an `InvalidInput`. `progress` (default
-    /// `labelport.config.progress`) shows a progress bar.
-    #[pyo3(signature = (records, key=None, *, on_error="raise", progress=None, **options))]
+    /// `labelport.config.progress`) shows a progress bar. `wait` (default True): return once the vendor holds every
+    /// record (the job reads `completed`); `wait=False` returns once the records are sent.
+    // One parameter per Python argument of `upload`.
+    #[allow(clippy::too_many_arguments)]
+    #[pyo3(signature = (records, key=None, *, on_error="raise", progress=None, wait=true, **options))]
     fn upload(
         &self,
         py: Python<'_>,
@@ -1215,6 +1163,7 @@ impl Batch {
         #[pyo3(from_py_with = args::key)] key: Option<String>,
         #[pyo3(from_py_with = args::on_error)] on_error: &str,
         progress: Option<&Bound<'_, PyAny>>,
+        #[pyo3(from_py_with = args::upload_wait)] wait: bool,
         options: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<Job> {
         no_panic(|| {
@@ -1228,9 +1177,16 @@ impl Batch {
             let bar = upload_bar(py, progress, source.total())?;
             let sent = self.send(py, source, upload_options, bar.as_ref());
             close_progress(bar.as_ref(), sent.is_ok())?;
+            let mut state = sent?;
+            if wait {
+                let adapter = self.client.adapter()?;
+                state = block_on(py, async move {
+                    settle(adapter.as_ref(), state, Settling::Upload).await
+                })?;
+            }
             Ok(Job {
                 client: self.client.clone(),
-                state: Mutex::new(sent?),
+                state: Mutex::new(state),
             })
         })
     }

@@ -84,6 +84,14 @@ pub(super) const DIALECT: &[super::dialect::SettingSpec] = &[
               review), Audit done, or Labelling done (findings 3 and 4)",
     },
     SettingSpec {
+        name: "tag_form",
+        kind: Kind::Word(&["strings", "objects"]),
+        changed: DialectValue::Word("objects"),
+        doc: "the form of a dataset's tags: the strings the create call sent, or {tag_id, name} objects \
+              (DatasetResource types tags TagResource[] without its fields; Tier IV sends strings; the \
+              ledger's \"Records' fields\")",
+    },
+    SettingSpec {
         name: "datasets_map_without_ids",
         kind: Kind::Switch,
         changed: DialectValue::Switch(true),

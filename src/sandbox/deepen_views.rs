@@ -39,6 +39,22 @@ impl DeepenSim {
         }
     }
 
+    /// A dataset's tags in this dialect's form (`tag_form`): as sent, or each string as a TagResource-like
+    /// object.
+    fn tags_json(&self, tags: &Value) -> Value {
+        match (self.dialect().word("tag_form"), tags) {
+            (Some("objects"), Value::Array(ts)) => ts
+                .iter()
+                .enumerate()
+                .map(|(i, t)| match t {
+                    Value::String(name) => json!({"tag_id": format!("tag_{i}"), "name": name}),
+                    other => other.clone(),
+                })
+                .collect(),
+            _ => tags.clone(),
+        }
+    }
+
     pub(super) fn dataset_json(&self, d: &Dataset, now: i64) -> Value {
         let (stage, status, processing) = stage_of(
             d,
@@ -88,7 +104,7 @@ impl DeepenSim {
             "fps": Value::Null,
             "frame_sizes": [],
             "create_timestamp_millis": self.number(d.created_ms),
-            "tags": d.tags,
+            "tags": self.tags_json(&d.tags),
             "files": files,
             "current_stage": stage,
             "current_stage_status": status,

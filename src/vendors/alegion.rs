@@ -6,7 +6,7 @@
 //! neutral `id` the input record's id. Auth: log in for a bearer token, again on 401 and on the 500
 //! "Incorrect token provided". Lists page by `page`/`pageSize` with `Link` and `X-Total-Count`.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use reqwest::Method;
@@ -303,8 +303,20 @@ impl AlegionAdapter {
         Ok(keys.into_iter().flatten().collect())
     }
 
+    /// An Alegion batch id is a UUID ([S2] 313-319: the server answers 422 with Spring's conversion error
+    /// to any other): a malformed id names no batch, so it is `NotFound`, said without sending it.
     fn check_batch_id(&self, id: &str) -> Result<()> {
-        kit::check_batch_id(VENDOR, id)
+        kit::check_batch_id(VENDOR, id)?;
+        if uuid::Uuid::parse_str(id.trim()).is_err() {
+            return Err(Error::new(
+                ErrorKind::NotFound,
+                format!("no batch {id:?} in this account: an Alegion batch id is a UUID"),
+            )
+            .vendor(VENDOR)
+            .operation("batch")
+            .field("id"));
+        }
+        Ok(())
     }
 
     async fn post_import(&self, batch_id: &str, records: &[UploadRecord]) -> Result<()> {
@@ -570,8 +582,9 @@ impl Adapter for AlegionAdapter {
             .unwrap_or_default();
         let list = self.list(&["batches", q.batch_id, "records"], &query, "records");
         let batch = q.batch_id.to_string();
+        let include_raw = q.include_raw;
         let decode: Decoder<Envelope> = Arc::new(move |resp: &Response| {
-            let items = decode_items::<RecordDto>(resp, q.include_raw, "records")?;
+            let items = decode_items::<RecordDto>(resp, include_raw, "records")?;
             Ok(items
                 .into_iter()
                 .map(|(rec, raw)| Envelope {
@@ -593,13 +606,55 @@ impl Adapter for AlegionAdapter {
                 })
                 .collect())
         });
-        Ok(page_number_stream_filtered(
-            &self.rt,
-            self.http.clone(),
-            list,
-            decode,
-            keep,
-        ))
+        // A record carries no labels: its output and completion time are its result's
+        // (`/batches/{id}/results`, keyed by `inputRecord.id`), unless the statuses asked for exclude
+        // `completed` (a status the server filters by never is). Both lists run in `createdAt` order, so the
+        // results are read alongside, only as far as the completed records of the page in hand need: memory
+        // holds the results read ahead of their records, not the batch's.
+        let results = filter
+            .is_none()
+            .then(|| self.list(&["batches", q.batch_id, "results"], &[], "records"));
+        let decode_results = results_decoder(q.batch_id, false);
+        let (rt, http) = (self.rt.clone(), self.http.clone());
+        Ok(PageStream::spawn(&self.rt, move |tx| async move {
+            let mut finished: HashMap<String, Envelope> = HashMap::new();
+            let mut results =
+                results.map(|list| page_number_stream(&rt, http.clone(), list, decode_results));
+            let mut pages = page_number_stream(&rt, http, list, decode);
+            while let Some(page) = pages.next_page().await {
+                let items = match page {
+                    Ok(items) => items,
+                    Err(e) => {
+                        let _ = tx.send(Err(e)).await;
+                        return;
+                    }
+                };
+                while let Some(stream) = results.as_mut() {
+                    let unmatched = items
+                        .iter()
+                        .any(|e| e.status == Status::Completed && !finished.contains_key(&e.id));
+                    if !unmatched {
+                        break;
+                    }
+                    match stream.next_page().await {
+                        Some(Ok(rs)) => finished.extend(rs.into_iter().map(|e| (e.id.clone(), e))),
+                        Some(Err(e)) => {
+                            let _ = tx.send(Err(e)).await;
+                            return;
+                        }
+                        None => results = None,
+                    }
+                }
+                let page: Vec<Envelope> = items
+                    .into_iter()
+                    .map(|e| with_result(e, &mut finished))
+                    .filter(|e| keep.as_ref().is_none_or(|k| k(e)))
+                    .collect();
+                if tx.send(Ok(page)).await.is_err() {
+                    return;
+                }
+            }
+        }))
     }
 
     fn api_url(&self, path: &str) -> Result<Url> {
@@ -629,6 +684,20 @@ impl Adapter for AlegionAdapter {
             Arc::new(|resp: &Response| resp.json(VENDOR, "request"));
         page_number_stream(&self.rt, self.http.clone(), list, decode)
     }
+}
+
+/// A record's envelope completed by its result, where it has one: the result's output and completion time, and
+/// status `completed`.
+fn with_result(mut e: Envelope, finished: &mut HashMap<String, Envelope>) -> Envelope {
+    if let Some(r) = finished.remove(&e.id) {
+        e.status = Status::Completed;
+        e.output = r.output;
+        e.completed_at = r.completed_at;
+        e.completed_us = r.completed_us;
+        e.input = e.input.or(r.input);
+        e.created_at = e.created_at.or(r.created_at);
+    }
+    e
 }
 
 /// Decodes a page of `/batches/{id}/results` into envelopes.

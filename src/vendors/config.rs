@@ -36,6 +36,9 @@ pub struct ClientConfig {
     pub limits: Limits,
     /// The longest `Retry-After` waited out (`max_retry_wait=`); longer asks raise `RateLimited` at once.
     pub max_retry_wait: Duration,
+    /// Where each credential came from (an argument, an environment variable, a profile), for the message of
+    /// a refusal: a 401 says which to check and where.
+    pub credential_sources: BTreeMap<String, String>,
 }
 
 impl ClientConfig {
@@ -72,7 +75,22 @@ impl ClientConfig {
             rate_limit: self.pacing(),
             limits: self.limits,
             tls_roots: self.tls_roots.clone(),
+            auth_hint: self.auth_hint(),
         }
+    }
+
+    /// "check api_key (the environment variable LABELPORT_SAMA_API_KEY)": what a refusal of the credentials
+    /// should make the user look at.
+    pub fn auth_hint(&self) -> Option<String> {
+        let sources: Vec<String> = self
+            .credentials
+            .keys()
+            .map(|name| match self.credential_sources.get(name) {
+                Some(from) => format!("{name} (from {from})"),
+                None => name.clone(),
+            })
+            .collect();
+        (!sources.is_empty()).then(|| format!("check {}", sources.join(" and ")))
     }
 }
 
@@ -235,6 +253,7 @@ fn resolve_with(
 ) -> Result<ClientConfig> {
     let spec = choose_vendor(&args.vendor, profile)?;
     let mut credentials = BTreeMap::new();
+    let mut sources = BTreeMap::new();
     let mut options = Options::new();
     let mut args = args;
     let (limits, max_retry_wait, limit_options) =
@@ -247,6 +266,7 @@ fn resolve_with(
     for (name, value) in args.keywords {
         if spec.credentials.contains(&name.as_str()) {
             let s = credential_string(&name, value)?;
+            sources.insert(name.clone(), format!("the {name}= argument"));
             credentials.insert(name, Secret::new(s));
         } else if spec.client_options.contains(&name.as_str()) {
             options.insert(name, value);
@@ -301,11 +321,19 @@ fn resolve_with(
         }
         let var = env_name(spec.name, name);
         let value = match env(&var).filter(|v| !v.is_empty()) {
-            Some(v) => Some(v),
-            None => from_profile(profile, name, env)
-                .map_err(|e| e.vendor(spec.name))?
-                .map(|v| text(v, name))
-                .transpose()?,
+            Some(v) => {
+                sources.insert(name.to_string(), format!("the environment variable {var}"));
+                Some(v)
+            }
+            None => {
+                if let Some(p) = profile {
+                    sources.insert(name.to_string(), p.describe());
+                }
+                from_profile(profile, name, env)
+                    .map_err(|e| e.vendor(spec.name))?
+                    .map(|v| text(v, name))
+                    .transpose()?
+            }
         };
         match value.filter(|v| !v.is_empty()) {
             Some(v) => {
@@ -385,6 +413,7 @@ fn resolve_with(
         ca_bundle,
         limits,
         max_retry_wait,
+        credential_sources: sources,
     })
 }
 
@@ -468,8 +497,12 @@ pub fn check_options(
             } else {
                 allowed.join(", ")
             };
+            let own = neutral_arguments(operation);
+            let hint = closest(name, own.iter().chain(allowed))
+                .map(|c| format!("did you mean {c}=? "))
+                .unwrap_or_default();
             return Err(Error::invalid(format!(
-                "{vendor} {operation} does not take the option {name:?}; it takes {takes}"
+                "{vendor} {operation} does not take the option {name:?}; {hint}it takes {takes}"
             ))
             .vendor(vendor)
             .operation(operation)
@@ -479,8 +512,81 @@ pub fn check_options(
     Ok(())
 }
 
+/// The arguments of a neutral call besides the vendor's options: a misspelling of one lands among the options.
+fn neutral_arguments(operation: &str) -> &'static [&'static str] {
+    match operation {
+        "upload" => &["key", "on_error", "progress", "wait"],
+        "create_batch" => &["exist_ok"],
+        _ => &[],
+    }
+}
+
+/// The candidate `name` most likely meant: one or two edits away (`keys` -> `key`, `exsit_ok` -> `exist_ok`),
+/// case and `-`/`_` aside.
+fn closest<'a>(name: &str, candidates: impl Iterator<Item = &'a &'a str>) -> Option<&'a str> {
+    let norm = |s: &str| s.to_ascii_lowercase().replace('-', "_");
+    let name = norm(name);
+    candidates
+        .map(|c| (edit_distance(&name, &norm(c)), *c))
+        .filter(|(d, c)| *d <= if c.len() > 4 { 2 } else { 1 })
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| c)
+}
+
+/// Levenshtein distance over characters, with adjacent transpositions counted as one edit.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
+    let mut rows = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+    for (i, row) in rows.iter_mut().enumerate() {
+        row[0] = i;
+    }
+    for (j, cell) in rows[0].iter_mut().enumerate() {
+        *cell = j;
+    }
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            let mut d = (rows[i - 1][j] + 1)
+                .min(rows[i][j - 1] + 1)
+                .min(rows[i - 1][j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                d = d.min(rows[i - 2][j - 2] + 1);
+            }
+            rows[i][j] = d;
+        }
+    }
+    rows[a.len()][b.len()]
+}
+
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_misspelt_argument_is_suggested() {
+        let opts = |name: &str| Options::from([(name.to_string(), serde_json::json!(1))]);
+        let message = |name: &str, allowed: &[&str]| {
+            check_options("alegion", "upload", &opts(name), allowed)
+                .expect_err("not an option")
+                .message
+        };
+        assert!(
+            message("keys", &[]).contains("did you mean key=?"),
+            "{}",
+            message("keys", &[])
+        );
+        assert!(message("on-eror", &[]).contains("did you mean on_error=?"));
+        assert!(message("priorty", &["priority", "submit"]).contains("did you mean priority=?"));
+        assert!(!message("colour", &["priority"]).contains("did you mean"));
+        let dup =
+            check_options("sama", "create_batch", &opts("exsit_ok"), &[]).expect_err("refused");
+        assert!(
+            dup.message.contains("did you mean exist_ok=?"),
+            "{}",
+            dup.message
+        );
+        assert_eq!(edit_distance("keys", "key"), 1);
+        assert_eq!(edit_distance("ab", "ba"), 1);
+    }
     use super::*;
 
     fn args() -> ClientArgs {

@@ -13,7 +13,7 @@
 //! first upload, from any process. Status comes from the dataset's `current_stage`/`current_stage_status`
 //! (tasks only refine a file's progress while people label); results from the final labels.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use reqwest::Method;
@@ -40,7 +40,8 @@ mod wire;
 pub use upload_flow::FILES_PER_ZIP;
 use upload_flow::{entries_of, Zips};
 use wire::{
-    completed_ms, file_status, millis, tasks_by_file, DatasetView, Phase, Reservation, TaskView,
+    completed_ms, file_status, input_tag, millis, tasks_by_file, DatasetView, Phase, Reservation,
+    TaskView,
 };
 
 const VENDOR: &str = "deepen";
@@ -113,11 +114,16 @@ impl DeepenAdapter {
         self.http.send(&req).await
     }
 
+    /// A dataset id holds no `/` (it becomes a path segment): anything else is no dataset's id, so NotFound,
+    /// answered before anything is sent.
     fn check_id(id: &str) -> Result<()> {
         if id.trim().is_empty() || id.contains('/') {
-            return Err(Error::invalid(format!("{id:?} is not a dataset id"))
-                .vendor(VENDOR)
-                .field("id"));
+            return Err(Error::new(
+                ErrorKind::NotFound,
+                format!("no dataset has the id {id:?}: a Deepen dataset id holds no '/' and is not empty"),
+            )
+            .vendor(VENDOR)
+            .field("id"));
         }
         Ok(())
     }
@@ -196,14 +202,25 @@ impl DeepenAdapter {
 
     /// The dataset id that `dataset_of` found, or a NotFound error saying the first upload creates it.
     async fn existing_dataset(&self, batch_id: &str, operation: &'static str) -> Result<String> {
-        self.dataset_of(batch_id, operation).await?.ok_or_else(|| {
-            Error::new(
-                ErrorKind::NotFound,
-                format!("batch {batch_id:?} has no dataset yet: Deepen creates it with the first upload"),
-            )
-            .vendor(VENDOR)
-            .operation(operation)
-        })
+        self.dataset_of(batch_id, operation)
+            .await?
+            .ok_or_else(|| not_yet(batch_id, operation))
+    }
+
+    /// The batch a dataset is: under the batch id `create_batch` handed out for it when labelport created it
+    /// (its `labelport:batch` tag), else under its own id.
+    async fn dataset_batch(&self, dataset_id: &str, operation: &'static str) -> Result<BatchInfo> {
+        let raw = self
+            .get_json(&["datasets", dataset_id], operation)
+            .await
+            .map_err(|e| match e.kind {
+                ErrorKind::NotFound => Error {
+                    message: format!("no dataset {dataset_id:?} in this workspace"),
+                    ..e
+                },
+                _ => e,
+            })?;
+        canonical(raw, Some(dataset_id))
     }
 
     /// The id of the one dataset named `name`; several of that name are an error (Deepen does not say
@@ -252,7 +269,9 @@ impl DeepenAdapter {
             self.file_list(dataset_id, operation),
             self.task_list(dataset_id, operation)
         )?;
-        let phase = DatasetView::of(&dataset).phase();
+        let view = DatasetView::of(&dataset);
+        let phase = view.phase();
+        let mut inputs = view.inputs();
         let by_file = tasks_by_file(&tasks);
         let dataset_level = by_file.get(&None).cloned().unwrap_or_default();
         Ok(files
@@ -270,6 +289,8 @@ impl DeepenAdapter {
                     .flatten();
                 FileState {
                     created: millis(raw.get("create_time_millis")),
+                    // Kept by labelport in the dataset's tags; a file uploaded otherwise has none.
+                    input: inputs.remove(&file_id).unwrap_or_else(|| json!({})),
                     file_id,
                     raw,
                     status,
@@ -353,6 +374,20 @@ impl DeepenAdapter {
         Ok(())
     }
 
+    /// The dataset's final labels by file id (`labels?final=true&labels_with_file_ids_order=true`).
+    async fn final_labels(&self, dataset_id: &str, operation: &'static str) -> Result<Value> {
+        let mut url = self.url(&["datasets", dataset_id, "labels"]);
+        url.query_pairs_mut()
+            .append_pair("labels_with_file_ids_order", "true")
+            .append_pair("final", "true");
+        let labels: Value = self
+            .http
+            .send(&Request::get(url, operation))
+            .await?
+            .json(VENDOR, operation)?;
+        Ok(labels.get("labels").cloned().unwrap_or(Value::Null))
+    }
+
     /// A copy sharing this adapter's client, for streams that outlive the call.
     fn handle(&self) -> DeepenAdapter {
         DeepenAdapter {
@@ -368,6 +403,8 @@ impl DeepenAdapter {
 struct FileState {
     file_id: String,
     raw: Value,
+    /// The record as uploaded, without its `file` (`wire::input_tag`).
+    input: Value,
     status: Status,
     created: Option<i64>,
     /// When its work finished (ms).
@@ -386,7 +423,7 @@ impl FileState {
             batch_id: batch_id.to_string(),
             key: self.file_id,
             status: self.status,
-            input: raw_json(&self.raw),
+            input: raw_json(&self.input),
             output,
             created_at: self.created.map(ms_to_rfc3339),
             completed_at: self.done.map(ms_to_rfc3339),
@@ -425,6 +462,30 @@ fn batch_info(raw: Value, key: Option<&str>) -> Result<BatchInfo> {
     })
 }
 
+/// `batch_info`, under the batch id labelport handed out for the dataset when its tags name one.
+fn canonical(raw: Value, key: Option<&str>) -> Result<BatchInfo> {
+    let handed_out = DatasetView::of(&raw).batch_id();
+    let mut info = batch_info(raw, key)?;
+    if let Some(id) = handed_out {
+        info.id = id;
+    }
+    Ok(info)
+}
+
+/// NotFound for a reserved batch id whose dataset the first upload has not created yet.
+fn not_yet(batch_id: &str, operation: &'static str) -> Error {
+    Error::new(
+        ErrorKind::NotFound,
+        format!(
+            "no Deepen dataset carries batch {batch_id:?} yet: Deepen creates a batch's dataset with its \
+             first upload (upload through the Batch create_batch returned, or create_batch(name, \
+             exist_ok=True))"
+        ),
+    )
+    .vendor(VENDOR)
+    .operation(operation)
+}
+
 /// A reserved batch whose dataset does not exist yet.
 fn reserved_batch(r: &Reservation) -> BatchInfo {
     BatchInfo {
@@ -433,6 +494,11 @@ fn reserved_batch(r: &Reservation) -> BatchInfo {
         created_at: None,
         raw: r.raw(),
     }
+}
+
+/// A completed file's `output`: its final labels.
+fn output_of(file_labels: &Value) -> Option<Box<RawValue>> {
+    raw_json(&json!({ "labels": file_labels }))
 }
 
 fn raw_json(v: &Value) -> Option<Box<RawValue>> {
@@ -517,41 +583,33 @@ impl Adapter for DeepenAdapter {
                     _ => e,
                 })?;
         }
-        match self.find_by_name(name, "create_batch").await? {
-            Some(id) if new.exist_ok => self.get_batch(&id).await,
-            Some(id) => Err(Error::new(
-                ErrorKind::DuplicateRecord,
-                format!("a dataset named {name:?} already exists (id {id}); pass exist_ok=True to use it"),
-            )
-            .vendor(VENDOR)
-            .operation("create_batch")
-            .key(name)),
-            None => Ok(reserved_batch(&reservation)),
+        let Some(dataset_id) = self.find_by_name(name, "create_batch").await? else {
+            return Ok(reserved_batch(&reservation));
+        };
+        // The batch under the id the first create_batch handed out: one id from create_batch on.
+        let existing = self.dataset_batch(&dataset_id, "create_batch").await?;
+        if new.exist_ok {
+            return Ok(existing);
         }
+        Err(Error::new(
+            ErrorKind::DuplicateRecord,
+            format!(
+                "a dataset named {name:?} already exists (batch id {}); pass exist_ok=True to use it",
+                existing.id
+            ),
+        )
+        .vendor(VENDOR)
+        .operation("create_batch")
+        .key(name))
     }
 
+    /// A reserved id is found once the first upload created its dataset, and keeps its id; before, it is
+    /// NotFound. A dataset id is the dataset's batch under that id.
     async fn get_batch(&self, id: &str) -> Result<BatchInfo> {
-        let dataset_id = match Reservation::parse(id) {
-            Some(r) => match self.find_by_name(&r.name, "batch").await? {
-                Some(d) => d,
-                None => return Ok(reserved_batch(&r)),
-            },
-            None => {
-                Self::check_id(id)?;
-                id.to_string()
-            }
-        };
-        let raw = self
-            .get_json(&["datasets", &dataset_id], "batch")
-            .await
-            .map_err(|e| match e.kind {
-                ErrorKind::NotFound => Error {
-                    message: format!("no dataset {dataset_id:?} in this workspace"),
-                    ..e
-                },
-                _ => e,
-            })?;
-        batch_info(raw, Some(&dataset_id))
+        let dataset_id = self.existing_dataset(id, "batch").await?;
+        let mut info = self.dataset_batch(&dataset_id, "batch").await?;
+        info.id = id.to_string();
+        Ok(info)
     }
 
     async fn list_batches(&self) -> Result<Vec<BatchInfo>> {
@@ -561,7 +619,7 @@ impl Adapter for DeepenAdapter {
         let mut out: Vec<BatchInfo> = match v {
             Value::Object(m) => m
                 .into_iter()
-                .map(|(id, d)| batch_info(d, Some(&id)))
+                .map(|(id, d)| canonical(d, Some(&id)))
                 .collect::<Result<_>>()?,
             _ => vec![],
         };
@@ -572,8 +630,18 @@ impl Adapter for DeepenAdapter {
     async fn send_records(&self, call: UploadCall<'_>) -> Result<JobState> {
         let total = call.records.len() as u64;
         let entries = entries_of(&call.records)?;
+        // What Deepen does not keep, the dataset's tags do: each record without its file (`wire::input_tag`).
+        let inputs: HashMap<String, String> = entries
+            .iter()
+            .zip(&call.records)
+            .map(|(e, r)| {
+                let mut fields = r.data.clone();
+                fields.remove("file");
+                (e.name.clone(), input_tag(&e.name, &fields))
+            })
+            .collect();
         drop(call.records);
-        let zips = Zips::prepare(self, &call.batch.id, &entries).await?;
+        let zips = Zips::prepare(self, &call.batch.id, &entries, &inputs).await?;
         // Neither reconciled here (`process` checks by archive name: files are listed only once Deepen has
         // unpacked them) nor bisected (files are checked before anything is sent).
         let plan = Plan::new(VENDOR, UPLOAD_CONCURRENCY);
@@ -628,9 +696,7 @@ impl Adapter for DeepenAdapter {
     }
 
     async fn batch_status(&self, batch_id: &str) -> Result<BatchCounts> {
-        let Some(dataset_id) = self.dataset_of(batch_id, "status").await? else {
-            return Ok(BatchCounts::default());
-        };
+        let dataset_id = self.existing_dataset(batch_id, "status").await?;
         let states = self.file_states(&dataset_id, None, "status").await?;
         let mut c = BatchCounts::default();
         for f in states {
@@ -645,20 +711,8 @@ impl Adapter for DeepenAdapter {
         let me = self.handle();
         let batch = q.batch_id.to_string();
         pages(&self.rt, async move {
-            let Some(dataset_id) = me.dataset_of(&batch, "results").await? else {
-                return Ok(vec![]);
-            };
-            let mut labels_url = me.url(&["datasets", &dataset_id, "labels"]);
-            labels_url
-                .query_pairs_mut()
-                .append_pair("labels_with_file_ids_order", "true")
-                .append_pair("final", "true");
-            let labels: Value = me
-                .http
-                .send(&Request::get(labels_url, "results"))
-                .await?
-                .json(VENDOR, "results")?;
-            let by_file = labels.get("labels").cloned().unwrap_or(Value::Null);
+            let dataset_id = me.existing_dataset(&batch, "results").await?;
+            let by_file = me.final_labels(&dataset_id, "results").await?;
             let states = me
                 .file_states(&dataset_id, Some(&by_file), "results")
                 .await?;
@@ -671,7 +725,7 @@ impl Adapter for DeepenAdapter {
                 })
                 .map(|f| {
                     let file_labels = by_file.get(&f.file_id).cloned().unwrap_or(json!([]));
-                    let output = raw_json(&json!({ "labels": file_labels }));
+                    let output = output_of(&file_labels);
                     let raw = q
                         .include_raw
                         .then(|| raw_json(&json!({"file": f.raw, "labels": file_labels})))
@@ -688,16 +742,31 @@ impl Adapter for DeepenAdapter {
         let me = self.handle();
         let batch = q.batch_id.to_string();
         Ok(pages(&self.rt, async move {
-            let Some(dataset_id) = me.dataset_of(&batch, "records").await? else {
-                return Ok(vec![]);
+            let dataset_id = me.existing_dataset(&batch, "records").await?;
+            // Completed records carry their labels and completion time, as in results().
+            let wants_completed = q
+                .statuses
+                .as_ref()
+                .is_none_or(|w| w.contains(&Status::Completed));
+            let by_file = match wants_completed {
+                true => Some(me.final_labels(&dataset_id, "records").await?),
+                false => None,
             };
-            let states = me.file_states(&dataset_id, None, "records").await?;
+            let states = me
+                .file_states(&dataset_id, by_file.as_ref(), "records")
+                .await?;
             Ok(states
                 .into_iter()
                 .filter(|f| q.statuses.as_ref().is_none_or(|w| w.contains(&f.status)))
                 .map(|f| {
+                    let output = match (&by_file, f.status) {
+                        (Some(l), Status::Completed) => {
+                            output_of(&l.get(&f.file_id).cloned().unwrap_or(json!([])))
+                        }
+                        _ => None,
+                    };
                     let raw = q.include_raw.then(|| raw_json(&f.raw)).flatten();
-                    f.envelope(&batch, None, raw)
+                    f.envelope(&batch, output, raw)
                 })
                 .collect())
         }))
@@ -713,9 +782,7 @@ impl Adapter for DeepenAdapter {
 
     /// Every task of a dataset, as Deepen describes them (`batch.tasks()`).
     async fn tasks(&self, batch_id: &str) -> Result<Vec<Value>> {
-        let Some(dataset_id) = self.dataset_of(batch_id, "tasks").await? else {
-            return Ok(vec![]);
-        };
+        let dataset_id = self.existing_dataset(batch_id, "tasks").await?;
         let v = self
             .get_json(&["datasets", &dataset_id, "tasks"], "tasks")
             .await?;

@@ -16,7 +16,7 @@ use parking_lot::Mutex;
 use serde_json::{json, Value};
 use url::Url;
 
-use super::wire::{last_segment, DatasetView, Reservation};
+use super::wire::{batch_tag, last_segment, DatasetView, Reservation};
 use super::{DeepenAdapter, VENDOR};
 use crate::engine::http::read_limited;
 use crate::engine::redact::redact_url;
@@ -288,6 +288,7 @@ impl<'a> Zips<'a> {
         adapter: &'a DeepenAdapter,
         batch_id: &str,
         entries: &[Arc<Entry>],
+        inputs: &HashMap<String, String>,
     ) -> Result<Zips<'a>> {
         let found = adapter.dataset_of(batch_id, "upload").await?;
         let present: HashSet<String> = match &found {
@@ -299,7 +300,7 @@ impl<'a> Zips<'a> {
             .filter(|e| !present.contains(&e.name))
             .cloned()
             .collect();
-        let packed = pack(in_chunks(missing, FILES_PER_ZIP)).await?;
+        let packed = pack(in_chunks(missing.clone(), FILES_PER_ZIP)).await?;
         let (dataset_id, dataset) = match found {
             Some(id) if packed.is_empty() => (id, Value::Null),
             None if packed.is_empty() => {
@@ -318,7 +319,12 @@ impl<'a> Zips<'a> {
                         .operation("upload")
                 })?;
                 let sizes: Vec<u64> = packed.iter().map(|(_, _, s)| *s).collect();
-                adapter.create_dataset(&r, &sizes).await?
+                // The dataset's tags keep what Deepen does not: the batch id handed out, and each record's
+                // own fields (docs/vendors/deepen.md, "Records' fields").
+                let tags: Vec<String> = std::iter::once(batch_tag(batch_id))
+                    .chain(missing.iter().filter_map(|e| inputs.get(&e.name).cloned()))
+                    .collect();
+                adapter.create_dataset(&r, &sizes, &tags).await?
             }
         };
         let mut slots = open_archives(&DatasetView::of(&dataset));
@@ -403,6 +409,7 @@ impl DeepenAdapter {
         &self,
         r: &Reservation,
         sizes: &[u64],
+        tags: &[String],
     ) -> Result<(String, Value)> {
         let files: Vec<Value> = sizes
             .iter()
@@ -413,6 +420,7 @@ impl DeepenAdapter {
             "dataset_type": r.dataset_type,
             "labelling_mode": "frame_by_frame",
             "files": files,
+            "tags": tags,
         });
         if r.dataset_type == "3d" {
             body["dataset_format"] = json!("default");

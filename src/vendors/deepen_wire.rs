@@ -65,6 +65,8 @@ pub(super) struct DatasetView {
     pub(super) declared: Vec<(Option<u64>, Option<String>)>,
     /// Last path segments of `uploaded_files`, whatever form its elements take.
     pub(super) uploaded: Vec<String>,
+    /// The dataset's tags as text, whatever form they take (`tag_text`).
+    pub(super) tags: Vec<String>,
 }
 
 impl DatasetView {
@@ -99,7 +101,38 @@ impl DatasetView {
                 .map(str::to_string),
             declared,
             uploaded,
+            tags: d
+                .get("tags")
+                .and_then(Value::as_array)
+                .map(|ts| ts.iter().filter_map(tag_text).collect())
+                .unwrap_or_default(),
         }
+    }
+
+    /// The records' own fields labelport kept in the dataset's tags, by file id (`input_tag`).
+    pub(super) fn inputs(&self) -> HashMap<String, Value> {
+        self.tags
+            .iter()
+            .filter_map(|t| {
+                let body = t.strip_prefix(INPUT_TAG)?;
+                match serde_json::from_str::<Value>(body).ok()? {
+                    Value::Array(mut pair) if pair.len() == 2 && pair[1].is_object() => {
+                        let input = pair.pop()?;
+                        Some((pair.pop()?.as_str()?.to_string(), input))
+                    }
+                    _ => None,
+                }
+            })
+            .collect()
+    }
+
+    /// The batch id labelport handed out for this dataset before creating it (`batch_tag`), if it did.
+    pub(super) fn batch_id(&self) -> Option<String> {
+        self.tags
+            .iter()
+            .find_map(|t| t.strip_prefix(BATCH_TAG))
+            .filter(|id| Reservation::parse(id).is_some())
+            .map(str::to_string)
     }
 
     pub(super) fn phase(&self) -> Phase {
@@ -151,6 +184,35 @@ fn uploaded_name(v: &Value) -> Option<String> {
     Some(last_segment(name).to_string())
 }
 
+/// A tag's text: Tier IV sends tags as plain strings (`[T4]` upload_dataset.py:92); the DatasetResource's
+/// `tags` is typed TagResource[] (`[D-res]`) without its fields, so an object's `name`, `tag`, `tag_name`,
+/// `value` or `text` is read too.
+fn tag_text(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Object(_) => ["name", "tag", "tag_name", "value", "text"]
+            .iter()
+            .find_map(|k| text(v, k))
+            .map(str::to_string),
+        _ => None,
+    }
+}
+
+/// Tag prefix of a record's own fields: `labelport:input ["<file id>", {<fields>}]`.
+const INPUT_TAG: &str = "labelport:input ";
+/// Tag prefix of the batch id `create_batch` handed out: `labelport:batch reserved:...`.
+const BATCH_TAG: &str = "labelport:batch ";
+
+/// The tag keeping a record's own fields (the record without its `file`), with their JSON types.
+pub(super) fn input_tag(file_id: &str, input: &serde_json::Map<String, Value>) -> String {
+    format!("{INPUT_TAG}{}", serde_json::json!([file_id, input]))
+}
+
+/// The tag naming the batch id a dataset was created for.
+pub(super) fn batch_tag(batch_id: &str) -> String {
+    format!("{BATCH_TAG}{batch_id}")
+}
+
 /// One task, every field optional: Deepen documents no TaskResource field (`[S3]` line 16).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub(super) struct TaskView {
@@ -187,6 +249,10 @@ impl TaskView {
     pub(super) fn submitted(&self) -> bool {
         self.word() == "submitted"
     }
+
+    pub(super) fn rejected(&self) -> bool {
+        self.word() == "rejected"
+    }
 }
 
 /// A file's neutral status: the dataset's phase first; its own tasks (one per stage, in stage order) only
@@ -207,6 +273,10 @@ pub(super) fn file_status(phase: &Phase, tasks: &[&TaskView]) -> Status {
     }
     if known.iter().all(|t| t.finished()) {
         return Status::Completed;
+    }
+    // Work sent back by a review (`reject`, or the next stage's reviewer) until it is submitted again.
+    if known.iter().any(|t| t.rejected()) {
+        return Status::Rejected;
     }
     let untouched = known
         .iter()
@@ -357,6 +427,8 @@ mod tests {
         assert_eq!(s("accepted", "in_progress"), Status::InProgress);
         assert_eq!(s("accepted", "accepted"), Status::Completed);
         assert_eq!(s("Accepted", "done"), Status::Completed);
+        assert_eq!(s("rejected", "waiting"), Status::Rejected);
+        assert_eq!(s("accepted", "rejected"), Status::Rejected);
         assert_eq!(s("accepted", "finished"), Status::Completed);
         let x = task("QA", "waiting");
         assert_eq!(file_status(&Phase::Finished, &[&x]), Status::Completed);
@@ -374,6 +446,33 @@ mod tests {
         assert!(t.submitted());
         assert_eq!(t.updated_ms, Some(1591397296799));
         assert_eq!(TaskView::of(&json!({})), TaskView::default());
+    }
+
+    #[test]
+    fn tags_keep_inputs_and_the_batch_id_in_any_form() {
+        let input = json!({"caption": "car", "count": 7, "score": 0.25, "flag": true});
+        let reserved = Reservation {
+            name: "n".into(),
+            dataset_type: "images".into(),
+            labelling_profile_id: None,
+        }
+        .id();
+        let (a, b) = (
+            input_tag("a.jpg", input.as_object().unwrap()),
+            batch_tag(&reserved),
+        );
+        for tags in [
+            json!([a, b, "user tag"]),
+            json!([{"tag_id": "1", "name": a}, {"tag": b}, {"value": "user tag"}]),
+        ] {
+            let d = DatasetView::of(&json!({ "tags": tags }));
+            assert_eq!(d.inputs().get("a.jpg"), Some(&input), "{tags}");
+            assert_eq!(d.inputs().len(), 1);
+            assert_eq!(d.batch_id().as_deref(), Some(reserved.as_str()));
+        }
+        let none = DatasetView::of(&json!({"tags": ["labelport:batch x", "labelport:input [1]"]}));
+        assert!(none.inputs().is_empty() && none.batch_id().is_none());
+        assert!(DatasetView::of(&json!({})).tags.is_empty());
     }
 
     #[test]

@@ -79,6 +79,7 @@ impl<'a> Kit<'a> {
             "upload_options": spec.upload_options,
             "max_records_per_request": spec.max_records_per_request,
             "operations": operations,
+            "batch_created_by_first_upload": spec.batch_created_by_first_upload,
         });
         if let Value::Object(map) = &mut caps {
             map.extend(extra);

@@ -44,8 +44,12 @@ impl Status {
     }
 
     /// A record in this status needs no more work.
+    /// A rejected record is not final: it went back for rework and is delivered again (docs/contract.md).
     pub fn is_final(self) -> bool {
-        !matches!(self, Status::Pending | Status::InProgress)
+        !matches!(
+            self,
+            Status::Pending | Status::InProgress | Status::Rejected
+        )
     }
 }
 
@@ -116,8 +120,9 @@ pub struct BatchCounts {
 }
 
 impl BatchCounts {
+    /// Records in a final state; a rejected one is not (it is being reworked).
     pub fn finished(&self) -> u64 {
-        self.completed + self.exception + self.canceled + self.rejected + self.failed
+        self.completed + self.exception + self.canceled + self.failed
     }
 
     /// Counts one record (or task) in `status`.
@@ -195,6 +200,7 @@ mod tests {
             assert_eq!(Status::parse(s.as_str()), Some(s));
         }
         assert!(!Status::Pending.is_final() && Status::Canceled.is_final());
+        assert!(!Status::Rejected.is_final());
     }
 
     #[test]
@@ -206,6 +212,9 @@ mod tests {
             ..Default::default()
         };
         assert!(!c.done());
+        c.rejected = 1;
+        assert!(!c.done(), "a rejected record is being reworked");
+        c.rejected = 0;
         c.canceled = 1;
         assert!(c.done());
     }

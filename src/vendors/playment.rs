@@ -612,30 +612,54 @@ impl Adapter for PlaymentAdapter {
             move |tx: mpsc::Sender<Result<Vec<Envelope>>>| async move {
                 let mut jobs = me.walk_jobs(&batch, "records");
                 while let Some(page) = jobs.next_page().await {
-                    let out = page.and_then(|p| {
-                        let mut es = Vec::new();
-                        for raw in p {
-                            let j: JobItem = parse_item(&raw, "records")?;
-                            let status = neutral_status(&j.status);
-                            if q.statuses.as_ref().is_some_and(|ss| !ss.contains(&status)) {
-                                continue;
-                            }
-                            es.push(Envelope {
-                                id: j.id,
-                                batch_id: batch.clone(),
-                                key: j.reference_id,
-                                status,
-                                input: None,
-                                output: None,
-                                created_at: None,
-                                completed_at: None,
-                                vendor: VENDOR,
-                                raw: q.include_raw.then_some(raw),
-                                completed_us: None,
-                            });
-                        }
-                        Ok(es)
+                    let items = page.and_then(|p| {
+                        p.into_iter()
+                            .map(|raw| Ok((parse_item::<JobItem>(&raw, "records")?, raw)))
+                            .collect::<Result<Vec<_>>>()
                     });
+                    let items = match items {
+                        Ok(items) => items,
+                        Err(e) => {
+                            let _ = tx.send(Err(e)).await;
+                            return;
+                        }
+                    };
+                    // A job's list item carries no data and no labels: a completed job's envelope is its
+                    // result's (the result file holds the record as sent, the labels and, by its
+                    // Last-Modified, the completion time), the same one `results()` yields.
+                    let wanted = items.into_iter().filter(|(j, _)| {
+                        let status = neutral_status(&j.status);
+                        q.statuses.as_ref().is_none_or(|ss| ss.contains(&status))
+                    });
+                    let out: Vec<Result<Envelope>> = futures::stream::iter(wanted)
+                        .map(|(j, raw)| {
+                            let (me, batch) = (&me, &batch);
+                            async move {
+                                let status = neutral_status(&j.status);
+                                if status == Status::Completed {
+                                    let mut e = me.result_of(batch, j, false).await?;
+                                    e.raw = q.include_raw.then_some(raw);
+                                    return Ok(e);
+                                }
+                                Ok(Envelope {
+                                    id: j.id,
+                                    batch_id: batch.clone(),
+                                    key: j.reference_id,
+                                    status,
+                                    input: None,
+                                    output: None,
+                                    created_at: None,
+                                    completed_at: None,
+                                    vendor: VENDOR,
+                                    raw: q.include_raw.then_some(raw),
+                                    completed_us: None,
+                                })
+                            }
+                        })
+                        .buffered(RESULT_FETCHES)
+                        .collect()
+                        .await;
+                    let out = out.into_iter().collect::<Result<Vec<_>>>();
                     let stop = out.is_err();
                     if tx.send(out).await.is_err() || stop {
                         return;

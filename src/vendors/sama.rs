@@ -172,6 +172,7 @@ impl SamaAdapter {
             view: SamaView {
                 client_batch_field: client_batch_field.clone(),
                 key_field: key_field.clone(),
+                sent_back: Default::default(),
             },
         })
     }
@@ -220,12 +221,21 @@ impl SamaAdapter {
             .await
     }
 
-    fn status_url(&self, batch_id: &str, page: usize) -> Url {
-        self.state_url(batch_id, None, page)
-    }
-
     /// The multi-task status list of a neutral batch, of one task state only with `state`.
     fn state_url(&self, batch_id: &str, state: Option<&str>, page: usize) -> Url {
+        self.list_url(batch_id, state, true, page, STATUS_PAGE)
+    }
+
+    /// The multi-task status list of a neutral batch: `omit_answers=false` lists each task with its latest
+    /// answers (a delivered task's are the delivered ones: `[KB-multi]`).
+    fn list_url(
+        &self,
+        batch_id: &str,
+        state: Option<&str>,
+        omit_answers: bool,
+        page: usize,
+        page_size: usize,
+    ) -> Url {
         let mut u = self.url(&["tasks.json"]);
         {
             let mut q = u.query_pairs_mut();
@@ -234,11 +244,22 @@ impl SamaAdapter {
             if let Some(s) = state {
                 q.append_pair("state", s);
             }
-            q.append_pair("omit_answers", "true")
+            q.append_pair("omit_answers", if omit_answers { "true" } else { "false" })
                 .append_pair("page", &page.to_string())
-                .append_pair("page_size", &STATUS_PAGE.to_string());
+                .append_pair("page_size", &page_size.to_string());
         }
         u
+    }
+
+    /// Whether a neutral batch exists: a task carries its client batch id, or this client is having tasks
+    /// created for it. One paced call of one task.
+    async fn batch_exists(&self, batch_id: &str, operation: &'static str) -> Result<bool> {
+        if !self.inflight_jobs(batch_id).is_empty() {
+            return Ok(true);
+        }
+        let url = self.list_url(batch_id, None, true, 1, 1);
+        let resp = paced_status_get(&self.status_gate, &self.http, url, operation).await?;
+        Ok(!decode_tasks(&resp, operation)?.is_empty())
     }
 
     /// The first page of the delivered tasks of a neutral batch (`from`: delivered at or after).
@@ -441,7 +462,20 @@ impl SamaAdapter {
     }
 }
 
-/// `{"tasks": [...]}` (or `{"task": {...}}`) as typed tasks with their JSON text.
+/// The `NotFound` of a client batch id no task carries: Sama has no batch object.
+fn unknown_batch(field: &str, batch_id: &str, operation: &'static str) -> Error {
+    Error::new(
+        ErrorKind::NotFound,
+        format!(
+            "no Sama task carries the client batch id {batch_id:?} (input {field:?}): a Sama batch exists \
+             once a task carries its client batch id. To upload into a new batch, use \
+             client.create_batch({batch_id:?}, exist_ok=True)"
+        ),
+    )
+    .vendor(VENDOR)
+    .operation(operation)
+}
+
 /// A GET of the multi-task status endpoint (one call a second): one call at a time, the next sent a second
 /// after the last answer arrived. The vendor counts from when a request reaches it, which is before its
 /// answer reaches us; a gap measured between sends could shrink below a second on the way (network jitter,
@@ -502,8 +536,13 @@ impl Adapter for SamaAdapter {
         Ok(self.batch_info(name))
     }
 
+    /// A batch exists once a task carries its client batch id (or this client is creating its tasks): any
+    /// other name, malformed or not, is `NotFound`.
     async fn get_batch(&self, id: &str) -> Result<BatchInfo> {
         self.check_batch_id(id)?;
+        if !self.batch_exists(id, "get_batch").await? {
+            return Err(unknown_batch(&self.client_batch_field, id, "get_batch"));
+        }
         Ok(self.batch_info(id))
     }
 
@@ -549,7 +588,10 @@ impl Adapter for SamaAdapter {
             if let Some(b) = t.batch_id.as_ref().and_then(job_id_text) {
                 *listed.entry(b).or_default() += 1;
             }
-            counts.count(neutral_status(t.state.as_deref().unwrap_or("new")));
+            counts.count(self.view.status_of(batch_id, &t.id, t.state.as_deref()));
+        }
+        if counts.total == 0 && running.is_empty() {
+            return Err(unknown_batch(&self.client_batch_field, batch_id, "status"));
         }
         for (id, p) in running {
             let waiting = p
@@ -601,7 +643,45 @@ impl Adapter for SamaAdapter {
                 None => !seen.contains(&e.id),
             }) as Keep<Envelope>
         });
-        page_number_stream_filtered(&self.rt, self.http.clone(), list, decode, keep)
+        let mut inner =
+            page_number_stream_filtered(&self.rt, self.http.clone(), list, decode, keep);
+        // An empty read of a batch no task carries is `NotFound`, never an empty list: the existence check
+        // (one paced call) runs only when the read returned nothing.
+        let inflight = !self.inflight_jobs(q.batch_id).is_empty();
+        let exists = (
+            self.list_url(q.batch_id, None, true, 1, 1),
+            self.status_gate.clone(),
+            self.http.clone(),
+            self.client_batch_field.clone(),
+            q.batch_id.to_string(),
+        );
+        PageStream::spawn(&self.rt, move |tx| async move {
+            let mut any = inflight;
+            while let Some(page) = inner.next_page().await {
+                let failed = page.is_err();
+                any |= page.as_ref().is_ok_and(|p| !p.is_empty());
+                if tx.send(page).await.is_err() || failed {
+                    return;
+                }
+            }
+            if any {
+                return;
+            }
+            let (url, gate, http, field, batch) = exists;
+            let found = match paced_status_get(&gate, &http, url, "results").await {
+                Ok(resp) => decode_tasks(&resp, "results").map(|t| !t.is_empty()),
+                Err(e) => Err(e),
+            };
+            match found {
+                Ok(true) => {}
+                Ok(false) => {
+                    let _ = tx.send(Err(unknown_batch(&field, &batch, "results"))).await;
+                }
+                Err(e) => {
+                    let _ = tx.send(Err(e)).await;
+                }
+            }
+        })
     }
 
     /// Every created task of the batch with its neutral status (multi-task status, paced to one page a
@@ -613,7 +693,9 @@ impl Adapter for SamaAdapter {
         let http = self.http.clone();
         let gate = self.status_gate.clone();
         let batch = q.batch_id.to_string();
-        let first = self.status_url(q.batch_id, 1);
+        let first = self.list_url(q.batch_id, None, false, 1, STATUS_PAGE);
+        let inflight = !self.inflight_jobs(q.batch_id).is_empty();
+        let field = self.client_batch_field.clone();
         Ok(PageStream::spawn(&self.rt, move |tx| async move {
             let mut budget = PageBudget::new(http.limits().max_pages);
             for page in 1.. {
@@ -635,10 +717,14 @@ impl Adapter for SamaAdapter {
                     }
                 };
                 let n = items.len();
+                if page == 1 && n == 0 && !inflight {
+                    let _ = tx.send(Err(unknown_batch(&field, &batch, "records"))).await;
+                    return;
+                }
                 let page: Result<Vec<Envelope>> = items
                     .into_iter()
                     .filter_map(|(t, raw)| {
-                        let status = neutral_status(t.state.as_deref().unwrap_or("new"));
+                        let status = view.status_of(&batch, &t.id, t.state.as_deref());
                         if q.statuses.as_ref().is_some_and(|ss| !ss.contains(&status)) {
                             return None;
                         }
@@ -666,40 +752,72 @@ impl Adapter for SamaAdapter {
     }
 
     /// Sends delivered tasks back for rework (`PUT tasks/{id}/reject.json`); Sama delivers them again later.
+    /// `ids` are result ids (task ids) or record keys: an id is first read as a task of this batch
+    /// (`GET tasks/{id}.json`, not rate limited), else looked up as a key among the batch's tasks (listed once
+    /// per call, paced). A task Sama refuses to reject (nothing delivered to review) is Sama's `InvalidInput`.
     async fn reject(&self, batch_id: &str, ids: Vec<String>, reason: Option<String>) -> Result<()> {
         self.check_batch_id(batch_id)?;
         let reasons = vec![reason.unwrap_or_else(|| "Rejected through labelport".to_string())];
-        let results: Vec<Result<()>> = futures::stream::iter(ids)
-            .map(|id| {
+        // The batch's tasks by key, read only when an id is not a task of the batch.
+        let by_key: tokio::sync::OnceCell<HashMap<String, String>> = tokio::sync::OnceCell::new();
+        let task = |id: String| async move {
+            let resp = self
+                .http
+                .send(&Request::get(
+                    self.url(&["tasks", &format!("{id}.json")]),
+                    "reject",
+                ))
+                .await
+                .map_err(|e| e.key(id.clone()))?;
+            let v: Value = resp.json(VENDOR, "reject")?;
+            Ok::<Value, Error>(single_task(&v))
+        };
+        let results: Vec<Result<String>> = futures::stream::iter(ids)
+            .map(|given| {
                 let reasons = reasons.clone();
+                let by_key = &by_key;
                 async move {
-                    // The task must belong to this batch: a result id of another batch is refused.
-                    let task = |id: String| async move {
-                        let resp = self
-                            .http
-                            .send(&Request::get(
-                                self.url(&["tasks", &format!("{id}.json")]),
-                                "reject",
-                            ))
-                            .await
-                            .map_err(|e| e.key(id.clone()))?;
-                        let v: Value = resp.json(VENDOR, "reject")?;
-                        Ok::<Value, Error>(single_task(&v))
+                    // A task of this batch by its id; a task of another batch, or none, may still be a key.
+                    let owned = match task(given.clone()).await {
+                        Ok(current) => current
+                            .get("data")
+                            .and_then(|d| d.get(&self.client_batch_field))
+                            .and_then(text_of)
+                            .is_some_and(|owner| owner == batch_id),
+                        Err(e) if matches!(e.kind, ErrorKind::NotFound | ErrorKind::InvalidInput) => {
+                            false
+                        }
+                        Err(e) => return Err(e),
                     };
-                    let current = task(id.clone()).await?;
-                    let owner = current
-                        .get("data")
-                        .and_then(|d| d.get(&self.client_batch_field))
-                        .and_then(text_of);
-                    if owner.as_deref() != Some(batch_id) {
-                        return Err(Error::new(
-                            ErrorKind::NotFound,
-                            format!("task {id} is not in batch {batch_id:?}"),
-                        )
-                        .vendor(VENDOR)
-                        .operation("reject")
-                        .key(id));
-                    }
+                    let id = if owned {
+                        given.clone()
+                    } else {
+                        let keys = by_key
+                            .get_or_try_init(|| async {
+                                let tasks = self.all_tasks(batch_id, "reject").await?;
+                                Ok::<_, Error>(
+                                    tasks
+                                        .into_iter()
+                                        .map(|t| (self.view.key_of(&t.id, &t.data), t.id))
+                                        .collect(),
+                                )
+                            })
+                            .await?;
+                        match keys.get(&given) {
+                            Some(id) => id.clone(),
+                            None => {
+                                return Err(Error::new(
+                                    ErrorKind::NotFound,
+                                    format!(
+                                        "batch {batch_id:?} holds no record with the key or result id {given:?}"
+                                    ),
+                                )
+                                .vendor(VENDOR)
+                                .operation("reject")
+                                .key(given))
+                            }
+                        }
+                    };
                     let req = Request::json(
                         Method::PUT,
                         self.url(&["tasks", &id, "reject.json"]),
@@ -714,14 +832,25 @@ impl Adapter for SamaAdapter {
                     };
                     self.create_once(&req, rejected)
                         .await
-                        .map(|_| ())
-                        .map_err(|e| e.key(id.clone()))
+                        .map(|_| id.clone())
+                        .map_err(|e| e.key(given.clone()))
                 }
             })
             .buffer_unordered(UPLOAD_CONCURRENCY)
             .collect()
             .await;
-        results.into_iter().collect()
+        let mut sent = Vec::new();
+        let mut first_error = None;
+        for r in results {
+            match r {
+                Ok(id) => sent.push(id),
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        self.view.sent_back(batch_id, sent);
+        first_error.map_or(Ok(()), Err)
     }
 
     fn api_url(&self, path: &str) -> Result<Url> {

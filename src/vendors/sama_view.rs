@@ -8,7 +8,7 @@ use parking_lot::Mutex;
 use serde_json::json;
 use serde_json::value::RawValue;
 
-use super::wire::{decode_tasks, raw_text_of, to_raw, RawObject, TaskDto};
+use super::wire::{decode_tasks, neutral_status, raw_text_of, to_raw, RawObject, TaskDto};
 use super::{DEFAULT_KEY_FIELD, UNDATED_READS, VENDOR};
 use crate::engine::http::Response;
 use crate::engine::Result;
@@ -58,14 +58,47 @@ impl Undated {
     }
 }
 
+/// Per neutral batch, the tasks this client sent back with `reject()` and has not seen delivered again.
+pub(super) type SentBack = Arc<Mutex<HashMap<String, HashSet<String>>>>;
+
 /// What decoders running off the adapter need to turn tasks into envelopes.
 #[derive(Clone)]
 pub(super) struct SamaView {
     pub client_batch_field: String,
     pub key_field: String,
+    pub sent_back: SentBack,
 }
 
 impl SamaView {
+    /// A listed task's neutral status. Sama's `rejected` is `rejected`; a task this client rejected reads
+    /// `rejected` until it is delivered again, whatever word Sama gives its rework meanwhile (`in progress`
+    /// once a labeller takes it up: none of Sama's pages says), and is forgotten once delivered.
+    pub(super) fn status_of(&self, batch_id: &str, id: &str, state: Option<&str>) -> Status {
+        let status = neutral_status(state.unwrap_or("new"));
+        let mut sent_back = self.sent_back.lock();
+        let Some(ids) = sent_back.get_mut(batch_id) else {
+            return status;
+        };
+        if status == Status::Completed {
+            ids.remove(id);
+            return status;
+        }
+        if ids.contains(id) {
+            Status::Rejected
+        } else {
+            status
+        }
+    }
+
+    /// Notes tasks this client sent back.
+    pub(super) fn sent_back(&self, batch_id: &str, ids: impl IntoIterator<Item = String>) {
+        self.sent_back
+            .lock()
+            .entry(batch_id.to_string())
+            .or_default()
+            .extend(ids);
+    }
+
     /// The record key of a task: its key input, else the task id.
     pub(super) fn key_of(&self, id: &str, data: &RawObject) -> String {
         data.get(&self.key_field)
@@ -121,16 +154,23 @@ impl SamaView {
 
     pub(super) fn record(
         &self,
-        t: TaskDto,
+        mut t: TaskDto,
         raw: Box<RawValue>,
         batch_id: &str,
         status: Status,
         include_raw: bool,
     ) -> Result<Envelope> {
+        // A delivered task's answers are its latest ones (the multi-task status read without
+        // `omit_answers`), the delivered answers; `{}` when absent, as `envelopes` gives them.
+        let output = match (status, t.answers.take()) {
+            (Status::Completed, Some(a)) => Some(a),
+            (Status::Completed, None) => Some(to_raw(&json!({}))?),
+            _ => None,
+        };
         Ok(Envelope {
             key: self.key_of(&t.id, &t.data),
             input: Some(self.input_of(&t.data)?),
-            output: None,
+            output,
             created_at: t.created_at_rfc3339(),
             completed_at: t.delivery_time().map(|(text, _)| text.to_string()),
             id: t.id,
@@ -153,6 +193,7 @@ mod tests {
         let v = SamaView {
             client_batch_field: "client_batch_id".into(),
             key_field: DEFAULT_KEY_FIELD.into(),
+            sent_back: SentBack::default(),
         };
         // Member order is kept, and a repeated member counts once, as the last one (as JSON parsers keep it).
         let data: RawObject = serde_json::from_str(

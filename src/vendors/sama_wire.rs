@@ -36,12 +36,15 @@ pub(super) fn parse_error(_status: u16, body: &[u8]) -> (Option<String>, Option<
     }
 }
 
-/// Sama's task states onto the neutral ones. A rejected task goes back to work and is delivered again.
+/// Sama's task states onto the neutral ones. A rejected task (sent back for rework, by `reject()` or by a
+/// delivery callback's answer) reads `rejected` until Sama delivers it again: the SDK's `TaskStates.REJECTED`
+/// and its `reject_task` ("Rejects a task to send it for rework").
 pub fn neutral_status(state: &str) -> Status {
     match state {
         "new" => Status::Pending,
         "delivered" | "acknowledged" => Status::Completed,
-        // "in progress", "completed" (awaiting review), "approved" (awaiting delivery), "rejected" (rework)
+        "rejected" => Status::Rejected,
+        // "in progress", "completed" (awaiting review), "approved" (awaiting delivery)
         _ => Status::InProgress,
     }
 }
@@ -483,15 +486,10 @@ mod tests {
     #[test]
     fn statuses() {
         assert_eq!(neutral_status("new"), Status::Pending);
-        for s in [
-            "in progress",
-            "completed",
-            "approved",
-            "rejected",
-            "something new",
-        ] {
+        for s in ["in progress", "completed", "approved", "something new"] {
             assert_eq!(neutral_status(s), Status::InProgress, "{s}");
         }
+        assert_eq!(neutral_status("rejected"), Status::Rejected);
         assert_eq!(neutral_status("delivered"), Status::Completed);
         assert_eq!(neutral_status("acknowledged"), Status::Completed);
     }

@@ -23,6 +23,10 @@ pub struct VendorSpec {
     /// The vendor's documented rate limit in requests per second: the pacing of a client of its real host that
     /// gives no `rate_limit=` (`ClientConfig::pacing`).
     pub default_rate_limit: Option<f64>,
+    /// The vendor keeps no empty batch: a batch exists once its first upload created it, and before that
+    /// `client.batch(id)` is NotFound (docs/contract.md, `batch_before_first_upload`). Tools that upload into a
+    /// batch by id (the CLI, the Dask/Spark workers) then attach without reading it (`capabilities()`).
+    pub batch_created_by_first_upload: bool,
 }
 
 /// What every vendor's API offers beyond the neutral core, and what most lack.
@@ -47,6 +51,7 @@ pub const SPECS: &[VendorSpec] = &[
         operations: READ_ONLY,
         upload_options: &[],
         default_rate_limit: None,
+        batch_created_by_first_upload: false,
     },
     VendorSpec {
         name: "taskmonk",
@@ -56,6 +61,7 @@ pub const SPECS: &[VendorSpec] = &[
             "key_column",
             "output_fields",
             "export_format",
+            "coerce",
             "stall_timeout",
         ],
         batch_options: &["priority", "comments", "start_time"],
@@ -65,6 +71,7 @@ pub const SPECS: &[VendorSpec] = &[
         operations: READ_ONLY,
         upload_options: &["priority"],
         default_rate_limit: None,
+        batch_created_by_first_upload: false,
     },
     VendorSpec {
         name: "playment",
@@ -81,6 +88,7 @@ pub const SPECS: &[VendorSpec] = &[
         upload_options: &["priority_weight", "tag", "work_flow_id"],
         // "QPS of 5", the only limit Playment documents (docs/vendors/playment.md, finding 1).
         default_rate_limit: Some(5.0),
+        batch_created_by_first_upload: false,
     },
     VendorSpec {
         name: "deepen",
@@ -103,6 +111,7 @@ pub const SPECS: &[VendorSpec] = &[
         ],
         upload_options: &[],
         default_rate_limit: None,
+        batch_created_by_first_upload: true,
     },
     VendorSpec {
         name: "sama",
@@ -124,6 +133,7 @@ pub const SPECS: &[VendorSpec] = &[
         ],
         upload_options: &["priority", "submit"],
         default_rate_limit: None,
+        batch_created_by_first_upload: true,
     },
 ];
 

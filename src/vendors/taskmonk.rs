@@ -33,6 +33,8 @@ use serde_json::value::RawValue;
 use serde_json::{json, Map, Value};
 use url::Url;
 
+#[path = "taskmonk_coerce.rs"]
+mod coerce;
 #[path = "taskmonk_file.rs"]
 mod file;
 #[path = "taskmonk_import.rs"]
@@ -40,6 +42,7 @@ mod import;
 #[path = "taskmonk_jobs.rs"]
 mod jobs;
 
+use coerce::Coerce;
 pub use file::{envelopes, parse_file, parse_timestamp_us, Table};
 use import::Imports;
 pub use import::{cell, encode_upload, prepare_rows, prune_columns, write_csv, Row};
@@ -112,6 +115,8 @@ pub struct TaskMonkAdapter {
     key_column: String,
     output_fields: Option<Vec<String>>,
     export_format: FileFormat,
+    /// `coerce=`: the fields whose text is converted, in `input` and `output` (`taskmonk_coerce.rs`).
+    coerce: Coerce,
     stall: Duration,
     retry: RetryPolicy,
     jobs: Mutex<HashMap<String, Track>>,
@@ -258,6 +263,7 @@ impl TaskMonkAdapter {
             retry,
         );
         let http = kit::http_client(&cfg, auth, parse_error)?;
+        let coerce = Coerce::from_option(cfg.options.get("coerce"))?;
         Ok(TaskMonkAdapter {
             cfg,
             http: Arc::new(http),
@@ -267,6 +273,7 @@ impl TaskMonkAdapter {
             key_column,
             output_fields,
             export_format,
+            coerce,
             stall,
             retry,
             jobs: Mutex::new(HashMap::new()),
@@ -278,10 +285,23 @@ impl TaskMonkAdapter {
     }
 
     fn check_batch_id(&self, id: &str) -> Result<()> {
-        if id.trim().is_empty() || id.contains('/') {
-            return Err(Error::invalid(format!("{id:?} is not a TaskMonk batch id"))
+        if id.trim().is_empty() {
+            return Err(Error::invalid("a batch id cannot be empty")
                 .vendor(VENDOR)
                 .field("id"));
+        }
+        // A malformed id names no batch (docs/contract.md, `client.batch`): NotFound, without sending it.
+        if id.contains(['/', '?', '#', '\\']) || id.trim() != id {
+            return Err(Error::new(
+                ErrorKind::NotFound,
+                format!(
+                    "no batch {id:?} in project {}: not a TaskMonk batch id",
+                    self.cfg.project
+                ),
+            )
+            .vendor(VENDOR)
+            .operation("batch")
+            .field("id"));
         }
         Ok(())
     }
@@ -376,6 +396,7 @@ impl Adapter for TaskMonkAdapter {
     fn capability_settings(&self) -> Map<String, Value> {
         let mut settings = Map::new();
         settings.insert("key_column".into(), json!(self.key_column));
+        settings.insert("coerce".into(), self.coerce.to_value());
         let format = match self.export_format {
             FileFormat::Csv => "csv",
             FileFormat::Excel => "excel",
@@ -713,6 +734,9 @@ impl TaskMonkAdapter {
                     results,
                     include_raw,
                 );
+                for e in &mut items {
+                    this.coerce.apply(e)?;
+                }
                 shape(&mut items);
                 Ok::<_, Error>(items)
             };
@@ -735,6 +759,7 @@ impl TaskMonkAdapter {
             key_column: self.key_column.clone(),
             output_fields: self.output_fields.clone(),
             export_format: self.export_format,
+            coerce: self.coerce.clone(),
             stall: self.stall,
             retry: self.retry,
             jobs: Mutex::new(HashMap::new()),

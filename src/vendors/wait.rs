@@ -3,7 +3,8 @@
 use std::time::{Duration, Instant};
 
 use super::config::{seconds, Zero};
-use super::model::{BatchCounts, JobState};
+use super::model::{BatchCounts, JobPhase, JobState};
+use super::Adapter;
 use crate::engine::runner::PAST_DEADLINE;
 use crate::engine::{Error, ErrorKind, Result};
 
@@ -127,6 +128,83 @@ pub fn job_timed_out(job: &JobState, vendor: &str, after: Option<f64>) -> Error 
     )
     .vendor(vendor)
     .operation("wait")
+}
+
+/// How long an upload's job may show no progress before the wait for it stops, unless the client's
+/// `stall_timeout=` (where its vendor takes one) says otherwise.
+const STALL_S: f64 = 600.0;
+
+/// Which wait `settle` is: for part `n` (from 1) of a chunked upload, before the next part is sent, or for the
+/// whole upload, before `upload()` returns.
+#[derive(Debug, Clone, Copy)]
+pub enum Settling {
+    Part(usize),
+    Upload,
+}
+
+/// Polls an upload's job until the vendor holds (or has refused) every record: `upload()` returns then, and
+/// a chunked upload sends its next part only then. A job whose counts do not move for the stall window stops
+/// the wait with `Stalled`, naming the job (and the part).
+pub async fn settle(adapter: &dyn Adapter, job: JobState, settling: Settling) -> Result<JobState> {
+    let (stall, vendor) = {
+        let kit = adapter.kit();
+        let stall = kit
+            .cfg
+            .options
+            .get("stall_timeout")
+            .and_then(serde_json::Value::as_f64)
+            .unwrap_or(STALL_S);
+        (
+            Duration::try_from_secs_f64(stall).unwrap_or(Duration::from_secs_f64(STALL_S)),
+            kit.cfg.spec.name,
+        )
+    };
+    let mut job = job;
+    let mut seen = (job.done, job.failed);
+    let mut moved = Instant::now();
+    // Quick first polls: a vendor that ingests in moments should not cost a second per upload.
+    let mut pause = Duration::from_millis(100);
+    while job.state == JobPhase::Running {
+        if moved.elapsed() >= stall {
+            let (what, then) = match settling {
+                Settling::Part(n) => (
+                    format!("part {n} of the upload (job {})", job.id),
+                    "the records after it were not sent: run the same upload again later to send them \
+                     (records already in the batch are skipped)",
+                ),
+                Settling::Upload => (
+                    format!("the upload's job {}", job.id),
+                    "every record was sent: `job.wait()` follows the job on; an upload run again skips the \
+                     records already in the batch",
+                ),
+            };
+            let part = match settling {
+                Settling::Part(n) => serde_json::json!(n),
+                Settling::Upload => serde_json::Value::Null,
+            };
+            return Err(Error::new(
+                ErrorKind::Stalled,
+                format!(
+                    "{what} has not moved for {:.0} s ({} of {} records done); {then}, or raise stall_timeout=",
+                    stall.as_secs_f64(),
+                    job.done,
+                    job.total
+                ),
+            )
+            .vendor(vendor)
+            .operation("upload")
+            .code("stalled")
+            .details(serde_json::json!({"part": part, "job": job.id})));
+        }
+        tokio::time::sleep(pause.min(stall)).await;
+        pause = (pause * 2).min(Duration::from_secs(1));
+        job = adapter.job_status(&job).await?;
+        if (job.done, job.failed) != seen {
+            seen = (job.done, job.failed);
+            moved = Instant::now();
+        }
+    }
+    Ok(job)
 }
 
 #[cfg(test)]

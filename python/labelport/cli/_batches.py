@@ -295,8 +295,16 @@ def cmd_create_batch(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
+def _upload_target(c: Any, batch_id: str) -> Any:
+    """The batch ``upload --batch ID`` sends to; an id ``create-batch`` printed is attached even where the batch
+    exists only once its first upload created it (``labelport._distributed.attach``)."""
+    from labelport._distributed import attach
+
+    return attach(c, batch_id)
+
+
 def cmd_upload(args: argparse.Namespace, out: TextIO) -> int:
-    batch = client(args).batch(args.batch)
+    batch = _upload_target(client(args), args.batch)
     job = batch.upload(args.file, key=args.key, on_error=args.on_error, **dict(args.upload_option))
     status = job.status()
     failures = job.failures()

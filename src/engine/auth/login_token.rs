@@ -4,13 +4,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use reqwest::RequestBuilder;
 use url::Url;
 
 use super::token_cache::{
-    request_token, token_lifetime, Fresh, TokenAnswer, TokenCache, TokenEndpoint,
+    request_token, token_lifetime, Fresh, TokenAnswer, TokenCache, TokenEndpoint, TokenGrant,
 };
-use super::{Auth, RejectionTest};
+use super::RejectionTest;
 use crate::engine::error::{Error, ErrorKind, Result};
 use crate::engine::redact::redact_url;
 use crate::engine::retry::RetryPolicy;
@@ -106,40 +105,29 @@ impl LoginToken {
 }
 
 #[async_trait]
-impl Auth for LoginToken {
-    async fn authorize(
-        &self,
-        http: &reqwest::Client,
-        req: RequestBuilder,
-    ) -> Result<(RequestBuilder, u64)> {
-        let token = self.tokens.get(|| self.login(http)).await?;
-        Ok((req.bearer_auth(&*token.value), token.generation))
+impl TokenGrant for LoginToken {
+    async fn fetch(&self, http: &reqwest::Client) -> Result<Fresh> {
+        self.login(http).await
     }
 
-    fn is_rejection(&self, status: u16, body: &[u8]) -> bool {
-        (self.rejection)(status, body)
+    fn tokens(&self) -> &TokenCache {
+        &self.tokens
     }
 
-    fn invalidate(&self, generation: u64) {
-        self.tokens.invalidate(generation)
+    fn rejection(&self) -> RejectionTest {
+        self.rejection
     }
 
-    fn renewals(&self) -> u64 {
-        self.tokens.issued()
-    }
-
-    /// The password and any other string of the login body, and the current token.
-    fn secrets(&self) -> Vec<String> {
-        let mut out: Vec<String> = match &self.body {
+    /// The password and any other string of the login body.
+    fn given_secrets(&self) -> Vec<String> {
+        match &self.body {
             serde_json::Value::Object(m) => m
                 .iter()
                 .filter(|(k, _)| !k.to_ascii_lowercase().contains("user"))
                 .filter_map(|(_, v)| v.as_str().map(str::to_string))
                 .collect(),
             _ => vec![],
-        };
-        out.extend(self.tokens.current_value());
-        out
+        }
     }
 }
 

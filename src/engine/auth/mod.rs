@@ -9,6 +9,7 @@ mod token_cache;
 pub use login_token::LoginToken;
 pub use oauth2::OAuth2ClientCredentials;
 pub use static_key::{refused_with_401, KeyPlacement, StaticKey};
+use token_cache::TokenGrant;
 
 use async_trait::async_trait;
 use reqwest::RequestBuilder;
@@ -42,4 +43,36 @@ pub trait Auth: Send + Sync {
     /// Every secret value this provider holds now (keys, passwords, the current token), so text from a
     /// vendor can be scrubbed of them before it reaches an exception or a log.
     fn secrets(&self) -> Vec<String>;
+}
+
+/// Every provider that obtains a bearer token (a login, an OAuth2 grant) authorizes, renews and scrubs the same
+/// way: only how it gets a token, and which secrets it was given, differ.
+#[async_trait]
+impl<G: TokenGrant> Auth for G {
+    async fn authorize(
+        &self,
+        http: &reqwest::Client,
+        req: RequestBuilder,
+    ) -> Result<(RequestBuilder, u64)> {
+        let token = self.tokens().get(|| self.fetch(http)).await?;
+        Ok((req.bearer_auth(&*token.value), token.generation))
+    }
+
+    fn is_rejection(&self, status: u16, body: &[u8]) -> bool {
+        (self.rejection())(status, body)
+    }
+
+    fn invalidate(&self, generation: u64) {
+        self.tokens().invalidate(generation)
+    }
+
+    fn renewals(&self) -> u64 {
+        self.tokens().issued()
+    }
+
+    fn secrets(&self) -> Vec<String> {
+        let mut out = self.given_secrets();
+        out.extend(self.tokens().current_value());
+        out
+    }
 }

@@ -12,14 +12,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use reqwest::RequestBuilder;
 use url::Url;
 
 use super::token_cache::{
     request_token, token_lifetime, Fresh, TokenAnswer, TokenCache, TokenEndpoint,
     MAX_TOKEN_LIFETIME_S,
 };
-use super::{Auth, RejectionTest};
+use super::{RejectionTest, TokenGrant};
 use crate::engine::error::{Error, ErrorKind, Result};
 use crate::engine::redact::redact_url;
 use crate::engine::retry::RetryPolicy;
@@ -145,32 +144,21 @@ impl OAuth2ClientCredentials {
 }
 
 #[async_trait]
-impl Auth for OAuth2ClientCredentials {
-    async fn authorize(
-        &self,
-        http: &reqwest::Client,
-        req: RequestBuilder,
-    ) -> Result<(RequestBuilder, u64)> {
-        let token = self.tokens.get(|| self.grant(http)).await?;
-        Ok((req.bearer_auth(&*token.value), token.generation))
+impl TokenGrant for OAuth2ClientCredentials {
+    async fn fetch(&self, http: &reqwest::Client) -> Result<Fresh> {
+        self.grant(http).await
     }
 
-    fn is_rejection(&self, status: u16, body: &[u8]) -> bool {
-        (self.rejection)(status, body)
+    fn tokens(&self) -> &TokenCache {
+        &self.tokens
     }
 
-    fn invalidate(&self, generation: u64) {
-        self.tokens.invalidate(generation)
+    fn rejection(&self) -> RejectionTest {
+        self.rejection
     }
 
-    fn renewals(&self) -> u64 {
-        self.tokens.issued()
-    }
-
-    fn secrets(&self) -> Vec<String> {
-        let mut out = vec![self.client_secret.clone()];
-        out.extend(self.tokens.current_value());
-        out
+    fn given_secrets(&self) -> Vec<String> {
+        vec![self.client_secret.clone()]
     }
 }
 

@@ -25,22 +25,35 @@ const MAX_TOKEN_BODY: u64 = 1024 * 1024;
 pub(super) const MAX_TOKEN_LIFETIME_S: f64 = 1e9;
 
 /// A token just obtained, and how long to use it before renewing.
-pub(super) struct Fresh {
+pub struct Fresh {
     pub value: Arc<str>,
     pub use_for: Duration,
 }
 
 #[derive(Clone)]
-pub(super) struct Token {
+pub struct Token {
     pub value: Arc<str>,
     pub generation: u64,
     renew_at: Instant,
 }
 
-pub(super) struct TokenCache {
+pub struct TokenCache {
     current: RwLock<Option<Token>>,
     fetch_lock: tokio::sync::Mutex<()>,
     generation: AtomicU64,
+}
+
+/// A way to obtain a bearer token; `Auth` follows for it (auth/mod.rs).
+#[async_trait::async_trait]
+pub trait TokenGrant: Send + Sync {
+    /// Obtains a fresh token from the vendor.
+    async fn fetch(&self, http: &reqwest::Client) -> Result<Fresh>;
+    /// The cache that holds the token, single-flight.
+    fn tokens(&self) -> &TokenCache;
+    /// Whether an answer refuses the token.
+    fn rejection(&self) -> super::RejectionTest;
+    /// The secrets the provider was given (a password, a client secret), besides the token.
+    fn given_secrets(&self) -> Vec<String>;
 }
 
 impl TokenCache {
