@@ -250,6 +250,16 @@ def run(
     return report
 
 
+async def arun(
+    client: Any, *, batch: str | None = None, write: bool = False, secrets: list[str] | None = None
+) -> Report:
+    """``AsyncClient.check``: ``run`` with a sync view of the same client, on a worker thread (the probe makes
+    blocking calls, and the event loop must stay free)."""
+    import asyncio
+
+    return await asyncio.to_thread(run, client, batch=batch, write=write, secrets=secrets)
+
+
 def _probe_batch(report: Report, batch: Any) -> int | None:
     import labelport as lp
 

@@ -13,6 +13,7 @@ are discovered, then written chunk by chunk, so memory stays flat however many r
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import csv
 import datetime as dt
@@ -20,13 +21,26 @@ import gc
 import json
 import os
 import tempfile
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from typing import Any
 
 from labelport import _progress
-from labelport._records import need
+from labelport._records import _invalid, need
 
-__all__ = ["rows", "to_arrow", "to_csv", "to_pandas", "to_parquet", "to_polars"]
+__all__ = [
+    "ato_arrow",
+    "ato_csv",
+    "ato_jsonl",
+    "ato_pandas",
+    "ato_parquet",
+    "ato_polars",
+    "rows",
+    "to_arrow",
+    "to_csv",
+    "to_pandas",
+    "to_parquet",
+    "to_polars",
+]
 
 ENVELOPE = ("id", "batch_id", "key", "status", "input", "output", "created_at", "completed_at", "vendor")
 TIMES = ("created_at", "completed_at")
@@ -270,6 +284,12 @@ async def _all(stream: Any) -> list[Mapping[str, Any]]:
     return items
 
 
+async def _pages(stream: Any) -> AsyncIterator[list[Mapping[str, Any]]]:
+    """An ``AsyncStream`` page by page (its own progress display moves as they arrive)."""
+    while (page := await stream._next_page()) is not None:
+        yield page
+
+
 async def ato_pandas(stream: Any, flatten: bool = False, *, key_type: Any = None) -> Any:
     need("pandas", "pandas", "to_pandas")
     return _pandas_frame(_prepared(await _all(stream), flatten, False, "results"), key_type)
@@ -338,6 +358,18 @@ def _spool(stream: Iterable[Mapping[str, Any]], flatten: bool, progress: Any, de
     return spool
 
 
+async def _aspool(stream: Any, flatten: bool) -> _Spool:
+    spool = _Spool(flatten)
+    try:
+        async for page in _pages(stream):
+            for row in rows(page, flatten):
+                spool.add(row)
+    except BaseException:
+        spool.close()
+        raise
+    return spool
+
+
 def _parquet_column(pa: Any, name: str, kinds: set[str], values: list[Any]) -> tuple[Any, list[Any]]:
     """The parquet type of a column from the kinds of all its values, and this chunk's values in that type."""
     if name in TIMES and kinds <= {"str"}:
@@ -359,9 +391,23 @@ def to_parquet(
     progress: Any = None,
 ) -> int:
     """Writes the remaining results to a parquet file, streamed; returns how many were written."""
-    pa = need("pyarrow", "arrow", "to_parquet")
-    pq = need("pyarrow.parquet", "arrow", "to_parquet")
-    spool = _spool(stream, flatten, progress, "results")
+    need("pyarrow.parquet", "arrow", "to_parquet")
+    return _write_parquet(_spool(stream, flatten, progress, "results"), path)
+
+
+async def ato_parquet(stream: Any, path: str | os.PathLike[str], *, flatten: bool = True) -> int:
+    """``to_parquet`` of an ``AsyncStream``: spooled page by page as they arrive, then written on a worker thread,
+    so the event loop never waits on the file."""
+    need("pyarrow.parquet", "arrow", "to_parquet")
+    spool = await _aspool(stream, flatten)
+    return await asyncio.to_thread(_write_parquet, spool, path)
+
+
+def _write_parquet(spool: _Spool, path: str | os.PathLike[str]) -> int:
+    """Writes a spool to a parquet file chunk by chunk, then closes the spool."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
     try:
         names = spool.columns()
         types = {n: _parquet_column(pa, n, spool.kinds[n], [])[0] for n in names}
@@ -397,7 +443,17 @@ def to_csv(
 ) -> int:
     """Writes the remaining results to a CSV file (UTF-8, header first), streamed; returns how many were written.
     Lists and objects are written as JSON text, None as an empty cell."""
-    spool = _spool(stream, flatten, progress, "results")
+    return _write_csv(_spool(stream, flatten, progress, "results"), path)
+
+
+async def ato_csv(stream: Any, path: str | os.PathLike[str], *, flatten: bool = True) -> int:
+    """``to_csv`` of an ``AsyncStream``, as ``ato_parquet``."""
+    spool = await _aspool(stream, flatten)
+    return await asyncio.to_thread(_write_csv, spool, path)
+
+
+def _write_csv(spool: _Spool, path: str | os.PathLike[str]) -> int:
+    """Writes a spool to a CSV file chunk by chunk, then closes the spool."""
     try:
         names = spool.columns()
         with open(path, "w", encoding="utf-8", newline="") as f:
@@ -408,3 +464,26 @@ def to_csv(
         return spool.count
     finally:
         spool.close()
+
+
+async def ato_jsonl(stream: Any, path: str | os.PathLike[str]) -> int:
+    """``ResultStream.to_jsonl`` of an ``AsyncStream``: each page appended as JSON lines as it arrives (the file
+    writes are small and buffered; the pages are the wait)."""
+    try:
+        target = os.fspath(path)
+    except TypeError:
+        raise _invalid(
+            f"path must be a path (str or os.PathLike), not {type(path).__name__}", "path"
+        ) from None
+    try:
+        f = open(target, "w", encoding="utf-8")  # noqa: SIM115 (closed below, also when the stream fails)
+    except OSError as e:
+        raise _invalid(f"cannot write {target}: {e}", "path") from None
+    n = 0
+    with f:
+        async for page in _pages(stream):
+            f.write(
+                "".join(json.dumps(item, ensure_ascii=False, separators=(",", ":")) + "\n" for item in page)
+            )
+            n += len(page)
+    return n

@@ -368,8 +368,12 @@ class AsyncClient:
         json: Any = None,
         paginate: bool = False,
         retry: bool | None = None,
+        raw: bool = False,
     ) -> Any:
-        """With ``paginate=True`` this returns an ``AsyncStream`` of items (do not await it; ``async for`` it)."""
+        """As ``Client.request``. With ``paginate=True`` this returns an ``AsyncStream`` of items (do not await it;
+        ``async for`` it)."""
+    async def check(self, *, batch: str | None = None, write: bool = False) -> _CheckReport:
+        """As ``Client.check``: the same probe, on a worker thread."""
     async def close(self) -> None: ...
     def spec(self, *, include_credentials: bool = False) -> ClientSpec:
         """As ``Client.spec``."""
@@ -413,8 +417,12 @@ class AsyncBatch:
         include_raw: bool = False,
         consumer: str | None = None,
         *,
+        pages: tuple[int, int | None] | range | None = None,
         progress: _Progress = None,
-    ) -> AsyncStream: ...
+    ) -> AsyncStream:
+        """As ``Batch.results``; ``async for`` the stream, or await one of its exports."""
+    async def result_pages(self) -> dict[str, int] | None:
+        """As ``Batch.result_pages``."""
     def records(
         self, status: str | list[str] | None = None, include_raw: bool = False, *, progress: _Progress = None
     ) -> AsyncStream: ...
@@ -443,12 +451,29 @@ class AsyncStream(AsyncIterator[_Envelope]):
     @property
     def watermark(self) -> str | None: ...
     async def to_list(self) -> list[_Envelope]: ...
-    async def to_pandas(self, flatten: bool = False, *, key_type: Any = None) -> Any:
+    async def to_jsonl(self, path: str | PathLike[str]) -> int:
+        """Write the remaining items as JSON lines, page by page; returns how many were written."""
+    async def to_pandas(
+        self, flatten: bool = False, *, key_type: Any = None, progress: _Progress = None
+    ) -> Any:
         """The remaining results as a ``pandas.DataFrame``; as ``ResultStream.to_pandas``."""
-    async def to_polars(self, flatten: bool = False, *, key_type: Any = None) -> Any:
+    async def to_polars(
+        self, flatten: bool = False, *, key_type: Any = None, progress: _Progress = None
+    ) -> Any:
         """The remaining results as a ``polars.DataFrame``; as ``ResultStream.to_pandas``."""
-    async def to_arrow(self, flatten: bool = False, *, key_type: Any = None) -> Any:
+    async def to_arrow(
+        self, flatten: bool = False, *, key_type: Any = None, progress: _Progress = None
+    ) -> Any:
         """The remaining results as a ``pyarrow.Table``; as ``ResultStream.to_pandas``."""
+    async def to_parquet(
+        self, path: str | PathLike[str], *, flatten: bool = True, progress: _Progress = None
+    ) -> int:
+        """As ``ResultStream.to_parquet``: spooled as pages arrive, written on a worker thread."""
+    async def to_csv(
+        self, path: str | PathLike[str], *, flatten: bool = True, progress: _Progress = None
+    ) -> int:
+        """As ``ResultStream.to_csv``: spooled as pages arrive, written on a worker thread."""
+    async def _next_page(self) -> list[Any] | None: ...
     def close(self) -> None: ...
 
 @final

@@ -12,7 +12,7 @@ use std::time::Duration;
 use parking_lot::Mutex;
 use pyo3::exceptions::{PyStopAsyncIteration, PyStopIteration};
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyList, PyTuple};
+use pyo3::types::{PyBytes, PyDict, PyList, PyTuple};
 use pyo3_async_runtimes::{generic, TaskLocals};
 use serde_json::value::RawValue;
 
@@ -403,7 +403,8 @@ impl AsyncClient {
     }
 
     /// Authenticated escape hatch (a coroutine): the decoded JSON body; with `paginate=True` an `AsyncStream` of items.
-    #[pyo3(signature = (method, path, *, params=None, json=None, paginate=false, retry=None))]
+    /// With `raw=True`, the body's bytes as received (not decoded), as `Client.request`.
+    #[pyo3(signature = (method, path, *, params=None, json=None, paginate=false, retry=None, raw=false))]
     #[allow(clippy::too_many_arguments)]
     fn request<'py>(
         &self,
@@ -414,6 +415,7 @@ impl AsyncClient {
         json: Option<&Bound<'py, PyAny>>,
         #[pyo3(from_py_with = args::paginate)] paginate: bool,
         #[pyo3(from_py_with = args::retry)] retry: Option<bool>,
+        #[pyo3(from_py_with = args::raw)] raw: bool,
     ) -> PyResult<Bound<'py, PyAny>> {
         no_panic(|| {
             let adapter = self.inner.adapter()?;
@@ -434,9 +436,27 @@ impl AsyncClient {
                 Prepared::Single(req) => awaitable(
                     py,
                     async move { adapter.http().send(&req).await },
-                    |py, resp| body_to_py(py, &resp.body),
+                    move |py, resp| match raw {
+                        true => Ok(PyBytes::new(py, &resp.body).into_any()),
+                        false => body_to_py(py, &resp.body),
+                    },
                 ),
             }
+        })
+    }
+
+    /// As `Client.check` (a coroutine): the same read-only probe, run on a worker thread so the event loop
+    /// stays free.
+    #[pyo3(signature = (*, batch=None, write=false))]
+    fn check<'py>(
+        &self,
+        py: Python<'py>,
+        batch: Option<String>,
+        write: bool,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        no_panic(|| {
+            let client = Bound::new(py, super::client::Client::from_inner(self.inner.clone()))?;
+            super::client::check(&client, "arun", batch, write)
         })
     }
 
@@ -648,22 +668,41 @@ impl AsyncBatch {
         })
     }
 
-    /// An async iterator of finished records (`async for r in batch.results(): ...`); `progress` as in
-    /// `Batch.results` (moved as each page arrives).
-    #[pyo3(signature = (since=None, include_raw=false, consumer=None, *, progress=None))]
+    /// An async iterator of finished records (`async for r in batch.results(): ...`); `since`, `consumer`,
+    /// `pages` and `progress` as in `Batch.results` (progress moved as each page arrives).
+    #[pyo3(signature = (since=None, include_raw=false, consumer=None, *, pages=None, progress=None))]
     fn results(
         &self,
         since: Option<&Bound<'_, PyAny>>,
         #[pyo3(from_py_with = args::include_raw)] include_raw: bool,
         #[pyo3(from_py_with = args::consumer)] consumer: Option<String>,
+        pages: Option<&Bound<'_, PyAny>>,
         progress: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<AsyncStream> {
         no_panic(|| {
             let consumer = consumer.as_deref();
             let progress = check_progress(progress)?;
-            let (stream, since_us) =
-                results_stream(&self.client, &self.info.id, since, include_raw, consumer)?;
+            let (stream, since_us) = results_stream(
+                &self.client,
+                &self.info.id,
+                since,
+                include_raw,
+                consumer,
+                pages,
+            )?;
             Ok(AsyncStream::new(Pages::Envelopes(stream), since_us).with_progress(progress))
+        })
+    }
+
+    /// How the results split into pages (a coroutine): as `Batch.result_pages`.
+    fn result_pages<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        no_panic(|| {
+            let (adapter, id) = (self.client.adapter()?, self.info.id.clone());
+            awaitable(
+                py,
+                async move { adapter.result_pages(&id).await },
+                super::pages::plan_to_py,
+            )
         })
     }
 
@@ -945,6 +984,30 @@ impl AsyncStream {
         })
     }
 
+    /// Calls the async export `labelport._frames.<name>`. Its `progress=` (checked here) becomes this stream's,
+    /// which moves as pages arrive: the same display a sync export shows.
+    fn export<'py>(
+        slf: Bound<'py, Self>,
+        name: &str,
+        args: &Bound<'py, PyTuple>,
+        kwargs: Option<&Bound<'py, PyDict>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let kwargs = kwargs.map(|k| k.copy()).transpose()?;
+        if let Some(k) = &kwargs {
+            if let Some(p) = k.get_item("progress")? {
+                k.del_item("progress")?;
+                let setting = check_progress(Some(&p))?;
+                let me = slf.borrow();
+                let mut state = me.state.lock();
+                match state.progress.as_mut() {
+                    Some(progress) => progress.retarget(setting),
+                    None => state.progress = Some(StreamProgress::new(setting)),
+                }
+            }
+        }
+        call_frames(slf.into_any(), name, args, kwargs.as_ref())
+    }
+
     /// Fetches pages until one has items; `None` at the end.
     async fn fill(
         pages: Arc<tokio::sync::Mutex<Option<Pages>>>,
@@ -1031,34 +1094,89 @@ impl AsyncStream {
         })
     }
 
+    /// The remaining items of the next page that has any, as a list; `None` at the end (a coroutine). What the
+    /// async exports in `labelport._frames` read, so a file is written page by page.
+    fn _next_page<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        no_panic(|| {
+            let (pages, state) = (self.pages.clone(), self.state.clone());
+            spawn_py(py, async move {
+                let mut out = Vec::new();
+                loop {
+                    while let Some(obj) = state.lock().take() {
+                        out.push(obj);
+                    }
+                    if !out.is_empty() || !AsyncStream::fill(pages.clone(), state.clone()).await? {
+                        break;
+                    }
+                }
+                Python::attach(|py| match out.is_empty() {
+                    true => Ok(py.None()),
+                    false => Ok(PyList::new(py, out)?.into_any().unbind()),
+                })
+            })
+        })
+    }
+
     /// The remaining results as a pandas DataFrame (a coroutine); arguments as `ResultStream.to_pandas`.
-    #[pyo3(signature = (*args, **kwargs), text_signature = "($self, flatten=False, *, key_type=None)")]
+    #[pyo3(signature = (*args, **kwargs), text_signature = "($self, flatten=False, *, key_type=None, progress=None)")]
     fn to_pandas<'py>(
         slf: Bound<'py, Self>,
         args: &Bound<'py, PyTuple>,
         kwargs: Option<&Bound<'py, PyDict>>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        no_panic(|| call_frames(slf.into_any(), "ato_pandas", args, kwargs))
+        no_panic(|| AsyncStream::export(slf, "ato_pandas", args, kwargs))
     }
 
     /// The remaining results as a polars DataFrame (a coroutine); arguments as `ResultStream.to_pandas`.
-    #[pyo3(signature = (*args, **kwargs), text_signature = "($self, flatten=False, *, key_type=None)")]
+    #[pyo3(signature = (*args, **kwargs), text_signature = "($self, flatten=False, *, key_type=None, progress=None)")]
     fn to_polars<'py>(
         slf: Bound<'py, Self>,
         args: &Bound<'py, PyTuple>,
         kwargs: Option<&Bound<'py, PyDict>>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        no_panic(|| call_frames(slf.into_any(), "ato_polars", args, kwargs))
+        no_panic(|| AsyncStream::export(slf, "ato_polars", args, kwargs))
     }
 
     /// The remaining results as a pyarrow Table (a coroutine); arguments as `ResultStream.to_pandas`.
-    #[pyo3(signature = (*args, **kwargs), text_signature = "($self, flatten=False, *, key_type=None)")]
+    #[pyo3(signature = (*args, **kwargs), text_signature = "($self, flatten=False, *, key_type=None, progress=None)")]
     fn to_arrow<'py>(
         slf: Bound<'py, Self>,
         args: &Bound<'py, PyTuple>,
         kwargs: Option<&Bound<'py, PyDict>>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        no_panic(|| call_frames(slf.into_any(), "ato_arrow", args, kwargs))
+        no_panic(|| AsyncStream::export(slf, "ato_arrow", args, kwargs))
+    }
+
+    /// Writes the remaining results to a parquet file page by page (a coroutine); returns how many were
+    /// written. Arguments as `ResultStream.to_parquet`.
+    #[pyo3(signature = (*args, **kwargs), text_signature = "($self, path, *, flatten=True, progress=None)")]
+    fn to_parquet<'py>(
+        slf: Bound<'py, Self>,
+        args: &Bound<'py, PyTuple>,
+        kwargs: Option<&Bound<'py, PyDict>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        no_panic(|| AsyncStream::export(slf, "ato_parquet", args, kwargs))
+    }
+
+    /// Writes the remaining results to a CSV file page by page (a coroutine); returns how many were written.
+    /// Arguments as `ResultStream.to_csv`.
+    #[pyo3(signature = (*args, **kwargs), text_signature = "($self, path, *, flatten=True, progress=None)")]
+    fn to_csv<'py>(
+        slf: Bound<'py, Self>,
+        args: &Bound<'py, PyTuple>,
+        kwargs: Option<&Bound<'py, PyDict>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        no_panic(|| AsyncStream::export(slf, "ato_csv", args, kwargs))
+    }
+
+    /// Writes the remaining items as JSON lines to `path` page by page (a coroutine); returns the count.
+    #[pyo3(signature = (*args, **kwargs), text_signature = "($self, path)")]
+    fn to_jsonl<'py>(
+        slf: Bound<'py, Self>,
+        args: &Bound<'py, PyTuple>,
+        kwargs: Option<&Bound<'py, PyDict>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        no_panic(|| AsyncStream::export(slf, "ato_jsonl", args, kwargs))
     }
 
     /// Stops fetching.

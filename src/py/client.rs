@@ -116,6 +116,32 @@ impl ClientInner {
     }
 }
 
+/// `Client.check` (`run`) and `AsyncClient.check` (`arun`, the same probe on a worker thread):
+/// `labelport._check.<runner>(client, ...)`, given the credentials only so the report can redact them.
+pub(super) fn check<'py>(
+    client: &Bound<'py, Client>,
+    runner: &str,
+    batch: Option<String>,
+    write: bool,
+) -> PyResult<Bound<'py, PyAny>> {
+    let py = client.py();
+    let secrets: Vec<String> = client
+        .get()
+        .inner
+        .config
+        .credentials
+        .values()
+        .map(|s| s.expose().to_string())
+        .collect();
+    let kwargs = PyDict::new(py);
+    kwargs.set_item("batch", batch)?;
+    kwargs.set_item("write", write)?;
+    kwargs.set_item("secrets", secrets)?;
+    py.import("labelport._check")?
+        .getattr(runner)?
+        .call((client,), Some(&kwargs))
+}
+
 pub(super) fn invalid(message: impl Into<String>, field: &str) -> PyErr {
     to_py_err(Error::invalid(message).field(field))
 }
@@ -374,24 +400,7 @@ impl Client {
         batch: Option<String>,
         write: bool,
     ) -> PyResult<Bound<'py, PyAny>> {
-        no_panic(|| {
-            let py = slf.py();
-            let secrets: Vec<String> = slf
-                .get()
-                .inner
-                .config
-                .credentials
-                .values()
-                .map(|s| s.expose().to_string())
-                .collect();
-            let kwargs = PyDict::new(py);
-            kwargs.set_item("batch", batch)?;
-            kwargs.set_item("write", write)?;
-            kwargs.set_item("secrets", secrets)?;
-            py.import("labelport._check")?
-                .getattr("run")?
-                .call((slf,), Some(&kwargs))
-        })
+        no_panic(|| check(slf, "run", batch, write))
     }
 
     fn __enter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
@@ -693,17 +702,24 @@ pub(super) fn prepare_upload(
     ))
 }
 
-/// The page stream behind `results()`: by completion time, or by a vendor-kept consumer cursor.
+/// The page stream behind `results()` (sync and async), with the watermark it starts from: a range of pages
+/// (`pages=`), by completion time, or by a vendor-kept consumer cursor.
 pub(super) fn results_stream(
     client: &ClientInner,
     batch_id: &str,
     since: Option<&Bound<'_, PyAny>>,
     include_raw: bool,
     consumer: Option<&str>,
+    pages: Option<&Bound<'_, PyAny>>,
 ) -> PyResult<(
     crate::engine::stream::PageStream<crate::vendors::Envelope>,
     Option<i64>,
 )> {
+    if let Some(pages) = pages.filter(|p| !p.is_none()) {
+        let stream =
+            super::pages::results_range(client, batch_id, pages, since, consumer, include_raw)?;
+        return Ok((stream, None));
+    }
     let since_us = parse_since(since)?;
     let adapter = client.adapter()?;
     match consumer {
@@ -1241,28 +1257,26 @@ impl Batch {
         no_panic(|| {
             let consumer = consumer.as_deref();
             let progress = check_progress(progress)?;
-            if let Some(pages) = pages.filter(|p| !p.is_none()) {
-                let id = &self.info.id;
-                return super::pages::results_range(
-                    &self.client,
-                    id,
-                    pages,
-                    since,
-                    consumer,
-                    include_raw,
-                    progress,
-                );
-            }
-            let (stream, since_us) =
-                results_stream(&self.client, &self.info.id, since, include_raw, consumer)?;
+            let (stream, since_us) = results_stream(
+                &self.client,
+                &self.info.id,
+                since,
+                include_raw,
+                consumer,
+                pages,
+            )?;
             Ok(ResultStream::new(stream, since_us, progress))
         })
     }
 
     /// How the results split into pages, for readers that each take a range (Spark, Dask):
     /// `{"total", "page_size", "pages"}` counted now, or `None` where the vendor cannot fetch results by page.
-    fn result_pages<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyDict>>> {
-        no_panic(|| super::pages::result_pages(py, &self.client, &self.info.id))
+    fn result_pages<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        no_panic(|| {
+            let (adapter, id) = (self.client.adapter()?, self.info.id.clone());
+            let plan = block_on(py, async move { adapter.result_pages(&id).await })?;
+            super::pages::plan_to_py(py, plan)
+        })
     }
 
     /// Every record with its neutral status; `progress` as for `results`.

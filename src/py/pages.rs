@@ -7,9 +7,8 @@ use pyo3::types::{PyDict, PyRange, PyRangeMethods};
 
 use super::client::{invalid, ClientInner};
 use super::errors::to_py_err;
-use super::results::ResultStream;
-use super::runtime::block_on;
-use crate::vendors::PageRange;
+use crate::engine::stream::PageStream;
+use crate::vendors::{Envelope, PagePlan, PageRange};
 
 /// `pages=`: a `(start, stop)` tuple of 0-based page indexes (`stop` exclusive, `None` for "to the end"), or a
 /// `range` with step 1.
@@ -45,8 +44,7 @@ pub(super) fn results_range(
     since: Option<&Bound<'_, PyAny>>,
     consumer: Option<&str>,
     include_raw: bool,
-    progress: Option<Py<PyAny>>,
-) -> PyResult<ResultStream> {
+) -> PyResult<PageStream<Envelope>> {
     if since.is_some_and(|s| !s.is_none()) || consumer.is_some() {
         return Err(invalid(
             "pages= reads a range of every finished result: it does not combine with since= or consumer=",
@@ -54,27 +52,21 @@ pub(super) fn results_range(
         ));
     }
     let range = parse_pages(pages)?;
-    let stream = client
+    client
         .adapter()?
         .results_range(batch_id, range, include_raw)
-        .map_err(to_py_err)?;
-    Ok(ResultStream::new(stream, None, progress))
+        .map_err(to_py_err)
 }
 
-/// `batch.result_pages()`: `{"total", "page_size", "pages"}`, or `None` where the vendor cannot split results.
-pub(super) fn result_pages<'py>(
-    py: Python<'py>,
-    client: &ClientInner,
-    batch_id: &str,
-) -> PyResult<Option<Bound<'py, PyDict>>> {
-    let adapter = client.adapter()?;
-    let id = batch_id.to_string();
-    let Some(plan) = block_on(py, async move { adapter.result_pages(&id).await })? else {
-        return Ok(None);
+/// `batch.result_pages()` (sync and async) as Python sees it: `{"total", "page_size", "pages"}`, or `None`
+/// where the vendor cannot fetch results by page.
+pub(super) fn plan_to_py(py: Python<'_>, plan: Option<PagePlan>) -> PyResult<Bound<'_, PyAny>> {
+    let Some(plan) = plan else {
+        return Ok(py.None().into_bound(py));
     };
     let d = PyDict::new(py);
     d.set_item("total", plan.total)?;
     d.set_item("page_size", plan.page_size)?;
     d.set_item("pages", plan.pages())?;
-    Ok(Some(d))
+    Ok(d.into_any())
 }

@@ -166,6 +166,13 @@ impl StreamProgress {
         Ok(())
     }
 
+    /// An export's own `progress=` replaces the stream's, unless the stream's display is already showing.
+    pub(super) fn retarget(&mut self, setting: Option<Py<PyAny>>) {
+        if self.pending {
+            self.setting = setting;
+        }
+    }
+
     /// `n` more items arrived (an async stream counts whole pages as they come).
     pub(super) fn advance(&mut self, py: Python<'_>, n: u64) -> PyResult<()> {
         self.tick(py)?;
