@@ -350,6 +350,23 @@ fn validate(config: &SandboxConfig) -> Result<(), String> {
     Ok(())
 }
 
+/// Every answer's `Date` (RFC 7231, whole seconds) on the sandbox clock, as a real server's is on its own
+/// clock: adapters date a read by it where the vendor's records carry no finer time (Sama's delivery time,
+/// Playment's settled completions).
+async fn dated(
+    axum::extract::State(shared): axum::extract::State<Arc<Shared>>,
+    mut res: axum::response::Response,
+) -> axum::response::Response {
+    let text = chrono::DateTime::<chrono::Utc>::from_timestamp_millis(shared.clock.now_ms())
+        .unwrap_or_default()
+        .format("%a, %d %b %Y %H:%M:%S GMT")
+        .to_string();
+    if let Ok(v) = axum::http::HeaderValue::from_str(&text) {
+        res.headers_mut().insert(axum::http::header::DATE, v);
+    }
+    res
+}
+
 /// The vendor router and the shared control routes, under the statistics layer (outermost, so it
 /// sees every request).
 fn build_app(shared: Arc<Shared>, sim: Arc<dyn Simulator>) -> Router {
@@ -362,6 +379,10 @@ fn build_app(shared: Arc<Shared>, sim: Arc<dyn Simulator>) -> Router {
         .merge(control::router(&routes, shared.clone(), sim))
         // Imports of 1,000 records with rich `data` exceed axum's 2 MB default.
         .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(axum::middleware::map_response_with_state(
+            shared.clone(),
+            dated,
+        ))
         .layer(axum::middleware::from_fn_with_state(shared, stats::layer))
 }
 

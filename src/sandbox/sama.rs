@@ -445,18 +445,6 @@ impl SamaSim {
     }
 }
 
-/// Every answer's `Date` (RFC 7231, whole seconds) on the sandbox clock, as a real server's is on its own:
-/// the adapter dates a read by it where tasks carry no delivery time.
-fn dated(res: &mut Response, now_ms: i64) {
-    let text = chrono::DateTime::<chrono::Utc>::from_timestamp_millis(now_ms)
-        .unwrap_or_default()
-        .format("%a, %d %b %Y %H:%M:%S GMT")
-        .to_string();
-    if let Ok(v) = HeaderValue::from_str(&text) {
-        res.headers_mut().insert(axum::http::header::DATE, v);
-    }
-}
-
 // ---- handlers ----------------------------------------------------------------------------------
 
 async fn project_info(State(a): S, Path(p): Path<String>, uri: Uri) -> Answer {
@@ -883,16 +871,7 @@ impl Simulator for SamaSim {
         for (path, route) in hooks {
             r = r.route(path, routes.control(path, route));
         }
-        let clock = self.clone();
-        r.fallback(fallback)
-            .layer(axum::middleware::map_response(move |mut res: Response| {
-                let now = clock.now();
-                async move {
-                    dated(&mut res, now);
-                    res
-                }
-            }))
-            .with_state(self)
+        r.fallback(fallback).with_state(self)
     }
 
     fn project(&self) -> String {

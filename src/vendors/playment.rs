@@ -23,7 +23,7 @@
 #![allow(clippy::result_large_err)]
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -284,7 +284,7 @@ impl Inner {
         batch_id: &str,
         token: Option<&str>,
         operation: &'static str,
-    ) -> Result<(Vec<Box<RawValue>>, Option<String>)> {
+    ) -> Result<(Vec<Box<RawValue>>, Option<String>, Option<i64>)> {
         let mut url = self.project_path("v0", &format!("batch/{batch_id}"));
         if let Some(t) = token {
             url.query_pairs_mut().append_pair("page_token", t);
@@ -301,14 +301,20 @@ impl Inner {
             .next_page_token
             .filter(|t| !t.is_empty() && Some(t.as_str()) != token);
         let next = if page.jobs.is_empty() { None } else { next };
-        Ok((page.jobs, next))
+        let dated_us = resp
+            .header("date")
+            .and_then(|v| chrono::DateTime::parse_from_rfc2822(v).ok())
+            .map(|d| d.timestamp_micros());
+        Ok((page.jobs, next, dated_us))
     }
 
-    /// Streams a batch's jobs page by page; a token seen twice ends with an error.
+    /// Streams a batch's jobs page by page; a token seen twice ends with an error. `listed_at` (when given)
+    /// gets the server's `Date` of the first page: when the listing was read.
     fn walk_jobs(
         self: &Arc<Self>,
         batch_id: &str,
         operation: &'static str,
+        listed_at: Option<Arc<OnceLock<i64>>>,
     ) -> PageStream<Box<RawValue>> {
         let (me, batch) = (self.clone(), batch_id.to_string());
         PageStream::spawn(&self.rt, move |tx| async move {
@@ -319,10 +325,13 @@ impl Inner {
                 let page = me
                     .jobs_page(&batch, token.as_deref(), operation)
                     .await
-                    .and_then(|(items, next)| {
+                    .and_then(|(items, next, dated_us)| {
                         budget
                             .count_items(&items)
                             .map_err(|e| e.vendor(VENDOR).operation(operation))?;
+                        if let (Some(cell), Some(us)) = (&listed_at, dated_us) {
+                            let _ = cell.set(us);
+                        }
                         Ok((items, next))
                     });
                 match page {
@@ -358,7 +367,7 @@ impl Inner {
     /// reference_id -> job id of every job in the batch.
     async fn keys_in(self: &Arc<Self>, batch_id: &str) -> Result<HashMap<String, String>> {
         let mut out = HashMap::new();
-        let mut s = self.walk_jobs(batch_id, "upload");
+        let mut s = self.walk_jobs(batch_id, "upload", None);
         while let Some(page) = s.next_page().await {
             for raw in page? {
                 let j: JobItem = parse_item(&raw, "upload")?;
@@ -367,6 +376,23 @@ impl Inner {
         }
         Ok(out)
     }
+}
+
+/// A completion second that may still get company: `completed_at` is the result file's `Last-Modified`, whole
+/// seconds, so a job finishing later in the same second as one already read would fall at or below the
+/// watermark and never be read (`since` is exclusive). A completion at or after the listing's second (less one
+/// second for the clocks of Playment's API and its file storage) is unsettled: its envelope keeps
+/// `completed_at`, but its watermark time is one microsecond earlier, so the next `since=watermark` read gives
+/// that second again (a result read twice rather than one lost; docs/contract.md, `since_second_repeats`).
+/// Without a `Date` on the listing every completion counts as unsettled.
+fn unsettled_before_watermark(mut e: Envelope, listed_at_us: Option<i64>) -> Envelope {
+    const CLOCKS_US: i64 = 1_000_000;
+    if let Some(d) = e.completed_us {
+        if listed_at_us.is_none_or(|at| d >= at - at.rem_euclid(1_000_000) - CLOCKS_US) {
+            e.completed_us = Some(d - 1);
+        }
+    }
+    e
 }
 
 fn to_raw(v: &Value) -> Result<Box<RawValue>> {
@@ -539,7 +565,7 @@ impl Adapter for PlaymentAdapter {
             });
         }
         let mut c = BatchCounts::default();
-        let mut s = self.0.walk_jobs(batch_id, "status");
+        let mut s = self.0.walk_jobs(batch_id, "status", None);
         while let Some(page) = s.next_page().await {
             for raw in page? {
                 let j: JobItem = parse_item(&raw, "status")?;
@@ -555,7 +581,8 @@ impl Adapter for PlaymentAdapter {
         PageStream::spawn(
             &self.0.rt,
             move |tx: mpsc::Sender<Result<Vec<Envelope>>>| async move {
-                let mut jobs = me.walk_jobs(&batch, "results");
+                let listed_at = Arc::new(OnceLock::new());
+                let mut jobs = me.walk_jobs(&batch, "results", Some(listed_at.clone()));
                 while let Some(page) = jobs.next_page().await {
                     let items = match page.and_then(|p| {
                         p.iter()
@@ -590,6 +617,7 @@ impl Adapter for PlaymentAdapter {
                             q.since_us
                                 .is_none_or(|s| e.completed_us.is_none_or(|d| d > s))
                         })
+                        .map(|e| unsettled_before_watermark(e, listed_at.get().copied()))
                         .collect();
                     if tx.send(Ok(kept)).await.is_err() {
                         return;
@@ -610,7 +638,7 @@ impl Adapter for PlaymentAdapter {
         Ok(PageStream::spawn(
             &self.0.rt,
             move |tx: mpsc::Sender<Result<Vec<Envelope>>>| async move {
-                let mut jobs = me.walk_jobs(&batch, "records");
+                let mut jobs = me.walk_jobs(&batch, "records", None);
                 while let Some(page) = jobs.next_page().await {
                     let items = page.and_then(|p| {
                         p.into_iter()

@@ -30,9 +30,9 @@ class Lab:
 
     def __init__(self, vendor: str) -> None:
         self.vendor = vendor
-        self.sb = lp.sandbox.start(
-            vendor, seed=SEED, complete_after=COMPLETE_AFTER.get(vendor, DEFAULT_COMPLETE_AFTER)
-        )
+        #: Sandbox seconds from upload to final labels.
+        self.complete_after = COMPLETE_AFTER.get(vendor, DEFAULT_COMPLETE_AFTER)
+        self.sb = lp.sandbox.start(vendor, seed=SEED, complete_after=self.complete_after)
         self.client = self.sb.client()
         self._cache: dict[str, Any] = {}
 

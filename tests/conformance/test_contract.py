@@ -101,6 +101,11 @@ DIFFERENCES: dict[tuple[str, str], Difference] = {
         "is filled for every completed record.",
         "test_created_at_is_unknown",
     ),
+    ("playment", "since_second_repeats"): Difference(
+        "Playment's only completion time is the result file's `Last-Modified`, in whole seconds: a job that finishes later in a second from which a result was already read has the same time as that result.",
+        "A result completed in the second its listing was read, or the second before (for the clocks of Playment's API and its file storage), counts as unsettled: the stream's watermark stays one microsecond below its second, so the next `results(since=watermark)` returns that second's results again. No result is lost; one read within a second of finishing is read twice.",
+        "test_a_result_of_an_unsettled_second_is_read_again",
+    ),
     ("deepen", "accept"): Difference(
         "Deepen reviews one stage at a time: accepting a file's submitted task moves the file to its next "
         "stage (Labelling, then QA); no call accepts a file's labels as final.",
@@ -748,6 +753,63 @@ def test_a_second_upload_of_new_records_is_unsupported(lab, vendor, case):
     assert "new batch" in str(info.value), info.value
     assert more[0][key] not in lab.sb.stats()["records_created"]
     assert batch.status()["total"] == 2
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Incremental reads: `results(since=stream.watermark)` while records finish
+
+
+def keys_since(batch: Any, since: str | None) -> tuple[list[str], str | None]:
+    """One incremental read: the keys it gave and the watermark to pass next time."""
+    stream = batch.results(since=since)
+    keys = [r["key"] for r in stream]
+    return keys, stream.watermark or since
+
+
+@pytest.mark.parametrize("vendor", vendors_for("second_upload"))
+def test_incremental_reads_while_records_finish_lose_nothing(lab, vendor):
+    recs, key = records(lab, 12)
+    batch = lab.client.create_batch(lab.name("incremental"))
+    for r in recs:
+        batch.upload([r], key=key)
+        lab.sb.advance(0.1)  # the records finish 0.1 s of sandbox time apart
+    lab.sb.advance(lab.complete_after - 1.5)
+    reads: list[str] = []
+    watermark = None
+    for _ in range(50):  # 2.5 s of sandbox time in 0.05 s steps, across every completion
+        lab.sb.advance(0.05)
+        got, watermark = keys_since(batch, watermark)
+        reads += got
+    lab.finish()
+    for _ in range(2):  # the last read of a settled batch gives nothing new
+        got, watermark = keys_since(batch, watermark)
+        reads += got
+    assert keys_since(batch, watermark)[0] == []
+    want = {str(r[key]) for r in recs}
+    assert set(reads) == want, f"lost by incremental reads: {sorted(want - set(reads))}"
+    if (vendor, "since_second_repeats") not in DIFFERENCES:
+        assert len(reads) == len(want), f"read twice: {sorted(k for k in want if reads.count(k) > 1)}"
+
+
+@pytest.mark.parametrize(("vendor", "case"), rows_for("test_a_result_of_an_unsettled_second_is_read_again"))
+def test_a_result_of_an_unsettled_second_is_read_again(lab, vendor, case):
+    recs, key = records(lab, 1)
+    want = [str(recs[0][key])]
+    batch = lab.client.create_batch(lab.name("unsettled"))
+    batch.upload(recs, key=key)
+    lab.sb.advance(lab.complete_after + 0.2)  # read within a second of finishing
+    first = batch.results()
+    (result,) = first.to_list()
+    assert result["key"] == want[0]
+    done_at = parse_time(result["completed_at"])
+    assert parse_time(first.watermark) == done_at - dt.timedelta(microseconds=1)
+    again, watermark = keys_since(batch, first.watermark)
+    assert again == want  # still unsettled: read again
+    lab.sb.advance(3)
+    settled = batch.results(since=watermark)
+    assert [r["key"] for r in settled] == want
+    assert parse_time(settled.watermark) == done_at
+    assert keys_since(batch, settled.watermark)[0] == []
 
 
 # ---------------------------------------------------------------------------------------------------------------
