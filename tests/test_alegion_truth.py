@@ -76,3 +76,21 @@ def test_a_record_reading_completed_is_completed():
         batch.wait(timeout=30, poll_interval=0.1)
         assert {r["status"] for r in batch.records().to_list()} == {"completed"}
         assert len(batch.records(status="completed").to_list()) == 20
+
+
+# Spring writes an enum by its constant's name unless mapped: `COMPLETE`, `IN_PROGRESS` read as their words.
+def test_status_words_written_as_enum_constants_are_read():
+    with (
+        lp.sandbox.start("alegion", seed=45, complete_after=5, dialect={"enum_case_status": True}) as sb,
+        sb.client() as c,
+    ):
+        batch = c.create_batch("enum-words")
+        batch.upload(make(20, "e"), key="id")
+        raw = {r["raw"]["status"] for r in batch.records(include_raw=True).to_list()}
+        assert raw and all(w == w.upper() for w in raw), raw  # the dialect is in force
+        assert {r["status"] for r in batch.records().to_list()} <= {"pending", "in_progress"}
+        sb.advance(10)
+        records = batch.records().to_list()
+        assert {r["status"] for r in records} == {"completed"}
+        assert all(r["output"] is not None for r in records)
+        assert len(batch.records(status="completed").to_list()) == 20

@@ -53,6 +53,13 @@ pub(super) const DIALECT: &[SettingSpec] = &[
         doc: "the word a finished record's status reads in the records list: complete (a UI's colour map, the \
               default) or completed (finding 4)",
     },
+    SettingSpec {
+        name: "enum_case_status",
+        kind: Kind::Switch,
+        changed: Setting::Switch(true),
+        doc: "the records list writes each status as a Spring enum constant (COMPLETE, IN_PROGRESS, QUEUED), \
+              the form Spring gives an enum nobody mapped to the tutorial's lower-case words",
+    },
 ];
 /// The record states the tutorial shows; the only `status` filter values a strict server takes.
 const DOCUMENTED_STATES: [&str; 4] = ["queued", "in-progress", "exception", "canceled"];
@@ -670,6 +677,13 @@ async fn list_records(l: Listing) -> Answer {
     if let Some(word) = dialect.word("complete_word").filter(|w| *w != "complete") {
         for item in items.iter_mut().filter(|i| i["status"] == "complete") {
             item["status"] = json!(word);
+        }
+    }
+    if dialect.switch("enum_case_status") {
+        for item in items.iter_mut() {
+            if let Some(word) = item["status"].as_str() {
+                item["status"] = json!(word.to_ascii_uppercase().replace('-', "_"));
+            }
         }
     }
     let filters = carried_filters(&l.q, &["status", "minCreatedAt", "maxCreatedAt"]);

@@ -111,14 +111,17 @@ struct KeyOnly {
 }
 
 fn neutral_status(s: &str) -> Status {
-    match s {
+    // The API is Spring's, which writes an enum by its constant's name unless told otherwise: `COMPLETE` and
+    // `IN_PROGRESS` are read as the tutorial's `complete` and `in-progress` (docs/vendors/alegion.md, ledger).
+    let word = s.trim().to_ascii_lowercase().replace('_', "-");
+    match word.as_str() {
         "queued" => Status::Pending,
         "in-progress" => Status::InProgress,
         // `complete` is a UI's word (docs/vendors/alegion.md [UI]); `completed` is read too (finding 4).
         "complete" | "completed" => Status::Completed,
         "exception" => Status::Exception,
         "canceled" | "cancelled" => Status::Canceled,
-        "error" => Status::Failed,
+        "error" | "failed" => Status::Failed,
         // An open enum (alegion.md 7.10): an unknown state is treated as still being worked.
         _ => Status::InProgress,
     }
@@ -765,5 +768,23 @@ mod tests {
         assert_eq!(filter_word(Status::Completed), None);
         assert_eq!(filter_word(Status::Failed), None);
         assert_eq!(neutral_status("completed"), Status::Completed);
+    }
+
+    #[test]
+    fn status_words_are_read_in_any_case_and_with_underscores() {
+        for (word, s) in [
+            ("COMPLETE", Status::Completed),
+            ("Completed", Status::Completed),
+            ("IN_PROGRESS", Status::InProgress),
+            ("in_progress", Status::InProgress),
+            ("QUEUED", Status::Pending),
+            (" exception ", Status::Exception),
+            ("CANCELLED", Status::Canceled),
+            ("ERROR", Status::Failed),
+            ("failed", Status::Failed),
+            ("SOMETHING_NEW", Status::InProgress),
+        ] {
+            assert_eq!(neutral_status(word), s, "{word}");
+        }
     }
 }
