@@ -173,3 +173,18 @@ def test_each_write_task_takes_its_share_of_the_rate_limit(spark, sandbox):
     assert _distributed.task_spec(writer.spec, writer.concurrency).rate_limit == 3.0
     writer = labelport.spark._Writer({**options, "concurrency": "3"}, 2)
     assert _distributed.task_spec(writer.spec, writer.concurrency).rate_limit == 2.0
+
+
+def test_a_vendors_documented_rate_limit_is_shared_out_on_its_real_host():
+    from labelport import _distributed
+
+    # Playment documents 5 requests per second; without rate_limit=, each of 4 tasks would keep to all 5.
+    spec = lp.ClientSpec("playment", "proj", base_url="https://api.playment.io", api_key="k")
+    assert spec.rate_limit is None and spec.pacing == 5.0
+    assert _distributed.task_spec(spec, 4).rate_limit == 1.25
+    assert _distributed.task_spec(spec.replace(rate_limit=0), 4).rate_limit == 0  # unpaced stays unpaced
+    # A sandbox on this machine stays unpaced, and a vendor documenting no limit too.
+    local = spec.replace(base_url="http://127.0.0.1:9")
+    assert local.pacing is None and _distributed.task_spec(local, 4).rate_limit is None
+    alegion = lp.ClientSpec("alegion", "wf", base_url="https://app.alegion.com", username="u", password="p")
+    assert _distributed.task_spec(alegion, 4).rate_limit is None

@@ -158,7 +158,33 @@ def lookup(body: Any, path: str) -> tuple[str, str]:
         words = sorted(set(nodes))
         if len(words) <= 8:
             detail += ": " + ", ".join(words)
+    # So is the form of a time written as text (a zone or none, fractions): shown with its digits as 9.
+    if re.search(r"(_at|At|[dD]ate|[tT]ime)$", segs[-1][0]) and all(isinstance(n, str) for n in nodes):
+        forms = sorted({re.sub(r"\d", "9", n) for n in nodes})
+        if len(forms) <= 3:
+            detail += ", like " + ", ".join(forms)
     return "present", detail
+
+
+#: The most field paths a record's shape shows, and how deep it looks.
+MAX_SHAPE = 40
+SHAPE_DEPTH = 3
+
+
+def _shape(value: Any, prefix: str = "", depth: int = SHAPE_DEPTH) -> list[str]:
+    """The key paths of a vendor's answer down to ``depth`` (``result.data.annotations``; ``x[]`` for a list of
+    objects): names only, never values."""
+    if isinstance(value, list):
+        objects = [v for v in value if isinstance(v, dict)][:3]
+        return sorted({p for v in objects for p in _shape(v, prefix + "[]", depth)}) if objects else []
+    if not isinstance(value, dict) or depth == 0:
+        return []
+    out = []
+    for k, v in value.items():
+        path = f"{prefix}.{k}" if prefix else str(k)
+        deeper = _shape(v, path, depth - 1)
+        out += deeper or [path]
+    return out
 
 
 def _json_type(v: Any) -> str:
@@ -242,8 +268,17 @@ def run(
             "not probed", "a batch's records and results", "no batch: pass batch= (--batch ID) or write=True"
         )
     else:
+        # The batch's own answer names its ids on the wire (Deepen's dataset_id, where the neutral id is a
+        # reservation); the neutral id fills what it does not name.
+        try:
+            raw = target.raw
+        except lp.LabelportError:
+            raw = {}
+        for name, value in (raw or {}).items():
+            if isinstance(value, (str, int)) and not isinstance(value, bool) and name != "project":
+                values[name] = str(value)
         for name in ("batch_id", "batchId", "dataset_id", "datasetId", "id"):
-            values[name] = target.id
+            values.setdefault(name, target.id)
         total = _probe_batch(report, target)
         _probe_paging(report, client, rows, values, total)
     _probe_fields(report, client, rows, values)
@@ -272,14 +307,21 @@ def _probe_batch(report: Report, batch: Any) -> int | None:
         report.add("failed", f"batch {batch.id} status", f"{type(e).__name__}: {e}")
     for what, read in (("records", batch.records), ("results", batch.results)):
         try:
-            stream = read()
+            stream = read(include_raw=True)
             first = [next(stream, None) for _ in range(5)]
             got = [r for r in first if r is not None]
             stream.close()
             statuses = sorted({str(r.get("status")) for r in got})
-            report.add(
-                "ok", f"batch {batch.id} {what}", f"first {len(got)} read; statuses {', '.join(statuses)}"
-            )
+            detail = f"first {len(got)} read; statuses {', '.join(statuses)}"
+            # What the vendor's answer left empty, and its shape: where labelport found what it reports.
+            empty = sorted({k for r in got for k, v in r.items() if v is None and k != "raw"})
+            if empty:
+                detail += f"; empty: {', '.join(empty)}"
+            shapes = sorted({p for r in got for p in _shape(r.get("raw"))})
+            if shapes:
+                detail += f"; the vendor's fields: {', '.join(shapes[:MAX_SHAPE])}"
+                detail += " ..." if len(shapes) > MAX_SHAPE else ""
+            report.add("ok", f"batch {batch.id} {what}", detail)
         except lp.UnsupportedOperation:
             report.add("not probed", f"batch {batch.id} {what}", "the vendor's API cannot list them")
         except lp.LabelportError as e:
@@ -334,34 +376,85 @@ def _probe_paging(
 
 
 def _probe_fields(report: Report, client: Any, rows: list[Row], values: dict[str, str]) -> None:
-    """Every response field of every GET endpoint the probe can address: present or not in the live answer."""
-    import labelport as lp
-
+    """Every response field of every GET endpoint the probe can address: present or not in the live answer.
+    An endpoint that needs an id the probe lacks waits until an answer names one: the ledger's ``id`` rows say
+    which field of which endpoint's answer fills which placeholder (a Sama task's ``batch_id`` is the
+    ``{sama_batch}`` of its creation job)."""
     fields: dict[str, list[Row]] = {}
+    ids: dict[str, list[tuple[str, str]]] = {}
+    # A query flag labelport always sends as `true` or `false` shapes the answer (Deepen's labels are a map by
+    # file id only with `labels_with_file_ids_order=true`): the probe sends it too.
+    flags: dict[str, dict[str, str]] = {}
     for r in rows:
+        flag = re.match(r"`(true|false)`", r.relies_on)
+        if r.kind == "query" and r.name and flag:
+            flags.setdefault(r.endpoint, {})[r.name] = flag.group(1)
+        if r.kind == "id" and r.endpoint.startswith("GET ") and r.name:
+            named = re.search(r"\{(\w+)\}", r.relies_on)
+            if named:
+                ids.setdefault(r.endpoint, []).append((named.group(1), r.name))
+                fields.setdefault(r.endpoint, [])
         # Headers (`X-Total-Count`, `Link`: capitalised) and error bodies are not in a successful answer's body.
         if r.name[:1].isupper() or re.search(r"\berror", r.relies_on):
             continue
         if r.kind == "response" and r.endpoint.startswith("GET ") and r.name:
             fields.setdefault(r.endpoint, []).append(r)
-    for endpoint, wanted in fields.items():
-        filled = _fill(endpoint, values)
-        if filled is None:
-            report.add("not probed", endpoint, "needs an id the probe does not have")
-            continue
-        path, _, query = filled[1].partition("?")
-        try:
-            body = client.request("GET", path, params=dict(urllib.parse.parse_qsl(query)) or None)
-        except lp.NotFound as e:
-            # The ledger names an endpoint the server does not have (for this id): that is an answer.
-            report.add("contradicted", endpoint, f"the server has no such endpoint here: {e}")
-            continue
-        except lp.LabelportError as e:
-            report.add("failed", endpoint, f"{type(e).__name__}: {e}")
-            continue
-        for r in wanted:
-            verdict, detail = lookup(body, r.name)
-            if verdict == "skip":
+    pending = list(fields)
+    while pending:
+        ready = [e for e in pending if _fill(e, values) is not None]
+        if not ready:
+            break
+        for endpoint in ready:
+            pending.remove(endpoint)
+            body = _read(report, client, endpoint, values, flags)
+            if body is None:
                 continue
-            word = {"present": "confirmed", "absent": "contradicted", "empty": "not seen"}[verdict]
-            report.add(word, f"{endpoint} {r.name}", detail, ledger=r.confidence)
+            for placeholder, path in ids.get(endpoint, []):
+                found = _first_scalar(body, path)
+                if found is not None:
+                    values.setdefault(placeholder, found)
+            for r in fields[endpoint]:
+                verdict, detail = lookup(body, r.name)
+                if verdict == "skip":
+                    continue
+                word = {"present": "confirmed", "absent": "contradicted", "empty": "not seen"}[verdict]
+                report.add(word, f"{endpoint} {r.name}", detail, ledger=r.confidence)
+    for endpoint in pending:
+        report.add("not probed", endpoint, "needs an id the probe does not have")
+
+
+def _read(
+    report: Report, client: Any, endpoint: str, values: dict[str, str], flags: dict[str, dict[str, str]]
+) -> Any:
+    """The answer of a ledger GET endpoint with its placeholders filled and the ``flags`` labelport always sends
+    it; None (and a finding) when it fails."""
+    import labelport as lp
+
+    filled = _fill(endpoint, values)
+    assert filled is not None
+    path, _, query = filled[1].partition("?")
+    params = {**flags.get(endpoint, {}), **dict(urllib.parse.parse_qsl(query))}
+    try:
+        return client.request("GET", path, params=params or None)
+    except lp.NotFound as e:
+        # The ledger names an endpoint the server does not have (for this id): that is an answer.
+        report.add("contradicted", endpoint, f"the server has no such endpoint here: {e}")
+    except lp.LabelportError as e:
+        report.add("failed", endpoint, f"{type(e).__name__}: {e}")
+    return None
+
+
+def _first_scalar(body: Any, path: str) -> str | None:
+    """The first string or integer at ``path`` (``tasks[].id``) in ``body``, as text."""
+    segs = _segments(path)
+    if segs is None:
+        return None
+    nodes = [body]
+    for name, index in segs:
+        nodes = [n[name] if name else n for n in nodes if isinstance(n, dict) and name in n or not name]
+        if index:
+            nodes = [x for n in nodes if isinstance(n, list) for x in n]
+    for n in nodes:
+        if isinstance(n, (str, int)) and not isinstance(n, bool):
+            return str(n)
+    return None

@@ -131,10 +131,13 @@ def client_for(spec: ClientSpec) -> Client:
 
 
 def task_spec(spec: ClientSpec, concurrency: int | None) -> ClientSpec:
-    """The spec one of ``concurrency`` concurrent tasks uses: the rate limit shared out between them."""
-    if spec.rate_limit is None or not concurrency or concurrency <= 1:
+    """The spec one of ``concurrency`` concurrent tasks uses: the rate limit shared out between them. That is
+    the caller's ``rate_limit``, else the vendor's documented one on its real host (``spec.pacing``): each task's
+    client would keep to the whole of it, and ``concurrency`` of them together to that many times it."""
+    limit = spec.pacing
+    if limit is None or not concurrency or concurrency <= 1:
         return spec
-    return spec.replace(rate_limit=spec.rate_limit / concurrency)
+    return spec.replace(rate_limit=limit / concurrency)
 
 
 def plan(

@@ -176,6 +176,10 @@ class ClientSpec:
     @property
     def rate_limit(self) -> float | None: ...
     @property
+    def pacing(self) -> float | None:
+        """Requests per second each client built from this spec keeps to: ``rate_limit`` when given (0: none),
+        else the vendor's documented limit unless the base URL is on this machine; ``None``: unpaced."""
+    @property
     def allow_insecure(self) -> bool: ...
     @property
     def ca_bundle(self) -> str | None:

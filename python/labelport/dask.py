@@ -66,9 +66,10 @@ def upload(
     hash of each record's content), so a recomputed or retried partition creates nothing twice.
 
     ``client``: a ``Client`` or ``ClientSpec``; or ``vendor=`` with ``Client``'s other arguments. With a
-    ``rate_limit``, each partition's upload takes ``rate_limit / concurrency`` (default: the number of
-    partitions). Returns a list of per-partition counts (``pid``, ``total``, ``sent``, ``skipped``, ``failed``,
-    ``failures``), or with ``compute=False`` the delayed list."""
+    ``rate_limit`` (else the vendor's documented limit on its real host, ``ClientSpec.pacing``), each partition's
+    upload takes ``rate_limit / concurrency`` (default: the number of partitions). Returns a list of
+    per-partition counts (``pid``, ``total``, ``sent``, ``skipped``, ``failed``, ``failures``), or with
+    ``compute=False`` the delayed list."""
     spec = _d.as_spec(client, vendor, **client_args)
     spec = _d.task_spec(spec, concurrency or ddf.npartitions)
     batch_id = _batch_id(batch)

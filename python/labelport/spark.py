@@ -28,7 +28,8 @@ JSON strings; give ``.schema(...)`` to pick columns or read ``input``/``output``
 Writing (``mode("append")``): ``batch`` (an id) or ``batch_name`` (created on the driver if missing), ``key``
 (the column that keys each record; without it a hash of the record's content), ``chunk_size`` (records per
 upload call, default 10,000), ``on_error`` (``raise`` or ``collect``), ``concurrency`` (tasks running at once,
-default the ``register(spark)`` session's default parallelism): each task takes ``rate_limit / concurrency``.
+default the ``register(spark)`` session's default parallelism): each task takes ``rate_limit / concurrency``
+(without ``rate_limit``, the vendor's documented limit on its real host: ``ClientSpec.pacing``).
 Each task uploads its partition with keys, reconciled against the vendor, so a retried task creates nothing
 twice. Keep speculative execution off for these writes (two attempts of one task running at once could both
 send a record the vendor does not yet hold).

@@ -254,6 +254,15 @@ impl ClientSpec {
         self.rate_limit
     }
 
+    /// The requests per second each client built from this spec keeps to: `rate_limit` when given (0: none),
+    /// else the vendor's documented limit unless the base URL (the spec's, else `LABELPORT_<VENDOR>_BASE_URL`
+    /// here, else the vendor's) is on this machine. `None`: unpaced.
+    #[getter]
+    fn pacing(&self) -> Option<f64> {
+        let spec = vendor_spec(self.vendor).ok()?;
+        crate::vendors::config::planned_pacing(spec, self.rate_limit, self.base_url.as_deref())
+    }
+
     /// Plain `http://` allowed beyond loopback.
     #[getter]
     fn allow_insecure(&self) -> bool {

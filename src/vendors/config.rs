@@ -94,6 +94,26 @@ impl ClientConfig {
     }
 }
 
+/// The requests per second a client built here from `vendor`'s settings would keep to (`ClientConfig::pacing`)
+/// without building it: `base_url` when given, else `LABELPORT_<VENDOR>_BASE_URL`, else the vendor's own
+/// host. A base URL that does not parse is taken as a real host (paced): the safe side for a shared limit.
+pub fn planned_pacing(
+    spec: &VendorSpec,
+    rate_limit: Option<f64>,
+    base_url: Option<&str>,
+) -> Option<f64> {
+    let base = base_url
+        .filter(|b| !b.is_empty())
+        .map(str::to_string)
+        .or_else(|| std::env::var(env_name(spec.name, "base_url")).ok())
+        .filter(|b| !b.is_empty())
+        .unwrap_or_else(|| spec.default_base_url.to_string());
+    let url = parse_base_url(&base)
+        .or_else(|_| parse_base_url(spec.default_base_url))
+        .ok()?;
+    pacing(rate_limit, spec.default_rate_limit, &url)
+}
+
 /// `ClientConfig::pacing`, from its parts.
 fn pacing(given: Option<f64>, default: Option<f64>, base_url: &url::Url) -> Option<f64> {
     match given {
@@ -650,6 +670,15 @@ mod tests {
             ..c.clone()
         };
         assert_eq!(sandbox.http_config().rate_limit, None);
+        // Planned from a spec's parts, as a distributed write shares the limit out before any client exists.
+        let playment = spec("playment").unwrap();
+        let planned = |r, b| planned_pacing(playment, r, b);
+        assert_eq!(planned(None, Some("https://api.playment.io")), Some(5.0));
+        assert_eq!(planned(None, Some("http://127.0.0.1:4010")), None);
+        assert_eq!(planned(Some(0.0), Some("https://api.playment.io")), None);
+        assert_eq!(planned(Some(8.0), Some("http://127.0.0.1:4010")), Some(8.0));
+        assert_eq!(planned(None, Some("not a url")), Some(5.0));
+        assert_eq!(planned_pacing(spec("alegion").unwrap(), None, None), None);
         let unpaced = ClientConfig {
             rate_limit: Some(0.0),
             ..c
