@@ -418,6 +418,9 @@ def _probe_fields(report: Report, client: Any, rows: list[Row], values: dict[str
                 if verdict == "skip":
                     continue
                 word = {"present": "confirmed", "absent": "contradicted", "empty": "not seen"}[verdict]
+                if verdict == "absent" and r.relies_on.startswith("optional:"):
+                    # A fallback name, or a field only some answers carry: its absence contradicts nothing.
+                    word, detail = "not seen", f"{detail} (optional)"
                 report.add(word, f"{endpoint} {r.name}", detail, ledger=r.confidence)
     for endpoint in pending:
         report.add("not probed", endpoint, "needs an id the probe does not have")
