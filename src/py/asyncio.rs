@@ -25,7 +25,7 @@ use super::client::{
 use super::errors::to_py_err;
 use super::json::{json_to_py, json_value_to_py, GcPause};
 use super::results::{call_frames, check_progress, envelope_to_py, StreamProgress};
-use super::runtime::{no_panic, runtime};
+use super::runtime::{handle, no_panic};
 use crate::engine::runner::with_deadline;
 use crate::engine::stream::PageStream;
 use crate::engine::{Error, Result};
@@ -52,14 +52,14 @@ impl generic::Runtime for LabelportRuntime {
     where
         F: Future<Output = ()> + Send + 'static,
     {
-        runtime().spawn(fut)
+        handle().spawn(fut)
     }
 
     fn spawn_blocking<F>(f: F) -> Self::JoinHandle
     where
         F: FnOnce() + Send + 'static,
     {
-        runtime().spawn_blocking(f)
+        handle().spawn_blocking(f)
     }
 }
 

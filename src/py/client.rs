@@ -17,7 +17,7 @@ use super::args;
 use super::errors::to_py_err;
 use super::json::{decode_json, dict_to_json, json_value_to_py, py_to_json, JsonToPyError};
 use super::results::{check_progress, RequestPages, ResultStream};
-use super::runtime::{block_on, block_on_ticking, no_panic, runtime, sleep};
+use super::runtime::{block_on, block_on_ticking, handle, no_panic, sleep};
 use crate::engine::http::Request;
 use crate::engine::retry::RequestKind;
 use crate::engine::runner::with_deadline;
@@ -86,7 +86,7 @@ impl ClientInner {
     }
 
     fn from_config(config: ClientConfig) -> Result<Arc<Self>> {
-        let adapter = connect(config.clone(), runtime().handle().clone())?;
+        let adapter = connect(config.clone(), handle())?;
         Ok(Arc::new(ClientInner {
             config,
             adapter: Mutex::new((std::process::id(), adapter)),
@@ -99,7 +99,7 @@ impl ClientInner {
 
     /// Releases connections: a later call opens new ones.
     pub(super) fn reconnect(&self) -> PyResult<()> {
-        let fresh = connect(self.config.clone(), runtime().handle().clone()).map_err(to_py_err)?;
+        let fresh = connect(self.config.clone(), handle()).map_err(to_py_err)?;
         *self.adapter.lock() = (std::process::id(), fresh);
         Ok(())
     }
@@ -108,8 +108,7 @@ impl ClientInner {
         let pid = std::process::id();
         let mut slot = self.adapter.lock();
         if slot.0 != pid {
-            let fresh =
-                connect(self.config.clone(), runtime().handle().clone()).map_err(to_py_err)?;
+            let fresh = connect(self.config.clone(), handle()).map_err(to_py_err)?;
             *slot = (pid, fresh);
         }
         Ok(slot.1.clone())

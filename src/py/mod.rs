@@ -32,6 +32,9 @@ fn _labelport(m: &Bound<'_, PyModule>) -> PyResult<()> {
     spec::register(m)?;
     m.add_function(wrap_pyfunction!(logging::reset_log_cache, m)?)?;
     m.add_function(wrap_pyfunction!(runtime::_debug_panic, m)?)?;
+    let stop = wrap_pyfunction!(runtime::_stop_runtime_at_exit, m)?;
+    m.add_function(stop.clone())?;
+    m.py().import("atexit")?.call_method1("register", (stop,))?;
     m.add_function(wrap_pyfunction!(_ledger, m)?)?;
     m.add_function(wrap_pyfunction!(vendors, m)?)?;
     Ok(())

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use futures::FutureExt;
 use parking_lot::Mutex;
 use pyo3::prelude::*;
+use tokio::runtime::Handle;
 
 use super::errors::to_py_err;
 use crate::engine::stream::AbortOnDrop;
@@ -17,11 +18,69 @@ use crate::engine::{Error, ErrorKind, Result};
 /// How often a blocking call wakes up to let Python run signal handlers (Ctrl-C).
 pub const SIGNAL_POLL: Duration = Duration::from_millis(100);
 
+/// The runtime and the process that built it. Only this slot holds it: everything else takes a `Handle`
+/// (`handle()`), so the runtime can be shut down at exit.
 static RUNTIME: Mutex<Option<(u32, Arc<tokio::runtime::Runtime>)>> = Mutex::new(None);
+/// The handle of the runtime stopped at interpreter exit (`_stop_runtime_at_exit`), and its process: from
+/// then on `handle()` gives it, so a task spawned while or after it stops is dropped, never run on a new
+/// runtime whose threads would enter a finalizing interpreter.
+static STOPPED: Mutex<Option<(u32, Handle)>> = Mutex::new(None);
+
+/// The shared runtime's handle: spawn on it, or block on it from a thread outside the runtime.
+pub fn handle() -> Handle {
+    let pid = std::process::id();
+    if let Some((owner, stopped)) = STOPPED.lock().as_ref() {
+        if *owner == pid {
+            return stopped.clone();
+        }
+    }
+    runtime().handle().clone()
+}
+
+/// Whether the runtime was stopped because the interpreter is exiting.
+fn stopped_at_exit() -> bool {
+    matches!(STOPPED.lock().as_ref(), Some((owner, _)) if *owner == std::process::id())
+}
+
+/// How long the runtime's threads get, at interpreter exit, to finish what they are doing.
+const EXIT_GRACE: Duration = Duration::from_millis(500);
+
+/// Stops the runtime when the interpreter exits (registered with `atexit` by the module, so it runs before
+/// Python finalizes). A worker thread still finishing an async call then, such as handing its error to an
+/// event loop that `asyncio.run` already closed, would enter Python while it finalizes and abort the process
+/// ("PyGILState_Release: thread state ... must be current"; tests/test_runtime.py). Work not done within
+/// `EXIT_GRACE` is dropped. A runtime still held by a call on another thread is left running.
+#[pyfunction]
+pub fn _stop_runtime_at_exit(py: Python<'_>) {
+    let pid = std::process::id();
+    let rt = match RUNTIME.lock().as_ref() {
+        Some((owner, rt)) if *owner == pid => rt.clone(),
+        _ => return,
+    };
+    *STOPPED.lock() = Some((pid, rt.handle().clone()));
+    RUNTIME.lock().take();
+    // A thread that looked before STOPPED was set may hold the runtime for a moment (inside `runtime()`).
+    let mut rt = rt;
+    for _ in 0..50 {
+        match Arc::try_unwrap(rt) {
+            Ok(owned) => {
+                // Without the GIL, so a worker waiting for it can finish its step and stop.
+                py.detach(|| owned.shutdown_timeout(EXIT_GRACE));
+                return;
+            }
+            Err(shared) => {
+                rt = shared;
+                py.detach(|| std::thread::sleep(Duration::from_millis(1)));
+            }
+        }
+    }
+    *RUNTIME.lock() = Some((pid, rt));
+    *STOPPED.lock() = None;
+}
 
 /// The shared runtime. An inherited runtime after `fork()` has no worker threads, so a child builds its own
 /// (the parent's is leaked, not dropped: dropping would wait for threads that do not exist here).
-pub fn runtime() -> Arc<tokio::runtime::Runtime> {
+fn runtime() -> Arc<tokio::runtime::Runtime> {
     let pid = std::process::id();
     let mut slot = RUNTIME.lock();
     if let Some((owner, rt)) = slot.as_ref() {
@@ -69,11 +128,10 @@ where
     T: Send + 'static,
     F: Future<Output = Result<T>> + Send + 'static,
 {
-    let rt = runtime();
     let (tx, rx) = std::sync::mpsc::sync_channel(1);
     // The receiver is only used by this thread; the mutex makes it Sync for `detach`.
     let rx = Mutex::new(rx);
-    let _task = AbortOnDrop(rt.spawn(async move {
+    let _task = AbortOnDrop(handle().spawn(async move {
         let _ = tx.send(guarded(fut).await);
     }));
     loop {
@@ -85,6 +143,13 @@ where
             Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
                 py.check_signals()?;
                 tick(py)?;
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) if stopped_at_exit() => {
+                return Err(to_py_err(Error::new(
+                    ErrorKind::Internal,
+                    "the interpreter is exiting: labelport's runtime has stopped, so this call cannot run",
+                )
+                .code("interpreter_exiting")))
             }
             Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
                 return Err(to_py_err(Error::new(
@@ -104,7 +169,7 @@ pub fn block_on_borrowed<F: Future + Send>(py: Python<'_>, fut: F) -> PyResult<F
 where
     F::Output: Send,
 {
-    let rt = runtime();
+    let rt = handle();
     let mut fut = std::pin::pin!(fut);
     loop {
         let step = py.detach(|| {
@@ -155,10 +220,10 @@ pub fn _debug_panic(py: Python<'_>, place: &str) -> PyResult<()> {
             "sync" => block_on(py, async { panic!("{MSG}") }),
             "stream" => block_on_borrowed(py, async { panic!("{MSG}") }),
             "producer" => {
-                let mut pages = crate::engine::stream::PageStream::<()>::spawn(
-                    runtime().handle(),
-                    |_tx| async { panic!("{MSG}") },
-                );
+                let mut pages =
+                    crate::engine::stream::PageStream::<()>::spawn(&handle(), |_tx| async {
+                        panic!("{MSG}")
+                    });
                 match block_on_borrowed(py, pages.next_page())? {
                     Some(Err(e)) => Err(to_py_err(e)),
                     _ => Ok(()),
