@@ -511,6 +511,10 @@ def _debug_panic(place: str) -> None:
 def _debug_panic_async() -> Awaitable[None]:
     """Internal, tests only: an awaitable that panics on purpose in the async bridge; raises LabelportError."""
 
+def _stop_runtime_at_exit() -> None:
+    """Internal: stops labelport's runtime; registered with ``atexit`` so no worker thread enters a finalizing
+    interpreter. Calls made afterwards raise LabelportError (code ``interpreter_exiting``)."""
+
 # ---------------------------------------------------------------------------------------------------------------------
 # The sandbox server (src/py/sandbox.rs); users call labelport.sandbox.start(), which wraps this.
 

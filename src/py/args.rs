@@ -12,8 +12,7 @@ use std::fmt::Display;
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyDict, PyInt, PyString};
 
-use super::client::invalid;
-use super::errors::to_py_err;
+use super::errors::{invalid, to_py_err};
 use crate::vendors::config::{self, Zero, MAX_RETRIES};
 
 /// The Python type of `obj`, for messages.

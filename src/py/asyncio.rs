@@ -1,107 +1,37 @@
 //! The async mirror: `AsyncClient`, `AsyncBatch`, `AsyncJob` and `async for` over results, as native
 //! coroutines on the shared tokio runtime (pyo3-async-runtimes with our fork-aware runtime), not threads.
 
-use std::cell::OnceCell;
-use std::collections::VecDeque;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::Mutex;
-use pyo3::exceptions::{PyStopAsyncIteration, PyStopIteration};
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyDict, PyList, PyTuple};
-use pyo3_async_runtimes::{generic, TaskLocals};
-use serde_json::value::RawValue;
+use pyo3::types::{PyBytes, PyDict, PyList};
 
 use super::args;
-use super::client::{
-    body_to_py, close_progress, counts_to_py, job_to_py, merge_parts, parse_statuses,
-    prepare_request, prepare_upload, results_stream, upload_bar, wait_progress, ClientInner,
-    Prepared, UploadSource, MIN_POLL_S,
+use super::async_bridge::{_debug_panic_async, awaitable, spawn_py, Ready};
+use super::async_stream::{AsyncStream, Pages};
+use super::core::{
+    body_to_py, close_progress, counts_to_py, job_to_py, parse_statuses, prepare_request,
+    upload_bar, wait_progress, ClientInner, Prepared, MIN_POLL_S,
 };
 use super::errors::to_py_err;
-use super::json::{json_to_py, json_value_to_py, GcPause};
-use super::results::{call_frames, check_progress, envelope_to_py, StreamProgress};
-use super::runtime::{handle, no_panic};
+use super::json::json_value_to_py;
+use super::pages::results_stream;
+use super::records::{merge_parts, prepare_upload, UploadSource};
+use super::results::check_progress;
+use super::runtime::no_panic;
 use crate::engine::runner::with_deadline;
-use crate::engine::stream::PageStream;
-use crate::engine::{Error, Result};
+use crate::engine::Error;
 use crate::vendors::wait::{
     job_deadline, job_poll_error, job_timed_out, settle, BatchWait, Next, Settling,
 };
 use crate::vendors::{
-    format_rfc3339_us, Adapter, BatchCounts, BatchInfo, Envelope, JobPhase, JobState, RecordQuery,
-    UploadOptions, UploadProgress, UploadRecord,
+    Adapter, BatchCounts, BatchInfo, JobPhase, JobState, RecordQuery, UploadOptions,
+    UploadProgress, UploadRecord,
 };
 
-/// pyo3-async-runtimes on our runtime, so the async API survives `fork()` like the blocking one.
-struct LabelportRuntime;
-
-tokio::task_local! {
-    static TASK_LOCALS: OnceCell<TaskLocals>;
-}
-
-impl generic::Runtime for LabelportRuntime {
-    type JoinError = tokio::task::JoinError;
-    type JoinHandle = tokio::task::JoinHandle<()>;
-
-    fn spawn<F>(fut: F) -> Self::JoinHandle
-    where
-        F: Future<Output = ()> + Send + 'static,
-    {
-        handle().spawn(fut)
-    }
-
-    fn spawn_blocking<F>(f: F) -> Self::JoinHandle
-    where
-        F: FnOnce() + Send + 'static,
-    {
-        handle().spawn_blocking(f)
-    }
-}
-
-impl generic::ContextExt for LabelportRuntime {
-    fn scope<F, R>(locals: TaskLocals, fut: F) -> Pin<Box<dyn Future<Output = R> + Send>>
-    where
-        F: Future<Output = R> + Send + 'static,
-    {
-        let cell = OnceCell::new();
-        cell.set(locals).expect("a new cell is empty");
-        Box::pin(TASK_LOCALS.scope(cell, fut))
-    }
-
-    fn get_task_locals() -> Option<TaskLocals> {
-        TASK_LOCALS
-            .try_with(|c| c.get().cloned())
-            .unwrap_or_default()
-    }
-}
-
-/// A Python awaitable of `fut` on our runtime. A panic inside `fut` is an internal `LabelportError`, not
-/// pyo3-async-runtimes' `RustPanic` (which is no `LabelportError`).
-fn spawn_py<F>(py: Python<'_>, fut: F) -> PyResult<Bound<'_, PyAny>>
-where
-    F: Future<Output = PyResult<Py<PyAny>>> + Send + 'static,
-{
-    generic::future_into_py::<LabelportRuntime, _, Py<PyAny>>(py, async move {
-        match futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(fut)).await {
-            Ok(out) => out,
-            Err(payload) => Err(to_py_err(Error::internal(&*payload))),
-        }
-    })
-}
-
-/// Internal, for tests only: an awaitable that panics on purpose inside the async bridge; awaiting it must
-/// raise a `LabelportError` (code `internal`).
-#[pyfunction]
-fn _debug_panic_async(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
-    no_panic(|| spawn_py(py, async { panic!("{}", super::runtime::DEBUG_PANIC) }))
-}
-
-/// A Python awaitable of `fut`, whose value `convert` turns into a Python object (with the GIL).
 /// Sends an upload's records (whole, or chunk by chunk with the GIL taken to read each) and merges the parts.
 async fn send_source(
     adapter: &Arc<dyn Adapter>,
@@ -182,43 +112,6 @@ async fn ticking_upload(
             }
             _ = tick.tick() => show()?,
         }
-    }
-}
-
-fn awaitable<'py, T, F, C>(py: Python<'py>, fut: F, convert: C) -> PyResult<Bound<'py, PyAny>>
-where
-    T: Send + 'static,
-    F: Future<Output = Result<T>> + Send + 'static,
-    C: for<'a> FnOnce(Python<'a>, T) -> PyResult<Bound<'a, PyAny>> + Send + 'static,
-{
-    spawn_py(py, async move {
-        let value = fut.await.map_err(to_py_err)?;
-        Python::attach(|py| convert(py, value).map(Bound::unbind))
-    })
-}
-
-/// An awaitable that is already done: what `__anext__` returns while a page is still being handed out,
-/// so `async for` costs one await per page, not per record.
-#[pyclass(module = "labelport")]
-struct Ready {
-    value: Mutex<Option<Py<PyAny>>>,
-}
-
-#[pymethods]
-impl Ready {
-    fn __await__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
-        slf
-    }
-
-    fn __iter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
-        slf
-    }
-
-    fn __next__(&self, py: Python<'_>) -> PyResult<()> {
-        no_panic(|| {
-            let value = self.value.lock().take().unwrap_or_else(|| py.None());
-            Err(PyStopIteration::new_err((value,)))
-        })
     }
 }
 
@@ -321,7 +214,7 @@ impl AsyncClient {
         options: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<Bound<'py, PyAny>> {
         no_panic(|| {
-            let options = super::client::kwargs_to_options(options)?;
+            let options = super::core::kwargs_to_options(options)?;
             let adapter = self.inner.adapter()?;
             let client = self.inner.clone();
             awaitable(
@@ -894,304 +787,6 @@ impl AsyncJob {
             }
         };
         awaitable(py, fut, |py, s| Ok(job_to_py(py, &s)?.into_any()))
-    }
-}
-
-enum Pages {
-    Envelopes(PageStream<Envelope>),
-    Raw(PageStream<Box<RawValue>>),
-}
-
-impl Pages {
-    /// The next page as Python objects, each with its completion time (for the watermark).
-    async fn next_py_page(&mut self) -> Option<PyResult<Vec<(Py<PyAny>, Option<i64>)>>> {
-        let converted = match self {
-            Pages::Envelopes(s) => s.next_page().await?.map(|items| {
-                Python::attach(|py| {
-                    let _pause = GcPause::new(py);
-                    items
-                        .iter()
-                        .map(|e| {
-                            envelope_to_py(py, e).map(|d| (d.into_any().unbind(), e.completed_us))
-                        })
-                        .collect::<PyResult<Vec<_>>>()
-                })
-            }),
-            Pages::Raw(s) => s.next_page().await?.map(|items| {
-                Python::attach(|py| {
-                    items
-                        .iter()
-                        .map(|r| json_to_py(py, r.get()).map(|o| (o.unbind(), None)))
-                        .collect::<PyResult<Vec<_>>>()
-                })
-            }),
-        };
-        // A page that does not convert keeps its own error (a VendorError for JSON nested too deep).
-        Some(converted.unwrap_or_else(|e| Err(to_py_err(e))))
-    }
-}
-
-struct StreamState {
-    buffer: VecDeque<(Py<PyAny>, Option<i64>)>,
-    watermark_us: Option<i64>,
-    /// Results and records streams only (`None` for request pages).
-    progress: Option<StreamProgress>,
-}
-
-impl StreamState {
-    fn take(&mut self) -> Option<Py<PyAny>> {
-        let (obj, us) = self.buffer.pop_front()?;
-        if let Some(us) = us {
-            self.watermark_us = Some(self.watermark_us.map_or(us, |w| w.max(us)));
-        }
-        Some(obj)
-    }
-}
-
-/// `async for` over results, records or request pages: one await per page.
-#[pyclass(module = "labelport")]
-pub struct AsyncStream {
-    pages: Arc<tokio::sync::Mutex<Option<Pages>>>,
-    state: Arc<Mutex<StreamState>>,
-}
-
-impl AsyncStream {
-    fn new(pages: Pages, since_us: Option<i64>) -> Self {
-        AsyncStream {
-            pages: Arc::new(tokio::sync::Mutex::new(Some(pages))),
-            state: Arc::new(Mutex::new(StreamState {
-                buffer: VecDeque::new(),
-                watermark_us: since_us,
-                progress: None,
-            })),
-        }
-    }
-
-    fn with_progress(self, setting: Option<Py<PyAny>>) -> Self {
-        self.state.lock().progress = Some(StreamProgress::new(setting));
-        self
-    }
-
-    /// Moves or closes the progress display (the GIL taken briefly, on a runtime thread).
-    fn show(state: &Mutex<StreamState>, arrived: Option<u64>, ok: bool) -> PyResult<()> {
-        Python::attach(|py| {
-            let mut st = state.lock();
-            match (st.progress.as_mut(), arrived) {
-                (Some(p), Some(n)) => p.advance(py, n),
-                (Some(p), None) => p.close(py, ok),
-                (None, _) => Ok(()),
-            }
-        })
-    }
-
-    /// Calls the async export `labelport._frames.<name>`. Its `progress=` (checked here) becomes this stream's,
-    /// which moves as pages arrive: the same display a sync export shows.
-    fn export<'py>(
-        slf: Bound<'py, Self>,
-        name: &str,
-        args: &Bound<'py, PyTuple>,
-        kwargs: Option<&Bound<'py, PyDict>>,
-    ) -> PyResult<Bound<'py, PyAny>> {
-        let kwargs = kwargs.map(|k| k.copy()).transpose()?;
-        if let Some(k) = &kwargs {
-            if let Some(p) = k.get_item("progress")? {
-                k.del_item("progress")?;
-                let setting = check_progress(Some(&p))?;
-                let me = slf.borrow();
-                let mut state = me.state.lock();
-                match state.progress.as_mut() {
-                    Some(progress) => progress.retarget(setting),
-                    None => state.progress = Some(StreamProgress::new(setting)),
-                }
-            }
-        }
-        call_frames(slf.into_any(), name, args, kwargs.as_ref())
-    }
-
-    /// Fetches pages until one has items; `None` at the end.
-    async fn fill(
-        pages: Arc<tokio::sync::Mutex<Option<Pages>>>,
-        state: Arc<Mutex<StreamState>>,
-    ) -> PyResult<bool> {
-        let mut guard = pages.lock().await;
-        loop {
-            let Some(p) = guard.as_mut() else {
-                return Ok(false);
-            };
-            match p.next_py_page().await {
-                None => {
-                    *guard = None;
-                    AsyncStream::show(&state, None, true)?;
-                    return Ok(false);
-                }
-                Some(Err(e)) => {
-                    *guard = None;
-                    AsyncStream::show(&state, None, false)?;
-                    return Err(e);
-                }
-                Some(Ok(items)) if items.is_empty() => continue,
-                Some(Ok(items)) => {
-                    let n = items.len() as u64;
-                    state.lock().buffer.extend(items);
-                    AsyncStream::show(&state, Some(n), true)?;
-                    return Ok(true);
-                }
-            }
-        }
-    }
-}
-
-#[pymethods]
-impl AsyncStream {
-    fn __aiter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
-        slf
-    }
-
-    fn __anext__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        no_panic(|| {
-            if let Some(obj) = self.state.lock().take() {
-                return Ok(Bound::new(
-                    py,
-                    Ready {
-                        value: Mutex::new(Some(obj)),
-                    },
-                )?
-                .into_any());
-            }
-            let (pages, state) = (self.pages.clone(), self.state.clone());
-            spawn_py(py, async move {
-                if !AsyncStream::fill(pages, state.clone()).await? {
-                    return Err(PyStopAsyncIteration::new_err(()));
-                }
-                let obj = state.lock().take();
-                obj.ok_or_else(|| PyStopAsyncIteration::new_err(()))
-            })
-        })
-    }
-
-    /// The greatest completion time handed out so far (RFC 3339): pass it as `since=` next time.
-    #[getter]
-    fn watermark(&self) -> Option<String> {
-        self.state.lock().watermark_us.map(format_rfc3339_us)
-    }
-
-    /// Every remaining item, as a list (a coroutine).
-    fn to_list<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        no_panic(|| {
-            let (pages, state) = (self.pages.clone(), self.state.clone());
-            spawn_py(py, async move {
-                let mut out = Vec::new();
-                loop {
-                    while let Some(obj) = state.lock().take() {
-                        out.push(obj);
-                    }
-                    if !AsyncStream::fill(pages.clone(), state.clone()).await? {
-                        break;
-                    }
-                }
-                Python::attach(|py| Ok(PyList::new(py, out)?.into_any().unbind()))
-            })
-        })
-    }
-
-    /// The remaining items of the next page that has any, as a list; `None` at the end (a coroutine). What the
-    /// async exports in `labelport._frames` read, so a file is written page by page.
-    fn _next_page<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        no_panic(|| {
-            let (pages, state) = (self.pages.clone(), self.state.clone());
-            spawn_py(py, async move {
-                let mut out = Vec::new();
-                loop {
-                    while let Some(obj) = state.lock().take() {
-                        out.push(obj);
-                    }
-                    if !out.is_empty() || !AsyncStream::fill(pages.clone(), state.clone()).await? {
-                        break;
-                    }
-                }
-                Python::attach(|py| match out.is_empty() {
-                    true => Ok(py.None()),
-                    false => Ok(PyList::new(py, out)?.into_any().unbind()),
-                })
-            })
-        })
-    }
-
-    /// The remaining results as a pandas DataFrame (a coroutine); arguments as `ResultStream.to_pandas`.
-    #[pyo3(signature = (*args, **kwargs), text_signature = "($self, flatten=False, *, key_type=None, progress=None)")]
-    fn to_pandas<'py>(
-        slf: Bound<'py, Self>,
-        args: &Bound<'py, PyTuple>,
-        kwargs: Option<&Bound<'py, PyDict>>,
-    ) -> PyResult<Bound<'py, PyAny>> {
-        no_panic(|| AsyncStream::export(slf, "ato_pandas", args, kwargs))
-    }
-
-    /// The remaining results as a polars DataFrame (a coroutine); arguments as `ResultStream.to_pandas`.
-    #[pyo3(signature = (*args, **kwargs), text_signature = "($self, flatten=False, *, key_type=None, progress=None)")]
-    fn to_polars<'py>(
-        slf: Bound<'py, Self>,
-        args: &Bound<'py, PyTuple>,
-        kwargs: Option<&Bound<'py, PyDict>>,
-    ) -> PyResult<Bound<'py, PyAny>> {
-        no_panic(|| AsyncStream::export(slf, "ato_polars", args, kwargs))
-    }
-
-    /// The remaining results as a pyarrow Table (a coroutine); arguments as `ResultStream.to_pandas`.
-    #[pyo3(signature = (*args, **kwargs), text_signature = "($self, flatten=False, *, key_type=None, progress=None)")]
-    fn to_arrow<'py>(
-        slf: Bound<'py, Self>,
-        args: &Bound<'py, PyTuple>,
-        kwargs: Option<&Bound<'py, PyDict>>,
-    ) -> PyResult<Bound<'py, PyAny>> {
-        no_panic(|| AsyncStream::export(slf, "ato_arrow", args, kwargs))
-    }
-
-    /// Writes the remaining results to a parquet file page by page (a coroutine); returns how many were
-    /// written. Arguments as `ResultStream.to_parquet`.
-    #[pyo3(signature = (*args, **kwargs), text_signature = "($self, path, *, flatten=True, progress=None)")]
-    fn to_parquet<'py>(
-        slf: Bound<'py, Self>,
-        args: &Bound<'py, PyTuple>,
-        kwargs: Option<&Bound<'py, PyDict>>,
-    ) -> PyResult<Bound<'py, PyAny>> {
-        no_panic(|| AsyncStream::export(slf, "ato_parquet", args, kwargs))
-    }
-
-    /// Writes the remaining results to a CSV file page by page (a coroutine); returns how many were written.
-    /// Arguments as `ResultStream.to_csv`.
-    #[pyo3(signature = (*args, **kwargs), text_signature = "($self, path, *, flatten=True, progress=None)")]
-    fn to_csv<'py>(
-        slf: Bound<'py, Self>,
-        args: &Bound<'py, PyTuple>,
-        kwargs: Option<&Bound<'py, PyDict>>,
-    ) -> PyResult<Bound<'py, PyAny>> {
-        no_panic(|| AsyncStream::export(slf, "ato_csv", args, kwargs))
-    }
-
-    /// Writes the remaining items as JSON lines to `path` page by page (a coroutine); returns the count.
-    #[pyo3(signature = (*args, **kwargs), text_signature = "($self, path)")]
-    fn to_jsonl<'py>(
-        slf: Bound<'py, Self>,
-        args: &Bound<'py, PyTuple>,
-        kwargs: Option<&Bound<'py, PyDict>>,
-    ) -> PyResult<Bound<'py, PyAny>> {
-        no_panic(|| AsyncStream::export(slf, "ato_jsonl", args, kwargs))
-    }
-
-    /// Stops fetching.
-    fn close(&self, py: Python<'_>) -> PyResult<()> {
-        no_panic(|| {
-            if let Ok(mut guard) = self.pages.try_lock() {
-                *guard = None;
-            }
-            let mut st = self.state.lock();
-            st.buffer.clear();
-            match st.progress.as_mut() {
-                Some(p) => p.close(py, false),
-                None => Ok(()),
-            }
-        })
     }
 }
 

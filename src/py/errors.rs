@@ -135,3 +135,8 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     }
     Ok(())
 }
+
+/// An `InvalidInput` naming the argument (`field`) that is wrong.
+pub(super) fn invalid(message: impl Into<String>, field: &str) -> PyErr {
+    to_py_err(Error::invalid(message).field(field))
+}

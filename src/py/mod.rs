@@ -1,12 +1,16 @@
 //! The Python bindings: the only code that touches pyo3.
 
 mod args;
+mod async_bridge;
+mod async_stream;
 mod asyncio;
 mod client;
+mod core;
 mod errors;
 mod json;
 mod logging;
 mod pages;
+mod records;
 mod results;
 mod runtime;
 mod sandbox;

@@ -5,10 +5,10 @@
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyRange, PyRangeMethods};
 
-use super::client::{invalid, ClientInner};
-use super::errors::to_py_err;
+use super::core::{parse_since, ClientInner};
+use super::errors::{invalid, to_py_err};
 use crate::engine::stream::PageStream;
-use crate::vendors::{Envelope, PagePlan, PageRange};
+use crate::vendors::{Envelope, PagePlan, PageRange, ResultQuery};
 
 /// `pages=`: a `(start, stop)` tuple of 0-based page indexes (`stop` exclusive, `None` for "to the end"), or a
 /// `range` with step 1.
@@ -69,4 +69,46 @@ pub(super) fn plan_to_py(py: Python<'_>, plan: Option<PagePlan>) -> PyResult<Bou
     d.set_item("page_size", plan.page_size)?;
     d.set_item("pages", plan.pages())?;
     Ok(d.into_any())
+}
+
+/// The page stream behind `results()` (sync and async), with the watermark it starts from: a range of pages
+/// (`pages=`), by completion time, or by a vendor-kept consumer cursor.
+pub(super) fn results_stream(
+    client: &ClientInner,
+    batch_id: &str,
+    since: Option<&Bound<'_, PyAny>>,
+    include_raw: bool,
+    consumer: Option<&str>,
+    pages: Option<&Bound<'_, PyAny>>,
+) -> PyResult<(
+    crate::engine::stream::PageStream<crate::vendors::Envelope>,
+    Option<i64>,
+)> {
+    if let Some(pages) = pages.filter(|p| !p.is_none()) {
+        let stream =
+            super::pages::results_range(client, batch_id, pages, since, consumer, include_raw)?;
+        return Ok((stream, None));
+    }
+    let since_us = parse_since(since)?;
+    let adapter = client.adapter()?;
+    match consumer {
+        Some(_) if since_us.is_some() => Err(invalid(
+            "pass since= or consumer=, not both: a consumer's cursor already says where to start",
+            "consumer",
+        )),
+        Some(c) => Ok((
+            adapter
+                .consumer_results(batch_id, c, include_raw)
+                .map_err(to_py_err)?,
+            None,
+        )),
+        None => {
+            let query = ResultQuery {
+                batch_id,
+                since_us,
+                include_raw,
+            };
+            Ok((adapter.results(query), since_us))
+        }
+    }
 }

@@ -12,8 +12,9 @@ use pyo3::types::{PyDict, PyTuple};
 
 use super::args;
 use super::asyncio::{AsyncBatch, AsyncClient};
-use super::client::{invalid, kwargs_to_options, Batch, Client, ClientInner};
-use super::errors::to_py_err;
+use super::client::{Batch, Client};
+use super::core::{kwargs_to_options, ClientInner};
+use super::errors::{invalid, to_py_err};
 use super::json::{json_value_to_py, py_to_json};
 use super::runtime::no_panic;
 use crate::engine::{Error, ErrorKind};
