@@ -167,6 +167,8 @@ pub fn bad_response(
 
 pub struct HttpClient {
     inner: reqwest::Client,
+    /// `inner`'s settings, but no redirect is followed (`raw_unredirected`).
+    unredirected: reqwest::Client,
     config: HttpConfig,
     auth: Arc<dyn Auth>,
     parse_error: ErrorParser,
@@ -326,23 +328,30 @@ pub fn too_large(vendor: &str, operation: &str, method: &Method, url: &Url, limi
 
 impl HttpClient {
     pub fn new(config: HttpConfig, auth: Arc<dyn Auth>, parse_error: ErrorParser) -> Result<Self> {
-        let inner = reqwest::Client::builder()
-            .user_agent(USER_AGENT)
-            .timeout(config.timeout)
-            .connect_timeout(config.connect_timeout)
-            .pool_idle_timeout(Duration::from_secs(60))
-            .gzip(true)
-            .redirect(same_origin_redirects())
-            .tls_certs_merge(config.tls_roots.iter().cloned())
-            .build()
-            .map_err(|e| {
-                Error::new(
-                    ErrorKind::Vendor,
-                    format!("could not build the HTTP client: {e}"),
-                )
-            })?;
+        // Two reqwest clients from one set of transport settings: one follows redirects on the client's
+        // origin, the other follows none (a redirect to a signed URL is read, not followed).
+        let build = |redirect: reqwest::redirect::Policy| {
+            reqwest::Client::builder()
+                .user_agent(USER_AGENT)
+                .timeout(config.timeout)
+                .connect_timeout(config.connect_timeout)
+                .pool_idle_timeout(Duration::from_secs(60))
+                .gzip(true)
+                .redirect(redirect)
+                .tls_certs_merge(config.tls_roots.iter().cloned())
+                .build()
+                .map_err(|e| {
+                    Error::new(
+                        ErrorKind::Vendor,
+                        format!("could not build the HTTP client: {e}"),
+                    )
+                })
+        };
+        let inner = build(same_origin_redirects())?;
+        let unredirected = build(reqwest::redirect::Policy::none())?;
         Ok(HttpClient {
             inner,
+            unredirected,
             rate: config.rate_limit.map(RateLimiter::new),
             config,
             auth,
@@ -389,6 +398,12 @@ impl HttpClient {
     /// Read its bodies with `read_limited(resp, self.limits().max_response_bytes)`.
     pub fn raw(&self) -> &reqwest::Client {
         &self.inner
+    }
+
+    /// `raw()`, but a redirect is answered, not followed: for a URL whose redirect names a signed URL that
+    /// must be fetched without the credentials (Playment's attachments).
+    pub fn raw_unredirected(&self) -> &reqwest::Client {
+        &self.unredirected
     }
 
     /// `err` with every secret this client holds (keys, passwords, tokens) replaced by a redaction mark: text

@@ -18,12 +18,13 @@ use url::Url;
 use super::config::ClientConfig;
 use super::kit::{self, Kit};
 use super::model::*;
+use super::resend;
 use super::upload::{in_chunks, Driver, Pieces, Plan, Wording};
 use super::{Adapter, NewBatch, PagePlan, PageRange, RecordQuery, ResultQuery, UploadCall};
 use crate::engine::auth::LoginToken;
 use crate::engine::http::{request_url, HttpClient, Request, Response};
 use crate::engine::pagination::with_query_param;
-use crate::engine::retry::{is_ambiguous, RequestKind};
+use crate::engine::retry::RequestKind;
 use crate::engine::stream::{
     page_number_range_stream, page_number_stream, page_number_stream_filtered, Decoder, Keep,
     PageNumberList, PageStream,
@@ -386,36 +387,32 @@ impl Adapter for AlegionAdapter {
             RequestKind::Create,
             "create_batch",
         )?;
-        let retry = self.cfg.retry_policy();
-        let mut round = 0;
-        loop {
-            // Before every attempt, look for the batch by name: after an ambiguous failure it may exist already.
-            if let Some(existing) = self
+        // Looked up by name before the first attempt, and after an ambiguous failure: it may exist already.
+        let find = || async {
+            Ok(self
                 .list_batches()
                 .await?
                 .into_iter()
-                .find(|b| b.name.as_deref() == Some(name))
-            {
-                if new.exist_ok || round > 0 {
-                    return Ok(existing);
-                }
-                return Err(Error::new(
-                    ErrorKind::DuplicateRecord,
-                    format!("a batch named {name:?} already exists (id {}); pass exist_ok=True to use it", existing.id),
-                )
-                .vendor(VENDOR)
-                .operation("create_batch")
-                .key(name));
+                .find(|b| b.name.as_deref() == Some(name)))
+        };
+        if let Some(existing) = find().await? {
+            if new.exist_ok {
+                return Ok(existing);
             }
-            match self.http.send(&req).await {
-                Ok(resp) => return batch_info(resp.json(VENDOR, "create_batch")?),
-                Err(e) if is_ambiguous(&e) && round < retry.max_retries => {
-                    tokio::time::sleep(retry.delay(round, None)).await;
-                    round += 1;
-                }
-                Err(e) => return Err(e),
-            }
+            return Err(Error::new(
+                ErrorKind::DuplicateRecord,
+                format!(
+                    "a batch named {name:?} already exists (id {}); pass exist_ok=True to use it",
+                    existing.id
+                ),
+            )
+            .vendor(VENDOR)
+            .operation("create_batch")
+            .key(name));
         }
+        let send =
+            || async { batch_info(self.http.send(&req).await?.json(VENDOR, "create_batch")?) };
+        resend::create_once(&self.cfg.retry_policy(), "create_batch", send, find).await
     }
 
     async fn get_batch(&self, id: &str) -> Result<BatchInfo> {

@@ -18,11 +18,11 @@ use url::Url;
 
 use super::wire::{batch_tag, last_segment, DatasetView, Reservation};
 use super::{DeepenAdapter, VENDOR};
-use crate::engine::http::read_limited;
 use crate::engine::redact::redact_url;
-use crate::engine::retry::{is_ambiguous, RequestKind};
+use crate::engine::retry::RequestKind;
 use crate::engine::{Error, ErrorKind, Result};
 use crate::vendors::model::UploadRecord;
+use crate::vendors::resend;
 use crate::vendors::upload::{in_chunks, Keyed, Pieces};
 
 /// Files per zip: small enough that an interrupted upload loses little, large enough to be few calls.
@@ -428,127 +428,84 @@ impl DeepenAdapter {
         if let Some(p) = &r.labelling_profile_id {
             body["labelling_profile_id"] = json!(p);
         }
-        let retry = self.retry();
-        let mut round = 0;
-        loop {
-            if let Some(id) = self.find_by_name(&r.name, "upload").await? {
-                let d = self.get_json(&["datasets", &id], "upload").await?;
-                return Ok((id, d));
-            }
-            match self
+        let found = || async {
+            Ok(match self.find_by_name(&r.name, "upload").await? {
+                Some(id) => {
+                    let d = self.get_json(&["datasets", &id], "upload").await?;
+                    Some((id, d))
+                }
+                None => None,
+            })
+        };
+        if let Some(existing) = found().await? {
+            return Ok(existing);
+        }
+        let send = || async {
+            let resp = self
                 .post(
                     &["clients", &self.cfg.project, "datasets"],
                     &body,
                     RequestKind::Create,
                     "upload",
                 )
-                .await
-            {
-                Ok(resp) => {
-                    let d: Value = resp.json(VENDOR, "upload")?;
-                    let id = super::batch_info(d.clone(), None)?.id;
-                    return Ok((id, d));
-                }
-                Err(e) if is_ambiguous(&e) && round < retry.max_retries => {
-                    tokio::time::sleep(retry.delay(round, None)).await;
-                    round += 1;
-                }
-                Err(e) => return Err(e),
-            }
-        }
+                .await?;
+            let d: Value = resp.json(VENDOR, "upload")?;
+            let id = super::batch_info(d.clone(), None)?.id;
+            Ok((id, d))
+        };
+        resend::create_once(&self.retry(), "create dataset", send, found).await
     }
 
     /// PUTs the zip to the upload URL: no bearer token, the body streamed from disk. Retried: a PUT of the same
     /// object replaces it.
     async fn put_zip(&self, url: &Url, path: &Path, size: u64) -> Result<()> {
-        let retry = self.retry();
-        let mut round = 0;
-        loop {
-            let sent = self
-                .http
+        let request = || {
+            self.http
                 .raw()
                 .put(url.clone())
                 .header(reqwest::header::CONTENT_TYPE, "application/zip")
                 .header(reqwest::header::CONTENT_LENGTH, size)
                 .body(file_body(path.to_path_buf()))
-                .send()
-                .await;
-            let failure = match sent {
-                Ok(r) if r.status().is_success() => return Ok(()),
-                Ok(r) => {
-                    let status = r.status().as_u16();
-                    // An error body: read within the limit, and only to find the vendor's message.
-                    let body = read_limited(r, self.http.limits().max_response_bytes)
-                        .await
-                        .unwrap_or_default();
-                    let (code, msg) = super::parse_error(status, &body);
-                    let mut e = Error::new(
-                        if status == 400 {
-                            ErrorKind::InvalidInput
-                        } else {
-                            ErrorKind::Vendor
-                        },
-                        msg.unwrap_or_else(|| {
-                            format!("PUT {} answered HTTP {status}", redact_url(url))
-                        }),
-                    )
-                    .vendor(VENDOR)
-                    .operation("upload");
-                    e.status = Some(status);
-                    e.code = code;
-                    if !(status == 429 || status >= 500) {
-                        return Err(e);
-                    }
-                    e
-                }
-                Err(e) => Error::new(
-                    ErrorKind::Vendor,
-                    format!("PUT {} failed: the connection broke", redact_url(url)),
-                )
-                .vendor(VENDOR)
-                .operation("upload")
-                .code(if e.is_connect() {
-                    "connect_failed"
-                } else {
-                    "connection_lost"
-                }),
+        };
+        let refused = |status: u16, body: &[u8]| {
+            let (code, msg) = super::parse_error(status, body);
+            let kind = if status == 400 {
+                ErrorKind::InvalidInput
+            } else {
+                ErrorKind::Vendor
             };
-            if round >= retry.max_retries {
-                return Err(failure);
-            }
-            tokio::time::sleep(retry.delay(round, None)).await;
-            round += 1;
-        }
+            let mut e = Error::new(
+                kind,
+                msg.unwrap_or_else(|| format!("PUT {} answered HTTP {status}", redact_url(url))),
+            )
+            .vendor(VENDOR)
+            .operation("upload");
+            e.status = Some(status);
+            e.code = code;
+            e
+        };
+        resend::put_signed(&self.http, &self.retry(), VENDOR, url, request, refused).await
     }
 
     /// Asks Deepen to unpack the archive. After an ambiguous failure, the dataset says whether it was
     /// processed (`DatasetView::processed`); only if not is the call sent again.
     async fn process(&self, dataset_id: &str, file_name: &str) -> Result<()> {
         let body = json!({ "file_name": file_name });
-        let retry = self.retry();
-        let mut round = 0;
-        loop {
-            match self
-                .post(
-                    &["datasets", dataset_id, "process_uploaded_data"],
-                    &body,
-                    RequestKind::Create,
-                    "upload",
-                )
-                .await
-            {
-                Ok(_) => return Ok(()),
-                Err(e) if is_ambiguous(&e) && round < retry.max_retries => {
-                    tokio::time::sleep(retry.delay(round, None)).await;
-                    round += 1;
-                    let d = self.get_json(&["datasets", dataset_id], "upload").await?;
-                    if DatasetView::of(&d).processed(file_name) {
-                        return Ok(());
-                    }
-                }
-                Err(e) => return Err(e),
-            }
-        }
+        let send = || async {
+            self.post(
+                &["datasets", dataset_id, "process_uploaded_data"],
+                &body,
+                RequestKind::Create,
+                "upload",
+            )
+            .await
+            .map(|_| ())
+        };
+        let found = || async {
+            let d = self.get_json(&["datasets", dataset_id], "upload").await?;
+            Ok(DatasetView::of(&d).processed(file_name).then_some(()))
+        };
+        resend::create_once(&self.retry(), "process uploaded data", send, found).await
     }
 }
 

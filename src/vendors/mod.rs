@@ -9,6 +9,7 @@ pub mod ledgers;
 pub mod model;
 pub mod playment;
 pub mod profile;
+pub mod resend;
 pub mod sama;
 pub mod spec;
 pub mod taskmonk;

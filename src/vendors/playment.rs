@@ -24,7 +24,6 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, OnceLock};
-use std::time::Duration;
 
 use futures::StreamExt;
 use reqwest::Method;
@@ -37,12 +36,13 @@ use url::Url;
 use super::config::ClientConfig;
 use super::kit::{self, Kit};
 use super::model::*;
+use super::resend;
 use super::{Adapter, NewBatch, RecordQuery, ResultQuery, UploadCall};
 use crate::engine::auth::{refused_with_401, KeyPlacement, StaticKey};
 use crate::engine::concurrency::AdaptiveLimit;
 use crate::engine::http::{request_url, HttpClient, Request, Response};
 use crate::engine::pagination::PageBudget;
-use crate::engine::retry::{is_ambiguous, RequestKind, RetryPolicy};
+use crate::engine::retry::{RequestKind, RetryPolicy};
 use crate::engine::stream::PageStream;
 use crate::engine::{Error, ErrorKind, Result};
 
@@ -171,7 +171,6 @@ struct Inner {
     http: Arc<HttpClient>,
     /// No redirects, no credentials of its own: the attachments call (key added by hand) and the signed
     /// storage URL (never the key).
-    files: reqwest::Client,
     limit: Arc<AdaptiveLimit>,
     retry: RetryPolicy,
     rt: tokio::runtime::Handle,
@@ -194,23 +193,9 @@ impl PlaymentAdapter {
             refused_with_401,
         );
         let http = kit::http_client(&cfg, key, parse_error)?.with_congestion(limit.clone());
-        let files = reqwest::Client::builder()
-            .user_agent(crate::engine::http::USER_AGENT)
-            .timeout(cfg.timeout)
-            .connect_timeout(Duration::from_secs(10))
-            .redirect(reqwest::redirect::Policy::none())
-            .tls_certs_merge(cfg.tls_roots.iter().cloned())
-            .build()
-            .map_err(|e| {
-                Error::new(
-                    ErrorKind::Vendor,
-                    format!("could not build the HTTP client: {e}"),
-                )
-            })?;
         Ok(PlaymentAdapter(Arc::new(Inner {
             cfg,
             http: Arc::new(http),
-            files,
             limit,
             retry,
             rt,
@@ -465,8 +450,15 @@ impl Adapter for PlaymentAdapter {
             RequestKind::Create,
             "create_batch",
         )?;
-        let mut round = 0;
-        loop {
+        // What a create came to: the new batch's id, or a batch to find by its name (an answer without an id,
+        // or the name taken, by our own earlier attempt or a racing creator: names are unique per project).
+        enum Made {
+            Id(String),
+            ByName,
+        }
+        let attempts = std::sync::atomic::AtomicU32::new(0);
+        let send = || async {
+            let earlier = attempts.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             match me.http.send(&req).await.map_err(by_code) {
                 Ok(resp) => {
                     #[derive(Deserialize)]
@@ -476,28 +468,20 @@ impl Adapter for PlaymentAdapter {
                     let id = data::<Created>(&resp, "create_batch")?
                         .batch_id
                         .filter(|id| !id.is_empty());
-                    if let Some(id) = id {
-                        return Ok(me.created_batch(id, name).await);
-                    }
-                    break;
+                    Ok(id.map_or(Made::ByName, Made::Id))
                 }
-                // Names are unique per project: a duplicate after an ambiguous failure (or a racing
-                // creator) is the batch we want.
                 Err(e)
                     if e.code.as_deref() == Some("BATCH_CREATION")
-                        && (new.exist_ok || round > 0) =>
+                        && (new.exist_ok || earlier > 0) =>
                 {
-                    break
+                    Ok(Made::ByName)
                 }
-                Err(e) if is_ambiguous(&e) && round < me.retry.max_retries => {
-                    tokio::time::sleep(me.retry.delay(round, None)).await;
-                    round += 1;
-                    if find().await?.is_some() {
-                        break;
-                    }
-                }
-                Err(e) => return Err(e),
+                Err(e) => Err(e),
             }
+        };
+        let found = || async { Ok(find().await?.map(|_| Made::ByName)) };
+        if let Made::Id(id) = resend::create_once(&me.retry, "create_batch", send, found).await? {
+            return Ok(me.created_batch(id, name).await);
         }
         // No batch_id to go by (a duplicate, an answer without it): the batch is found by its name.
         match find().await? {

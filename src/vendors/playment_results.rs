@@ -27,11 +27,16 @@ impl Inner {
         with_key: bool,
     ) -> std::result::Result<reqwest::Response, reqwest::Error> {
         self.http.pace().await;
-        let rb = self.files.get(url.clone());
+        let rb = self.http.raw_unredirected().get(url.clone());
         let rb = if with_key {
-            match self.http.auth().authorize(&self.files, rb).await {
+            match self
+                .http
+                .auth()
+                .authorize(self.http.raw_unredirected(), rb)
+                .await
+            {
                 Ok((rb, _)) => rb,
-                Err(_) => self.files.get(url.clone()),
+                Err(_) => self.http.raw_unredirected().get(url.clone()),
             }
         } else {
             rb

@@ -21,10 +21,11 @@ use super::{
 use crate::engine::http::{Request, Response};
 use crate::engine::pagination::with_query_param;
 use crate::engine::redact::redact_url;
-use crate::engine::retry::{is_ambiguous, is_retryable, Outcome, RequestKind};
+use crate::engine::retry::RequestKind;
 use crate::engine::{Error, ErrorKind, Result};
 use crate::vendors::config::Options;
 use crate::vendors::model::*;
+use crate::vendors::resend;
 use crate::vendors::upload::{in_chunks, Chunk, Driver, Keyed, Pieces, Plan, Sent, Wording};
 use crate::vendors::UploadCall;
 
@@ -147,86 +148,41 @@ impl SamaAdapter {
         F: Fn() -> Fut,
         Fut: std::future::Future<Output = Result<bool>>,
     {
-        let mut round = 0;
-        loop {
-            match self.http.send(req).await {
-                Ok(resp) => return Ok(Some(resp)),
-                Err(e) if is_ambiguous(&e) && round < self.retry.max_retries => {
-                    tokio::time::sleep(self.retry.delay(round, None)).await;
-                    round += 1;
-                    if applied().await? {
-                        log::info!(
-                            target: "labelport::vendors::sama",
-                            "{} failed ambiguously ({e}) but was applied",
-                            req.operation
-                        );
-                        return Ok(None);
-                    }
-                }
-                Err(e) => return Err(e),
-            }
-        }
+        let send = || async { self.http.send(req).await.map(Some) };
+        let found = || async { Ok(applied().await?.then_some(None)) };
+        resend::create_once(&self.retry, req.operation, send, found).await
     }
 
     /// PUTs the tasks file to the pre-signed URL: no key, the URL is the credential. A PUT overwrites, so
     /// every failure may be retried.
     async fn put_tasks_file(&self, url: &Url, body: bytes::Bytes) -> Result<()> {
-        let mut retry = 0;
-        loop {
-            let sent = self
-                .http
+        let request = || {
+            self.http
                 .raw()
                 .put(url.clone())
                 .header("content-type", "application/json")
                 .header("accept", "application/json")
                 .body(body.clone())
-                .send()
-                .await;
-            let outcome = match sent {
-                Ok(resp) if resp.status().is_success() => return Ok(()),
-                Ok(resp) => {
-                    let status = resp.status().as_u16();
-                    if !(status >= 500 || status == 429) || retry >= self.retry.max_retries {
-                        let mut e = Error::new(
-                            ErrorKind::Vendor,
-                            format!(
-                                "the tasks file upload to {} answered HTTP {status}",
-                                redact_url(url)
-                            ),
-                        )
-                        .vendor(VENDOR)
-                        .operation("upload");
-                        e.status = Some(status);
-                        if status == 403 {
-                            e.kind = ErrorKind::Auth;
-                            e.message
-                                .push_str(" (the upload URL expired or its signature was refused)");
-                        }
-                        return Err(e);
-                    }
-                    Outcome::Status(status)
-                }
-                Err(e) if e.is_connect() => Outcome::ConnectFailed,
-                Err(_) => Outcome::TransportFailed,
-            };
-            if retry >= self.retry.max_retries
-                || !is_retryable(RequestKind::IdempotentCreate, outcome)
-                    && !matches!(outcome, Outcome::Status(500))
-            {
-                return Err(Error::new(
-                    ErrorKind::Vendor,
-                    format!(
-                        "the tasks file upload to {} failed ({outcome:?})",
-                        redact_url(url)
-                    ),
-                )
-                .vendor(VENDOR)
-                .operation("upload")
-                .code("connection_lost"));
+        };
+        let refused = |status: u16, _: &[u8]| {
+            let mut e = Error::new(
+                ErrorKind::Vendor,
+                format!(
+                    "the tasks file upload to {} answered HTTP {status}",
+                    redact_url(url)
+                ),
+            )
+            .vendor(VENDOR)
+            .operation("upload");
+            e.status = Some(status);
+            if status == 403 {
+                e.kind = ErrorKind::Auth;
+                e.message
+                    .push_str(" (the upload URL expired or its signature was refused)");
             }
-            tokio::time::sleep(self.retry.delay(retry, None)).await;
-            retry += 1;
-        }
+            e
+        };
+        resend::put_signed(&self.http, &self.retry, VENDOR, url, request, refused).await
     }
 
     /// One Sama batch creation job: create, PUT the file, continue. Returns the job's id once Sama is creating
@@ -241,17 +197,10 @@ impl SamaAdapter {
             RequestKind::IdempotentCreate,
             "upload",
         )?;
-        let mut round = 0;
-        let created: Value = loop {
-            match self.http.send(&req).await {
-                Ok(resp) => break resp.json(VENDOR, "upload")?,
-                Err(e) if is_ambiguous(&e) && round < self.retry.max_retries => {
-                    tokio::time::sleep(self.retry.delay(round, None)).await;
-                    round += 1;
-                }
-                Err(e) => return Err(e),
-            }
-        };
+        let send = || async { self.http.send(&req).await?.json::<Value>(VENDOR, "upload") };
+        // Nothing to look up: an orphan from a lost answer is harmless, so the create is simply sent again.
+        let none = || async { Ok(None) };
+        let created: Value = resend::create_once(&self.retry, "upload", send, none).await?;
         let job = created
             .get("batch_id")
             .and_then(job_id_text)
