@@ -399,16 +399,7 @@ impl Adapter for AlegionAdapter {
             if new.exist_ok {
                 return Ok(existing);
             }
-            return Err(Error::new(
-                ErrorKind::DuplicateRecord,
-                format!(
-                    "a batch named {name:?} already exists (id {}); pass exist_ok=True to use it",
-                    existing.id
-                ),
-            )
-            .vendor(VENDOR)
-            .operation("create_batch")
-            .key(name));
+            return Err(kit::batch_name_taken(VENDOR, name, &existing.id));
         }
         let send =
             || async { batch_info(self.http.send(&req).await?.json(VENDOR, "create_batch")?) };

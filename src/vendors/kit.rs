@@ -52,6 +52,17 @@ pub fn check_batch_id(vendor: &'static str, id: &str) -> Result<()> {
     Ok(())
 }
 
+/// `create_batch(name)` without `exist_ok` where the vendor holds a batch of that name already (`id`).
+pub fn batch_name_taken(vendor: &'static str, name: &str, id: &str) -> Error {
+    Error::new(
+        crate::engine::ErrorKind::DuplicateRecord,
+        format!("a batch named {name:?} already exists (id {id}); pass exist_ok=True to use it"),
+    )
+    .vendor(vendor)
+    .operation("create_batch")
+    .key(name)
+}
+
 /// An adapter's config and HTTP client, seen by the `Adapter` trait's accessors.
 pub struct Kit<'a> {
     pub cfg: &'a ClientConfig,

@@ -430,16 +430,7 @@ impl Adapter for PlaymentAdapter {
             if new.exist_ok {
                 return Ok(Inner::info(b, &raw));
             }
-            return Err(Error::new(
-                ErrorKind::DuplicateRecord,
-                format!(
-                    "a batch named {name:?} already exists (id {}); pass exist_ok=True to use it",
-                    b.id
-                ),
-            )
-            .vendor(VENDOR)
-            .operation("create_batch")
-            .key(name));
+            return Err(kit::batch_name_taken(VENDOR, name, &b.id));
         }
         // The fields both code samples send (seed 001's `create_batch`, the SDK's `Batch`): `label` beside `name`,
         // and the project again in the body (docs/vendors/playment.md, finding 3).

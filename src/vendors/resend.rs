@@ -133,8 +133,9 @@ mod tests {
         Error::new(ErrorKind::Vendor, "the answer was lost").code("connection_lost")
     }
 
-    #[tokio::test]
-    async fn an_ambiguous_failure_that_took_effect_is_not_sent_again() {
+    /// `create_once` over a send whose answer is always lost and a look-up that always finds `found`: what
+    /// it returned, and how many times it sent and looked.
+    async fn lost_answers<T: Clone>(found: Option<T>) -> (Result<T>, u32, u32) {
         let sent = AtomicU32::new(0);
         let looked = AtomicU32::new(0);
         let out = create_once(
@@ -142,38 +143,30 @@ mod tests {
             "create",
             || async {
                 sent.fetch_add(1, Ordering::SeqCst);
-                Err::<&str, _>(lost())
+                Err(lost())
             },
             || async {
                 looked.fetch_add(1, Ordering::SeqCst);
-                Ok(Some("found"))
+                Ok(found.clone())
             },
         )
         .await;
+        (out, sent.into_inner(), looked.into_inner())
+    }
+
+    #[tokio::test]
+    async fn an_ambiguous_failure_that_took_effect_is_not_sent_again() {
+        let (out, sent, looked) = lost_answers(Some("found")).await;
         assert_eq!(out.unwrap(), "found");
-        assert_eq!((sent.into_inner(), looked.into_inner()), (1, 1));
+        assert_eq!((sent, looked), (1, 1));
     }
 
     #[tokio::test]
     async fn it_is_sent_again_only_while_the_vendor_shows_nothing_and_the_budget_lasts() {
-        let sent = AtomicU32::new(0);
-        let looked = AtomicU32::new(0);
-        let out = create_once(
-            &quick(),
-            "create",
-            || async {
-                sent.fetch_add(1, Ordering::SeqCst);
-                Err::<(), _>(lost())
-            },
-            || async {
-                looked.fetch_add(1, Ordering::SeqCst);
-                Ok(None)
-            },
-        )
-        .await;
+        let (out, sent, looked) = lost_answers::<()>(None).await;
         assert_eq!(out.unwrap_err().code.as_deref(), Some("connection_lost"));
-        // The first send and three more, each after a look that found nothing.
-        assert_eq!((sent.into_inner(), looked.into_inner()), (4, 3));
+        // The first send and three more, each after a look-up that found nothing.
+        assert_eq!((sent, looked), (4, 3));
     }
 
     #[tokio::test]

@@ -428,18 +428,7 @@ impl Adapter for TaskMonkAdapter {
                 if new.exist_ok || tries.retry > 0 {
                     return Step::Done(existing);
                 }
-                return Step::Fail(
-                    Error::new(
-                        ErrorKind::DuplicateRecord,
-                        format!(
-                            "a batch named {name:?} already exists (id {}); pass exist_ok=True to use it",
-                            existing.id
-                        ),
-                    )
-                    .vendor(VENDOR)
-                    .operation("create_batch")
-                    .key(name),
-                );
+                return Step::Fail(kit::batch_name_taken(VENDOR, name, &existing.id));
             }
             match self.http.send(req).await {
                 Ok(resp) => {
