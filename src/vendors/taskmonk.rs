@@ -46,7 +46,7 @@ use coerce::Coerce;
 pub use file::{envelopes, parse_file, parse_timestamp_us, Table};
 use import::Imports;
 pub use import::{cell, encode_upload, prepare_rows, prune_columns, write_csv, Row};
-use jobs::{progress, text_field};
+use jobs::text_field;
 
 use super::config::{seconds, ClientConfig, Options, Zero};
 use super::kit::{self, Kit};
@@ -78,6 +78,8 @@ const POLL_MAX: Duration = Duration::from_secs(2);
 const SETTLE: Duration = Duration::from_secs(1);
 /// Tries of a download whose file is not there yet (404) or failed transiently.
 const DOWNLOAD_TRIES: u32 = 8;
+/// How many times `batch_status` reads again while rows are ingested between its reads.
+const STATUS_SNAPSHOT_TRIES: u32 = 5;
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum FileFormat {
@@ -612,27 +614,39 @@ impl Adapter for TaskMonkAdapter {
 
     async fn batch_status(&self, batch_id: &str) -> Result<BatchCounts> {
         self.check_batch_id(batch_id)?;
-        let mut url = self.url(false, &["job", batch_id, "status"]);
-        url.query_pairs_mut().append_pair("input_type", "batch");
-        let (counts, imports) = futures::join!(
-            self.vendor_counts(batch_id, "status"),
-            self.get_json(url, "status")
-        );
-        let (new, in_progress, completed, total) = counts?;
         // Rows imported but not yet ingested are not tasks yet: they count as pending, so an upload
-        // followed at once by batch.wait() does not see an empty, "done" batch.
-        let waiting = match imports {
-            Ok(v) => progress(&v).map_or(0, |(c, t)| t.saturating_sub(c)),
-            Err(e) if matches!(e.kind, ErrorKind::NotFound | ErrorKind::InvalidInput) => 0,
-            Err(e) => return Err(e),
-        };
-        Ok(BatchCounts {
-            total: total + waiting,
-            pending: new + waiting,
-            in_progress,
-            completed,
-            ..Default::default()
-        })
+        // followed at once by batch.wait() does not see an empty, "done" batch. The task counts and
+        // the import progress are two reads; a row ingested between them would be counted twice (or
+        // not at all). So the import progress is read before and after the counts, and a snapshot is
+        // taken only when ingestion did not move in between: the waiting rows are then exact.
+        let mut last = None;
+        for _ in 0..STATUS_SNAPSHOT_TRIES {
+            let before = self.import_progress(batch_id).await?;
+            let (new, in_progress, completed, total) =
+                self.vendor_counts(batch_id, "status").await?;
+            let after = if before.is_none_or(|(c, t)| c >= t) {
+                before // nothing is being ingested: nothing can move
+            } else {
+                self.import_progress(batch_id).await?
+            };
+            // After the counts, `after` ingested at least as many rows as the counts saw: the waiting
+            // rows it implies are never more than there are.
+            let waiting = after.map_or(0, |(c, t)| t.saturating_sub(c));
+            let counts = BatchCounts {
+                total: total + waiting,
+                pending: new + waiting,
+                in_progress,
+                completed,
+                ..Default::default()
+            };
+            if before == after {
+                return Ok(counts);
+            }
+            last = Some(counts);
+        }
+        // Ingestion moved during every try: the last reading, which may be short by the rows ingested
+        // between its reads, never over.
+        Ok(last.unwrap_or_default())
     }
 
     fn results(&self, q: ResultQuery<'_>) -> PageStream<Envelope> {

@@ -121,8 +121,7 @@ impl TaskMonkAdapter {
         batch_id: &str,
         operation: &'static str,
     ) -> Result<(u64, u64)> {
-        let mut url = self.url(false, &["job", batch_id, "status"]);
-        url.query_pairs_mut().append_pair("input_type", "batch");
+        let url = self.batch_imports_url(batch_id);
         let what = format!("the imports of batch {batch_id}");
         let result = self
             .wait_progress(&what, operation, finished, || {
@@ -443,5 +442,24 @@ impl TaskMonkAdapter {
             .or_else(|| n("not_started"))
             .unwrap_or_else(|| total.saturating_sub(completed + in_progress));
         Ok((new, in_progress, completed, total))
+    }
+
+    /// The batch form of the job status: the progress of every import of the batch.
+    fn batch_imports_url(&self, batch_id: &str) -> Url {
+        let mut url = self.url(false, &["job", batch_id, "status"]);
+        url.query_pairs_mut().append_pair("input_type", "batch");
+        url
+    }
+
+    /// `(ingested, imported)` over every import of the batch; `None` where that form is unknown.
+    pub(super) async fn import_progress(&self, batch_id: &str) -> Result<Option<(u64, u64)>> {
+        match self
+            .get_json(self.batch_imports_url(batch_id), "status")
+            .await
+        {
+            Ok(v) => Ok(progress(&v)),
+            Err(e) if matches!(e.kind, ErrorKind::NotFound | ErrorKind::InvalidInput) => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 }
