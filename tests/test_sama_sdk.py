@@ -81,10 +81,14 @@ def test_sdk_flow_and_labelport_agree(sandbox, sdk, client):
     assert len(creation) == 150
     assert {t["status"] for t in creation} == {"created"}
 
-    # Multi-task status: page size 100, so the SDK's second page meets the 1 request/second limit and its
-    # own retry (1 s) recovers.
-    started = time.monotonic()
-    statuses = list(sdk.get_multi_task_status(PROJECT, batch_id=batch_id, state="delivered"))
+    # Multi-task status: page size 100, so the SDK's second page meets the 1 request/second limit (which the
+    # sandbox keeps only when asked) and its own retry (1 s) recovers.
+    sandbox.hook("/_sim/config", {"status_rate_limit": True})
+    try:
+        started = time.monotonic()
+        statuses = list(sdk.get_multi_task_status(PROJECT, batch_id=batch_id, state="delivered"))
+    finally:
+        sandbox.hook("/_sim/config", {"status_rate_limit": False})
     assert len(statuses) == 150
     assert time.monotonic() - started >= 1.0
     assert sandbox.stats()["requests"].get("GET /v2/projects/{projectId}/tasks.json 429", 0) >= 1

@@ -192,9 +192,13 @@ pub fn check_scheme(url: &Url, allow_insecure: bool) -> Result<()> {
     }
 }
 
-fn is_loopback(url: &Url) -> bool {
+/// Whether `url` names this machine: `localhost` (and `*.localhost`), 127.0.0.0/8 or `::1`.
+pub fn is_loopback(url: &Url) -> bool {
     match url.host() {
-        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Domain(d)) => {
+            let d = d.trim_end_matches('.').to_ascii_lowercase();
+            d == "localhost" || d.ends_with(".localhost")
+        }
         Some(url::Host::Ipv4(ip)) => IpAddr::V4(ip).is_loopback(),
         Some(url::Host::Ipv6(ip)) => IpAddr::V6(ip).is_loopback(),
         None => false,

@@ -7,7 +7,9 @@
 //!
 //! Every `/v2` call needs the `access_key` query parameter; the upload URL (served here at
 //! `/_uploads/{token}`, pre-signed S3 style) needs none. Errors are `{"errors":[{"type","message"}]}`.
-//! The multi-task status endpoint allows one request per second per key (429 after that). Creation and
+//! The multi-task status endpoint allows one request per second per key (429 after that) once a test turns
+//! that on (`status_rate_limit`, `POST /_sim/config`): off by default, as a loopback client keeps no vendor
+//! limit unless asked. Creation and
 //! delivery callbacks are posted to URLs a test configures, with one of the four auth methods and five
 //! attempts. Hooks: `POST /_sim/projects/{id}/schema`, `POST /_sim/projects/{id}/callbacks`,
 //! `GET /_sim/callbacks`, `POST /_sim/config`.

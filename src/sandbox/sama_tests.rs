@@ -240,7 +240,15 @@ async fn tasks_progress_on_the_clock_and_the_feeds_page() {
         t["tasks"][0].get("answers").is_none(),
         "omit_answers defaults to true"
     );
-    // One request per second on the multi-task status endpoint.
+    // One request per second on the multi-task status endpoint, once asked for (off by default).
+    let (st, _) = s
+        .get(&format!("/tasks.json?batch_id={bid}&page=2&page_size=100"))
+        .await;
+    assert_eq!(st, 200);
+    s.sim("/_sim/config", json!({"status_rate_limit": true}))
+        .await;
+    s.get(&format!("/tasks.json?batch_id={bid}&page=2&page_size=100"))
+        .await;
     let (st, e) = s
         .get(&format!("/tasks.json?batch_id={bid}&page=2&page_size=100"))
         .await;

@@ -4,14 +4,15 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use crate::engine::http::{HttpConfig, Limits};
+use crate::engine::http::{is_loopback, HttpConfig, Limits};
 use crate::engine::retry::RetryPolicy;
 use crate::engine::{Error, ErrorKind, Result};
 
 use super::profile::{self, Profile, ProfileValue};
 pub use super::spec::{spec, VendorSpec, SPECS};
 pub use super::values::{
-    max_retries, parse_base_url, rate_limit, seconds, Secret, Zero, MAX_RETRIES, MAX_SECONDS,
+    max_retries, option_seconds, parse_base_url, rate_limit, seconds, Secret, Zero, MAX_RETRIES,
+    MAX_SECONDS,
 };
 
 pub type Options = BTreeMap<String, serde_json::Value>;
@@ -51,6 +52,12 @@ impl ClientConfig {
         }
     }
 
+    /// Whether the base URL names this machine (a sandbox, a test server): documented vendor limits are not
+    /// kept there unless the caller asks (`pacing`, Sama's `status_interval`).
+    pub fn on_loopback(&self) -> bool {
+        is_loopback(&self.base_url)
+    }
+
     /// The requests per second this client keeps to (`None`: unpaced): `rate_limit=` when given, 0 meaning
     /// unpaced; else the vendor's documented limit (`VendorSpec::default_rate_limit`) when the base URL is its
     /// real host or any other non-loopback one; a loopback host (a sandbox, a test server) stays unpaced.
@@ -63,8 +70,7 @@ impl ClientConfig {
     }
 
     /// The transport settings of this client's `HttpClient`: one place for timeouts, retries, the rate limit,
-    /// limits, TLS
-    /// and the origin every request must stay on.
+    /// limits, TLS and the origin every request must stay on.
     pub fn http_config(&self) -> HttpConfig {
         HttpConfig {
             vendor: self.spec.name,
@@ -120,19 +126,6 @@ fn pacing(given: Option<f64>, default: Option<f64>, base_url: &url::Url) -> Opti
         Some(r) if r > 0.0 => Some(r),
         Some(_) => None,
         None => default.filter(|_| !is_loopback(base_url)),
-    }
-}
-
-/// Whether `url` names this machine: `localhost` (and `*.localhost`), 127.0.0.0/8 or `::1`.
-fn is_loopback(url: &url::Url) -> bool {
-    match url.host() {
-        Some(url::Host::Domain(d)) => {
-            let d = d.trim_end_matches('.').to_ascii_lowercase();
-            d == "localhost" || d.ends_with(".localhost")
-        }
-        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-        None => false,
     }
 }
 

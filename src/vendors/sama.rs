@@ -29,7 +29,7 @@ use serde_json::value::RawValue;
 use serde_json::{json, Map, Value};
 use url::Url;
 
-use super::config::{seconds, ClientConfig, Zero};
+use super::config::{option_seconds, ClientConfig, Zero};
 use super::kit::{self, Kit};
 use super::model::*;
 use super::{Adapter, NewBatch, RecordQuery, ResultQuery, UploadCall};
@@ -75,7 +75,7 @@ const SHOWN_PROBLEMS: usize = 10;
 /// hands out stays good for this many later reads of the batch.
 const UNDATED_READS: usize = 8;
 /// How long a creation job may create nothing before the wait for it stops (`stall_timeout=`).
-const DEFAULT_STALL_S: f64 = 600.0;
+const DEFAULT_STALL: Duration = Duration::from_secs(600);
 
 pub struct SamaAdapter {
     cfg: ClientConfig,
@@ -89,8 +89,8 @@ pub struct SamaAdapter {
     retry: RetryPolicy,
     /// The creation schema, fetched once.
     schema: tokio::sync::OnceCell<Value>,
-    /// When the last multi-task status answer arrived (one call a second); held during a call.
-    status_gate: Arc<tokio::sync::Mutex<Option<Instant>>>,
+    /// When the last multi-task status answer arrived, and the gap kept after it; held during a call.
+    status_gate: Arc<StatusGate>,
     /// Sama batch creation jobs this client started and has not seen finish, per neutral batch.
     inflight: Mutex<HashMap<String, Vec<String>>>,
     /// The record keys each of those jobs carries: its tasks are not listed until created.
@@ -135,15 +135,17 @@ impl SamaAdapter {
             .vendor(VENDOR)
             .field("key_field"));
         }
-        let stall = match cfg.options.get("stall_timeout") {
-            None | Some(Value::Null) => DEFAULT_STALL_S,
-            Some(v) => v.as_f64().ok_or_else(|| {
-                Error::invalid("stall_timeout must be a positive number of seconds")
-                    .vendor(VENDOR)
-                    .field("stall_timeout")
-            })?,
-        };
-        let stall = seconds("stall_timeout", stall, Zero::Refused).map_err(|e| e.vendor(VENDOR))?;
+        let option =
+            |name, zero| option_seconds(&cfg.options, name, zero).map_err(|e| e.vendor(VENDOR));
+        let stall = option("stall_timeout", Zero::Refused)?.unwrap_or(DEFAULT_STALL);
+        // Sama's documented one call a second to its real host (or any other); a sandbox or a test server on
+        // this machine stays unpaced unless the caller asks, as `rate_limit=` (docs/vendors/sama.md).
+        let status_interval =
+            option("status_interval", Zero::Allowed)?.unwrap_or(if cfg.on_loopback() {
+                Duration::ZERO
+            } else {
+                STATUS_INTERVAL
+            });
         let root = kit::api_root(&cfg, &["v2", ""])?;
         let retry = cfg.retry_policy();
         let auth = StaticKey::new(
@@ -162,7 +164,10 @@ impl SamaAdapter {
             key_field: key_field.clone(),
             retry,
             schema: tokio::sync::OnceCell::new(),
-            status_gate: Arc::new(tokio::sync::Mutex::new(None)),
+            status_gate: Arc::new(StatusGate {
+                last: tokio::sync::Mutex::new(None),
+                interval: status_interval,
+            }),
             inflight: Mutex::new(HashMap::new()),
             inflight_keys: Mutex::new(HashMap::new()),
             verified: Mutex::new(HashSet::new()),
@@ -476,19 +481,25 @@ fn unknown_batch(field: &str, batch_id: &str, operation: &'static str) -> Error 
     .operation(operation)
 }
 
-/// A GET of the multi-task status endpoint (one call a second): one call at a time, the next sent a second
-/// after the last answer arrived. The vendor counts from when a request reaches it, which is before its
-/// answer reaches us; a gap measured between sends could shrink below a second on the way (network jitter,
-/// a busy machine) and draw a 429.
+/// The multi-task status endpoint's pacing: one call at a time, the next sent `interval` after the last answer
+/// arrived (Sama's one call a second, `status_interval=`; none on loopback unless asked).
+struct StatusGate {
+    last: tokio::sync::Mutex<Option<Instant>>,
+    interval: Duration,
+}
+
+/// A GET of the multi-task status endpoint through its gate. The vendor counts from when a request reaches it,
+/// which is before its answer reaches us; a gap measured between sends could shrink below a second on the way
+/// (network jitter, a busy machine) and draw a 429.
 async fn paced_status_get(
-    gate: &tokio::sync::Mutex<Option<Instant>>,
+    gate: &StatusGate,
     http: &HttpClient,
     url: Url,
     operation: &'static str,
 ) -> Result<Response> {
-    let mut last = gate.lock().await;
+    let mut last = gate.last.lock().await;
     if let Some(t) = *last {
-        tokio::time::sleep_until((t + STATUS_INTERVAL).into()).await;
+        tokio::time::sleep_until((t + gate.interval).into()).await;
     }
     let answer = http.send(&Request::get(url, operation)).await;
     *last = Some(Instant::now());
@@ -955,5 +966,56 @@ mod tests {
             .err()
             .unwrap();
         assert_eq!(e.field.as_deref(), Some("project"));
+    }
+
+    /// Sama's one status call a second is kept on its host (and any other non-loopback one); a sandbox on
+    /// this machine is unpaced unless `status_interval=` asks; a bad interval is `InvalidInput` naming it.
+    #[test]
+    fn the_status_interval_is_the_vendors_off_loopback_and_none_on_it_unless_asked() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let adapter = |base: Option<&str>, interval: Option<Value>| {
+            let mut keywords: crate::vendors::config::Options =
+                [("api_key".to_string(), json!("k"))].into_iter().collect();
+            if let Some(i) = interval {
+                keywords.insert("status_interval".into(), i);
+            }
+            let cfg = crate::vendors::resolve(
+                crate::vendors::ClientArgs {
+                    vendor: "sama".into(),
+                    project: Some("117".into()),
+                    base_url: base.map(str::to_string),
+                    keywords,
+                    timeout: 30.0,
+                    ..Default::default()
+                },
+                |_| None,
+            )?;
+            SamaAdapter::new(cfg, rt.handle().clone())
+        };
+        let interval = |base, given| adapter(base, given).unwrap().status_gate.interval;
+        assert_eq!(interval(None, None), STATUS_INTERVAL);
+        assert_eq!(
+            interval(Some("https://10.0.0.7:8443"), None),
+            STATUS_INTERVAL
+        );
+        assert_eq!(
+            interval(Some("http://127.0.0.1:4010"), None),
+            Duration::ZERO
+        );
+        assert_eq!(
+            interval(Some("http://localhost:4010"), None),
+            Duration::ZERO
+        );
+        assert_eq!(
+            interval(Some("http://127.0.0.1:4010"), Some(json!(1.05))),
+            Duration::from_millis(1050)
+        );
+        assert_eq!(interval(None, Some(json!(0))), Duration::ZERO);
+        for bad in [json!(-1), json!("1s"), json!(1e300)] {
+            let e = adapter(None, Some(bad.clone())).err().unwrap();
+            assert_eq!(e.field.as_deref(), Some("status_interval"), "{bad}");
+        }
     }
 }

@@ -117,7 +117,12 @@ pub const SPECS: &[VendorSpec] = &[
         name: "sama",
         credentials: &["api_key"],
         default_base_url: "https://api.sama.com",
-        client_options: &["client_batch_field", "key_field", "stall_timeout"],
+        client_options: &[
+            "client_batch_field",
+            "key_field",
+            "stall_timeout",
+            "status_interval",
+        ],
         batch_options: &[],
         default_key: None,
         file_field: None,

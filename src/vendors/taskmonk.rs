@@ -48,7 +48,7 @@ use import::Imports;
 pub use import::{cell, encode_upload, prepare_rows, prune_columns, write_csv, Row};
 use jobs::text_field;
 
-use super::config::{seconds, ClientConfig, Options, Zero};
+use super::config::{option_seconds, ClientConfig, Options, Zero};
 use super::kit::{self, Kit};
 use super::model::*;
 use super::upload::{Driver, Plan, Sent, Wording};
@@ -70,7 +70,7 @@ const UPLOAD_CONCURRENCY: usize = 4;
 /// Envelopes per page handed to Python.
 const PAGE: usize = 1000;
 const DEFAULT_KEY_COLUMN: &str = "external_id";
-const DEFAULT_STALL_S: f64 = 600.0;
+const DEFAULT_STALL: Duration = Duration::from_secs(600);
 const POLL_FIRST: Duration = Duration::from_millis(100);
 const POLL_MAX: Duration = Duration::from_secs(2);
 /// Without the batch's import progress, the batch's task count is read again after this long: the same
@@ -222,16 +222,9 @@ fn parse_client_options(
             ))
         }
     };
-    let stall = match options.get("stall_timeout") {
-        None | Some(Value::Null) => DEFAULT_STALL_S,
-        Some(v) => v.as_f64().ok_or_else(|| {
-            option_error(
-                "stall_timeout",
-                "stall_timeout must be a positive number of seconds",
-            )
-        })?,
-    };
-    let stall = seconds("stall_timeout", stall, Zero::Refused).map_err(|e| e.vendor(VENDOR))?;
+    let stall = option_seconds(options, "stall_timeout", Zero::Refused)
+        .map_err(|e| e.vendor(VENDOR))?
+        .unwrap_or(DEFAULT_STALL);
     Ok((key_column, output_fields, format, stall))
 }
 

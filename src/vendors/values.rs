@@ -42,6 +42,25 @@ pub fn seconds(field: &str, value: f64, zero: Zero) -> Result<Duration> {
     .field(field))
 }
 
+/// A vendor option in seconds (`stall_timeout=`, `status_interval=`): `None` when not given (or `None` from
+/// Python), else `seconds`' checks, a non-number refused the same way.
+pub fn option_seconds(
+    options: &std::collections::BTreeMap<String, serde_json::Value>,
+    field: &str,
+    zero: Zero,
+) -> Result<Option<Duration>> {
+    match options.get(field) {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(v) => match v.as_f64() {
+            Some(s) => seconds(field, s, zero).map(Some),
+            None => Err(
+                Error::invalid(format!("{field} must be a number of seconds, not {v}"))
+                    .field(field),
+            ),
+        },
+    }
+}
+
 /// `rate_limit=`: requests per second, a positive finite number, or 0 for unpaced (no vendor default either,
 /// `ClientConfig::pacing`).
 pub fn rate_limit(value: f64) -> Result<f64> {
