@@ -162,27 +162,24 @@ def test_a_large_upload_is_split_into_creation_jobs(client, batch, make_records,
     assert len({r["key"] for r in results}) == 6000
 
 
-@pytest.fixture
-def status_rate_limit(sandbox):
-    """The sandbox keeping Sama's one multi-task status call a second (429 past it), for this test only."""
-    sandbox.hook("/_sim/config", {"status_rate_limit": True})
-    yield
-    sandbox.hook("/_sim/config", {"status_rate_limit": False})
-
-
 def test_the_status_endpoint_is_paced_to_one_request_a_second(
-    sandbox, unique, make_records, counter, upload_and_wait, status_rate_limit
+    sandbox, batch, make_records, counter, upload_and_wait
 ):
     """Counting a batch bigger than one status page: the first page, then one state at a time for what is not
     delivered (each empty here), paced a second apart; delivered tasks from the delivered list, unpaced, read
     until an empty page (a server may serve fewer a page than asked, so a short first page is not the end).
-    On loopback the pacing is kept only when asked (`status_interval=`); Sama's host gets it by default."""
-    batch = sandbox.client(status_interval=1.05).create_batch(f"paced-{unique}")
+    On loopback the pacing is kept only when asked (`status_interval=`); Sama's host gets it by default, and
+    the sandbox answers 429 past one call a second only when a test turns that on."""
     upload_and_wait(batch, make_records(250))
-    counter.start()
-    started = time.monotonic()
-    status = batch.status()
-    elapsed = time.monotonic() - started
+    paced = sandbox.client(status_interval=1.05).batch(batch.id)
+    sandbox.hook("/_sim/config", {"status_rate_limit": True})
+    try:
+        counter.start()
+        started = time.monotonic()
+        status = paced.status()
+        elapsed = time.monotonic() - started
+    finally:
+        sandbox.hook("/_sim/config", {"status_rate_limit": False})
     assert status["total"] == 250 == status["completed"]
     assert (
         counter.since_start(MULTI_STATUS, 200) == 6
