@@ -192,13 +192,12 @@ pub fn check_scheme(url: &Url, allow_insecure: bool) -> Result<()> {
     }
 }
 
-/// Whether `url` names this machine: `localhost` (and `*.localhost`), 127.0.0.0/8 or `::1`.
+/// Whether `url` is this machine by address (127.0.0.0/8, `::1`) or by the name `localhost` itself: where plain
+/// HTTP may carry credentials. Strict on purpose: another name under `.localhost` is resolved by whatever
+/// resolver the machine has.
 pub fn is_loopback(url: &Url) -> bool {
     match url.host() {
-        Some(url::Host::Domain(d)) => {
-            let d = d.trim_end_matches('.').to_ascii_lowercase();
-            d == "localhost" || d.ends_with(".localhost")
-        }
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
         Some(url::Host::Ipv4(ip)) => IpAddr::V4(ip).is_loopback(),
         Some(url::Host::Ipv6(ip)) => IpAddr::V6(ip).is_loopback(),
         None => false,

@@ -55,7 +55,7 @@ impl ClientConfig {
     /// Whether the base URL names this machine (a sandbox, a test server): documented vendor limits are not
     /// kept there unless the caller asks (`pacing`, Sama's `status_interval`).
     pub fn on_loopback(&self) -> bool {
-        is_loopback(&self.base_url)
+        names_this_machine(&self.base_url)
     }
 
     /// The requests per second this client keeps to (`None`: unpaced): `rate_limit=` when given, 0 meaning
@@ -125,8 +125,18 @@ fn pacing(given: Option<f64>, default: Option<f64>, base_url: &url::Url) -> Opti
     match given {
         Some(r) if r > 0.0 => Some(r),
         Some(_) => None,
-        None => default.filter(|_| !is_loopback(base_url)),
+        None => default.filter(|_| !names_this_machine(base_url)),
     }
+}
+
+/// Whether `url` names this machine, for pacing: `is_loopback`, or a name under `.localhost` (RFC 6761), how a
+/// sandbox may be reached too. Looser than the plain-HTTP check, as a wrong answer here only paces or unpaces.
+fn names_this_machine(url: &url::Url) -> bool {
+    is_loopback(url)
+        || url.host_str().is_some_and(|d| {
+            let d = d.trim_end_matches('.').to_ascii_lowercase();
+            d == "localhost" || d.ends_with(".localhost")
+        })
 }
 
 /// How long a connection may take to open: a vendor that does not accept within this is down or unreachable.

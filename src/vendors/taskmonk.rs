@@ -228,6 +228,21 @@ fn parse_client_options(
     Ok((key_column, output_fields, format, stall))
 }
 
+/// The neutral counts of a batch from TaskMonk's task counts `(new, in_progress, completed, total)` and the
+/// imported rows not yet ingested, which count as pending.
+fn ingesting_counts(
+    (new, in_progress, completed, total): (u64, u64, u64, u64),
+    waiting: u64,
+) -> BatchCounts {
+    BatchCounts {
+        total: total + waiting,
+        pending: new + waiting,
+        in_progress,
+        completed,
+        ..Default::default()
+    }
+}
+
 /// A file URL as it may be shown: scheme, host and file name only.
 fn shown_file_url(url: &Url) -> String {
     let name = url
@@ -608,38 +623,32 @@ impl Adapter for TaskMonkAdapter {
     async fn batch_status(&self, batch_id: &str) -> Result<BatchCounts> {
         self.check_batch_id(batch_id)?;
         // Rows imported but not yet ingested are not tasks yet: they count as pending, so an upload
-        // followed at once by batch.wait() does not see an empty, "done" batch. The task counts and
-        // the import progress are two reads; a row ingested between them would be counted twice (or
-        // not at all). So the import progress is read before and after the counts, and a snapshot is
-        // taken only when ingestion did not move in between: the waiting rows are then exact.
-        let mut last = None;
+        // followed at once by batch.wait() does not see an empty, "done" batch. The task counts and the
+        // import progress are two reads. When nothing is being ingested, they are read together (one
+        // round trip). While rows are ingested, a row ingested between the reads would be counted twice
+        // (or not at all): the progress is then read before and after the counts, and a reading is taken
+        // only when ingestion did not move in between, so the waiting rows are exact.
+        let waiting = |p: Option<(u64, u64)>| p.map_or(0, |(c, t)| t.saturating_sub(c));
+        let (progress, counts) = futures::join!(
+            self.import_progress(batch_id),
+            self.vendor_counts(batch_id, "status")
+        );
+        let (mut progress, mut counts) = (progress?, counts?);
+        if waiting(progress) == 0 {
+            return Ok(ingesting_counts(counts, 0));
+        }
         for _ in 0..STATUS_SNAPSHOT_TRIES {
             let before = self.import_progress(batch_id).await?;
-            let (new, in_progress, completed, total) =
-                self.vendor_counts(batch_id, "status").await?;
-            let after = if before.is_none_or(|(c, t)| c >= t) {
-                before // nothing is being ingested: nothing can move
-            } else {
-                self.import_progress(batch_id).await?
-            };
-            // After the counts, `after` ingested at least as many rows as the counts saw: the waiting
-            // rows it implies are never more than there are.
-            let waiting = after.map_or(0, |(c, t)| t.saturating_sub(c));
-            let counts = BatchCounts {
-                total: total + waiting,
-                pending: new + waiting,
-                in_progress,
-                completed,
-                ..Default::default()
-            };
-            if before == after {
-                return Ok(counts);
+            counts = self.vendor_counts(batch_id, "status").await?;
+            progress = self.import_progress(batch_id).await?;
+            if before == progress {
+                break;
             }
-            last = Some(counts);
         }
-        // Ingestion moved during every try: the last reading, which may be short by the rows ingested
-        // between its reads, never over.
-        Ok(last.unwrap_or_default())
+        // Exact when ingestion did not move between the reads; else the last reading, whose progress, read
+        // after the counts, saw at least the rows they saw ingested: short by the rows ingested in between,
+        // never over.
+        Ok(ingesting_counts(counts, waiting(progress)))
     }
 
     fn results(&self, q: ResultQuery<'_>) -> PageStream<Envelope> {
