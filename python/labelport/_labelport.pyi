@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as _dt
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
 from os import PathLike
-from typing import Any, Literal, Protocol, final
+from typing import Any, Literal, Protocol, final, overload
 
 from labelport._check import Report as _CheckReport
 
@@ -488,15 +488,25 @@ class Ready:
     def __iter__(self) -> Ready: ...
     def __next__(self) -> None: ...
 
-# Unpickling (src/py/spec.rs): what ``__reduce__`` of Client, Batch, AsyncClient, AsyncBatch and ClientSpec names.
+# Unpickling (src/py/spec.rs, client.rs, batch.rs): what ``__reduce__`` of Client, Batch, AsyncClient, AsyncBatch
+# and ClientSpec names; ``asynchronous=True`` rebuilds the async face.
 def _spec_from_state(state: dict[str, Any]) -> ClientSpec: ...
-def _rebuild_client(spec: ClientSpec) -> Client: ...
-def _rebuild_async_client(spec: ClientSpec) -> AsyncClient: ...
+@overload
+def _rebuild_client(spec: ClientSpec, asynchronous: Literal[False] = False) -> Client: ...
+@overload
+def _rebuild_client(spec: ClientSpec, asynchronous: Literal[True]) -> AsyncClient: ...
+@overload
 def _rebuild_batch(
-    spec: ClientSpec, id: str, name: str | None, created_at: str | None, raw: Any
+    spec: ClientSpec,
+    id: str,
+    name: str | None,
+    created_at: str | None,
+    raw: Any,
+    asynchronous: Literal[False] = False,
 ) -> Batch: ...
-def _rebuild_async_batch(
-    spec: ClientSpec, id: str, name: str | None, created_at: str | None, raw: Any
+@overload
+def _rebuild_batch(
+    spec: ClientSpec, id: str, name: str | None, created_at: str | None, raw: Any, asynchronous: Literal[True]
 ) -> AsyncBatch: ...
 def _ledger(vendor: str) -> str: ...
 def vendors() -> list[str]:

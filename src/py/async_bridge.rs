@@ -12,7 +12,7 @@ use pyo3_async_runtimes::{generic, TaskLocals};
 
 use super::errors::to_py_err;
 use super::runtime::{handle, no_panic};
-use crate::engine::{Error, Result};
+use crate::engine::Error;
 
 /// pyo3-async-runtimes on our runtime, so the async API survives `fork()` like the blocking one.
 struct LabelportRuntime;
@@ -68,30 +68,6 @@ where
             Ok(out) => out,
             Err(payload) => Err(to_py_err(Error::internal(&*payload))),
         }
-    })
-}
-
-/// Internal, for tests only: an awaitable that panics on purpose inside the async bridge; awaiting it must
-/// raise a `LabelportError` (code `internal`).
-#[pyfunction]
-pub(super) fn _debug_panic_async(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
-    no_panic(|| spawn_py(py, async { panic!("{}", super::runtime::DEBUG_PANIC) }))
-}
-
-/// A Python awaitable of `fut`, whose value `convert` turns into a Python object (with the GIL).
-pub(super) fn awaitable<'py, T, F, C>(
-    py: Python<'py>,
-    fut: F,
-    convert: C,
-) -> PyResult<Bound<'py, PyAny>>
-where
-    T: Send + 'static,
-    F: Future<Output = Result<T>> + Send + 'static,
-    C: for<'a> FnOnce(Python<'a>, T) -> PyResult<Bound<'a, PyAny>> + Send + 'static,
-{
-    spawn_py(py, async move {
-        let value = fut.await.map_err(to_py_err)?;
-        Python::attach(|py| convert(py, value).map(Bound::unbind))
     })
 }
 

@@ -3,6 +3,7 @@
 
 use super::async_bridge::{spawn_py, Ready};
 use super::errors::to_py_err;
+use super::faces::stream_exports;
 use super::json::{json_to_py, GcPause};
 use super::results::{call_frames, check_progress, envelope_to_py, StreamProgress};
 use super::runtime::no_panic;
@@ -103,11 +104,12 @@ impl AsyncStream {
         })
     }
 
-    /// Calls the async export `labelport._frames.<name>`. Its `progress=` (checked here) becomes this stream's,
-    /// which moves as pages arrive: the same display a sync export shows.
+    /// Calls the async export `labelport._frames.ato_<kind>` (the exports written by `stream_exports!`). Its
+    /// `progress=` (checked here) becomes this stream's, which moves as pages arrive: the same display a sync
+    /// export shows.
     fn export<'py>(
         slf: Bound<'py, Self>,
-        name: &str,
+        kind: &str,
         args: &Bound<'py, PyTuple>,
         kwargs: Option<&Bound<'py, PyDict>>,
     ) -> PyResult<Bound<'py, PyAny>> {
@@ -124,7 +126,34 @@ impl AsyncStream {
                 }
             }
         }
-        call_frames(slf.into_any(), name, args, kwargs.as_ref())
+        call_frames(
+            slf.into_any(),
+            &format!("ato_{kind}"),
+            args,
+            kwargs.as_ref(),
+        )
+    }
+
+    /// An awaitable of the items left: every one (`all`), or those of the next page that has any (`None` at
+    /// the end).
+    fn drain<'py>(&self, py: Python<'py>, all: bool) -> PyResult<Bound<'py, PyAny>> {
+        let (pages, state) = (self.pages.clone(), self.state.clone());
+        spawn_py(py, async move {
+            let mut out = Vec::new();
+            loop {
+                while let Some(obj) = state.lock().take() {
+                    out.push(obj);
+                }
+                let enough = !all && !out.is_empty();
+                if enough || !AsyncStream::fill(pages.clone(), state.clone()).await? {
+                    break;
+                }
+            }
+            Python::attach(|py| match out.is_empty() && !all {
+                true => Ok(py.None()),
+                false => Ok(PyList::new(py, out)?.into_any().unbind()),
+            })
+        })
     }
 
     /// Fetches pages until one has items; `None` at the end.
@@ -160,8 +189,8 @@ impl AsyncStream {
     }
 }
 
-#[pymethods]
-impl AsyncStream {
+stream_exports! {
+AsyncStream {
     fn __aiter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
         slf
     }
@@ -196,96 +225,13 @@ impl AsyncStream {
 
     /// Every remaining item, as a list (a coroutine).
     fn to_list<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        no_panic(|| {
-            let (pages, state) = (self.pages.clone(), self.state.clone());
-            spawn_py(py, async move {
-                let mut out = Vec::new();
-                loop {
-                    while let Some(obj) = state.lock().take() {
-                        out.push(obj);
-                    }
-                    if !AsyncStream::fill(pages.clone(), state.clone()).await? {
-                        break;
-                    }
-                }
-                Python::attach(|py| Ok(PyList::new(py, out)?.into_any().unbind()))
-            })
-        })
+        no_panic(|| self.drain(py, true))
     }
 
     /// The remaining items of the next page that has any, as a list; `None` at the end (a coroutine). What the
     /// async exports in `labelport._frames` read, so a file is written page by page.
     fn _next_page<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        no_panic(|| {
-            let (pages, state) = (self.pages.clone(), self.state.clone());
-            spawn_py(py, async move {
-                let mut out = Vec::new();
-                loop {
-                    while let Some(obj) = state.lock().take() {
-                        out.push(obj);
-                    }
-                    if !out.is_empty() || !AsyncStream::fill(pages.clone(), state.clone()).await? {
-                        break;
-                    }
-                }
-                Python::attach(|py| match out.is_empty() {
-                    true => Ok(py.None()),
-                    false => Ok(PyList::new(py, out)?.into_any().unbind()),
-                })
-            })
-        })
-    }
-
-    /// The remaining results as a pandas DataFrame (a coroutine); arguments as `ResultStream.to_pandas`.
-    #[pyo3(signature = (*args, **kwargs), text_signature = "($self, flatten=False, *, key_type=None, progress=None)")]
-    fn to_pandas<'py>(
-        slf: Bound<'py, Self>,
-        args: &Bound<'py, PyTuple>,
-        kwargs: Option<&Bound<'py, PyDict>>,
-    ) -> PyResult<Bound<'py, PyAny>> {
-        no_panic(|| AsyncStream::export(slf, "ato_pandas", args, kwargs))
-    }
-
-    /// The remaining results as a polars DataFrame (a coroutine); arguments as `ResultStream.to_pandas`.
-    #[pyo3(signature = (*args, **kwargs), text_signature = "($self, flatten=False, *, key_type=None, progress=None)")]
-    fn to_polars<'py>(
-        slf: Bound<'py, Self>,
-        args: &Bound<'py, PyTuple>,
-        kwargs: Option<&Bound<'py, PyDict>>,
-    ) -> PyResult<Bound<'py, PyAny>> {
-        no_panic(|| AsyncStream::export(slf, "ato_polars", args, kwargs))
-    }
-
-    /// The remaining results as a pyarrow Table (a coroutine); arguments as `ResultStream.to_pandas`.
-    #[pyo3(signature = (*args, **kwargs), text_signature = "($self, flatten=False, *, key_type=None, progress=None)")]
-    fn to_arrow<'py>(
-        slf: Bound<'py, Self>,
-        args: &Bound<'py, PyTuple>,
-        kwargs: Option<&Bound<'py, PyDict>>,
-    ) -> PyResult<Bound<'py, PyAny>> {
-        no_panic(|| AsyncStream::export(slf, "ato_arrow", args, kwargs))
-    }
-
-    /// Writes the remaining results to a parquet file page by page (a coroutine); returns how many were
-    /// written. Arguments as `ResultStream.to_parquet`.
-    #[pyo3(signature = (*args, **kwargs), text_signature = "($self, path, *, flatten=True, progress=None)")]
-    fn to_parquet<'py>(
-        slf: Bound<'py, Self>,
-        args: &Bound<'py, PyTuple>,
-        kwargs: Option<&Bound<'py, PyDict>>,
-    ) -> PyResult<Bound<'py, PyAny>> {
-        no_panic(|| AsyncStream::export(slf, "ato_parquet", args, kwargs))
-    }
-
-    /// Writes the remaining results to a CSV file page by page (a coroutine); returns how many were written.
-    /// Arguments as `ResultStream.to_csv`.
-    #[pyo3(signature = (*args, **kwargs), text_signature = "($self, path, *, flatten=True, progress=None)")]
-    fn to_csv<'py>(
-        slf: Bound<'py, Self>,
-        args: &Bound<'py, PyTuple>,
-        kwargs: Option<&Bound<'py, PyDict>>,
-    ) -> PyResult<Bound<'py, PyAny>> {
-        no_panic(|| AsyncStream::export(slf, "ato_csv", args, kwargs))
+        no_panic(|| self.drain(py, false))
     }
 
     /// Writes the remaining items as JSON lines to `path` page by page (a coroutine); returns the count.
@@ -295,7 +241,7 @@ impl AsyncStream {
         args: &Bound<'py, PyTuple>,
         kwargs: Option<&Bound<'py, PyDict>>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        no_panic(|| AsyncStream::export(slf, "ato_jsonl", args, kwargs))
+        no_panic(|| AsyncStream::export(slf, "jsonl", args, kwargs))
     }
 
     /// Stops fetching.
@@ -312,4 +258,5 @@ impl AsyncStream {
             }
         })
     }
+}
 }

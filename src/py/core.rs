@@ -87,6 +87,15 @@ impl ClientInner {
         self.config.spec.name
     }
 
+    /// The vendor's base URL (scheme and host), without a trailing slash.
+    pub(super) fn base_url(&self) -> String {
+        self.config
+            .base_url
+            .as_str()
+            .trim_end_matches('/')
+            .to_string()
+    }
+
     /// Releases connections: a later call opens new ones.
     pub(super) fn reconnect(&self) -> PyResult<()> {
         let fresh = connect(self.config.clone(), handle()).map_err(to_py_err)?;

@@ -109,7 +109,7 @@ fn build(py: Python<'_>, e: &Error) -> PyResult<PyErr> {
     value.setattr("field", &e.field)?;
     value.setattr("retry_after", e.retry_after)?;
     let details = match &e.details {
-        Some(d) => super::json::json_value_to_py(py, d)?,
+        Some(d) => pythonize::pythonize(py, d)?,
         None => py.None().into_bound(py),
     };
     value.setattr("details", details)?;

@@ -10,6 +10,7 @@ use serde_json::value::RawValue;
 
 use super::args;
 use super::errors::to_py_err;
+use super::faces::stream_exports;
 use super::json::{json_to_py, GcPause};
 use super::runtime::{block_on_borrowed, no_panic};
 use crate::engine::stream::PageStream;
@@ -271,6 +272,17 @@ impl ResultStream {
         }
         Ok(Some(out))
     }
+
+    /// `labelport._frames.to_<kind>(stream, ...)`: the exports written by `stream_exports!`.
+    fn export<'py>(
+        slf: Bound<'py, Self>,
+        kind: &str,
+        args: &Bound<'py, PyTuple>,
+        kwargs: Option<&Bound<'py, PyDict>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let kwargs = Self::export_kwargs(&slf, kwargs)?;
+        call_frames(slf.into_any(), &format!("to_{kind}"), args, kwargs.as_ref())
+    }
 }
 
 impl Drop for ResultStream {
@@ -290,8 +302,8 @@ impl Drop for ResultStream {
     }
 }
 
-#[pymethods]
-impl ResultStream {
+stream_exports! {
+ResultStream {
     fn __iter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
         slf
     }
@@ -354,75 +366,6 @@ impl ResultStream {
         })
     }
 
-    /// The remaining results as a pandas DataFrame (`pip install "labelport[pandas]"`), one row per result.
-    /// `flatten=True` spreads `input` and `output` into columns (`input.caption`, `output.label`);
-    /// `key_type` casts the `key` column (e.g. `df["image_id"].dtype`) to join back on the input frame.
-    #[pyo3(signature = (*args, **kwargs), text_signature = "($self, flatten=False, *, key_type=None, progress=None)")]
-    fn to_pandas<'py>(
-        slf: Bound<'py, Self>,
-        args: &Bound<'py, PyTuple>,
-        kwargs: Option<&Bound<'py, PyDict>>,
-    ) -> PyResult<Bound<'py, PyAny>> {
-        no_panic(|| {
-            let kwargs = Self::export_kwargs(&slf, kwargs)?;
-            call_frames(slf.into_any(), "to_pandas", args, kwargs.as_ref())
-        })
-    }
-
-    /// The remaining results as a polars DataFrame (`pip install "labelport[polars]"`); arguments as `to_pandas`.
-    #[pyo3(signature = (*args, **kwargs), text_signature = "($self, flatten=False, *, key_type=None, progress=None)")]
-    fn to_polars<'py>(
-        slf: Bound<'py, Self>,
-        args: &Bound<'py, PyTuple>,
-        kwargs: Option<&Bound<'py, PyDict>>,
-    ) -> PyResult<Bound<'py, PyAny>> {
-        no_panic(|| {
-            let kwargs = Self::export_kwargs(&slf, kwargs)?;
-            call_frames(slf.into_any(), "to_polars", args, kwargs.as_ref())
-        })
-    }
-
-    /// The remaining results as a pyarrow Table (`pip install "labelport[arrow]"`); arguments as `to_pandas`.
-    #[pyo3(signature = (*args, **kwargs), text_signature = "($self, flatten=False, *, key_type=None, progress=None)")]
-    fn to_arrow<'py>(
-        slf: Bound<'py, Self>,
-        args: &Bound<'py, PyTuple>,
-        kwargs: Option<&Bound<'py, PyDict>>,
-    ) -> PyResult<Bound<'py, PyAny>> {
-        no_panic(|| {
-            let kwargs = Self::export_kwargs(&slf, kwargs)?;
-            call_frames(slf.into_any(), "to_arrow", args, kwargs.as_ref())
-        })
-    }
-
-    /// Writes the remaining results to a parquet file, streamed (constant memory), flattened by default;
-    /// returns how many were written (`pip install "labelport[arrow]"`).
-    #[pyo3(signature = (*args, **kwargs), text_signature = "($self, path, *, flatten=True, progress=None)")]
-    fn to_parquet<'py>(
-        slf: Bound<'py, Self>,
-        args: &Bound<'py, PyTuple>,
-        kwargs: Option<&Bound<'py, PyDict>>,
-    ) -> PyResult<Bound<'py, PyAny>> {
-        no_panic(|| {
-            let kwargs = Self::export_kwargs(&slf, kwargs)?;
-            call_frames(slf.into_any(), "to_parquet", args, kwargs.as_ref())
-        })
-    }
-
-    /// Writes the remaining results to a CSV file, streamed (constant memory), flattened by default; returns
-    /// how many were written. Needs no extra.
-    #[pyo3(signature = (*args, **kwargs), text_signature = "($self, path, *, flatten=True, progress=None)")]
-    fn to_csv<'py>(
-        slf: Bound<'py, Self>,
-        args: &Bound<'py, PyTuple>,
-        kwargs: Option<&Bound<'py, PyDict>>,
-    ) -> PyResult<Bound<'py, PyAny>> {
-        no_panic(|| {
-            let kwargs = Self::export_kwargs(&slf, kwargs)?;
-            call_frames(slf.into_any(), "to_csv", args, kwargs.as_ref())
-        })
-    }
-
     /// Stops fetching; later iteration ends at once.
     fn close(&mut self, py: Python<'_>) -> PyResult<()> {
         no_panic(|| {
@@ -440,6 +383,7 @@ impl ResultStream {
         };
         format!("<labelport.ResultStream {state}>")
     }
+}
 }
 
 /// Items of a paginated `client.request(..., paginate=True)`.

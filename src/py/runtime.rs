@@ -4,16 +4,14 @@
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use futures::FutureExt;
 use parking_lot::Mutex;
 use pyo3::prelude::*;
 use tokio::runtime::Handle;
 
 use super::errors::to_py_err;
-use crate::engine::stream::AbortOnDrop;
-use crate::engine::{Error, ErrorKind, Result};
+use crate::engine::Error;
 
 /// How often a blocking call wakes up to let Python run signal handlers (Ctrl-C).
 pub const SIGNAL_POLL: Duration = Duration::from_millis(100);
@@ -38,7 +36,7 @@ pub fn handle() -> Handle {
 }
 
 /// Whether the runtime was stopped because the interpreter is exiting.
-fn stopped_at_exit() -> bool {
+pub(super) fn stopped_at_exit() -> bool {
     matches!(STOPPED.lock().as_ref(), Some((owner, _)) if *owner == std::process::id())
 }
 
@@ -107,62 +105,6 @@ fn runtime() -> Arc<tokio::runtime::Runtime> {
     rt
 }
 
-/// Runs `fut` on the shared runtime and waits for it with the GIL released, checking for signals every
-/// `SIGNAL_POLL`. On KeyboardInterrupt the future is dropped (aborted) and the interrupt is raised.
-pub fn block_on<T, F>(py: Python<'_>, fut: F) -> PyResult<T>
-where
-    T: Send + 'static,
-    F: Future<Output = Result<T>> + Send + 'static,
-{
-    block_on_ticking(py, fut, |_| Ok(()))
-}
-
-/// `block_on` that also calls `tick` (with the GIL) each time it wakes, every `SIGNAL_POLL`, and once at the
-/// end: how an upload drives its progress bar.
-pub fn block_on_ticking<T, F>(
-    py: Python<'_>,
-    fut: F,
-    mut tick: impl FnMut(Python<'_>) -> PyResult<()>,
-) -> PyResult<T>
-where
-    T: Send + 'static,
-    F: Future<Output = Result<T>> + Send + 'static,
-{
-    let (tx, rx) = std::sync::mpsc::sync_channel(1);
-    // The receiver is only used by this thread; the mutex makes it Sync for `detach`.
-    let rx = Mutex::new(rx);
-    let _task = AbortOnDrop(handle().spawn(async move {
-        let _ = tx.send(guarded(fut).await);
-    }));
-    loop {
-        match py.detach(|| rx.lock().recv_timeout(SIGNAL_POLL)) {
-            Ok(result) => {
-                tick(py)?;
-                return result.map_err(to_py_err);
-            }
-            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
-                py.check_signals()?;
-                tick(py)?;
-            }
-            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) if stopped_at_exit() => {
-                return Err(to_py_err(Error::new(
-                    ErrorKind::Internal,
-                    "the interpreter is exiting: labelport's runtime has stopped, so this call cannot run",
-                )
-                .code("interpreter_exiting")))
-            }
-            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
-                return Err(to_py_err(Error::new(
-                    ErrorKind::Internal,
-                    "internal error in labelport: a background task ended without an answer; please \
-                     report this message to the labelport maintainers",
-                )
-                .code("internal")))
-            }
-        }
-    }
-}
-
 /// Polls a borrowed future to completion on the shared runtime, GIL released, answering Ctrl-C. A panic while
 /// polling is an internal `LabelportError` (the future is then dropped by the caller's error path).
 pub fn block_on_borrowed<F: Future + Send>(py: Python<'_>, fut: F) -> PyResult<F::Output>
@@ -185,15 +127,6 @@ where
     }
 }
 
-/// `fut`, with a panic inside it turned into an internal `Error` (a `LabelportError` asking for a bug
-/// report) instead of a `PanicException` (a BaseException that `except Exception` misses) or a lost answer.
-pub async fn guarded<T>(fut: impl Future<Output = Result<T>>) -> Result<T> {
-    match AssertUnwindSafe(fut).catch_unwind().await {
-        Ok(out) => out,
-        Err(payload) => Err(Error::internal(&*payload)),
-    }
-}
-
 /// Runs the body of a Python-facing function or method: a panic in it is an internal `LabelportError` (code
 /// `internal`, asking for a bug report), not pyo3's `PanicException`, a BaseException that `except Exception`
 /// in a user's pipeline would miss. Every `#[pymethods]` and `#[pyfunction]` returning `PyResult` runs its
@@ -203,49 +136,5 @@ pub fn no_panic<T>(body: impl FnOnce() -> PyResult<T>) -> PyResult<T> {
     match std::panic::catch_unwind(AssertUnwindSafe(body)) {
         Ok(out) => out,
         Err(payload) => Err(to_py_err(Error::internal(&*payload))),
-    }
-}
-
-/// Internal, for tests only: panics on purpose in its own body (`"body"`), inside the blocking bridge (`"sync"`), the results stream's
-/// bridge (`"stream"`) or a page producer (`"producer"`); each must reach Python as a `LabelportError`
-/// (code `internal`). The async bridge's twin is `_debug_panic_async`.
-pub const DEBUG_PANIC: &str = "deliberate panic from _labelport._debug_panic";
-
-#[pyfunction]
-pub fn _debug_panic(py: Python<'_>, place: &str) -> PyResult<()> {
-    no_panic(|| {
-        const MSG: &str = DEBUG_PANIC;
-        match place {
-            "body" => panic!("{MSG}"),
-            "sync" => block_on(py, async { panic!("{MSG}") }),
-            "stream" => block_on_borrowed(py, async { panic!("{MSG}") }),
-            "producer" => {
-                let mut pages =
-                    crate::engine::stream::PageStream::<()>::spawn(&handle(), |_tx| async {
-                        panic!("{MSG}")
-                    });
-                match block_on_borrowed(py, pages.next_page())? {
-                    Some(Err(e)) => Err(to_py_err(e)),
-                    _ => Ok(()),
-                }
-            }
-            other => Err(to_py_err(Error::invalid(format!(
-                "unknown place {other:?}: body, sync, stream, producer"
-            )))),
-        }
-    })
-}
-
-/// Sleeps with the GIL released, answering Ctrl-C.
-pub fn sleep(py: Python<'_>, duration: Duration) -> PyResult<()> {
-    let end = Instant::now() + duration;
-    loop {
-        let now = Instant::now();
-        if now >= end {
-            return Ok(());
-        }
-        let step = (end - now).min(SIGNAL_POLL);
-        py.detach(|| std::thread::sleep(step));
-        py.check_signals()?;
     }
 }

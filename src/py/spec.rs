@@ -11,8 +11,6 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
 
 use super::args;
-use super::asyncio::{AsyncBatch, AsyncClient};
-use super::client::{Batch, Client};
 use super::core::{kwargs_to_options, ClientInner};
 use super::errors::{invalid, to_py_err};
 use super::json::{json_value_to_py, py_to_json};
@@ -303,14 +301,15 @@ impl ClientSpec {
         no_panic(|| self.apply(changes))
     }
 
-    /// Builds a `Client` here: credentials the spec lacks come from this process's environment.
-    fn client(&self) -> PyResult<Client> {
-        no_panic(|| Ok(Client::from_inner(self.build()?)))
+    /// Builds a `Client` here: credentials the spec lacks come from this process's environment. (By name, as
+    /// unpickling does, so the spec does not depend on the faces built from it.)
+    fn client<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
+        no_panic(|| rebuild(slf, false))
     }
 
     /// Builds an `AsyncClient` here, like `client()`.
-    fn async_client(&self) -> PyResult<AsyncClient> {
-        no_panic(|| Ok(AsyncClient::from_inner(self.build()?)))
+    fn async_client<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
+        no_panic(|| rebuild(slf, true))
     }
 
     fn __reduce__<'py>(
@@ -391,19 +390,15 @@ fn _spec_from_state(state: &Bound<'_, PyDict>) -> PyResult<ClientSpec> {
     })
 }
 
-/// Unpickles a `Client`: built from its spec in this process.
-#[pyfunction]
-fn _rebuild_client(spec: &ClientSpec) -> PyResult<Client> {
-    no_panic(|| spec.client())
+/// Calls `labelport._labelport._rebuild_client(spec, asynchronous)`.
+fn rebuild<'py>(spec: &Bound<'py, ClientSpec>, asynchronous: bool) -> PyResult<Bound<'py, PyAny>> {
+    spec.py()
+        .import("labelport._labelport")?
+        .getattr("_rebuild_client")?
+        .call1((spec, asynchronous))
 }
 
-/// Unpickles an `AsyncClient`.
-#[pyfunction]
-fn _rebuild_async_client(spec: &ClientSpec) -> PyResult<AsyncClient> {
-    no_panic(|| spec.async_client())
-}
-
-fn batch_info(
+pub(super) fn batch_info(
     id: String,
     name: Option<String>,
     created_at: Option<String>,
@@ -418,54 +413,15 @@ fn batch_info(
     })
 }
 
-/// Unpickles a `Batch`: its client rebuilt from the spec, the batch as it was described (no request).
-#[pyfunction]
-fn _rebuild_batch(
-    spec: &ClientSpec,
-    id: String,
-    name: Option<String>,
-    created_at: Option<String>,
-    raw: &Bound<'_, PyAny>,
-) -> PyResult<Batch> {
-    no_panic(|| {
-        Ok(Batch::from_parts(
-            spec.build()?,
-            batch_info(id, name, created_at, raw)?,
-        ))
-    })
-}
-
-/// Unpickles an `AsyncBatch`.
-#[pyfunction]
-fn _rebuild_async_batch(
-    spec: &ClientSpec,
-    id: String,
-    name: Option<String>,
-    created_at: Option<String>,
-    raw: &Bound<'_, PyAny>,
-) -> PyResult<AsyncBatch> {
-    no_panic(|| {
-        Ok(AsyncBatch::from_parts(
-            spec.build()?,
-            batch_info(id, name, created_at, raw)?,
-        ))
-    })
-}
-
-pub(super) type Reduced<'py> = (Bound<'py, PyAny>, Bound<'py, PyTuple>);
-
 /// `__reduce__` of a client: its spec without credentials.
 pub(super) fn reduce_client<'py>(
     py: Python<'py>,
     inner: &ClientInner,
     is_async: bool,
-) -> PyResult<Reduced<'py>> {
-    let f = if is_async {
-        "_rebuild_async_client"
-    } else {
-        "_rebuild_client"
-    };
-    ClientSpec::of(inner, false).reduce_with(py, f, vec![])
+) -> PyResult<Bound<'py, PyAny>> {
+    let rest = vec![is_async.into_pyobject(py)?.to_owned().into_any()];
+    let reduced = ClientSpec::of(inner, false).reduce_with(py, "_rebuild_client", rest)?;
+    Ok(reduced.into_pyobject(py)?.into_any())
 }
 
 /// `__reduce__` of a batch: its client's spec without credentials, and the batch's description.
@@ -474,27 +430,20 @@ pub(super) fn reduce_batch<'py>(
     inner: &ClientInner,
     info: &BatchInfo,
     is_async: bool,
-) -> PyResult<Reduced<'py>> {
-    let f = if is_async {
-        "_rebuild_async_batch"
-    } else {
-        "_rebuild_batch"
-    };
+) -> PyResult<Bound<'py, PyAny>> {
     let rest = vec![
         info.id.clone().into_pyobject(py)?.into_any(),
         info.name.clone().into_pyobject(py)?.into_any(),
         info.created_at.clone().into_pyobject(py)?.into_any(),
         json_value_to_py(py, &info.raw)?,
+        is_async.into_pyobject(py)?.to_owned().into_any(),
     ];
-    ClientSpec::of(inner, false).reduce_with(py, f, rest)
+    let reduced = ClientSpec::of(inner, false).reduce_with(py, "_rebuild_batch", rest)?;
+    Ok(reduced.into_pyobject(py)?.into_any())
 }
 
 pub(super) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<ClientSpec>()?;
     m.add_function(wrap_pyfunction!(_spec_from_state, m)?)?;
-    m.add_function(wrap_pyfunction!(_rebuild_client, m)?)?;
-    m.add_function(wrap_pyfunction!(_rebuild_async_client, m)?)?;
-    m.add_function(wrap_pyfunction!(_rebuild_batch, m)?)?;
-    m.add_function(wrap_pyfunction!(_rebuild_async_batch, m)?)?;
     Ok(())
 }
