@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 
 use crate::engine::{Error, Result};
 
-use super::config::SPECS;
+use super::spec::SPECS;
 
 /// Where a profile value comes from.
 #[derive(Debug, Clone, PartialEq)]
