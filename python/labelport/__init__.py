@@ -10,6 +10,8 @@ for result in batch.results():
 """
 
 from labelport import callbacks, config, sandbox
+from labelport._compare import Comparison, compare
+from labelport._fanout import afan_out, fan_out
 from labelport._labelport import (
     MAX_JSON_DEPTH,
     AsyncBatch,
@@ -47,6 +49,7 @@ __all__ = [
     "CallbackRejected",
     "Client",
     "ClientSpec",
+    "Comparison",
     "DuplicateRecord",
     "InvalidInput",
     "Job",
@@ -60,8 +63,11 @@ __all__ = [
     "UnsupportedOperation",
     "VendorError",
     "__version__",
+    "afan_out",
     "callbacks",
+    "compare",
     "config",
+    "fan_out",
     "reset_log_cache",
     "sandbox",
     "vendors",
