@@ -14,16 +14,9 @@ from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from labelport._records import _invalid
+
 __all__ = ["afan_out", "fan_out"]
-
-
-def _invalid(message: str, field: str) -> Exception:
-    from labelport._labelport import InvalidInput
-
-    err = InvalidInput(message)
-    err.message = message
-    err.field = field
-    return err
 
 
 def _check_batches(batches: Any, want_async: bool) -> dict[str, Any]:

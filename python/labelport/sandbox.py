@@ -13,8 +13,12 @@ from collections.abc import Mapping
 from typing import Any
 
 from labelport._labelport import Client, SandboxServer
+from labelport._records import _invalid
 
-__all__ = ["Sandbox", "all_changed", "dialect_settings", "sample_records", "start"]
+__all__ = ["TRUTH_CLASSES", "Sandbox", "all_changed", "dialect_settings", "sample_records", "start"]
+
+#: The classes labels are drawn from when a sandbox is started with ``accuracy=`` (src/sandbox/truth.rs).
+TRUTH_CLASSES = ("car", "truck", "bus", "bicycle")
 
 
 class Sandbox:
@@ -115,6 +119,15 @@ class Sandbox:
             text = resp.read()
         return json.loads(text) if text else None
 
+    def truth(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The truth labels are drawn from when the sandbox is started with ``accuracy=``: for each record, its
+        true ``label`` (one of ``TRUTH_CLASSES``) and ``box`` (``[x1, y1, x2, y2]``, 0 to 1), the same in every
+        sandbox."""
+        truth: list[dict[str, Any]] = self.hook(
+            "/_sim/truth", [{k: v for k, v in r.items() if k != "file"} for r in records]
+        )
+        return truth
+
     def stop(self) -> None:
         self._server.stop()
 
@@ -140,6 +153,8 @@ def start(
     track_pids: bool = False,
     record_wire: bool = False,
     dialect: Mapping[str, bool | int | str] | None = None,
+    accuracy: float | None = None,
+    box_jitter: float = 0.0,
 ) -> Sandbox:
     """Start a local simulator of ``vendor``'s API; it is listening when this returns. ``track_pids=True`` counts
     requests per client process in ``stats()["requests_by_pid"]`` (a few milliseconds per new connection).
@@ -150,7 +165,21 @@ def start(
     docs/vendors/<vendor>.md); left out, the simulator behaves as it always has. A setting the vendor's
     simulator does not have is an error naming the ones it has. ``dialect_settings(vendor)`` lists each
     vendor's settings with what they vary, and ``all_changed(vendor)`` is the dialect with every one changed (but ``drop_*`` settings).
+
+    ``accuracy`` (0 to 1) draws labels from a truth every sandbox shares (``TRUTH_CLASSES``, decided by each
+    record's ``image_id``, else ``name``, else its whole content): that share of labels is the true class, the
+    rest one of the other classes, each equally likely; boxes are the true box with each corner moved by up to
+    ``box_jitter`` (coordinates 0 to 1). Alegion (``output.label``, ``output.box``), Sama (``answers.label``),
+    Playment (one rectangle under ``annotations.rectangles``) and TaskMonk (``label``) honour it; Deepen does not
+    yet. Left out, every simulator labels as it always has (docs/compare.md).
     """
+    for name, value in (("accuracy", accuracy), ("box_jitter", box_jitter)):
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, int | float) or not 0.0 <= value <= 1.0
+        ):
+            raise _invalid(f"{name} must be a number from 0 to 1, not {value!r}", name)
+    if accuracy is not None and vendor == "deepen":
+        raise _invalid("accuracy= is not simulated by the deepen sandbox yet", "accuracy")
     server = SandboxServer(
         vendor,
         seed=seed,
@@ -163,7 +192,14 @@ def start(
         record_wire=record_wire,
         dialect=dict(dialect) if dialect else None,
     )
-    return Sandbox(server)
+    sb = Sandbox(server)
+    if accuracy is not None:
+        try:
+            sb.hook("/_sim/quality", {"accuracy": float(accuracy), "box_jitter": float(box_jitter)})
+        except BaseException:
+            sb.stop()
+            raise
+    return sb
 
 
 def dialect_settings(vendor: str) -> list[dict[str, Any]]:

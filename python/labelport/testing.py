@@ -35,6 +35,8 @@ class SandboxFactory(Protocol):
         exception_rate: float = 0.0,
         faults: Mapping[str, float] | None = None,
         latency: float | None = None,
+        accuracy: float | None = None,
+        box_jitter: float = 0.0,
         env: bool = False,
     ) -> sandbox.Sandbox: ...
 
@@ -52,6 +54,8 @@ def lp_sandbox(monkeypatch: pytest.MonkeyPatch) -> Iterator[SandboxFactory]:
         exception_rate: float = 0.0,
         faults: Mapping[str, float] | None = None,
         latency: float | None = None,
+        accuracy: float | None = None,
+        box_jitter: float = 0.0,
         env: bool = False,
     ) -> sandbox.Sandbox:
         sb = sandbox.start(
@@ -61,6 +65,8 @@ def lp_sandbox(monkeypatch: pytest.MonkeyPatch) -> Iterator[SandboxFactory]:
             exception_rate=exception_rate,
             faults=faults,
             latency=latency,
+            accuracy=accuracy,
+            box_jitter=box_jitter,
         )
         started.append(sb)
         if env:

@@ -4,6 +4,19 @@
 use super::*;
 
 impl AlegionSim {
+    /// A result's `resultData`: the seeded labels, or with a quality set (`truth`), the class and a box
+    /// (`[x1, y1, x2, y2]`, 0 to 1) drawn from the record's truth at that accuracy.
+    fn labels(&self, r: &Rec) -> Value {
+        let mut v = self.store.result_data(r.id);
+        if let Some(q) = self.shared.quality() {
+            use crate::sandbox::truth;
+            let (id, seed) = (truth::identity(&r.data), self.shared.config.seed);
+            v["label"] = json!(truth::labelled_class(q, seed, "alegion", &id, "label"));
+            v["box"] = json!(truth::labelled_box(q, seed, "alegion", &id));
+        }
+        v
+    }
+
     pub(super) fn workflow_json(w: &Workflow) -> Value {
         json!({
             "id": w.id.to_string(),
@@ -48,7 +61,7 @@ impl AlegionSim {
         ResultOut {
             id: r.result_id.to_string(),
             created_at: iso_ms(created_ms),
-            result_data: self.store.result_data(r.id),
+            result_data: self.labels(r),
             input_record: InputRecordOut {
                 created_at: iso_ms(r.created_ms),
                 metadata: &r.metadata,
@@ -112,7 +125,7 @@ impl AlegionSim {
                 "complete".to_string(),
                 b.stages[2].to_string(),
                 Value::Object(r.data.clone()).to_string(),
-                self.store.result_data(r.id).to_string(),
+                self.labels(r).to_string(),
             ])
             .map_err(e)?;
         }

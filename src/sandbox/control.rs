@@ -6,6 +6,9 @@
 //! - `GET /_sim/stats`: what `Sandbox::stats()` returns.
 //! - `POST /_sim/faults` (see `faults::Scripted`) / `DELETE /_sim/faults`: a fault on the next
 //!   matching request(s), or forget the scripted ones.
+//! - `POST /_sim/quality` `{"accuracy": a, "box_jitter": j}`: labels drawn from a known truth at that
+//!   accuracy from now on (see `truth`); `GET` answers the setting (`null`: the seeded labels).
+//! - `POST /_sim/truth` `[record, ...]`: each record's true `label` and `box` (`[x1, y1, x2, y2]`).
 //! - vendor hooks, e.g. Alegion's `POST /_sim/records/{recordId}/status` and
 //!   `POST /_sim/batches/{batchId}/status`.
 
@@ -19,11 +22,13 @@ use axum::{Json, Router};
 use serde_json::{json, Value};
 
 use super::faults::{FaultState, Scripted};
+use super::truth::Quality;
 use super::{Routes, Shared, Simulator};
 
 pub fn router(routes: &Routes, shared: Arc<Shared>, sim: Arc<dyn Simulator>) -> Router {
     let s1 = shared.clone();
     let s2 = shared.clone();
+    let (q1, q2) = (shared.clone(), shared.clone());
     let (f1, f2) = (routes.faults.clone(), routes.faults.clone());
     Router::new()
         .route(
@@ -56,6 +61,19 @@ pub fn router(routes: &Routes, shared: Arc<Shared>, sim: Arc<dyn Simulator>) -> 
             ),
         )
         .route(
+            "/_sim/quality",
+            routes.control(
+                "/_sim/quality",
+                post(move |body: Bytes| async move { set_quality(&q1, &body) }).get(move || async move {
+                    Json(q2.quality.get().map_or(Value::Null, |q| q.to_json()))
+                }),
+            ),
+        )
+        .route(
+            "/_sim/truth",
+            routes.control("/_sim/truth", post(|body: Bytes| async move { truth_of(&body) })),
+        )
+        .route(
             "/_sim/stats",
             routes.control(
                 "/_sim/stats",
@@ -74,6 +92,40 @@ fn script_fault(faults: &FaultState, body: &[u8]) -> Response {
             Json(json!({"scripted": true})).into_response()
         }
         Err(m) => (StatusCode::BAD_REQUEST, Json(json!({ "message": m }))).into_response(),
+    }
+}
+
+fn set_quality(shared: &Shared, body: &[u8]) -> Response {
+    let parsed = serde_json::from_slice::<Value>(body)
+        .map_err(|e| e.to_string())
+        .and_then(|v| Quality::from_json(&v));
+    match parsed {
+        Ok(q) => {
+            shared.quality.set(q);
+            Json(q.to_json()).into_response()
+        }
+        Err(m) => (StatusCode::BAD_REQUEST, Json(json!({ "message": m }))).into_response(),
+    }
+}
+
+fn truth_of(body: &[u8]) -> Response {
+    use super::truth;
+    let records = serde_json::from_slice::<Vec<serde_json::Map<String, Value>>>(body);
+    match records {
+        Ok(rs) => Json(
+            rs.iter()
+                .map(|r| {
+                    let id = truth::identity(r);
+                    json!({"label": truth::CLASSES[truth::true_class(&id)], "box": truth::true_box(&id)})
+                })
+                .collect::<Vec<_>>(),
+        )
+        .into_response(),
+        Err(e) => (
+            StatusCode::BAD_REQUEST,
+            Json(json!({"message": format!("expected a list of record objects: {e}")})),
+        )
+            .into_response(),
     }
 }
 

@@ -293,7 +293,7 @@ async fn delay(shared: &Shared, slow: bool) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sandbox::{clock::Clock, stats::Stats, Faults, Routes, SandboxConfig};
+    use crate::sandbox::{Faults, Routes, SandboxConfig};
 
     struct Dummy;
     impl Simulator for Dummy {
@@ -313,16 +313,14 @@ mod tests {
     }
 
     fn state(faults: Faults) -> FaultState {
-        let shared = Arc::new(Shared {
-            config: SandboxConfig {
+        let shared = Arc::new(Shared::new(
+            SandboxConfig {
                 seed: 7,
                 faults,
                 ..Default::default()
             },
-            port: 0,
-            clock: Clock::new(),
-            stats: Stats::new(),
-        });
+            0,
+        ));
         FaultState::new(shared, Arc::new(Dummy))
     }
 

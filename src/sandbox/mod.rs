@@ -30,6 +30,7 @@ mod taskmonk_files;
 mod test_http;
 #[cfg(test)]
 mod tests;
+mod truth;
 mod wire;
 
 use std::sync::Arc;
@@ -112,6 +113,25 @@ pub(crate) struct Shared {
     pub port: u16,
     pub clock: Clock,
     pub stats: Stats,
+    /// Labels of known quality (`truth`), once `POST /_sim/quality` set them; `None`: the seeded labels.
+    pub quality: truth::Setting,
+}
+
+impl Shared {
+    pub fn new(config: SandboxConfig, port: u16) -> Shared {
+        Shared {
+            clock: Clock::new(),
+            stats: Stats::new(),
+            config,
+            port,
+            quality: truth::Setting::default(),
+        }
+    }
+
+    /// The labelling quality set through `/_sim/quality`, if any.
+    pub fn quality(&self) -> Option<truth::Quality> {
+        self.quality.get()
+    }
 }
 
 /// The vendor-specific part of a sandbox.
@@ -216,12 +236,7 @@ impl Sandbox {
             .map_err(|e| format!("sandbox: {e}"))?
             .port();
 
-        let shared = Arc::new(Shared {
-            clock: Clock::new(),
-            stats: Stats::new(),
-            config: config.clone(),
-            port,
-        });
+        let shared = Arc::new(Shared::new(config.clone(), port));
         let sim: Arc<dyn Simulator> = match config.vendor.as_str() {
             "alegion" => Arc::new(alegion::AlegionSim::new(shared.clone())),
             "taskmonk" => Arc::new(taskmonk::TaskMonkSim::new(shared.clone())),

@@ -344,7 +344,19 @@ impl PlaymentSim {
             )
             .to_string()
         };
-        if data.contains_key("image_url") {
+        if let (Some(q), true) = (self.shared.quality(), data.contains_key("image_url")) {
+            // Labels of known quality (`truth`): one rectangle, its class and corners from the truth.
+            use crate::sandbox::truth;
+            let key = truth::identity(&data);
+            let [x, y, x2, y2] = truth::labelled_box(q, seed, "playment", &key);
+            let label = truth::labelled_class(q, seed, "playment", &key, "label");
+            let rect = json!({"_id": id(0), "label": label, "attributes": {},
+                "coordinates": [{"x": x, "y": y}, {"x": x2, "y": y}, {"x": x2, "y": y2}, {"x": x, "y": y2}]});
+            data.insert(
+                "annotations".into(),
+                json!({"rectangles": [rect], "polygons": [], "lines": [], "cuboids": [], "landmarks": []}),
+            );
+        } else if data.contains_key("image_url") {
             let rects: Vec<Value> = (0..n)
                 .map(|i| {
                     let (x, y) = (coord(2 * i), coord(2 * i + 1));

@@ -265,6 +265,7 @@ impl SamaSim {
         let c = &shared.config;
         let d = &c.dialect;
         let mut store = Store::new(c.seed, seconds_to_ms(c.complete_after));
+        store.quality = shared.quality.clone();
         let named = |setting: &str, default: &'static str, words: &[&'static str]| {
             let chosen = d.word(setting).unwrap_or(default);
             words.iter().copied().find(|w| *w == chosen && *w != "none")

@@ -238,6 +238,8 @@ pub struct Store {
     pub last_status_call: Option<std::time::Instant>,
     pub config: SimConfig,
     pub form: TaskForm,
+    /// Labels of known quality (`truth`), when the sandbox's setting is on.
+    pub quality: crate::sandbox::truth::Setting,
 }
 
 impl Store {
@@ -272,6 +274,7 @@ impl Store {
             consumers: HashMap::new(),
             uploads: HashMap::new(),
             last_status_call: None,
+            quality: Default::default(),
             generation: 0,
             delivered_cache: None,
             settled_upto: 0,
@@ -399,7 +402,8 @@ impl Store {
             .collect()
     }
 
-    /// Seeded answers: a pre-annotation where given, else a draw from the output's values.
+    /// Seeded answers: a pre-annotation where given, else a draw from the output's values (the `label`, with
+    /// a quality set, from the record's truth: `truth`).
     pub fn answers(&self, t: &Task) -> Map<String, Value> {
         let mut out = Map::new();
         let defaults = Self::default_answers(t);
@@ -409,6 +413,13 @@ impl Store {
         for (name, values) in &p.outputs {
             if let Some(v) = defaults.get(*name) {
                 out.insert(name.to_string(), v.clone());
+                continue;
+            }
+            if let (Some(q), "label") = (self.quality.get(), *name) {
+                use crate::sandbox::truth;
+                let id = truth::identity(&t.data);
+                let class = truth::labelled_class(q, self.seed, "sama", &id, "label");
+                out.insert(name.to_string(), json!(class));
                 continue;
             }
             let h = Sha256::new()

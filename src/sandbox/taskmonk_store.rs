@@ -114,6 +114,19 @@ impl TaskMonkSim {
         out
     }
 
+    /// The seeded outputs, but for the `label`, with a quality set, drawn from the record's truth (`truth`).
+    fn labelled_outputs(&self, task: u64, row: &Map<String, Value>) -> Map<String, Value> {
+        let mut out = self.seeded_outputs(task);
+        if let Some(q) = self.shared.quality() {
+            use crate::sandbox::truth;
+            let id = truth::identity(row);
+            let seed = self.shared.config.seed;
+            let class = truth::labelled_class(q, seed, "taskmonk", &id, "label");
+            out.insert("label".into(), Value::String(class.into()));
+        }
+        out
+    }
+
     // ---- tasks -----------------------------------------------------------------------------
 
     /// Every ingested task of a batch at `now`, in task id order.
@@ -160,7 +173,7 @@ impl TaskMonkSim {
                     };
                     if now >= done {
                         let s = TaskStatus::Completed { started, done };
-                        (s, Some(self.seeded_outputs(id)))
+                        (s, Some(self.labelled_outputs(id, row)))
                     } else if now >= started && (ca > 0 || reworked) {
                         (TaskStatus::InProgress { started }, None)
                     } else {
