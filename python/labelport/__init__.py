@@ -9,7 +9,7 @@ for result in batch.results():
     ...
 """
 
-from labelport import callbacks, config, sandbox
+from labelport import _display, callbacks, config, sandbox
 from labelport._compare import Comparison, compare
 from labelport._fanout import afan_out, fan_out
 from labelport._labelport import (
@@ -37,7 +37,10 @@ from labelport._labelport import (
     reset_log_cache,
     vendors,
 )
+from labelport._show import show
 from labelport.callbacks import CallbackRejected
+
+_display.install()
 
 __all__ = [
     "AsyncBatch",
@@ -70,5 +73,6 @@ __all__ = [
     "fan_out",
     "reset_log_cache",
     "sandbox",
+    "show",
     "vendors",
 ]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Hashable, Sequence
+from typing import Any
 
 __all__ = [
     "IOU_MATCH",
@@ -88,12 +89,12 @@ def krippendorff_alpha(units: Sequence[Sequence[Hashable | float]], metric: str 
         return math.nan
     if metric == "nominal":
 
-        def within(values: list) -> float:
+        def within(values: list[Any]) -> float:
             return float(len(values) ** 2 - sum(c * c for c in Counter(values).values()))
 
     elif metric == "interval":
 
-        def within(values: list) -> float:
+        def within(values: list[Any]) -> float:
             s = math.fsum(values)
             return 2.0 * len(values) * math.fsum(v * v for v in values) - 2.0 * s * s
 

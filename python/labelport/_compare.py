@@ -14,7 +14,8 @@ from datetime import datetime, timezone
 from itertools import combinations
 from typing import Any
 
-from labelport._agreement import IOU_MATCH, cohen_kappa, iou, krippendorff_alpha, match_boxes
+from labelport._agreement import IOU_MATCH, Box, cohen_kappa, iou, krippendorff_alpha, match_boxes
+from labelport._records import _invalid
 from labelport._values import FAILED, KINDS, STATES, Extractor, infer_kind, read
 
 __all__ = ["Comparison", "compare"]
@@ -33,15 +34,6 @@ AGREEMENT_COLUMNS = (
     "unmatched",
     *STATES[1:],
 )
-
-
-def _invalid(message: str, field: str) -> Exception:
-    from labelport._labelport import InvalidInput
-
-    err = InvalidInput(message)
-    err.message = message
-    err.field = field
-    return err
 
 
 def _pandas() -> Any:
@@ -185,7 +177,7 @@ def _parse_time(text: Any) -> datetime | None:
     return d if d.tzinfo else d.replace(tzinfo=timezone.utc)
 
 
-def _boxes_similarity(a: tuple, b: tuple) -> float:
+def _boxes_similarity(a: tuple[Box, ...], b: tuple[Box, ...]) -> float:
     if not a and not b:
         return 1.0
     matched, _ = match_boxes(a, b)
@@ -412,6 +404,18 @@ class Comparison:
                 if e.get("status") == "completed" and start is not None and end is not None:
                     out[s].append((end - start).total_seconds())
         return out
+
+    def plot(self) -> Any:
+        """A matplotlib figure: agreement per field (with kappa and alpha), the time to label per source, and the
+        counts of each value of the first category field per source (the ``plot`` extra)."""
+        from labelport._plots import comparison_figure
+
+        return comparison_figure(self)
+
+    def _repr_html_(self) -> str:
+        from labelport._display import comparison_html
+
+        return comparison_html(self)
 
     def __repr__(self) -> str:
         return f"<labelport.Comparison sources={self.sources} fields={list(self.fields)} records={len(self.keys)}>"

@@ -279,6 +279,11 @@ class Batch:
     def accept(self, ids: Iterable[str]) -> None: ...
     def reject(self, ids: Iterable[str], reason: str | None = None) -> None: ...
     def tasks(self) -> list[dict[str, Any]]: ...
+    # Attached in Python by labelport._display when labelport is imported.
+    def report(self, field: str | None = None, *, progress: _Progress = False) -> Any:
+        """A matplotlib figure of this batch: records by status, the time to label each completed record, and the
+        counts of each value of one output field (``field``; default: the first text field of the outputs)."""
+    def _repr_html_(self) -> str: ...
 
 @final
 class Job:
@@ -294,6 +299,7 @@ class Job:
         """Block until the vendor has ingested every record; raises Timeout."""
     def failures(self) -> list[dict[str, Any]]:
         """Rejected records (with on_error="collect"): key, field, code, message."""
+    def _repr_html_(self) -> str: ...
 
 @final
 class ResultStream(Iterator[_Envelope]):
