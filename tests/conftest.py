@@ -9,6 +9,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import labelport as lp
@@ -379,3 +380,50 @@ def hostile_server() -> Iterator[Callable[..., HostileServer]]:
     yield start
     for s in servers:
         s.close()
+
+
+class ExecutedNotebook:
+    """A notebook of examples/ run headless in a real Jupyter kernel (nbclient); cells are found by their tag."""
+
+    def __init__(self, path: Path, workdir: Path, timeout: int) -> None:
+        import nbclient
+        import nbformat
+
+        self.nb = nbformat.read(path, as_version=4)
+        assert all(not c.get("outputs") for c in self.nb.cells if c.cell_type == "code"), (
+            "commit the notebook without outputs"
+        )
+        nbclient.NotebookClient(
+            self.nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(workdir)}}
+        ).execute()
+        self.by_tag = {
+            tag: c for c in self.nb.cells if c.cell_type == "code" for tag in c.metadata.get("tags", [])
+        }
+
+    def result(self, tag: str) -> dict[str, Any]:
+        """The data (by MIME type) of the last result the cell tagged ``tag`` shows."""
+        outputs = [o for o in self.by_tag[tag].outputs if o.output_type == "execute_result"]
+        assert outputs, f"cell {tag!r} shows no result"
+        return dict(outputs[-1].data)
+
+    def stderr(self, tag: str) -> str:
+        return "".join(
+            o.text for o in self.by_tag[tag].outputs if o.output_type == "stream" and o.name == "stderr"
+        )
+
+    def images(self, tag: str) -> list[str]:
+        """The PNG pictures (base64) the cell tagged ``tag`` shows."""
+        return [o.data["image/png"] for o in self.by_tag[tag].outputs if "image/png" in o.get("data", {})]
+
+
+@pytest.fixture
+def run_notebook(tmp_path: Path) -> Callable[..., ExecutedNotebook]:
+    """``run_notebook("quickstart.ipynb")``: the notebook of examples/, executed in ``tmp_path``."""
+    pytest.importorskip("nbformat")
+    pytest.importorskip("nbclient")
+    pytest.importorskip("ipykernel")
+
+    def run(name: str, timeout: int = 180) -> ExecutedNotebook:
+        return ExecutedNotebook(Path(__file__).resolve().parent.parent / "examples" / name, tmp_path, timeout)
+
+    return run

@@ -5,39 +5,19 @@ and a bar chart."""
 from __future__ import annotations
 
 import ast
-from pathlib import Path
 
 import pytest
 
-nbformat = pytest.importorskip("nbformat")
-nbclient = pytest.importorskip("nbclient")
-pytest.importorskip("ipykernel")
 pytest.importorskip("pandas")
 pytest.importorskip("matplotlib")
 
-NOTEBOOK = Path(__file__).resolve().parent.parent / "examples" / "quickstart.ipynb"
 
-
-def test_the_quickstart_notebook_runs_and_shows_its_outputs(tmp_path):
-    nb = nbformat.read(NOTEBOOK, as_version=4)
-    assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code"), (
-        "commit the notebook without outputs"
-    )
-    nbclient.NotebookClient(
-        nb, timeout=180, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
-    ).execute()
-
-    by_tag = {tag: c for c in nb.cells if c.cell_type == "code" for tag in c.metadata.get("tags", [])}
+def test_the_quickstart_notebook_runs_and_shows_its_outputs(run_notebook):
+    nb = run_notebook("quickstart.ipynb")
+    by_tag, stderr = nb.by_tag, nb.stderr
 
     def result(tag: str) -> str:
-        outputs = [o for o in by_tag[tag].outputs if o.output_type == "execute_result"]
-        assert outputs, f"cell {tag!r} shows no result"
-        return str(outputs[-1].data["text/plain"])
-
-    def stderr(tag: str) -> str:
-        return "".join(
-            o.text for o in by_tag[tag].outputs if o.output_type == "stream" and o.name == "stderr"
-        )
+        return str(nb.result(tag)["text/plain"])
 
     assert "text/html" in [o for o in by_tag["input"].outputs if o.output_type == "execute_result"][0].data
     assert ast.literal_eval(result("upload")) == {
