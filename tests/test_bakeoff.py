@@ -189,3 +189,28 @@ def test_turnaround_orders_sandboxes_by_complete_after(lp_sandbox):
     assert t.loc["slow", "median_s"] == pytest.approx(20.0, abs=1.0)
     assert t.loc["fast", "p90_s"] < t.loc["slow", "median_s"]
     assert (t["exception_rate"] == 0).all()
+
+
+def test_afan_out_uploads_to_async_batches_at_once_and_once(lp_sandbox):
+    import asyncio
+
+    sbs = [lp_sandbox("alegion"), lp_sandbox("sama")]
+    records, key = lp.sandbox.sample_records("alegion", 30)
+
+    async def main():
+        batches = {}
+        for sb in sbs:
+            client = lp.AsyncClient(sb.vendor, project=sb.project, base_url=sb.url, **sb.credentials)
+            batches[sb.vendor] = await client.create_batch("async", exist_ok=True)
+        with pytest.raises(lp.InvalidInput, match="use lp.afan_out"):
+            lp.fan_out(records, batches, key=key)
+        jobs = await lp.afan_out(records, batches, key=key, progress=False)
+        again = await lp.afan_out(records, batches, key=key, progress=False)
+        return (
+            {n: (await j.status())["done"] for n, j in jobs.items()},
+            {n: (await j.status())["skipped"] for n, j in again.items()},
+        )
+
+    done, skipped = asyncio.run(main())
+    assert done == {"alegion": 30, "sama": 30} and skipped == {"alegion": 30, "sama": 30}
+    assert [sb.stats()["records_total"] for sb in sbs] == [30, 30]

@@ -31,8 +31,9 @@ def _check_batches(batches: Any, want_async: bool) -> dict[str, Any]:
         if not isinstance(name, str) or not name:
             raise _invalid(f"batch names must be non-empty strings, not {name!r}", "batches")
         if isinstance(batch, other):
-            hint = "afan_out" if want_async else "fan_out"
-            raise _invalid(f"batches[{name!r}] is a {other.__name__}: use lp.{hint}", "batches")
+            hint = "fan_out" if want_async else "afan_out"
+            article = "an" if other is AsyncBatch else "a"
+            raise _invalid(f"batches[{name!r}] is {article} {other.__name__}: use lp.{hint}", "batches")
         if not isinstance(batch, cls):
             raise _invalid(
                 f"batches[{name!r}] must be a {cls.__name__}, not {type(batch).__name__}", "batches"
