@@ -15,8 +15,8 @@ STAMP := $(VENV)/.labelport-tools
 ACTIVATE := VIRTUAL_ENV=$(VENV_ABS) PATH=$(VENV_ABS)/bin:$$PATH
 BUILD_TOOLS := "maturin>=1.7,<2"
 # What the tests need besides labelport itself (pytest, requests, httpx, orjson), the vendors' official SDKs
-# (witnesses of the simulators' fidelity) and the optional extras (pandas, polars, pyarrow, tqdm, ...).
-TEST_REQUIREMENTS := $(wildcard tests/requirements.txt tests/requirements-extras.txt tests/requirements-distributed.txt tests/witness-requirements/*.txt)
+# (witnesses of the simulators' fidelity) and the optional extras (pandas, polars, pyarrow, tqdm, dlt, Airflow, ...).
+TEST_REQUIREMENTS := $(wildcard tests/requirements.txt tests/requirements-extras.txt tests/requirements-distributed.txt tests/requirements-pipelines.txt tests/witness-requirements/*.txt)
 
 .PHONY: help venv venv-build develop demo test test-rust test-python wheel bench bench-smoke reliability fuzz lint format clean distclean
 
