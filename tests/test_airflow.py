@@ -250,7 +250,8 @@ def test_a_vendor_error_is_retried_and_bad_input_fails_at_once(
 
 
 def test_the_connection_maps_onto_every_vendors_credentials() -> None:
-    """login and password fill the vendor's credentials in its order; a one-secret vendor takes the password."""
+    """login and password fill the vendor's credentials in its order; a one-secret vendor takes the password; Airflow
+    knows the connection type."""
     code = textwrap.dedent(
         """
         import json, labelport as lp
@@ -269,6 +270,11 @@ def test_the_connection_maps_onto_every_vendors_credentials() -> None:
                 client = lp.Client(v, **kwargs)
                 client.batches() if vendor != "sama" else client.create_batch("x")
                 out[vendor] = list(names)
+        # The providers manager knows the connection type (the apache_airflow_provider entry point), so a
+        # labelport connection gives its hook.
+        from airflow.providers_manager import ProvidersManager
+        assert ProvidersManager().hooks["labelport"].hook_class_name == "labelport.airflow.LabelportHook"
+        assert type(conn.get_hook()).__name__ == "LabelportHook"
         print(json.dumps(out))
         """
     )

@@ -39,14 +39,13 @@ written once the file is complete (a failed run leaves it, and its retry writes 
 from __future__ import annotations
 
 import datetime as _dt
-import functools
 import os
 import sys
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from airflow.sdk import BaseHook, BaseOperator, BaseSensorOperator, Connection, Variable
+from airflow.sdk import BaseHook, BaseOperator, BaseSensorOperator, Connection, Variable, XComArg
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
@@ -105,12 +104,16 @@ def _failures() -> Iterator[None]:
 # The hook
 
 
-@functools.cache
+_CREDENTIAL_NAMES: dict[str, tuple[str, ...]] = {}
+
+
 def credential_names(vendor: str) -> tuple[str, ...]:
     """``vendor``'s credential names in its own order (Alegion: ``username``, ``password``), as its
     ``capabilities`` give them. Read from a client built offline with placeholders: building one names the
     first credential missing (``AuthError.field``) and sends nothing."""
-    given: dict[str, str] = {}
+    if vendor in _CREDENTIAL_NAMES:
+        return _CREDENTIAL_NAMES[vendor]
+    given: dict[str, Any] = {}
     for _ in range(8):
         try:
             client = Client(vendor, project="1", base_url="http://127.0.0.1:9", **given)
@@ -121,6 +124,7 @@ def credential_names(vendor: str) -> tuple[str, ...]:
             continue
         names = tuple(client.capabilities["credentials"])
         client.close()
+        _CREDENTIAL_NAMES[vendor] = names
         return names
     raise LabelportError(f"{vendor}: could not tell its credential names")
 
@@ -257,7 +261,7 @@ class LabelportUploadOperator(_LabelportOperator):
     def __init__(
         self,
         *,
-        batch_id: str,
+        batch_id: str | XComArg,
         records: Any,
         key: str | None = None,
         upload_options: dict[str, Any] | None = None,
@@ -292,7 +296,7 @@ class LabelportResultsOperator(_LabelportOperator):
     def __init__(
         self,
         *,
-        batch_id: str,
+        batch_id: str | XComArg,
         path: str,
         format: str | None = None,
         flatten: bool = True,
@@ -401,7 +405,7 @@ class LabelportBatchSensor(BaseSensorOperator):
     def __init__(
         self,
         *,
-        batch_id: str,
+        batch_id: str | XComArg,
         labelport_conn_id: str = DEFAULT_CONN_ID,
         poll_interval: float | str | None = None,
         deferrable: bool = True,
