@@ -72,6 +72,24 @@ def _batch(sb: lp.sandbox.Sandbox) -> lp.Batch:
     return sb.client().create_batch(f"dlt-{uuid.uuid4().hex[:8]}")
 
 
+def _finished(sb: lp.sandbox.Sandbox, batch: lp.Batch, records: list[dict[str, Any]], key: str) -> None:
+    """Uploads ``records`` (those the batch holds are skipped) and lets the sandbox's labelers finish them."""
+    batch.upload(records, key=key, progress=False)
+    sb.advance(2)
+
+
+def _first_run(
+    sb: lp.sandbox.Sandbox, tmp_path: Path, records: list[dict[str, Any]], key: str
+) -> tuple[lp.Batch, Any]:
+    """A new batch whose ``records`` finished, loaded by a first run of a new pipeline."""
+    batch = _batch(sb)
+    _finished(sb, batch, records, key)
+    pipeline = _pipeline(tmp_path)
+    pipeline.run(_source(sb, batch.id))
+    assert _loaded(pipeline) == len(records)
+    return batch, pipeline
+
+
 def test_the_second_run_loads_exactly_the_new_results(sandbox: lp.sandbox.Sandbox, tmp_path: Path) -> None:
     records, key = lp.sandbox.sample_records("alegion", 300)
     batch = _batch(sandbox)
@@ -108,15 +126,8 @@ def test_a_run_that_dies_midway_loses_and_duplicates_nothing(
     from dlt.pipeline.exceptions import PipelineStepFailed
 
     records, key = lp.sandbox.sample_records("alegion", 2_500)
-    batch = _batch(sandbox)
-    batch.upload(records[:200], key=key, progress=False)
-    sandbox.advance(2)
-    pipeline = _pipeline(tmp_path)
-    pipeline.run(_source(sandbox, batch.id))
-    assert _loaded(pipeline) == 200
-
-    batch.upload(records, key=key, progress=False)
-    sandbox.advance(2)
+    batch, pipeline = _first_run(sandbox, tmp_path, records[:200], key)
+    _finished(sandbox, batch, records, key)
     seen = 0
 
     def dies_midway(item: dict[str, Any]) -> dict[str, Any]:
@@ -142,14 +153,8 @@ def test_a_run_stopped_before_its_load_is_finished_by_the_next(
     sandbox: lp.sandbox.Sandbox, tmp_path: Path
 ) -> None:
     records, key = lp.sandbox.sample_records("alegion", 150)
-    batch = _batch(sandbox)
-    batch.upload(records[:100], key=key, progress=False)
-    sandbox.advance(2)
-    pipeline = _pipeline(tmp_path)
-    pipeline.run(_source(sandbox, batch.id))
-
-    batch.upload(records, key=key, progress=False)
-    sandbox.advance(2)
+    batch, pipeline = _first_run(sandbox, tmp_path, records[:100], key)
+    _finished(sandbox, batch, records, key)
     # Extracted and normalized (the package holds the 50 new results and the new watermark), never loaded.
     pipeline.extract(_source(sandbox, batch.id))
     pipeline.normalize()
@@ -169,8 +174,7 @@ def test_a_record_read_again_replaces_its_row(sandbox: lp.sandbox.Sandbox, tmp_p
 
     records, key = lp.sandbox.sample_records("alegion", 40)
     batch = _batch(sandbox)
-    batch.upload(records, key=key, progress=False)
-    sandbox.advance(2)
+    _finished(sandbox, batch, records, key)
     _pipeline(tmp_path, "first").run(_source(sandbox, batch.id))
     second = _pipeline(tmp_path, "second")
     for _ in range(2):
