@@ -128,12 +128,26 @@ def test_upload_wait_results_defers_and_the_second_run_fetches_only_new_results(
         }
         for n in (50, 80)
     ]
-    (first, second), _ = _run_dags(tmp_path, pristine_db, sandbox, EXAMPLE, "labelport_labels", runs)
+    (first, second), log = _run_dags(tmp_path, pristine_db, sandbox, EXAMPLE, "labelport_labels", runs)
+    # What Airflow logged of the sensor: each run, the task paused as DEFERRED (its state set to deferred by the
+    # execution API), the trigger ran, and the task ran again.
+    deferral = [
+        line.strip()
+        for line in log.splitlines()
+        if "Pausing task as DEFERRED" in line
+        or "new_state=deferred" in line
+        or "running trigger in line" in line
+        or "Trigger completed" in line
+    ]
+    print("\n".join(deferral))
     for n, facts in enumerate((first, second), 1):
         print(f"run {n} {facts['run_id']}: {facts['state']}")
         for task, ti in facts["tasks"].items():
             print(f"  {task:8} {ti['state']} try {ti['try_number']} returned {ti['return_value']}")
         print(f"  triggers: {facts['triggers']}")
+    assert sum("Pausing task as DEFERRED" in line and "task_id=wait" in line for line in deferral) == 2
+    assert sum("new_state=deferred" in line for line in deferral) == 2
+    assert sum("Trigger completed" in line for line in deferral) == 2
 
     batch_id = first["tasks"]["batch"]["return_value"]
     assert second["tasks"]["batch"]["return_value"] == batch_id  # the same batch, got by name
@@ -199,13 +213,17 @@ FAILURES_DAG = textwrap.dedent(
         render_template_as_native_obj=True,
         default_args={"retries": 3, "retry_delay": timedelta(0)},
     ) as dag:
-        LabelportUploadOperator(
+        vendor_error = LabelportUploadOperator(
             task_id="vendor_error", batch_id="{{ params.batch }}", records="{{ params.good }}", key="image_id"
         )
         LabelportUploadOperator(
             task_id="bad_input", batch_id="{{ params.batch }}", records="{{ params.bad }}", key="image_id"
         )
         LabelportBatchSensor(task_id="missing_batch", batch_id="no-such-batch", poll_interval=0.2)
+        poked = LabelportBatchSensor(
+            task_id="poked", batch_id="{{ params.batch }}", deferrable=False, poke_interval=0.2
+        )
+        vendor_error >> poked
     """
 )
 
@@ -245,7 +263,10 @@ def test_a_vendor_error_is_retried_and_bad_input_fails_at_once(
         )
     assert "AirflowFailException: InvalidInput: record #3 has no key field" in log
     assert "AirflowFailException: NotFound: " in log
-    assert facts["triggers"][0]["kwargs"]["batch_id"] == "no-such-batch"  # it failed on the triggerer
+    # The one trigger is the missing batch's (it failed on the triggerer); the sensor with deferrable=False poked
+    # from its worker until the 20 records finished.
+    assert [t["kwargs"]["batch_id"] for t in facts["triggers"]] == ["no-such-batch"]
+    assert (tasks["poked"]["state"], tasks["poked"]["try_number"]) == ("success", 1)
     assert sandbox.stats()["records_total"] == 20  # nothing of the bad file was sent
 
 

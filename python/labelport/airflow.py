@@ -377,8 +377,11 @@ class LabelportBatchTrigger(BaseTrigger):
 
         try:
             client = await LabelportHook(self.labelport_conn_id).aget_async_client()
-            batch = await client.batch(self.batch_id)
-            counts = await batch.wait(poll_interval=self.poll_interval, progress=counted)
+            try:
+                batch = await client.batch(self.batch_id)
+                counts = await batch.wait(poll_interval=self.poll_interval, progress=counted)
+            finally:
+                await client.close()
         except LabelportError as e:
             yield TriggerEvent(
                 {
