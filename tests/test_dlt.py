@@ -21,9 +21,11 @@ import pytest
 @pytest.fixture(autouse=True)
 def dlt_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     # No telemetry (the tests talk to 127.0.0.1 only); dlt's own files under this test's directory. dlt imports
-    # Airflow when it is installed (to look for a task context), and Airflow sets up its home on import: never ~/airflow.
+    # Airflow when it is installed, to read secrets from Airflow Variables; Airflow would then set up its home and
+    # its logging in pytest's own process (tests/test_airflow.py keeps Airflow in child processes): not here.
     monkeypatch.setenv("RUNTIME__DLTHUB_TELEMETRY", "false")
     monkeypatch.setenv("DLT_DATA_DIR", str(tmp_path / "dlt-data"))
+    monkeypatch.setenv("PROVIDERS__ENABLE_AIRFLOW_SECRETS", "false")
     monkeypatch.setenv("AIRFLOW_HOME", str(tmp_path / "airflow-home"))
     monkeypatch.chdir(tmp_path)
 
@@ -206,3 +208,12 @@ def test_import_labelport_imports_neither_dlt_nor_airflow() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=os.environ
     )
     assert out.stdout.strip() == "[]"
+
+
+def test_the_example_runs_against_the_sandbox(tmp_path: Path) -> None:
+    example = Path(__file__).resolve().parent.parent / "examples" / "dlt_pipeline.py"
+    env = {**os.environ, "TMPDIR": str(tmp_path)}
+    out = subprocess.run([sys.executable, str(example)], capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode == 0, out.stderr[-4000:]
+    assert "run loaded 200 results\nrun loaded 100 results\n" in out.stdout
+    assert "labels.results: 300 rows, 300 distinct keys" in out.stdout
