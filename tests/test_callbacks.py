@@ -355,3 +355,9 @@ def test_wrong_arguments_are_value_errors_not_rejections():
         callbacks.verify("sama", "hmac", {}, b"{}", secret="s", hmac_recipe="no-such-recipe", path="/")
     with pytest.raises(TypeError):
         callbacks.Receiver("sama", "token", tokn="t")
+
+
+def test_verify_refuses_a_keyword_it_does_not_know():
+    # A misspelt credential must not be dropped silently (the check would then run without it).
+    with pytest.raises(TypeError, match="tokn"):
+        callbacks.verify("sama", "token", {"X-Auth-Token": "t"}, b"{}", token="t", tokn="t")

@@ -56,9 +56,12 @@ import time
 import urllib.parse
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from labelport._labelport import MAX_JSON_DEPTH, LabelportError
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 __all__ = [
     "MAX_BODY",
@@ -267,32 +270,15 @@ def _rejecter(vendor: str) -> Any:
     return reject
 
 
-def _authenticate(
-    vendor: str,
-    method: str,
-    headers: Any,
-    raw: bytes | None,
-    *,
-    secret: str | bytes | None = None,
-    key_id: str | None = None,
-    username: str | None = None,
-    password: str | None = None,
-    token: str | None = None,
-    access_key: str | None = None,
-    query: str | Mapping[str, Any] | None = None,
-    path: str | None = None,
-    http_method: str = "POST",
-    now: dt.datetime | float | None = None,
-    max_skew: float = 300,
-    hmac_recipe: HmacRecipe | str = PROVISIONAL_HMAC,
-    replay_cache: ReplayCache | None = None,
-) -> None:
+def _authenticate(vendor: str, method: str, headers: Any, raw: bytes | None, **proof: Unpack[Proof]) -> None:
     """Raises `CallbackRejected` unless the request proves it comes from the vendor. With ``raw`` None (the
     body not read yet), ``hmac`` checks only what the headers can show: both present, the signature header
-    well-formed, the key id; the signature, the date's freshness and replays wait for the body."""
+    well-formed, the key id; the signature, the date's freshness and replays wait for the body. `proof`: the
+    keyword arguments of `verify` (checked there, or by `Receiver`)."""
     reject = _rejecter(vendor)
+    path: str | None = proof.get("path")
     if method == "basic":
-        expected = f"{_need(username, 'username', method)}:{_need(password, 'password', method)}".encode()
+        expected = f"{_need(proof.get('username'), 'username', method)}:{_need(proof.get('password'), 'password', method)}".encode()
         given = _header(headers, "Authorization")
         if not given:
             raise reject(
@@ -310,22 +296,22 @@ def _authenticate(
         if not _same(decoded, expected):
             raise reject("wrong username or password", "wrong_credentials", field="Authorization")
     elif method == "token":
-        expected_token = _need(token, "token", method)
+        expected_token = _need(proof.get("token"), "token", method)
         given = _header(headers, "X-Auth-Token")
         if not given:
             raise reject("no X-Auth-Token header", "missing_credentials", field="X-Auth-Token")
         if not _same(given.strip(), expected_token):
             raise reject("wrong X-Auth-Token", "wrong_credentials", field="X-Auth-Token")
     elif method == "access_key":
-        expected_key = _need(access_key, "access_key", method)
-        values = _query_values(query, path, "access_key")
+        expected_key = _need(proof.get("access_key"), "access_key", method)
+        values = _query_values(proof.get("query"), path, "access_key")
         if not values:
             raise reject("no access_key in the callback URL", "missing_credentials", field="access_key")
         if len(values) != 1 or not _same(values[0], expected_key):
             raise reject("wrong access_key in the callback URL", "wrong_credentials", field="access_key")
     else:
-        recipe = _recipe(hmac_recipe)
-        key = _need(secret, "secret", method)
+        recipe = _recipe(proof.get("hmac_recipe", PROVISIONAL_HMAC))
+        key = _need(proof.get("secret"), "secret", method)
         key = key.encode() if isinstance(key, str) else bytes(key)
         if path is None:
             raise ValueError(
@@ -343,6 +329,7 @@ def _authenticate(
             given_key_id, given_mac = recipe.parse_authorization(auth)
         except ValueError as e:
             raise reject(str(e), "bad_signature", field=recipe.signature_header) from None
+        key_id = proof.get("key_id")
         if key_id is not None and not _same(given_key_id, key_id):
             raise reject("unknown key id", "wrong_credentials", field=recipe.signature_header)
         if raw is None:
@@ -355,7 +342,9 @@ def _authenticate(
                     f"{recipe.date_header} is not a date", "bad_signature", field=recipe.date_header
                 ) from None
             return
-        expected_mac = recipe.mac(key, recipe.string_to_sign(http_method, path, date, raw))
+        expected_mac = recipe.mac(
+            key, recipe.string_to_sign(proof.get("http_method", "POST"), path, date, raw)
+        )
         if not hmac.compare_digest(given_mac, expected_mac):
             raise reject(
                 f"the signature does not match (tampered body or headers, wrong secret, or another recipe than "
@@ -370,13 +359,14 @@ def _authenticate(
             raise reject(
                 f"{recipe.date_header} is not a date", "bad_signature", field=recipe.date_header
             ) from None
+        now = proof.get("now")
         if now is None:
             now_dt = dt.datetime.now(dt.timezone.utc)
         elif isinstance(now, dt.datetime):
             now_dt = now if now.tzinfo else now.replace(tzinfo=dt.timezone.utc)
         else:
             now_dt = dt.datetime.fromtimestamp(float(now), dt.timezone.utc)
-        skew = abs((now_dt - sent).total_seconds())
+        skew, max_skew = abs((now_dt - sent).total_seconds()), proof.get("max_skew", 300)
         if skew > max_skew:
             raise reject(
                 f"{recipe.date_header} is {skew:.0f} s away from now (more than {max_skew:g} s): stale or replayed",
@@ -384,6 +374,7 @@ def _authenticate(
                 status=403,
                 field=recipe.date_header,
             )
+        replay_cache: ReplayCache | None = proof.get("replay_cache")
         if replay_cache is not None and not replay_cache.check_and_add(given_mac):
             raise reject("this signature was already accepted: a replay", "replayed", status=403)
 
@@ -419,26 +410,26 @@ def _parse_json(raw: bytes, reject: Any) -> Any:
         raise reject("the body is not JSON", "bad_body", status=400) from None
 
 
-def verify(
-    vendor: str,
-    method: str,
-    headers: Any,
-    body: bytes | str,
-    *,
-    secret: str | bytes | None = None,
-    key_id: str | None = None,
-    username: str | None = None,
-    password: str | None = None,
-    token: str | None = None,
-    access_key: str | None = None,
-    query: str | Mapping[str, Any] | None = None,
-    path: str | None = None,
-    http_method: str = "POST",
-    now: dt.datetime | float | None = None,
-    max_skew: float = 300,
-    hmac_recipe: HmacRecipe | str = PROVISIONAL_HMAC,
-    replay_cache: ReplayCache | None = None,
-) -> Any:
+class Proof(TypedDict, total=False):
+    """The keyword arguments of `verify` (what proves a callback comes from the vendor, and the request's
+    target); `Receiver` takes the credentials and `max_skew`, `hmac_recipe` among them."""
+
+    secret: str | bytes | None
+    key_id: str | None
+    username: str | None
+    password: str | None
+    token: str | None
+    access_key: str | None
+    query: str | Mapping[str, Any] | None
+    path: str | None
+    http_method: str
+    now: dt.datetime | float | None
+    max_skew: float
+    hmac_recipe: HmacRecipe | str
+    replay_cache: ReplayCache | None
+
+
+def verify(vendor: str, method: str, headers: Any, body: bytes | str, **proof: Unpack[Proof]) -> Any:
     """Checks one callback request and returns its parsed JSON payload, or raises `CallbackRejected`.
 
     `vendor`: ``"sama"``. `method`: ``"basic"`` (`username`, `password`), ``"access_key"`` (`access_key`;
@@ -457,27 +448,12 @@ def verify(
     method, a credential missing for the method, a non-finite or negative `max_skew`) is a `ValueError`, not
     a rejection.
     """
-    max_skew = _check_arguments(vendor, method, max_skew)
+    unknown = set(proof) - Proof.__optional_keys__
+    if unknown:
+        raise TypeError(f"verify() got unexpected keyword arguments: {', '.join(sorted(unknown))}")
+    proof["max_skew"] = _check_arguments(vendor, method, proof.get("max_skew", 300))
     raw = body.encode() if isinstance(body, str) else bytes(body)
-    _authenticate(
-        vendor,
-        method,
-        headers,
-        raw,
-        secret=secret,
-        key_id=key_id,
-        username=username,
-        password=password,
-        token=token,
-        access_key=access_key,
-        query=query,
-        path=path,
-        http_method=http_method,
-        now=now,
-        max_skew=max_skew,
-        hmac_recipe=hmac_recipe,
-        replay_cache=replay_cache,
-    )
+    _authenticate(vendor, method, headers, raw, **proof)
     return _parse_json(raw, _rejecter(vendor))
 
 

@@ -10,15 +10,39 @@ from __future__ import annotations
 import json
 import urllib.request
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TypedDict
 
 from labelport._labelport import Client, SandboxServer
 from labelport._records import _invalid
 
-__all__ = ["TRUTH_CLASSES", "Sandbox", "all_changed", "dialect_settings", "sample_records", "start"]
+__all__ = [
+    "TRUTH_CLASSES",
+    "Sandbox",
+    "SandboxOptions",
+    "all_changed",
+    "dialect_settings",
+    "sample_records",
+    "start",
+]
 
 #: The classes labels are drawn from when a sandbox is started with ``accuracy=`` (src/sandbox/truth.rs).
 TRUTH_CLASSES = ("car", "truck", "bus", "bicycle")
+
+
+class SandboxOptions(TypedDict, total=False):
+    """The keyword arguments of `start`, for code that passes them on (``lp_sandbox`` of the pytest plugin)."""
+
+    seed: int
+    complete_after: float
+    exception_rate: float
+    faults: Mapping[str, float] | None
+    latency: float | None
+    port: int
+    track_pids: bool
+    record_wire: bool
+    dialect: Mapping[str, bool | int | str] | None
+    accuracy: float | None
+    box_jitter: float
 
 
 class Sandbox:

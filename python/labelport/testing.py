@@ -15,68 +15,46 @@ and any ``LABELPORT_PROFILE`` is unset so a developer's own profile cannot point
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
-from typing import Protocol
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import pytest
 
 from labelport import sandbox
 
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
 __all__ = ["SandboxFactory", "lp_sandbox"]
 
 
-class SandboxFactory(Protocol):
+class SandboxFactory:
+    """``lp_sandbox(vendor, *, env=False, **options)``: starts a sandbox with the options of
+    ``labelport.sandbox.start`` (``port``, ``track_pids``, ``record_wire`` and ``dialect`` are for labelport's
+    own tests) and returns it; with ``env=True`` also points ``LABELPORT_<VENDOR>_*`` at it for this test."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self._monkeypatch = monkeypatch
+        self.started: list[sandbox.Sandbox] = []
+
     def __call__(
-        self,
-        vendor: str,
-        *,
-        seed: int = 0,
-        complete_after: float = 0.0,
-        exception_rate: float = 0.0,
-        faults: Mapping[str, float] | None = None,
-        latency: float | None = None,
-        accuracy: float | None = None,
-        box_jitter: float = 0.0,
-        env: bool = False,
-    ) -> sandbox.Sandbox: ...
+        self, vendor: str, *, env: bool = False, **options: Unpack[sandbox.SandboxOptions]
+    ) -> sandbox.Sandbox:
+        sb = sandbox.start(vendor, **options)
+        self.started.append(sb)
+        if env:
+            self._monkeypatch.delenv("LABELPORT_PROFILE", raising=False)
+            for name, value in sb.env().items():
+                self._monkeypatch.setenv(name, value)
+        return sb
 
 
 @pytest.fixture
 def lp_sandbox(monkeypatch: pytest.MonkeyPatch) -> Iterator[SandboxFactory]:
     """A factory of started vendor sandboxes, all stopped when the test ends."""
-    started: list[sandbox.Sandbox] = []
-
-    def start(
-        vendor: str,
-        *,
-        seed: int = 0,
-        complete_after: float = 0.0,
-        exception_rate: float = 0.0,
-        faults: Mapping[str, float] | None = None,
-        latency: float | None = None,
-        accuracy: float | None = None,
-        box_jitter: float = 0.0,
-        env: bool = False,
-    ) -> sandbox.Sandbox:
-        sb = sandbox.start(
-            vendor,
-            seed=seed,
-            complete_after=complete_after,
-            exception_rate=exception_rate,
-            faults=faults,
-            latency=latency,
-            accuracy=accuracy,
-            box_jitter=box_jitter,
-        )
-        started.append(sb)
-        if env:
-            monkeypatch.delenv("LABELPORT_PROFILE", raising=False)
-            for name, value in sb.env().items():
-                monkeypatch.setenv(name, value)
-        return sb
-
+    factory = SandboxFactory(monkeypatch)
     try:
-        yield start
+        yield factory
     finally:
-        for sb in started:
+        for sb in factory.started:
             sb.stop()

@@ -19,8 +19,8 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Sequence
-from typing import Any, NoReturn, TextIO
+from collections.abc import Callable, Sequence
+from typing import Any, NoReturn, TextIO, TypeVar
 
 from labelport._labelport import vendors
 from labelport.cli import _batches, _probe
@@ -44,31 +44,33 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
 
 
-def _positive_int(text: str) -> int:
+_T = TypeVar("_T")
+
+
+def _parsed(text: str, parse: Callable[[str], _T], what: str) -> _T:
+    """`parse(text)`, or an argparse error saying the text is not `what`."""
     try:
-        value = int(text)
+        return parse(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+        raise argparse.ArgumentTypeError(f"not {what}: {text!r}") from None
+
+
+def _positive_int(text: str) -> int:
+    value = _parsed(text, int, "a whole number")
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1: {value}")
     return value
 
 
 def _port(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    value = _parsed(text, int, "a port number")
     if not 0 <= value <= 65535:
         raise argparse.ArgumentTypeError(f"not a port number (0 to 65535): {value}")
     return value
 
 
 def _non_negative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    value = _parsed(text, float, "a number")
     if not value >= 0.0:  # also rejects nan
         raise argparse.ArgumentTypeError(f"must be 0 or more: {text}")
     return value
@@ -95,33 +97,32 @@ def build_parser() -> argparse.ArgumentParser:
     _batches.add_commands(sub)
     _probe.add_command(sub)
 
-    demo = sub.add_parser(
+    def command(name: str, help: str, description: str, run: Callable[..., Any]) -> argparse.ArgumentParser:
+        p: argparse.ArgumentParser = sub.add_parser(name, help=help, description=description)
+        p.set_defaults(run=run)
+        return p
+
+    demo = command(
         "demo",
-        help="upload generated records to a local vendor sandbox, wait, download the labels",
-        description="Start a local vendor sandbox, upload generated records, wait for the labels with a "
-        "progress line, download them and print a short summary. Needs no account and no network.",
-    )
-    demo.set_defaults(run=_cmd_demo)
-    demo.add_argument(
-        "--records",
-        type=_positive_int,
-        default=1000,
-        metavar="N",
-        help="records to upload (1000)",
+        "upload generated records to a local vendor sandbox, wait, download the labels",
+        "Start a local vendor sandbox, upload generated records, wait for the labels with a progress line, "
+        "download them and print a short summary. Needs no account and no network.",
+        _cmd_demo,
     )
     demo.add_argument(
-        "--vendor",
-        default="alegion",
-        help=f"vendor whose sandbox to use: {', '.join(vendors())} (alegion)",
+        "--records", type=_positive_int, default=1000, metavar="N", help="records to upload (1000)"
+    )
+    demo.add_argument(
+        "--vendor", default="alegion", help=f"vendor whose sandbox to use: {', '.join(vendors())} (alegion)"
     )
 
-    sb = sub.add_parser(
+    sb = command(
         "sandbox",
-        help="run a local simulator of a vendor's API until Ctrl-C",
-        description="Run a local simulator of a vendor's API on 127.0.0.1 and print its URL, project and "
-        "throwaway credentials. Point labelport (or the vendor's own SDK) at it. Stops on Ctrl-C.",
+        "run a local simulator of a vendor's API until Ctrl-C",
+        "Run a local simulator of a vendor's API on 127.0.0.1 and print its URL, project and throwaway "
+        "credentials. Point labelport (or the vendor's own SDK) at it. Stops on Ctrl-C.",
+        _cmd_sandbox,
     )
-    sb.set_defaults(run=_cmd_sandbox)
     sb.add_argument(
         "--vendor",
         default="alegion",

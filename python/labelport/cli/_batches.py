@@ -95,6 +95,13 @@ def _batch_option(sub: argparse.ArgumentParser) -> None:
     sub.add_argument("--batch", required=True, metavar="ID", help="the batch id (as create-batch printed it)")
 
 
+def _assignments(sub: argparse.ArgumentParser, flag: str, what: str) -> None:
+    """A repeatable `flag NAME=VALUE` option (values parsed as JSON where they are)."""
+    sub.add_argument(
+        flag, action="append", type=_assignment, default=[], metavar="NAME=VALUE", help=f"{what}; repeatable"
+    )
+
+
 def _json_option(sub: argparse.ArgumentParser, what: str) -> None:
     sub.add_argument("--json", action="store_true", help=f"print {what} as JSON")
 
@@ -122,13 +129,8 @@ def add_commands(sub: Any) -> None:
     p.add_argument(
         "--exist-ok", action="store_true", help="the batch of that name if there is one (safe to re-run)"
     )
-    p.add_argument(
-        "--batch-option",
-        action="append",
-        type=_assignment,
-        default=[],
-        metavar="NAME=VALUE",
-        help="a vendor batch option (deepen dataset_type=..., playment description=...); repeatable",
+    _assignments(
+        p, "--batch-option", "a vendor batch option (deepen dataset_type=..., playment description=...)"
     )
     _json_option(p, "{id, name, created_at}")
     p.set_defaults(run=cmd_create_batch)
@@ -148,14 +150,7 @@ def add_commands(sub: Any) -> None:
         default="raise",
         help="raise: stop at refused records (exit 2); collect: send the good ones, list the refused on stderr",
     )
-    p.add_argument(
-        "--upload-option",
-        action="append",
-        type=_assignment,
-        default=[],
-        metavar="NAME=VALUE",
-        help="a vendor upload option (sama priority=1); repeatable",
-    )
+    _assignments(p, "--upload-option", "a vendor upload option (sama priority=1)")
     _json_option(p, "the job: {id, batch_id, state, total, done, failed, skipped, failures}")
     p.set_defaults(run=cmd_upload)
 
