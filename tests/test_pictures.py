@@ -3,6 +3,7 @@ grid of images fetched without any credential, with a size cap and a timeout."""
 
 from __future__ import annotations
 
+import asyncio
 import http.server
 import io
 import threading
@@ -172,5 +173,14 @@ def test_plots_draw_agreement_turnaround_and_label_counts(lp_sandbox, tmp_path: 
 
     report = batches["alegion"].report()
     status_ax, _, counts_ax = report.axes[:3]
+    assert sum(p.get_height() for p in status_ax.patches) == 50
+    assert sum(p.get_height() for p in counts_ax.patches) == 50
+
+    async def async_report() -> object:
+        client = lp.AsyncClient("alegion", project=fast.project, base_url=fast.url, **fast.credentials)
+        return await (await client.batch(batches["alegion"].id)).report()
+
+    again = asyncio.run(async_report())
+    status_ax, _, counts_ax = again.axes[:3]  # type: ignore[attr-defined]
     assert sum(p.get_height() for p in status_ax.patches) == 50
     assert sum(p.get_height() for p in counts_ax.patches) == 50

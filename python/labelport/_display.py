@@ -101,9 +101,9 @@ def comparison_html(cmp: Any) -> str:
 
 def install() -> None:
     """Attaches ``_repr_html_`` to ``Batch`` and ``Job`` (and their async mirrors are left alone: their
-    status is a coroutine) and ``report`` to ``Batch``."""
-    from labelport._labelport import Batch, Job
-    from labelport._plots import batch_report
+    status is a coroutine) and ``report`` to ``Batch`` and ``AsyncBatch`` (a coroutine there)."""
+    from labelport._labelport import AsyncBatch, Batch, Job
+    from labelport._plots import abatch_report, batch_report
 
     def batch_repr_html(self: Any) -> str:
         return batch_html(self)
@@ -116,7 +116,12 @@ def install() -> None:
         counts of each value of one output field (``field``; default: the first text field of the outputs)."""
         return batch_report(self, field=field, progress=progress)
 
-    # The stubs (_labelport.pyi) declare all three.
+    async def areport(self: Any, field: str | None = None, *, progress: Any = False) -> Any:
+        """As ``Batch.report`` (a coroutine): the records are read asynchronously."""
+        return await abatch_report(self, field=field, progress=progress)
+
+    # The stubs (_labelport.pyi) declare all four.
     setattr(Batch, "_repr_html_", batch_repr_html)  # noqa: B010
     setattr(Job, "_repr_html_", job_repr_html)  # noqa: B010
     setattr(Batch, "report", report)  # noqa: B010
+    setattr(AsyncBatch, "report", areport)  # noqa: B010

@@ -441,6 +441,9 @@ class AsyncBatch:
     async def accept(self, ids: Iterable[str]) -> None: ...
     async def reject(self, ids: Iterable[str], reason: str | None = None) -> None: ...
     async def tasks(self) -> list[dict[str, Any]]: ...
+    # Attached in Python by labelport._display when labelport is imported.
+    async def report(self, field: str | None = None, *, progress: _Progress = False) -> Any:
+        """As ``Batch.report``: the records read asynchronously."""
 
 @final
 class AsyncJob:

@@ -99,9 +99,17 @@ def comparison_figure(cmp: Any) -> Any:
 
 def batch_report(batch: Any, field: str | None = None, *, progress: Any = False) -> Any:
     """Three panels for one batch: records by status, time to label, and the counts of ``field``'s values."""
+    return report_figure(batch.vendor, batch.records(progress=progress).to_list(), field)
+
+
+async def abatch_report(batch: Any, field: str | None = None, *, progress: Any = False) -> Any:
+    """`batch_report` of an ``AsyncBatch``: the records read asynchronously, the figure drawn here."""
+    return report_figure(batch.vendor, await batch.records(progress=progress).to_list(), field)
+
+
+def report_figure(vendor: str, envelopes: list[dict[str, Any]], field: str | None) -> Any:
     from labelport._compare import _parse_time
 
-    envelopes = batch.records(progress=progress).to_list()
     fig = _figure(13, 4)
     status_ax, time_ax, count_ax = fig.subplots(1, 3)
     statuses = Counter(e.get("status") for e in envelopes)
@@ -113,12 +121,12 @@ def batch_report(batch: Any, field: str | None = None, *, progress: Any = False)
         start, end = _parse_time(e.get("created_at")), _parse_time(e.get("completed_at"))
         if start is not None and end is not None:
             seconds.append((end - start).total_seconds())
-    _seconds_axis(time_ax, {batch.vendor: seconds}, "time to label")
+    _seconds_axis(time_ax, {vendor: seconds}, "time to label")
     outputs = [e["output"] for e in envelopes if isinstance(e.get("output"), dict)]
     if field is None:
         field = next((k for o in outputs for k, v in o.items() if isinstance(v, str)), None)
     counts = Counter(
         o[field] for o in outputs if field is not None and isinstance(o.get(field), str | int | bool)
     )
-    _counts_axis(count_ax, {batch.vendor: counts} if counts else {}, f"{field}: label counts")
+    _counts_axis(count_ax, {vendor: counts} if counts else {}, f"{field}: label counts")
     return fig
