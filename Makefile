@@ -17,8 +17,12 @@ BUILD_TOOLS := "maturin>=1.7,<2"
 # What the tests need besides labelport itself (pytest, requests, httpx, orjson), the vendors' official SDKs
 # (witnesses of the simulators' fidelity) and the optional extras (pandas, polars, pyarrow, tqdm, dlt, Airflow, ...).
 TEST_REQUIREMENTS := $(wildcard tests/requirements.txt tests/requirements-extras.txt tests/requirements-distributed.txt tests/requirements-pipelines.txt tests/witness-requirements/*.txt)
+# What `make docs` needs besides those (the notebooks run at build time with the test extras): mkdocs, Material,
+# mkdocstrings' Python handler, mkdocs-jupyter. Its own stamp, so `make test` does not install them.
+DOCS_REQUIREMENTS := tests/requirements-docs.txt
+DOCS_STAMP := $(VENV)/.labelport-docs
 
-.PHONY: help venv venv-build develop demo test test-rust test-python wheel bench bench-smoke reliability fuzz lint format clean distclean
+.PHONY: help venv venv-build venv-docs develop demo test test-rust test-python docs docs-serve wheel bench bench-smoke reliability fuzz lint format clean distclean
 
 help:
 	@echo "make demo         set up, build, and run the demo against the local Alegion sandbox"
@@ -27,6 +31,8 @@ help:
 	@echo "make develop      build the Rust core (release) into .venv"
 	@echo "make test-rust    cargo test --release --no-default-features (no interpreter needed)"
 	@echo "make test-python  build, then pytest against the sandbox"
+	@echo "make docs         the documentation site into site/ (mkdocs, strict: a broken link or reference fails)"
+	@echo "make docs-serve   the site at http://127.0.0.1:8000, rebuilt on every change"
 	@echo "make wheel        the release wheel (abi3, manylinux2014 via zig, LTO) and the sdist into dist/"
 	@echo "make bench        the benchmarks against the peers (BENCHMARKS.md); bench-smoke: seconds, checks they run"
 	@echo "make reliability  the fault matrix, 10 seeds x 5,000 records per vendor (RELIABILITY.md)"
@@ -49,6 +55,12 @@ $(STAMP): $(BUILD_STAMP) $(TEST_REQUIREMENTS)
 		$(foreach r,$(TEST_REQUIREMENTS),-r $(r))
 	touch $(STAMP)
 
+venv-docs: $(DOCS_STAMP)
+
+$(DOCS_STAMP): $(STAMP) $(DOCS_REQUIREMENTS)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r $(DOCS_REQUIREMENTS)
+	touch $(DOCS_STAMP)
+
 develop: venv-build
 	$(ACTIVATE) $(BIN)/maturin develop --release
 
@@ -64,6 +76,14 @@ test-rust: venv-build
 
 test-python: develop venv
 	$(ACTIVATE) $(BIN)/pytest
+
+# The site (mkdocs.yml): docs/, the README, the notebooks (run against the sandboxes while building), the API
+# reference from the stubs and the built module's docstrings (hence `develop`), the CLI's --help.
+docs: develop venv-docs
+	$(ACTIVATE) NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
+docs-serve: develop venv-docs
+	$(ACTIVATE) NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve --dev-addr 127.0.0.1:8000
 
 # The release wheel: one abi3 wheel (CPython >= 3.10) for manylinux2014 (glibc 2.17), linked through zig
 # (`ziglang` from PyPI) so it runs on old Linux distributions; the dist profile (LTO). Its own target directory,
@@ -105,7 +125,7 @@ format: venv
 
 clean:
 	cargo clean
-	rm -rf .pytest_cache dist
+	rm -rf .pytest_cache dist site
 	find python tests -name __pycache__ -type d -prune -exec rm -rf {} +
 	rm -f python/labelport/*.so python/labelport/*.pyd
 

@@ -329,6 +329,7 @@ if __name__ == "__main__":
     print("|---|---|---|")
     for case in CASES:
         err = run_case(case)
-        text = str(err).replace("|", "\\|")
+        # Escaped for Markdown: a table cell's bar, and brackets (`boxes[1][1]` would read as a reference link).
+        text = str(err).replace("|", "\\|").replace("[", "\\[").replace("]", "\\]")
         print(f"| {case.name} | `{type(err).__name__}` | {text} |")
     sys.exit(0)

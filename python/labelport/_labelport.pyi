@@ -132,7 +132,7 @@ class Client:
         absolute path starting with the API prefix. Only GETs are retried unless ``retry=True``."""
     def close(self) -> None: ...
     def check(self, *, batch: str | None = None, write: bool = False) -> _CheckReport:
-        """A read-only probe of the account against the vendor's ledger (docs/vendors/<vendor>.md): which
+        """A read-only probe of the account against the vendor's ledger (``docs/vendors/<vendor>.md``): which
         response fields and page sizes the live API confirmed or contradicted. ``batch``: the batch to read (else
         the newest); ``write=True`` first creates one tiny batch of one record. Secrets are redacted."""
     def spec(self, *, include_credentials: bool = False) -> ClientSpec:

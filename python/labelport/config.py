@@ -1,9 +1,11 @@
 """Process-wide defaults. Change them by assignment::
 
-import labelport as lp
-lp.config.progress = False        # no progress bars or progress log lines unless a call asks for them
-lp.config.progress_log_every = 30  # seconds between progress log lines when output is not a terminal
-lp.config.upload_chunk = 10_000    # records read, checked and sent at a time from a DataFrame, file or iterator
+    import labelport as lp
+    lp.config.progress = False        # no progress bars or progress log lines unless a call asks for them
+    lp.config.progress_log_every = 30  # seconds between progress log lines when output is not a terminal
+    lp.config.upload_chunk = 10_000    # records read, checked and sent at a time from a DataFrame, file or iterator
+
+Each is read when a call starts, so a change applies to the calls made after it.
 """
 
 from __future__ import annotations

@@ -1,8 +1,11 @@
-"""Local simulators of the vendors' APIs: try labelport without an account, test pipelines without a network.
+"""Local simulators of the vendors' APIs: try labelport without an account, test pipelines without a network::
 
-with lp.sandbox.start("alegion", complete_after=2.0) as sb:
-    client = sb.client()
-    ...
+    with lp.sandbox.start("alegion", complete_after=2.0) as sb:
+        client = sb.client()
+        ...
+
+``start`` takes the simulator's options (time to label, faults, latency, accuracy, dialect); ``sample_records``
+gives records every vendor's sandbox accepts.
 """
 
 from __future__ import annotations
