@@ -1,6 +1,8 @@
 """The Spark data source in local mode with task retries (``local[2,3]``) against the Alegion sandbox: 20,000
 records written from the executors and read back in parallel page ranges, each exactly once, through a task that
-fails and is retried. CI installs pyspark (tests/requirements-distributed.txt): without it these tests fail."""
+fails and is retried. tests/test_spark_cluster.py runs the same round trip (``write_then_read``) on a standalone
+cluster of separate processes. CI installs pyspark (tests/requirements-distributed.txt): without it these tests
+fail."""
 
 from __future__ import annotations
 
@@ -59,9 +61,25 @@ def _pids_since(sandbox: lp.sandbox.Sandbox, before: dict[str, int]) -> dict[str
     return {p: n - before.get(p, 0) for p, n in now.items() if n - before.get(p, 0) > 0}
 
 
-def test_write_then_read_20000_records_exactly_once_through_a_failed_task(spark, sandbox, client, tmp_path):
+def write_then_read(
+    spark,
+    sandbox: lp.sandbox.Sandbox,
+    client: lp.Client,
+    tmp_path,
+    *,
+    n: int,
+    partitions: int,
+    chunk_size: int,
+    fail_after: int,
+    pages_per_partition: int,
+) -> dict[str, dict[str, int]]:
+    """``n`` records written from the executors and read back, each exactly once, through a task that fails after
+    ``fail_after`` rows of its partition (and is retried) and a vendor that refuses an import it has already
+    stored. Returns the client processes that sent the write's and the read's requests (pid: requests), the
+    driver's own left out. Also run by tests/test_spark_cluster.py on a standalone cluster."""
     batch = client.create_batch(f"spark-{uuid.uuid4().hex[:8]}")
     marker = tmp_path / "failed-once"
+    per_partition = n // partitions
 
     def fail_once(batches):
         # An executor failure mid-partition, after part of it was uploaded: the first attempt of partition 5.
@@ -72,11 +90,11 @@ def test_write_then_read_20000_records_exactly_once_through_a_failed_task(spark,
         for b in batches:
             yield b
             seen += b.num_rows
-            if ctx.partitionId() == 5 and ctx.attemptNumber() == 0 and seen >= 1_500:
+            if ctx.partitionId() == 5 and ctx.attemptNumber() == 0 and seen >= fail_after:
                 marker.write_text(f"attempt {ctx.attemptNumber()}")
                 raise RuntimeError("injected executor failure")
 
-    df = spark.range(0, N, 1, PARTITIONS).selectExpr(
+    df = spark.range(0, n, 1, partitions).selectExpr(
         "format_string('img-%05d', id) AS image_id",
         "concat('https://img/', id, '.jpg') AS image_url",
         "id AS n",
@@ -84,33 +102,42 @@ def test_write_then_read_20000_records_exactly_once_through_a_failed_task(spark,
     df = df.mapInArrow(fail_once, df.schema)
     # And the vendor refusing an import it has already stored, in partition 2: that task fails too, after the
     # vendor kept part of its records.
-    sandbox.inject(method="POST", path="/import", body_contains="img-05600", status=400, commit=True)
+    refused_key = f"img-{2 * per_partition + per_partition * 6 // 25:05d}"  # img-05600 of 20,000 in 8
+    sandbox.inject(method="POST", path="/import", body_contains=refused_key, status=400, commit=True)
     before = dict(sandbox.stats()["requests_by_pid"])
-    writer = df.write.format("labelport").mode("append").option("key", "image_id").option("chunk_size", "500")
+    writer = (
+        df.write.format("labelport")
+        .mode("append")
+        .option("key", "image_id")
+        .option("chunk_size", str(chunk_size))
+    )
     for name, value in _options(sandbox, batch.id).items():
         writer = writer.option(name, value)
     writer.save()
 
     assert marker.read_text() == "attempt 0"
     refused = sum(
-        n for k, n in sandbox.stats()["requests"].items() if k.startswith("POST") and k.endswith(" 400")
+        count
+        for k, count in sandbox.stats()["requests"].items()
+        if k.startswith("POST") and k.endswith(" 400")
     )
     assert refused >= 1, sandbox.stats()["requests"]
     created = {k: v for k, v in sandbox.stats()["records_created"].items() if k.startswith("img-")}
-    assert len(created) == N
+    assert len(created) == n
     assert set(created.values()) == {1}, {k: v for k, v in created.items() if v != 1}
-    workers = _pids_since(sandbox, before)
-    workers.pop(str(os.getpid()), None)
-    workers.pop("unknown", None)
-    assert len(workers) >= 2, workers
+    writers = _pids_since(sandbox, before)
+    writers.pop(str(os.getpid()), None)
+    writers.pop("unknown", None)
+    assert len(writers) >= 2, writers
 
-    # Read back: partitions by page ranges (20 pages of 1,000, 2 pages a partition), fetched by the executors.
+    # Read back: partitions by page ranges (pages of 1,000), fetched by the executors.
     before = dict(sandbox.stats()["requests_by_pid"])
-    reader = spark.read.format("labelport").option("pages_per_partition", "2")
+    reader = spark.read.format("labelport").option("pages_per_partition", str(pages_per_partition))
     for name, value in _options(sandbox, batch.id).items():
         reader = reader.option(name, value)
     results = reader.load()
-    assert results.rdd.getNumPartitions() == 10
+    pages = -(-n // 1_000)
+    assert results.rdd.getNumPartitions() == -(-pages // pages_per_partition)
     assert results.columns == [
         "id",
         "batch_id",
@@ -124,7 +151,7 @@ def test_write_then_read_20000_records_exactly_once_through_a_failed_task(spark,
     ]
     rows = results.select("key", "status", "input", "vendor").collect()
     keys = [r.key for r in rows]
-    assert len(keys) == N and set(keys) == set(created)
+    assert len(keys) == n and set(keys) == set(created)
     assert {r.status for r in rows} == {"completed"} and {r.vendor for r in rows} == {"alegion"}
     sample = next(r for r in rows if r.key == "img-00042")
     assert json.loads(sample.input) == {"image_id": "img-00042", "image_url": "https://img/42.jpg", "n": 42}
@@ -136,7 +163,23 @@ def test_write_then_read_20000_records_exactly_once_through_a_failed_task(spark,
     # A second run of the same write creates nothing.
     writer.save()
     assert sandbox.stats()["records_created"]["img-00042"] == 1
-    assert sum(1 for k in sandbox.stats()["records_created"] if k.startswith("img-")) == N
+    assert sum(1 for k in sandbox.stats()["records_created"] if k.startswith("img-")) == n
+    return {"writers": writers, "readers": readers}
+
+
+def test_write_then_read_20000_records_exactly_once_through_a_failed_task(spark, sandbox, client, tmp_path):
+    # 8 partitions of 2,500 in Arrow batches of 500; partition 5 fails after 1,500 rows; 20 pages read 2 a partition.
+    write_then_read(
+        spark,
+        sandbox,
+        client,
+        tmp_path,
+        n=N,
+        partitions=PARTITIONS,
+        chunk_size=500,
+        fail_after=1_500,
+        pages_per_partition=2,
+    )
 
 
 def test_read_with_a_schema_gives_structs_and_timestamps(spark, sandbox, client):
