@@ -17,11 +17,12 @@ use url::Url;
 use super::auth::Auth;
 use super::concurrency::AdaptiveLimit;
 use super::error::{Error, ErrorKind, Result};
+use super::metrics::{self, Metrics};
 use super::rate_limit::RateLimiter;
 use super::redact::{redact_secrets, redact_url};
 use super::retry::{
-    is_retryable, read_retry_after, Outcome, RequestKind, RetryAfter, RetryPolicy,
-    IMPLAUSIBLE_RETRY_AFTER_SECS,
+    is_retryable, parse_retry_after, read_retry_after, Outcome, RequestKind, RetryAfter,
+    RetryPolicy, IMPLAUSIBLE_RETRY_AFTER_SECS,
 };
 use super::runner::{run, Step, Tries};
 
@@ -175,6 +176,8 @@ pub struct HttpClient {
     rate: Option<RateLimiter>,
     /// Told of every 429 and 503, where the adapter adapts its concurrency to them.
     congestion: Option<Arc<AdaptiveLimit>>,
+    /// Every attempt of `send`, counted as it ends (`client.metrics()`).
+    metrics: Metrics,
 }
 
 /// Plain HTTP is refused except to loopback (the sandbox) unless the user says otherwise. (A base URL holding
@@ -360,7 +363,13 @@ impl HttpClient {
             auth,
             parse_error,
             congestion: None,
+            metrics: Metrics::default(),
         })
+    }
+
+    /// What this client's requests came to so far (`client.metrics()`), with the logins of its auth provider.
+    pub fn metrics(&self) -> serde_json::Value {
+        self.metrics.snapshot(self.auth.renewals())
     }
 
     /// Tells `limit` of every 429 and 503 answer `send` reads (the adaptive concurrency's backoff signal).
@@ -522,6 +531,14 @@ impl HttpClient {
                 let headers = resp.headers().clone();
                 match read_limited(resp, self.config.limits.max_response_bytes).await {
                     Ok(body) => {
+                        self.count(
+                            req,
+                            tries,
+                            started,
+                            metrics::Outcome::Status(status),
+                            &headers,
+                            body.len(),
+                        );
                         log::debug!(
                             target: "labelport::engine::http",
                             "{} {} -> {} ({} bytes, {} ms, attempt {})",
@@ -541,18 +558,44 @@ impl HttpClient {
                         return step;
                     }
                     Err(BodyError::TooLarge { limit }) => {
+                        self.count(
+                            req,
+                            tries,
+                            started,
+                            metrics::Outcome::Status(status),
+                            &headers,
+                            0,
+                        );
                         return Step::Fail(too_large(
                             self.config.vendor,
                             req.operation,
                             &req.method,
                             &req.url,
                             limit,
-                        ))
+                        ));
                     }
-                    Err(BodyError::Transport(_)) => Outcome::TransportFailed,
+                    Err(BodyError::Transport(_)) => {
+                        self.count(
+                            req,
+                            tries,
+                            started,
+                            metrics::Outcome::Transport,
+                            &headers,
+                            0,
+                        );
+                        Outcome::TransportFailed
+                    }
                 }
             }
             Err(e) if e.is_redirect() => {
+                self.count(
+                    req,
+                    tries,
+                    started,
+                    metrics::Outcome::Transport,
+                    &HeaderMap::new(),
+                    0,
+                );
                 return Step::Fail(
                     Error::new(
                         ErrorKind::Vendor,
@@ -565,19 +608,78 @@ impl HttpClient {
                     .vendor(self.config.vendor)
                     .operation(req.operation)
                     .code("redirect_loop"),
-                )
+                );
             }
-            Err(e) if e.is_connect() => Outcome::ConnectFailed,
+            Err(e) if e.is_connect() => {
+                self.count(
+                    req,
+                    tries,
+                    started,
+                    metrics::Outcome::Transport,
+                    &HeaderMap::new(),
+                    0,
+                );
+                Outcome::ConnectFailed
+            }
             Err(e) if e.is_timeout() => {
+                self.count(
+                    req,
+                    tries,
+                    started,
+                    metrics::Outcome::Transport,
+                    &HeaderMap::new(),
+                    0,
+                );
                 let retryable = is_retryable(req.kind, Outcome::TransportFailed);
                 return Step::retry_if(retryable, self.timeout_error(req));
             }
-            Err(_) => Outcome::TransportFailed,
+            Err(_) => {
+                self.count(
+                    req,
+                    tries,
+                    started,
+                    metrics::Outcome::Transport,
+                    &HeaderMap::new(),
+                    0,
+                );
+                Outcome::TransportFailed
+            }
         };
         Step::retry_if(
             is_retryable(req.kind, outcome),
             self.transport_error(req, outcome),
         )
+    }
+
+    /// Counts one attempt of `req` that ended with `outcome`, `received` body bytes read.
+    fn count(
+        &self,
+        req: &Request,
+        tries: Tries,
+        started: Instant,
+        outcome: metrics::Outcome,
+        headers: &HeaderMap,
+        received: usize,
+    ) {
+        let sent = match &req.body {
+            Body::Empty => 0,
+            Body::Json(b) | Body::Text(b) => b.len(),
+            Body::Multipart { data, .. } => data.len(),
+        };
+        let retry_after = headers
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_retry_after)
+            .map(|d| d.as_secs_f64());
+        self.metrics.attempt(
+            req.operation,
+            outcome,
+            started.elapsed(),
+            sent as u64,
+            received as u64,
+            tries.attempt() > 1,
+            retry_after,
+        );
     }
 
     /// What a whole answer calls for: done, a renewal, a retry after a wait, or an error.

@@ -9,6 +9,7 @@ pub mod error;
 #[cfg(any(test, feature = "fuzzing"))]
 pub mod hostile;
 pub mod http;
+pub mod metrics;
 pub mod pagination;
 pub mod rate_limit;
 pub mod redact;

@@ -136,6 +136,15 @@ two_faces! {
         fn capabilities<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
             json_value_to_py(py, &self.inner.adapter()?.capabilities())
         }
+
+        /// What this client's requests came to so far, counted by the engine as each attempt ends: `requests`
+        /// by operation and HTTP status (`"error"`: no answer), `requests_total`, `retries`, `rate_limited`
+        /// (429 answers) and the `retry_after_seconds` they asked for, `logins` (credentials obtained),
+        /// `bytes_sent` and `bytes_received` (bodies), and `latency_ms` (`count`, `p50`, `p90`, `p99`, `max` of
+        /// the latest 100,000 attempts). Requests to pre-signed file URLs are not counted.
+        fn metrics<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+            json_value_to_py(py, &self.inner.adapter()?.http().metrics())
+        }
     }
 
     ops {
