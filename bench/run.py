@@ -43,6 +43,12 @@ def peak_rss_mb() -> float:
     raise RuntimeError("no VmHWM in /proc/self/status")
 
 
+def clock(env: dict[str, Any]) -> None:
+    """Starts the runner's clock: called once its imports are done, so every row measures the work, not the
+    import of its library (labelport's takes about 0.1 s, `requests`' 0.05 s, `orjson`'s nothing)."""
+    env["_t0"] = time.perf_counter()
+
+
 def alegion_session(env: dict[str, Any], session: Any) -> str:
     token = session.post(f"{env['url']}/api/v1/login", json=env["credentials"]).json()["access_token"]
     session.headers["Authorization"] = f"Bearer {token}"
@@ -52,14 +58,29 @@ def alegion_session(env: dict[str, Any], session: Any) -> str:
 def b1_labelport(env: dict[str, Any]) -> int:
     import labelport as lp
 
+    clock(env)
     client = lp.Client("alegion", project=env["project"], base_url=env["url"], **env["credentials"])
     return len(client.batch(env["batch"]).results().to_list())
+
+
+def b1_labelport_iter(env: dict[str, Any]) -> int:
+    """Plain iteration, each result dropped once counted (streaming, as B4): what a loop over `results()` costs
+    labelport, without the user's own list (whose collector cost would be the user's, as in any client)."""
+    import labelport as lp
+
+    clock(env)
+    client = lp.Client("alegion", project=env["project"], base_url=env["url"], **env["credentials"])
+    n = 0
+    for _ in client.batch(env["batch"]).results():
+        n += 1
+    return n
 
 
 def requests_results(env: dict[str, Any], decode: Callable[[Any], Any]) -> list[Any]:
     """Every result through a `requests.Session` loop following `Link: next`, each page decoded by `decode`."""
     import requests
 
+    clock(env)
     s = requests.Session()
     url: str | None = alegion_session(env, s)
     out: list[Any] = []
@@ -78,6 +99,7 @@ def b1_requests(env: dict[str, Any]) -> int:
 def b1_httpx(env: dict[str, Any]) -> int:
     import httpx
 
+    clock(env)
     with httpx.Client() as s:
         url: str | None = alegion_session(env, s)
         out: list[Any] = []
@@ -96,6 +118,7 @@ def b1_floor(env: dict[str, Any]) -> int:
     import labelport as lp
     import orjson
 
+    clock(env)
     client = lp.Client("alegion", project=env["project"], base_url=env["url"], **env["credentials"])
     out: list[Any] = []
     page = 1
@@ -135,12 +158,15 @@ def limit(env: dict[str, Any]) -> int:
 
 def b6_labelport(env: dict[str, Any]) -> int:
     import labelport as lp
+    import pandas  # noqa: F401  (imported before the clock starts, as by the peers)
 
+    clock(env)
     client = lp.Client("alegion", project=env["project"], base_url=env["url"], **env["credentials"])
     return len(client.batch(env["batch"]).results().to_pandas(flatten=True))
 
 
 def _b6_requests(env: dict[str, Any], decode: Callable[[Any], Any]) -> int:
+    import orjson  # noqa: F401
     import pandas as pd
 
     return len(pd.json_normalize(requests_results(env, decode)))
@@ -159,6 +185,7 @@ def b6_requests_orjson(env: dict[str, Any]) -> int:
 def b4_labelport(env: dict[str, Any]) -> int:
     import labelport as lp
 
+    clock(env)
     client = lp.Client("alegion", project=env["project"], base_url=env["url"], **env["credentials"])
     n = 0
     for _ in client.batch(env["batch"]).results():
@@ -211,8 +238,52 @@ def b5_httpx(env: dict[str, Any]) -> int:
 def b2_labelport(env: dict[str, Any]) -> int:
     import labelport as lp
 
+    clock(env)
     client = lp.Client("sama", project=env["project"], base_url=env["url"], **env["credentials"])
     return len(client.batch(env["batch"]).results().to_list())
+
+
+def b2_labelport_iter(env: dict[str, Any]) -> int:
+    import labelport as lp
+
+    clock(env)
+    client = lp.Client("sama", project=env["project"], base_url=env["url"], **env["credentials"])
+    n = 0
+    for _ in client.batch(env["batch"]).results():
+        n += 1
+    return n
+
+
+def sama_pages(env: dict[str, Any], session: Any) -> list[Any]:
+    """Every delivered task of the client batch through `session` (a `requests.Session` or an `httpx.Client`),
+    1,000 a page, as the SDK pages (`page`, `page_size`; a short page is the last)."""
+    url = f"{env['url']}/v2/projects/{env['project']}/tasks/delivered.json"
+    params: dict[str, Any] = {"access_key": env["credentials"]["api_key"], "client_batch_id": env["batch"]}
+    out: list[Any] = []
+    page = 1
+    while True:
+        r = session.get(url, params={**params, "page": page, "page_size": 1000})
+        r.raise_for_status()
+        tasks = r.json()["tasks"]
+        out.extend(tasks)
+        if len(tasks) < 1000:
+            return out
+        page += 1
+
+
+def b2_requests(env: dict[str, Any]) -> int:
+    import requests
+
+    clock(env)
+    return len(sama_pages(env, requests.Session()))
+
+
+def b2_httpx(env: dict[str, Any]) -> int:
+    import httpx
+
+    clock(env)
+    with httpx.Client() as s:
+        return len(sama_pages(env, s))
 
 
 def b2_sama(env: dict[str, Any]) -> int:
@@ -221,6 +292,7 @@ def b2_sama(env: dict[str, Any]) -> int:
     import sama
     import sama.client as sama_client
 
+    clock(env)
     base, host = env["url"], "https://api.sama.com"
 
     class Shim:  # `requests` as the SDK's module sees it
@@ -325,15 +397,21 @@ def b3_requests(env: dict[str, Any]) -> int:
     return len(records)
 
 
+LIMIT = "limit (orjson.loads of the same bytes in memory)"
+
 RUNNERS: dict[str, Callable[[dict[str, Any]], int]] = {
     "B1/labelport": b1_labelport,
+    "B1/labelport (iterate)": b1_labelport_iter,
     "B1/requests": b1_requests,
     "B1/httpx": b1_httpx,
     "B1/floor (engine bytes + orjson)": b1_floor,
-    "B1/limit (orjson.loads of the same bytes in memory)": limit,
+    f"B1/{LIMIT}": limit,
     "B2/labelport": b2_labelport,
+    "B2/labelport (iterate)": b2_labelport_iter,
     "B2/sama (official SDK)": b2_sama,
-    "B2/limit (orjson.loads of the same bytes in memory)": limit,
+    "B2/requests": b2_requests,
+    "B2/httpx": b2_httpx,
+    f"B2/{LIMIT}": limit,
     "B3/labelport (default)": b3_labelport,
     "B3/labelport (max_concurrency=256)": b3_labelport_raised,
     "B3/playment (official package)": b3_playment,
@@ -345,7 +423,7 @@ RUNNERS: dict[str, Callable[[dict[str, Any]], int]] = {
     "B6/labelport to_pandas(flatten=True)": b6_labelport,
     "B6/requests + json_normalize": b6_requests,
     "B6/requests + orjson + json_normalize": b6_requests_orjson,
-    "B6/limit (orjson.loads of the same bytes in memory)": limit,
+    f"B6/{LIMIT}": limit,
 }
 
 
@@ -354,7 +432,8 @@ def child(name: str, env_json: str) -> None:
     base = rss_mb()
     started = time.perf_counter()
     n = RUNNERS[name](env)
-    elapsed = env.get("_elapsed", time.perf_counter() - started)
+    ended = time.perf_counter()
+    elapsed = env.get("_elapsed", ended - env.get("_t0", started))
     lp = sys.modules.get("labelport")
     print(
         json.dumps(
@@ -460,49 +539,81 @@ def seed_sama(info: dict[str, Any], n: int) -> str:
     return batch.id
 
 
-def measure(names: list[str], env: dict[str, Any], repeat: int) -> dict[str, list[dict[str, Any]]]:
+class Runs(dict[str, list[dict[str, Any]]]):
+    """Each runner's measurements, and the machine's 1-minute load average sampled before every child."""
+
+    def __init__(self, names: list[str]) -> None:
+        super().__init__((n, []) for n in names)
+        self.load: list[float] = []
+
+
+def measure(names: list[str], env: dict[str, Any], repeat: int) -> Runs:
     if BASE:  # each labelport runner again with the base build, interleaved with the rest
         names = [m for n in names for m in ([n, n + BASE_SUFFIX] if is_labelport(n) else [n])]
-    runs: dict[str, list[dict[str, Any]]] = {n: [] for n in names}
+    runs = Runs(names)
     for _ in range(repeat):
         for name in names:  # interleaved, so load on the machine falls on every runner alike
+            runs.load.append(os.getloadavg()[0])
             runs[name].append(run_child(name, env))
     return runs
 
 
-def replayed(env: dict[str, Any], names: list[str], listing: dict[str, Any], repeat: int) -> dict[str, Any]:
-    """Records what the runners `names` ask of the sandbox at env["url"] (each once, through a recording
-    proxy), then measures them against that recording, served from memory by a process of its own: the
-    client's cost alone. `listing` names the paged list whose bodies the limit row decodes."""
-    from replay import ReplayProcess, record
+def is_limit(name: str) -> bool:
+    return name.split("/", 1)[1] == LIMIT
 
-    recorders = [n for n in names if not n.split("/", 1)[1].startswith("limit")]
-    recording = record(env["url"], [lambda url, n=n: RUNNERS[n]({**env, "url": url}) for n in recorders])
-    with tempfile.TemporaryDirectory() as d:
-        path = os.path.join(d, "recording.pickle")
-        recording.save(path)
-        server = ReplayProcess(path)
+
+class Replay:
+    """One recording of a scenario (what its runners ask of the sandbox at env["url"], each run once through a
+    recording proxy), kept for the scenario's tables: `replayed` measures the runners against it, served from
+    memory by a process of their own (the client's cost alone); every results table, the sandbox's too, gets
+    the limit row from its bodies. `listing` names the paged list whose bodies the limit row decodes."""
+
+    def __init__(self, env: dict[str, Any], names: list[str], listing: dict[str, Any]) -> None:
+        from replay import record
+
+        self.dir = tempfile.TemporaryDirectory()
+        self.path = os.path.join(self.dir.name, "recording.pickle")
+        recorders = [n for n in names if not is_limit(n)]
+        record(env["url"], [lambda url, n=n: RUNNERS[n]({**env, "url": url}) for n in recorders]).save(
+            self.path
+        )
+        self.env = {**env, "recording": self.path, **listing}
+
+    def replayed(self, names: list[str], repeat: int) -> Runs:
+        from replay import ReplayProcess
+
+        server = ReplayProcess(self.path)
         try:
-            return measure(names, {**env, "url": server.url, "recording": path, **listing}, repeat)
+            return measure(names, {**self.env, "url": server.url}, repeat)
         finally:
             server.close()
 
+    def on_sandbox(self, names: list[str], repeat: int) -> Runs:
+        return measure(names, self.env, repeat)
 
-def table(title: str, runs: dict[str, list[dict[str, Any]]], reference: str) -> list[str]:
+    def close(self) -> None:
+        self.dir.cleanup()
+
+
+def table(title: str, runs: Runs, reference: str, repeat: int) -> list[str]:
     ref = statistics.median(r["seconds"] for r in runs[reference])
     base_ref = reference + BASE_SUFFIX
     compare = base_ref in runs
     ref_b = statistics.median(r["seconds"] for r in runs[base_ref]) if compare else 0.0
+    limits = [n for n in runs if is_limit(n)]
+    lim = statistics.median(r["seconds"] for r in runs[limits[0]]) if limits else 0.0
     lines = [
         f"### {title}",
         "",
-        "| runner | items | median s | ratio (peer / labelport) |"
+        "| runner | items | median s | min-max s | ratio (peer / labelport) |"
         + (" ratio against the base build |" if compare else "")
+        + (" times the limit |" if lim else "")
         + " peak RSS MB |",
-        "|---|---:|---:|---:|" + ("---:|" if compare else "") + "---:|",
+        "|---|---:|---:|---:|---:|" + ("---:|" if compare else "") + ("---:|" if lim else "") + "---:|",
     ]
     for name, rs in runs.items():
-        med = statistics.median(r["seconds"] for r in rs)
+        times = [r["seconds"] for r in rs]
+        med = statistics.median(times)
         ratio = "1.00 (reference)" if name == reference else f"{med / ref:.2f}"
         # The same peer against the base build's labelport: the ratio this change must keep.
         ratio_b = (
@@ -510,10 +621,17 @@ def table(title: str, runs: dict[str, list[dict[str, Any]]], reference: str) -> 
         )
         peak = max(r["peak_rss_mb"] for r in rs)
         lines.append(
-            f"| {name.split('/', 1)[1]} | {rs[0]['n']:,} | {med:.3f} | {ratio} |"
+            f"| {name.split('/', 1)[1]} | {rs[0]['n']:,} | {med:.3f} | {min(times):.3f}-{max(times):.3f} | {ratio} |"
             + (f" {ratio_b} |" if compare else "")
+            + (f" {med / lim:.2f} |" if lim else "")
             + f" {peak:.0f} |"
         )
+    load = runs.load
+    lines += [
+        "",
+        f"{repeat} repetitions, runners interleaved; 1-minute load average before each child: "
+        f"{min(load):.2f} to {max(load):.2f} (median {statistics.median(load):.2f}).",
+    ]
     return lines + [""]
 
 
@@ -543,7 +661,8 @@ def main() -> None:
     out = [
         f"Machine: {platform.machine()}, {os.cpu_count()} cores, {platform.system()} {platform.release()}; "
         f"Python {platform.python_version()}; labelport {lp.__version__}; "
-        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; repeat {repeat}"
+        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; repeat {repeat}; "
+        f"1-minute load average at the start {os.getloadavg()[0]:.2f}"
         + (" (SMOKE: sizes too small to mean anything)" if smoke else ""),
         "",
     ]
@@ -557,6 +676,23 @@ def main() -> None:
     print("\n".join(out))
 
 
+def pandas_backend() -> str:
+    """The pandas version and the dtype backend its DataFrames got here (pandas 3 stores strings in its own
+    `str` dtype, backed by pyarrow when installed)."""
+    import pandas as pd
+
+    strings = pd.Series(["a"]).dtype
+    storage = getattr(strings, "storage", None)
+    return (
+        f"pandas {pd.__version__}, default dtype backend (NumPy; strings {strings}"
+        + (f", {storage} storage" if storage else "")
+        + ")"
+    )
+
+
+REPLAYED = "replayed: the sandbox's answers recorded once, served from memory by a process of their own"
+
+
 def alegion_scenarios(only: set[str], smoke: bool, repeat: int) -> list[str]:
     n_results = 2_000 if smoke else 100_000
     n_big = 20_000 if smoke else 1_000_000
@@ -567,52 +703,59 @@ def alegion_scenarios(only: set[str], smoke: bool, repeat: int) -> list[str]:
         info = sb.info
         batch = seed_alegion(info, "bench-b1", n_results)
         env = {**info, "batch": batch}
-        alegion_list = {"list_suffix": "/results", "page_param": "page"}
-        if "B1" in only:
-            b1 = [
-                "B1/labelport",
-                "B1/requests",
-                "B1/httpx",
-                "B1/floor (engine bytes + orjson)",
-                "B1/limit (orjson.loads of the same bytes in memory)",
-            ]
-            out += table(
-                f"B1 results, replayed: {n_results:,} Alegion results, 1,000 per page, into a list of dicts "
-                "(the sandbox's answers recorded once, served from memory by a process of their own)",
-                replayed(env, b1, alegion_list, repeat),
-                "B1/labelport",
-            )
-        if "B6" in only:
-            import pandas as pd
-
-            b6 = [
-                "B6/labelport to_pandas(flatten=True)",
-                "B6/requests + json_normalize",
-                "B6/requests + orjson + json_normalize",
-                "B6/limit (orjson.loads of the same bytes in memory)",
-            ]
-            out += table(
-                f"B6 DataFrame, replayed: {n_results:,} Alegion results into a flattened pandas DataFrame "
-                f"(pandas {pd.__version__}, default NumPy dtype backend)",
-                replayed(env, b6, alegion_list, repeat),
-                "B6/labelport to_pandas(flatten=True)",
-            )
-        if "B1" in only:
-            out += table(
-                f"B1 results on the sandbox: {n_results:,} Alegion results, 1,000 per page, into a list of dicts",
-                measure(
-                    ["B1/labelport", "B1/requests", "B1/httpx", "B1/floor (engine bytes + orjson)"],
-                    env,
+        b1 = [
+            "B1/labelport",
+            "B1/labelport (iterate)",
+            "B1/requests",
+            "B1/httpx",
+            "B1/floor (engine bytes + orjson)",
+            f"B1/{LIMIT}",
+        ]
+        b6 = [
+            "B6/labelport to_pandas(flatten=True)",
+            "B6/requests + json_normalize",
+            "B6/requests + orjson + json_normalize",
+            f"B6/{LIMIT}",
+        ]
+        recorded = (b1 if "B1" in only else []) + (b6 if "B6" in only else [])
+        replay = (
+            Replay(env, recorded, {"list_suffix": "/results", "page_param": "page"}) if recorded else None
+        )
+        try:
+            if replay and "B1" in only:
+                out += table(
+                    f"B1 results, {REPLAYED}: {n_results:,} Alegion results, 1,000 per page, into a list of "
+                    "dicts (iterate: each result counted and dropped)",
+                    replay.replayed(b1, repeat),
+                    "B1/labelport",
                     repeat,
-                ),
-                "B1/labelport",
-            )
+                )
+            if replay and "B6" in only:
+                out += table(
+                    f"B6 DataFrame, {REPLAYED}: {n_results:,} Alegion results into a flattened pandas "
+                    f"DataFrame ({pandas_backend()})",
+                    replay.replayed(b6, repeat),
+                    "B6/labelport to_pandas(flatten=True)",
+                    repeat,
+                )
+            if replay and "B1" in only:
+                out += table(
+                    f"B1 results on the sandbox: {n_results:,} Alegion results, 1,000 per page, into a list of "
+                    "dicts (the limit: the recorded bodies, as above)",
+                    replay.on_sandbox(b1, repeat),
+                    "B1/labelport",
+                    repeat,
+                )
+        finally:
+            if replay:
+                replay.close()
         if "B5" in only:
             env = {**info, "batch": batch, "calls": calls}
             out += table(
                 f"B5 small calls: {calls:,} sequential GETs of one batch",
                 measure(["B5/labelport", "B5/requests", "B5/httpx"], env, repeat),
                 "B5/labelport",
+                repeat,
             )
         if "B4" not in only:
             return out
@@ -653,18 +796,33 @@ def sama_scenario(smoke: bool, repeat: int) -> list[str]:
     sb = Sandbox("sama")
     try:
         env = {**sb.info, "batch": seed_sama(sb.info, n_sama)}
-        b2 = ["B2/labelport", "B2/sama (official SDK)", "B2/limit (orjson.loads of the same bytes in memory)"]
+        b2 = [
+            "B2/labelport",
+            "B2/labelport (iterate)",
+            "B2/sama (official SDK)",
+            "B2/requests",
+            "B2/httpx",
+            f"B2/{LIMIT}",
+        ]
         sama_list = {"list_suffix": "/tasks/delivered.json", "page_param": "page", "items_field": "tasks"}
-        out += table(
-            f"B2 Sama delivered tasks, replayed: {n_sama:,} tasks of one client batch, into a list",
-            replayed(env, b2, sama_list, repeat),
-            "B2/labelport",
-        )
-        out += table(
-            f"B2 Sama delivered tasks on the sandbox: {n_sama:,} tasks of one client batch, into a list",
-            measure(b2[:2], env, repeat),
-            "B2/labelport",
-        )
+        replay = Replay(env, b2, sama_list)
+        try:
+            out += table(
+                f"B2 Sama delivered tasks, {REPLAYED}: {n_sama:,} tasks of one client batch, 1,000 per page, "
+                "into a list (iterate: each task counted and dropped)",
+                replay.replayed(b2, repeat),
+                "B2/labelport",
+                repeat,
+            )
+            out += table(
+                f"B2 Sama delivered tasks on the sandbox: {n_sama:,} tasks of one client batch, into a list "
+                "(the limit: the recorded bodies, as above)",
+                replay.on_sandbox(b2, repeat),
+                "B2/labelport",
+                repeat,
+            )
+        finally:
+            replay.close()
     finally:
         sb.close()
     return out
@@ -686,6 +844,7 @@ def playment_scenario(smoke: bool, repeat: int) -> list[str]:
             f"B3 per-record upload: {n_upload:,} Playment jobs, every answer 20 ms late (a WAN round trip)",
             measure(b3, env, repeat),
             "B3/labelport (max_concurrency=256)",
+            repeat,
         )
     finally:
         sb.close()
