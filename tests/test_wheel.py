@@ -61,9 +61,37 @@ def test_the_wheel_installs_without_rust_and_runs_the_demo(tmp_path):
     assert "labelport=labelport.cli:main" in scripts, scripts
     assert "[pytest11]" in scripts and "labelport=labelport.testing" in scripts, scripts  # the user's fixture
 
+    with zipfile.ZipFile(wheel) as z:
+        metadata = z.read(next(n for n in names if n.endswith(".dist-info/METADATA"))).decode()
+    # orjson reads each page of results (src/py/envelope_pages.rs): a requirement, so `pip install labelport`
+    # is the fast install; the only one.
+    requires = re.findall(r"^Requires-Dist: (.*)$", metadata, re.M)
+    assert [r for r in requires if "extra ==" not in r] == ["orjson>=3.10"], requires
+
     clean = tmp_path / "clean"
     _run([getattr(sys, "_base_executable", sys.executable), "-m", "venv", clean], timeout=300)
-    _run([clean / "bin" / "python", "-m", "pip", "install", "--quiet", "--no-index", wheel], timeout=300)
+    # The requirement from the package index (as `make venv` gets everything), labelport from this wheel only.
+    import orjson
+
+    _run(
+        [clean / "bin" / "python", "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary=:all:"]
+        + ["--dest", dist, f"orjson=={orjson.__version__}"],
+        timeout=300,
+    )
+    _run(
+        [
+            clean / "bin" / "python",
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-index",
+            "--find-links",
+            dist,
+            wheel,
+        ],
+        timeout=300,
+    )
 
     path = f"{clean / 'bin'}:/usr/bin:/bin"
     assert shutil.which("cargo", path=path) is None and shutil.which("rustc", path=path) is None, path
@@ -75,6 +103,17 @@ def test_the_wheel_installs_without_rust_and_runs_the_demo(tmp_path):
         timeout=60,
     )
     assert where.stdout.strip().startswith(str(clean)), where.stdout  # the installed copy, not the checkout
+    fast = _run(
+        [
+            clean / "bin" / "python",
+            "-c",
+            "import labelport._labelport as n; print(n._fast_pages_available())",
+        ],
+        cwd=tmp_path,
+        env=env,
+        timeout=60,
+    )
+    assert fast.stdout.strip() == "True", fast.stdout
     demo = _run([clean / "bin" / "labelport", "demo", "--records", "200"], cwd=tmp_path, env=env, timeout=300)
     out = demo.stdout + demo.stderr
     assert "upload   200 records" in out and "total 200 · done" in out, out

@@ -536,6 +536,16 @@ def _stop_runtime_at_exit() -> None:
     """Internal: stops labelport's runtime; registered with ``atexit`` so no worker thread enters a finalizing
     interpreter. Calls made afterwards raise LabelportError (code ``interpreter_exiting``)."""
 
+def _set_fast_pages(on: bool) -> bool:
+    """Internal, tests only: ``False`` sends every page of results to labelport's own decoder instead of
+    ``orjson.loads`` (``True`` back); returns the previous setting."""
+
+def _fast_pages_available() -> bool:
+    """Internal: whether ``orjson`` is importable (pages of results are read with it when it is)."""
+
+def _fast_pages_counts() -> tuple[int, int]:
+    """Internal, tests only: pages of results read so far by orjson and by labelport's own decoder."""
+
 # ---------------------------------------------------------------------------------------------------------------------
 # The sandbox server (src/py/sandbox.rs); users call labelport.sandbox.start(), which wraps this.
 

@@ -88,6 +88,44 @@ impl<T: Send + 'static> PageStream<T> {
             let _ = tx.send(items).await;
         })
     }
+
+    /// Each page turned into a `P` (or an error) by `convert` on the runtime's threads, as it arrives, so the consumer (the
+    /// Python thread) gets the page ready to use while the next ones download. An error ends the stream after
+    /// it is handed on; a panic in `convert` is an internal error, never a silent end of the list.
+    pub fn map_pages<P, F>(mut self, rt: &tokio::runtime::Handle, mut convert: F) -> MappedPages<P>
+    where
+        P: Send + 'static,
+        F: FnMut(Vec<T>) -> Result<P> + Send + 'static,
+    {
+        let (tx, rx) = mpsc::channel(1);
+        let task = AbortOnDrop(rt.spawn(async move {
+            while let Some(page) = self.next_page().await {
+                let out = page.and_then(|items| {
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| convert(items)))
+                        .unwrap_or_else(|payload| Err(Error::internal(&*payload)))
+                });
+                let failed = out.is_err();
+                if tx.send(out).await.is_err() || failed {
+                    return;
+                }
+            }
+        }));
+        MappedPages { rx, _task: task }
+    }
+}
+
+/// Pages converted on the runtime's threads (`PageStream::map_pages`). Dropping it stops the conversion and
+/// the fetching behind it.
+pub struct MappedPages<P> {
+    rx: mpsc::Receiver<Result<P>>,
+    _task: AbortOnDrop<()>,
+}
+
+impl<P: Send + 'static> MappedPages<P> {
+    /// The next converted page, `None` at the end. After an error the stream ends.
+    pub async fn next_page(&mut self) -> Option<Result<P>> {
+        self.rx.recv().await
+    }
 }
 
 /// How to walk a page-number list.

@@ -2,10 +2,11 @@
 //! sync `ResultStream`, with the same exports.
 
 use super::async_bridge::{spawn_py, Ready};
+use super::envelope_pages::EnvelopePage;
 use super::errors::to_py_err;
 use super::faces::stream_exports;
 use super::json::{json_to_py, GcPause};
-use super::results::{call_frames, check_progress, envelope_to_py, StreamProgress};
+use super::results::{call_frames, check_progress, StreamProgress};
 use super::runtime::no_panic;
 use crate::engine::stream::PageStream;
 use crate::vendors::{format_rfc3339_us, Envelope};
@@ -26,16 +27,22 @@ impl Pages {
     /// The next page as Python objects, each with its completion time (for the watermark).
     async fn next_py_page(&mut self) -> Option<PyResult<Vec<(Py<PyAny>, Option<i64>)>>> {
         let converted = match self {
-            Pages::Envelopes(s) => s.next_page().await?.map(|items| {
-                Python::attach(|py| {
+            Pages::Envelopes(s) => s.next_page().await?.and_then(|items| {
+                // Written as JSON here, on the runtime thread, then read as the sync stream reads a page.
+                let mut page = EnvelopePage::write(items)?;
+                Ok(Python::attach(|py| {
                     let _pause = GcPause::new(py);
-                    items
-                        .iter()
-                        .map(|e| {
-                            envelope_to_py(py, e).map(|d| (d.into_any().unbind(), e.completed_us))
+                    let fast = page.fast(py);
+                    (0..page.len())
+                        .map(|i| {
+                            let item = match &fast {
+                                Some(list) => list.get_item(i)?,
+                                None => page.envelope(py, i)?.into_any(),
+                            };
+                            Ok((item.unbind(), page.completed_us[i]))
                         })
                         .collect::<PyResult<Vec<_>>>()
-                })
+                }))
             }),
             Pages::Raw(s) => s.next_page().await?.map(|items| {
                 Python::attach(|py| {

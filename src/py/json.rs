@@ -53,8 +53,9 @@ pub fn json_to_py<'py>(py: Python<'py>, text: &str) -> PyResult<Bound<'py, PyAny
 
 /// Builds a Python object from JSON text, saying why not.
 pub fn decode_json<'py>(py: Python<'py>, text: &str) -> Result<Bound<'py, PyAny>, JsonToPyError> {
+    let text = negative_zero_as_zero(text);
     let stop = Cell::new(None);
-    let mut de = serde_json::Deserializer::from_str(text);
+    let mut de = serde_json::Deserializer::from_str(&text);
     // Our own limit instead of serde_json's (127): the seed counts levels and stops at MAX_JSON_DEPTH.
     de.disable_recursion_limit();
     let seed = PySeed {
@@ -64,6 +65,117 @@ pub fn decode_json<'py>(py: Python<'py>, text: &str) -> Result<Bound<'py, PyAny>
     };
     seed.deserialize(&mut de)
         .map_err(|e| stop.take().unwrap_or(JsonToPyError::Invalid(e)))
+}
+
+/// One envelope, written as a JSON object, as a dict: each of its values decoded as `decode_json` decodes a
+/// value of its own (so `input` is level 1 of `MAX_JSON_DEPTH`, as when each value was decoded apart).
+pub fn decode_envelope<'py>(
+    py: Python<'py>,
+    text: &str,
+) -> Result<Bound<'py, PyDict>, JsonToPyError> {
+    let text = negative_zero_as_zero(text);
+    let stop = Cell::new(None);
+    let mut de = serde_json::Deserializer::from_str(&text);
+    de.disable_recursion_limit();
+    let seed = EnvelopeSeed(PySeed {
+        py,
+        depth: 0,
+        stop: &stop,
+    });
+    seed.deserialize(&mut de)
+        .map_err(|e| stop.take().unwrap_or(JsonToPyError::Invalid(e)))
+}
+
+/// The text with every integer `-0` written `0`: serde_json reads `-0` as the float -0.0, Python's `json` module
+/// (and orjson, and docs/contract.md: "each integer up to 64 bits the same int") as the int 0. `-0.0` and `-0e1`
+/// stay floats. Borrowed, with no copy, when the text has no `-0` at all (the usual case).
+fn negative_zero_as_zero(text: &str) -> std::borrow::Cow<'_, str> {
+    let bytes = text.as_bytes();
+    if !bytes.windows(2).any(|w| w == b"-0") {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len());
+    let (mut i, mut copied) = (0usize, 0usize);
+    while i < bytes.len() {
+        match bytes[i] {
+            b'"' => {
+                i += 1;
+                while i < bytes.len() && bytes[i] != b'"' {
+                    i += if bytes[i] == b'\\' { 2 } else { 1 };
+                }
+            }
+            b'-' if bytes.get(i + 1) == Some(&b'0')
+                && !matches!(bytes.get(i + 2), Some(b'.' | b'e' | b'E' | b'0'..=b'9')) =>
+            {
+                out.push_str(&text[copied..i]);
+                copied = i + 1; // drop the sign
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    if copied == 0 {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    out.push_str(&text[copied..]);
+    std::borrow::Cow::Owned(out)
+}
+
+/// An object whose values are each a value of its own (depth 0): an envelope.
+struct EnvelopeSeed<'a, 'py>(PySeed<'a, 'py>);
+
+impl<'de, 'a, 'py> DeserializeSeed<'de> for EnvelopeSeed<'a, 'py> {
+    type Value = Bound<'py, PyDict>;
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de, 'a, 'py> Visitor<'de> for EnvelopeSeed<'a, 'py> {
+    type Value = Bound<'py, PyDict>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an envelope (a JSON object)")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let seed = self.0;
+        let dict = PyDict::new(seed.py);
+        while let Some(key) = map.next_key_seed(KeySeed { py: seed.py })? {
+            let value = map.next_value_seed(seed)?;
+            dict.set_item(key, value).map_err(|e| seed.fail(e))?;
+        }
+        Ok(dict)
+    }
+}
+
+/// How deep lists and objects nest in a JSON value (0 for a scalar), counting only as far as `cap`: the value is
+/// within `MAX_JSON_DEPTH` when this is at most that. Cheap when it is: a value with no more opening brackets
+/// than `cap` cannot nest deeper, and only a value with more is walked (strings skipped).
+pub fn nesting_at_most(text: &str, cap: usize) -> bool {
+    let bytes = text.as_bytes();
+    if bytes.iter().filter(|&&b| b == b'{' || b == b'[').count() <= cap {
+        return true;
+    }
+    let (mut depth, mut i) = (0usize, 0usize);
+    while i < bytes.len() {
+        match bytes[i] {
+            b'"' => {
+                i += 1;
+                while i < bytes.len() && bytes[i] != b'"' {
+                    i += if bytes[i] == b'\\' { 2 } else { 1 };
+                }
+            }
+            b'{' | b'[' => {
+                depth += 1;
+                if depth > cap {
+                    return false;
+                }
+            }
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        i += 1;
+    }
+    true
 }
 
 /// A `serde_json::Value` as a Python object (for small values: capabilities, error details).

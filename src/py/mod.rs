@@ -7,6 +7,7 @@ mod batch;
 mod client;
 mod core;
 mod debug;
+mod envelope_pages;
 mod errors;
 mod faces;
 mod job;
@@ -52,6 +53,9 @@ fn _labelport(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(stop.clone())?;
     m.py().import("atexit")?.call_method1("register", (stop,))?;
     m.add_function(wrap_pyfunction!(_ledger, m)?)?;
+    m.add_function(wrap_pyfunction!(envelope_pages::_set_fast_pages, m)?)?;
+    m.add_function(wrap_pyfunction!(envelope_pages::_fast_pages_available, m)?)?;
+    m.add_function(wrap_pyfunction!(envelope_pages::_fast_pages_counts, m)?)?;
     m.add_function(wrap_pyfunction!(vendors, m)?)?;
     Ok(())
 }

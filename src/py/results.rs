@@ -5,15 +5,16 @@ use std::io::Write;
 
 use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::{PyBool, PyDict, PyList, PyString, PyTuple};
+use pyo3::types::{PyBool, PyDict, PyList, PyTuple};
 use serde_json::value::RawValue;
 
 use super::args;
+use super::envelope_pages::EnvelopePage;
 use super::errors::to_py_err;
 use super::faces::stream_exports;
 use super::json::{json_to_py, GcPause};
-use super::runtime::{block_on_borrowed, no_panic};
-use crate::engine::stream::PageStream;
+use super::runtime::{self, block_on_borrowed, no_panic};
+use crate::engine::stream::{MappedPages, PageStream};
 use crate::engine::{Error, ErrorKind};
 use crate::vendors::{format_rfc3339_us, Envelope};
 
@@ -36,68 +37,6 @@ fn next_page<T: Send + 'static>(
             Ok(None)
         }
     }
-}
-
-fn raw_to_py<'py>(py: Python<'py>, raw: Option<&RawValue>) -> PyResult<Bound<'py, PyAny>> {
-    match raw {
-        Some(r) => json_to_py(py, r.get()),
-        None => Ok(py.None().into_bound(py)),
-    }
-}
-
-thread_local! {
-    /// Python strings for the few `&'static str` values every envelope repeats (statuses, vendor names),
-    /// by address; and the last batch id seen (a stream's envelopes all carry the same one).
-    static STATIC_STRINGS: std::cell::RefCell<Vec<(usize, Py<PyString>)>> =
-        const { std::cell::RefCell::new(Vec::new()) };
-    static LAST_BATCH_ID: std::cell::RefCell<Option<(String, Py<PyString>)>> =
-        const { std::cell::RefCell::new(None) };
-}
-
-/// The same Python string for every use of one static string: no UTF-8 decoding per envelope.
-fn static_str<'py>(py: Python<'py>, s: &'static str) -> Bound<'py, PyString> {
-    STATIC_STRINGS.with(|cell| {
-        let mut seen = cell.borrow_mut();
-        let addr = s.as_ptr() as usize;
-        if let Some((_, obj)) = seen.iter().find(|(a, _)| *a == addr) {
-            return obj.bind(py).clone();
-        }
-        let obj = PyString::new(py, s);
-        seen.push((addr, obj.clone().unbind()));
-        obj
-    })
-}
-
-fn batch_id_str<'py>(py: Python<'py>, id: &str) -> Bound<'py, PyString> {
-    LAST_BATCH_ID.with(|cell| {
-        let mut last = cell.borrow_mut();
-        match &*last {
-            Some((text, obj)) if text == id => obj.bind(py).clone(),
-            _ => {
-                let obj = PyString::new(py, id);
-                *last = Some((id.to_string(), obj.clone().unbind()));
-                obj
-            }
-        }
-    })
-}
-
-/// One envelope as a plain dict.
-pub fn envelope_to_py<'py>(py: Python<'py>, e: &Envelope) -> PyResult<Bound<'py, PyDict>> {
-    let d = PyDict::new(py);
-    d.set_item(intern!(py, "id"), &e.id)?;
-    d.set_item(intern!(py, "batch_id"), batch_id_str(py, &e.batch_id))?;
-    d.set_item(intern!(py, "key"), &e.key)?;
-    d.set_item(intern!(py, "status"), static_str(py, e.status.as_str()))?;
-    d.set_item(intern!(py, "input"), raw_to_py(py, e.input.as_deref())?)?;
-    d.set_item(intern!(py, "output"), raw_to_py(py, e.output.as_deref())?)?;
-    d.set_item(intern!(py, "created_at"), &e.created_at)?;
-    d.set_item(intern!(py, "completed_at"), &e.completed_at)?;
-    d.set_item(intern!(py, "vendor"), static_str(py, e.vendor))?;
-    if let Some(raw) = &e.raw {
-        d.set_item(intern!(py, "raw"), json_to_py(py, raw.get())?)?;
-    }
-    Ok(d)
 }
 
 /// Calls `labelport._frames.<name>(stream, *args, **kwargs)`: DataFrames and files are built in Python.
@@ -204,8 +143,10 @@ fn close_display(d: &Bound<'_, PyAny>, ok: bool) -> PyResult<()> {
 /// Results (or records) of a batch, fetched page by page as you iterate. Dropping it stops the fetching.
 #[pyclass(module = "labelport")]
 pub struct ResultStream {
-    stream: Option<PageStream<Envelope>>,
-    buffer: VecDeque<Envelope>,
+    /// Pages written as JSON on the runtime's threads (`EnvelopePage`), in order.
+    stream: Option<MappedPages<EnvelopePage>>,
+    /// The page being handed out: the page, its dicts when orjson read it whole, the next envelope's index.
+    page: Option<(EnvelopePage, Option<Py<PyList>>, usize)>,
     watermark_us: Option<i64>,
     progress: StreamProgress,
 }
@@ -217,36 +158,114 @@ impl ResultStream {
         progress: Option<Py<PyAny>>,
     ) -> Self {
         ResultStream {
-            stream: Some(stream),
-            buffer: VecDeque::new(),
+            stream: Some(stream.map_pages(&runtime::handle(), EnvelopePage::write)),
+            page: None,
             watermark_us: since_us,
             progress: StreamProgress::new(progress),
         }
     }
 
-    fn next_envelope(&mut self, py: Python<'_>) -> PyResult<Option<Envelope>> {
-        loop {
-            if let Some(e) = self.buffer.pop_front() {
-                if let Some(us) = e.completed_us {
-                    self.watermark_us = Some(self.watermark_us.map_or(us, |w| w.max(us)));
-                }
-                self.progress.delivered += 1;
-                return Ok(Some(e));
+    /// Makes the next page the current one (`false` at the end of the stream). `decode`: read it whole with
+    /// orjson now (when iterating or listing; `to_jsonl` only wants the text).
+    fn next_page(&mut self, py: Python<'_>, decode: bool) -> PyResult<bool> {
+        self.page = None;
+        let Some(s) = self.stream.as_mut() else {
+            return Ok(false);
+        };
+        self.progress.tick(py)?;
+        let page = match block_on_borrowed(py, s.next_page()) {
+            Ok(Some(Ok(page))) => Ok(page),
+            Ok(Some(Err(e))) => Err(to_py_err(e)),
+            Ok(None) => {
+                self.stream = None;
+                self.progress.close(py, true)?;
+                return Ok(false);
             }
-            if self.stream.is_none() {
+            Err(e) => Err(e),
+        }
+        .inspect_err(|_| self.stream = None);
+        let mut page = match page {
+            Ok(page) => page,
+            Err(e) => {
+                self.progress.close(py, false)?;
+                return Err(e);
+            }
+        };
+        let fast = if decode {
+            // The page's dicts hold no cycles: no collection while orjson builds them.
+            let _pause = GcPause::new(py);
+            page.fast(py).map(Bound::unbind)
+        } else {
+            None
+        };
+        self.page = Some((page, fast, 0));
+        Ok(true)
+    }
+
+    /// The index of the next envelope of the current page, counted as delivered (watermark and progress), or
+    /// `None` when the page is used up.
+    fn take_index(&mut self) -> Option<usize> {
+        let (page, _, next) = self.page.as_mut()?;
+        if *next >= page.len() {
+            return None;
+        }
+        let i = *next;
+        *next += 1;
+        if let Some(us) = page.completed_us[i] {
+            self.watermark_us = Some(self.watermark_us.map_or(us, |w| w.max(us)));
+        }
+        self.progress.delivered += 1;
+        Some(i)
+    }
+
+    /// Envelope `i` of the current page as a dict: from orjson's list, or by labelport's own decoder.
+    fn item<'py>(&self, py: Python<'py>, i: usize) -> PyResult<Bound<'py, PyAny>> {
+        let (page, fast, _) = self.page.as_ref().expect("a current page");
+        match fast {
+            Some(list) => list.bind(py).get_item(i),
+            None => page.envelope(py, i).map(Bound::into_any),
+        }
+    }
+
+    /// The next result, `None` at the end.
+    fn next_item<'py>(&mut self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyAny>>> {
+        loop {
+            if let Some(i) = self.take_index() {
+                return self.item(py, i).map(Some);
+            }
+            if !self.next_page(py, true)? {
                 return Ok(None);
             }
-            self.progress.tick(py)?;
-            match next_page(py, &mut self.stream) {
-                Ok(Some(items)) => self.buffer.extend(items),
-                Ok(None) => {
-                    self.progress.close(py, true)?;
-                    return Ok(None);
+        }
+    }
+
+    /// Appends every remaining result to `list`: whole pages in one slice assignment where orjson read them.
+    fn drain_into(&mut self, py: Python<'_>, list: &Bound<'_, PyList>) -> PyResult<()> {
+        loop {
+            if let Some((page, Some(fast), 0)) = self.page.as_ref() {
+                let n = page.len();
+                let end = list.len();
+                // SAFETY: both are lists and the GIL is held; PyList_SetSlice is in the stable ABI.
+                let rc = unsafe {
+                    pyo3::ffi::PyList_SetSlice(
+                        list.as_ptr(),
+                        end as pyo3::ffi::Py_ssize_t,
+                        end as pyo3::ffi::Py_ssize_t,
+                        fast.as_ptr(),
+                    )
+                };
+                if rc != 0 {
+                    return Err(PyErr::fetch(py));
                 }
-                Err(e) => {
-                    self.progress.close(py, false)?;
-                    return Err(e);
+                for _ in 0..n {
+                    self.take_index();
                 }
+            }
+            while let Some(i) = self.take_index() {
+                list.append(self.item(py, i)?)?;
+            }
+            if !self.next_page(py, true)? {
+                return Ok(());
             }
         }
     }
@@ -308,11 +327,8 @@ ResultStream {
         slf
     }
 
-    fn __next__<'py>(&mut self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyDict>>> {
-        no_panic(|| match self.next_envelope(py)? {
-            Some(e) => Ok(Some(envelope_to_py(py, &e)?)),
-            None => Ok(None),
-        })
+    fn __next__<'py>(&mut self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyAny>>> {
+        no_panic(|| self.next_item(py))
     }
 
     /// The greatest completion time seen so far (RFC 3339): pass it as `since=` next time.
@@ -327,9 +343,7 @@ ResultStream {
         no_panic(|| {
             let _pause = GcPause::new(py);
             let list = PyList::empty(py);
-            while let Some(e) = self.next_envelope(py)? {
-                list.append(envelope_to_py(py, &e)?)?;
-            }
+            self.drain_into(py, &list)?;
             Ok(list)
         })
     }
@@ -356,10 +370,16 @@ ResultStream {
                     format!("writing {}: {e}", path.display()),
                 ))
             };
-            while let Some(e) = self.next_envelope(py)? {
-                serde_json::to_writer(&mut out, &e).map_err(|e| io_err(e.into()))?;
-                out.write_all(b"\n").map_err(io_err)?;
-                n += 1;
+            loop {
+                while let Some(i) = self.take_index() {
+                    let (page, _, _) = self.page.as_ref().expect("a current page");
+                    out.write_all(page.text(i)).map_err(io_err)?;
+                    out.write_all(b"\n").map_err(io_err)?;
+                    n += 1;
+                }
+                if !self.next_page(py, false)? {
+                    break;
+                }
             }
             out.flush().map_err(io_err)?;
             Ok(n)
@@ -370,13 +390,13 @@ ResultStream {
     fn close(&mut self, py: Python<'_>) -> PyResult<()> {
         no_panic(|| {
             self.stream = None;
-            self.buffer.clear();
+            self.page = None;
             self.progress.close(py, false)
         })
     }
 
     fn __repr__(&self) -> String {
-        let state = if self.stream.is_some() || !self.buffer.is_empty() {
+        let state = if self.stream.is_some() || self.page.is_some() {
             "open"
         } else {
             "finished"

@@ -22,7 +22,7 @@ use super::resend;
 use super::upload::{in_chunks, Driver, Pieces, Plan, Wording};
 use super::{Adapter, NewBatch, PagePlan, PageRange, RecordQuery, ResultQuery, UploadCall};
 use crate::engine::auth::LoginToken;
-use crate::engine::http::{request_url, HttpClient, Request, Response};
+use crate::engine::http::{json_from_slice, request_url, HttpClient, Request, Response};
 use crate::engine::pagination::with_query_param;
 use crate::engine::retry::RequestKind;
 use crate::engine::stream::{
@@ -178,12 +178,12 @@ fn decode_items<T: for<'de> Deserialize<'de>>(
         .code("bad_response")
     };
     if keep_raw {
-        let raws: Vec<Box<RawValue>> = serde_json::from_slice(&resp.body).map_err(bad)?;
+        let raws: Vec<Box<RawValue>> = json_from_slice(&resp.body).map_err(bad)?;
         raws.into_iter()
             .map(|r| Ok((serde_json::from_str(r.get()).map_err(bad)?, Some(r))))
             .collect()
     } else {
-        let items: Vec<T> = serde_json::from_slice(&resp.body).map_err(bad)?;
+        let items: Vec<T> = json_from_slice(&resp.body).map_err(bad)?;
         Ok(items.into_iter().map(|t| (t, None)).collect())
     }
 }

@@ -165,6 +165,62 @@ pub struct Envelope {
     pub completed_us: Option<i64>,
 }
 
+impl Envelope {
+    /// Appends the envelope as a JSON object to `out`: byte for byte what `serde_json::to_writer` writes for it
+    /// (the same keys in the same order, `raw` only when present, strings escaped alike), without serde's
+    /// per-character escaping for the strings that need none. Every page of results is written this way on the
+    /// runtime's threads (`src/py/envelope_pages.rs`), and `to_jsonl` writes these bytes.
+    pub fn write_json(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(b"{\"id\":");
+        json_str(out, &self.id);
+        out.extend_from_slice(b",\"batch_id\":");
+        json_str(out, &self.batch_id);
+        out.extend_from_slice(b",\"key\":");
+        json_str(out, &self.key);
+        out.extend_from_slice(b",\"status\":");
+        json_str(out, self.status.as_str());
+        out.extend_from_slice(b",\"input\":");
+        json_raw(out, self.input.as_deref());
+        out.extend_from_slice(b",\"output\":");
+        json_raw(out, self.output.as_deref());
+        out.extend_from_slice(b",\"created_at\":");
+        json_opt_str(out, self.created_at.as_deref());
+        out.extend_from_slice(b",\"completed_at\":");
+        json_opt_str(out, self.completed_at.as_deref());
+        out.extend_from_slice(b",\"vendor\":");
+        json_str(out, self.vendor);
+        if let Some(raw) = &self.raw {
+            out.extend_from_slice(b",\"raw\":");
+            out.extend_from_slice(raw.get().as_bytes());
+        }
+        out.push(b'}');
+    }
+}
+
+/// A JSON string: copied as it is when nothing in it needs escaping (no quote, backslash or control character),
+/// else escaped by serde_json.
+fn json_str(out: &mut Vec<u8>, s: &str) {
+    if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+        out.reserve(s.len() + 2);
+        out.push(b'"');
+        out.extend_from_slice(s.as_bytes());
+        out.push(b'"');
+    } else {
+        serde_json::to_writer(&mut *out, s).expect("a string always serializes");
+    }
+}
+
+fn json_opt_str(out: &mut Vec<u8>, s: Option<&str>) {
+    match s {
+        Some(s) => json_str(out, s),
+        None => out.extend_from_slice(b"null"),
+    }
+}
+
+fn json_raw(out: &mut Vec<u8>, raw: Option<&RawValue>) {
+    out.extend_from_slice(raw.map_or("null", RawValue::get).as_bytes());
+}
+
 /// Microseconds since the epoch of an RFC 3339 timestamp.
 pub fn parse_rfc3339_us(s: &str) -> Option<i64> {
     chrono::DateTime::parse_from_rfc3339(s)
@@ -185,6 +241,43 @@ pub fn format_rfc3339_us(us: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn write_json_is_what_serde_writes() {
+        let raw = |s: &str| Some(RawValue::from_string(s.to_string()).unwrap());
+        let tricky = [
+            "plain",
+            "",
+            "quote \" and backslash \\",
+            "control \u{0}\u{1f}\n\t\r\u{8}\u{c}",
+            "del \u{7f} slash / é ✓ 😀",
+            "\u{2028}\u{2029}",
+        ];
+        for s in tricky {
+            for (raw_field, created) in [(None, None), (raw(r#"{"a":[1,2.5,"x\u00e9"]}"#), Some(s))]
+            {
+                let e = Envelope {
+                    id: s.to_string(),
+                    batch_id: format!("b{s}"),
+                    key: s.to_string(),
+                    status: Status::InProgress,
+                    input: raw(r#"{"k": "v" }"#),
+                    output: None,
+                    created_at: created.map(str::to_string),
+                    completed_at: Some("2026-01-01T00:00:00Z".into()),
+                    vendor: "alegion",
+                    raw: raw_field,
+                    completed_us: Some(1),
+                };
+                let mut mine = Vec::new();
+                e.write_json(&mut mine);
+                assert_eq!(
+                    String::from_utf8(mine).unwrap(),
+                    serde_json::to_string(&e).unwrap()
+                );
+            }
+        }
+    }
 
     #[test]
     fn timestamps_round_trip() {

@@ -7,7 +7,7 @@ use serde_json::value::RawValue;
 use serde_json::Value;
 
 use super::VENDOR;
-use crate::engine::http::Response;
+use crate::engine::http::{json_from_slice, Response};
 use crate::engine::{Error, ErrorKind, Result};
 use crate::vendors::model::{parse_rfc3339_us, Status};
 
@@ -444,7 +444,7 @@ pub(super) fn decode_tasks(
     resp: &Response,
     operation: &str,
 ) -> Result<Vec<(TaskDto, Box<RawValue>)>> {
-    let raws: Vec<Box<RawValue>> = match serde_json::from_slice::<TasksPage>(&resp.body) {
+    let raws: Vec<Box<RawValue>> = match json_from_slice::<TasksPage>(&resp.body) {
         Ok(p) => p.tasks,
         Err(e) => return Err(bad(operation, e)),
     };

@@ -505,6 +505,80 @@ def test_results_envelopes_have_the_contract_shape(lab, vendor):
         assert isinstance(r["output"], dict) and r["output"], r
 
 
+PLAIN = (dict, list, str, int, float, bool, type(None))
+
+
+def not_plain(value: Any, path: str = "") -> Iterator[str]:
+    """Where `value` holds anything but Python's own JSON types (exactly: no subclass), or a key not a str."""
+    if type(value) not in PLAIN:
+        yield f"{path or '.'}: {type(value).__name__}"
+    elif type(value) is dict:
+        for k, v in value.items():
+            if type(k) is not str:
+                yield f"{path}.{k!r}: a {type(k).__name__} key"
+            yield from not_plain(v, f"{path}.{k}")
+    elif type(value) is list:
+        for i, v in enumerate(value):
+            yield from not_plain(v, f"{path}[{i}]")
+
+
+def typed(value: Any) -> Any:
+    """`value` with every scalar tagged by its exact type, so `1 == 1.0 == True` and `0.0 == -0.0` compare apart."""
+    if type(value) is dict:
+        return ("dict", [(k, typed(v)) for k, v in value.items()])
+    if type(value) is list:
+        return ("list", [typed(v) for v in value])
+    return (type(value).__name__, repr(value))
+
+
+@pytest.mark.parametrize("vendor", VENDORS)
+def test_results_are_plain_dicts_all_the_way_down(lab, vendor):
+    """Pages come to Python through orjson (src/py/envelope_pages.rs): still `dict`, `list`, `str`, `int`,
+    `float`, `bool` and `None` only, to the last nested value, in a list, one by one and with `raw`."""
+    done = labelled(lab)
+    listed = done.batch.results(include_raw=True).to_list()
+    iterated = list(done.batch.results())
+    assert len(listed) == len(iterated) == len(done.results) == 3
+    for r in done.results + listed + iterated:
+        assert type(r) is dict
+        assert not list(not_plain(r)), list(not_plain(r))
+
+
+@pytest.mark.parametrize("vendor", VENDORS)
+def test_orjson_and_labelports_own_decoder_give_the_same_results(lab, vendor):
+    """Both roads of a page (one orjson.loads, or labelport's decoder envelope by envelope) give the same
+    objects, types included, for every vendor; so do the async stream and `to_jsonl`."""
+    from labelport import _labelport as native
+
+    done = labelled(lab)
+    assert native._fast_pages_available()
+
+    def read() -> Any:
+        async def aread() -> list[Any]:
+            sb = lab.sb
+            ac = lp.AsyncClient(vendor, project=sb.project, base_url=sb.url, **sb.credentials)
+            try:
+                return [r async for r in (await ac.batch(done.batch.id)).results(include_raw=True)]
+            finally:
+                await ac.close()
+
+        return (
+            done.batch.results(include_raw=True).to_list(),
+            list(done.batch.results()),
+            asyncio.run(aread()),
+        )
+
+    before = native._set_fast_pages(True)
+    try:
+        fast = read()
+        native._set_fast_pages(False)
+        own = read()
+    finally:
+        native._set_fast_pages(before)
+    for a, b in zip(fast, own, strict=True):
+        assert [typed(r) for r in a] == [typed(r) for r in b]
+
+
 @pytest.mark.parametrize("vendor", vendors_for("input_text"))
 def test_results_input_is_the_uploaded_record_with_its_types(lab, vendor):
     done = labelled(lab)
