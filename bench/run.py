@@ -45,8 +45,17 @@ def peak_rss_mb() -> float:
 
 def clock(env: dict[str, Any]) -> None:
     """Starts the runner's clock: called once its imports are done, so every row measures the work, not the
-    import of its library (labelport's takes about 0.1 s, `requests`' 0.05 s, `orjson`'s nothing)."""
+    import of its library (labelport's takes about 0.1 s, `requests`' 0.05 s, `orjson`'s nothing). Also the
+    Python thread's CPU time: what the work cost the thread that runs the user's code, whatever else the
+    machine was doing."""
     env["_t0"] = time.perf_counter()
+    env["_c0"] = time.thread_time()
+
+
+def stop(env: dict[str, Any]) -> None:
+    """Stops the clock before the runner's own end (the work done, its checks left)."""
+    env["_elapsed"] = time.perf_counter() - env["_t0"]
+    env["_cpu"] = time.thread_time() - env["_c0"]
 
 
 def alegion_session(env: dict[str, Any], session: Any) -> str:
@@ -146,12 +155,12 @@ def limit(env: dict[str, Any]) -> int:
 
     bodies = Recording.load(env["recording"]).bodies("GET", env["list_suffix"], env["page_param"])
     gc.disable()
-    started = time.perf_counter()
+    clock(env)
     out: list[Any] = []
     for body in bodies:
         page = orjson.loads(body)
         out.extend(page[env["items_field"]] if env.get("items_field") else page)
-    env["_elapsed"] = time.perf_counter() - started
+    stop(env)
     gc.enable()
     return len(out)
 
@@ -199,10 +208,10 @@ def b5_labelport(env: dict[str, Any]) -> int:
     client = lp.Client("alegion", project=env["project"], base_url=env["url"], **env["credentials"])
     path = f"/batches/{env['batch']}"
     client.request("GET", path)  # log in first, as the peers do before their loop
-    started = time.perf_counter()
+    clock(env)
     for _ in range(env["calls"]):
         client.request("GET", path)
-    env["_elapsed"] = time.perf_counter() - started
+    stop(env)
     return env["calls"]
 
 
@@ -212,10 +221,10 @@ def b5_requests(env: dict[str, Any]) -> int:
     s = requests.Session()
     alegion_session(env, s)
     url = f"{env['url']}/api/v1/batches/{env['batch']}"
-    started = time.perf_counter()
+    clock(env)
     for _ in range(env["calls"]):
         s.get(url).json()
-    env["_elapsed"] = time.perf_counter() - started
+    stop(env)
     return env["calls"]
 
 
@@ -225,10 +234,10 @@ def b5_httpx(env: dict[str, Any]) -> int:
     with httpx.Client() as s:
         alegion_session(env, s)
         url = f"{env['url']}/api/v1/batches/{env['batch']}"
-        started = time.perf_counter()
+        clock(env)
         for _ in range(env["calls"]):
             s.get(url).json()
-        env["_elapsed"] = time.perf_counter() - started
+        stop(env)
     return env["calls"]
 
 
@@ -328,9 +337,9 @@ def _b3_labelport(env: dict[str, Any], **options: Any) -> int:
     )
     run, records = b3_records(env)
     batch = client.create_batch(f"b3-{run}")
-    started = time.perf_counter()
+    clock(env)
     job = batch.upload(records, key="ref", progress=False)
-    env["_elapsed"] = time.perf_counter() - started
+    stop(env)
     state = job.status()
     assert state["done"] == env["n"] and state["failed"] == 0, state
     return env["n"]
@@ -357,7 +366,7 @@ def b3_playment(env: dict[str, Any]) -> int:
     client = playment.Client(env["credentials"]["api_key"])
     run, records = b3_records(env)
     batch = client.create_batch(name=f"b3-{run}", label="b3", description="bench", project_id=env["project"])
-    started = time.perf_counter()
+    clock(env)
     for r in records:
         client.create_job(
             reference_id=r["ref"],
@@ -366,7 +375,7 @@ def b3_playment(env: dict[str, Any]) -> int:
             project_id=env["project"],
             batch_id=batch.id,
         )
-    env["_elapsed"] = time.perf_counter() - started
+    stop(env)
     return len(records)
 
 
@@ -383,7 +392,7 @@ def b3_requests(env: dict[str, Any]) -> int:
     r.raise_for_status()
     batch_id = r.json()["data"]["batch_id"]
     url = f"{env['url']}/projectsvc/projects/{env['project']}/jobs"
-    started = time.perf_counter()
+    clock(env)
     for rec in records:
         body = {
             "reference_id": rec["ref"],
@@ -393,7 +402,7 @@ def b3_requests(env: dict[str, Any]) -> int:
             "batch_id": batch_id,
         }
         s.post(url, json=body).raise_for_status()
-    env["_elapsed"] = time.perf_counter() - started
+    stop(env)
     return len(records)
 
 
@@ -430,16 +439,18 @@ RUNNERS: dict[str, Callable[[dict[str, Any]], int]] = {
 def child(name: str, env_json: str) -> None:
     env = json.loads(env_json)
     base = rss_mb()
-    started = time.perf_counter()
+    clock(env)  # the runner starts it again once its imports are done
     n = RUNNERS[name](env)
-    ended = time.perf_counter()
-    elapsed = env.get("_elapsed", ended - env.get("_t0", started))
+    ended, c_ended = time.perf_counter(), time.thread_time()
+    elapsed = env.get("_elapsed", ended - env["_t0"])
+    cpu = env.get("_cpu", c_ended - env["_c0"])
     lp = sys.modules.get("labelport")
     print(
         json.dumps(
             {
                 "n": n,
                 "seconds": elapsed,
+                "thread_cpu": cpu,
                 "peak_rss_mb": peak_rss_mb(),
                 "growth_mb": peak_rss_mb() - base,
                 "labelport": getattr(lp, "__file__", None),
@@ -602,18 +613,23 @@ def table(title: str, runs: Runs, reference: str, repeat: int) -> list[str]:
     ref_b = statistics.median(r["seconds"] for r in runs[base_ref]) if compare else 0.0
     limits = [n for n in runs if is_limit(n)]
     lim = statistics.median(r["seconds"] for r in runs[limits[0]]) if limits else 0.0
+    lim_cpu = statistics.median(r["thread_cpu"] for r in runs[limits[0]]) if limits else 0.0
     lines = [
         f"### {title}",
         "",
         "| runner | items | median s | min-max s | ratio (peer / labelport) |"
         + (" ratio against the base build |" if compare else "")
-        + (" times the limit |" if lim else "")
+        + (" times the limit | Python-thread CPU s | CPU times the limit's |" if lim else "")
         + " peak RSS MB |",
-        "|---|---:|---:|---:|---:|" + ("---:|" if compare else "") + ("---:|" if lim else "") + "---:|",
+        "|---|---:|---:|---:|---:|"
+        + ("---:|" if compare else "")
+        + ("---:|---:|---:|" if lim else "")
+        + "---:|",
     ]
     for name, rs in runs.items():
         times = [r["seconds"] for r in rs]
         med = statistics.median(times)
+        cpu = statistics.median(r["thread_cpu"] for r in rs)
         ratio = "1.00 (reference)" if name == reference else f"{med / ref:.2f}"
         # The same peer against the base build's labelport: the ratio this change must keep.
         ratio_b = (
@@ -623,7 +639,7 @@ def table(title: str, runs: Runs, reference: str, repeat: int) -> list[str]:
         lines.append(
             f"| {name.split('/', 1)[1]} | {rs[0]['n']:,} | {med:.3f} | {min(times):.3f}-{max(times):.3f} | {ratio} |"
             + (f" {ratio_b} |" if compare else "")
-            + (f" {med / lim:.2f} |" if lim else "")
+            + (f" {med / lim:.2f} | {cpu:.3f} | {cpu / lim_cpu:.2f} |" if lim else "")
             + f" {peak:.0f} |"
         )
     load = runs.load

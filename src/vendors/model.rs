@@ -197,10 +197,27 @@ impl Envelope {
     }
 }
 
+/// Whether `s` goes into JSON as it is: no quote, backslash or control character to escape.
+fn needs_no_escape(s: &str) -> bool {
+    s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\')
+}
+
+/// `s` as a JSON string at the end of `out`, as `json_str` writes it.
+pub fn push_json_str(out: &mut String, s: &str) {
+    if needs_no_escape(s) {
+        out.reserve(s.len() + 2);
+        out.push('"');
+        out.push_str(s);
+        out.push('"');
+    } else {
+        out.push_str(&serde_json::to_string(s).expect("a string always serializes"));
+    }
+}
+
 /// A JSON string: copied as it is when nothing in it needs escaping (no quote, backslash or control character),
 /// else escaped by serde_json.
 fn json_str(out: &mut Vec<u8>, s: &str) {
-    if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+    if needs_no_escape(s) {
         out.reserve(s.len() + 2);
         out.push(b'"');
         out.extend_from_slice(s.as_bytes());

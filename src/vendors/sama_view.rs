@@ -8,7 +8,9 @@ use parking_lot::Mutex;
 use serde_json::json;
 use serde_json::value::RawValue;
 
-use super::wire::{decode_tasks, neutral_status, raw_text_of, to_raw, RawObject, TaskDto};
+use super::wire::{
+    decode_tasks, decode_typed_tasks, neutral_status, raw_text_of, to_raw, RawObject, TaskDto,
+};
 use super::{DEFAULT_KEY_FIELD, UNDATED_READS, VENDOR};
 use crate::engine::http::Response;
 use crate::engine::Result;
@@ -124,7 +126,18 @@ impl SamaView {
         include_raw: bool,
         undated: Option<&Undated>,
     ) -> Result<Vec<Envelope>> {
-        let items = decode_tasks(resp, "results")?;
+        // The tasks' own text is kept only for `raw`; without it, one pass reads the page.
+        let items: Vec<(TaskDto, Option<Box<RawValue>>)> = if include_raw {
+            decode_tasks(resp, "results")?
+                .into_iter()
+                .map(|(t, raw)| (t, Some(raw)))
+                .collect()
+        } else {
+            decode_typed_tasks(resp, "results")?
+                .into_iter()
+                .map(|t| (t, None))
+                .collect()
+        };
         let mut out = Vec::with_capacity(items.len());
         for (t, raw) in items {
             let created_at = t.created_at_rfc3339();
@@ -145,7 +158,7 @@ impl SamaView {
                 status: Status::Completed,
                 completed_at,
                 vendor: VENDOR,
-                raw: include_raw.then_some(raw),
+                raw,
                 completed_us,
             });
         }

@@ -113,6 +113,12 @@ struct TasksPage {
     tasks: Vec<Box<RawValue>>,
 }
 
+#[derive(Deserialize)]
+struct TypedTasksPage {
+    #[serde(default)]
+    tasks: Vec<TaskDto>,
+}
+
 /// A batch creation job's answer (`GET batches/{id}.json`). Sama documents what it holds (the job's status,
 /// counts, the tasks with their creation status) but no field name (ledger finding 1): the state is read under
 /// `state` or `status`, each count under the names below, and any of them may be missing.
@@ -289,7 +295,7 @@ impl RawObject {
             if text.len() > 1 {
                 text.push(',');
             }
-            text.push_str(&serde_json::to_string(k).map_err(|e| bad("results", e))?);
+            crate::vendors::model::push_json_str(&mut text, k);
             text.push(':');
             text.push_str(v.get());
         }
@@ -437,6 +443,13 @@ fn json_kind(v: &Value) -> &'static str {
 
 pub(super) fn to_raw(v: &Value) -> Result<Box<RawValue>> {
     serde_json::value::to_raw_value(v).map_err(|e| bad("results", e))
+}
+
+/// `{"tasks": [...]}` as typed tasks, read in one pass (no task's text kept): for a caller that needs no `raw`.
+pub(super) fn decode_typed_tasks(resp: &Response, operation: &str) -> Result<Vec<TaskDto>> {
+    json_from_slice::<TypedTasksPage>(&resp.body)
+        .map(|p| p.tasks)
+        .map_err(|e| bad(operation, e))
 }
 
 /// `{"tasks": [...]}` as typed tasks with their JSON text.

@@ -539,6 +539,8 @@ def test_results_are_plain_dicts_all_the_way_down(lab, vendor):
     listed = done.batch.results(include_raw=True).to_list()
     iterated = list(done.batch.results())
     assert len(listed) == len(iterated) == len(done.results) == 3
+    # With and without `raw` (read in one pass, or with each item's own text kept): the same envelope.
+    assert [typed({k: v for k, v in r.items() if k != "raw"}) for r in listed] == [typed(r) for r in iterated]
     for r in done.results + listed + iterated:
         assert type(r) is dict
         assert not list(not_plain(r)), list(not_plain(r))
