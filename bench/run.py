@@ -72,6 +72,16 @@ def b1_labelport(env: dict[str, Any]) -> int:
     return len(client.batch(env["batch"]).results().to_list())
 
 
+def b1_labelport_own(env: dict[str, Any]) -> int:
+    """`to_list()` with the orjson road turned off: every page read by labelport's own decoder (the road pages
+    take when orjson may not read them), to compare the two on the same answers. (A build from before issue 23
+    has only that road.)"""
+    from labelport import _labelport as native
+
+    getattr(native, "_set_fast_pages", bool)(False)
+    return b1_labelport(env)
+
+
 def b1_labelport_iter(env: dict[str, Any]) -> int:
     """Plain iteration, each result dropped once counted (streaming, as B4): what a loop over `results()` costs
     labelport, without the user's own list (whose collector cost would be the user's, as in any client)."""
@@ -252,6 +262,13 @@ def b2_labelport(env: dict[str, Any]) -> int:
     return len(client.batch(env["batch"]).results().to_list())
 
 
+def b2_labelport_own(env: dict[str, Any]) -> int:
+    from labelport import _labelport as native
+
+    getattr(native, "_set_fast_pages", bool)(False)
+    return b2_labelport(env)
+
+
 def b2_labelport_iter(env: dict[str, Any]) -> int:
     import labelport as lp
 
@@ -411,12 +428,14 @@ LIMIT = "limit (orjson.loads of the same bytes in memory)"
 RUNNERS: dict[str, Callable[[dict[str, Any]], int]] = {
     "B1/labelport": b1_labelport,
     "B1/labelport (iterate)": b1_labelport_iter,
+    "B1/labelport (own decoder, no orjson)": b1_labelport_own,
     "B1/requests": b1_requests,
     "B1/httpx": b1_httpx,
     "B1/floor (engine bytes + orjson)": b1_floor,
     f"B1/{LIMIT}": limit,
     "B2/labelport": b2_labelport,
     "B2/labelport (iterate)": b2_labelport_iter,
+    "B2/labelport (own decoder, no orjson)": b2_labelport_own,
     "B2/sama (official SDK)": b2_sama,
     "B2/requests": b2_requests,
     "B2/httpx": b2_httpx,
@@ -722,6 +741,7 @@ def alegion_scenarios(only: set[str], smoke: bool, repeat: int) -> list[str]:
         b1 = [
             "B1/labelport",
             "B1/labelport (iterate)",
+            "B1/labelport (own decoder, no orjson)",
             "B1/requests",
             "B1/httpx",
             "B1/floor (engine bytes + orjson)",
@@ -815,6 +835,7 @@ def sama_scenario(smoke: bool, repeat: int) -> list[str]:
         b2 = [
             "B2/labelport",
             "B2/labelport (iterate)",
+            "B2/labelport (own decoder, no orjson)",
             "B2/sama (official SDK)",
             "B2/requests",
             "B2/httpx",

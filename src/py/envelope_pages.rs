@@ -2,10 +2,11 @@
 //!
 //! On the runtime's threads, while later pages download, each page of envelopes is written as one JSON array
 //! (`EnvelopePage`): `input`, `output` and `raw` are the vendor's own text, copied. On the Python thread the
-//! page becomes a list of dicts by one `orjson.loads` (a declared dependency): one C-level decode per page,
-//! which builds the objects faster than any builder can through the stable ABI (abi3 has no `PyUnicode_New`
-//! to skip UTF-8 decoding, no presized dicts, no known-hash inserts). What comes out is what labelport always
-//! gave: plain `dict`, `list`, `str`, `int`, `float`, `bool` and `None`, equal to what its own decoder makes.
+//! page becomes a list of dicts by one `orjson.loads` (a declared dependency): one C-level decode per page.
+//! orjson builds the objects with CPython internals the stable ABI does not offer (`PyUnicode_New` to skip
+//! UTF-8 decoding, presized dicts, known-hash inserts); measured against labelport's own builder in
+//! BENCHMARKS.md (issue 23). What comes out is what labelport always gave: plain `dict`, `list`, `str`, `int`,
+//! `float`, `bool` and `None`, equal to what its own decoder makes.
 //!
 //! labelport's own decoder (`json::decode_envelope`, one envelope at a time) stays the reference and takes
 //! every page orjson would read differently or not at all:
