@@ -175,15 +175,18 @@ impl ResultStream {
         self.progress.tick(py)?;
         let page = match block_on_borrowed(py, s.next_page()) {
             Ok(Some(Ok(page))) => Ok(page),
-            Ok(Some(Err(e))) => Err(to_py_err(e)),
+            // The vendor's error ends the stream; an interrupt (Ctrl-C while waiting) leaves it to resume.
+            Ok(Some(Err(e))) => {
+                self.stream = None;
+                Err(to_py_err(e))
+            }
             Ok(None) => {
                 self.stream = None;
                 self.progress.close(py, true)?;
                 return Ok(false);
             }
             Err(e) => Err(e),
-        }
-        .inspect_err(|_| self.stream = None);
+        };
         let mut page = match page {
             Ok(page) => page,
             Err(e) => {
