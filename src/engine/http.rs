@@ -595,7 +595,8 @@ impl HttpClient {
                     }
                 }
             }
-            Err(e) if e.is_redirect() => {
+            Err(e) => {
+                // No answer: counted once, whatever became of the request.
                 self.count(
                     req,
                     tries,
@@ -604,53 +605,29 @@ impl HttpClient {
                     &HeaderMap::new(),
                     0,
                 );
-                return Step::Fail(
-                    Error::new(
-                        ErrorKind::Vendor,
-                        format!(
-                            "{} {} redirected more than {MAX_REDIRECTS} times: a redirect loop",
-                            req.method,
-                            redact_url(&req.url)
-                        ),
-                    )
-                    .vendor(self.config.vendor)
-                    .operation(req.operation)
-                    .code("redirect_loop"),
-                );
-            }
-            Err(e) if e.is_connect() => {
-                self.count(
-                    req,
-                    tries,
-                    started,
-                    metrics::Outcome::Transport,
-                    &HeaderMap::new(),
-                    0,
-                );
-                Outcome::ConnectFailed
-            }
-            Err(e) if e.is_timeout() => {
-                self.count(
-                    req,
-                    tries,
-                    started,
-                    metrics::Outcome::Transport,
-                    &HeaderMap::new(),
-                    0,
-                );
-                let retryable = is_retryable(req.kind, Outcome::TransportFailed);
-                return Step::retry_if(retryable, self.timeout_error(req));
-            }
-            Err(_) => {
-                self.count(
-                    req,
-                    tries,
-                    started,
-                    metrics::Outcome::Transport,
-                    &HeaderMap::new(),
-                    0,
-                );
-                Outcome::TransportFailed
+                if e.is_redirect() {
+                    return Step::Fail(
+                        Error::new(
+                            ErrorKind::Vendor,
+                            format!(
+                                "{} {} redirected more than {MAX_REDIRECTS} times: a redirect loop",
+                                req.method,
+                                redact_url(&req.url)
+                            ),
+                        )
+                        .vendor(self.config.vendor)
+                        .operation(req.operation)
+                        .code("redirect_loop"),
+                    );
+                }
+                if e.is_connect() {
+                    Outcome::ConnectFailed
+                } else if e.is_timeout() {
+                    let retryable = is_retryable(req.kind, Outcome::TransportFailed);
+                    return Step::retry_if(retryable, self.timeout_error(req));
+                } else {
+                    Outcome::TransportFailed
+                }
             }
         };
         Step::retry_if(
